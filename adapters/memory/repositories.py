@@ -1,0 +1,93 @@
+"""Users, groups and messages kept in memory: unit-test fakes with something to look at."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from application.ports import GroupRepository, HistoryPage, MessageStore, UserRepository
+from domain import errors
+from domain.model import GROUP, PRIVATE, Group, Message, User, username_key
+
+
+class MemoryUserRepository(UserRepository):
+    def __init__(self) -> None:
+        self.by_id: dict[str, User] = {}
+        self._by_key: dict[str, str] = {}
+
+    async def add(self, user: User) -> None:
+        key = username_key(user.username)
+        if key in self._by_key:
+            raise errors.UsernameTaken()
+        self.by_id[user.id] = replace(user)
+        self._by_key[key] = user.id
+
+    async def get(self, user_id: str) -> User | None:
+        user = self.by_id.get(user_id)
+        return replace(user) if user else None
+
+    async def get_by_username(self, username: str) -> User | None:
+        user_id = self._by_key.get(username_key(username))
+        return await self.get(user_id) if user_id else None
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        self.by_id[user_id].password_hash = password_hash
+
+
+class MemoryGroupRepository(GroupRepository):
+    def __init__(self) -> None:
+        self.by_id: dict[str, Group] = {}
+
+    async def add(self, group: Group) -> None:
+        self.by_id[group.id] = replace(group, member_ids=list(group.member_ids))
+
+    async def get(self, group_id: str) -> Group | None:
+        group = self.by_id.get(group_id)
+        return replace(group, member_ids=list(group.member_ids)) if group else None
+
+    async def list_for_member(self, user_id: str) -> list[Group]:
+        return [await self.get(g.id) for g in self.by_id.values() if user_id in g.member_ids]
+
+    async def add_member(self, group_id: str, user_id: str) -> None:
+        group = self.by_id[group_id]
+        if user_id in group.member_ids:
+            raise errors.AlreadyAMember()
+        group.member_ids.append(user_id)
+
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+        group = self.by_id[group_id]
+        group.member_ids.remove(user_id)
+        if new_owner_id is not None:
+            group.owner_id = new_owner_id
+
+
+class MemoryMessageStore(MessageStore):
+    def __init__(self) -> None:
+        self.rows: list[Message] = []  # in insertion order; the index+1 is the row's sequence
+        self._ids: set[str] = set()
+
+    async def save(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            if message.id not in self._ids:
+                self._ids.add(message.id)
+                self.rows.append(message)
+
+    async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage:
+        pair = {user_id, peer_id}
+        return self._page(
+            lambda m: m.type == PRIVATE and {m.from_user_id, m.to_user_id} == pair, before, limit
+        )
+
+    async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage:
+        return self._page(lambda m: m.type == GROUP and m.group_id == group_id, before, limit)
+
+    def _page(self, matches, before: str | None, limit: int) -> HistoryPage:
+        end = int(before) - 1 if before is not None else len(self.rows)
+        page: list[tuple[int, Message]] = []
+        for seq in range(min(end, len(self.rows)), 0, -1):
+            if matches(self.rows[seq - 1]):
+                page.append((seq, self.rows[seq - 1]))
+                if len(page) > limit:
+                    break
+        more = len(page) > limit
+        page = page[:limit]
+        return HistoryPage([m for _, m in page], str(page[-1][0]) if more else None)

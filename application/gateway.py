@@ -1,0 +1,132 @@
+"""The push side: which local connections belong to which user, and how a
+connection gets every message exactly once across replay and live pushes.
+
+Exactly once rests on one invariant of the Inbox port: for one recipient,
+notifications arrive in cursor order. A connection remembers the last cursor
+it was given; anything at or before it is a duplicate and is skipped. While
+a connection replays from the inbox (resume, or after the bus was lost) live
+notifications are held back and released after the replay, minus what the
+replay already sent."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from application.ports import Inbox, Notification
+from domain.model import Delivery, is_after
+
+log = logging.getLogger("courier.gateway")
+
+REPLAY_PAGE = 200
+START = "0-0"  # before every cursor an inbox hands out
+
+
+class ClientChannel(Protocol):
+    """One client's open socket, as the gateway sees it."""
+
+    def send(self, payload: bytes) -> bool:
+        """Queue a frame; False when the connection is gone (closed, or dropped as too slow)."""
+
+
+class Connection:
+    __slots__ = ("user_id", "channel", "last_cursor", "_replaying", "_held")
+
+    def __init__(self, user_id: str, channel: ClientChannel, last_cursor: str | None):
+        self.user_id = user_id
+        self.channel = channel
+        self.last_cursor = last_cursor
+        self._replaying = False
+        self._held: list[tuple[Delivery, bytes]] = []
+
+    def push(self, delivery: Delivery, payload: bytes) -> bool:
+        if self._replaying:
+            self._held.append((delivery, payload))
+            return False
+        if not is_after(delivery.cursor, self.last_cursor):
+            return False  # already sent by a replay
+        self.last_cursor = delivery.cursor
+        return self.channel.send(payload)
+
+
+class Gateway:
+    def __init__(self, inbox: Inbox, encode: Callable[[Delivery], bytes]):
+        self._inbox = inbox
+        self._encode = encode
+        self._by_user: dict[str, set[Connection]] = {}
+        self.pushed = 0  # frames handed to sockets, for metrics
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(conns) for conns in self._by_user.values())
+
+    def connections(self) -> list[Connection]:
+        return [conn for conns in self._by_user.values() for conn in conns]
+
+    async def attach(self, user_id: str, channel: ClientChannel, cursor: str | None) -> Connection:
+        """Register a connection, then replay what came after `cursor`.
+        Registering first is what closes the gap between replay and live.
+        Without a cursor the connection starts at the inbox's current end, so
+        it still has a position to resync from if the bus is ever lost."""
+        if cursor is None:
+            cursor = await self._inbox.last_cursor(user_id) or START
+        conn = Connection(user_id, channel, cursor)
+        self._by_user.setdefault(user_id, set()).add(conn)
+        await self.replay(conn)
+        return conn
+
+    def detach(self, conn: Connection) -> None:
+        conns = self._by_user.get(conn.user_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_user[conn.user_id]
+
+    async def replay(self, conn: Connection) -> None:
+        """Send everything after conn.last_cursor from the inbox, then release
+        held live pushes that came after it. Raises what Inbox.read raises
+        (CursorExpired, ServiceUnavailable); the caller closes the socket then."""
+        conn._replaying = True
+        try:
+            while True:
+                page = await self._inbox.read(conn.user_id, conn.last_cursor, REPLAY_PAGE)
+                for delivery in page:
+                    if delivery.message.from_user_id == conn.user_id:
+                        conn.last_cursor = delivery.cursor  # a note to self: no push
+                        continue
+                    conn.last_cursor = delivery.cursor
+                    if not conn.channel.send(self._encode(delivery)):
+                        return
+                    self.pushed += 1
+                if len(page) < REPLAY_PAGE:
+                    break
+        finally:
+            conn._replaying = False
+            held, conn._held = conn._held, []
+        for delivery, payload in held:
+            if conn.push(delivery, payload):
+                self.pushed += 1
+
+    async def resync_all(self) -> None:
+        """After the bus was lost: every connection reads the gap from its inbox."""
+        for conn in self.connections():
+            try:
+                await self.replay(conn)
+            except Exception:
+                log.warning("resync failed for a connection of user %s", conn.user_id, exc_info=True)
+
+    def on_notification(self, notification: Notification) -> None:
+        message = notification.message
+        for user_id, cursor in notification.cursors.items():
+            if user_id == message.from_user_id:
+                continue  # the sender never gets its own push
+            conns = self._by_user.get(user_id)
+            if not conns:
+                continue
+            delivery = Delivery(message, cursor)
+            payload = self._encode(delivery)  # once per recipient, shared by their sockets
+            for conn in tuple(conns):
+                if conn.push(delivery, payload):
+                    self.pushed += 1
+                    if log.isEnabledFor(logging.INFO):
+                        log.info("Message pushed to user %s via WebSocket", user_id)

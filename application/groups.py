@@ -1,0 +1,71 @@
+"""Use cases of groups: create, list, get, add a member, leave or remove."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from application.ports import GroupRepository, IdGenerator, UserRepository
+from domain import errors
+from domain.model import Group, validate_group_name, validate_id
+
+MAX_INITIAL_MEMBERS = 10_000
+
+
+@dataclass
+class ManageGroups:
+    groups: GroupRepository
+    users: UserRepository
+    ids: IdGenerator
+
+    async def create(self, owner_id: str, name: Any, member_ids: Any) -> Group:
+        name = validate_group_name(name)
+        if member_ids is None:
+            member_ids = []
+        if not isinstance(member_ids, list) or len(member_ids) > MAX_INITIAL_MEMBERS:
+            raise errors.InvalidInput(f"member_ids must be a list of at most {MAX_INITIAL_MEMBERS} user ids")
+        members = [owner_id]
+        for member_id in member_ids:
+            member_id = validate_id(member_id, "member_ids[]")
+            if member_id not in members:
+                members.append(member_id)
+        for member_id in members[1:]:
+            if await self.users.get(member_id) is None:
+                raise errors.UserNotFound(f"no user {member_id}")
+        group = Group(id=self.ids.new_id(), name=name, owner_id=owner_id, member_ids=members)
+        await self.groups.add(group)
+        return group
+
+    async def list_mine(self, user_id: str) -> list[Group]:
+        return await self.groups.list_for_member(user_id)
+
+    async def get(self, user_id: str, group_id: Any) -> Group:
+        group = await self._load(group_id)
+        group.require_member(user_id)
+        return group
+
+    async def add_member(self, actor_id: str, group_id: Any, user_id: Any) -> Group:
+        user_id = validate_id(user_id, "user_id")
+        group = await self.get(actor_id, group_id)
+        if group.is_member(user_id):
+            raise errors.AlreadyAMember()
+        if await self.users.get(user_id) is None:
+            raise errors.UserNotFound()
+        await self.groups.add_member(group.id, user_id)
+        group.member_ids.append(user_id)
+        return group
+
+    async def remove_member(self, actor_id: str, group_id: Any, user_id: Any) -> None:
+        user_id = validate_id(user_id, "user_id")
+        group = await self.get(actor_id, group_id)
+        if not group.may_remove(actor_id, user_id):
+            raise errors.Forbidden("only the owner may remove other members")
+        if not group.is_member(user_id):
+            raise errors.NotFound("this user is not a member of the group")
+        new_owner = group.successor_owner(user_id) if user_id == group.owner_id else None
+        await self.groups.remove_member(group.id, user_id, new_owner)
+
+    async def _load(self, group_id: Any) -> Group:
+        group = await self.groups.get(validate_id(group_id, "group_id"))
+        if group is None:
+            raise errors.GroupNotFound()
+        return group

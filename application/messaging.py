@@ -1,0 +1,176 @@
+"""Use cases of messages: send (private, group), pull, history."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from application.ports import (
+    Clock,
+    GroupRepository,
+    HistoryPage,
+    IdempotencyKeys,
+    IdGenerator,
+    Inbox,
+    MessageStore,
+    RateLimiter,
+    UserRepository,
+)
+from domain import errors
+from domain.model import (
+    GROUP,
+    PRIVATE,
+    Delivery,
+    Message,
+    validate_client_msg_id,
+    validate_content,
+    validate_cursor,
+    validate_id,
+)
+
+log = logging.getLogger("courier.messages")
+
+DEFAULT_PAGE, MAX_PAGE = 50, 200
+
+
+def parse_limit(raw: Any) -> int:
+    """`limit` defaults to 50 and is at most 200; anything else is a 400."""
+    if raw is None or raw == "":
+        return DEFAULT_PAGE
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        value = int(raw)
+        if 1 <= value <= MAX_PAGE:
+            return value
+    raise errors.InvalidInput(f"limit must be an integer from 1 to {MAX_PAGE}")
+
+
+def parse_before(raw: Any) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 20:
+        return raw
+    raise errors.InvalidInput("before must be a value from next_before")
+
+
+@dataclass
+class Dispatcher:
+    """What both kinds of send share: rate limit, idempotency, inbox append, log."""
+
+    inbox: Inbox
+    idempotency: IdempotencyKeys
+    rate_limiter: RateLimiter
+    clock: Clock
+    ids: IdGenerator
+    max_content_length: int
+
+    async def check_rate(self, sender_id: str) -> None:
+        wait = await self.rate_limiter.take("send:" + sender_id)
+        if wait > 0:
+            raise errors.RateLimited(wait, "too many messages; slow down")
+
+    def new_message(self, sender_id: str, body: dict, **target) -> Message:
+        return Message(
+            id=self.ids.new_id(),
+            from_user_id=sender_id,
+            content=validate_content(body.get("content"), self.max_content_length),
+            created_at=int(self.clock.now()),
+            client_msg_id=validate_client_msg_id(body.get("client_msg_id")),
+            **target,
+        )
+
+    async def dispatch(self, message: Message, recipient_ids: list[str]) -> Message:
+        key = message.client_msg_id
+        if key is not None:
+            original = await self.idempotency.remember(message.from_user_id, key, message)
+            if original is not None:
+                return original  # a retry: the first send already reached everyone
+        try:
+            cursors = await self.inbox.deliver(message, recipient_ids)
+        except BaseException:
+            if key is not None:
+                await self.idempotency.forget(message.from_user_id, key)
+            raise
+        if log.isEnabledFor(logging.INFO):
+            for user_id in cursors:
+                log.info("Notification published for message %s to user %s", message.id, user_id)
+        return message
+
+
+@dataclass
+class SendPrivateMessage:
+    dispatcher: Dispatcher
+    users: UserRepository
+
+    async def __call__(self, sender_id: str, body: dict) -> Message:
+        to_user_id = validate_id(body.get("to_user_id"), "to_user_id")
+        message = self.dispatcher.new_message(sender_id, body, type=PRIVATE, to_user_id=to_user_id)
+        await self.dispatcher.check_rate(sender_id)
+        if await self.users.get(to_user_id) is None:
+            raise errors.UserNotFound("no user with this to_user_id")
+        # A note to oneself lands in one's own inbox (other devices see it); the
+        # sending socket never gets a push of its own message (see the gateway).
+        return await self.dispatcher.dispatch(message, [to_user_id])
+
+
+@dataclass
+class SendGroupMessage:
+    dispatcher: Dispatcher
+    groups: GroupRepository
+
+    async def __call__(self, sender_id: str, group_id: str, body: dict) -> Message:
+        group_id = validate_id(group_id, "group_id")
+        message = self.dispatcher.new_message(sender_id, body, type=GROUP, group_id=group_id)
+        group = await self.groups.get(group_id)
+        if group is None:
+            raise errors.GroupNotFound()
+        group.require_member(sender_id)
+        await self.dispatcher.check_rate(sender_id)
+        recipients = [member for member in group.member_ids if member != sender_id]
+        return await self.dispatcher.dispatch(message, recipients)
+
+
+@dataclass
+class PullResult:
+    deliveries: list[Delivery]
+    next_cursor: str | None
+    has_more: bool
+
+
+@dataclass
+class PullMessages:
+    """Everything delivered to the caller after a cursor, oldest first."""
+
+    inbox: Inbox
+
+    async def __call__(self, user_id: str, cursor: Any, limit: Any) -> PullResult:
+        cursor = validate_cursor(cursor)
+        limit = parse_limit(limit)
+        # One extra entry tells whether there is more without a second read.
+        deliveries = await self.inbox.read(user_id, cursor, limit + 1)
+        has_more = len(deliveries) > limit
+        deliveries = deliveries[:limit]
+        next_cursor = deliveries[-1].cursor if deliveries else cursor
+        return PullResult(deliveries, next_cursor, has_more)
+
+
+@dataclass
+class ReadHistory:
+    messages: MessageStore
+    groups: GroupRepository
+    users: UserRepository
+
+    async def private(self, user_id: str, peer_id: Any, before: Any, limit: Any) -> HistoryPage:
+        peer_id = validate_id(peer_id, "user_id")
+        before, limit = parse_before(before), parse_limit(limit)
+        if await self.users.get(peer_id) is None:
+            raise errors.UserNotFound()
+        return await self.messages.private_history(user_id, peer_id, before, limit)
+
+    async def group(self, user_id: str, group_id: Any, before: Any, limit: Any) -> HistoryPage:
+        group_id = validate_id(group_id, "group_id")
+        before, limit = parse_before(before), parse_limit(limit)
+        group = await self.groups.get(group_id)
+        if group is None:
+            raise errors.GroupNotFound()
+        group.require_member(user_id)
+        return await self.messages.group_history(group_id, before, limit)

@@ -1,0 +1,160 @@
+"""What the use cases need from the outside world.
+
+Every adapter (adapters/) and every fake names the port it implements by
+subclassing it, so a missing method fails at once. All I/O methods are
+coroutines: an adapter whose driver blocks (pymysql, sqlite3, argon2) runs it
+in an executor of its own so the event loop never stalls.
+
+Errors: an adapter turns a failure of its backing service into
+domain.errors.ServiceUnavailable; use cases never see driver exceptions."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from domain.model import Delivery, Group, Message, User
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User) -> None:
+        """Store a new user; raise UsernameTaken if the username (regardless of case) exists."""
+
+    async def get(self, user_id: str) -> User | None: ...
+
+    async def get_by_username(self, username: str) -> User | None:
+        """Look a user up by username, regardless of case."""
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+
+class GroupRepository(Protocol):
+    async def add(self, group: Group) -> None: ...
+
+    async def get(self, group_id: str) -> Group | None:
+        """The group with its members in the order they joined."""
+
+    async def list_for_member(self, user_id: str) -> list[Group]: ...
+
+    async def add_member(self, group_id: str, user_id: str) -> None:
+        """Add a member; raise AlreadyAMember if they are one."""
+
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+        """Remove a member; when new_owner_id is given the group's owner becomes that member."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    messages: list[Message]  # newest first
+    next_before: str | None  # pass back as `before` for the next, older page; None at the end
+
+
+class MessageStore(Protocol):
+    """The durable message table that the history calls read."""
+
+    async def save(self, messages: Sequence[Message]) -> None:
+        """Insert messages idempotently by id (a message already stored is not doubled).
+        Used by the persister; raise on any other failure, never drop a row silently."""
+
+    async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage: ...
+
+    async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One accepted message and its cursor in each recipient's inbox."""
+
+    message: Message
+    cursors: dict[str, str]  # recipient user id -> cursor
+
+
+class Inbox(Protocol):
+    """Per-user inbox streams plus the notification that follows each append.
+
+    deliver() appends the message to every recipient's stream (and to the
+    persistence stream, where the mode has one), then - only once that
+    succeeded - publishes a Notification to every gateway. For one recipient,
+    notifications are published in cursor order, so a gateway that has pushed
+    cursor C may drop any later notification at or before C as a duplicate."""
+
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
+        """Returns each recipient's cursor. After it returns the message is accepted:
+        it survives a crash of this process."""
+
+    async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
+        """Up to `limit` deliveries after cursor `after` (None: from the start of what is
+        retained), oldest first. Raise CursorExpired when entries after `after` were trimmed."""
+
+    async def last_cursor(self, user_id: str) -> str | None:
+        """The cursor of the newest entry in the user's inbox; None when it is empty."""
+
+
+class NotificationSubscriber(Protocol):
+    async def run(
+        self,
+        on_notification: Callable[[Notification], None],
+        on_resync: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Deliver every published notification to on_notification until cancelled.
+        If notifications may have been missed (a lost connection to the bus), call
+        on_resync once the subscription is live again so gateways read the gap."""
+
+
+class IdempotencyKeys(Protocol):
+    async def remember(self, sender_id: str, client_msg_id: str, message: Message) -> Message | None:
+        """Remember `message` as the answer to (sender, client_msg_id) for at least 24 hours,
+        unless an answer is already remembered: then return that one instead."""
+
+    async def forget(self, sender_id: str, client_msg_id: str) -> None:
+        """Drop a remembered answer whose send failed, so a retry can succeed."""
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: str) -> str: ...
+
+    async def verify(self, password_hash: str, password: str) -> bool: ...
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash was made with other parameters than the current ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: str
+    expires_at: int
+
+
+class TokenService(Protocol):
+    def issue(self, user_id: str) -> IssuedToken: ...
+
+    def verify(self, token: str) -> TokenClaims:
+        """Raise InvalidToken for a malformed, forged or expired token."""
+
+
+class RateLimiter(Protocol):
+    async def take(self, key: str) -> float:
+        """Take one token from the bucket of `key`: 0 when allowed, else seconds to wait."""
+
+
+class FailureThrottle(Protocol):
+    async def blocked_for(self, key: str) -> float:
+        """Seconds until `key` may try again (0: not blocked)."""
+
+    async def record_failure(self, key: str) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Unix time in seconds."""
+
+
+class IdGenerator(Protocol):
+    def new_id(self) -> str:
+        """A new UUID string."""

@@ -1,0 +1,138 @@
+"""Domain errors. Each carries a stable machine code; the HTTP layer maps the
+class to a status once (entrypoints/http/errors.py)."""
+
+
+class CourierError(Exception):
+    code = "error"
+
+    def __init__(self, message: str = "", **details):
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip()
+        self.details = details
+
+
+# 400 ---------------------------------------------------------------------
+class InvalidInput(CourierError):
+    """The request is malformed or invalid."""
+
+    code = "invalid_input"
+
+
+class InvalidUsername(InvalidInput):
+    """A username is 3 to 32 characters from letters, digits, '_', '.' and '-'."""
+
+    code = "invalid_username"
+
+
+class InvalidPassword(InvalidInput):
+    """A password is 8 to 1024 characters."""
+
+    code = "invalid_password"
+
+
+class InvalidContent(InvalidInput):
+    """Content must be non-empty text."""
+
+    code = "invalid_content"
+
+
+class InvalidCursor(InvalidInput):
+    """The cursor is not one this server handed out."""
+
+    code = "invalid_cursor"
+
+
+# 401 ---------------------------------------------------------------------
+class InvalidCredentials(CourierError):
+    """Wrong username or password."""
+
+    code = "invalid_credentials"
+
+
+class InvalidToken(CourierError):
+    """The token is missing, malformed or expired."""
+
+    code = "invalid_token"
+
+
+# 403 ---------------------------------------------------------------------
+class Forbidden(CourierError):
+    """You are not allowed to do this."""
+
+    code = "forbidden"
+
+
+class NotAMember(Forbidden):
+    """You are not a member of this group."""
+
+    code = "not_a_member"
+
+
+# 404 ---------------------------------------------------------------------
+class NotFound(CourierError):
+    """Not found."""
+
+    code = "not_found"
+
+
+class UserNotFound(NotFound):
+    """No such user."""
+
+    code = "user_not_found"
+
+
+class GroupNotFound(NotFound):
+    """No such group."""
+
+    code = "group_not_found"
+
+
+# 409 ---------------------------------------------------------------------
+class Conflict(CourierError):
+    """Conflict."""
+
+    code = "conflict"
+
+
+class UsernameTaken(Conflict):
+    """This username is taken."""
+
+    code = "username_taken"
+
+
+class AlreadyAMember(Conflict):
+    """The user is already a member of this group."""
+
+    code = "already_a_member"
+
+
+# 410 ---------------------------------------------------------------------
+class CursorExpired(CourierError):
+    """The cursor is older than what is retained; use the history calls."""
+
+    code = "cursor_expired"
+
+
+# 413 ---------------------------------------------------------------------
+class ContentTooLong(CourierError):
+    """The content is longer than the limit."""
+
+    code = "content_too_long"
+
+
+# 429 ---------------------------------------------------------------------
+class RateLimited(CourierError):
+    """Too many requests; retry later."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float, message: str = ""):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# 503 ---------------------------------------------------------------------
+class ServiceUnavailable(CourierError):
+    """A backing service is unavailable; retry later."""
+
+    code = "service_unavailable"

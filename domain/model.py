@@ -1,0 +1,209 @@
+"""Courier's domain: users, groups, messages and inbox cursors, with their rules.
+
+Standard library only. Ids are UUID strings made by an IdGenerator port, times
+are Unix seconds from a Clock port, so everything here is deterministic."""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain import errors
+
+USERNAME_PATTERN = re.compile(r"[\w.-]{3,32}")
+PASSWORD_MIN, PASSWORD_MAX = 8, 1024
+DEFAULT_MAX_CONTENT_LENGTH = 4000
+GROUP_NAME_MAX = 100
+
+
+def username_key(username: str) -> str:
+    """Usernames are unique regardless of case: this is the key they are unique by."""
+    return username.casefold()
+
+
+def validate_username(username: Any) -> str:
+    if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
+        raise errors.InvalidUsername()
+    return username
+
+
+def validate_password(password: Any) -> str:
+    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise errors.InvalidPassword()
+    _require_utf8(password, errors.InvalidPassword)
+    return password
+
+
+def validate_content(content: Any, max_length: int) -> str:
+    """Content is non-empty text, kept byte for byte: no trimming, no escaping."""
+    if not isinstance(content, str) or content == "":
+        raise errors.InvalidContent("content must be a non-empty string")
+    if len(content) > max_length:
+        raise errors.ContentTooLong(f"content is longer than {max_length} characters")
+    _require_utf8(content, errors.InvalidContent)
+    return content
+
+
+def validate_group_name(name: Any) -> str:
+    if not isinstance(name, str) or name == "" or len(name) > GROUP_NAME_MAX:
+        raise errors.InvalidInput(f"name must be a non-empty string of at most {GROUP_NAME_MAX} characters")
+    _require_utf8(name, errors.InvalidInput)
+    return name
+
+
+def validate_id(value: Any, what: str = "id") -> str:
+    """Ids are UUID strings; anything else cannot name a user, group or message."""
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"{what} must be a UUID string")
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise errors.InvalidInput(f"{what} must be a UUID string") from None
+    return value
+
+
+def validate_client_msg_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 128:
+        raise errors.InvalidInput("client_msg_id must be a string of 1 to 128 characters")
+    _require_utf8(value, errors.InvalidInput)
+    return value
+
+
+def _require_utf8(text: str, error: type[errors.CourierError]) -> None:
+    # JSON can carry lone surrogates ("\ud800") that no UTF-8 store accepts.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error("text must be valid Unicode") from None
+
+
+@dataclass(slots=True)
+class User:
+    id: str
+    username: str
+    password_hash: str
+
+    def public(self) -> dict:
+        return {"user_id": self.id, "username": self.username}
+
+
+@dataclass(slots=True)
+class Group:
+    id: str
+    name: str
+    owner_id: str
+    member_ids: list[str] = field(default_factory=list)
+
+    def is_member(self, user_id: str) -> bool:
+        return user_id in self.member_ids
+
+    def require_member(self, user_id: str) -> None:
+        if not self.is_member(user_id):
+            raise errors.NotAMember()
+
+    def may_remove(self, actor_id: str, target_id: str) -> bool:
+        """A member may leave; the owner may remove anyone."""
+        return actor_id == target_id or actor_id == self.owner_id
+
+    def successor_owner(self, leaving_id: str) -> str | None:
+        """When the owner leaves, the longest-standing remaining member takes over."""
+        for member in self.member_ids:
+            if member != leaving_id:
+                return member
+        return None
+
+    def public(self) -> dict:
+        return {
+            "group_id": self.id,
+            "name": self.name,
+            "owner_id": self.owner_id,
+            "member_ids": list(self.member_ids),
+        }
+
+
+PRIVATE, GROUP = "private", "group"
+
+
+@dataclass(slots=True, frozen=True)
+class Message:
+    type: str  # PRIVATE or GROUP
+    id: str
+    from_user_id: str
+    content: str
+    created_at: int
+    to_user_id: str | None = None
+    group_id: str | None = None
+    client_msg_id: str | None = None
+
+    def public(self, cursor: str | None = None) -> dict:
+        """The message object of the contract (section 4)."""
+        body: dict[str, Any] = {"type": self.type, "id": self.id}
+        if self.type == GROUP:
+            body["group_id"] = self.group_id
+        body["from_user_id"] = self.from_user_id
+        if self.type == PRIVATE:
+            body["to_user_id"] = self.to_user_id
+        body["content"] = self.content
+        body["created_at"] = self.created_at
+        if cursor is not None:
+            body["cursor"] = cursor
+        return body
+
+    def to_record(self) -> dict:
+        """Everything needed to rebuild the message (streams, notifications)."""
+        record = self.public()
+        if self.client_msg_id is not None:
+            record["client_msg_id"] = self.client_msg_id
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> Message:
+        return cls(
+            type=record["type"],
+            id=record["id"],
+            from_user_id=record["from_user_id"],
+            content=record["content"],
+            created_at=int(record["created_at"]),
+            to_user_id=record.get("to_user_id"),
+            group_id=record.get("group_id"),
+            client_msg_id=record.get("client_msg_id"),
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """A message at its position (cursor) in one recipient's inbox."""
+
+    message: Message
+    cursor: str
+
+    def public(self) -> dict:
+        return self.message.public(self.cursor)
+
+
+# Cursors ----------------------------------------------------------------
+# A cursor is "<major>-<minor>" with two non-negative integers (a Redis stream
+# entry id has exactly this form; the SQLite inbox uses "<seq>-0"). Clients
+# treat it as opaque; the server orders cursors by the integer pair.
+_CURSOR_PATTERN = re.compile(r"(\d{1,20})-(\d{1,20})")
+
+
+def cursor_position(cursor: str) -> tuple[int, int]:
+    match = _CURSOR_PATTERN.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise errors.InvalidCursor()
+    return int(match.group(1)), int(match.group(2))
+
+
+def validate_cursor(cursor: Any) -> str | None:
+    if cursor is None or cursor == "":
+        return None
+    cursor_position(cursor)
+    return cursor
+
+
+def is_after(cursor: str, other: str | None) -> bool:
+    return other is None or cursor_position(cursor) > cursor_position(other)
