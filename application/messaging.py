@@ -37,7 +37,8 @@ def parse_limit(raw: Any) -> int:
     """`limit` defaults to 50 and is at most 200; anything else is a 400."""
     if raw is None or raw == "":
         return DEFAULT_PAGE
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+    # The length check keeps int() from raising ValueError on a huge digit string.
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 10:
         value = int(raw)
         if 1 <= value <= MAX_PAGE:
             return value
