@@ -188,7 +188,9 @@ class Delivery:
 # A cursor is "<major>-<minor>" with two non-negative integers (a Redis stream
 # entry id has exactly this form; the SQLite inbox uses "<seq>-0"). Clients
 # treat it as opaque; the server orders cursors by the integer pair.
-_CURSOR_PATTERN = re.compile(r"(\d{1,20})-(\d{1,20})")
+# ASCII digits only: \d would also take "\u0665-\u0660", which int() reads but no
+# inbox ever handed out (and Redis rejects as a stream id).
+_CURSOR_PATTERN = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 
 
 def cursor_position(cursor: str) -> tuple[int, int]:
