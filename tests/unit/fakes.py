@@ -1,0 +1,222 @@
+"""The use cases wired to in-memory fakes, for the unit tests.
+
+`build()` is the one place where the wiring lives: to swap a fake, change the
+one line that makes it (or pass it in: `build(inbox=MyInbox(...))`)."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from adapters.clock import FakeClock, UuidGenerator
+from adapters.memory.bus import InProcessBus
+from adapters.memory.idempotency import MemoryIdempotencyKeys
+from adapters.memory.inbox import MemoryInbox
+from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
+from adapters.memory.repositories import MemoryGroupRepository, MemoryMessageStore, MemoryUserRepository
+from adapters.security import JwtTokenService
+from application.accounts import Authenticate, GetUser, LogIn, RegisterUser
+from application.gateway import Gateway
+from application.groups import ManageGroups
+from application.messaging import (
+    Dispatcher,
+    PullMessages,
+    ReadHistory,
+    SendGroupMessage,
+    SendPrivateMessage,
+)
+from application.ports import Inbox, PasswordHasher
+from domain.model import Delivery, Message, User
+
+PASSWORD = "correct horse"
+SECRET = "unit-test-secret"
+TOKEN_TTL = 3600
+
+
+class FakePasswordHasher(PasswordHasher):
+    """'hashed:' + password; `rehash` makes needs_rehash() say yes for every
+    hash that does not carry the current `version`."""
+
+    def __init__(self) -> None:
+        self.version = "v1"
+        self.verified: list[tuple[str, str]] = []  # (hash, password) of every verify call
+
+    async def hash(self, password: str) -> str:
+        return f"hashed:{self.version}:{password}"
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        self.verified.append((password_hash, password))
+        return password_hash.split(":", 2)[2:] == [password]
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return not password_hash.startswith(f"hashed:{self.version}:")
+
+
+class RecordingChannel:
+    """A client socket as the gateway sees it: keeps every payload it accepts.
+    After `accept` frames it reports the connection gone (a slow or closed client)."""
+
+    def __init__(self, accept: int | None = None) -> None:
+        self.accept = accept
+        self.payloads: list[bytes] = []
+        self.refused = 0
+
+    def send(self, payload: bytes) -> bool:
+        if self.accept is not None and len(self.payloads) >= self.accept:
+            self.refused += 1
+            return False
+        self.payloads.append(payload)
+        return True
+
+    @property
+    def messages(self) -> list[dict]:
+        return [json.loads(p) for p in self.payloads]
+
+    @property
+    def ids(self) -> list[str]:
+        return [m["id"] for m in self.messages]
+
+    @property
+    def cursors(self) -> list[str]:
+        return [m["cursor"] for m in self.messages]
+
+
+class YieldingInbox(Inbox):
+    """Wraps an inbox so that read() really yields to the event loop, as a
+    networked inbox does, and runs `during_read` (once each) in the middle of a
+    read: after the entries are read, before they are returned."""
+
+    def __init__(self, inner: Inbox) -> None:
+        self.inner = inner
+        self.during_read: list[Callable[[], object]] = []
+        self.reads: list[tuple[str, str | None, int]] = []
+
+    async def deliver(self, message, recipient_ids):
+        return await self.inner.deliver(message, recipient_ids)
+
+    async def read(self, user_id, after, limit):
+        self.reads.append((user_id, after, limit))
+        page = await self.inner.read(user_id, after, limit)
+        await asyncio.sleep(0)
+        actions, self.during_read = self.during_read, []
+        for action in actions:
+            result = action()
+            if asyncio.iscoroutine(result):
+                await result
+        await asyncio.sleep(0)
+        return page
+
+    async def last_cursor(self, user_id):
+        return await self.inner.last_cursor(user_id)
+
+
+def encode(delivery: Delivery) -> bytes:
+    return json.dumps(delivery.public()).encode()
+
+
+@dataclass
+class Courier:
+    """Every use case, wired to fakes, with the fakes kept for tests to look at."""
+
+    clock: FakeClock
+    users: MemoryUserRepository
+    groups_repo: MemoryGroupRepository
+    store: MemoryMessageStore
+    bus: InProcessBus
+    inbox: Inbox
+    idempotency: MemoryIdempotencyKeys
+    rate_limiter: MemoryRateLimiter
+    failures: MemoryFailureThrottle
+    hasher: FakePasswordHasher
+    tokens: JwtTokenService
+    register: RegisterUser
+    login: LogIn
+    authenticate: Authenticate
+    get_user: GetUser
+    send_private: SendPrivateMessage
+    send_group: SendGroupMessage
+    pull: PullMessages
+    history: ReadHistory
+    groups: ManageGroups
+    gateway: Gateway
+
+    async def user(self, username: str, password: str = PASSWORD) -> User:
+        """Register a user (the tests' shorthand)."""
+        return await self.register(username, password)
+
+    async def users_named(self, *names: str) -> list[User]:
+        return [await self.user(name) for name in names]
+
+    async def persist_all(self) -> None:
+        """What the persister does: hand every accepted message to the store."""
+        inbox = self.inbox.inner if isinstance(self.inbox, YieldingInbox) else self.inbox
+        await self.store.save(list(inbox.persisted))
+
+    def subscribe_gateway(self) -> None:
+        """Wire the gateway to the in-process bus (what `run` does, without a task)."""
+        self.bus._subscribers.append(self.gateway.on_notification)
+
+
+def build(
+    *,
+    max_content_length: int = 4000,
+    send_rate: float = 0,
+    send_burst: float | None = None,
+    login_failures: int = 10,
+    inbox_max_length: int = 10_000,
+    inbox: Inbox | None = None,
+    yielding_inbox: bool = False,
+) -> Courier:
+    clock = FakeClock()
+    ids = UuidGenerator()
+    users = MemoryUserRepository()
+    groups_repo = MemoryGroupRepository()
+    store = MemoryMessageStore()
+    bus = InProcessBus()
+    bus.keep_published = True
+    if inbox is None:
+        inbox = MemoryInbox(bus, max_length=inbox_max_length)
+        if yielding_inbox:
+            inbox = YieldingInbox(inbox)
+    idempotency = MemoryIdempotencyKeys()
+    burst = send_burst if send_burst is not None else 2 * send_rate
+    rate_limiter = MemoryRateLimiter(clock, rate=send_rate, burst=burst)
+    failures = MemoryFailureThrottle(clock, limit=login_failures, window=60.0)
+    hasher = FakePasswordHasher()
+    tokens = JwtTokenService(SECRET, TOKEN_TTL, now=clock.now)
+
+    dispatcher = Dispatcher(
+        inbox=inbox,
+        idempotency=idempotency,
+        rate_limiter=rate_limiter,
+        clock=clock,
+        ids=ids,
+        max_content_length=max_content_length,
+    )
+    return Courier(
+        clock=clock,
+        users=users,
+        groups_repo=groups_repo,
+        store=store,
+        bus=bus,
+        inbox=inbox,
+        idempotency=idempotency,
+        rate_limiter=rate_limiter,
+        failures=failures,
+        hasher=hasher,
+        tokens=tokens,
+        register=RegisterUser(users=users, hasher=hasher, ids=ids),
+        login=LogIn(users=users, hasher=hasher, tokens=tokens, failures=failures),
+        authenticate=Authenticate(tokens=tokens),
+        get_user=GetUser(users=users),
+        send_private=SendPrivateMessage(dispatcher=dispatcher, users=users),
+        send_group=SendGroupMessage(dispatcher=dispatcher, groups=groups_repo),
+        pull=PullMessages(inbox=inbox),
+        history=ReadHistory(messages=store, groups=groups_repo, users=users),
+        groups=ManageGroups(groups=groups_repo, users=users, ids=ids),
+        gateway=Gateway(inbox, encode),
+    )
+
+
+__all__ = ["Courier", "FakePasswordHasher", "Message", "RecordingChannel", "YieldingInbox", "build", "encode"]
