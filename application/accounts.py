@@ -70,9 +70,11 @@ class LogIn:
         user = await self.users.get_by_username(username) if len(username) <= 32 else None
         ok = await self._verify(user, password)
         if not ok:
+            # Asked before this failure is recorded, like the username check above:
+            # the limit's N failures answer 401, the one after them 429.
+            wait = await self.failures.blocked_for(address_key)
             await self.failures.record_failure(user_key)
             await self.failures.record_failure(address_key)
-            wait = await self.failures.blocked_for(address_key)
             if wait > 0:
                 raise errors.RateLimited(wait, "too many failed logins from this address")
             raise errors.InvalidCredentials()
