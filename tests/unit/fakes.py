@@ -30,7 +30,7 @@ from application.ports import Inbox, PasswordHasher
 from domain.model import Delivery, Message, User
 
 PASSWORD = "correct horse"
-SECRET = "unit-test-secret"
+SECRET = "unit-test-secret-of-at-least-32-bytes"
 TOKEN_TTL = 3600
 
 

@@ -1,0 +1,322 @@
+"""Register, log in (with its throttles), authenticate, look users up."""
+from __future__ import annotations
+
+import jwt
+import pytest
+
+from adapters.security import JwtTokenService
+from domain import errors
+from tests.unit.fakes import PASSWORD, SECRET, TOKEN_TTL
+
+ADDRESS = "192.0.2.1"
+OTHER_ADDRESS = "192.0.2.2"
+
+
+# register -----------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_register_stores_a_hashed_password(courier):
+    user = await courier.register("Alice", PASSWORD)
+    assert user.username == "Alice"
+    stored = courier.users.by_id[user.id]
+    assert stored.username == "Alice"
+    assert stored.password_hash == "hashed:v1:" + PASSWORD
+    assert user.public() == {"user_id": user.id, "username": "Alice"}
+
+
+@pytest.mark.gen_test
+async def test_register_gives_every_user_a_new_uuid(courier):
+    a, b = await courier.users_named("alice", "bob")
+    assert a.id != b.id
+    assert len(a.id) == 36
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("taken_as", ["alice", "ALICE", "Alice", "aLiCe"])
+async def test_a_username_is_taken_regardless_of_case(courier, taken_as):
+    await courier.register("Alice", PASSWORD)
+    with pytest.raises(errors.UsernameTaken):
+        await courier.register(taken_as, PASSWORD)
+    assert len(courier.users.by_id) == 1
+
+
+@pytest.mark.gen_test
+async def test_register_validates_before_storing(courier):
+    with pytest.raises(errors.InvalidUsername):
+        await courier.register("ab", PASSWORD)
+    with pytest.raises(errors.InvalidPassword):
+        await courier.register("alice", "short")
+    with pytest.raises(errors.InvalidPassword):
+        await courier.register("alice", "x" * 1025)
+    assert courier.users.by_id == {}
+    assert await courier.register("a" * 32, "x" * 1024)
+
+
+# login ----------------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_login_issues_a_token_for_the_user(courier):
+    alice = await courier.user("alice")
+    logged_in = await courier.login("alice", PASSWORD, ADDRESS)
+    assert logged_in.user.id == alice.id
+    assert logged_in.token.expires_at == int(courier.clock.now()) + TOKEN_TTL
+    assert courier.authenticate(logged_in.token.token).user_id == alice.id
+
+
+@pytest.mark.gen_test
+async def test_login_ignores_the_case_of_the_username(courier):
+    alice = await courier.user("Alice")
+    assert (await courier.login("aLICE", PASSWORD, ADDRESS)).user.id == alice.id
+
+
+@pytest.mark.gen_test
+async def test_unknown_user_and_wrong_password_get_the_same_answer(courier):
+    await courier.user("alice")
+    with pytest.raises(errors.InvalidCredentials) as unknown:
+        await courier.login("nobody", PASSWORD, ADDRESS)
+    with pytest.raises(errors.InvalidCredentials) as wrong:
+        await courier.login("alice", "wrong password", ADDRESS)
+    assert type(unknown.value) is type(wrong.value)
+    assert unknown.value.message == wrong.value.message
+    assert unknown.value.code == wrong.value.code == "invalid_credentials"
+
+
+@pytest.mark.gen_test
+async def test_an_unknown_user_still_costs_a_password_verification(courier):
+    # otherwise timing would tell which usernames exist
+    with pytest.raises(errors.InvalidCredentials):
+        await courier.login("nobody", PASSWORD, ADDRESS)
+    assert len(courier.hasher.verified) == 1
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    ("username", "password"), [("alice", "x" * 1025), ("a" * 33, PASSWORD), ("alice", ""), ("al", PASSWORD)]
+)
+async def test_impossible_credentials_are_just_invalid(courier, username, password):
+    await courier.user("alice")
+    with pytest.raises(errors.InvalidCredentials):
+        await courier.login(username, password, ADDRESS)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(("username", "password"), [(None, PASSWORD), ("alice", None), (["alice"], PASSWORD)])
+async def test_non_string_credentials_are_invalid_input(courier, username, password):
+    with pytest.raises(errors.InvalidInput):
+        await courier.login(username, password, ADDRESS)
+
+
+@pytest.mark.gen_test
+async def test_login_rehashes_a_password_hashed_with_old_parameters(courier):
+    alice = await courier.user("alice")
+    courier.hasher.version = "v2"  # the settings' parameters changed
+    await courier.login("alice", PASSWORD, ADDRESS)
+    assert courier.users.by_id[alice.id].password_hash == "hashed:v2:" + PASSWORD
+    await courier.login("alice", PASSWORD, ADDRESS)  # the new hash verifies
+
+
+@pytest.mark.gen_test
+async def test_login_leaves_a_current_hash_alone(courier):
+    alice = await courier.user("alice")
+    before = courier.users.by_id[alice.id].password_hash
+    await courier.login("alice", PASSWORD, ADDRESS)
+    assert courier.users.by_id[alice.id].password_hash == before
+
+
+@pytest.mark.gen_test
+async def test_a_failed_login_does_not_rehash(courier):
+    alice = await courier.user("alice")
+    courier.hasher.version = "v2"
+    with pytest.raises(errors.InvalidCredentials):
+        await courier.login("alice", "wrong password", ADDRESS)
+    assert courier.users.by_id[alice.id].password_hash == "hashed:v1:" + PASSWORD
+
+
+# login throttles ---------------------------------------------------------------------------
+async def fail_logins(courier, username, times, address=ADDRESS):
+    for _ in range(times):
+        with pytest.raises(errors.InvalidCredentials):
+            await courier.login(username, "wrong password", address)
+
+
+@pytest.mark.gen_test
+async def test_a_username_is_hard_blocked_after_n_failures_even_with_the_right_password(make_courier):
+    courier = make_courier(login_failures=3)
+    await courier.user("alice")
+    # from several addresses, so the per-address limit is not what blocks
+    for address in ["10.0.0.1", "10.0.0.2", "10.0.0.3"]:
+        await fail_logins(courier, "alice", 1, address)
+    verifications = len(courier.hasher.verified)
+    with pytest.raises(errors.RateLimited) as raised:
+        await courier.login("alice", PASSWORD, "10.0.0.9")
+    assert 0 < raised.value.retry_after <= 60
+    assert len(courier.hasher.verified) == verifications  # the password is not even checked
+
+
+@pytest.mark.gen_test
+async def test_the_username_block_ignores_case(make_courier):
+    courier = make_courier(login_failures=2)
+    await courier.user("alice")
+    await fail_logins(courier, "alice", 1, "10.0.0.1")
+    await fail_logins(courier, "ALICE", 1, "10.0.0.2")
+    with pytest.raises(errors.RateLimited):
+        await courier.login("Alice", PASSWORD, "10.0.0.3")
+
+
+@pytest.mark.gen_test
+async def test_the_username_block_ends_when_the_window_has_passed(make_courier):
+    courier = make_courier(login_failures=3)
+    await courier.user("alice")
+    for address in ["10.0.0.1", "10.0.0.2", "10.0.0.3"]:
+        await fail_logins(courier, "alice", 1, address)
+    with pytest.raises(errors.RateLimited) as raised:
+        await courier.login("alice", PASSWORD, "10.0.0.9")
+    courier.clock.advance(raised.value.retry_after - 0.5)
+    with pytest.raises(errors.RateLimited):
+        await courier.login("alice", PASSWORD, "10.0.0.9")
+    courier.clock.advance(0.5)
+    assert (await courier.login("alice", PASSWORD, "10.0.0.9")).user.username == "alice"
+
+
+@pytest.mark.gen_test
+async def test_the_username_window_slides(make_courier):
+    courier = make_courier(login_failures=3)
+    await courier.user("alice")
+    await fail_logins(courier, "alice", 2, "10.0.0.1")
+    courier.clock.advance(59)
+    await fail_logins(courier, "alice", 1, "10.0.0.2")  # 3 failures within 60 s: blocked
+    with pytest.raises(errors.RateLimited):
+        await courier.login("alice", PASSWORD, "10.0.0.9")
+    courier.clock.advance(1)  # the first two leave the window
+    await courier.login("alice", PASSWORD, "10.0.0.9")
+
+
+@pytest.mark.gen_test
+async def test_one_blocked_username_does_not_block_another(make_courier):
+    courier = make_courier(login_failures=2)
+    await courier.users_named("alice", "bob")
+    await fail_logins(courier, "alice", 1, "10.0.0.1")
+    await fail_logins(courier, "alice", 1, "10.0.0.2")
+    with pytest.raises(errors.RateLimited):
+        await courier.login("alice", PASSWORD, "10.0.0.3")
+    assert await courier.login("bob", PASSWORD, "10.0.0.3")
+
+
+@pytest.mark.gen_test
+async def test_an_address_is_soft_blocked_after_n_failures(make_courier):
+    courier = make_courier(login_failures=3)
+    await courier.users_named("alice", "bob", "carol", "dave")
+    # three failures, each on another username: 401 each time, the limit not yet passed
+    await fail_logins(courier, "alice", 1)
+    await fail_logins(courier, "bob", 1)
+    await fail_logins(courier, "nobody", 1)
+    # past the limit a wrong password from this address is rate limited...
+    with pytest.raises(errors.RateLimited) as raised:
+        await courier.login("carol", "wrong password", ADDRESS)
+    assert 0 < raised.value.retry_after <= 60
+    # ...but a right one still gets in: users behind one address are not locked out
+    assert (await courier.login("dave", PASSWORD, ADDRESS)).user.username == "dave"
+    # and another address is not affected
+    await fail_logins(courier, "dave", 1, OTHER_ADDRESS)
+
+
+@pytest.mark.gen_test
+async def test_the_address_block_ends_with_the_window(make_courier):
+    courier = make_courier(login_failures=2)
+    await courier.users_named("alice", "bob", "carol")
+    await fail_logins(courier, "alice", 1)
+    await fail_logins(courier, "bob", 1)
+    with pytest.raises(errors.RateLimited):
+        await courier.login("carol", "wrong password", ADDRESS)
+    courier.clock.advance(61)
+    await fail_logins(courier, "carol", 1)
+
+
+@pytest.mark.gen_test
+async def test_successful_logins_never_count_as_failures(make_courier):
+    courier = make_courier(login_failures=2)
+    await courier.user("alice")
+    for _ in range(10):
+        await courier.login("alice", PASSWORD, ADDRESS)
+    await fail_logins(courier, "alice", 2)  # still two 401s before any 429
+    with pytest.raises(errors.RateLimited):
+        await courier.login("alice", PASSWORD, ADDRESS)
+
+
+@pytest.mark.gen_test
+async def test_a_limit_of_zero_turns_the_throttle_off(make_courier):
+    courier = make_courier(login_failures=0)
+    await courier.user("alice")
+    await fail_logins(courier, "alice", 30)
+    assert await courier.login("alice", PASSWORD, ADDRESS)
+
+
+# authenticate ---------------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_authenticate_a_valid_token(courier):
+    alice = await courier.user("alice")
+    issued = (await courier.login("alice", PASSWORD, ADDRESS)).token
+    claims = courier.authenticate(issued.token)
+    assert claims.user_id == alice.id
+    assert claims.expires_at == issued.expires_at
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_authenticate_without_a_token(courier, token):
+    with pytest.raises(errors.InvalidToken):
+        courier.authenticate(token)
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "Bearer x"])
+def test_authenticate_a_malformed_token(courier, token):
+    with pytest.raises(errors.InvalidToken):
+        courier.authenticate(token)
+
+
+def test_authenticate_a_forged_token(courier):
+    forged = JwtTokenService("another secret, also 32 bytes long", TOKEN_TTL, now=courier.clock.now).issue("someone").token
+    with pytest.raises(errors.InvalidToken):
+        courier.authenticate(forged)
+
+
+def test_authenticate_a_token_signed_with_none(courier):
+    token = jwt.encode({"sub": "someone", "exp": int(courier.clock.now()) + 60}, key=None, algorithm="none")
+    with pytest.raises(errors.InvalidToken):
+        courier.authenticate(token)
+
+
+def test_authenticate_a_token_without_expiry(courier):
+    token = jwt.encode({"sub": "someone"}, SECRET, algorithm="HS256")
+    with pytest.raises(errors.InvalidToken):
+        courier.authenticate(token)
+
+
+def test_a_token_expires_to_the_second(courier):
+    issued = courier.tokens.issue("someone")
+    courier.clock.advance(TOKEN_TTL - 1)
+    assert courier.authenticate(issued.token).user_id == "someone"
+    courier.clock.advance(1)
+    with pytest.raises(errors.InvalidToken) as raised:
+        courier.authenticate(issued.token)
+    assert "expired" in raised.value.message
+
+
+# look users up ----------------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_get_user_by_id_and_by_username(courier):
+    alice = await courier.user("Alice")
+    assert (await courier.get_user.by_id(alice.id)).username == "Alice"
+    assert (await courier.get_user.require(alice.id)).id == alice.id
+    assert (await courier.get_user.by_username("alice")).id == alice.id
+
+
+@pytest.mark.gen_test
+async def test_get_user_errors(courier):
+    with pytest.raises(errors.UserNotFound):
+        await courier.get_user.by_username("nobody")
+    with pytest.raises(errors.UserNotFound):
+        await courier.get_user.by_username("x" * 40)
+    with pytest.raises(errors.InvalidInput):
+        await courier.get_user.by_username("")
+    with pytest.raises(errors.InvalidInput):
+        await courier.get_user.require("not-a-uuid")
+    with pytest.raises(errors.UserNotFound):
+        await courier.get_user.require("00000000-0000-4000-8000-000000000000")
