@@ -72,7 +72,11 @@ class Gateway:
             cursor = await self._inbox.last_cursor(user_id) or START
         conn = Connection(user_id, channel, cursor)
         self._by_user.setdefault(user_id, set()).add(conn)
-        await self.replay(conn)
+        try:
+            await self.replay(conn)
+        except BaseException:
+            self.detach(conn)
+            raise
         return conn
 
     def detach(self, conn: Connection) -> None:

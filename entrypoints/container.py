@@ -1,0 +1,133 @@
+"""The dependency-injector container: settings -> adapters -> use cases.
+
+Every adapter is a Singleton, so nothing connects at import time and each is
+made on first use. Selectors on the run mode pick the embedded (SQLite +
+in-process) or production (MySQL + Redis) adapters; the unselected branch is
+never built. A test swaps any piece in one line:
+
+    container.inbox.override(providers.Object(MemoryInbox(bus)))
+"""
+from __future__ import annotations
+
+import orjson
+import redis.asyncio as aioredis
+from dependency_injector import containers, providers
+
+from adapters.clock import SystemClock, UuidGenerator
+from adapters.memory.bus import InProcessBus
+from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
+from adapters.redis.idempotency import RedisIdempotencyKeys
+from adapters.redis.inbox import RedisInbox
+from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
+from adapters.redis.persist_queue import RedisPersistQueue
+from adapters.redis.subscriber import RedisNotificationSubscriber
+from adapters.security import Argon2PasswordHasher, JwtTokenService
+from adapters.sql.database import Database
+from adapters.sql.idempotency import SqlIdempotencyKeys
+from adapters.sql.inbox import SqliteInbox
+from adapters.sql.repositories import SqlGroupRepository, SqlMessageStore, SqlUserRepository
+from application.accounts import Authenticate, GetUser, LogIn, RegisterUser
+from application.gateway import Gateway
+from application.groups import ManageGroups
+from application.messaging import (
+    Dispatcher,
+    PullMessages,
+    ReadHistory,
+    SendGroupMessage,
+    SendPrivateMessage,
+)
+from application.persister import Persister
+from domain.model import Delivery
+
+LOGIN_WINDOW_SECONDS = 60.0
+
+
+def encode_delivery(delivery: Delivery) -> bytes:
+    return orjson.dumps(delivery.public())
+
+
+def _redis_client(url: str) -> aioredis.Redis:
+    # health_check_interval: a connection idle that long is PINGed before use, so a
+    # Redis restart shows up as a reconnect instead of an error on the next request.
+    return aioredis.from_url(url, health_check_interval=15, socket_connect_timeout=2, socket_timeout=5)
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency()
+    mode = settings.provided.mode
+
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(UuidGenerator)
+
+    # --- stores -------------------------------------------------------------
+    database = providers.Singleton(
+        Database, url=settings.provided.resolved_database_url.call(), pool_size=settings.provided.db_pool_size
+    )
+    redis = providers.Singleton(_redis_client, settings.provided.redis_url)
+    bus = providers.Singleton(InProcessBus)
+
+    users = providers.Singleton(SqlUserRepository, database)
+    groups = providers.Singleton(SqlGroupRepository, database)
+    messages = providers.Singleton(SqlMessageStore, database)
+
+    inbox = providers.Selector(
+        mode,
+        embedded=providers.Singleton(SqliteInbox, database, bus, max_length=settings.provided.inbox_maxlen),
+        production=providers.Singleton(RedisInbox, redis, max_length=settings.provided.inbox_maxlen),
+    )
+    subscriber = providers.Selector(
+        mode,
+        embedded=bus,
+        production=providers.Singleton(RedisNotificationSubscriber, redis),
+    )
+    idempotency = providers.Selector(
+        mode,
+        embedded=providers.Singleton(SqlIdempotencyKeys, database),
+        production=providers.Singleton(RedisIdempotencyKeys, redis),
+    )
+    send_limiter = providers.Selector(
+        mode,
+        embedded=providers.Singleton(
+            MemoryRateLimiter, clock, settings.provided.send_rate, settings.provided.send_burst
+        ),
+        production=providers.Singleton(
+            RedisRateLimiter, redis, settings.provided.send_rate, settings.provided.send_burst
+        ),
+    )
+    login_failures = providers.Selector(
+        mode,
+        embedded=providers.Singleton(
+            MemoryFailureThrottle, clock, settings.provided.login_failures, LOGIN_WINDOW_SECONDS
+        ),
+        production=providers.Singleton(
+            RedisFailureThrottle, redis, settings.provided.login_failures, LOGIN_WINDOW_SECONDS
+        ),
+    )
+    persist_queue = providers.Singleton(RedisPersistQueue, redis)
+
+    # --- security -----------------------------------------------------------
+    hasher = providers.Singleton(
+        Argon2PasswordHasher,
+        settings.provided.argon2_time_cost,
+        settings.provided.argon2_memory_kib,
+        settings.provided.argon2_parallelism,
+    )
+    tokens = providers.Singleton(
+        JwtTokenService, settings.provided.resolved_jwt_secret.call(), settings.provided.token_ttl
+    )
+
+    # --- use cases ----------------------------------------------------------
+    register = providers.Singleton(RegisterUser, users, hasher, ids)
+    log_in = providers.Singleton(LogIn, users, hasher, tokens, login_failures)
+    authenticate = providers.Singleton(Authenticate, tokens)
+    get_user = providers.Singleton(GetUser, users)
+    dispatcher = providers.Singleton(
+        Dispatcher, inbox, idempotency, send_limiter, clock, ids, settings.provided.max_content_length
+    )
+    send_private = providers.Singleton(SendPrivateMessage, dispatcher, users)
+    send_group = providers.Singleton(SendGroupMessage, dispatcher, groups)
+    pull = providers.Singleton(PullMessages, inbox)
+    history = providers.Singleton(ReadHistory, messages, groups, users)
+    manage_groups = providers.Singleton(ManageGroups, groups, users, ids)
+    gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
+    persister = providers.Factory(Persister, persist_queue, messages)

@@ -1,0 +1,53 @@
+"""make_app(container): the Tornado application with every route."""
+from __future__ import annotations
+
+import tornado.web
+from prometheus_client import CollectorRegistry
+
+from entrypoints.http import groups, messages, ops, static, users
+from entrypoints.http.base import NotFoundHandler
+from entrypoints.logs import log_request
+from entrypoints.metrics import Metrics
+from entrypoints.ws import SocketHandler
+
+ID = r"([^/]+)"
+
+
+def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics | None = None) -> tornado.web.Application:
+    settings = container.settings()
+    metrics = metrics or Metrics(CollectorRegistry(), container.gateway())
+    use = dict  # each handler's initialize() receives exactly what it uses
+    api = "/api/v1"
+    routes = [
+        (api + "/users/register", users.RegisterHandler, use(register=container.register())),
+        (api + "/users/login", users.LoginHandler, use(log_in=container.log_in())),
+        (api + "/users/me", users.MeHandler, use(get_user=container.get_user())),
+        (api + "/users", users.FindUserHandler, use(get_user=container.get_user())),
+        (api + "/messages", messages.MessagesHandler,
+         use(send_private=container.send_private(), pull=container.pull())),
+        (api + "/groups", groups.GroupsHandler, use(groups=container.manage_groups())),
+        (api + f"/groups/{ID}", groups.GroupHandler, use(groups=container.manage_groups())),
+        (api + f"/groups/{ID}/members", groups.GroupMembersHandler, use(groups=container.manage_groups())),
+        (api + f"/groups/{ID}/members/{ID}", groups.GroupMemberHandler, use(groups=container.manage_groups())),
+        (api + f"/groups/{ID}/messages", messages.GroupMessagesHandler,
+         use(send_group=container.send_group(), history=container.history())),
+        (api + f"/conversations/{ID}/messages", messages.ConversationHandler, use(history=container.history())),
+        (r"/ws", SocketHandler,
+         use(gateway=container.gateway(), authenticate=container.authenticate(), open_sockets=open_sockets)),
+        (r"/healthz", ops.HealthHandler),
+        (r"/readyz", ops.ReadyHandler, use(checks=readiness)),
+        (r"/metrics", ops.MetricsHandler, use(registry=metrics.registry)),
+        *static.routes(),
+    ]
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        log_function=log_request,
+        websocket_max_message_size=settings.ws_max_message_size,
+        websocket_ping_interval=settings.ws_ping_interval,
+        websocket_ping_timeout=settings.ws_ping_timeout,
+        courier_origins=settings.origins,
+        courier_authenticate=container.authenticate(),
+        courier_ws_write_buffer=settings.ws_write_buffer,
+        courier_metrics=metrics,
+    )

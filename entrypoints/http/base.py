@@ -1,0 +1,116 @@
+"""The base of every HTTP handler: JSON in and out, auth, CORS, errors."""
+from __future__ import annotations
+
+import logging
+import math
+from http import HTTPStatus
+
+import orjson
+import tornado.web
+
+from domain import errors
+from entrypoints.http.errors import CODE_BY_STATUS, status_of
+
+log = logging.getLogger("courier.http")
+
+
+def bearer_token(request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Handlers get their use cases through initialize(); this class turns
+    what they return or raise into the contract's JSON answers."""
+
+    def initialize(self, **deps) -> None:
+        for name, value in deps.items():
+            setattr(self, name, value)
+
+    # --- CORS ---------------------------------------------------------------
+    def set_default_headers(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin is None:
+            return
+        allowed = self.settings.get("courier_origins")
+        if allowed is None:
+            # Any origin: auth is by bearer token, never by cookie, so a foreign
+            # page cannot act as a user by merely being opened.
+            self.set_header("Access-Control-Allow-Origin", "*")
+        elif origin.rstrip("/") in allowed:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+
+    def options(self, *args) -> None:
+        """CORS preflight."""
+        origin = self.request.headers.get("Origin")
+        allowed = self.settings.get("courier_origins")
+        if origin is not None and allowed is not None and origin.rstrip("/") not in allowed:
+            raise errors.Forbidden("this origin is not allowed")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+
+    def check_xsrf_cookie(self) -> None:
+        pass  # bearer tokens, no cookies: nothing for XSRF to ride on
+
+    # --- input --------------------------------------------------------------
+    def json_body(self) -> dict:
+        try:
+            body = orjson.loads(self.request.body or b"")
+        except orjson.JSONDecodeError:
+            raise errors.InvalidInput("the body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise errors.InvalidInput("the body must be a JSON object")
+        return body
+
+    def bearer_token(self) -> str | None:
+        return bearer_token(self.request)
+
+    @property
+    def user_id(self) -> str:
+        """The caller, from the bearer token; 401 when there is none or it is bad."""
+        return self.application.settings["courier_authenticate"](self.bearer_token()).user_id
+
+    # --- output -------------------------------------------------------------
+    def reply(self, status: int, body) -> None:
+        self.set_status(status)
+        if body is None:
+            self.finish()
+            return
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(orjson.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, errors.CourierError):
+            status_code, code, message = status_of(error), error.code, error.message
+            if isinstance(error, errors.RateLimited):
+                self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
+        elif isinstance(error, tornado.web.HTTPError):
+            code = CODE_BY_STATUS.get(status_code, "error")
+            message = error.log_message if error.log_message and status_code < 500 else HTTPStatus(status_code).phrase
+        else:
+            status_code, code, message = 500, "internal_error", "internal server error"
+        metrics = self.settings.get("courier_metrics")
+        if metrics is not None:
+            metrics.errors.labels(code).inc()
+        self.clear_header("Content-Type")
+        self.set_status(status_code)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, errors.ServiceUnavailable):
+            log.warning("%s %s: %s (%s)", self.request.method, self.request.path, value.message, value.__cause__)
+        elif isinstance(value, errors.CourierError | tornado.web.HTTPError):
+            return  # an answer to the client, not a fault of ours
+        else:
+            log.error("unexpected error on %s %s", self.request.method, self.request.path, exc_info=(typ, value, tb))
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404, "no such endpoint")

@@ -1,0 +1,37 @@
+"""Domain errors -> HTTP status, in one place."""
+from __future__ import annotations
+
+from domain import errors
+
+STATUS_BY_ERROR: list[tuple[type[errors.CourierError], int]] = [
+    (errors.InvalidInput, 400),
+    (errors.InvalidCredentials, 401),
+    (errors.InvalidToken, 401),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.CursorExpired, 410),
+    (errors.ContentTooLong, 413),
+    (errors.RateLimited, 429),
+    (errors.ServiceUnavailable, 503),
+]
+
+
+def status_of(error: errors.CourierError) -> int:
+    for kind, status in STATUS_BY_ERROR:
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+# Tornado's own errors (unknown route, wrong method, bad request line) get codes too.
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    500: "internal_error",
+    503: "service_unavailable",
+}

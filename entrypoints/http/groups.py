@@ -1,0 +1,32 @@
+"""Groups: create, list, get, add a member, leave or remove."""
+from __future__ import annotations
+
+from entrypoints.http.base import BaseHandler
+
+
+class GroupsHandler(BaseHandler):
+    async def post(self) -> None:
+        body = self.json_body()
+        group = await self.groups.create(self.user_id, body.get("name"), body.get("member_ids"))
+        self.reply(201, group.public())
+
+    async def get(self) -> None:
+        groups = await self.groups.list_mine(self.user_id)
+        self.reply(200, {"groups": [g.public() for g in groups]})
+
+
+class GroupHandler(BaseHandler):
+    async def get(self, group_id: str) -> None:
+        self.reply(200, (await self.groups.get(self.user_id, group_id)).public())
+
+
+class GroupMembersHandler(BaseHandler):
+    async def post(self, group_id: str) -> None:
+        group = await self.groups.add_member(self.user_id, group_id, self.json_body().get("user_id"))
+        self.reply(200, group.public())
+
+
+class GroupMemberHandler(BaseHandler):
+    async def delete(self, group_id: str, member_id: str) -> None:
+        await self.groups.remove_member(self.user_id, group_id, member_id)
+        self.reply(204, None)

@@ -1,0 +1,43 @@
+"""Sends, the pull, and the history calls."""
+from __future__ import annotations
+
+from entrypoints.http.base import BaseHandler
+
+
+class MessagesHandler(BaseHandler):
+    """POST /messages sends a private message; GET /messages is the pull."""
+
+    async def post(self) -> None:
+        message = await self.send_private(self.user_id, self.json_body())
+        self.settings["courier_metrics"].accepted.inc()
+        self.reply(201, message.public())
+
+    async def get(self) -> None:
+        result = await self.pull(
+            self.user_id, self.get_query_argument("cursor", None), self.get_query_argument("limit", None)
+        )
+        self.reply(200, {
+            "messages": [d.public() for d in result.deliveries],
+            "next_cursor": result.next_cursor,
+            "has_more": result.has_more,
+        })
+
+
+class GroupMessagesHandler(BaseHandler):
+    async def post(self, group_id: str) -> None:
+        message = await self.send_group(self.user_id, group_id, self.json_body())
+        self.settings["courier_metrics"].accepted.inc()
+        self.reply(201, message.public())
+
+    async def get(self, group_id: str) -> None:
+        page = await self.history.group(self.user_id, group_id, *self.paging())
+        self.reply(200, {"messages": [m.public() for m in page.messages], "next_before": page.next_before})
+
+    def paging(self):
+        return self.get_query_argument("before", None), self.get_query_argument("limit", None)
+
+
+class ConversationHandler(GroupMessagesHandler):
+    async def get(self, peer_id: str) -> None:
+        page = await self.history.private(self.user_id, peer_id, *self.paging())
+        self.reply(200, {"messages": [m.public() for m in page.messages], "next_before": page.next_before})

@@ -1,0 +1,38 @@
+"""Operations: /healthz (the process is up), /readyz (its services answer), /metrics."""
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from domain import errors
+from entrypoints.http.base import BaseHandler
+
+READY_TIMEOUT = 2.0
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        self.reply(200, {"status": "ok"})
+
+
+class ReadyHandler(BaseHandler):
+    """checks: name -> async callable that raises when its service is down."""
+
+    async def get(self) -> None:
+        results = {}
+        for name, check in self.checks.items():
+            try:
+                await asyncio.wait_for(check(), READY_TIMEOUT)
+                results[name] = "ok"
+            except Exception as error:  # any failure means not ready; say which
+                results[name] = f"unavailable: {type(error).__name__}"
+        if any(v != "ok" for v in results.values()):
+            raise errors.ServiceUnavailable("not ready: " + ", ".join(f"{k} {v}" for k, v in results.items()))
+        self.reply(200, {"status": "ready", "checks": results})
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.registry))

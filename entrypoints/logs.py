@@ -1,0 +1,60 @@
+"""Logging: stderr and, when asked, a file; tokens never reach a log line."""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+# A token can only reach a log through a URL (/ws?token=...) or a header echoed
+# in an error; both patterns are masked in every record as a last line of defence.
+_SECRETS = re.compile(r"((?:token|password|access_token)=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+
+
+class MaskSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def configure(level: str, log_file: str = "") -> None:
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(MaskSecrets())
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def log_request(handler) -> None:
+    """Tornado's access log line, with the token of a /ws?token=... masked."""
+    status = handler.get_status()
+    if status < 400:
+        log_method = logging.getLogger("tornado.access").info
+    elif status < 500:
+        log_method = logging.getLogger("tornado.access").warning
+    else:
+        log_method = logging.getLogger("tornado.access").error
+    request = handler.request
+    log_method(
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        mask_secrets(request.uri),
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )

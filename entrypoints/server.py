@@ -1,0 +1,89 @@
+"""One gateway process: the HTTP/WebSocket server plus its notification
+subscriber, started and stopped in order. `courier serve` and the end-to-end
+tests both use it, so what the tests run is what users run."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+import tornado.httpserver
+import tornado.netutil
+
+from entrypoints.container import Container
+from entrypoints.http.app import make_app
+from entrypoints.settings import EMBEDDED, Settings
+
+log = logging.getLogger("courier.server")
+
+SHUTDOWN_GRACE_SECONDS = 2.0
+
+
+class CourierServer:
+    def __init__(self, settings: Settings, container: Container | None = None):
+        self.settings = settings
+        self.container = container or Container(settings=settings)
+        self.open_sockets: set = set()
+        self._http: tornado.httpserver.HTTPServer | None = None
+        self._subscriber: asyncio.Task | None = None
+        self.port: int | None = None
+
+    def readiness(self) -> dict:
+        checks = {"database": self.container.database().ping}
+        if self.settings.mode != EMBEDDED:
+            checks["redis"] = self.container.redis().ping
+        return checks
+
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Listen on settings.host/port (port 0: any free port), or on given sockets."""
+        if self.settings.mode == EMBEDDED:
+            from adapters.sql.migrate import upgrade
+
+            await asyncio.get_running_loop().run_in_executor(
+                None, upgrade, self.settings.resolved_database_url()
+            )
+        gateway = self.container.gateway()
+        subscriber = self.container.subscriber()
+        self._subscriber = asyncio.create_task(subscriber.run(gateway.on_notification, gateway.resync_all))
+        app = make_app(self.container, self.open_sockets, self.readiness())
+        self._http = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, idle_connection_timeout=120)
+        if sockets is None:
+            sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, backlog=4096)
+        self._http.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        log.info("Courier (%s mode) listening on http://%s:%s", self.settings.mode, self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+        for handler in list(self.open_sockets):
+            handler.shutdown()  # close code 1001
+        if self.open_sockets:
+            await asyncio.sleep(0.05)
+        if self._http is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._http.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
+        if self._subscriber is not None:
+            self._subscriber.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._subscriber
+        await close_adapters(self.container, self.settings)
+        log.info("Courier stopped")
+
+
+async def close_adapters(container: Container, settings: Settings) -> None:
+    """Close the adapters that hold connections, threads or files."""
+    adapters = [container.hasher(), container.database()]
+    if settings.mode != EMBEDDED:
+        adapters.append(container.redis())
+    for adapter in adapters:
+        close = getattr(adapter, "aclose", None) or getattr(adapter, "close", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.warning("closing %s failed", type(adapter).__name__, exc_info=True)

@@ -1,0 +1,122 @@
+"""Settings: COURIER_* environment variables, or flags of the same name
+(`--port 9000`, `--database-url ...`, `--database_url ...`). Flags win."""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+EMBEDDED, PRODUCTION = "embedded", "production"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message says which and why."""
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = ""  # empty: a SQLite file in data_dir
+    redis_url: str = ""  # empty: the embedded in-process adapters
+    jwt_secret: str = ""
+    token_ttl: int = 86400
+    max_content_length: int = 4000
+    allowed_origins: str = ""  # empty: any origin
+    log_level: str = "info"
+    log_file: str = ""
+    send_rate: float = 20.0
+    login_failures: int = 10
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    inbox_maxlen: int = 10000
+    data_dir: str = "data"
+    ws_max_message_size: int = 65536
+    ws_write_buffer: int = 4 * 1024 * 1024
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 30.0
+    db_pool_size: int = 8
+    worker_batch: int = 500
+    extra: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def mode(self) -> str:
+        return PRODUCTION if self.redis_url else EMBEDDED
+
+    @property
+    def origins(self) -> list[str] | None:
+        items = [o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()]
+        return items or None
+
+    @property
+    def send_burst(self) -> float:
+        return self.send_rate * 2
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'courier.db'}"
+
+    def resolved_jwt_secret(self) -> str:
+        """Production requires the secret; the embedded mode makes one once and keeps it."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.mode == PRODUCTION:
+            raise SettingsError(
+                "COURIER_JWT_SECRET is required in production mode (COURIER_REDIS_URL is set): "
+                "set it to a long random string shared by every gateway, e.g. `openssl rand -hex 32`"
+            )
+        return _embedded_secret(Path(self.data_dir))
+
+    def check(self) -> None:
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be 1..65535, not {self.port}")
+        if self.token_ttl <= 0 or self.max_content_length <= 0:
+            raise SettingsError("token_ttl and max_content_length must be positive")
+        if self.send_rate < 0 or self.login_failures < 0:
+            raise SettingsError("send_rate and login_failures must not be negative")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError(f"log_level must be debug, info, warning, error or critical, not {self.log_level}")
+
+
+def _embedded_secret(data_dir: Path) -> str:
+    path = data_dir / "jwt_secret"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting at once agree on one secret.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+_FIELDS = [f for f in fields(Settings) if f.name != "extra"]
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    for f in _FIELDS:
+        names = {"--" + f.name, "--" + f.name.replace("_", "-")}
+        parser.add_argument(*sorted(names), dest=f.name, default=None, help=f"COURIER_{f.name.upper()}")
+
+
+def load(args: argparse.Namespace | None = None, environ: dict | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in _FIELDS:
+        raw = getattr(args, f.name, None) if args is not None else None
+        if raw is None:
+            raw = environ.get("COURIER_" + f.name.upper())
+        if raw is None or raw == "" and f.type != "str":
+            continue
+        try:
+            values[f.name] = {"int": int, "float": float}.get(f.type, str)(raw)
+        except ValueError:
+            raise SettingsError(f"COURIER_{f.name.upper()} must be a number, not {raw!r}") from None
+    settings = Settings(**values)
+    settings.check()
+    return settings

@@ -1,0 +1,154 @@
+"""GET /ws: the WebSocket a client receives its pushes on.
+
+Lifecycle, and why:
+- The token is checked before the upgrade (401 as plain HTTP), so a refused
+  client never holds a socket.
+- open() registers the connection with the gateway and replays from the
+  client's cursor; Tornado holds incoming frames until open() finishes.
+- Ping frames every ws_ping_interval seconds; a peer that has not answered
+  within ws_ping_timeout is dropped by Tornado (dead peers, half-open TCP).
+- A timer closes the socket with 4001 when the token expires, so a revoked
+  session cannot keep listening forever.
+- Each connection may buffer at most ws_write_buffer bytes of unsent frames;
+  a reader that falls further behind is dropped (1013) and resumes from its
+  cursor, so one slow client never grows the server's memory without bound.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+import tornado.iostream
+import tornado.web
+import tornado.websocket
+
+from application.gateway import Connection, Gateway
+from domain import errors
+from domain.model import validate_cursor
+from entrypoints.http.base import bearer_token
+
+log = logging.getLogger("courier.ws")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_CURSOR_EXPIRED = 4410
+
+PONG = b'{"type":"pong"}'
+
+
+class SocketHandler(tornado.websocket.WebSocketHandler):
+    gateway: Gateway
+    authenticate: object
+    open_sockets: set
+
+    def initialize(self, gateway: Gateway, authenticate, open_sockets: set) -> None:
+        self.gateway = gateway
+        self.authenticate = authenticate
+        self.open_sockets = open_sockets
+        self.conn: Connection | None = None
+        self._expiry = None
+        self._gone = False
+
+    async def get(self, *args, **kwargs) -> None:
+        token = self.get_query_argument("token", None) or bearer_token(self.request)
+        try:
+            claims = self.authenticate(token)
+            self.cursor = validate_cursor(self.get_query_argument("cursor", None))
+        except errors.CourierError as error:
+            return self._refuse(401 if isinstance(error, errors.InvalidToken) else 400, error)
+        self.claims = claims
+        await super().get(*args, **kwargs)
+
+    def _refuse(self, status: int, error: errors.CourierError) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(orjson.dumps({"error": {"code": error.code, "message": error.message}}))
+
+    def check_origin(self, origin: str) -> bool:
+        allowed = self.settings.get("courier_origins")
+        return allowed is None or origin.rstrip("/") in allowed
+
+    def get_compression_options(self):
+        return None  # frames are framed once and shared; compression would undo that
+
+    async def open(self, *args, **kwargs) -> None:
+        user_id = self.claims.user_id
+        self.open_sockets.add(self)
+        self.ws_connection.stream.max_write_buffer_size = self.settings["courier_ws_write_buffer"]
+        delay = self.claims.expires_at - time.time()
+        self._expiry = tornado.ioloop.IOLoop.current().call_later(max(0.0, delay), self._token_expired)
+        log.info("Client %s connected", user_id)
+        try:
+            conn = await self.gateway.attach(user_id, self, self.cursor)
+        except errors.CursorExpired:
+            self.close(CLOSE_CURSOR_EXPIRED, "cursor expired")
+        except errors.ServiceUnavailable as error:
+            log.warning("replay for user %s failed: %s", user_id, error.__cause__ or error)
+            self.close(CLOSE_TRY_AGAIN, "service unavailable")
+        else:
+            self.conn = conn
+            if self._gone:  # closed while replaying
+                self.gateway.detach(conn)
+
+    # --- ClientChannel ----------------------------------------------------------
+    def send(self, payload: bytes) -> bool:
+        if self._gone:
+            return False
+        try:
+            self.write_message(payload)
+            return True
+        except tornado.iostream.StreamBufferFullError:
+            self._drop_slow_reader()
+        except tornado.websocket.WebSocketClosedError:
+            self._forget()
+        return False
+
+    def _drop_slow_reader(self) -> None:
+        log.warning("dropping a slow reader (user %s): its write buffer is full", self.claims.user_id)
+        self._forget()
+        stream = self.ws_connection.stream if self.ws_connection else None
+        if stream is not None:
+            stream.max_write_buffer_size = None  # room for the close frame
+        self.close(CLOSE_TRY_AGAIN, "too slow: resume from your cursor")
+
+    # --- from the client --------------------------------------------------------
+    def on_message(self, message) -> None:
+        if isinstance(message, bytes):
+            return self.close(CLOSE_POLICY, "binary frames are not accepted")
+        try:
+            frame = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return self.close(CLOSE_POLICY, "frames must be JSON")
+        if not isinstance(frame, dict):
+            return self.close(CLOSE_POLICY, "frames must be JSON objects")
+        if frame.get("type") == "ping":
+            self.send(PONG)
+        # Other well-formed frames are ignored: room for future client messages.
+
+    def _token_expired(self) -> None:
+        self._forget()
+        self.close(CLOSE_TOKEN_EXPIRED, "token expired")
+
+    def shutdown(self) -> None:
+        self._forget()
+        self.close(CLOSE_GOING_AWAY, "server shutting down")
+
+    def on_close(self) -> None:
+        self._forget()
+
+    def _forget(self) -> None:
+        """Stop pushing to this socket at once (it may take a while to close)."""
+        if self._gone:
+            return
+        self._gone = True
+        self.open_sockets.discard(self)
+        if self._expiry is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self._expiry)
+        if self.conn is not None:
+            self.gateway.detach(self.conn)
+
+    def on_ping(self, data: bytes) -> None:
+        pass
