@@ -272,7 +272,8 @@ def test_authenticate_a_malformed_token(courier, token):
 
 
 def test_authenticate_a_forged_token(courier):
-    forged = JwtTokenService("another secret, also 32 bytes long", TOKEN_TTL, now=courier.clock.now).issue("someone").token
+    other = JwtTokenService("another secret, also 32 bytes long", TOKEN_TTL, now=courier.clock.now)
+    forged = other.issue("someone").token
     with pytest.raises(errors.InvalidToken):
         courier.authenticate(forged)
 
