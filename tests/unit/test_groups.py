@@ -1,0 +1,191 @@
+"""Groups: create, list, get, add a member, leave, remove, ownership passing on."""
+from __future__ import annotations
+
+import pytest
+
+from domain import errors
+
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.gen_test
+async def test_create_a_group_with_members(courier):
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "team", [bob.id, carol.id])
+    assert group.public() == {
+        "group_id": group.id,
+        "name": "team",
+        "owner_id": alice.id,
+        "member_ids": [alice.id, bob.id, carol.id],
+    }
+    assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id, bob.id, carol.id]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("member_ids", [None, []])
+async def test_create_a_group_alone(courier, member_ids):
+    alice = await courier.user("alice")
+    group = await courier.groups.create(alice.id, "just me", member_ids)
+    assert group.member_ids == [alice.id]
+
+
+@pytest.mark.gen_test
+async def test_create_dedupes_members_and_the_owner(courier):
+    alice, bob = await courier.users_named("alice", "bob")
+    group = await courier.groups.create(alice.id, "team", [bob.id, alice.id, bob.id])
+    assert group.member_ids == [alice.id, bob.id]
+
+
+@pytest.mark.gen_test
+async def test_create_with_an_unknown_member_is_not_found_and_creates_nothing(courier):
+    alice, bob = await courier.users_named("alice", "bob")
+    with pytest.raises(errors.UserNotFound):
+        await courier.groups.create(alice.id, "team", [bob.id, UNKNOWN_ID])
+    assert courier.groups_repo.by_id == {}
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    ("name", "member_ids"),
+    [("", []), ("x" * 101, []), (None, []), ("team", "not a list"), ("team", ["not-a-uuid"]), ("team", [5])],
+)
+async def test_create_refuses_invalid_input(courier, name, member_ids):
+    alice = await courier.user("alice")
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.create(alice.id, name, member_ids)
+    assert courier.groups_repo.by_id == {}
+
+
+@pytest.mark.gen_test
+async def test_list_mine_returns_only_the_callers_groups(courier):
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    g1 = await courier.groups.create(alice.id, "one", [bob.id])
+    g2 = await courier.groups.create(bob.id, "two", [])
+    await courier.groups.create(carol.id, "three", [])
+    assert {g.id for g in await courier.groups.list_mine(bob.id)} == {g1.id, g2.id}
+    assert [g.id for g in await courier.groups.list_mine(alice.id)] == [g1.id]
+
+
+@pytest.mark.gen_test
+async def test_get_is_for_members_only(courier):
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "team", [bob.id])
+    assert (await courier.groups.get(bob.id, group.id)).id == group.id
+    with pytest.raises(errors.NotAMember):
+        await courier.groups.get(carol.id, group.id)
+    with pytest.raises(errors.GroupNotFound):
+        await courier.groups.get(alice.id, UNKNOWN_ID)
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.get(alice.id, "nope")
+
+
+@pytest.mark.gen_test
+async def test_any_member_may_add_a_member(courier):
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "team", [bob.id])
+    updated = await courier.groups.add_member(bob.id, group.id, carol.id)  # bob is not the owner
+    assert updated.member_ids == [alice.id, bob.id, carol.id]
+    assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id, bob.id, carol.id]
+
+
+@pytest.mark.gen_test
+async def test_add_member_errors(courier):
+    alice, bob, carol, dave = await courier.users_named("alice", "bob", "carol", "dave")
+    group = await courier.groups.create(alice.id, "team", [bob.id])
+    with pytest.raises(errors.AlreadyAMember):
+        await courier.groups.add_member(alice.id, group.id, bob.id)
+    with pytest.raises(errors.NotAMember):
+        await courier.groups.add_member(carol.id, group.id, dave.id)  # outsiders may not add
+    with pytest.raises(errors.NotAMember):
+        await courier.groups.add_member(carol.id, group.id, carol.id)  # nor add themselves
+    with pytest.raises(errors.UserNotFound):
+        await courier.groups.add_member(alice.id, group.id, UNKNOWN_ID)
+    with pytest.raises(errors.GroupNotFound):
+        await courier.groups.add_member(alice.id, UNKNOWN_ID, carol.id)
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.add_member(alice.id, group.id, "nope")
+    assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id, bob.id]
+
+
+@pytest.mark.gen_test
+async def test_a_member_may_leave(courier):
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "team", [bob.id, carol.id])
+    await courier.groups.remove_member(bob.id, group.id, bob.id)
+    stored = await courier.groups_repo.get(group.id)
+    assert stored.member_ids == [alice.id, carol.id]
+    assert stored.owner_id == alice.id
+    assert await courier.groups.list_mine(bob.id) == []
+    with pytest.raises(errors.NotAMember):
+        await courier.groups.get(bob.id, group.id)
+
+
+@pytest.mark.gen_test
+async def test_the_owner_may_remove_a_member(courier):
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "team", [bob.id, carol.id])
+    await courier.groups.remove_member(alice.id, group.id, carol.id)
+    stored = await courier.groups_repo.get(group.id)
+    assert stored.member_ids == [alice.id, bob.id]
+    assert stored.owner_id == alice.id
+
+
+@pytest.mark.gen_test
+async def test_a_member_may_not_remove_another(courier):
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "team", [bob.id, carol.id])
+    with pytest.raises(errors.Forbidden):
+        await courier.groups.remove_member(bob.id, group.id, carol.id)
+    with pytest.raises(errors.Forbidden):
+        await courier.groups.remove_member(bob.id, group.id, alice.id)  # not even the owner
+    assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id, bob.id, carol.id]
+
+
+@pytest.mark.gen_test
+async def test_remove_errors(courier):
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "team", [bob.id])
+    with pytest.raises(errors.NotAMember):
+        await courier.groups.remove_member(carol.id, group.id, carol.id)  # an outsider cannot leave
+    with pytest.raises(errors.NotAMember):
+        await courier.groups.remove_member(carol.id, group.id, bob.id)
+    with pytest.raises(errors.NotFound):
+        await courier.groups.remove_member(alice.id, group.id, carol.id)  # not a member to remove
+    with pytest.raises(errors.GroupNotFound):
+        await courier.groups.remove_member(alice.id, UNKNOWN_ID, bob.id)
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.remove_member(alice.id, group.id, "nope")
+
+
+@pytest.mark.gen_test
+async def test_the_owner_leaving_passes_ownership_to_the_longest_standing_member(courier):
+    alice, bob, carol, dave = await courier.users_named("alice", "bob", "carol", "dave")
+    group = await courier.groups.create(alice.id, "team", [carol.id])
+    await courier.groups.add_member(alice.id, group.id, bob.id)
+    await courier.groups.add_member(alice.id, group.id, dave.id)
+    await courier.groups.remove_member(alice.id, group.id, alice.id)
+    stored = await courier.groups_repo.get(group.id)
+    assert stored.owner_id == carol.id  # carol joined before bob
+    assert stored.member_ids == [carol.id, bob.id, dave.id]
+    # the new owner has the owner's rights, the old one none
+    await courier.groups.remove_member(carol.id, group.id, dave.id)
+    with pytest.raises(errors.NotAMember):
+        await courier.groups.get(alice.id, group.id)
+
+
+@pytest.mark.gen_test
+async def test_the_last_member_leaving(courier):
+    alice = await courier.user("alice")
+    group = await courier.groups.create(alice.id, "solo", [])
+    await courier.groups.remove_member(alice.id, group.id, alice.id)
+    assert (await courier.groups_repo.get(group.id)).member_ids == []
+    assert await courier.groups.list_mine(alice.id) == []
+
+
+@pytest.mark.gen_test
+async def test_a_returned_group_is_not_the_stored_one(courier):
+    alice, bob = await courier.users_named("alice", "bob")
+    group = await courier.groups.create(alice.id, "team", [])
+    fetched = await courier.groups.get(alice.id, group.id)
+    fetched.member_ids.append(bob.id)
+    assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id]
