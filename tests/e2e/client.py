@@ -1,0 +1,125 @@
+"""A small test client of Courier's HTTP API and WebSocket."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import tornado.httpclient
+import tornado.websocket
+
+
+@dataclass
+class Reply:
+    status: int
+    body: object
+    headers: dict
+
+    @property
+    def json(self):
+        return self.body
+
+
+@dataclass
+class Account:
+    user_id: str
+    username: str
+    password: str
+    token: str
+
+
+class Api:
+    def __init__(self, running):
+        self.running = running
+        self.http = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+        self.sockets: list[tornado.websocket.WebSocketClientConnection] = []
+
+    def close(self) -> None:
+        for ws in self.sockets:
+            ws.close()
+        self.http.close()
+
+    async def call(self, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None,
+                   headers: dict | None = None) -> Reply:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if payload is None and method in ("POST", "PUT"):
+            payload = b""
+        response = await self.http.fetch(
+            self.running.base_url + path, method=method, body=payload, headers=all_headers,
+            raise_error=False, request_timeout=20, allow_nonstandard_methods=True,
+        )
+        text = response.body.decode() if response.body else ""
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return Reply(response.code, parsed, dict(response.headers))
+
+    async def register(self, username: str | None = None, password: str = "password-123") -> Account:
+        username = username or "u" + uuid.uuid4().hex[:12]
+        r = await self.call("POST", "/api/v1/users/register", {"username": username, "password": password})
+        assert r.status == 201, r
+        login = await self.call("POST", "/api/v1/users/login", {"username": username, "password": password})
+        assert login.status == 200, login
+        return Account(r.body["user_id"], username, password, login.body["token"])
+
+    async def send(self, sender: Account, to: Account, content: str, **extra) -> Reply:
+        return await self.call("POST", "/api/v1/messages",
+                               {"to_user_id": to.user_id, "content": content, **extra}, sender.token)
+
+    async def send_group(self, sender: Account, group_id: str, content: str, **extra) -> Reply:
+        return await self.call("POST", f"/api/v1/groups/{group_id}/messages", {"content": content, **extra},
+                               sender.token)
+
+    async def connect(self, account: Account | None = None, token: str | None = None, cursor: str | None = None,
+                      headers: dict | None = None) -> WsClient:
+        url = self.running.ws_url
+        query = []
+        if token is None and account is not None:
+            token = account.token
+        if token is not None:
+            query.append("token=" + quote(token))
+        if cursor is not None:
+            query.append("cursor=" + quote(cursor))
+        if query:
+            url += "?" + "&".join(query)
+        request = tornado.httpclient.HTTPRequest(url, headers=headers or {})
+        ws = await tornado.websocket.websocket_connect(request)
+        self.sockets.append(ws)
+        return WsClient(ws)
+
+
+class WsClient:
+    def __init__(self, ws: tornado.websocket.WebSocketClientConnection):
+        self.ws = ws
+
+    async def next(self, timeout: float = 5.0):
+        """The next frame as JSON; None when the socket closed."""
+        message = await asyncio.wait_for(self.ws.read_message(), timeout)
+        return None if message is None else json.loads(message)
+
+    async def nothing(self, within: float = 0.3) -> bool:
+        """True when no frame arrives within `within` seconds."""
+        try:
+            message = await asyncio.wait_for(self.ws.read_message(), within)
+        except asyncio.TimeoutError:
+            return True
+        raise AssertionError(f"unexpected frame: {message!r}")
+
+    def send(self, obj) -> None:
+        self.ws.write_message(obj if isinstance(obj, str | bytes) else json.dumps(obj), binary=isinstance(obj, bytes))
+
+    async def closed(self, timeout: float = 5.0) -> tuple[int | None, str | None]:
+        """Wait for the server to close; returns (code, reason)."""
+        while True:
+            message = await asyncio.wait_for(self.ws.read_message(), timeout)
+            if message is None:
+                return self.ws.close_code, self.ws.close_reason
+
+    def close(self) -> None:
+        self.ws.close()
