@@ -30,13 +30,14 @@ class ClientChannel(Protocol):
 
 
 class Connection:
-    __slots__ = ("user_id", "channel", "last_cursor", "_replaying", "_held")
+    __slots__ = ("user_id", "channel", "last_cursor", "_replaying", "_read_again", "_held")
 
     def __init__(self, user_id: str, channel: ClientChannel, last_cursor: str | None):
         self.user_id = user_id
         self.channel = channel
         self.last_cursor = last_cursor
         self._replaying = False
+        self._read_again = False
         self._held: list[tuple[Delivery, bytes]] = []
 
     def push(self, delivery: Delivery, payload: bytes) -> bool:
@@ -90,9 +91,17 @@ class Gateway:
         """Send everything after conn.last_cursor from the inbox, then release
         held live pushes that came after it. Raises what Inbox.read raises
         (CursorExpired, ServiceUnavailable); the caller closes the socket then."""
+        if conn._replaying:
+            # A replay of this connection is under way (attach's, or an earlier
+            # resync's). A second one beside it would read from the same cursor
+            # and send the same messages again; instead the running one is asked
+            # to read once more after its current page, which covers the gap.
+            conn._read_again = True
+            return
         conn._replaying = True
         try:
             while True:
+                conn._read_again = False
                 page = await self._inbox.read(conn.user_id, conn.last_cursor, REPLAY_PAGE)
                 for delivery in page:
                     if delivery.message.from_user_id == conn.user_id:
@@ -102,7 +111,7 @@ class Gateway:
                     if not conn.channel.send(self._encode(delivery)):
                         return
                     self.pushed += 1
-                if len(page) < REPLAY_PAGE:
+                if len(page) < REPLAY_PAGE and not conn._read_again:
                     break
         finally:
             conn._replaying = False
