@@ -84,31 +84,42 @@ class RecordingChannel:
 
 class YieldingInbox(Inbox):
     """Wraps an inbox so that read() really yields to the event loop, as a
-    networked inbox does, and runs `during_read` (once each) in the middle of a
-    read: after the entries are read, before they are returned."""
+    networked inbox does. Tests hook into a read: each callable in
+    `before_read` runs (once) after read() started and before the entries are
+    read, each in `after_read` after they are read and before they are
+    returned; a callable may return a coroutine, which is awaited."""
 
     def __init__(self, inner: Inbox) -> None:
         self.inner = inner
-        self.during_read: list[Callable[[], object]] = []
+        self.before_read: list[Callable[[], object]] = []
+        self.after_read: list[Callable[[], object]] = []
         self.reads: list[tuple[str, str | None, int]] = []
+
+    @property
+    def persisted(self) -> list[Message]:
+        return self.inner.persisted
 
     async def deliver(self, message, recipient_ids):
         return await self.inner.deliver(message, recipient_ids)
 
     async def read(self, user_id, after, limit):
         self.reads.append((user_id, after, limit))
+        await self._run(self.before_read)
         page = await self.inner.read(user_id, after, limit)
-        await asyncio.sleep(0)
-        actions, self.during_read = self.during_read, []
-        for action in actions:
-            result = action()
-            if asyncio.iscoroutine(result):
-                await result
-        await asyncio.sleep(0)
+        await self._run(self.after_read)
         return page
 
     async def last_cursor(self, user_id):
         return await self.inner.last_cursor(user_id)
+
+    @staticmethod
+    async def _run(hooks: list[Callable[[], object]]) -> None:
+        await asyncio.sleep(0)
+        while hooks:
+            result = hooks.pop(0)()
+            if asyncio.iscoroutine(result):
+                await result
+        await asyncio.sleep(0)
 
 
 def encode(delivery: Delivery) -> bytes:
@@ -150,12 +161,15 @@ class Courier:
 
     async def persist_all(self) -> None:
         """What the persister does: hand every accepted message to the store."""
-        inbox = self.inbox.inner if isinstance(self.inbox, YieldingInbox) else self.inbox
-        await self.store.save(list(inbox.persisted))
+        await self.store.save(list(self.inbox.persisted))
 
     def subscribe_gateway(self) -> None:
-        """Wire the gateway to the in-process bus (what `run` does, without a task)."""
+        """Wire the gateway to the in-process bus (what InProcessBus.run does, without a task)."""
         self.bus._subscribers.append(self.gateway.on_notification)
+
+    def unsubscribe_gateway(self) -> None:
+        """The gateway loses the bus: notifications published now never reach it."""
+        self.bus._subscribers.remove(self.gateway.on_notification)
 
 
 def build(
