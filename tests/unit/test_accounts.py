@@ -98,6 +98,15 @@ async def test_impossible_credentials_are_just_invalid(courier, username, passwo
 
 
 @pytest.mark.gen_test
+async def test_an_over_long_password_is_never_hashed(courier):
+    # argon2 on megabytes of password would be a cheap way to burn the server's CPU
+    await courier.user("alice")
+    with pytest.raises(errors.InvalidCredentials):
+        await courier.login("alice", "x" * 1_000_000, ADDRESS)
+    assert courier.hasher.verified == []
+
+
+@pytest.mark.gen_test
 @pytest.mark.parametrize(("username", "password"), [(None, PASSWORD), ("alice", None), (["alice"], PASSWORD)])
 async def test_non_string_credentials_are_invalid_input(courier, username, password):
     with pytest.raises(errors.InvalidInput):

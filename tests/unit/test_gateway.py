@@ -409,3 +409,41 @@ async def test_resync_during_a_replay_still_reads_the_gap(yielding):
     await asyncio.gather(*resync)
     assert socket.ids == ids(sent + lost)
     assert_strictly_increasing(socket.cursors)
+
+
+# notifications the gateway must drop -----------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_a_notification_seen_twice_is_pushed_once(live):
+    alice, bob = await live.users_named("alice", "bob")
+    socket = RecordingChannel()
+    await live.gateway.attach(bob.id, socket, None)
+    await send(live, alice, bob)
+    live.gateway.on_notification(live.bus.published[-1])  # e.g. redelivered by the bus
+    assert len(socket.payloads) == 1
+
+
+@pytest.mark.gen_test
+async def test_a_notification_from_before_the_connection_started_is_dropped(live):
+    alice, bob = await live.users_named("alice", "bob")
+    old = await send(live, alice, bob, "old")
+    old_notification = live.bus.published[-1]
+    socket = RecordingChannel()
+    await live.gateway.attach(bob.id, socket, None)  # starts after `old`
+    live.gateway.on_notification(old_notification)  # arrives late
+    assert socket.payloads == []
+    new = await send(live, alice, bob, "new")
+    assert socket.ids == [new.id]
+    assert old.id not in socket.ids
+
+
+@pytest.mark.gen_test
+async def test_each_socket_keeps_its_own_position(live):
+    alice, bob = await live.users_named("alice", "bob")
+    sent = await send_many(live, alice, bob, 3)
+    cursor_after_first = (await live.pull(bob.id, None, "1")).next_cursor
+    resumed, fresh = RecordingChannel(), RecordingChannel()
+    await live.gateway.attach(bob.id, resumed, cursor_after_first)
+    await live.gateway.attach(bob.id, fresh, None)
+    later = await send(live, alice, bob)
+    assert resumed.ids == ids(sent[1:]) + [later.id]
+    assert fresh.ids == [later.id]
