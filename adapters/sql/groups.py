@@ -1,0 +1,118 @@
+"""Groups and their members in SQL (groups, group_members)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import Connection, delete, exc, func, insert, select, update
+
+from adapters.sql.database import Database
+from adapters.sql.tables import group_members, groups
+from adapters.sql.users import utcnow
+from application.ports import GroupRepository
+from domain import errors
+from domain.model import Group
+
+IN_CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
+
+
+def chunks(items: list, size: int = IN_CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load(conn: Connection, group_ids: list[str]) -> list[Group]:
+    """The groups with these ids, oldest first, each with its members in join order."""
+    rows = []
+    for chunk in chunks(group_ids):
+        rows.extend(conn.execute(select(groups).where(groups.c.id.in_(chunk))))
+    rows.sort(key=lambda row: (row.created_at, row.id))
+    found = {row.id: Group(id=row.id, name=row.name, owner_id=row.owner_id, member_ids=[]) for row in rows}
+    for chunk in chunks(list(found)):
+        members = conn.execute(
+            select(group_members.c.group_id, group_members.c.user_id)
+            .where(group_members.c.group_id.in_(chunk))
+            .order_by(group_members.c.group_id, group_members.c.position)
+        )
+        for group_id, user_id in members:
+            found[group_id].member_ids.append(user_id)
+    return list(found.values())
+
+
+class SqlGroupRepository(GroupRepository):
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def add(self, group: Group) -> None:
+        await self._db.write(self._add, group)
+
+    @staticmethod
+    def _add(conn: Connection, group: Group) -> None:
+        now = utcnow()
+        with conn.begin():
+            conn.execute(
+                insert(groups).values(id=group.id, name=group.name, owner_id=group.owner_id, created_at=now)
+            )
+            if group.member_ids:
+                conn.execute(
+                    insert(group_members),
+                    [
+                        {"group_id": group.id, "user_id": user_id, "position": position, "joined_at": now}
+                        for position, user_id in enumerate(group.member_ids, start=1)
+                    ],
+                )
+
+    async def get(self, group_id: str) -> Group | None:
+        found = await self._db.run(self._get, [group_id])
+        return found[0] if found else None
+
+    async def list_for_member(self, user_id: str) -> list[Group]:
+        return await self._db.run(self._list_for_member, user_id)
+
+    @staticmethod
+    def _get(conn: Connection, group_ids: list[str]) -> list[Group]:
+        with conn.begin():  # one snapshot: the group and its members agree
+            return _load(conn, group_ids)
+
+    @staticmethod
+    def _list_for_member(conn: Connection, user_id: str) -> list[Group]:
+        with conn.begin():
+            ids = conn.execute(select(group_members.c.group_id).where(group_members.c.user_id == user_id))
+            return _load(conn, list(ids.scalars()))
+
+    async def add_member(self, group_id: str, user_id: str) -> None:
+        await self._db.write(self._add_member, group_id, user_id)
+
+    @staticmethod
+    def _add_member(conn: Connection, group_id: str, user_id: str) -> None:
+        with conn.begin():
+            # Locking the group row (MySQL; SQLite has one writer) serialises joins
+            # to one group, so two never take the same position.
+            locked = conn.execute(select(groups.c.id).where(groups.c.id == group_id).with_for_update()).first()
+            if locked is None:
+                raise errors.GroupNotFound()
+            member = group_members.c
+            already = conn.execute(
+                select(member.user_id).where(member.group_id == group_id, member.user_id == user_id)
+            ).first()
+            if already is not None:
+                raise errors.AlreadyAMember()
+            last = conn.execute(select(func.max(member.position)).where(member.group_id == group_id)).scalar()
+            try:
+                conn.execute(
+                    insert(group_members).values(
+                        group_id=group_id, user_id=user_id, position=(last or 0) + 1, joined_at=utcnow()
+                    )
+                )
+            except exc.IntegrityError as e:  # the group exists and the row did not: the user does not
+                raise errors.UserNotFound() from e
+
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+        await self._db.write(self._remove_member, group_id, user_id, new_owner_id)
+
+    @staticmethod
+    def _remove_member(conn: Connection, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+        with conn.begin():
+            member = group_members.c
+            conn.execute(delete(group_members).where(member.group_id == group_id, member.user_id == user_id))
+            if new_owner_id is not None:
+                conn.execute(update(groups).where(groups.c.id == group_id).values(owner_id=new_owner_id))

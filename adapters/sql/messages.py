@@ -1,0 +1,166 @@
+"""The durable message table (messages): what the persister saves and history reads."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, exc, insert, select
+
+from adapters.sql.database import Database
+from adapters.sql.groups import chunks
+from adapters.sql.tables import messages
+from application.ports import HistoryPage, MessageStore
+from domain import errors
+from domain.model import PRIVATE, Message
+
+log = logging.getLogger("courier.sql")
+
+MAX_SEQ = 2**63 - 1  # BIGINT; `before` may carry up to 20 digits
+SAVE_ATTEMPTS = 3
+
+
+class MessagesRejected(errors.CourierError):
+    """The database refused to store some messages, and not as duplicates (an unknown
+    sender, recipient or group). Every other message of the batch was stored. Not a
+    ServiceUnavailable on purpose: retrying cannot help, so the persister moves these
+    aside instead of waiting for the database. details["message_ids"] names them."""
+
+    code = "messages_rejected"
+
+
+def pair_key(user_id: str, peer_id: str) -> str:
+    """One key for a private conversation, whichever way a message went."""
+    return ":".join(sorted((user_id, peer_id)))
+
+
+def message_row(message: Message) -> dict:
+    return {
+        "id": message.id,
+        "type": message.type,
+        "from_user_id": message.from_user_id,
+        "to_user_id": message.to_user_id,
+        "group_id": message.group_id,
+        "pair_key": pair_key(message.from_user_id, message.to_user_id) if message.type == PRIVATE else None,
+        "content": message.content,
+        "created_at": message.created_at,
+        "client_msg_id": message.client_msg_id,
+    }
+
+
+def message_from_row(row) -> Message:
+    return Message(
+        type=row.type,
+        id=row.id,
+        from_user_id=row.from_user_id,
+        content=row.content,
+        created_at=int(row.created_at),
+        to_user_id=row.to_user_id,
+        group_id=row.group_id,
+        client_msg_id=row.client_msg_id,
+    )
+
+
+MESSAGE_COLUMNS = [c for c in messages.c if c.name not in ("pair_key",)]
+
+
+def release_taken_client_ids(conn: Connection, rows: list[dict]) -> None:
+    """A (sender, client_msg_id) is unique. Should a message arrive whose pair is
+    already held by another message (the idempotency key expired, or a send was
+    retried after a failure that had in fact committed), keep the message anyway,
+    without its client_msg_id: losing an accepted message is worse."""
+    keyed = [row for row in rows if row["client_msg_id"] is not None]
+    if not keyed:
+        return
+    taken: set[tuple[str, str]] = set()
+    for chunk in chunks(keyed):
+        senders = {row["from_user_id"] for row in chunk}
+        client_ids = {row["client_msg_id"] for row in chunk}
+        found = conn.execute(
+            select(messages.c.from_user_id, messages.c.client_msg_id).where(
+                messages.c.from_user_id.in_(senders), messages.c.client_msg_id.in_(client_ids)
+            )
+        )
+        taken.update((sender, client_id) for sender, client_id in found)
+    for row in keyed:
+        key = (row["from_user_id"], row["client_msg_id"])
+        if key in taken:
+            log.warning(
+                "message %s from %s reuses client_msg_id %r of another message; stored without it",
+                row["id"], row["from_user_id"], row["client_msg_id"],
+            )
+            row["client_msg_id"] = None
+        else:
+            taken.add(key)  # a second message of this batch with the same pair loses it too
+
+
+class SqlMessageStore(MessageStore):
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def save(self, batch: Sequence[Message]) -> None:
+        if batch:
+            await self._db.write(self._save, list(batch))
+
+    @classmethod
+    def _save(cls, conn: Connection, batch: list[Message]) -> None:
+        unique = list({m.id: m for m in reversed(batch)}.values())[::-1]  # first of each id, in order
+        for attempt in range(1, SAVE_ATTEMPTS + 1):
+            try:
+                with conn.begin():
+                    cls._insert_missing(conn, unique)
+                return
+            except exc.IntegrityError as e:
+                # Most likely another persister inserted some of these ids between our
+                # SELECT and INSERT: look again. If it keeps failing it is something else.
+                log.info("saving %d messages: %s (attempt %d)", len(unique), e.orig, attempt)
+        cls._save_one_by_one(conn, unique)
+
+    @staticmethod
+    def _insert_missing(conn: Connection, batch: list[Message]) -> list[str]:
+        existing: set[str] = set()
+        for chunk in chunks([m.id for m in batch]):
+            existing.update(conn.execute(select(messages.c.id).where(messages.c.id.in_(chunk))).scalars())
+        rows = [message_row(m) for m in batch if m.id not in existing]
+        if rows:
+            release_taken_client_ids(conn, rows)
+            conn.execute(insert(messages), rows)  # executemany
+        return [row["id"] for row in rows]
+
+    @classmethod
+    def _save_one_by_one(cls, conn: Connection, batch: list[Message]) -> None:
+        """Store every message that can be stored, then name the ones that cannot."""
+        rejected: list[str] = []
+        cause: exc.IntegrityError | None = None
+        for message in batch:
+            try:
+                with conn.begin():
+                    cls._insert_missing(conn, [message])
+            except exc.IntegrityError as e:
+                rejected.append(message.id)
+                cause = e
+                log.error("message %s cannot be stored: %s", message.id, e.orig)
+        if rejected:
+            raise MessagesRejected(
+                f"{len(rejected)} message(s) refused by the database: {cause.orig if cause else ''}",
+                message_ids=rejected,
+            ) from cause
+
+    async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage:
+        return await self._db.run(self._page, messages.c.pair_key == pair_key(user_id, peer_id), before, limit)
+
+    async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage:
+        return await self._db.run(self._page, messages.c.group_id == group_id, before, limit)
+
+    @staticmethod
+    def _page(conn: Connection, condition, before: str | None, limit: int) -> HistoryPage:
+        """Newest first; `before` is a seq; one row more than asked tells whether there is more."""
+        query = select(*MESSAGE_COLUMNS).where(condition)
+        if before is not None:
+            query = query.where(messages.c.seq < min(int(before), MAX_SEQ))
+        query = query.order_by(messages.c.seq.desc()).limit(limit + 1)
+        with conn.begin():
+            rows = conn.execute(query).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_before = str(rows[-1].seq) if more else None
+        return HistoryPage([message_from_row(row) for row in rows], next_before)

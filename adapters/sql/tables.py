@@ -1,0 +1,163 @@
+"""The schema: SQLAlchemy Core tables, and the metadata alembic compares migrations with.
+
+One schema for SQLite (embedded mode) and MySQL/MariaDB (production). Notes on choices:
+
+- Autoincrement keys are BIGINT on MySQL but INTEGER on SQLite, where only
+  "INTEGER PRIMARY KEY" is the rowid. messages and inbox_entries use SQLite's
+  AUTOINCREMENT so a seq is never reused even after the newest rows are deleted:
+  seqs are history paging keys and inbox cursors, which must only grow.
+- MySQL tables are utf8mb4 (4-byte emoji) with the binary collation: ids,
+  username keys and client message ids compare byte for byte, as in memory
+  (a *_ci collation would make "É" equal "e" and an upper-case UUID match a
+  lower-case one). Both mysql_* and mariadb_* options are given: a
+  mariadb+pymysql URL selects the "mariadb" dialect, which ignores mysql_*.
+- Every foreign key column leads some index, declared here: otherwise InnoDB
+  creates one behind our back and the migrated schema no longer matches this file.
+- Message times are integer Unix seconds (the contract's created_at); users and
+  groups keep a microsecond DATETIME (UTC) so their creation order is kept.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+MYSQL_DIALECTS = ("mysql", "mariadb")
+
+# Deterministic constraint names, so migrations (and SQLite batch mode) can name them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+IdType = CHAR(36)  # canonical UUID strings
+TimestampType = DateTime().with_variant(mysql.DATETIME(fsp=6), *MYSQL_DIALECTS)
+# TEXT holds 64 KiB on MySQL: 16,000 bytes for 4,000 emoji fit, but the limit is
+# configurable, so MEDIUMTEXT (16 MiB). SQLite TEXT has no such limit.
+ContentType = Text().with_variant(mysql.MEDIUMTEXT(), *MYSQL_DIALECTS)
+
+MYSQL_TABLE_OPTIONS = {
+    f"{dialect}_{option}": value
+    for dialect in MYSQL_DIALECTS
+    for option, value in (("engine", "InnoDB"), ("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
+}
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("username", String(64), nullable=False),
+    # domain.model.username_key (casefold) may lengthen a name: "ß" -> "ss".
+    Column("username_key", String(128), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", TimestampType, nullable=False),
+    UniqueConstraint("username_key"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("owner_id", IdType, ForeignKey("users.id"), nullable=False),
+    Column("created_at", TimestampType, nullable=False),
+    Index(None, "owner_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
+    Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
+    # Join order within the group: members are listed in this order, and the
+    # longest-standing one succeeds a leaving owner.
+    Column("position", BigInteger, nullable=False),
+    Column("joined_at", TimestampType, nullable=False),
+    PrimaryKeyConstraint("group_id", "user_id"),
+    Index(None, "user_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    # Insertion order: the history paging key ("before" / "next_before").
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", IdType, nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("from_user_id", IdType, ForeignKey("users.id"), nullable=False),
+    Column("to_user_id", IdType, ForeignKey("users.id"), nullable=True),
+    Column("group_id", IdType, ForeignKey("groups.id"), nullable=True),
+    # Private messages only: the two user ids sorted and joined by ":", so one
+    # index serves a conversation in both directions (see messages.pair_key).
+    Column("pair_key", String(73), nullable=True),
+    Column("content", ContentType, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("client_msg_id", String(128), nullable=True),
+    UniqueConstraint("id"),
+    # NULLs never collide, so messages without a client_msg_id are unconstrained.
+    UniqueConstraint("from_user_id", "client_msg_id"),
+    Index(None, "pair_key", "seq"),
+    Index(None, "group_id", "seq"),
+    Index(None, "to_user_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# The embedded mode's inbox streams (adapters/sql/inbox.py) ------------------
+
+inbox_entries = Table(
+    "inbox_entries",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),  # the cursor "<seq>-0"
+    Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
+    Column("message_seq", SeqType, ForeignKey("messages.seq"), nullable=False),
+    Index(None, "user_id", "seq"),
+    Index(None, "message_seq"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_OPTIONS,
+)
+
+inbox_trims = Table(
+    "inbox_trims",
+    metadata,
+    Column("user_id", IdType, ForeignKey("users.id"), primary_key=True),
+    # The seq of the newest entry trimmed away: a cursor before it has lost entries.
+    Column("trimmed_up_to", SeqType, nullable=False),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("sender_id", IdType, ForeignKey("users.id"), nullable=False),
+    Column("client_msg_id", String(128), nullable=False),
+    Column("message_id", IdType, nullable=False),
+    # The original message as Message.to_record() JSON: a retry gets it back
+    # identical, even while the first send is still being delivered.
+    Column("record", ContentType, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("sender_id", "client_msg_id"),
+    Index(None, "created_at"),
+    **MYSQL_TABLE_OPTIONS,
+)

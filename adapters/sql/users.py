@@ -1,0 +1,70 @@
+"""Users in SQL (users table)."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, exc, insert, select, update
+
+from adapters.sql.database import Database
+from adapters.sql.tables import users
+from application.ports import UserRepository
+from domain import errors
+from domain.model import User, username_key
+
+
+def utcnow() -> datetime:
+    """Naive UTC with microseconds: what the DATETIME(6) columns hold."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _user(row) -> User | None:
+    return User(id=row.id, username=row.username, password_hash=row.password_hash) if row else None
+
+
+class SqlUserRepository(UserRepository):
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def add(self, user: User) -> None:
+        await self._db.write(self._add, user)
+
+    @staticmethod
+    def _add(conn: Connection, user: User) -> None:
+        key = username_key(user.username)
+        try:
+            with conn.begin():
+                conn.execute(
+                    insert(users).values(
+                        id=user.id,
+                        username=user.username,
+                        username_key=key,
+                        password_hash=user.password_hash,
+                        created_at=utcnow(),
+                    )
+                )
+        except exc.IntegrityError:
+            # Which constraint failed? Asking is portable; parsing driver messages is not.
+            with conn.begin():
+                taken = conn.execute(select(users.c.id).where(users.c.username_key == key)).first()
+            if taken is not None:
+                raise errors.UsernameTaken() from None
+            raise
+
+    async def get(self, user_id: str) -> User | None:
+        return await self._db.run(self._get, users.c.id == user_id)
+
+    async def get_by_username(self, username: str) -> User | None:
+        return await self._db.run(self._get, users.c.username_key == username_key(username))
+
+    @staticmethod
+    def _get(conn: Connection, condition) -> User | None:
+        with conn.begin():
+            return _user(conn.execute(select(users).where(condition)).first())
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self._db.write(self._set_password_hash, user_id, password_hash)
+
+    @staticmethod
+    def _set_password_hash(conn: Connection, user_id: str, password_hash: str) -> None:
+        with conn.begin():
+            conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
