@@ -87,7 +87,10 @@ class Dispatcher:
                 return original  # a retry: the first send already reached everyone
         try:
             cursors = await self.inbox.deliver(message, recipient_ids)
-        except BaseException:
+        except Exception:
+            # A failed append can be retried under the same key. (Not on
+            # cancellation: the append may have gone through, and forgetting
+            # the key then would let a retry deliver the message twice.)
             if key is not None:
                 await self.idempotency.forget(message.from_user_id, key)
             raise
