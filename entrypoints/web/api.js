@@ -1,0 +1,127 @@
+// The HTTP side of the contract (SPEC section 3), as small async functions.
+// Every call answers the parsed JSON body, or throws an ApiError carrying the
+// status and the server's {"error": {"code", "message"}}.
+
+const PREFIX = "/api/v1";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status; // 0: the server could not be reached
+    this.code = code || "";
+  }
+}
+
+export class Api {
+  constructor({ getToken, onUnauthorized }) {
+    this.getToken = getToken;
+    this.onUnauthorized = onUnauthorized;
+  }
+
+  async request(method, path, body, { auth = true } = {}) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const token = auth ? this.getToken() : null;
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let response;
+    try {
+      response = await fetch(PREFIX + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+      });
+    } catch (err) {
+      throw new ApiError(0, "network", "Cannot reach the server");
+    }
+    let data = null;
+    if (response.status !== 204) {
+      try {
+        data = await response.json();
+      } catch (err) {
+        data = null;
+      }
+    }
+    if (!response.ok) {
+      const error = (data && data.error) || {};
+      const apiError = new ApiError(response.status, error.code, error.message);
+      if (response.status === 401 && auth && token) this.onUnauthorized(apiError);
+      throw apiError;
+    }
+    return data;
+  }
+
+  register(username, password) {
+    return this.request("POST", "/users/register", { username, password }, { auth: false });
+  }
+  login(username, password) {
+    return this.request("POST", "/users/login", { username, password }, { auth: false });
+  }
+  me() {
+    return this.request("GET", "/users/me");
+  }
+  userByName(username) {
+    return this.request("GET", `/users?username=${encodeURIComponent(username)}`);
+  }
+
+  sendPrivate(toUserId, content, clientMsgId) {
+    return this.request("POST", "/messages", { to_user_id: toUserId, content, client_msg_id: clientMsgId });
+  }
+  sendGroup(groupId, content, clientMsgId) {
+    return this.request("POST", `/groups/${encodeURIComponent(groupId)}/messages`, {
+      content,
+      client_msg_id: clientMsgId,
+    });
+  }
+
+  groups() {
+    return this.request("GET", "/groups");
+  }
+  group(groupId) {
+    return this.request("GET", `/groups/${encodeURIComponent(groupId)}`);
+  }
+  createGroup(name, memberIds = []) {
+    return this.request("POST", "/groups", { name, member_ids: memberIds });
+  }
+  addMember(groupId, userId) {
+    return this.request("POST", `/groups/${encodeURIComponent(groupId)}/members`, { user_id: userId });
+  }
+  removeMember(groupId, userId) {
+    return this.request("DELETE", `/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(userId)}`);
+  }
+
+  // History: newest first, {messages, next_before}.
+  privateHistory(peerId, before, limit = 50) {
+    return this.request("GET", `/conversations/${encodeURIComponent(peerId)}/messages${query({ before, limit })}`);
+  }
+  groupHistory(groupId, before, limit = 50) {
+    return this.request("GET", `/groups/${encodeURIComponent(groupId)}/messages${query({ before, limit })}`);
+  }
+
+  // The pull: oldest first, {messages, next_cursor, has_more}.
+  pull(cursor, limit = 200) {
+    return this.request("GET", `/messages${query({ cursor, limit })}`);
+  }
+}
+
+function query(params) {
+  const parts = [];
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") {
+      parts.push(`${key}=${encodeURIComponent(value)}`);
+    }
+  }
+  return parts.length ? `?${parts.join("&")}` : "";
+}
+
+// crypto.randomUUID exists only in secure contexts (https, localhost); a page
+// opened over plain http on a LAN address still needs client_msg_id.
+export function newId() {
+  if (globalThis.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

@@ -1,0 +1,745 @@
+// Courier's chat page: wires the API, the live socket and the store to the
+// DOM. Everything a user or the server wrote is put on the page with
+// textContent, never parsed as HTML.
+
+import { Api, ApiError, newId } from "./api.js";
+import { LiveSocket } from "./socket.js";
+import { Store, convKey } from "./store.js";
+
+const $ = (id) => document.getElementById(id);
+const USERNAME_RE = /^[A-Za-z0-9_.-]{3,32}$/;
+const NEAR_BOTTOM_PX = 80;
+const LOAD_OLDER_PX = 80;
+
+const store = new Store();
+let groupsLoaded = false;
+let catchUpRunning = null;
+
+const api = new Api({
+  getToken: () => (store.session ? store.session.token : null),
+  onUnauthorized: () => toLogin("Your session has ended. Please log in again."),
+});
+
+const socket = new LiveSocket({
+  getToken: () => (store.session ? store.session.token : null),
+  getCursor: () => store.cursor,
+  onMessage: (msg) => {
+    receive(msg, { countUnread: true });
+    if (msg.cursor) store.setCursor(msg.cursor);
+  },
+  onState: (state, retryAt) => {
+    renderConnState(state, retryAt);
+    // A socket opened without a cursor starts at the inbox's end: one pull
+    // from the start closes the gap between the first pull and the socket.
+    if (state === "online" && !store.cursor) catchUp().catch(() => {});
+  },
+  onTokenExpired: () => toLogin("Your session expired. Please log in again."),
+  beforeRetry: async () => {
+    await api.me();
+    if (!groupsLoaded) await loadGroups();
+    await catchUp();
+  },
+});
+
+// ---------------------------------------------------------------------------
+// DOM helpers
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = value;
+    else if (key === "className") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function show(node, visible) {
+  node.hidden = !visible;
+}
+
+function setError(id, err) {
+  const node = $(id);
+  node.textContent = err ? (err instanceof Error ? err.message : String(err)) : "";
+}
+
+function initials(name) {
+  const s = String(name || "?").trim();
+  return (Array.from(s)[0] || "?").toUpperCase();
+}
+
+function hue(id) {
+  let h = 0;
+  for (const ch of String(id)) h = (h * 31 + ch.codePointAt(0)) % 360;
+  return h;
+}
+
+function avatar(id, label, extraClass = "") {
+  const node = el("div", { className: `avatar ${extraClass}`.trim(), "aria-hidden": "true", text: initials(label) });
+  node.style.setProperty("--h", hue(id));
+  return node;
+}
+
+function timeOf(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function dayOf(seconds) {
+  const d = new Date(seconds * 1000);
+  const today = new Date();
+  const yesterday = new Date(Date.now() - 86_400_000);
+  if (d.toDateString() === today.toDateString()) return "Today";
+  if (d.toDateString() === yesterday.toDateString()) return "Yesterday";
+  return d.toLocaleDateString([], { weekday: "short", year: "numeric", month: "short", day: "numeric" });
+}
+
+let saveTimer = null;
+function saveSoon() {
+  if (saveTimer) return;
+  saveTimer = setTimeout(() => {
+    saveTimer = null;
+    store.save();
+  }, 200);
+}
+
+let listFrame = null;
+function renderListSoon() {
+  if (listFrame) return;
+  listFrame = requestAnimationFrame(() => {
+    listFrame = null;
+    renderConvList();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Login
+
+function toLogin(notice) {
+  const wasUser = store.session ? store.session.username : "";
+  socket.stop();
+  store.clearSession();
+  store.reset();
+  groupsLoaded = false;
+  show($("chat-view"), false);
+  show($("login-view"), true);
+  document.title = "Courier";
+  const noticeNode = $("login-notice");
+  noticeNode.textContent = notice || "";
+  show(noticeNode, Boolean(notice));
+  setError("login-error", "");
+  if (wasUser) $("login-username").value = wasUser;
+  $("login-password").value = "";
+  (wasUser ? $("login-password") : $("login-username")).focus();
+}
+
+function readCredentials() {
+  const username = $("login-username").value;
+  const password = $("login-password").value;
+  if (!USERNAME_RE.test(username)) {
+    throw new Error("A username is 3 to 32 letters, digits, '_', '.' or '-'.");
+  }
+  if (password.length < 8) throw new Error("A password is at least 8 characters.");
+  return { username, password };
+}
+
+async function doLogin(register) {
+  setError("login-error", "");
+  let creds;
+  try {
+    creds = readCredentials();
+  } catch (err) {
+    setError("login-error", err);
+    return;
+  }
+  const buttons = [$("login-button"), $("register-button")];
+  buttons.forEach((b) => (b.disabled = true));
+  try {
+    if (register) await api.register(creds.username, creds.password);
+    const answer = await api.login(creds.username, creds.password);
+    store.setSession({
+      token: answer.token,
+      user_id: answer.user_id,
+      username: answer.username,
+      expires_at: answer.expires_at,
+    });
+    $("login-password").value = "";
+    await startApp();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 409) setError("login-error", "That username is taken.");
+    else if (err instanceof ApiError && err.status === 401) setError("login-error", "Wrong username or password.");
+    else if (err instanceof ApiError && err.status === 429)
+      setError("login-error", "Too many attempts. Wait a minute and try again.");
+    else setError("login-error", err);
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Start, catch up, receive
+
+async function startApp() {
+  store.load();
+  groupsLoaded = false;
+  show($("login-view"), false);
+  show($("chat-view"), true);
+  $("me-name").textContent = store.session.username;
+  $("me-avatar").replaceWith(Object.assign(avatar(store.me, store.session.username), { id: "me-avatar" }));
+  renderConvList();
+  renderPane();
+  renderConnState("connecting");
+  const session = store.session;
+  try {
+    await api.me();
+    await loadGroups();
+    await catchUp();
+  } catch (err) {
+    if (store.session !== session) return; // sent back to login meanwhile
+    // The server is unreachable: show what is known, keep trying.
+    socket.stopped = false;
+    socket.needsCheck = true;
+    socket.scheduleRetry();
+    if (store.active) selectConv(store.active);
+    return;
+  }
+  if (store.session !== session) return;
+  socket.start();
+  if (store.active && store.convs.has(store.active)) selectConv(store.active);
+}
+
+async function loadGroups() {
+  const answer = await api.groups();
+  const current = new Set();
+  for (const group of answer.groups || []) {
+    const conv = store.conv(convKey("group", group.group_id));
+    applyGroup(conv, group);
+    current.add(conv.key);
+  }
+  // Groups this user left or was removed from elsewhere.
+  for (const conv of [...store.convs.values()]) {
+    if (conv.kind === "group" && !current.has(conv.key)) dropConv(conv);
+  }
+  groupsLoaded = true;
+  renderListSoon();
+  saveSoon();
+}
+
+function applyGroup(conv, group) {
+  conv.group = group;
+  conv.name = group.name;
+}
+
+async function ensureGroup(conv) {
+  if (conv.group || conv.fetchingGroup) return;
+  conv.fetchingGroup = true;
+  try {
+    applyGroup(conv, await api.group(conv.id));
+    renderListSoon();
+    if (store.active === conv.key) renderHeader(conv);
+  } catch (err) {
+    /* not a member any more, or offline: keep what is known */
+  } finally {
+    conv.fetchingGroup = false;
+  }
+}
+
+// Page through the pull from the last cursor. Safe to call concurrently.
+function catchUp() {
+  if (!catchUpRunning) {
+    catchUpRunning = runCatchUp().finally(() => {
+      catchUpRunning = null;
+    });
+  }
+  return catchUpRunning;
+}
+
+async function runCatchUp() {
+  const countUnread = Boolean(store.cursor); // a first pull is old history, not news
+  let cursor = store.cursor;
+  for (;;) {
+    let page;
+    try {
+      page = await api.pull(cursor, 200);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 410 && cursor) {
+        // Older than what the inbox keeps: take what is retained, and let the
+        // history calls fill the rest when a conversation is opened.
+        cursor = null;
+        store.cursor = null;
+        for (const conv of store.convs.values()) conv.history = "none";
+        continue;
+      }
+      throw err;
+    }
+    for (const msg of page.messages || []) receive(msg, { countUnread });
+    if (page.next_cursor) {
+      cursor = page.next_cursor;
+      store.setCursor(cursor);
+    }
+    if (!page.has_more || !(page.messages || []).length) break;
+  }
+}
+
+function receive(msg, { countUnread }) {
+  if (!msg || (msg.type !== "private" && msg.type !== "group")) return;
+  const conv = store.append(msg);
+  if (!conv) return; // already shown: dedup by message id
+  if (conv.kind === "group") ensureGroup(conv);
+  const looking = store.active === conv.key && !document.hidden;
+  if (msg.from_user_id !== store.me && countUnread && !looking) conv.unread += 1;
+  if (store.active === conv.key) renderMessages(conv, { stickToBottom: msg.from_user_id === store.me });
+  renderListSoon();
+  saveSoon();
+}
+
+function dropConv(conv) {
+  store.convs.delete(conv.key);
+  for (const id of conv.ids) store.seen.delete(id);
+  if (store.active === conv.key) {
+    store.active = null;
+    renderPane();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Sidebar
+
+function renderConvList() {
+  const list = $("conv-list");
+  const convs = store.sortedConvs();
+  list.replaceChildren(
+    ...convs.map((conv) => {
+      const title = store.title(conv);
+      const isGroup = conv.kind === "group";
+      let preview = conv.preview || (isGroup ? "Group" : "");
+      if (conv.preview && conv.previewFrom === store.me) preview = `You: ${conv.preview}`;
+      else if (conv.preview && isGroup && conv.previewFrom) preview = `${store.nameOf(conv.previewFrom)}: ${conv.preview}`;
+      const item = el(
+        "li",
+        {
+          className: `conv${conv.key === store.active ? " active" : ""}${conv.unread ? " has-unread" : ""}`,
+          dataset: { key: conv.key, kind: conv.kind, id: conv.id },
+          tabindex: "0",
+          role: "button",
+          "aria-current": conv.key === store.active ? "true" : null,
+          onclick: () => selectConv(conv.key),
+          onkeydown: (e) => {
+            if (e.key === "Enter" || e.key === " ") {
+              e.preventDefault();
+              selectConv(conv.key);
+            }
+          },
+        },
+        avatar(conv.id, isGroup ? conv.name || "#" : title, isGroup ? "group" : ""),
+        el(
+          "div",
+          { className: "conv-text" },
+          el("div", { className: "conv-title", text: isGroup ? `# ${title}` : title, title }),
+          el("div", { className: "conv-preview", text: preview }),
+        ),
+        conv.unread
+          ? el("span", { className: "badge", "aria-label": `${conv.unread} unread`, text: conv.unread > 99 ? "99+" : conv.unread })
+          : null,
+      );
+      return item;
+    }),
+  );
+  show($("conv-empty"), convs.length === 0);
+  const total = store.totalUnread();
+  document.title = total ? `(${total}) Courier` : "Courier";
+}
+
+async function startPrivateChat(event) {
+  event.preventDefault();
+  setError("sidebar-error", "");
+  const input = $("new-chat-username");
+  const username = input.value.trim();
+  if (!username) return;
+  try {
+    const user = await api.userByName(username);
+    store.rememberName(user.user_id, user.username);
+    const conv = store.conv(convKey("private", user.user_id));
+    if (!conv.lastTs) conv.lastTs = Date.now();
+    input.value = "";
+    saveSoon();
+    selectConv(conv.key);
+    $("composer-input").focus();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) setError("sidebar-error", `No user named “${username}”.`);
+    else setError("sidebar-error", err);
+  }
+}
+
+async function createGroup(event) {
+  event.preventDefault();
+  setError("sidebar-error", "");
+  const input = $("new-group-name");
+  const name = input.value.trim();
+  if (!name) return;
+  try {
+    const group = await api.createGroup(name);
+    const conv = store.conv(convKey("group", group.group_id));
+    applyGroup(conv, group);
+    conv.lastTs = Date.now();
+    conv.history = "loaded"; // a new group has no history
+    input.value = "";
+    saveSoon();
+    selectConv(conv.key);
+    $("add-member-username").focus();
+  } catch (err) {
+    setError("sidebar-error", err);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Conversation pane
+
+function selectConv(key) {
+  const conv = store.convs.get(key);
+  if (!conv) return;
+  const changed = store.active !== key;
+  store.active = key;
+  conv.unread = 0;
+  document.body.classList.add("pane-open");
+  setError("conv-error", "");
+  renderPane({ resetScroll: changed });
+  renderListSoon();
+  saveSoon();
+  if (conv.kind === "group") ensureGroup(conv);
+  if (conv.history === "none") loadHistory(conv, { first: true });
+}
+
+function renderPane({ resetScroll = true } = {}) {
+  const conv = store.active ? store.convs.get(store.active) : null;
+  show($("empty-pane"), !conv);
+  show($("conv-pane"), Boolean(conv));
+  if (!conv) {
+    document.body.classList.remove("pane-open");
+    return;
+  }
+  renderHeader(conv);
+  renderMessages(conv, { stickToBottom: resetScroll });
+}
+
+function renderHeader(conv) {
+  const title = store.title(conv);
+  $("conv-title").textContent = conv.kind === "group" ? `# ${title}` : title;
+  let sub = "";
+  if (conv.kind === "group") {
+    const members = conv.group ? conv.group.member_ids : [];
+    const names = members.map((id) => (id === store.me ? "you" : store.nameOf(id)));
+    sub = members.length ? `${members.length} member${members.length === 1 ? "" : "s"}: ${names.join(", ")}` : "";
+  } else if (conv.id === store.me) {
+    sub = "Notes to yourself";
+  } else if (!store.knowsName(conv.id)) {
+    sub = "This browser does not know their username yet: start a chat with them by username to name it.";
+  } else {
+    sub = "Private chat";
+  }
+  $("conv-sub").textContent = sub;
+  show($("group-tools"), conv.kind === "group");
+}
+
+async function loadHistory(conv, { first }) {
+  if (conv.history === "loading" || conv.loadingOlder) return;
+  if (first) conv.history = "loading";
+  else conv.loadingOlder = true;
+  if (store.active === conv.key) $("history-status").textContent = "Loading…";
+  const box = $("messages");
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  try {
+    const before = first ? null : conv.nextBefore;
+    const page =
+      conv.kind === "group"
+        ? await api.groupHistory(conv.id, before, 50)
+        : await api.privateHistory(conv.id, before, 50);
+    store.mergeHistory(conv, page, { first });
+    conv.history = "loaded";
+  } catch (err) {
+    if (first) conv.history = "none";
+    if (store.active === conv.key) setError("conv-error", `Could not load history: ${err.message}`);
+  } finally {
+    conv.loadingOlder = false;
+  }
+  renderListSoon();
+  if (store.active !== conv.key) return;
+  renderMessages(conv, { stickToBottom: first });
+  if (!first) box.scrollTop = box.scrollHeight - fromBottom; // keep the reader's place
+  maybeLoadOlder();
+}
+
+function maybeLoadOlder() {
+  const conv = store.active ? store.convs.get(store.active) : null;
+  if (!conv || conv.history !== "loaded" || !conv.nextBefore || conv.loadingOlder) return;
+  const box = $("messages");
+  if (box.scrollTop <= LOAD_OLDER_PX || box.scrollHeight <= box.clientHeight) loadHistory(conv, { first: false });
+}
+
+function renderMessages(conv, { stickToBottom = false } = {}) {
+  const box = $("messages");
+  const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
+  const list = $("message-list");
+  const items = [];
+  let prev = null;
+  let prevDay = null;
+  for (const msg of conv.msgs) {
+    const day = dayOf(msg.created_at);
+    if (day !== prevDay) {
+      items.push(el("li", { className: "day", text: day }));
+      prevDay = day;
+      prev = null;
+    }
+    const continued = prev && prev.from_user_id === msg.from_user_id && msg.created_at - prev.created_at < 300;
+    items.push(messageItem(conv, msg, { continued }));
+    prev = msg;
+  }
+  for (const pending of conv.pending) items.push(pendingItem(conv, pending));
+  list.replaceChildren(...items);
+
+  let status = "";
+  if (conv.history === "loading") status = "Loading…";
+  else if (conv.loadingOlder) status = "Loading older messages…";
+  else if (conv.history === "loaded" && !conv.nextBefore) status = conv.msgs.length ? "Beginning of the conversation" : "No messages yet. Say hello!";
+  $("history-status").textContent = status;
+
+  if (stickToBottom || nearBottom) box.scrollTop = box.scrollHeight;
+}
+
+function messageItem(conv, msg, { continued }) {
+  const mine = msg.from_user_id === store.me;
+  const showAuthor = !continued && conv.kind === "group" && !mine;
+  return el(
+    "li",
+    {
+      className: `msg ${mine ? "mine" : "theirs"}${continued ? " continued" : ""}`,
+      dataset: { id: msg.id, from: msg.from_user_id },
+    },
+    showAuthor ? el("div", { className: "author", text: store.nameOf(msg.from_user_id) }) : null,
+    el(
+      "div",
+      { className: "bubble" },
+      el("span", { className: "content", text: msg.content }),
+      el("time", {
+        className: "time",
+        datetime: new Date(msg.created_at * 1000).toISOString(),
+        title: new Date(msg.created_at * 1000).toLocaleString(),
+        text: timeOf(msg.created_at),
+      }),
+    ),
+  );
+}
+
+function pendingItem(conv, pending) {
+  const failed = pending.state === "failed";
+  return el(
+    "li",
+    { className: `msg mine pending${failed ? " failed" : ""}`, dataset: { clientId: pending.cid } },
+    el(
+      "div",
+      { className: "bubble" },
+      el("span", { className: "content", text: pending.content }),
+      el("span", { className: "time", text: failed ? "not sent" : "sending…" }),
+    ),
+    failed
+      ? el(
+          "div",
+          { className: "pending-actions" },
+          el("span", { className: "error", text: pending.error || "" }),
+          el("button", { type: "button", className: "link", text: "Retry", onclick: () => sendPending(conv, pending) }),
+          el("button", {
+            type: "button",
+            className: "link",
+            text: "Discard",
+            onclick: () => {
+              conv.pending = conv.pending.filter((p) => p !== pending);
+              renderMessages(conv);
+            },
+          }),
+        )
+      : null,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Sending
+
+function submitComposer(event) {
+  if (event) event.preventDefault();
+  const conv = store.active ? store.convs.get(store.active) : null;
+  const input = $("composer-input");
+  const content = input.value;
+  if (!conv || !content.trim()) return;
+  input.value = "";
+  autoGrow();
+  const pending = { cid: newId(), content, state: "sending" };
+  conv.pending.push(pending);
+  renderMessages(conv, { stickToBottom: true });
+  sendPending(conv, pending);
+}
+
+async function sendPending(conv, pending) {
+  pending.state = "sending";
+  pending.error = "";
+  if (store.active === conv.key) renderMessages(conv);
+  try {
+    // The same client_msg_id on a retry makes the send idempotent.
+    const msg =
+      conv.kind === "group"
+        ? await api.sendGroup(conv.id, pending.content, pending.cid)
+        : await api.sendPrivate(conv.id, pending.content, pending.cid);
+    conv.pending = conv.pending.filter((p) => p !== pending);
+    // The 201 answer has no cursor: it is shown, never used to move the cursor.
+    if (!store.append(msg) && store.active === conv.key) renderMessages(conv);
+    else if (store.active === conv.key) renderMessages(conv, { stickToBottom: true });
+    renderListSoon();
+    saveSoon();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return; // back to login already
+    pending.state = "failed";
+    if (err instanceof ApiError && err.status === 429) pending.error = "Sending too fast.";
+    else if (err instanceof ApiError && err.status === 403) pending.error = "You are not a member of this group.";
+    else pending.error = err.message;
+    if (store.active === conv.key) renderMessages(conv);
+  }
+}
+
+function autoGrow() {
+  const input = $("composer-input");
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight, 180)}px`;
+}
+
+// ---------------------------------------------------------------------------
+// Groups
+
+async function addMember(event) {
+  event.preventDefault();
+  const conv = store.active ? store.convs.get(store.active) : null;
+  if (!conv || conv.kind !== "group") return;
+  setError("conv-error", "");
+  const input = $("add-member-username");
+  const username = input.value.trim();
+  if (!username) return;
+  try {
+    const user = await api.userByName(username);
+    store.rememberName(user.user_id, user.username);
+    applyGroup(conv, await api.addMember(conv.id, user.user_id));
+    input.value = "";
+    renderHeader(conv);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) setError("conv-error", `No user named “${username}”.`);
+    else setError("conv-error", err);
+  }
+}
+
+async function leaveGroup() {
+  const conv = store.active ? store.convs.get(store.active) : null;
+  if (!conv || conv.kind !== "group") return;
+  const button = $("leave-button");
+  // Two clicks, without a native dialog: the first arms the button.
+  if (!button.classList.contains("armed")) {
+    button.classList.add("armed");
+    button.textContent = "Really leave?";
+    setTimeout(() => {
+      button.classList.remove("armed");
+      button.textContent = "Leave";
+    }, 4000);
+    return;
+  }
+  button.classList.remove("armed");
+  button.textContent = "Leave";
+  try {
+    await api.removeMember(conv.id, store.me);
+    dropConv(conv);
+    renderConvList();
+    saveSoon();
+  } catch (err) {
+    setError("conv-error", err);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Connection state
+
+let connTicker = null;
+function renderConnState(state, retryAt) {
+  const node = $("conn-state");
+  node.dataset.state = state;
+  if (connTicker) clearInterval(connTicker);
+  connTicker = null;
+  const label = $("conn-label");
+  if (state === "online") label.textContent = "online";
+  else if (state === "connecting") label.textContent = "connecting…";
+  else if (retryAt) {
+    const tick = () => {
+      const s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
+      label.textContent = s ? `offline — retrying in ${s} s` : "offline — retrying…";
+    };
+    tick();
+    connTicker = setInterval(tick, 1000);
+  } else label.textContent = "offline";
+}
+
+// ---------------------------------------------------------------------------
+// Wiring
+
+function wire() {
+  $("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    doLogin(false);
+  });
+  $("register-button").addEventListener("click", () => doLogin(true));
+  $("logout-button").addEventListener("click", () => toLogin(""));
+  $("new-chat-form").addEventListener("submit", startPrivateChat);
+  $("new-group-form").addEventListener("submit", createGroup);
+  $("add-member-form").addEventListener("submit", addMember);
+  $("leave-button").addEventListener("click", leaveGroup);
+  $("back-button").addEventListener("click", () => document.body.classList.remove("pane-open"));
+  $("composer").addEventListener("submit", submitComposer);
+  const input = $("composer-input");
+  input.addEventListener("keydown", (e) => {
+    // Enter sends, Shift+Enter is a new line; Enter that confirms an IME
+    // composition (Chinese, Japanese, ...) is not a send.
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) submitComposer(e);
+  });
+  input.addEventListener("input", autoGrow);
+  $("messages").addEventListener("scroll", maybeLoadOlder, { passive: true });
+  document.addEventListener("visibilitychange", () => {
+    const conv = store.active ? store.convs.get(store.active) : null;
+    if (!document.hidden && conv && conv.unread) {
+      conv.unread = 0;
+      renderListSoon();
+      saveSoon();
+    }
+  });
+}
+
+// For people debugging in the console, and for the browser tests.
+window.courier = {
+  get state() {
+    return socket.state;
+  },
+  get cursor() {
+    return store.cursor;
+  },
+  get session() {
+    return store.session ? { user_id: store.session.user_id, username: store.session.username } : null;
+  },
+  dropSocket: (options) => socket.drop(options || {}),
+  resumeSocket: () => socket.resume(),
+  store,
+};
+
+wire();
+if (store.session && !store.sessionExpired()) {
+  startApp();
+} else {
+  toLogin(store.session ? "Your session expired. Please log in again." : "");
+}

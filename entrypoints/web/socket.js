@@ -1,0 +1,213 @@
+// The live side of the contract (SPEC section 5): one WebSocket that resumes
+// from the last cursor, reconnects with exponential backoff and jitter, pings
+// with a JSON {"type": "ping"} every 30 s and closes a socket whose pong does
+// not come back, and reports 4001 (token expired) to the page.
+
+const PING_EVERY_MS = 30_000;
+const PONG_TIMEOUT_MS = 10_000;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 15_000;
+const STABLE_AFTER_MS = 10_000; // a socket that lived this long resets the backoff
+const TOKEN_EXPIRED = 4001;
+// Closes that say nothing more than "the connection went away": the next try
+// resumes over the socket at once. Any other close (or a socket that never
+// opened) first asks the page to check things over HTTP (token, cursor).
+const PLAIN_CLOSES = new Set([1000, 1001, 1005, 1006]);
+
+export class LiveSocket {
+  constructor({ getToken, getCursor, onMessage, onState, onTokenExpired, beforeRetry }) {
+    this.getToken = getToken;
+    this.getCursor = getCursor;
+    this.onMessage = onMessage;
+    this.onState = onState;
+    this.onTokenExpired = onTokenExpired;
+    this.beforeRetry = beforeRetry; // async; throws when the server is still unreachable
+    this.ws = null;
+    this.state = "offline";
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.retryAt = null;
+    this.pingTimer = null;
+    this.pongTimer = null;
+    this.stopped = true;
+    this.held = false;
+    this.needsCheck = false;
+    this.onBrowserOnline = () => {
+      if (!this.stopped && !this.held && this.state === "offline") this.retryNow();
+    };
+    window.addEventListener("online", this.onBrowserOnline);
+  }
+
+  start() {
+    this.stopped = false;
+    this.held = false;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.clearRetry();
+    this.abandon();
+    this.setState("offline");
+  }
+
+  // Test and debugging hook: lose the socket as a network drop would. With
+  // hold, stay offline until resume() is called.
+  drop({ hold = false } = {}) {
+    if (this.stopped) return;
+    this.held = hold;
+    this.abandon();
+    this.setState("offline");
+    if (!hold) this.scheduleRetry();
+  }
+
+  resume() {
+    this.held = false;
+    if (!this.stopped && this.state === "offline") this.retryNow();
+  }
+
+  retryNow() {
+    this.clearRetry();
+    this.attempt = 0;
+    this.retry();
+  }
+
+  send(obj) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.ws.send(JSON.stringify(obj));
+      return true;
+    }
+    return false;
+  }
+
+  connect() {
+    const token = this.getToken();
+    if (!token || this.stopped) return;
+    this.setState("connecting");
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    let url = `${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`;
+    const cursor = this.getCursor();
+    if (cursor) url += `&cursor=${encodeURIComponent(cursor)}`;
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    let openedAt = 0;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      openedAt = Date.now();
+      this.needsCheck = false;
+      this.setState("online");
+      this.startPing();
+    };
+    ws.onmessage = (event) => {
+      if (this.ws !== ws) return;
+      this.clearPongTimer(); // any frame proves the connection is alive
+      let data;
+      try {
+        data = JSON.parse(event.data);
+      } catch (err) {
+        return;
+      }
+      if (!data || typeof data !== "object" || data.type === "pong") return;
+      this.onMessage(data);
+    };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return; // abandoned on purpose
+      this.ws = null;
+      this.stopPing();
+      if (this.stopped) return;
+      this.setState("offline");
+      if (event.code === TOKEN_EXPIRED) {
+        this.stopped = true;
+        this.onTokenExpired();
+        return;
+      }
+      if (openedAt && Date.now() - openedAt >= STABLE_AFTER_MS) this.attempt = 0;
+      this.needsCheck = !openedAt || !PLAIN_CLOSES.has(event.code);
+      if (!this.held) this.scheduleRetry();
+    };
+  }
+
+  async retry() {
+    this.retryTimer = null;
+    this.retryAt = null;
+    if (this.stopped || this.held) return;
+    if (this.needsCheck) {
+      this.setState("connecting");
+      try {
+        await this.beforeRetry();
+      } catch (err) {
+        if (this.stopped || this.held) return;
+        this.setState("offline");
+        this.scheduleRetry();
+        return;
+      }
+      if (this.stopped || this.held) return;
+      this.needsCheck = false;
+    }
+    this.connect();
+  }
+
+  scheduleRetry() {
+    this.clearRetry();
+    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+    const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2)); // "equal jitter"
+    this.attempt = Math.min(this.attempt + 1, 16);
+    this.retryAt = Date.now() + delay;
+    this.retryTimer = setTimeout(() => this.retry(), delay);
+    this.setState("offline");
+  }
+
+  clearRetry() {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.retryAt = null;
+  }
+
+  abandon() {
+    const ws = this.ws;
+    this.ws = null;
+    this.stopPing();
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close();
+      } catch (err) {
+        /* already closing */
+      }
+    }
+  }
+
+  startPing() {
+    this.stopPing();
+    this.pingTimer = setInterval(() => {
+      if (!this.send({ type: "ping" })) return;
+      if (!this.pongTimer) {
+        this.pongTimer = setTimeout(() => {
+          // No answer: the connection is dead even if the browser has not noticed.
+          this.pongTimer = null;
+          this.needsCheck = false;
+          this.abandon();
+          this.setState("offline");
+          if (!this.held) this.scheduleRetry();
+        }, PONG_TIMEOUT_MS);
+      }
+    }, PING_EVERY_MS);
+  }
+
+  clearPongTimer() {
+    if (this.pongTimer) clearTimeout(this.pongTimer);
+    this.pongTimer = null;
+  }
+
+  stopPing() {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    this.clearPongTimer();
+  }
+
+  setState(state) {
+    this.state = state;
+    this.onState(state, this.retryAt);
+  }
+}

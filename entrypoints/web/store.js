@@ -1,0 +1,214 @@
+// What the page knows: the session, the conversations and their messages,
+// the last cursor, and a local id -> username map (the contract has no
+// user-by-id lookup, so names come from logins and lookups by username).
+// The session, cursor, conversation list, unread counts and names survive a
+// reload in localStorage; message contents stay in memory (history reloads).
+
+const SESSION_KEY = "courier.session";
+const NAMES_KEY = "courier.names";
+const userKey = (userId) => `courier.user.${userId}`;
+const PREVIEW_CHARS = 80;
+
+function readJson(key, fallback) {
+  try {
+    const raw = localStorage.getItem(key);
+    return raw ? JSON.parse(raw) : fallback;
+  } catch (err) {
+    return fallback;
+  }
+}
+
+function writeJson(key, value) {
+  try {
+    localStorage.setItem(key, JSON.stringify(value));
+  } catch (err) {
+    /* storage full or disabled: the page still works for this visit */
+  }
+}
+
+export const convKey = (kind, id) => (kind === "group" ? `g:${id}` : `u:${id}`);
+
+export class Store {
+  constructor() {
+    this.session = readJson(SESSION_KEY, null); // {token, user_id, username, expires_at}
+    this.names = readJson(NAMES_KEY, {});
+    this.reset();
+  }
+
+  reset() {
+    this.cursor = null;
+    this.convs = new Map(); // key -> conversation
+    this.seen = new Set(); // message ids already placed somewhere
+    this.active = null;
+  }
+
+  get me() {
+    return this.session ? this.session.user_id : null;
+  }
+
+  // --- session ----------------------------------------------------------
+  setSession(session) {
+    this.session = session;
+    writeJson(SESSION_KEY, session);
+    this.rememberName(session.user_id, session.username);
+  }
+
+  clearSession() {
+    this.session = null;
+    try {
+      localStorage.removeItem(SESSION_KEY);
+    } catch (err) {
+      /* ignore */
+    }
+  }
+
+  sessionExpired() {
+    const exp = this.session && this.session.expires_at;
+    if (exp === undefined || exp === null) return false;
+    const seconds = typeof exp === "number" ? exp : Date.parse(exp) / 1000;
+    return Number.isFinite(seconds) && seconds * 1000 <= Date.now();
+  }
+
+  // --- per-user state that survives a reload -----------------------------
+  load() {
+    this.reset();
+    const saved = readJson(userKey(this.me), {});
+    this.cursor = saved.cursor || null;
+    for (const [key, c] of Object.entries(saved.convs || {})) {
+      const conv = this.conv(key);
+      conv.lastTs = c.lastTs || 0;
+      conv.preview = c.preview || "";
+      conv.unread = c.unread || 0;
+      if (c.name) conv.name = c.name;
+    }
+    this.active = saved.active && this.convs.has(saved.active) ? saved.active : null;
+  }
+
+  save() {
+    if (!this.me) return;
+    const convs = {};
+    for (const conv of this.convs.values()) {
+      convs[conv.key] = { lastTs: conv.lastTs, preview: conv.preview, unread: conv.unread };
+      if (conv.kind === "group" && conv.name) convs[conv.key].name = conv.name;
+    }
+    writeJson(userKey(this.me), { cursor: this.cursor, convs, active: this.active });
+  }
+
+  setCursor(cursor) {
+    if (cursor) {
+      this.cursor = cursor;
+      this.save();
+    }
+  }
+
+  // --- names -------------------------------------------------------------
+  rememberName(userId, username) {
+    if (!userId || !username || this.names[userId] === username) return;
+    this.names[userId] = username;
+    writeJson(NAMES_KEY, this.names);
+  }
+
+  nameOf(userId) {
+    if (userId === this.me) return this.session.username;
+    return this.names[userId] || `user ${String(userId).slice(0, 8)}`;
+  }
+
+  knowsName(userId) {
+    return userId === this.me || Boolean(this.names[userId]);
+  }
+
+  // --- conversations ------------------------------------------------------
+  conv(key) {
+    let conv = this.convs.get(key);
+    if (!conv) {
+      const kind = key.startsWith("g:") ? "group" : "private";
+      conv = {
+        key,
+        kind,
+        id: key.slice(2),
+        name: "",
+        group: null, // {group_id, name, owner_id, member_ids}
+        msgs: [], // display order, oldest first
+        ids: new Set(),
+        unread: 0,
+        lastTs: 0,
+        preview: "",
+        history: "none", // none | loading | loaded
+        nextBefore: null,
+        pending: [], // own messages being sent
+      };
+      this.convs.set(key, conv);
+    }
+    return conv;
+  }
+
+  title(conv) {
+    if (conv.kind === "group") return conv.name || (conv.group && conv.group.name) || "Group";
+    if (conv.id === this.me) return `${this.session.username} (you)`;
+    return this.nameOf(conv.id);
+  }
+
+  keyOfMessage(msg) {
+    if (msg.type === "group") return convKey("group", msg.group_id);
+    const peer = msg.from_user_id === this.me ? msg.to_user_id : msg.from_user_id;
+    return convKey("private", peer);
+  }
+
+  // Place a new message at the end of its conversation. Answers the
+  // conversation, or null when the message was already there (dedup by id).
+  append(msg) {
+    if (!msg || !msg.id || this.seen.has(msg.id)) return null;
+    const conv = this.conv(this.keyOfMessage(msg));
+    this.seen.add(msg.id);
+    conv.ids.add(msg.id);
+    conv.msgs.push(msg);
+    this.touch(conv, msg);
+    return conv;
+  }
+
+  touch(conv, msg) {
+    const ts = (msg.created_at || 0) * 1000;
+    if (ts >= conv.lastTs) {
+      conv.lastTs = Math.max(ts, conv.lastTs);
+      conv.preview = String(msg.content).replace(/\s+/g, " ").slice(0, PREVIEW_CHARS);
+      conv.previewFrom = msg.from_user_id;
+    }
+  }
+
+  // Merge a history page (newest first, as the API answers it). The first
+  // page is the newest part of the conversation: messages already known and
+  // not in it are either older (kept before) or newer (kept after).
+  mergeHistory(conv, page, { first }) {
+    const pageMsgs = [...(page.messages || [])].filter((m) => m && m.id).reverse(); // oldest first
+    const fresh = pageMsgs.filter((m) => !conv.ids.has(m.id));
+    if (first && pageMsgs.length) {
+      const pageIds = new Set(pageMsgs.map((m) => m.id));
+      const rest = conv.msgs.filter((m) => !pageIds.has(m.id));
+      const oldest = pageMsgs[0].created_at;
+      conv.msgs = [
+        ...rest.filter((m) => m.created_at < oldest),
+        ...pageMsgs,
+        ...rest.filter((m) => m.created_at >= oldest),
+      ];
+    } else {
+      conv.msgs = [...fresh, ...conv.msgs];
+    }
+    for (const m of fresh) {
+      conv.ids.add(m.id);
+      this.seen.add(m.id);
+    }
+    if (conv.msgs.length) this.touch(conv, conv.msgs[conv.msgs.length - 1]);
+    conv.nextBefore = page.next_before || null;
+    return fresh.length;
+  }
+
+  sortedConvs() {
+    return [...this.convs.values()].sort((a, b) => b.lastTs - a.lastTs || this.title(a).localeCompare(this.title(b)));
+  }
+
+  totalUnread() {
+    let n = 0;
+    for (const conv of this.convs.values()) n += conv.unread;
+    return n;
+  }
+}
