@@ -1,0 +1,107 @@
+"""The production Inbox: one Redis stream per user (stream:private:{user_id}),
+the persistence stream (stream:persist) and the pub/sub notification, all
+written by one Lua script per message (deliver.lua says why)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+import redis.asyncio as aioredis
+
+from adapters.redis.support import lua, text, unavailable
+from application.ports import Inbox
+from domain import errors
+from domain.model import Delivery, Message, cursor_position
+
+INBOX_KEY = "stream:private:{}"
+PERSIST_STREAM = "stream:persist"
+NOTIFICATION_CHANNEL = "message_notifications"
+_MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
+
+
+class RedisInbox(Inbox):
+    """`max_length` bounds each inbox; older entries are trimmed and a cursor
+    before them answers CursorExpired. Trimming is approximate by default
+    (Redis drops whole macro nodes, so an inbox may hold up to ~100 entries
+    more than max_length); `exact_trim=True` trims to the entry, at some cost."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        max_length: int = 10_000,
+        *,
+        exact_trim: bool = False,
+        persist_stream: str = PERSIST_STREAM,
+        channel: str = NOTIFICATION_CHANNEL,
+    ):
+        self._client = client
+        self._max_length = str(int(max_length))
+        self._trim = "=" if exact_trim else "~"
+        self._persist_stream = persist_stream
+        self._channel = channel
+        # register_script sends EVALSHA and loads the script again after a
+        # Redis restart (NOSCRIPT), so nothing is sent here.
+        self._deliver = client.register_script(lua("deliver.lua"))
+        self._read = client.register_script(lua("read.lua"))
+
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
+        recipients = list(dict.fromkeys(recipient_ids))  # one entry per recipient, even if listed twice
+        # Inbox entries and the notification carry the public record only: they are
+        # copied once per recipient, and client_msg_id belongs to the sender alone.
+        compact = orjson.dumps(message.public())
+        full = orjson.dumps(message.to_record())
+        keys = [self._persist_stream, *(INBOX_KEY.format(user_id) for user_id in recipients)]
+        args = [self._max_length, self._trim, compact, full, self._channel]
+        args.extend(orjson.dumps(user_id) for user_id in recipients)
+        with unavailable("deliver"):
+            ids = await self._deliver(keys=keys, args=args)
+        return {user_id: text(cursor) for user_id, cursor in zip(recipients, ids, strict=True)}
+
+    async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
+        if limit <= 0:
+            return []
+        if after is None:
+            start, position = "-", None
+        else:
+            position = cursor_position(after)  # InvalidCursor for anything malformed
+            if max(position) > _MAX_ID_PART:
+                raise errors.InvalidCursor()
+            if position == (_MAX_ID_PART, _MAX_ID_PART):
+                return []  # nothing can come after the largest id
+            start = "(" + after
+        with unavailable("read"):
+            first_retained, max_deleted, entries = await self._read(
+                keys=[INBOX_KEY.format(user_id)], args=[start, limit, "1" if after is not None else "0"]
+            )
+        if position is not None and position < _retained_from(text(first_retained), text(max_deleted)):
+            raise errors.CursorExpired()
+        return [_delivery(entry) for entry in entries]
+
+    async def last_cursor(self, user_id: str) -> str | None:
+        with unavailable("last_cursor"):
+            newest = await self._client.xrevrange(INBOX_KEY.format(user_id), count=1)
+        return text(newest[0][0]) if newest else None
+
+
+def _retained_from(first_retained: str, max_deleted: str) -> tuple[int, int]:
+    """The oldest cursor that has lost nothing after it.
+
+    Trimming only removes the oldest entries; Redis does not keep the id of the
+    newest one it trimmed, only the first it kept. So a cursor before the first
+    retained entry counts as expired, even the one cursor (the last trimmed
+    entry) that in fact lost nothing: a client told to fall back to history
+    needlessly, never one that silently misses a message."""
+    boundary = (0, 0)
+    if first_retained:
+        boundary = cursor_position(first_retained)
+    if max_deleted:
+        boundary = max(boundary, cursor_position(max_deleted))
+    return boundary
+
+
+def _delivery(entry) -> Delivery:
+    entry_id, fields = entry
+    # The script returns the raw reply: fields as a flat [name, value, ...] list.
+    values = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
+    record = values.get(b"m", values.get("m"))
+    return Delivery(Message.from_record(orjson.loads(record)), text(entry_id))

@@ -1,0 +1,47 @@
+"""What every Redis adapter shares: mapping driver failures to the domain's
+ServiceUnavailable, and reading replies whatever the client's decode setting."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from redis import exceptions as rx
+
+from domain.errors import ServiceUnavailable
+
+# Failures that say "Redis cannot serve this right now", not "this request is wrong":
+# the connection (refused, reset, timed out, still loading its data set), a replica
+# that became read-only in a failover, a full memory, a cluster that is down.
+_UNAVAILABLE = (
+    rx.ConnectionError,  # includes BusyLoadingError, AuthenticationError, MaxConnectionsError
+    rx.TimeoutError,
+    rx.ReadOnlyError,
+    rx.OutOfMemoryError,
+    rx.TryAgainError,
+    rx.ClusterDownError,  # includes MasterDownError
+)
+
+
+@contextmanager
+def unavailable(what: str) -> Iterator[None]:
+    """Turn a Redis outage into ServiceUnavailable (the HTTP layer answers 503)."""
+    try:
+        yield
+    except _UNAVAILABLE as e:
+        raise ServiceUnavailable(f"redis is unavailable ({what})") from e
+    except rx.ResponseError as e:
+        # MISCONF: Redis refuses writes because it cannot save its snapshot.
+        if str(e).startswith("MISCONF"):
+            raise ServiceUnavailable(f"redis refuses writes ({what})") from e
+        raise
+
+
+def text(value: bytes | str) -> str:
+    """A reply as str: the adapters work with clients made with or without decode_responses."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def lua(name: str) -> str:
+    """The source of a Lua script kept beside this module (packaged as *.lua)."""
+    return (Path(__file__).parent / name).read_text(encoding="utf-8")

@@ -1,0 +1,173 @@
+"""RedisInbox against a real Redis: fan-out, reads, trimming, the notification."""
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+
+from adapters.redis.inbox import RedisInbox
+from domain import errors
+from domain.model import GROUP, PRIVATE, Message, cursor_position
+from tests.integration.redis_fixtures import *  # noqa: F403
+
+pytestmark = pytest.mark.redis
+
+
+def private(content: str = "hello", sender: str = "a", to: str = "b", **kw) -> Message:
+    return Message(type=PRIVATE, id=str(uuid.uuid4()), from_user_id=sender, to_user_id=to, content=content,
+                   created_at=1_700_000_000, **kw)
+
+
+def group_message(content: str = "hi all", sender: str = "a") -> Message:
+    return Message(type=GROUP, id=str(uuid.uuid4()), from_user_id=sender, group_id=str(uuid.uuid4()),
+                   content=content, created_at=1_700_000_000)
+
+
+@pytest.mark.gen_test
+async def test_deliver_appends_to_each_inbox_and_read_returns_them_in_order(redis_client):
+    inbox = RedisInbox(redis_client)
+    sent = [private(f"m{i}") for i in range(5)]
+    cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
+
+    for user in ("b", "c"):
+        got = await inbox.read(user, None, 100)
+        assert [d.message for d in got] == sent
+        assert [d.cursor for d in got] == [c[user] for c in cursors]
+        positions = [cursor_position(d.cursor) for d in got]
+        assert positions == sorted(positions) and len(set(positions)) == 5
+    assert await inbox.read("nobody", None, 10) == []
+
+
+@pytest.mark.gen_test
+async def test_read_after_a_cursor_is_exclusive_and_limited(redis_client):
+    inbox = RedisInbox(redis_client)
+    cursors = [(await inbox.deliver(private(f"m{i}"), ["b"]))["b"] for i in range(6)]
+
+    page = await inbox.read("b", cursors[1], 3)
+    assert [d.cursor for d in page] == cursors[2:5]
+    assert [d.message.content for d in page] == ["m2", "m3", "m4"]
+    assert await inbox.read("b", cursors[-1], 10) == []
+    assert await inbox.read("b", "0-0", 2) == (await inbox.read("b", None, 2))  # nothing trimmed yet
+    assert await inbox.read("b", None, 0) == []
+
+
+@pytest.mark.gen_test
+async def test_last_cursor(redis_client):
+    inbox = RedisInbox(redis_client)
+    assert await inbox.last_cursor("b") is None
+    await inbox.deliver(private("one"), ["b"])
+    last = (await inbox.deliver(private("two"), ["b"]))["b"]
+    assert await inbox.last_cursor("b") == last
+
+
+@pytest.mark.gen_test
+async def test_group_fan_out_and_duplicate_recipients(redis_client):
+    inbox = RedisInbox(redis_client)
+    message = group_message()
+    members = [f"user-{i}" for i in range(300)]
+    cursors = await inbox.deliver(message, members + members[:3])  # listed twice: still once each
+    assert list(cursors) == members
+    for user in (members[0], members[-1]):
+        (delivery,) = await inbox.read(user, None, 10)
+        assert delivery.message.group_id == message.group_id and delivery.cursor == cursors[user]
+
+
+@pytest.mark.gen_test
+async def test_persist_stream_gets_the_full_record_once(redis_client):
+    inbox = RedisInbox(redis_client)
+    message = private("keep me", client_msg_id="c-1")
+    await inbox.deliver(message, ["b", "c"])
+    (entry,) = await redis_client.xrange("stream:persist")
+    assert Message.from_record(orjson.loads(entry[1][b"m"])) == message  # client_msg_id included
+    (inbox_entry,) = await redis_client.xrange("stream:private:b")
+    assert b"client_msg_id" not in inbox_entry[1][b"m"]
+
+
+@pytest.mark.gen_test
+async def test_a_message_with_no_recipient_is_still_persisted(redis_client, channel):
+    inbox = RedisInbox(redis_client, channel=channel)
+    assert await inbox.deliver(group_message(), []) == {}
+    assert await redis_client.xlen("stream:persist") == 1
+
+
+@pytest.mark.gen_test
+async def test_notification_carries_the_message_and_each_cursor(redis_client, channel):
+    inbox = RedisInbox(redis_client, channel=channel)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+        sent = [private(f"n{i}", client_msg_id=f"c{i}") for i in range(3)]
+        cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
+        for message, expected in zip(sent, cursors, strict=True):
+            received = await pubsub.get_message(timeout=2)
+            body = orjson.loads(received["data"])
+            assert body["cursors"] == expected
+            assert body["message"] == message.public()  # the public record; client_msg_id stays private
+    finally:
+        await pubsub.aclose()
+
+
+@pytest.mark.gen_test
+async def test_content_is_kept_byte_for_byte(redis_client, channel):
+    inbox = RedisInbox(redis_client, channel=channel)
+    contents = [
+        "😀👍🏽 family: 👨‍👩‍👧",
+        "你好，世界",
+        "<b>not html</b> & \"quotes\" \\ / \u2028",
+        "  spaced\n\t",
+        "é" * 4000,
+    ]
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        await pubsub.get_message(timeout=2)
+        for content in contents:
+            await inbox.deliver(private(content), ["b"])
+        read = [d.message.content for d in await inbox.read("b", None, 10)]
+        assert read == contents
+        for content in contents:
+            body = orjson.loads((await pubsub.get_message(timeout=2))["data"])
+            assert body["message"]["content"].encode("utf-8") == content.encode("utf-8")
+    finally:
+        await pubsub.aclose()
+
+
+@pytest.mark.gen_test
+async def test_exact_trimming_expires_old_cursors(redis_client):
+    inbox = RedisInbox(redis_client, max_length=3, exact_trim=True)
+    cursors = [(await inbox.deliver(private(f"m{i}"), ["b"]))["b"] for i in range(6)]
+    assert [d.cursor for d in await inbox.read("b", None, 10)] == cursors[3:]
+    # A cursor inside what is retained reads on; an older one, and "0-0", are expired.
+    assert [d.cursor for d in await inbox.read("b", cursors[3], 10)] == cursors[4:]
+    for old in (cursors[0], cursors[1], "0-0"):
+        with pytest.raises(errors.CursorExpired):
+            await inbox.read("b", old, 10)
+    # Another user's inbox was never trimmed.
+    await inbox.deliver(private("x"), ["c"])
+    assert len(await inbox.read("c", "0-0", 10)) == 1
+
+
+@pytest.mark.gen_test
+async def test_approximate_trimming_expires_old_cursors(redis_client):
+    # "~" trims whole macro nodes (100 entries by default): send enough to drop some.
+    inbox = RedisInbox(redis_client, max_length=100)
+    message = private("x")
+    cursors = [(await inbox.deliver(message, ["b"]))["b"] for _ in range(450)]
+    retained = await inbox.read("b", None, 1000)
+    assert 100 <= len(retained) < 450
+    assert [d.cursor for d in retained] == cursors[-len(retained):]
+    with pytest.raises(errors.CursorExpired):
+        await inbox.read("b", cursors[0], 10)
+    assert len(await inbox.read("b", cursors[-len(retained)], 1000)) == len(retained) - 1
+
+
+@pytest.mark.gen_test
+async def test_malformed_and_huge_cursors(redis_client):
+    inbox = RedisInbox(redis_client)
+    await inbox.deliver(private(), ["b"])
+    for bad in ("abc", "1", "1-2-3", "99999999999999999999-0"):
+        with pytest.raises(errors.InvalidCursor):
+            await inbox.read("b", bad, 10)
+    assert await inbox.read("b", "18446744073709551615-18446744073709551615", 10) == []
