@@ -1,0 +1,243 @@
+"""The embedded mode's inbox streams, kept in the SQL database (the SQLite file).
+
+deliver() writes the message itself and one inbox entry per recipient in one
+transaction: in the embedded mode the message is in the durable store as soon
+as it is accepted, so there is no separate persister. Only after the commit is
+the Notification published on the in-process bus.
+
+Group commit: deliver() queues its message; one flusher task at a time takes
+everything queued, writes it in one transaction (one fsync for many sends),
+then publishes the notifications in the order the rows were written. Since
+only one flush runs at a time and nothing is awaited between its commit and
+its publishes, each recipient's notifications go out in cursor order (the
+Inbox port's promise that the gateway relies on).
+
+Cursors are "<inbox_entries.seq>-0": one increasing sequence shared by all
+users, so each user's cursors increase too. Trimming keeps about max_length
+entries per user (exactly max_length right after a trim; the trim runs every
+`trim_every` appends to that user, like Redis's approximate MAXLEN ~) and
+records the newest seq dropped, so a cursor before it answers CursorExpired.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, delete, exc, insert, select, update
+
+from adapters.memory.bus import InProcessBus
+from adapters.sql.database import Database
+from adapters.sql.messages import MAX_SEQ, MESSAGE_COLUMNS, message_from_row, message_row, release_taken_client_ids
+from adapters.sql.tables import inbox_entries, inbox_trims, messages
+from application.ports import Inbox, Notification
+from domain import errors
+from domain.model import Delivery, Message, cursor_position
+
+log = logging.getLogger("courier.inbox")
+
+DEFAULT_MAX_LENGTH = 10_000
+MAX_BATCH = 256  # sends per transaction
+
+
+@dataclass(slots=True)
+class _Send:
+    message: Message
+    recipient_ids: list[str]
+    done: asyncio.Future
+    trim: list[str] = field(default_factory=list)  # recipients whose inbox is due a trim
+
+
+class SqliteInbox(Inbox):
+    def __init__(
+        self,
+        db: Database,
+        bus: InProcessBus,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        trim_every: int | None = None,
+    ):
+        if max_length < 1:
+            raise ValueError("max_length must be at least 1")
+        self._db = db
+        self._bus = bus
+        self._max_length = max_length
+        # Trimming costs a query per user; doing it every 1% of max_length bounds the
+        # overshoot to 1% while keeping that cost off most appends.
+        self._trim_every = trim_every or max(1, min(1000, max_length // 100))
+        self._appends_since_trim: dict[str, int] = {}
+        self._queue: list[_Send] = []
+        self._flusher: asyncio.Task | None = None
+
+    # Writing ------------------------------------------------------------
+
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
+        send = _Send(message, list(dict.fromkeys(recipient_ids)), asyncio.get_running_loop().create_future())
+        send.trim = self._due_for_trim(send.recipient_ids)
+        self._queue.append(send)
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush())
+        # shield: a caller that gives up does not cancel the others' commit; the send
+        # itself goes ahead (it is already queued) and is published as usual.
+        return await asyncio.shield(send.done)
+
+    def _due_for_trim(self, user_ids: list[str]) -> list[str]:
+        due = []
+        for user_id in user_ids:
+            # A user not seen since start-up is checked at once, so restarts never
+            # let an inbox grow past the limit.
+            count = self._appends_since_trim.get(user_id, self._trim_every - 1) + 1
+            if count >= self._trim_every:
+                due.append(user_id)
+                count = 0
+            self._appends_since_trim[user_id] = count
+        return due
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    results = await self._db.write(self._write_batch, batch)
+                except Exception as e:
+                    for send in batch:
+                        _settle(send.done, error=e)
+                    continue
+                except BaseException:  # cancelled (shutdown): the outcome of this batch is unknown
+                    self._queue[:0] = batch
+                    raise
+                # Committed. Publish in write order, with no await in between.
+                for send, result in zip(batch, results, strict=True):
+                    if isinstance(result, Exception):
+                        _settle(send.done, error=result)
+                        continue
+                    try:
+                        self._bus.publish(Notification(send.message, result))
+                    except Exception:  # a subscriber's bug must not undo an accepted send
+                        log.exception("a subscriber failed on message %s", send.message.id)
+                    _settle(send.done, result=result)
+        except BaseException:
+            stranded, self._queue = self._queue, []
+            for send in stranded:
+                _settle(send.done, error=errors.ServiceUnavailable("the inbox was stopped"))
+            raise
+        finally:
+            self._flusher = None
+
+    def _write_batch(self, conn: Connection, batch: list[_Send]) -> list[dict[str, str] | Exception]:
+        try:
+            with conn.begin():
+                return [self._append(conn, send) for send in batch]
+        except exc.IntegrityError as e:
+            if len(batch) == 1:
+                return [_refused(batch[0], e)]
+        # One bad send (an unknown user) must not fail the others queued with it.
+        results: list[dict[str, str] | Exception] = []
+        for send in batch:
+            try:
+                with conn.begin():
+                    results.append(self._append(conn, send))
+            except exc.IntegrityError as e:
+                results.append(_refused(send, e))
+        return results
+
+    def _append(self, conn: Connection, send: _Send) -> dict[str, str]:
+        row = message_row(send.message)
+        release_taken_client_ids(conn, [row])
+        message_seq = conn.execute(insert(messages).values(row)).inserted_primary_key[0]
+        cursors: dict[str, str] = {}
+        if send.recipient_ids:
+            entries = [{"user_id": user_id, "message_seq": message_seq} for user_id in send.recipient_ids]
+            seqs = self._insert_entries(conn, entries)
+            cursors = {user_id: f"{seq}-0" for user_id, seq in zip(send.recipient_ids, seqs, strict=True)}
+        for user_id in send.trim:
+            self._trim(conn, user_id)
+        return cursors
+
+    @staticmethod
+    def _insert_entries(conn: Connection, entries: list[dict]) -> list[int]:
+        if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+            result = conn.execute(
+                insert(inbox_entries).returning(inbox_entries.c.seq, sort_by_parameter_order=True), entries
+            )
+            return list(result.scalars())
+        return [conn.execute(insert(inbox_entries).values(entry)).inserted_primary_key[0] for entry in entries]
+
+    def _trim(self, conn: Connection, user_id: str) -> None:
+        entry = inbox_entries.c
+        cutoff = conn.execute(
+            select(entry.seq)
+            .where(entry.user_id == user_id)
+            .order_by(entry.seq.desc())
+            .limit(1)
+            .offset(self._max_length)
+        ).scalar()
+        if cutoff is None:
+            return
+        conn.execute(delete(inbox_entries).where(entry.user_id == user_id, entry.seq <= cutoff))
+        trims = inbox_trims.c
+        raised = update(inbox_trims).where(trims.user_id == user_id, trims.trimmed_up_to < cutoff)
+        updated = conn.execute(raised.values(trimmed_up_to=cutoff)).rowcount
+        if not updated and conn.execute(select(trims.user_id).where(trims.user_id == user_id)).first() is None:
+            conn.execute(insert(inbox_trims).values(user_id=user_id, trimmed_up_to=cutoff))
+
+    async def close(self) -> None:
+        """Wait until every queued send is written and published (at shutdown)."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    # Reading ------------------------------------------------------------
+
+    async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
+        position = cursor_position(after) if after is not None else None
+        return await self._db.run(self._read, user_id, position, limit)
+
+    @staticmethod
+    def _read(conn: Connection, user_id: str, position: tuple[int, int] | None, limit: int) -> list[Delivery]:
+        entry = inbox_entries.c
+        with conn.begin():  # one snapshot: the trim mark and the entries agree
+            query = (
+                select(entry.seq.label("cursor_seq"), *MESSAGE_COLUMNS)
+                .join_from(inbox_entries, messages, messages.c.seq == entry.message_seq)
+                .where(entry.user_id == user_id)
+            )
+            if position is not None:
+                trimmed = conn.execute(
+                    select(inbox_trims.c.trimmed_up_to).where(inbox_trims.c.user_id == user_id)
+                ).scalar()
+                if trimmed is not None and position < (trimmed, 0):
+                    raise errors.CursorExpired()
+                if position[0] >= MAX_SEQ:
+                    return []
+                # Entries are "<seq>-0": after (major, minor) means seq > major.
+                query = query.where(entry.seq > position[0])
+            rows = conn.execute(query.order_by(entry.seq).limit(limit)).all()
+        return [Delivery(message_from_row(row), f"{row.cursor_seq}-0") for row in rows]
+
+    async def last_cursor(self, user_id: str) -> str | None:
+        return await self._db.run(self._last_cursor, user_id)
+
+    @staticmethod
+    def _last_cursor(conn: Connection, user_id: str) -> str | None:
+        entry = inbox_entries.c
+        with conn.begin():
+            seq = conn.execute(
+                select(entry.seq).where(entry.user_id == user_id).order_by(entry.seq.desc()).limit(1)
+            ).scalar()
+        return f"{seq}-0" if seq is not None else None
+
+
+def _refused(send: _Send, error: exc.IntegrityError) -> Exception:
+    log.warning("message %s refused by the database: %s", send.message.id, error.orig)
+    refused = errors.NotFound("the database refused the message: an unknown sender, recipient or group")
+    refused.__cause__ = error
+    return refused
+
+
+def _settle(future: asyncio.Future, *, result=None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

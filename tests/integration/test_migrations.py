@@ -1,0 +1,114 @@
+"""The alembic migrations, tested like code on SQLite and MariaDB: the stairway
+(every revision up, down and up again) and the migrated schema against tables.py."""
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, pool, text
+
+from adapters.sql import migrate
+from adapters.sql.database import prepare_url
+from adapters.sql.tables import metadata
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def empty_database_url(request) -> str:
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("make_mysql_database")()
+
+
+def revisions_oldest_first() -> list[str]:
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    return [revision.revision for revision in reversed(list(script.walk_revisions("base", "heads")))]
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version", "sqlite_sequence"}
+    finally:
+        engine.dispose()
+
+
+def schema_differences(url: str) -> list:
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            return compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+
+
+def test_there_is_one_head():
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert len(script.get_heads()) == 1
+
+
+def test_stairway(empty_database_url):
+    """Each revision upgrades, downgrades to the one before, and upgrades again."""
+    url = empty_database_url
+    previous = "base"
+    for revision in revisions_oldest_first():
+        migrate.upgrade(url, revision)
+        migrate.downgrade(url, previous)
+        migrate.upgrade(url, revision)
+        assert migrate.current(url) == revision
+        previous = revision
+    migrate.downgrade(url, "base")
+    assert table_names(url) == set()
+    assert migrate.current(url) is None
+    migrate.upgrade(url)
+    assert table_names(url) == set(metadata.tables)
+
+
+def test_the_migrated_schema_is_the_one_in_tables_py(empty_database_url):
+    migrate.upgrade(empty_database_url)
+    assert schema_differences(empty_database_url) == []
+
+
+def test_upgrade_is_idempotent(empty_database_url):
+    migrate.upgrade(empty_database_url)
+    migrate.upgrade(empty_database_url)
+    assert migrate.current(empty_database_url) == revisions_oldest_first()[-1]
+
+
+@pytest.mark.mysql
+def test_mysql_tables_are_utf8mb4_with_binary_collation(make_mysql_database):
+    url = make_mysql_database()
+    migrate.upgrade(url)
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT table_name, table_collation FROM information_schema.tables"
+                    " WHERE table_schema = DATABASE()"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    collations = {name: collation for name, collation in rows if name != "alembic_version"}
+    assert collations == {name: "utf8mb4_bin" for name in metadata.tables}
+
+
+def test_the_sqlite_file_and_its_directory_are_created(tmp_path):
+    url = f"sqlite:///{tmp_path / 'nested' / 'deeper' / 'courier.db'}"
+    migrate.upgrade(url)
+    assert (tmp_path / "nested" / "deeper" / "courier.db").exists()
+
+
+def test_the_alembic_command_line_uses_courier_database_url(sqlite_url):
+    """`alembic upgrade head` from the repository top, configured by the environment."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {"COURIER_DATABASE_URL": sqlite_url, "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=repo, env=env, check=True,
+                   capture_output=True)
+    assert table_names(sqlite_url) == set(metadata.tables)

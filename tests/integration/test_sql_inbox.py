@@ -1,0 +1,298 @@
+"""SqliteInbox (the embedded mode's inbox streams) and SqlIdempotencyKeys, against
+SQLite and, since nothing in them is SQLite-only, MariaDB too."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from adapters.memory.bus import InProcessBus
+from adapters.memory.inbox import MemoryInbox
+from adapters.sql.database import Database
+from adapters.sql.groups import SqlGroupRepository
+from adapters.sql.idempotency import SqlIdempotencyKeys
+from adapters.sql.inbox import SqliteInbox
+from adapters.sql.messages import SqlMessageStore
+from adapters.sql.users import SqlUserRepository
+from application.ports import Notification
+from domain import errors
+from domain.model import PRIVATE, Group, Message, User, cursor_position
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def message(sender: str, to: str, content: str = "hi", **kw) -> Message:
+    return Message(type=PRIVATE, id=new_id(), from_user_id=sender, to_user_id=to, content=content,
+                   created_at=1_700_000_000, **kw)
+
+
+@pytest.fixture
+def bus() -> InProcessBus:
+    bus = InProcessBus()
+    bus.keep_published = True
+    return bus
+
+
+@pytest.fixture
+def people(db, io_loop) -> list[str]:
+    ids = [new_id() for _ in range(4)]
+
+    async def setup():
+        users = SqlUserRepository(db)
+        for i, user_id in enumerate(ids):
+            await users.add(User(id=user_id, username=f"user{i}", password_hash="h"))
+
+    io_loop.run_sync(setup)
+    return ids
+
+
+@pytest.fixture
+def inbox(db, bus) -> SqliteInbox:
+    return SqliteInbox(db, bus)
+
+
+@pytest.mark.gen_test
+async def test_deliver_then_read_oldest_first(inbox, people):
+    a, b, c, _ = people
+    sent = [message(a, b, f"m{i}") for i in range(5)]
+    cursors = [await inbox.deliver(m, [b]) for m in sent]
+    assert all(set(c) == {b} for c in cursors)
+    deliveries = await inbox.read(b, None, 50)
+    assert [d.message for d in deliveries] == sent
+    assert [d.cursor for d in deliveries] == [c[b] for c in cursors]
+    assert [cursor_position(d.cursor) for d in deliveries] == sorted(cursor_position(d.cursor) for d in deliveries)
+    assert [d.message for d in await inbox.read(b, cursors[1][b], 2)] == sent[2:4]
+    assert await inbox.read(b, cursors[-1][b], 50) == []
+    assert await inbox.read(c, None, 50) == []
+    assert await inbox.last_cursor(b) == cursors[-1][b]
+    assert await inbox.last_cursor(c) is None
+
+
+@pytest.mark.gen_test
+async def test_a_group_message_lands_in_every_recipients_inbox_and_in_the_store(db, inbox, people):
+    a, b, c, d = people
+    group = Group(id=new_id(), name="g", owner_id=a, member_ids=[a, b, c, d])
+    await SqlGroupRepository(db).add(group)
+    sent = Message(type="group", id=new_id(), from_user_id=a, group_id=group.id, content="to all", created_at=1)
+    cursors = await inbox.deliver(sent, [b, c, d])
+    assert set(cursors) == {b, c, d}
+    for user_id in (b, c, d):
+        [delivery] = await inbox.read(user_id, None, 10)
+        assert (delivery.message, delivery.cursor) == (sent, cursors[user_id])
+    # Embedded mode: the message is in the durable store at once, and saving it again is a no-op.
+    store = SqlMessageStore(db)
+    await store.save([sent])
+    assert len(await inbox.read(b, None, 10)) == 1
+    assert (await store.group_history(group.id, None, 10)).messages == [sent]
+
+
+@pytest.mark.gen_test
+async def test_the_notification_follows_the_commit(db, bus, inbox, people):
+    a, b, *_ = people
+    seen_committed = []
+
+    def on_notification(notification: Notification) -> None:
+        # Another connection must already see the entry: the notification comes after the commit.
+        seen_committed.append(db.call(False, SqliteInbox._last_cursor, b) == notification.cursors[b])
+
+    bus._subscribers.append(on_notification)
+    sent = message(a, b)
+    cursors = await inbox.deliver(sent, [b])
+    assert bus.published == [Notification(sent, cursors)]
+    assert seen_committed == [True]
+
+
+@pytest.mark.gen_test
+async def test_concurrent_sends_are_published_in_cursor_order(bus, inbox, people):
+    a, b, c, d = people
+    sends = [inbox.deliver(message(a if i % 2 else d, b, f"m{i}"), [b, c] if i % 3 else [c]) for i in range(60)]
+    results = await asyncio.gather(*sends)
+    assert len(bus.published) == 60
+    for user_id in (b, c):
+        published = [cursor_position(n.cursors[user_id]) for n in bus.published if user_id in n.cursors]
+        assert published == sorted(published) and len(set(published)) == len(published)
+        read = [cursor_position(d.cursor) for d in await inbox.read(user_id, None, 200)]
+        assert read == published
+    assert [n.cursors for n in bus.published] == results  # published in the order the sends came
+
+
+@pytest.mark.gen_test
+async def test_a_bad_send_does_not_fail_the_ones_batched_with_it(bus, inbox, people):
+    a, b, *_ = people
+    good = [message(a, b, f"ok{i}") for i in range(5)]
+    bad = message(a, new_id(), "to nobody")
+    results = await asyncio.gather(*(inbox.deliver(m, [m.to_user_id]) for m in [*good[:2], bad, *good[2:]]),
+                                   return_exceptions=True)
+    assert isinstance(results[2], errors.NotFound)
+    assert [d.message for d in await inbox.read(b, None, 50)] == good
+    assert [n.message for n in bus.published] == good
+
+
+@pytest.mark.gen_test
+async def test_trimming_expires_old_cursors_like_the_memory_inbox(db, people):
+    a, b, c, _ = people
+    sql = SqliteInbox(db, InProcessBus(), max_length=3, trim_every=1)
+    memory = MemoryInbox(InProcessBus(), max_length=3)
+    sql_cursors, memory_cursors = [], []
+    for i in range(6):
+        sent = message(a, b, f"m{i}")
+        sql_cursors.append((await sql.deliver(sent, [b, c]))[b])
+        memory_cursors.append((await memory.deliver(sent, [b, c]))[b])
+    for inbox, cursors in ((sql, sql_cursors), (memory, memory_cursors)):
+        assert [d.message.content for d in await inbox.read(b, None, 50)] == ["m3", "m4", "m5"]
+        with pytest.raises(errors.CursorExpired):
+            await inbox.read(b, cursors[1], 50)
+        # The newest trimmed cursor is still good: nothing after it was lost.
+        assert [d.message.content for d in await inbox.read(b, cursors[2], 50)] == ["m3", "m4", "m5"]
+        assert [d.message.content for d in await inbox.read(b, cursors[4], 50)] == ["m5"]
+        assert await inbox.last_cursor(b) == cursors[5]
+
+
+@pytest.mark.gen_test
+async def test_trimming_now_and_then_keeps_the_inbox_near_its_limit(db, people):
+    a, b, *_ = people
+    inbox = SqliteInbox(db, InProcessBus(), max_length=5, trim_every=4)
+    for i in range(30):
+        await inbox.deliver(message(a, b, f"m{i}"), [b])
+        assert len(await inbox.read(b, None, 100)) <= 5 + 4 - 1
+    first_kept = (await inbox.read(b, None, 1))[0].cursor
+    major = cursor_position(first_kept)[0]
+    with pytest.raises(errors.CursorExpired):
+        await inbox.read(b, f"{major - 2}-0", 10)
+
+
+@pytest.mark.gen_test
+async def test_cursor_edge_cases(inbox, people):
+    a, b, *_ = people
+    cursors = await inbox.deliver(message(a, b), [b])
+    major, _ = cursor_position(cursors[b])
+    assert len(await inbox.read(b, "0-0", 10)) == 1
+    assert len(await inbox.read(b, f"{major - 1}-99", 10)) == 1
+    assert await inbox.read(b, f"{major}-1", 10) == []
+    assert await inbox.read(b, "99999999999999999999-0", 10) == []  # past BIGINT: nothing after it
+    with pytest.raises(errors.InvalidCursor):
+        await inbox.read(b, "garbage", 10)
+
+
+@pytest.mark.gen_test
+async def test_the_inbox_survives_reopening_the_file(sqlite_url, io_loop):
+    from adapters.sql import migrate
+
+    migrate.upgrade(sqlite_url)
+    a, b = new_id(), new_id()
+    first = Database(sqlite_url)
+    for i, user_id in enumerate((a, b)):
+        await SqlUserRepository(first).add(User(id=user_id, username=f"u{i}", password_hash="h"))
+    sent = message(a, b, "kept 😀")
+    cursors = await SqliteInbox(first, InProcessBus()).deliver(sent, [b])
+    first.close()
+    again = Database(sqlite_url)
+    try:
+        inbox = SqliteInbox(again, InProcessBus())
+        assert [(d.message, d.cursor) for d in await inbox.read(b, None, 10)] == [(sent, cursors[b])]
+        later = await inbox.deliver(message(b, a, "after restart"), [b])
+        assert cursor_position(later[b]) > cursor_position(cursors[b])  # cursors keep growing
+    finally:
+        again.close()
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time, uuid
+    from adapters.memory.bus import InProcessBus
+    from adapters.sql.database import Database
+    from adapters.sql.inbox import SqliteInbox
+    from adapters.sql.users import SqlUserRepository
+    from domain.model import Message, User
+
+    async def main(url):
+        db = Database(url)
+        a, b = str(uuid.uuid4()), str(uuid.uuid4())
+        users = SqlUserRepository(db)
+        await users.add(User(a, "sender", "h"))
+        await users.add(User(b, "receiver", "h"))
+        message = Message("private", str(uuid.uuid4()), a, "accepted", 1, to_user_id=b)
+        cursors = await SqliteInbox(db, InProcessBus()).deliver(message, [b])
+        print(b, message.id, cursors[b], flush=True)  # "201": the test kills us now
+        time.sleep(60)
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+def test_an_accepted_message_survives_kill_9(sqlite_url):
+    from adapters.sql import migrate
+
+    migrate.upgrade(sqlite_url)
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, sqlite_url], cwd=REPO, stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        line = child.stdout.readline()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        child.stdout.close()
+    user_id, message_id, cursor = line.split()
+    db = Database(sqlite_url)
+    try:
+        [delivery] = db.call(False, SqliteInbox._read, user_id, None, 10)
+        assert (delivery.message.id, delivery.cursor, delivery.message.content) == (message_id, cursor, "accepted")
+    finally:
+        db.close()
+
+
+# SqlIdempotencyKeys ---------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_a_retry_gets_the_original_message_back(db, people):
+    a, b, c, _ = people
+    keys = SqlIdempotencyKeys(db)
+    original = message(a, b, "first 😀", client_msg_id="k1")
+    assert await keys.remember(a, "k1", original) is None
+    retry = message(a, b, "first 😀", client_msg_id="k1")
+    assert await keys.remember(a, "k1", retry) == original  # same id, created_at, content
+    # Another sender's k1 is another key.
+    assert await keys.remember(c, "k1", message(c, b, client_msg_id="k1")) is None
+    # A send that failed is forgotten, so the retry goes through as a new message.
+    await keys.forget(a, "k1")
+    assert await keys.remember(a, "k1", retry) is None
+    assert await keys.remember(a, "k1", original) == retry
+    await keys.forget(a, "never-remembered")
+
+
+@pytest.mark.gen_test
+async def test_a_group_message_is_remembered_whole(db, people):
+    a, *_ = people
+    keys = SqlIdempotencyKeys(db)
+    original = Message(type="group", id=new_id(), from_user_id=a, group_id=new_id(), content="x" * 5000,
+                       created_at=1_700_000_123, client_msg_id="長い-id")
+    await keys.remember(a, "長い-id", original)
+    assert await keys.remember(a, "長い-id", message(a, a)) == original
+
+
+@pytest.mark.gen_test
+async def test_keys_are_kept_at_least_a_day_then_purged(db, people):
+    a, b, *_ = people
+    now = [1_700_000_000.0]
+    keys = SqlIdempotencyKeys(db, now=lambda: now[0])
+    first = message(a, b, client_msg_id="old")
+    await keys.remember(a, "old", first)
+    now[0] += 24 * 3600
+    assert await keys.remember(a, "old", message(a, b)) == first
+    now[0] += 30 * 24 * 3600
+    keys._until_purge = 0  # the next call purges
+    assert await keys.remember(a, "new", message(a, b)) is None
+    assert await keys.remember(a, "old", message(a, b)) is None  # purged: a new send
