@@ -110,6 +110,27 @@ class IdempotencyKeys(Protocol):
         """Drop a remembered answer whose send failed, so a retry can succeed."""
 
 
+class PersistQueue(Protocol):
+    """Accepted messages on their way to the MessageStore (stream:persist in production),
+    shared by any number of persisters. Delivery is at least once: an entry stays
+    pending until acked, and one a dead consumer left pending is handed to another."""
+
+    async def take(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, Message]]:
+        """Up to `count` (entry id, message) pairs for `consumer`: entries left pending too
+        long by any consumer first, else new ones, waiting up to `block_ms` for them.
+        An entry that cannot be decoded is moved aside by the queue itself, never returned."""
+
+    async def ack(self, entry_ids: Sequence[str]) -> None:
+        """The entries are stored for good: never hand them out again."""
+
+    async def reject(self, entry_ids: Sequence[str], reason: str) -> None:
+        """Move entries the store refuses aside (kept for an operator), so they stop
+        blocking the queue; like ack, they are not handed out again."""
+
+    async def backlog(self) -> int:
+        """Entries not yet acked: pending with a consumer plus not yet delivered (for metrics)."""
+
+
 class PasswordHasher(Protocol):
     async def hash(self, password: str) -> str: ...
 

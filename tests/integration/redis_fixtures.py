@@ -10,7 +10,8 @@
   shared by every database of a server, and other runs may be publishing).
 - private_redis: a redis-server of this test alone on a spare port, with an
   append-only file in a temporary directory, that a test may kill and restart.
-- down_url: a URL where nothing listens."""
+- down_url: a URL where nothing listens; down_client: a client pointed at it,
+  with redis-py's retries off so failures come at once."""
 from __future__ import annotations
 
 import os
@@ -26,12 +27,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 SHARED_HOST, SHARED_PORT = "127.0.0.1", 6379
 CLAIM_KEY = "courier-test:claimed-by"
 
-__all__ = ["redis_db", "redis_url", "redis_client", "channel", "private_redis", "down_url", "PrivateRedis",
-           "make_client"]
+__all__ = ["redis_db", "redis_url", "redis_client", "channel", "private_redis", "down_url", "down_client",
+           "PrivateRedis", "make_client"]
 
 
 def make_client(url: str, **kwargs) -> aioredis.Redis:
@@ -96,6 +99,13 @@ def _spare_port() -> int:
 @pytest.fixture
 def down_url() -> str:
     return f"redis://127.0.0.1:{_spare_port()}/0"
+
+
+@pytest.fixture
+def down_client(io_loop, down_url) -> Iterator[aioredis.Redis]:
+    client = make_client(down_url, retry=Retry(NoBackoff(), 0))
+    yield client
+    io_loop.run_sync(client.aclose)
 
 
 class PrivateRedis:

@@ -1,0 +1,151 @@
+"""The persister: moves accepted messages from the persist queue into the
+MessageStore, in batches. `courier worker` runs it (as many as needed); the
+embedded mode runs it in-process.
+
+Never losing nor doubling a message rests on three rules:
+- ack only after store.save() returned (the commit): a crash in between leaves
+  the entries pending, and they are handed out again;
+- save is idempotent by message id, so handing an entry out again is harmless;
+- on ServiceUnavailable (the database is down) keep the same batch and retry it
+  with backoff, rather than take more or ack anything.
+A message the store refuses for itself (not an outage) is retried a few times,
+then moved aside by the queue (kept for an operator) so it cannot block the rest."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Sequence
+
+from application.ports import MessageStore, PersistQueue
+from domain.errors import ServiceUnavailable
+from domain.model import Message
+
+log = logging.getLogger("courier.persister")
+
+Entry = tuple[str, Message]
+
+
+class StoreRefused(Exception):
+    """Some messages of the batch were refused by the store; they are kept for a retry."""
+
+
+def default_consumer_name() -> str:
+    # Unique per process, and stable enough to read in XINFO CONSUMERS.
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Persister:
+    def __init__(
+        self,
+        queue: PersistQueue,
+        store: MessageStore,
+        consumer: str | None = None,
+        batch_size: int = 500,
+        *,
+        block_ms: int = 1000,
+        max_attempts: int = 5,
+        min_backoff: float = 0.2,
+        max_backoff: float = 30.0,
+    ):
+        self._queue = queue
+        self._store = store
+        self.consumer = consumer or default_consumer_name()
+        self._batch_size = batch_size
+        self._block_ms = block_ms
+        self._max_attempts = max_attempts
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._unsaved: list[Entry] = []  # taken but not yet acked: retried before taking more
+        self._attempts: dict[str, int] = {}  # entry id -> refusals by the store
+        self.saved = 0  # messages stored and acked, for metrics
+
+    async def run_once(self) -> int:
+        """Store one batch and ack it; returns how many messages were stored.
+        Raises ServiceUnavailable (queue or store down) or StoreRefused; the
+        unsaved entries are kept and retried by the next call."""
+        if not self._unsaved:
+            self._unsaved = await self._queue.take(self.consumer, self._batch_size, self._block_ms)
+        if not self._unsaved:
+            return 0
+        entries = self._unsaved
+        try:
+            await self._store.save([message for _, message in entries])
+        except ServiceUnavailable:
+            raise
+        except Exception:
+            log.exception("the store refused a batch of %d messages; saving them one by one", len(entries))
+            return await self._save_one_by_one(entries)
+        await self._queue.ack([entry_id for entry_id, _ in entries])
+        self._done(entries)
+        self.saved += len(entries)
+        return len(entries)
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Persist until stop_event is set. Any failure waits with a capped, doubling
+        backoff before the next try, so an outage never turns into a busy loop."""
+        backoff = self._min_backoff
+        log.info("persister %s started", self.consumer)
+        while not stop_event.is_set():
+            try:
+                await self.run_once()
+                backoff = self._min_backoff
+                continue
+            except ServiceUnavailable as e:
+                log.warning("persister waiting %.1f s: %s (%d messages kept for a retry)",
+                            backoff, e, len(self._unsaved))
+            except StoreRefused as e:
+                log.warning("persister waiting %.1f s: %s", backoff, e)
+            except Exception:
+                log.exception("persister failed; retrying in %.1f s", backoff)
+            await _wait(stop_event, backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+        log.info("persister %s stopped", self.consumer)
+
+    async def _save_one_by_one(self, entries: Sequence[Entry]) -> int:
+        saved: list[Entry] = []
+        refused: list[Entry] = []
+        try:
+            for entry_id, message in entries:
+                try:
+                    await self._store.save([message])
+                    saved.append((entry_id, message))
+                except ServiceUnavailable:
+                    raise
+                except Exception as e:  # noqa: BLE001 - counted, then moved aside below
+                    log.error("the store refused message %s (entry %s): %r", message.id, entry_id, e)
+                    refused.append((entry_id, message))
+        finally:
+            # Whatever happens next, what was committed is acked, and the rest kept.
+            if saved:
+                await self._queue.ack([entry_id for entry_id, _ in saved])
+                self._done(saved)
+                self.saved += len(saved)
+            done = {entry_id for entry_id, _ in saved}
+            self._unsaved = [entry for entry in entries if entry[0] not in done]
+        given_up = []
+        for entry_id, _ in refused:
+            self._attempts[entry_id] = self._attempts.get(entry_id, 0) + 1
+            if self._attempts[entry_id] >= self._max_attempts:
+                given_up.append(entry_id)
+        if given_up:
+            await self._queue.reject(given_up, f"refused by the store {self._max_attempts} times")
+            log.error("moved %d messages the store keeps refusing aside: %s", len(given_up), given_up)
+            self._done([entry for entry in refused if entry[0] in given_up])
+        if self._unsaved:
+            raise StoreRefused(f"{len(self._unsaved)} messages refused by the store; retrying")
+        return len(saved)
+
+    def _done(self, entries: Sequence[Entry]) -> None:
+        gone = {entry_id for entry_id, _ in entries}
+        self._unsaved = [entry for entry in self._unsaved if entry[0] not in gone]
+        for entry_id in gone:
+            self._attempts.pop(entry_id, None)
+
+
+async def _wait(stop_event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop_event.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,155 @@
+"""The Persister with the real RedisPersistQueue and an in-memory MessageStore:
+batches saved then acked, outages retried without acking, nothing lost or doubled."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from adapters.memory.repositories import MemoryMessageStore
+from adapters.redis.inbox import RedisInbox
+from adapters.redis.persist_queue import RedisPersistQueue
+from application.persister import Persister, StoreRefused
+from domain.errors import ServiceUnavailable
+from domain.model import PRIVATE, Message
+from tests.integration.redis_fixtures import *  # noqa: F403
+
+pytestmark = pytest.mark.redis
+
+
+class FlakyStore(MemoryMessageStore):
+    """Down for the next `down` calls; refuses (as a bad row) the messages in `refuse`."""
+
+    def __init__(self, down: int = 0, refuse: set[str] | None = None):
+        super().__init__()
+        self.down = down
+        self.refuse = refuse or set()
+        self.calls = 0
+
+    async def save(self, messages):
+        self.calls += 1
+        if self.down > 0:
+            self.down -= 1
+            raise ServiceUnavailable("database down")
+        if any(m.id in self.refuse for m in messages):
+            raise ValueError("Incorrect string value")
+        await super().save(messages)
+
+
+class AckFails(RedisPersistQueue):
+    """The process dies between the commit and the ack: the ack never reaches Redis."""
+
+    async def ack(self, entry_ids):
+        raise ServiceUnavailable("redis went away")
+
+
+def message(content: str) -> Message:
+    return Message(type=PRIVATE, id=str(uuid.uuid4()), from_user_id="a", to_user_id="b", content=content,
+                   created_at=1_700_000_000)
+
+
+async def deliver(client, count: int) -> list[Message]:
+    inbox = RedisInbox(client, channel="courier-test:unused")
+    sent = [message(f"m{i}") for i in range(count)]
+    for m in sent:
+        await inbox.deliver(m, ["b"])
+    return sent
+
+
+@pytest.mark.gen_test
+async def test_run_once_saves_a_batch_then_acks_it(redis_client):
+    sent = await deliver(redis_client, 7)
+    queue, store = RedisPersistQueue(redis_client), MemoryMessageStore()
+    persister = Persister(queue, store, "p1", batch_size=5, block_ms=10)
+    assert await persister.run_once() == 5
+    assert store.rows == sent[:5] and await queue.backlog() == 2
+    assert await persister.run_once() == 2
+    assert await persister.run_once() == 0
+    assert store.rows == sent and await queue.backlog() == 0 and persister.saved == 7
+
+
+@pytest.mark.gen_test
+async def test_an_outage_acks_nothing_and_the_batch_is_saved_exactly_once_later(redis_client):
+    sent = await deliver(redis_client, 3)
+    queue, store = RedisPersistQueue(redis_client), FlakyStore(down=2)
+    persister = Persister(queue, store, "p1", block_ms=10)
+    for _ in range(2):
+        with pytest.raises(ServiceUnavailable):
+            await persister.run_once()
+        assert store.rows == []
+        assert await queue.backlog() == 3  # all still pending: nothing acked
+    await deliver(redis_client, 2)  # newer messages wait their turn
+    assert await persister.run_once() == 3  # the same batch again, not a new one
+    assert store.rows == sent and await queue.backlog() == 2
+
+
+@pytest.mark.gen_test
+async def test_a_crash_between_commit_and_ack_neither_loses_nor_doubles(redis_client):
+    sent = await deliver(redis_client, 4)
+    store = MemoryMessageStore()
+    dying = Persister(AckFails(redis_client, claim_idle_ms=100), store, "dying", block_ms=10)
+    with pytest.raises(ServiceUnavailable):
+        await dying.run_once()
+    assert store.rows == sent  # committed, never acked
+
+    await asyncio.sleep(0.15)  # another worker claims what the dead one left pending
+    survivor = Persister(RedisPersistQueue(redis_client, claim_idle_ms=100), store, "survivor", block_ms=10)
+    assert await survivor.run_once() == 4
+    assert store.rows == sent  # saved again idempotently: still once each
+    assert await survivor._queue.backlog() == 0
+
+
+@pytest.mark.gen_test
+async def test_a_message_the_store_keeps_refusing_is_moved_aside(redis_client):
+    sent = await deliver(redis_client, 4)
+    store = FlakyStore(refuse={sent[1].id})
+    queue = RedisPersistQueue(redis_client)
+    persister = Persister(queue, store, "p", block_ms=10, max_attempts=3)
+    with pytest.raises(StoreRefused):
+        await persister.run_once()
+    assert store.rows == [sent[0], sent[2], sent[3]]  # the others are not held back
+    assert await queue.backlog() == 1
+    with pytest.raises(StoreRefused):
+        await persister.run_once()  # second refusal
+    assert await persister.run_once() == 0  # third: given up, moved aside
+    (dead,) = await redis_client.xrange("stream:persist:dead")
+    assert b"refused by the store" in dead[1][b"reason"]
+    assert await queue.backlog() == 0 and store.rows == [sent[0], sent[2], sent[3]]
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_run_rides_out_an_outage_and_stops_on_the_event(redis_client):
+    sent = await deliver(redis_client, 20)
+    store = FlakyStore(down=3)
+    persister = Persister(RedisPersistQueue(redis_client), store, "p", batch_size=8, block_ms=20,
+                          min_backoff=0.01, max_backoff=0.05)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(persister.run(stop))
+    for _ in range(300):
+        if len(store.rows) == 20:
+            break
+        await asyncio.sleep(0.01)
+    more = await deliver(redis_client, 3)  # live traffic keeps flowing
+    for _ in range(300):
+        if len(store.rows) == 23:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 2)
+    assert store.rows == sent + more
+    assert store.calls >= 3 + 3  # the outage was retried, with backoff rather than a busy loop
+    assert store.calls < 50
+
+
+@pytest.mark.gen_test
+async def test_run_survives_redis_being_unreachable(down_client):
+    queue = RedisPersistQueue(down_client)
+    persister = Persister(queue, MemoryMessageStore(), "p", block_ms=10, min_backoff=0.01, max_backoff=0.02)
+    with pytest.raises(ServiceUnavailable):
+        await persister.run_once()
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(persister.run(stop))
+    await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.wait_for(task, 2)
