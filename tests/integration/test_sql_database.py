@@ -1,0 +1,91 @@
+"""Database: threads, SQLite settings, and driver failures turned into ServiceUnavailable."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+
+from adapters.sql.database import Database
+from adapters.sql.users import SqlUserRepository
+from domain.errors import ServiceUnavailable
+
+
+def pragmas(conn) -> dict:
+    return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")}
+
+
+@pytest.mark.gen_test
+async def test_sqlite_is_durable_and_checks_foreign_keys(sqlite_url):
+    db = Database(sqlite_url)
+    try:
+        # synchronous: 2 is FULL; WAL persists in the file.
+        assert await db.run(pragmas) == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1,
+                                         "busy_timeout": 10_000}
+        assert (await db.write(pragmas))["synchronous"] == 2
+    finally:
+        db.close()
+
+
+@pytest.mark.gen_test
+async def test_queries_never_run_on_the_event_loop(db):
+    loop_thread = threading.current_thread()
+    reader = await db.run(lambda conn: threading.current_thread())
+    writer = await db.write(lambda conn: threading.current_thread())
+    assert loop_thread not in (reader, writer)
+    if db.is_sqlite:  # one writer thread, always the same one
+        assert await db.write(lambda conn: threading.current_thread()) is writer
+
+
+@pytest.mark.gen_test
+async def test_an_unmigrated_database_is_unavailable_not_a_crash(sqlite_url):
+    db = Database(sqlite_url)
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await SqlUserRepository(db).get("00000000-0000-0000-0000-000000000000")
+    finally:
+        db.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_unreachable_server_is_unavailable():
+    # Nothing listens on port 1; the connection is refused at once.
+    db = Database("mysql+pymysql://courier@127.0.0.1:1/courier", connect_timeout=2)
+    try:
+        with pytest.raises(ServiceUnavailable) as raised:
+            await SqlUserRepository(db).get_by_username("anyone")
+        assert raised.value.__cause__ is not None
+    finally:
+        db.close()
+
+
+@pytest.mark.gen_test
+async def test_a_closed_database_is_unavailable(sqlite_url):
+    db = Database(sqlite_url)
+    assert await db.run(lambda conn: conn.execute(text("SELECT 1")).scalar()) == 1
+    db.close()
+    db.close()  # twice is harmless
+    with pytest.raises(ServiceUnavailable):
+        await db.run(lambda conn: None)
+
+
+@pytest.mark.gen_test
+async def test_an_in_memory_sqlite_database_works_across_calls():
+    db = Database("sqlite://")
+    try:
+        await db.write(lambda conn: (conn.execute(text("CREATE TABLE t (x INTEGER)")), conn.commit()))
+        await db.write(lambda conn: (conn.execute(text("INSERT INTO t VALUES (1)")), conn.commit()))
+        assert await db.run(lambda conn: conn.execute(text("SELECT x FROM t")).scalar()) == 1
+    finally:
+        db.close()
+
+
+def test_nothing_connects_before_it_is_used(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lazy' / 'courier.db'}"
+    db = Database(url)
+    try:
+        assert (tmp_path / "lazy").is_dir()  # the directory is ready...
+        assert not (tmp_path / "lazy" / "courier.db").exists()  # ...the file is not opened yet
+    finally:
+        db.close()
