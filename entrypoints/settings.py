@@ -37,7 +37,7 @@ class Settings:
     ws_max_message_size: int = 65536
     ws_write_buffer: int = 4 * 1024 * 1024
     ws_ping_interval: float = 20.0
-    ws_ping_timeout: float = 30.0
+    ws_ping_timeout: float = 20.0  # Tornado caps it at the interval (with a warning)
     db_pool_size: int = 8
     worker_batch: int = 500
     extra: dict = field(default_factory=dict, repr=False)
@@ -78,6 +78,8 @@ class Settings:
             raise SettingsError("token_ttl and max_content_length must be positive")
         if self.send_rate < 0 or self.login_failures < 0:
             raise SettingsError("send_rate and login_failures must not be negative")
+        if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:
+            raise SettingsError("ws_ping_timeout must not be longer than ws_ping_interval")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log_level must be debug, info, warning, error or critical, not {self.log_level}")
 
