@@ -25,7 +25,9 @@ from adapters.security import Argon2PasswordHasher, JwtTokenService
 from adapters.sql.database import Database
 from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
-from adapters.sql.repositories import SqlGroupRepository, SqlMessageStore, SqlUserRepository
+from adapters.sql.groups import SqlGroupRepository
+from adapters.sql.messages import SqlMessageStore
+from adapters.sql.users import SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, RegisterUser
 from application.gateway import Gateway
 from application.groups import ManageGroups
@@ -61,7 +63,7 @@ class Container(containers.DeclarativeContainer):
 
     # --- stores -------------------------------------------------------------
     database = providers.Singleton(
-        Database, url=settings.provided.resolved_database_url.call(), pool_size=settings.provided.db_pool_size
+        Database, settings.provided.resolved_database_url.call(), workers=settings.provided.db_pool_size
     )
     redis = providers.Singleton(_redis_client, settings.provided.redis_url)
     bus = providers.Singleton(InProcessBus)

@@ -38,6 +38,7 @@ def configure(level: str, log_file: str = "") -> None:
         handler.addFilter(MaskSecrets())
         root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin, at every start
 
 
 def log_request(handler) -> None:

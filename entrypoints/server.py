@@ -74,7 +74,8 @@ class CourierServer:
 
 async def close_adapters(container: Container, settings: Settings) -> None:
     """Close the adapters that hold connections, threads or files."""
-    adapters = [container.hasher(), container.database()]
+    # The inbox first: the embedded one writes and publishes what is queued.
+    adapters = [container.inbox(), container.hasher(), container.database()]
     if settings.mode != EMBEDDED:
         adapters.append(container.redis())
     for adapter in adapters:

@@ -179,6 +179,10 @@ class Database:
             log.warning("database unavailable: %s", e)
             raise ServiceUnavailable("the database is unavailable") from e
 
+    async def ping(self) -> None:
+        """Raise ServiceUnavailable unless the database answers (for /readyz)."""
+        await self.run(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
+
     def close(self) -> None:
         """Wait for running queries, then close every connection. Blocks: call at shutdown."""
         if self._closed:
