@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from http import HTTPStatus
 
 import orjson
 import tornado.iostream
@@ -27,6 +28,7 @@ from application.gateway import Connection, Gateway
 from domain import errors
 from domain.model import validate_cursor
 from entrypoints.http.base import bearer_token
+from entrypoints.http.errors import CODE_BY_STATUS
 
 log = logging.getLogger("courier.ws")
 
@@ -74,6 +76,15 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             self.cursor = validate_cursor(self.get_query_argument("cursor", None))
         except errors.CourierError as error:
             return self._refuse(401 if isinstance(error, errors.InvalidToken) else 400, error)
+        # Tornado's own refusals (below, in super().get) answer plain text; the
+        # contract wants every error as JSON, so make the same checks first.
+        headers = self.request.headers
+        connection = {part.strip().lower() for part in headers.get("Connection", "").split(",")}
+        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
+            return self._refuse(400, errors.InvalidInput("this is a WebSocket endpoint: send an Upgrade request"))
+        origin = headers.get("Origin", headers.get("Sec-Websocket-Origin"))
+        if origin is not None and not self.check_origin(origin):
+            return self._refuse(403, errors.Forbidden("this origin is not allowed"))
         self.claims = claims
         await super().get(*args, **kwargs)
 
@@ -81,6 +92,12 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(orjson.dumps({"error": {"code": error.code, "message": error.message}}))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        """Any other error before the upgrade (e.g. 405 for a POST) as JSON too."""
+        code = CODE_BY_STATUS.get(status_code, "error")
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(orjson.dumps({"error": {"code": code, "message": HTTPStatus(status_code).phrase}}))
 
     def check_origin(self, origin: str) -> bool:
         allowed = self.settings.get("courier_origins")
