@@ -1,0 +1,171 @@
+"""The gateway's end of the bus: SUBSCRIBE message_notifications, hand every
+notification to the gateway in arrival order, and when the connection was
+lost, reconnect and ask the gateway to read the gap from the inbox streams."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from adapters.redis.inbox import NOTIFICATION_CHANNEL
+from application.ports import Notification, NotificationSubscriber
+from domain.model import Message
+
+log = logging.getLogger("courier.redis.subscriber")
+
+
+class SilentConnection(ConnectionError):
+    """Nothing came back from Redis, not even the answer to a PING."""
+
+
+def parse_notification(data: bytes | str) -> Notification:
+    """The JSON deliver.lua publishes: {"message": record, "cursors": {user_id: cursor}}."""
+    body = orjson.loads(data)
+    cursors = body["cursors"]
+    if not isinstance(cursors, dict) or not all(isinstance(c, str) for c in cursors.values()):
+        raise ValueError("cursors must map user ids to cursor strings")
+    return Notification(Message.from_record(body["message"]), cursors)
+
+
+class RedisNotificationSubscriber(NotificationSubscriber):
+    """`source` is a redis URL or a client to copy the connection settings from.
+
+    The subscriber always talks through a client of its own, made with
+    redis-py's retries turned off: redis-py would otherwise reconnect and
+    resubscribe by itself on a dropped connection, and the notifications
+    published in between would be lost without anyone calling on_resync.
+
+    A connection that dies silently (a peer gone without a FIN or RST) is
+    noticed by pinging after `ping_interval` seconds of silence: no answer
+    within another `ping_interval` counts as a lost connection. TCP keepalive
+    is on as well, for the kernel's own check."""
+
+    def __init__(
+        self,
+        source: aioredis.Redis | str,
+        channel: str = NOTIFICATION_CHANNEL,
+        *,
+        ping_interval: float = 5.0,
+        min_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+    ):
+        self._source = source
+        self._channel = channel
+        self._ping_interval = ping_interval
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self.resubscriptions = 0  # subscriptions made after a lost connection, for metrics and tests
+
+    async def run(
+        self,
+        on_notification: Callable[[Notification], None],
+        on_resync: Callable[[], Awaitable[None]],
+    ) -> None:
+        client = self._client()
+        try:
+            await self._subscribe_forever(client, on_notification, on_resync)
+        finally:
+            await client.aclose()
+
+    def _client(self) -> aioredis.Redis:
+        overrides = dict(
+            retry=Retry(NoBackoff(), 0),  # see the class docstring
+            health_check_interval=0,  # we ping ourselves, and must see the answer
+            socket_keepalive=True,
+            decode_responses=False,
+            client_name="courier-subscriber",  # easy to find in CLIENT LIST
+        )
+        if isinstance(self._source, str):
+            return aioredis.Redis.from_url(self._source, **overrides)
+        pool = self._source.connection_pool
+        own_pool = aioredis.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=2, **{**pool.connection_kwargs, **overrides}
+        )
+        return aioredis.Redis.from_pool(own_pool)  # closing the client closes the pool
+
+    async def _subscribe_forever(self, client, on_notification, on_resync) -> None:
+        backoff = self._min_backoff
+        lost_at: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                await self._confirmed(pubsub)
+                if lost_at is not None:
+                    self.resubscriptions += 1
+                    log.warning("resubscribed to %s after %.1f s; resyncing open connections",
+                                self._channel, loop.time() - lost_at)
+                lost_at, backoff = None, self._min_backoff
+                # Also at the first subscription: a socket attached before it was live
+                # may have missed a notification. Notifications arriving meanwhile wait
+                # in the socket and are handed over after the resync, in order (the
+                # gateway drops the ones the resync already sent).
+                await self._resync(on_resync)
+                await self._listen(pubsub, on_notification)
+            except Exception as e:  # noqa: BLE001 - any failure means: reconnect, never crash the gateway
+                if lost_at is None:
+                    lost_at = loop.time()
+                    log.warning("lost the subscription to %s (%s: %s); reconnecting",
+                                self._channel, type(e).__name__, e)
+                else:
+                    log.debug("still cannot subscribe to %s: %r", self._channel, e)
+                # Jitter spreads the reconnects of many gateways after a Redis restart.
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, self._max_backoff)
+            finally:
+                await pubsub.aclose()
+
+    async def _confirmed(self, pubsub) -> None:
+        """Wait for Redis to confirm the subscription: only from then on is every
+        publish sure to reach us, so only then may a resync read the gap."""
+        deadline = asyncio.get_running_loop().time() + 2 * self._ping_interval
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise SilentConnection("no confirmation of SUBSCRIBE")
+            message = await pubsub.get_message(timeout=remaining)
+            if message is not None and message["type"] == "subscribe":
+                return
+
+    async def _resync(self, on_resync) -> None:
+        try:
+            await on_resync()
+        except Exception:
+            log.exception("resync after (re)subscribing failed")
+
+    async def _listen(self, pubsub, on_notification) -> None:
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        pinged = False
+        while True:
+            message = await pubsub.get_message(timeout=self._ping_interval)
+            now = loop.time()
+            if message is not None:
+                last_heard, pinged = now, False
+                if message["type"] == "message":
+                    self._dispatch(message["data"], on_notification)
+                continue
+            silence = now - last_heard
+            if pinged and silence >= 2 * self._ping_interval:
+                raise SilentConnection(f"no answer from redis for {silence:.1f} s")
+            if not pinged and silence >= self._ping_interval:
+                await pubsub.ping()  # the answer arrives as a "pong" message
+                pinged = True
+
+    def _dispatch(self, data, on_notification) -> None:
+        try:
+            notification = parse_notification(data)
+        except Exception as e:  # noqa: BLE001 - a bad message must not stop the others
+            log.warning("skipped a malformed notification (%s): %.200r", e, data)
+            return
+        try:
+            on_notification(notification)
+        except Exception:
+            log.exception("on_notification failed for message %s", notification.message.id)

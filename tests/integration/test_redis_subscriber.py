@@ -1,0 +1,201 @@
+"""RedisNotificationSubscriber against a real Redis: order, malformed messages,
+lost connections (CLIENT KILL, a restart, a silent server) and a clean stop.
+The connection tests run a redis-server of their own, so killing its pub/sub
+clients cannot disturb anyone else's."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+import pytest
+
+from adapters.redis.inbox import RedisInbox
+from adapters.redis.subscriber import RedisNotificationSubscriber
+from application.gateway import Gateway
+from domain.model import PRIVATE, Message
+from tests.integration.redis_fixtures import *  # noqa: F403
+
+pytestmark = pytest.mark.redis
+
+
+def message(content: str, sender: str = "a", to: str = "b") -> Message:
+    return Message(type=PRIVATE, id=str(uuid.uuid4()), from_user_id=sender, to_user_id=to, content=content,
+                   created_at=1_700_000_000)
+
+
+class Recorder:
+    def __init__(self):
+        self.notifications = []
+        self.resyncs = 0
+
+    def on_notification(self, notification):
+        self.notifications.append(notification)
+
+    async def on_resync(self):
+        self.resyncs += 1
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def stop(task: asyncio.Task) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def fast(source, channel: str) -> RedisNotificationSubscriber:
+    return RedisNotificationSubscriber(source, channel, ping_interval=0.2, min_backoff=0.02, max_backoff=0.2)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_notifications_arrive_in_order_with_their_cursors(redis_client, channel):
+    inbox = RedisInbox(redis_client, channel=channel)
+    recorder = Recorder()
+    task = asyncio.ensure_future(fast(redis_client, channel).run(recorder.on_notification, recorder.on_resync))
+    await until(lambda: recorder.resyncs == 1)  # subscribed (a first resync closes the start-up gap)
+    sent = [message(f"m{i} 😀") for i in range(50)]
+    cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
+    await until(lambda: len(recorder.notifications) == 50)
+    assert [n.message for n in recorder.notifications] == sent
+    assert [n.cursors for n in recorder.notifications] == cursors
+    await stop(task)
+    assert recorder.resyncs == 1
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_malformed_notifications_and_failing_handlers_are_skipped(redis_client, channel):
+    inbox = RedisInbox(redis_client, channel=channel)
+    received = []
+
+    def on_notification(notification):
+        if notification.message.content == "boom":
+            raise RuntimeError("a bug in the gateway")
+        received.append(notification.message.content)
+
+    async def on_resync():
+        received.append("resync")
+
+    task = asyncio.ensure_future(fast(redis_client, channel).run(on_notification, on_resync))
+    await until(lambda: received == ["resync"])
+    for garbage in (b"\xff\xfe not utf-8", b"{}", b'{"message": {}, "cursors": {}}', b"[1]",
+                    b'{"message": {"type": "private"}, "cursors": "x"}', b""):
+        await redis_client.publish(channel, garbage)
+    await inbox.deliver(message("boom"), ["b"])
+    await inbox.deliver(message("after"), ["b"])
+    await until(lambda: received[-1:] == ["after"])
+    assert received == ["resync", "after"]
+    await stop(task)
+
+
+class Channel:
+    def __init__(self):
+        self.payloads: list[bytes] = []
+
+    def send(self, payload: bytes) -> bool:
+        self.payloads.append(payload)
+        return True
+
+    def ids(self) -> list[str]:
+        return [orjson.loads(p)["id"] for p in self.payloads]
+
+
+async def send_while(inbox, sent: list, stop_sending: asyncio.Event) -> None:
+    while not stop_sending.is_set():
+        m = message(f"live {len(sent)}")
+        await inbox.deliver(m, ["b"])
+        sent.append(m.id)
+        await asyncio.sleep(0.002)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_killed_subscription_resyncs_and_the_socket_misses_nothing(io_loop, private_redis, channel):
+    client = make_client(private_redis.url)  # noqa: F405
+    try:
+        inbox = RedisInbox(client, channel=channel)
+        gateway = Gateway(inbox, lambda d: orjson.dumps(d.public()))
+        subscriber = fast(private_redis.url, channel)
+        resyncs = []
+
+        async def on_resync():
+            resyncs.append(1)
+            await gateway.resync_all()
+
+        task = asyncio.ensure_future(subscriber.run(gateway.on_notification, on_resync))
+        await until(lambda: resyncs)
+        socket = Channel()
+        await gateway.attach("b", socket, None)
+
+        sent: list[str] = []
+        stop_sending = asyncio.Event()
+        producer = asyncio.ensure_future(send_while(inbox, sent, stop_sending))
+        for _ in range(3):  # kill the subscription three times while messages flow
+            await until(lambda: len(socket.payloads) >= len(sent) - 5 and len(sent) > 20)
+            killed = private_redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+            assert killed == 1
+            before = len(resyncs)
+            await until(lambda before=before: len(resyncs) > before)
+        await asyncio.sleep(0.1)
+        stop_sending.set()
+        await producer
+        await until(lambda: len(socket.payloads) == len(sent))
+        assert socket.ids() == sent  # every message exactly once, in order
+        assert subscriber.resubscriptions == 3
+        await stop(task)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_redis_restart_is_ridden_out(private_redis, channel):
+    recorder = Recorder()
+    subscriber = fast(private_redis.url, channel)
+    task = asyncio.ensure_future(subscriber.run(recorder.on_notification, recorder.on_resync))
+    await until(lambda: recorder.resyncs == 1)
+    private_redis.stop()
+    await asyncio.sleep(0.5)  # several failed reconnects, with backoff
+    private_redis.start()
+    await until(lambda: recorder.resyncs == 2)
+    client = make_client(private_redis.url)  # noqa: F405
+    try:
+        m = message("after the restart")
+        await RedisInbox(client, channel=channel).deliver(m, ["b"])
+        await until(lambda: recorder.notifications)
+        assert recorder.notifications[0].message == m
+    finally:
+        await client.aclose()
+    await stop(task)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_silent_server_is_noticed_by_the_ping(private_redis, channel):
+    recorder = Recorder()
+    task = asyncio.ensure_future(fast(private_redis.url, channel).run(recorder.on_notification, recorder.on_resync))
+    await until(lambda: recorder.resyncs == 1)
+    # PAUSE holds every reply (PINGs included) without closing a connection: like a
+    # server that vanished without a FIN. The subscriber must give up and reconnect.
+    private_redis.command("CLIENT", "PAUSE", "1500", "ALL")
+    await until(lambda: recorder.resyncs == 2, timeout=10)
+    await stop(task)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_cancelling_stops_cleanly_even_while_redis_is_down(down_url, channel, private_redis):
+    recorder = Recorder()
+    task = asyncio.ensure_future(fast(down_url, channel).run(recorder.on_notification, recorder.on_resync))
+    await asyncio.sleep(0.3)  # retrying with backoff, not spinning
+    await stop(task)
+    assert recorder.resyncs == 0
+
+    task = asyncio.ensure_future(fast(private_redis.url, channel).run(recorder.on_notification, recorder.on_resync))
+    await until(lambda: recorder.resyncs == 1)
+    assert b"courier-subscriber" in private_redis.command("CLIENT", "LIST")
+    await stop(task)
+    await asyncio.sleep(0.05)
+    assert b"courier-subscriber" not in private_redis.command("CLIENT", "LIST")  # the pub/sub connection is closed
