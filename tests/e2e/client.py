@@ -68,6 +68,49 @@ class Api:
         assert login.status == 200, login
         return Account(r.body["user_id"], username, password, login.body["token"])
 
+    async def login(self, username: str, password: str) -> Reply:
+        return await self.call("POST", "/api/v1/users/login", {"username": username, "password": password})
+
+    async def create_group(self, owner: Account, name: str = "team", members: list[Account] = ()) -> dict:
+        r = await self.call("POST", "/api/v1/groups", {"name": name, "member_ids": [m.user_id for m in members]},
+                            owner.token)
+        assert r.status == 201, r
+        return r.body
+
+    async def pull(self, account: Account, cursor: str | None = None, limit: int | str | None = None) -> Reply:
+        return await self.call("GET", "/api/v1/messages" + _query(cursor=cursor, limit=limit), token=account.token)
+
+    async def pull_all(self, account: Account, cursor: str | None = None, limit: int = 50) -> tuple[list, str | None]:
+        """Page through the pull; returns (every message, the last next_cursor)."""
+        messages = []
+        while True:
+            r = await self.pull(account, cursor, limit)
+            assert r.status == 200, r
+            assert set(r.body) == {"messages", "next_cursor", "has_more"}, r
+            messages += r.body["messages"]
+            cursor = r.body["next_cursor"]
+            if not r.body["has_more"]:
+                return messages, cursor
+
+    async def history(self, account: Account, path: str, before: str | None = None,
+                      limit: int | str | None = None) -> Reply:
+        """path: "/conversations/{peer}" or "/groups/{group_id}"."""
+        return await self.call("GET", f"/api/v1{path}/messages" + _query(before=before, limit=limit),
+                               token=account.token)
+
+    async def history_all(self, account: Account, path: str, limit: int | None = None) -> list:
+        """Every page of a history call, newest first, following next_before until null."""
+        messages, before = [], None
+        while True:
+            r = await self.history(account, path, before, limit)
+            assert r.status == 200, r
+            assert set(r.body) == {"messages", "next_before"}, r
+            messages += r.body["messages"]
+            before = r.body["next_before"]
+            if before is None:
+                return messages
+            assert r.body["messages"], r  # a non-null next_before after an empty page would loop
+
     async def send(self, sender: Account, to: Account, content: str, **extra) -> Reply:
         return await self.call("POST", "/api/v1/messages",
                                {"to_user_id": to.user_id, "content": content, **extra}, sender.token)
@@ -93,6 +136,25 @@ class Api:
         self.sockets.append(ws)
         return WsClient(ws)
 
+    async def refused(self, **kwargs) -> Reply:
+        """Connect expecting the server to refuse the upgrade; returns its HTTP answer."""
+        try:
+            await self.connect(**kwargs)
+        except tornado.httpclient.HTTPClientError as error:
+            response = error.response
+            text = response.body.decode() if response is not None and response.body else ""
+            try:
+                body = json.loads(text) if text else None
+            except ValueError:
+                body = text
+            return Reply(error.code, body, dict(response.headers) if response is not None else {})
+        raise AssertionError("the WebSocket upgrade was accepted")
+
+
+def _query(**params) -> str:
+    items = [f"{k}={quote(str(v))}" for k, v in params.items() if v is not None]
+    return "?" + "&".join(items) if items else ""
+
 
 class WsClient:
     def __init__(self, ws: tornado.websocket.WebSocketClientConnection):
@@ -107,12 +169,25 @@ class WsClient:
         """True when no frame arrives within `within` seconds."""
         try:
             message = await asyncio.wait_for(self.ws.read_message(), within)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return True
         raise AssertionError(f"unexpected frame: {message!r}")
 
-    def send(self, obj) -> None:
-        self.ws.write_message(obj if isinstance(obj, str | bytes) else json.dumps(obj), binary=isinstance(obj, bytes))
+    async def take(self, count: int, timeout: float = 10.0) -> list:
+        """The next `count` frames."""
+        frames = []
+        for _ in range(count):
+            frame = await self.next(timeout)
+            assert frame is not None, f"closed after {len(frames)} of {count} frames: {self.ws.close_code}"
+            frames.append(frame)
+        return frames
+
+    def send(self, obj, binary: bool | None = None) -> None:
+        """A dict goes as JSON text; str as text; bytes as binary unless binary=False
+        (then as a text frame of those raw bytes, valid UTF-8 or not)."""
+        if binary is None:
+            binary = isinstance(obj, bytes)
+        self.ws.write_message(obj if isinstance(obj, str | bytes) else json.dumps(obj), binary=binary)
 
     async def closed(self, timeout: float = 5.0) -> tuple[int | None, str | None]:
         """Wait for the server to close; returns (code, reason)."""

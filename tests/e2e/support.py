@@ -1,0 +1,54 @@
+"""Helpers shared by the end-to-end tests."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+
+import pytest
+
+UUID_LEN = 36
+
+
+def with_settings(**overrides):
+    """Run one test (or a module, as `pytestmark`) against a server with these settings."""
+    return pytest.mark.parametrize("settings_overrides", [overrides], ids=["settings"])
+
+
+def is_uuid(value) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def assert_error(reply, status: int, code: str | None = None) -> None:
+    """The contract's error answer: the status, and exactly {"error": {"code", "message"}}."""
+    assert reply.status == status, reply
+    assert reply.headers.get("Content-Type", "").startswith("application/json"), reply
+    body = reply.body
+    assert isinstance(body, dict) and set(body) == {"error"}, reply
+    assert set(body["error"]) == {"code", "message"}, reply
+    assert isinstance(body["error"]["code"], str) and body["error"]["code"], reply
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"], reply
+    if code is not None:
+        assert body["error"]["code"] == code, reply
+
+
+async def eventually(check, timeout: float = 5.0, interval: float = 0.02):
+    """Await `check()` until it returns a truthy value (returned), or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: last result {result!r}")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,245 @@
+"""The WebSocket: auth before the upgrade, ping/pong, bad frames, token expiry,
+shutdown, origins and CORS, several sockets per user, slow readers."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from adapters.security import JwtTokenService
+from tests.e2e.support import assert_error, with_settings
+
+ALLOWED = "https://app.example.com"
+
+
+def expired_token(courier, user_id: str) -> str:
+    """A token signed with the server's own secret that expired a minute ago."""
+    tokens = JwtTokenService(courier.settings.resolved_jwt_secret(), 60, now=lambda: time.time() - 120)
+    return tokens.issue(user_id).token
+
+
+async def still_serving(api, sender=None, receiver=None):
+    """The process survived: a new socket connects, answers a ping and gets a push."""
+    sender = sender or await api.register()
+    receiver = receiver or await api.register()
+    ws = await api.connect(receiver)
+    ws.send({"type": "ping"})
+    assert await ws.next() == {"type": "pong"}
+    r = await api.send(sender, receiver, "still here")
+    assert r.status == 201, r
+    assert (await ws.next())["id"] == r.body["id"]
+    assert (await api.call("GET", "/healthz")).status == 200
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_missing_bad_or_expired_token_is_401_before_the_upgrade(api, courier):
+    a = await api.register()
+    foreign = JwtTokenService("another-secret-of-at-least-32-bytes!!", 3600).issue(a.user_id).token
+    expired = expired_token(courier, a.user_id)
+    assert_error(await api.refused(), 401, "invalid_token")
+    for token in ("garbage", foreign, expired, a.token + "x"):
+        assert_error(await api.refused(token=token), 401, "invalid_token")
+        assert_error(await api.refused(headers={"Authorization": f"Bearer {token}"}), 401, "invalid_token")
+    assert_error(await api.refused(headers={"Authorization": a.token}), 401)  # no scheme
+    # A valid token in the header works as well as in the query.
+    ws = await api.connect(headers={"Authorization": f"Bearer {a.token}"})
+    ws.send({"type": "ping"})
+    assert await ws.next() == {"type": "pong"}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_malformed_cursor_is_400_before_the_upgrade(api):
+    a = await api.register()
+    assert_error(await api.refused(account=a, cursor="not-a-cursor"), 400, "invalid_cursor")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_json_ping_gets_pong_and_other_frames_are_ignored(api):
+    a = await api.register()
+    ws = await api.connect(a)
+    for _ in range(3):
+        ws.send({"type": "ping"})
+        assert await ws.next() == {"type": "pong"}
+    ws.send({"type": "something-new", "data": [1, 2]})
+    ws.send({})
+    ws.send({"type": "ping", "id": 7})
+    assert await ws.next() == {"type": "pong"}
+    assert await ws.nothing(0.1)
+
+
+@with_settings(ws_max_message_size=1024)
+@pytest.mark.gen_test(timeout=30)
+async def test_an_oversized_frame_closes_1009_and_the_process_keeps_serving(api):
+    a, b = await api.register(), await api.register()
+    ws = await api.connect(a)
+    ws.send({"type": "ping", "pad": "x" * 900})  # under the limit: fine
+    assert await ws.next() == {"type": "pong"}
+    ws.send({"type": "ping", "pad": "x" * 2000})
+    code, _ = await ws.closed()
+    assert code == 1009
+    await still_serving(api, b, a)
+
+
+@pytest.mark.parametrize("frame, binary", [
+    ("this is not json", None),
+    ("{\"type\": \"ping\"", None),
+    ("[1, 2, 3]", None),
+    ("\"ping\"", None),
+    (b"\x00\x01binary", None),
+    (b"{\"type\": \"ping\"}", True),
+    (b"\xff\xfe\xfd not utf-8", False),
+], ids=["text", "truncated-json", "json-array", "json-string", "binary", "binary-json", "invalid-utf8-text"])
+@pytest.mark.gen_test(timeout=30)
+async def test_garbage_closes_1008_and_the_process_keeps_serving(api, frame, binary):
+    a, b = await api.register(), await api.register()
+    ws = await api.connect(a)
+    ws.send(frame, binary=binary)
+    code, _ = await ws.closed()
+    assert code == 1008
+    await still_serving(api, b, a)
+
+
+@with_settings(token_ttl=2)
+@pytest.mark.gen_test(timeout=30)
+async def test_the_socket_closes_4001_when_the_token_expires(api):
+    a = await api.register()
+    login = await api.login(a.username, a.password)
+    ws = await api.connect(token=login.body["token"])
+    started = time.time()
+    code, reason = await ws.closed(timeout=5)
+    assert (code, reason) == (4001, "token expired")
+    assert login.body["expires_at"] - 1 <= time.time() <= login.body["expires_at"] + 1.5
+    assert time.time() - started <= 3
+    # The client logs in again and reconnects.
+    again = await api.login(a.username, a.password)
+    ws = await api.connect(token=again.body["token"])
+    ws.send({"type": "ping"})
+    assert await ws.next() == {"type": "pong"}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_shutdown_closes_sockets_with_1001(api, courier):
+    a, b = await api.register(), await api.register()
+    ws_a, ws_b = await api.connect(a), await api.connect(b)
+    await courier.server.stop()
+    courier.server = None
+    assert (await ws_a.closed())[0] == 1001
+    assert (await ws_b.closed())[0] == 1001
+
+
+@with_settings(allowed_origins=f"{ALLOWED}, https://second.example.org/")
+@pytest.mark.gen_test(timeout=30)
+async def test_origins_are_checked_when_allowed_origins_is_set(api):
+    a = await api.register()
+    assert_error(await api.refused(account=a, headers={"Origin": "https://evil.example.com"}), 403)
+    assert_error(await api.refused(account=a, headers={"Origin": "null"}), 403)
+    assert_error(await api.refused(account=a, headers={"Origin": ALLOWED + ".evil.example.com"}), 403)
+    for origin in (ALLOWED, "https://second.example.org"):
+        ws = await api.connect(a, headers={"Origin": origin})
+        ws.send({"type": "ping"})
+        assert await ws.next() == {"type": "pong"}
+    # Not a browser (no Origin): nothing to check.
+    ws = await api.connect(a)
+    ws.send({"type": "ping"})
+    assert await ws.next() == {"type": "pong"}
+
+
+@with_settings(allowed_origins=ALLOWED)
+@pytest.mark.gen_test(timeout=30)
+async def test_cors_preflight_answers_the_allowed_origins(api):
+    a = await api.register()
+    preflight = {"Origin": ALLOWED, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+    for path in ("/api/v1/messages", "/api/v1/users/login", f"/api/v1/groups/{a.user_id}/members/{a.user_id}"):
+        r = await api.call("OPTIONS", path, headers=preflight)
+        assert r.status in (200, 204), r
+        assert r.headers["Access-Control-Allow-Origin"] == ALLOWED
+        methods = {m.strip() for m in r.headers["Access-Control-Allow-Methods"].split(",")}
+        assert {"GET", "POST", "DELETE"} <= methods
+        headers = {h.strip().lower() for h in r.headers["Access-Control-Allow-Headers"].split(",")}
+        assert {"authorization", "content-type"} <= headers
+    # The actual request from that origin carries the header too.
+    r = await api.call("GET", "/api/v1/users/me", token=a.token, headers={"Origin": ALLOWED})
+    assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
+    # Another origin gets no permission.
+    r = await api.call("OPTIONS", "/api/v1/messages", headers={**preflight, "Origin": "https://evil.example.com"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+    assert r.status >= 400
+    r = await api.call("GET", "/api/v1/users/me", token=a.token, headers={"Origin": "https://evil.example.com"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_any_origin_is_allowed_when_allowed_origins_is_unset(api):
+    a = await api.register()
+    for origin in ("https://anywhere.example.net", "null"):
+        ws = await api.connect(a, headers={"Origin": origin})
+        ws.send({"type": "ping"})
+        assert await ws.next() == {"type": "pong"}
+        r = await api.call("OPTIONS", "/api/v1/messages",
+                           headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert r.status in (200, 204) and r.headers["Access-Control-Allow-Origin"] == "*", r
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_every_socket_of_a_user_gets_the_push_and_none_of_the_senders(api):
+    a, b = await api.register(), await api.register()
+    b1, b2, b3 = await api.connect(b), await api.connect(b), await api.connect(b)
+    a1, a2 = await api.connect(a), await api.connect(a)
+    r = await api.send(a, b, "to every device")
+    for ws in (b1, b2, b3):
+        frame = await ws.next()
+        assert frame["id"] == r.body["id"]
+    assert await a1.nothing(0.2)
+    assert await a2.nothing(0.01)
+    # One device going away does not disturb the others.
+    b2.close()
+    await b2.closed()
+    r = await api.send(a, b, "after one closed")
+    assert (await b1.next())["id"] == r.body["id"]
+    assert (await b3.next())["id"] == r.body["id"]
+
+
+@with_settings(ws_write_buffer=256 * 1024, max_content_length=100_000)
+@pytest.mark.gen_test(timeout=60)
+async def test_a_slow_reader_is_dropped_and_resumes_from_its_cursor(api):
+    """Frames of ~100 KB to a socket that does not read: once the kernel's buffers and the
+    connection's 256 KB are full, the server drops it (1013) instead of buffering more;
+    the client resumes from the last cursor it got, as often as it takes."""
+    a, b = await api.register(), await api.register()
+    ws = await api.connect(b)  # b does not read while a sends
+    big = "x" * 99_990
+    ids = []
+    for i in range(150):
+        r = await api.send(a, b, f"{i:03} {big}")
+        assert r.status == 201, r
+        ids.append(r.body["id"])
+
+    async def read_until_closed(ws):
+        frames = []
+        while len(received) + len(frames) < len(ids):
+            frame = await ws.next(timeout=10)
+            if frame is None:
+                assert ws.ws.close_code == 1013, (ws.ws.close_code, ws.ws.close_reason)
+                break
+            frames.append(frame)
+        return frames
+
+    received = []
+    received += await read_until_closed(ws)
+    assert ws.ws.close_code == 1013, "the slow reader was not dropped"
+    assert 0 < len(received) < len(ids)
+    for _ in range(10):
+        if len(received) == len(ids):
+            break
+        ws = await api.connect(b, cursor=received[-1]["cursor"])
+        received += await read_until_closed(ws)
+    assert [f["id"] for f in received] == ids
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_websocket_client_that_is_not_a_websocket_gets_an_http_answer(api):
+    a = await api.register()
+    assert_error(await api.call("GET", f"/ws?token={a.token}"), 400)
+    assert_error(await api.call("GET", "/ws", token=a.token), 400)
+    assert_error(await api.call("POST", f"/ws?token={a.token}", {"x": 1}), 405)
