@@ -45,6 +45,17 @@ class Running:
             self.io_loop.run_sync(self.server.stop)
             self.server = None
 
+    async def restart(self) -> None:
+        """From inside a running test: stop the server, then start a new one on the
+        same data directory and port (run_sync cannot be used while the loop runs)."""
+        from entrypoints.server import CourierServer
+
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        self.server = CourierServer(self.settings)
+        await self.server.start()
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.port}"
@@ -71,5 +82,24 @@ def courier(io_loop, tmp_path, settings_overrides):
 @pytest.fixture
 def api(courier) -> Api:
     client = Api(courier)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def process(tmp_path):
+    """`courier serve` as a separate process in tmp_path/run (call `await process.start()`)."""
+    from tests.e2e.support import CourierProcess
+
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    running = CourierProcess(cwd)
+    yield running
+    running.cleanup()
+
+
+@pytest.fixture
+def process_api(process):
+    client = Api(process)
     yield client
     client.close()
