@@ -8,8 +8,10 @@ Never losing nor doubling a message rests on three rules:
 - save is idempotent by message id, so handing an entry out again is harmless;
 - on ServiceUnavailable (the database is down) keep the same batch and retry it
   with backoff, rather than take more or ack anything.
-A message the store refuses for itself (not an outage) is retried a few times,
-then moved aside by the queue (kept for an operator) so it cannot block the rest."""
+A message the store refuses for itself (not an outage) is moved aside by the
+queue (kept for an operator) so it cannot block the rest: at once when the
+store names it (a CourierError with details["message_ids"], e.g. the SQL
+store's MessagesRejected), else after a few failed attempts."""
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +21,7 @@ import socket
 from collections.abc import Sequence
 
 from application.ports import MessageStore, PersistQueue
-from domain.errors import ServiceUnavailable
+from domain.errors import CourierError, ServiceUnavailable
 from domain.model import Message
 
 log = logging.getLogger("courier.persister")
@@ -74,13 +76,32 @@ class Persister:
             await self._store.save([message for _, message in entries])
         except ServiceUnavailable:
             raise
-        except Exception:
+        except Exception as e:
+            refused = _named_refusals(e) & {message.id for _, message in entries}
+            if refused:
+                return await self._settle_refused(entries, refused, e)
             log.exception("the store refused a batch of %d messages; saving them one by one", len(entries))
             return await self._save_one_by_one(entries)
         await self._queue.ack([entry_id for entry_id, _ in entries])
         self._done(entries)
         self.saved += len(entries)
         return len(entries)
+
+    async def _settle_refused(self, entries: Sequence[Entry], refused: set[str], error: Exception) -> int:
+        """The store said exactly which messages it refuses for good (details["message_ids"],
+        e.g. an unknown sender) and that it stored all the others: retrying cannot help,
+        so the refused ones go aside at once and the rest is acked."""
+        stored = [entry for entry in entries if entry[1].id not in refused]
+        rejected = [entry for entry in entries if entry[1].id in refused]
+        log.error("the store refuses %d messages for good; moving them aside: %s",
+                  len(rejected), [message.id for _, message in rejected])
+        await self._queue.reject([entry_id for entry_id, _ in rejected], f"refused by the store: {error}")
+        self._done(rejected)
+        if stored:
+            await self._queue.ack([entry_id for entry_id, _ in stored])
+            self._done(stored)
+            self.saved += len(stored)
+        return len(stored)
 
     async def run(self, stop_event: asyncio.Event) -> None:
         """Persist until stop_event is set. Any failure waits with a capped, doubling
@@ -142,6 +163,13 @@ class Persister:
         self._unsaved = [entry for entry in self._unsaved if entry[0] not in gone]
         for entry_id in gone:
             self._attempts.pop(entry_id, None)
+
+
+def _named_refusals(error: Exception) -> set[str]:
+    """Ids of the messages a store refuses for good, when it says so."""
+    if isinstance(error, CourierError):
+        return set(error.details.get("message_ids") or ())
+    return set()
 
 
 async def _wait(stop_event: asyncio.Event, seconds: float) -> None:

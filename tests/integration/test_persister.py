@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -153,3 +154,44 @@ async def test_run_survives_redis_being_unreachable(down_client):
     await asyncio.sleep(0.1)
     stop.set()
     await asyncio.wait_for(task, 2)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_with_the_sql_store_a_redelivered_batch_is_stored_once(redis_client, db):
+    sent, store = await deliver_between_real_users(redis_client, db, 10)
+    with pytest.raises(ServiceUnavailable):
+        await Persister(AckFails(redis_client, claim_idle_ms=50), store, "dying", block_ms=10).run_once()
+    await asyncio.sleep(0.1)
+    survivor = Persister(RedisPersistQueue(redis_client, claim_idle_ms=50), store, "survivor", block_ms=10)
+    assert await survivor.run_once() == 10
+    page = await store.private_history(sent[0].from_user_id, sent[0].to_user_id, None, 50)
+    assert [m.id for m in reversed(page.messages)] == [m.id for m in sent]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_with_the_sql_store_a_message_it_refuses_is_moved_aside_at_once(redis_client, db):
+    good, store = await deliver_between_real_users(redis_client, db, 3)
+    unknown_sender = message("from nobody")
+    await RedisInbox(redis_client, channel="courier-test:unused").deliver(unknown_sender, ["b"])
+    queue = RedisPersistQueue(redis_client)
+    assert await Persister(queue, store, "p", block_ms=10).run_once() == 3  # no retry rounds
+    (dead,) = await redis_client.xrange("stream:persist:dead")
+    assert unknown_sender.id.encode() in dead[1][b"m"] and await queue.backlog() == 0
+    page = await store.private_history(good[0].from_user_id, good[0].to_user_id, None, 50)
+    assert len(page.messages) == 3
+
+
+async def deliver_between_real_users(client, db, count: int):
+    from adapters.sql.messages import SqlMessageStore
+    from adapters.sql.users import SqlUserRepository
+    from domain.model import User
+
+    users = SqlUserRepository(db)
+    alice, bob = (User(str(uuid.uuid4()), name + uuid.uuid4().hex[:6], "hash") for name in ("alice", "bob"))
+    await users.add(alice)
+    await users.add(bob)
+    inbox = RedisInbox(client, channel="courier-test:unused")
+    sent = [replace(message(f"m{i} 😀"), from_user_id=alice.id, to_user_id=bob.id) for i in range(count)]
+    for m in sent:
+        await inbox.deliver(m, [bob.id])
+    return sent, SqlMessageStore(db)
