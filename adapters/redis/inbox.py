@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
 
 from adapters.redis.support import lua, text, unavailable
 from application.ports import Inbox
@@ -39,8 +40,8 @@ class RedisInbox(Inbox):
         self._trim = "=" if exact_trim else "~"
         self._persist_stream = persist_stream
         self._channel = channel
-        # register_script sends EVALSHA and loads the script again after a
-        # Redis restart (NOSCRIPT), so nothing is sent here.
+        # Scripts are sent by their SHA and loaded again after a Redis restart
+        # (NOSCRIPT), so nothing is sent here.
         self._deliver = client.register_script(lua("deliver.lua"))
         self._read = client.register_script(lua("read.lua"))
 
@@ -54,8 +55,38 @@ class RedisInbox(Inbox):
         args = [self._max_length, self._trim, compact, full, self._channel]
         args.extend(orjson.dumps(user_id) for user_id in recipients)
         with unavailable("deliver"):
-            ids = await self._deliver(keys=keys, args=args)
+            ids = await self._deliver_once(keys, args)
         return {user_id: text(cursor) for user_id, cursor in zip(recipients, ids, strict=True)}
+
+    async def _deliver_once(self, keys: list, args: list) -> list:
+        """EVALSHA the deliver script, sent at most once.
+
+        A redis-py client with retries (Redis(host, port) retries 10 times by default)
+        sends a command again when its reply timed out or its connection broke: for
+        this script that would append and publish the message twice. So the command
+        is written on a pooled connection by hand, whatever the client's retry policy.
+        Getting and checking the connection (connect, health-check PING) still retry,
+        as nothing was sent yet; once the command is written, a failure is final and
+        becomes ServiceUnavailable, whether or not Redis ran it."""
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_command("EVALSHA", self._deliver.sha, len(keys), *keys, *args)
+            try:
+                return await conn.read_response()
+            except NoScriptError:  # Redis restarted or flushed its scripts: nothing ran
+                await conn.send_command("SCRIPT", "LOAD", self._deliver.script)
+                await conn.read_response()
+                await conn.send_command("EVALSHA", self._deliver.sha, len(keys), *keys, *args)
+                return await conn.read_response()
+        except ResponseError:
+            raise  # an error reply: the connection itself is in order
+        except BaseException:
+            # A reply may still be on its way (timeout, cancellation): never reuse this socket.
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         if limit <= 0:

@@ -1,10 +1,13 @@
 """RedisInbox against a real Redis: fan-out, reads, trimming, the notification."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import orjson
 import pytest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from adapters.redis.inbox import RedisInbox
 from domain import errors
@@ -171,3 +174,86 @@ async def test_malformed_and_huge_cursors(redis_client):
         with pytest.raises(errors.InvalidCursor):
             await inbox.read("b", bad, 10)
     assert await inbox.read("b", "18446744073709551615-18446744073709551615", 10) == []
+
+
+@pytest.mark.gen_test
+async def test_deliver_loads_the_script_again_after_a_flush(redis_client, channel):
+    inbox = RedisInbox(redis_client, channel=channel)
+    await inbox.deliver(private("one"), ["b"])
+    await redis_client.script_flush()  # as after a Redis restart
+    await inbox.deliver(private("two"), ["b"])
+    assert [d.message.content for d in await inbox.read("b", None, 10)] == ["one", "two"]
+
+
+class ReplyDropper:
+    """A TCP proxy to Redis that, once armed, lets the next EVALSHA through and then
+    cuts the connection before the reply comes back: Redis ran the script, the
+    client never hears of it."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.armed = False
+        self._server = None
+        self._tasks: set[asyncio.Task] = set()
+        self._transports: list = []
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+
+    async def _serve(self, client_reader, client_writer):
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self._transports += [client_writer.transport, upstream_writer.transport]
+        cut = asyncio.Event()
+
+        async def requests():
+            while data := await client_reader.read(65536):
+                if self.armed and b"EVALSHA" in data:
+                    self.armed = False
+                    cut.set()  # from now on replies are dropped
+                    upstream_writer.write(data)
+                    break
+                upstream_writer.write(data)
+            await asyncio.sleep(0.1)  # Redis runs it meanwhile
+            client_writer.transport.abort()
+            upstream_writer.transport.abort()
+
+        async def replies():
+            while data := await upstream_reader.read(65536):
+                if not cut.is_set():
+                    client_writer.write(data)
+
+        for job in (requests(), replies()):
+            task = asyncio.ensure_future(job)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self._server.close()
+        for transport in self._transports:
+            transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_deliver_whose_reply_is_lost_is_not_sent_again(private_redis, channel):
+    # A client that retries (as Redis(host, port) does 10 times by default) would send
+    # the script again, and the message would be appended and published twice.
+    proxy = ReplyDropper(private_redis.port)
+    client = make_client(await proxy.start(), retry=Retry(NoBackoff(), 3))  # noqa: F405
+    try:
+        inbox = RedisInbox(client, channel=channel)
+        await inbox.deliver(private("warm-up"), ["c"])  # connected, and the script is loaded
+        proxy.armed = True
+        with pytest.raises(errors.ServiceUnavailable):
+            await inbox.deliver(private("once"), ["b"])
+        assert private_redis.command("XLEN", "stream:private:b") == 1  # it did run, once
+        assert private_redis.command("XLEN", "stream:persist") == 2
+        await inbox.deliver(private("next"), ["b"])  # the pool makes a new connection
+        assert private_redis.command("XLEN", "stream:private:b") == 2
+    finally:
+        await client.aclose()
+        await proxy.close()
