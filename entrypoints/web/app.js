@@ -24,7 +24,7 @@ const socket = new LiveSocket({
   getToken: () => (store.session ? store.session.token : null),
   getCursor: () => store.cursor,
   onMessage: (msg) => {
-    receive(msg, { countUnread: true });
+    receive(msg, { countUnread: true, live: true });
     if (msg.cursor) store.setCursor(msg.cursor);
   },
   onState: (state, retryAt) => {
@@ -124,6 +124,7 @@ function renderListSoon() {
 function toLogin(notice) {
   const wasUser = store.session ? store.session.username : "";
   socket.stop();
+  store.save(); // unread counts and the cursor wait for the next login
   store.clearSession();
   store.reset();
   groupsLoaded = false;
@@ -232,6 +233,7 @@ async function loadGroups() {
 }
 
 function applyGroup(conv, group) {
+  store.learnNames(group);
   conv.group = group;
   conv.name = group.name;
 }
@@ -287,9 +289,9 @@ async function runCatchUp() {
   }
 }
 
-function receive(msg, { countUnread }) {
+function receive(msg, { countUnread, live = false }) {
   if (!msg || (msg.type !== "private" && msg.type !== "group")) return;
-  const conv = store.append(msg);
+  const conv = store.append(msg, { live });
   if (!conv) return; // already shown: dedup by message id
   if (conv.kind === "group") ensureGroup(conv);
   const looking = store.active === conv.key && !document.hidden;
@@ -596,7 +598,7 @@ async function sendPending(conv, pending) {
         : await api.sendPrivate(conv.id, pending.content, pending.cid);
     conv.pending = conv.pending.filter((p) => p !== pending);
     // The 201 answer has no cursor: it is shown, never used to move the cursor.
-    if (!store.append(msg) && store.active === conv.key) renderMessages(conv);
+    if (!store.append(msg, { live: true }) && store.active === conv.key) renderMessages(conv);
     else if (store.active === conv.key) renderMessages(conv, { stickToBottom: true });
     renderListSoon();
     saveSoon();

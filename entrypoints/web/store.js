@@ -108,6 +108,17 @@ export class Store {
     writeJson(NAMES_KEY, this.names);
   }
 
+  // The contract has no user-by-id lookup; should the server ever add
+  // usernames to what it sends (allowed: "more fields may be added"), use them.
+  learnNames(obj) {
+    if (!obj) return;
+    if (obj.from_username) this.rememberName(obj.from_user_id, obj.from_username);
+    if (obj.to_username) this.rememberName(obj.to_user_id, obj.to_username);
+    for (const member of Array.isArray(obj.members) ? obj.members : []) {
+      if (member && member.user_id && member.username) this.rememberName(member.user_id, member.username);
+    }
+  }
+
   nameOf(userId) {
     if (userId === this.me) return this.session.username;
     return this.names[userId] || `user ${String(userId).slice(0, 8)}`;
@@ -156,23 +167,24 @@ export class Store {
 
   // Place a new message at the end of its conversation. Answers the
   // conversation, or null when the message was already there (dedup by id).
-  append(msg) {
+  append(msg, { live = false } = {}) {
     if (!msg || !msg.id || this.seen.has(msg.id)) return null;
+    this.learnNames(msg);
     const conv = this.conv(this.keyOfMessage(msg));
     this.seen.add(msg.id);
     conv.ids.add(msg.id);
     conv.msgs.push(msg);
-    this.touch(conv, msg);
+    // created_at has whole seconds and the server's clock: a message that
+    // just arrived sorts its conversation by the time it arrived here.
+    const ts = (msg.created_at || 0) * 1000;
+    conv.lastTs = Math.max(conv.lastTs, live ? Math.max(ts, Date.now()) : ts);
+    this.setPreview(conv, msg);
     return conv;
   }
 
-  touch(conv, msg) {
-    const ts = (msg.created_at || 0) * 1000;
-    if (ts >= conv.lastTs) {
-      conv.lastTs = Math.max(ts, conv.lastTs);
-      conv.preview = String(msg.content).replace(/\s+/g, " ").slice(0, PREVIEW_CHARS);
-      conv.previewFrom = msg.from_user_id;
-    }
+  setPreview(conv, msg) {
+    conv.preview = String(msg.content).replace(/\s+/g, " ").slice(0, PREVIEW_CHARS);
+    conv.previewFrom = msg.from_user_id;
   }
 
   // Merge a history page (newest first, as the API answers it). The first
@@ -194,10 +206,15 @@ export class Store {
       conv.msgs = [...fresh, ...conv.msgs];
     }
     for (const m of fresh) {
+      this.learnNames(m);
       conv.ids.add(m.id);
       this.seen.add(m.id);
     }
-    if (conv.msgs.length) this.touch(conv, conv.msgs[conv.msgs.length - 1]);
+    if (conv.msgs.length) {
+      const last = conv.msgs[conv.msgs.length - 1];
+      this.setPreview(conv, last);
+      conv.lastTs = Math.max(conv.lastTs, (last.created_at || 0) * 1000);
+    }
     conv.nextBefore = page.next_before || null;
     return fresh.length;
   }

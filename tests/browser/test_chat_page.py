@@ -1,0 +1,300 @@
+"""The chat page at /, used as a person would: log in, chat, lose the network."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import Account, ServerProcess
+
+pytestmark = pytest.mark.browser
+
+MESSAGES = "#message-list li.msg:not(.pending) .content"
+
+
+# --- what a person does on the page ------------------------------------------
+
+def register(page, prefix: str = "u") -> str:
+    username = f"{prefix}{uuid.uuid4().hex[:8]}"
+    page.fill("#login-username", username)
+    page.fill("#login-password", "correct horse battery")
+    page.click("#register-button")
+    expect(page.locator("#chat-view")).to_be_visible()
+    expect(page.locator("#conn-state")).to_have_attribute("data-state", "online")
+    return username
+
+
+def log_in(page, account: Account) -> None:
+    page.fill("#login-username", account.username)
+    page.fill("#login-password", account.password)
+    page.click("#login-button")
+    expect(page.locator("#chat-view")).to_be_visible()
+    expect(page.locator("#conn-state")).to_have_attribute("data-state", "online")
+
+
+def start_chat(page, username: str) -> None:
+    page.fill("#new-chat-username", username)
+    page.press("#new-chat-username", "Enter")
+    expect(page.locator("#conv-title")).to_have_text(username)
+
+
+def write(page, text: str) -> None:
+    """Type and send, then wait for the 201 (the bubble is no longer pending)."""
+    page.fill("#composer-input", text)
+    page.press("#composer-input", "Enter")
+    expect(page.locator("#message-list li.msg.pending")).to_have_count(0)
+
+
+def conv_item(page, user_or_group_id: str):
+    return page.locator(f'#conv-list li.conv[data-id="{user_or_group_id}"]')
+
+
+def my_id(page) -> str:
+    return page.evaluate("window.courier.session.user_id")
+
+
+def shown(page) -> list[str]:
+    return page.locator(MESSAGES).all_text_contents()
+
+
+def expect_shown(page, texts: list[str]) -> None:
+    expect(page.locator(MESSAGES)).to_have_text(texts)
+
+
+# --- the tests -----------------------------------------------------------------
+
+def test_two_people_chat_live(server, pages):
+    alice, bob = pages.open(server.base_url), pages.open(server.base_url)
+    register(alice, "alice")
+    bob_name = register(bob, "bob")
+    start_chat(alice, bob_name)
+
+    write(alice, "hello Bob")
+    expect_shown(alice, ["hello Bob"])  # from the 201 answer, at once
+
+    # Bob is not in that conversation: it appears with an unread badge.
+    item = conv_item(bob, my_id(alice))
+    expect(item.locator(".badge")).to_have_text("1")
+    expect(item.locator(".conv-preview")).to_have_text("hello Bob")
+    item.click()
+    expect_shown(bob, ["hello Bob"])
+    expect(item.locator(".badge")).to_have_count(0)
+
+    # Shift+Enter is a new line, Enter sends.
+    bob.fill("#composer-input", "hi Alice")
+    bob.press("#composer-input", "Shift+Enter")
+    bob.keyboard.type("two lines")
+    expect(bob.locator("#composer-input")).to_have_value("hi Alice\ntwo lines")
+    bob.press("#composer-input", "Enter")
+    expect_shown(alice, ["hello Bob", "hi Alice\ntwo lines"])
+    expect_shown(bob, ["hello Bob", "hi Alice\ntwo lines"])
+    expect(bob.locator("#composer-input")).to_have_value("")
+
+
+def test_group_of_three(server, pages):
+    a, b, c = (pages.open(server.base_url) for _ in range(3))
+    register(a, "ann")
+    b_name, c_name = register(b, "ben"), register(c, "cat")
+
+    a.fill("#new-group-name", "Trio")
+    a.press("#new-group-name", "Enter")
+    expect(a.locator("#conv-title")).to_have_text("# Trio")
+    for name in (b_name, c_name):
+        a.fill("#add-member-username", name)
+        a.press("#add-member-username", "Enter")
+        expect(a.locator("#conv-sub")).to_contain_text(name)
+    expect(a.locator("#conv-sub")).to_contain_text("3 members")
+    group_id = a.locator("#conv-list li.conv.active").get_attribute("data-id")
+
+    write(a, "hi both")
+    for other in (b, c):
+        item = conv_item(other, group_id)
+        expect(item.locator(".conv-title")).to_have_text("# Trio")
+        expect(item.locator(".badge")).to_have_text("1")
+        item.click()
+        expect_shown(other, ["hi both"])
+    b_to_c = "from Ben to the group"
+    write(b, b_to_c)
+    expect_shown(c, ["hi both", b_to_c])
+    expect_shown(a, ["hi both", b_to_c])
+    # C never looked Ben up and the API has no user-by-id call: a short id stands in.
+    b_id = my_id(b)
+    expect(c.locator("#message-list li.msg.theirs .author").last).to_have_text(f"user {b_id[:8]}")
+    expect(a.locator("#message-list li.msg.theirs .author").last).to_have_text(b_name)  # A added Ben by name
+    # The sender's own page shows each message once, and still does a moment later.
+    a.wait_for_timeout(300)
+    assert shown(a) == ["hi both", b_to_c]
+    assert shown(b) == ["hi both", b_to_c]
+
+    # Leaving: the group goes from the list; the others no longer count Cat.
+    c.click("#leave-button")
+    c.click("#leave-button")  # the second click confirms
+    expect(conv_item(c, group_id)).to_have_count(0)
+    expect(c.locator("#empty-pane")).to_be_visible()
+    status, group = server.call("GET", f"/groups/{group_id}", token=a.evaluate(
+        "JSON.parse(localStorage.getItem('courier.session')).token"))
+    assert status == 200 and len(group["member_ids"]) == 2
+
+
+def test_missed_messages_arrive_once_in_order_after_a_drop(server, pages):
+    alice = server.account("alice")
+    bob_page = pages.open(server.base_url)
+    bob_name = register(bob_page, "bob")
+    _, bob_user = server.call("GET", f"/users?username={bob_name}", token=alice.token)
+    bob = Account(bob_user["user_id"], bob_name, "", "")
+    start_chat(bob_page, alice.username)
+
+    server.send(alice, bob, "before the drop")
+    expect_shown(bob_page, ["before the drop"])
+
+    bob_page.evaluate("window.courier.dropSocket({hold: true})")
+    expect(bob_page.locator("#conn-state")).to_have_attribute("data-state", "offline")
+    missed = [f"missed {i}" for i in range(1, 6)]
+    for text in missed:
+        server.send(alice, bob, text)
+    bob_page.wait_for_timeout(200)
+    assert shown(bob_page) == ["before the drop"]  # really offline
+
+    bob_page.evaluate("window.courier.resumeSocket()")
+    expect(bob_page.locator("#conn-state")).to_have_attribute("data-state", "online")
+    expect_shown(bob_page, ["before the drop", *missed])
+    server.send(alice, bob, "live again")
+    expect_shown(bob_page, ["before the drop", *missed, "live again"])
+
+    # A plain drop (no hold) reconnects by itself, with backoff.
+    bob_page.evaluate("window.courier.dropSocket()")
+    expect(bob_page.locator("#conn-state")).to_have_attribute("data-state", "online")
+    server.send(alice, bob, "after a plain drop")
+    expect_shown(bob_page, ["before the drop", *missed, "live again", "after a plain drop"])
+
+    # A reload keeps the session and the cursor: history, nothing twice.
+    cursor = bob_page.evaluate("window.courier.cursor")
+    assert cursor
+    bob_page.reload()
+    expect(bob_page.locator("#conn-state")).to_have_attribute("data-state", "online")
+    expect_shown(bob_page, ["before the drop", *missed, "live again", "after a plain drop"])
+    assert bob_page.evaluate("window.courier.cursor") == cursor
+
+
+def test_server_restart_loses_nothing(tmp_path, browser, pages):
+    own = ServerProcess(tmp_path)
+    own.start()
+    try:
+        alice = own.account("alice")
+        bob_page = pages.open(own.base_url)
+        log_in(bob_page, bob := own.account("bob"))
+        start_chat(bob_page, alice.username)
+        own.send(alice, bob, "one")
+        expect_shown(bob_page, ["one"])
+
+        own.stop()
+        expect(bob_page.locator("#conn-state")).to_have_attribute("data-state", "offline")
+        own.start()
+        own.send(alice, bob, "two")  # most likely before Bob's page is back
+        own.send(alice, bob, "three")
+        expect(bob_page.locator("#conn-state")).to_have_attribute("data-state", "online", timeout=20_000)
+        expect_shown(bob_page, ["one", "two", "three"])
+        own.send(alice, bob, "four")
+        expect_shown(bob_page, ["one", "two", "three", "four"])
+    finally:
+        own.stop()
+
+
+def test_content_is_text_never_html(server, pages):
+    alice = server.account("alice")
+    bob_page = pages.open(server.base_url)
+    bob_name = register(bob_page, "bob")
+    _, bob_user = server.call("GET", f"/users?username={bob_name}", token=alice.token)
+    bob = Account(bob_user["user_id"], bob_name, "", "")
+    nasty = ["<script>alert(1)</script>", '<img src=x onerror="alert(2)">', "<b>not bold</b>"]
+    for text in nasty:
+        server.send(alice, bob, text)
+    conv_item(bob_page, alice.user_id).click()
+    expect_shown(bob_page, nasty)
+    assert bob_page.locator("#message-list script, #message-list img, #message-list b").count() == 0
+    write(bob_page, "<script>alert(3)</script>")
+    expect_shown(bob_page, [*nasty, "<script>alert(3)</script>"])
+    bob_page.wait_for_timeout(200)
+    # The pages fixture fails the test on any dialog.
+
+
+def test_older_history_loads_when_scrolling_up(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    # Bob's own messages are not in his pull: only the history calls have them.
+    texts = [f"message {i:03d}" for i in range(1, 76)]
+    for text in texts[:-1]:
+        server.send(bob, alice, text)
+    server.send(alice, bob, texts[-1])
+    page = pages.open(server.base_url)
+    log_in(page, bob)
+    item = conv_item(page, alice.user_id)
+    expect(item.locator(".conv-preview")).to_have_text(texts[-1])
+    expect(item.locator(".badge")).to_have_count(0)  # a first pull is history, not news
+    item.click()
+    expect(page.locator(MESSAGES)).to_have_count(50)
+    assert shown(page) == texts[-50:]
+    page.locator("#messages").evaluate("box => { box.scrollTop = 0; }")
+    expect(page.locator(MESSAGES)).to_have_count(75)
+    assert shown(page) == texts
+    expect(page.locator("#history-status")).to_have_text("Beginning of the conversation")
+
+
+def test_bad_token_goes_back_to_login(server, pages):
+    page = pages.open(server.base_url)
+    register(page)
+    page.evaluate("""() => {
+        const s = JSON.parse(localStorage.getItem('courier.session'));
+        s.token = 'not-a-token';
+        localStorage.setItem('courier.session', JSON.stringify(s));
+    }""")
+    page.reload()
+    expect(page.locator("#login-view")).to_be_visible()
+    expect(page.locator("#login-notice")).to_contain_text("log in again")
+
+
+def test_token_expiry_closes_4001_and_asks_to_log_in(tmp_path, pages):
+    own = ServerProcess(tmp_path, COURIER_TOKEN_TTL=2)
+    own.start()
+    try:
+        page = pages.open(own.base_url)
+        name = register(page)
+        expect(page.locator("#login-view")).to_be_visible(timeout=8_000)
+        expect(page.locator("#login-notice")).to_contain_text("log in again")
+        expect(page.locator("#login-username")).to_have_value(name)
+    finally:
+        own.stop()
+
+
+def test_screenshot_mid_conversation(server, pages, tmp_path):
+    # Plain names read better in docs/screenshot.png; no other test uses these.
+    alice = server.account(username="li.wei")
+    page = pages.open(server.base_url)
+    log_in(page, me := server.account(username="mei"))
+    bob = server.account(username="bob_martin")
+    start_chat(page, bob.username)
+    start_chat(page, alice.username)
+    server.send(alice, me, "你好！周末一起去爬山吗？🏔️")
+    expect_shown(page, ["你好！周末一起去爬山吗？🏔️"])
+    write(page, "好啊！Saturday morning works for me 😀🎉")
+    server.send(alice, me, "Great — I'll bring snacks 🍙 and tea 🍵\nMeet at 8:00 by the station?")
+    write(page, "See you there 👍")
+    status, group = server.call("POST", "/groups", {"name": "Weekend hikers", "member_ids": [me.user_id]},
+                                alice.token)
+    assert status == 201
+    status, _ = server.call("POST", f"/groups/{group['group_id']}/messages", {"content": "路线图在这里 🗺️"},
+                            alice.token)
+    assert status == 201
+    server.send(bob, me, "Are you coming to the demo on Monday?")
+    expect(page.locator(MESSAGES)).to_have_count(4)
+    # The list: most recent activity first, unread badges on the others, previews.
+    expect(page.locator("#conv-list li.conv .conv-title")).to_have_text(
+        [bob.username, "# Weekend hikers", alice.username])
+    expect(conv_item(page, bob.user_id).locator(".badge")).to_have_text("1")
+    expect(conv_item(page, group["group_id"]).locator(".badge")).to_have_text("1")
+    expect(conv_item(page, alice.user_id).locator(".conv-preview")).to_have_text("You: See you there 👍")
+    expect(page).to_have_title("(2) Courier")
+    path = os.environ.get("COURIER_SCREENSHOT") or str(tmp_path / "screenshot.png")
+    page.screenshot(path=path)
+    assert os.path.getsize(path) > 10_000
