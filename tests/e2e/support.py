@@ -55,6 +55,14 @@ async def eventually(check, timeout: float = 5.0, interval: float = 0.02):
         await asyncio.sleep(interval)
 
 
+def expired_token(running, user_id: str) -> str:
+    """A token signed with the server's own secret that expired a minute ago."""
+    from adapters.security import JwtTokenService
+
+    tokens = JwtTokenService(running.settings.resolved_jwt_secret(), 60, now=lambda: time.time() - 120)
+    return tokens.issue(user_id).token
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

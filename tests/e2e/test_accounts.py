@@ -1,11 +1,12 @@
 """Accounts over HTTP: register, log in, who am I, find a user, the failed-login throttle."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from tests.e2e.support import assert_error, is_uuid, with_settings
+from tests.e2e.support import assert_error, expired_token, is_uuid, with_settings
 
 REGISTER, LOGIN = "/api/v1/users/register", "/api/v1/users/login"
 PASSWORD = "correct horse battery"
@@ -109,6 +110,30 @@ async def test_users_me_needs_a_valid_token(api):
     assert_error(r, 401, "invalid_token")
     tampered = account.token[:-2] + ("AA" if not account.token.endswith("AA") else "BB")
     assert_error(await api.call("GET", "/api/v1/users/me", token=tampered), 401, "invalid_token")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_expired_token_is_401_everywhere(api, courier):
+    a = await api.register()
+    token = expired_token(courier, a.user_id)
+    for method, path in (("GET", "/api/v1/users/me"), ("GET", "/api/v1/messages"), ("GET", "/api/v1/groups")):
+        assert_error(await api.call(method, path, token=token), 401, "invalid_token")
+    assert_error(await api.call("POST", "/api/v1/messages", {"to_user_id": a.user_id, "content": "x"}, token), 401)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_concurrent_registrations_of_one_name_make_one_account(api):
+    replies = await asyncio.gather(*(
+        api.call("POST", REGISTER, {"username": name, "password": PASSWORD})
+        for name in ("Racer", "racer", "RACER", "rAcEr", "Racer", "racer")
+    ))
+    assert sorted(r.status for r in replies) == [201, 409, 409, 409, 409, 409], replies
+    for r in replies:
+        if r.status == 409:
+            assert_error(r, 409, "username_taken")
+    winner = next(r for r in replies if r.status == 201)
+    login = await api.login("racer", PASSWORD)
+    assert login.status == 200 and login.body["user_id"] == winner.body["user_id"]
 
 
 @pytest.mark.gen_test(timeout=30)

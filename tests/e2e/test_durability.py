@@ -19,7 +19,7 @@ async def test_a_restart_keeps_users_groups_messages_and_cursors(api, courier):
     group_msg = (await api.send_group(c, group["group_id"], "group before the restart")).body
     frames = await ws_b.take(2)
     cursor = frames[0]["cursor"]
-    missed = (await api.send(a, b, "before the restart 2")).body
+    missed = (await api.send(a, b, "before the restart 2", client_msg_id="retry-me")).body
     await ws_b.next()
 
     await courier.restart()
@@ -45,6 +45,9 @@ async def test_a_restart_keeps_users_groups_messages_and_cursors(api, courier):
     history = await api.history_all(a, f"/conversations/{b.user_id}")
     assert [m["id"] for m in history] == [missed["id"], first["id"]]
     assert [m["id"] for m in await api.history_all(b, f"/groups/{group['group_id']}")] == [group_msg["id"]]
+    # Idempotency survives the restart: a retry gets the original, nobody gets it twice.
+    retry = await api.send(a, b, "before the restart 2", client_msg_id="retry-me")
+    assert retry.status == 201 and retry.body == missed, retry
     # An old cursor still resumes on the socket, then live.
     ws_b = await api.connect(b, cursor=cursor)
     assert [f["id"] for f in await ws_b.take(2)] == [group_msg["id"], missed["id"]]

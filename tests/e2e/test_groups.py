@@ -2,6 +2,7 @@
 group pushes to every online member except the sender."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -165,3 +166,15 @@ async def test_group_push_reaches_every_online_member_but_the_sender(api):
     await api.call("POST", f"{GROUPS}/{group['group_id']}/members", {"user_id": outsider.user_id}, a.token)
     r2 = await api.send_group(a, group["group_id"], "welcome")
     assert (await sockets[outsider.user_id].next())["id"] == r2.body["id"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_concurrent_adds_of_one_user_add_it_once(api):
+    a, b, c = await api.register(), await api.register(), await api.register()
+    group = await api.create_group(a, "race", [b])
+    members = f"{GROUPS}/{group['group_id']}/members"
+    replies = await asyncio.gather(*(api.call("POST", members, {"user_id": c.user_id}, who.token)
+                                     for who in (a, b, a, b)))
+    assert sorted(r.status for r in replies) == [200, 409, 409, 409], replies
+    r = await api.call("GET", f"{GROUPS}/{group['group_id']}", token=c.token)
+    assert r.body["member_ids"] == [a.user_id, b.user_id, c.user_id], r

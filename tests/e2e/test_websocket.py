@@ -7,15 +7,9 @@ import time
 import pytest
 
 from adapters.security import JwtTokenService
-from tests.e2e.support import assert_error, with_settings
+from tests.e2e.support import assert_error, expired_token, with_settings
 
 ALLOWED = "https://app.example.com"
-
-
-def expired_token(courier, user_id: str) -> str:
-    """A token signed with the server's own secret that expired a minute ago."""
-    tokens = JwtTokenService(courier.settings.resolved_jwt_secret(), 60, now=lambda: time.time() - 120)
-    return tokens.issue(user_id).token
 
 
 async def still_serving(api, sender=None, receiver=None):
