@@ -2,12 +2,15 @@
 shutdown, origins and CORS, several sockets per user, slow readers."""
 from __future__ import annotations
 
+import asyncio
+import base64
+import os
 import time
 
 import pytest
 
 from adapters.security import JwtTokenService
-from tests.e2e.support import assert_error, expired_token, with_settings
+from tests.e2e.support import assert_error, eventually, expired_token, with_settings
 
 ALLOWED = "https://app.example.com"
 
@@ -237,3 +240,51 @@ async def test_a_websocket_client_that_is_not_a_websocket_gets_an_http_answer(ap
     assert_error(await api.call("GET", f"/ws?token={a.token}"), 400)
     assert_error(await api.call("GET", "/ws", token=a.token), 400)
     assert_error(await api.call("POST", f"/ws?token={a.token}", {"x": 1}), 405)
+
+
+async def open_sockets(api) -> float:
+    r = await api.call("GET", "/metrics")
+    assert r.status == 200, r
+    line = next(x for x in r.body.splitlines() if x.startswith("courier_open_sockets "))
+    return float(line.split()[1])
+
+
+@with_settings(ws_ping_interval=0.3, ws_ping_timeout=0.3)
+@pytest.mark.gen_test(timeout=30)
+async def test_a_peer_that_stops_answering_pings_is_dropped(api, courier):
+    """A raw TCP client does the upgrade by hand and then never answers the server's
+    ping frames (a dead peer, a half-open connection): the server drops it."""
+    a = await api.register()
+    reader, writer = await asyncio.open_connection("127.0.0.1", courier.settings.port)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET /ws?token={a.token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert await open_sockets(api) == 1
+        started = time.monotonic()
+        data = b""
+        while b"\x88" not in data:  # until the server's close frame
+            chunk = await asyncio.wait_for(reader.read(4096), 3)
+            assert chunk, data
+            data += chunk
+        assert time.monotonic() - started < 2.5
+        assert data[:1] == b"\x89"  # the server pinged first
+        close = data[data.index(b"\x88"):]
+        assert b"ping timed out" in close, close
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+    async def gone():
+        return await open_sockets(api) == 0
+
+    await eventually(gone)
+    # A client that answers pings (Tornado's does) stays connected across many intervals.
+    ws = await api.connect(a)
+    await asyncio.sleep(1.2)
+    ws.send({"type": "ping"})
+    assert await ws.next() == {"type": "pong"}
+    assert await open_sockets(api) == 1
