@@ -10,9 +10,11 @@ import socket
 
 import tornado.httpserver
 import tornado.netutil
+from prometheus_client import CollectorRegistry
 
 from entrypoints.container import Container
 from entrypoints.http.app import make_app
+from entrypoints.metrics import Metrics
 from entrypoints.settings import EMBEDDED, Settings
 
 log = logging.getLogger("courier.server")
@@ -44,9 +46,13 @@ class CourierServer:
                 None, upgrade, self.settings.resolved_database_url()
             )
         gateway = self.container.gateway()
+        backlog = self.container.persist_queue().backlog if self.settings.mode != EMBEDDED else None
+        self.metrics = Metrics(CollectorRegistry(), gateway, backlog)
         subscriber = self.container.subscriber()
-        self._subscriber = asyncio.create_task(subscriber.run(gateway.on_notification, gateway.resync_all))
-        app = make_app(self.container, self.open_sockets, self.readiness())
+        self._subscriber = asyncio.create_task(
+            subscriber.run(self.metrics.timed(gateway.on_notification), gateway.resync_all)
+        )
+        app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
         self._http = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, idle_connection_timeout=120)
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, backlog=4096)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import tornado.web
-from prometheus_client import CollectorRegistry
 
 from entrypoints.http import groups, messages, ops, static, users
 from entrypoints.http.base import NotFoundHandler
@@ -13,9 +12,8 @@ from entrypoints.ws import SocketHandler
 ID = r"([^/]+)"
 
 
-def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics | None = None) -> tornado.web.Application:
+def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) -> tornado.web.Application:
     settings = container.settings()
-    metrics = metrics or Metrics(CollectorRegistry(), container.gateway())
     use = dict  # each handler's initialize() receives exactly what it uses
     api = "/api/v1"
     routes = [
@@ -36,7 +34,7 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics | N
          use(gateway=container.gateway(), authenticate=container.authenticate(), open_sockets=open_sockets)),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler, use(checks=readiness)),
-        (r"/metrics", ops.MetricsHandler, use(registry=metrics.registry)),
+        (r"/metrics", ops.MetricsHandler, use(metrics=metrics)),
         *static.routes(),
     ]
     return tornado.web.Application(

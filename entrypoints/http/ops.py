@@ -33,6 +33,7 @@ class ReadyHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
+        await self.metrics.refresh()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(self.registry))
+        self.finish(generate_latest(self.metrics.registry))
