@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint services clean
+.PHONY: install run test lint services clean
 
 $(BIN)/courier: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,8 @@ $(BIN)/courier: setup.cfg pyproject.toml
 $(VENV)/.test-deps: $(BIN)/courier
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
+
+install: $(BIN)/courier
 
 run: $(BIN)/courier
 	$(BIN)/courier serve
