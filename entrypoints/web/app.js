@@ -4,7 +4,7 @@
 
 import { Api, ApiError, newId } from "./api.js";
 import { LiveSocket } from "./socket.js";
-import { Store, convKey } from "./store.js";
+import { BEFORE_ALL, Store, convKey } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
 const USERNAME_RE = /^[A-Za-z0-9_.-]{3,32}$/;
@@ -488,9 +488,21 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
   const box = $("messages");
   const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < NEAR_BOTTOM_PX;
   const list = $("message-list");
-  const items = [];
   let prev = null;
   let prevDay = null;
+  // A pending bubble stays where Send was pressed: after the message that
+  // was last then (or at the end when that one is not shown).
+  const items = [];
+  const pendingAfter = new Map();
+  const known = new Set(conv.msgs.map((m) => m.id));
+  const atEnd = [];
+  for (const pending of conv.pending) {
+    if (pending.afterId === BEFORE_ALL) items.push(pendingItem(conv, pending));
+    else if (pending.afterId && known.has(pending.afterId)) {
+      if (!pendingAfter.has(pending.afterId)) pendingAfter.set(pending.afterId, []);
+      pendingAfter.get(pending.afterId).push(pending);
+    } else atEnd.push(pending);
+  }
   for (const msg of conv.msgs) {
     const day = dayOf(msg.created_at);
     if (day !== prevDay) {
@@ -501,8 +513,12 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
     const continued = prev && prev.from_user_id === msg.from_user_id && msg.created_at - prev.created_at < 300;
     items.push(messageItem(conv, msg, { continued }));
     prev = msg;
+    for (const pending of pendingAfter.get(msg.id) || []) {
+      items.push(pendingItem(conv, pending));
+      prev = null;
+    }
   }
-  for (const pending of conv.pending) items.push(pendingItem(conv, pending));
+  for (const pending of atEnd) items.push(pendingItem(conv, pending));
   list.replaceChildren(...items);
 
   let status = "";
@@ -580,7 +596,9 @@ function submitComposer(event) {
   if (!conv || !content.trim()) return;
   input.value = "";
   autoGrow();
-  const pending = { cid: newId(), content, state: "sending" };
+  const last = conv.msgs[conv.msgs.length - 1];
+  const afterId = last ? last.id : conv.history === "loaded" && !conv.nextBefore ? BEFORE_ALL : null;
+  const pending = { cid: newId(), content, state: "sending", afterId };
   conv.pending.push(pending);
   renderMessages(conv, { stickToBottom: true });
   sendPending(conv, pending);
@@ -598,7 +616,7 @@ async function sendPending(conv, pending) {
         : await api.sendPrivate(conv.id, pending.content, pending.cid);
     conv.pending = conv.pending.filter((p) => p !== pending);
     // The 201 answer has no cursor: it is shown, never used to move the cursor.
-    if (!store.append(msg, { live: true }) && store.active === conv.key) renderMessages(conv);
+    if (!store.placeOwn(msg, pending.afterId) && store.active === conv.key) renderMessages(conv);
     else if (store.active === conv.key) renderMessages(conv, { stickToBottom: true });
     renderListSoon();
     saveSoon();

@@ -26,6 +26,8 @@ function writeJson(key, value) {
   }
 }
 
+export const BEFORE_ALL = "^"; // a pending send in a conversation that was empty (and fully loaded)
+
 export const convKey = (kind, id) => (kind === "group" ? `g:${id}` : `u:${id}`);
 
 export class Store {
@@ -179,6 +181,28 @@ export class Store {
     const ts = (msg.created_at || 0) * 1000;
     conv.lastTs = Math.max(conv.lastTs, live ? Math.max(ts, Date.now()) : ts);
     this.setPreview(conv, msg);
+    return conv;
+  }
+
+  // The 201 answer to one's own send. It goes where the pending bubble stood
+  // (after afterId, the last message shown when Send was pressed), past any
+  // message that arrived meanwhile with an earlier created_at: what arrived
+  // while it was in flight is shown after it, so nothing jumps. (created_at
+  // has whole seconds and ids are random: the exact server order of two
+  // messages in the same second is not knowable; a reload shows history's.)
+  placeOwn(msg, afterId) {
+    if (!msg || !msg.id || this.seen.has(msg.id)) return null;
+    this.learnNames(msg);
+    const conv = this.conv(this.keyOfMessage(msg));
+    let i = conv.msgs.length; // afterId unknown: at the end
+    if (afterId === BEFORE_ALL) i = 0;
+    else if (afterId && conv.ids.has(afterId)) i = conv.msgs.findIndex((m) => m.id === afterId) + 1;
+    while (i < conv.msgs.length && conv.msgs[i].created_at < msg.created_at) i += 1;
+    conv.msgs.splice(i, 0, msg);
+    this.seen.add(msg.id);
+    conv.ids.add(msg.id);
+    conv.lastTs = Math.max(conv.lastTs, (msg.created_at || 0) * 1000, Date.now());
+    if (i === conv.msgs.length - 1) this.setPreview(conv, msg);
     return conv;
   }
 

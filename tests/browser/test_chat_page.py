@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -91,6 +92,28 @@ def test_two_people_chat_live(server, pages):
     expect_shown(alice, ["hello Bob", "hi Alice\ntwo lines"])
     expect_shown(bob, ["hello Bob", "hi Alice\ntwo lines"])
     expect(bob.locator("#composer-input")).to_have_value("")
+
+
+def test_own_message_keeps_its_place_when_its_answer_is_slow(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    page = pages.open(server.base_url)
+    log_in(page, alice)
+    start_chat(page, bob.username)
+
+    def slow_answer(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        response = route.fetch()  # Alice's message exists on the server now
+        server.send(bob, alice, "a reply that overtakes the answer")
+        time.sleep(0.3)  # the push reaches the page before the 201 does
+        route.fulfill(response=response)
+
+    page.route("**/api/v1/messages", slow_answer)
+    for first in ("sent first", "sent second"):
+        write(page, first)
+    page.unroute("**/api/v1/messages")
+    overtaking = "a reply that overtakes the answer"
+    expect_shown(page, ["sent first", overtaking, "sent second", overtaking])
 
 
 def test_group_of_three(server, pages):
