@@ -23,9 +23,9 @@ from adapters.redis.persist_queue import RedisPersistQueue
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from adapters.security import Argon2PasswordHasher, JwtTokenService
 from adapters.sql.database import Database
+from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
-from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.messages import SqlMessageStore
 from adapters.sql.users import SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, RegisterUser
