@@ -1,6 +1,7 @@
 """The chat page at /, used as a person would: log in, chat, lose the network."""
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -199,6 +200,58 @@ def test_missed_messages_arrive_once_in_order_after_a_drop(server, pages):
     expect(bob_page.locator("#conn-state")).to_have_attribute("data-state", "online")
     expect_shown(bob_page, ["before the drop", *missed, "live again", "after a plain drop"])
     assert bob_page.evaluate("window.courier.cursor") == cursor
+
+
+def test_json_ping_every_30_seconds(server, pages):
+    page = pages.open(server.base_url)
+    page.clock.install()  # the page's timers run on a clock the test moves
+    sent, received = [], []
+
+    def watch(ws):
+        ws.on("framesent", lambda payload: sent.append(payload))
+        ws.on("framereceived", lambda payload: received.append(payload))
+
+    page.on("websocket", watch)
+    page.reload()
+    register(page)
+    page.clock.run_for(29_000)
+    assert sent == []
+    page.clock.run_for(2_000)
+    deadline = time.monotonic() + 5
+    while {"type": "pong"} not in [json.loads(r) for r in received] and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert [json.loads(frame) for frame in sent] == [{"type": "ping"}]
+    assert {"type": "pong"} in [json.loads(r) for r in received]
+    # The pong came back: no timeout closes the socket.
+    page.clock.run_for(15_000)
+    expect(page.locator("#conn-state")).to_have_attribute("data-state", "online")
+    assert page.evaluate("window.courier.state") == "online"
+
+
+def test_a_socket_whose_pong_never_comes_is_replaced(server, pages):
+    page = pages.open(server.base_url)
+    page.clock.install()
+    opened = []
+
+    def swallow_pings(ws):
+        upstream = ws.connect_to_server()  # server -> page frames pass as they are
+        opened.append(ws.url)
+
+        def page_to_server(message):
+            if json.loads(message) != {"type": "ping"}:
+                upstream.send(message)
+
+        ws.on_message(page_to_server)
+
+    page.route_web_socket("**/ws?*", swallow_pings)
+    page.reload()
+    register(page)
+    assert len(opened) == 1
+    page.clock.run_for(30_500)  # ping, and no pong comes back
+    page.clock.run_for(10_000)  # the pong timeout: the socket is given up
+    page.clock.run_for(2_000)  # the first retry comes within a second
+    expect(page.locator("#conn-state")).to_have_attribute("data-state", "online")
+    assert len(opened) == 2
 
 
 def test_server_restart_loses_nothing(tmp_path, browser, pages):
