@@ -14,7 +14,6 @@ from adapters.redis.persist_queue import RedisPersistQueue
 from application.persister import Persister, StoreRefused
 from domain.errors import ServiceUnavailable
 from domain.model import PRIVATE, Message
-from tests.integration.redis_fixtures import *  # noqa: F403
 
 pytestmark = pytest.mark.redis
 

@@ -7,7 +7,6 @@ import pytest
 
 from adapters.redis.idempotency import RedisIdempotencyKeys, idempotency_key
 from domain.model import PRIVATE, Message
-from tests.integration.redis_fixtures import *  # noqa: F403
 
 pytestmark = pytest.mark.redis
 

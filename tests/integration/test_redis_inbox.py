@@ -12,7 +12,7 @@ from redis.backoff import NoBackoff
 from adapters.redis.inbox import RedisInbox
 from domain import errors
 from domain.model import GROUP, PRIVATE, Message, cursor_position
-from tests.integration.redis_fixtures import *  # noqa: F403
+from tests.services.redis import make_client
 
 pytestmark = pytest.mark.redis
 
@@ -243,7 +243,7 @@ async def test_a_deliver_whose_reply_is_lost_is_not_sent_again(private_redis, ch
     # A client that retries (as Redis(host, port) does 10 times by default) would send
     # the script again, and the message would be appended and published twice.
     proxy = ReplyDropper(private_redis.port)
-    client = make_client(await proxy.start(), retry=Retry(NoBackoff(), 3))  # noqa: F405
+    client = make_client(await proxy.start(), retry=Retry(NoBackoff(), 3))
     try:
         inbox = RedisInbox(client, channel=channel)
         await inbox.deliver(private("warm-up"), ["c"])  # connected, and the script is loaded

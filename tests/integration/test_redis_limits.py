@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
-from tests.integration.redis_fixtures import *  # noqa: F403
 
 pytestmark = pytest.mark.redis
 

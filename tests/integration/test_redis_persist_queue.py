@@ -10,7 +10,6 @@ import pytest
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.persist_queue import RedisPersistQueue
 from domain.model import PRIVATE, Message
-from tests.integration.redis_fixtures import *  # noqa: F403
 
 pytestmark = pytest.mark.redis
 

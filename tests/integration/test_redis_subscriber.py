@@ -14,7 +14,7 @@ from adapters.redis.inbox import RedisInbox
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from application.gateway import Gateway
 from domain.model import PRIVATE, Message
-from tests.integration.redis_fixtures import *  # noqa: F403
+from tests.services.redis import make_client
 
 pytestmark = pytest.mark.redis
 
@@ -116,7 +116,7 @@ async def send_while(inbox, sent: list, stop_sending: asyncio.Event) -> None:
 
 @pytest.mark.gen_test(timeout=20)
 async def test_a_killed_subscription_resyncs_and_the_socket_misses_nothing(io_loop, private_redis, channel):
-    client = make_client(private_redis.url)  # noqa: F405
+    client = make_client(private_redis.url)
     try:
         inbox = RedisInbox(client, channel=channel)
         gateway = Gateway(inbox, lambda d: orjson.dumps(d.public()))
@@ -162,7 +162,7 @@ async def test_a_redis_restart_is_ridden_out(private_redis, channel):
     await asyncio.sleep(0.5)  # several failed reconnects, with backoff
     private_redis.start()
     await until(lambda: recorder.resyncs == 2)
-    client = make_client(private_redis.url)  # noqa: F405
+    client = make_client(private_redis.url)
     try:
         m = message("after the restart")
         await RedisInbox(client, channel=channel).deliver(m, ["b"])

@@ -11,7 +11,6 @@ from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
 from domain.errors import ServiceUnavailable
 from domain.model import PRIVATE, Message
-from tests.integration.redis_fixtures import *  # noqa: F403
 
 MESSAGE = Message(type=PRIVATE, id=str(uuid.uuid4()), from_user_id="a", to_user_id="b", content="x",
                   created_at=1_700_000_000)

@@ -1,5 +1,6 @@
-"""Redis fixtures of the integration tests. Test modules import them with
-`from tests.integration.redis_fixtures import *  # noqa: F403`.
+"""Redis fixtures shared by the integration, end-to-end and production tests,
+registered for every test by tests/conftest.py (pytest_plugins), so the
+session-wide claim below is made once per run.
 
 - redis_db: a database number (1..15) of the shared server on 127.0.0.1:6379
   that was empty and is claimed for this run; flushed at the end. Tests are
@@ -34,7 +35,7 @@ SHARED_HOST, SHARED_PORT = "127.0.0.1", 6379
 CLAIM_KEY = "courier-test:claimed-by"
 
 __all__ = ["redis_db", "redis_url", "redis_client", "channel", "private_redis", "down_url", "down_client",
-           "PrivateRedis", "make_client"]
+           "PrivateRedis", "make_client", "spare_port"]
 
 
 def make_client(url: str, **kwargs) -> aioredis.Redis:
@@ -90,7 +91,7 @@ def channel() -> str:
     return f"courier-test:notifications:{uuid.uuid4().hex}"
 
 
-def _spare_port() -> int:
+def spare_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -98,7 +99,7 @@ def _spare_port() -> int:
 
 @pytest.fixture
 def down_url() -> str:
-    return f"redis://127.0.0.1:{_spare_port()}/0"
+    return f"redis://127.0.0.1:{spare_port()}/0"
 
 
 @pytest.fixture
@@ -109,18 +110,24 @@ def down_client(io_loop, down_url) -> Iterator[aioredis.Redis]:
 
 
 class PrivateRedis:
-    """A redis-server of one test: append-only, so a restart keeps the streams."""
+    """A redis-server of one test: append-only, so a restart keeps the streams.
+    `options` are more redis-server flags, e.g. ("--appendfsync", "always")."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, *options: str):
         self.directory = directory
-        self.port = _spare_port()
+        self.options = options
+        self.port = spare_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
         self._process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", self.directory],
+             "--appendonly", "yes", "--dir", self.directory, *self.options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -138,6 +145,13 @@ class PrivateRedis:
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()  # SIGTERM: redis-server fsyncs its AOF and exits
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs (what is in the AOF is what survives)."""
+        if self._process is not None:
+            self._process.kill()
             self._process.wait(timeout=10)
             self._process = None
 
