@@ -94,7 +94,11 @@ class Api:
 
     async def history(self, account: Account, path: str, before: str | None = None,
                       limit: int | str | None = None) -> Reply:
-        """path: "/conversations/{peer}" or "/groups/{group_id}"."""
+        """path: "/conversations/{peer}" or "/groups/{group_id}". History is read from the
+        database, which production fills a moment after the 201: settle first."""
+        settle = getattr(self.running, "settle", None)
+        if settle is not None:
+            await settle()
         return await self.call("GET", f"/api/v1{path}/messages" + _query(before=before, limit=limit),
                                token=account.token)
 

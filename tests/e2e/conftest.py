@@ -1,15 +1,49 @@
 """The running app, in-process on the test's IOLoop, over real HTTP and WebSocket.
 
 `courier` starts a CourierServer exactly as `courier serve` does, on a free
-port, in a data directory of the test's own; `api` and `ws` talk to it."""
+port, and is parametrised over the two run modes of SPEC section 2:
+
+- embedded: a data directory of the test's own (SQLite, in-process bus);
+- production: the claimed Redis database (emptied before each test), a MariaDB
+  database of the run migrated to head (emptied before each test), a random
+  JWT secret, and a persister task on the same loop standing in for
+  `courier worker` (its own container, as a worker process has). History is
+  read from MySQL, which the persister fills a moment after the 201: the test
+  client's history calls first await `Running.settle()`, so tests stay as they are.
+
+A test that is embedded by nature is marked `@pytest.mark.embedded_only` (say why);
+`api` and `ws` talk to either mode the same way."""
 from __future__ import annotations
+
+import asyncio
+import secrets
+import time
 
 import pytest
 
-from entrypoints.settings import Settings
+from entrypoints.settings import EMBEDDED, PRODUCTION, Settings
 from tests.e2e.client import Api
 
 FAST_ARGON2 = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
+MODES = (EMBEDDED, PRODUCTION)
+SETTLE_TIMEOUT = 10.0
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "embedded_only: the test is about the embedded mode only (the `courier` fixture runs it once)"
+    )
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """`mode` (and so `courier`, `api`) runs every test in both modes."""
+    if "mode" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("embedded_only"):
+        modes = [EMBEDDED]
+    else:
+        modes = [EMBEDDED, pytest.param(PRODUCTION, marks=[pytest.mark.redis, pytest.mark.mysql])]
+    metafunc.parametrize("mode", modes, ids=str)
 
 
 def embedded_settings(tmp_path, **overrides) -> Settings:
@@ -25,13 +59,27 @@ def embedded_settings(tmp_path, **overrides) -> Settings:
     return Settings(**values)
 
 
+def production_settings(tmp_path, redis_url: str, database_url: str, **overrides) -> Settings:
+    return embedded_settings(
+        tmp_path,
+        **{"redis_url": redis_url, "database_url": database_url, "jwt_secret": secrets.token_hex(32), **overrides},
+    )
+
+
 class Running:
-    """A started server; restart() stops it and starts a new one on the same data."""
+    """A started server; restart() stops it and starts a new one on the same data
+    (embedded: the data directory; production: the same Redis and MySQL databases).
+    In production mode a persister runs beside it, as `courier worker` would."""
 
     def __init__(self, io_loop, settings: Settings):
         self.io_loop = io_loop
         self.settings = settings
         self.server = None
+        self.worker: Worker | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
 
     def start(self) -> None:
         from entrypoints.server import CourierServer
@@ -39,11 +87,23 @@ class Running:
         self.server = CourierServer(self.settings)
         self.io_loop.run_sync(self.server.start)
         self.settings.port = self.server.port  # a restart comes back on the same port
+        if self.mode == PRODUCTION:
+            self.worker = Worker(self.settings)
+            self.io_loop.run_sync(self.worker.start)
 
     def stop(self) -> None:
         if self.server is not None:
             self.io_loop.run_sync(self.server.stop)
             self.server = None
+        if self.worker is not None:
+            self.io_loop.run_sync(self.worker.stop)
+            self.worker = None
+
+    async def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Wait until every accepted message is in the database (production: the
+        persist backlog is 0; embedded: at once, the send itself wrote it)."""
+        if self.worker is not None:
+            await self.worker.settle(timeout)
 
     async def restart(self) -> None:
         """From inside a running test: stop the server, then start a new one on the
@@ -71,9 +131,57 @@ def settings_overrides() -> dict:
     return {}
 
 
+class Worker:
+    """The persister of `courier worker`, as a task on the test's loop, with a
+    container of its own (it outlives a Running.restart, as a worker process does)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.container = None
+        self._stop: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        from entrypoints.container import Container
+
+        self.container = Container(settings=self.settings)
+        persister = self.container.persister(consumer="e2e", block_ms=50, max_backoff=0.5)
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(persister.run(self._stop))
+
+    async def settle(self, timeout: float) -> None:
+        queue = self.container.persist_queue()
+        deadline = time.monotonic() + timeout
+        while (backlog := await queue.backlog()) > 0:
+            if self._task.done():
+                self._task.result()  # raises what stopped the persister
+                raise AssertionError(f"the persister stopped with a backlog of {backlog}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the persist backlog is still {backlog} after {timeout} s")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        from entrypoints.server import close_adapters
+
+        self._stop.set()
+        try:
+            await asyncio.wait_for(self._task, 5)
+        finally:
+            await close_adapters(self.container, self.settings)
+
+
 @pytest.fixture
-def courier(io_loop, tmp_path, settings_overrides):
-    running = Running(io_loop, embedded_settings(tmp_path, **settings_overrides))
+def courier(io_loop, tmp_path, settings_overrides, mode, request):
+    if mode == PRODUCTION:
+        from tests.services.mysql import empty_tables
+
+        database_url = request.getfixturevalue("mysql_migrated_url")
+        empty_tables(database_url)
+        redis_url = request.getfixturevalue("redis_url")  # the claimed database, just emptied
+        settings = production_settings(tmp_path, redis_url, database_url, **settings_overrides)
+    else:
+        settings = embedded_settings(tmp_path, **settings_overrides)
+    running = Running(io_loop, settings)
     running.start()
     yield running
     running.stop()
