@@ -21,6 +21,7 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
         (api + "/users/login", users.LoginHandler, use(log_in=container.log_in())),
         (api + "/users/me", users.MeHandler, use(get_user=container.get_user())),
         (api + "/users", users.FindUserHandler, use(get_user=container.get_user())),
+        (api + f"/users/{ID}", users.UserHandler, use(get_user=container.get_user())),
         (api + "/messages", messages.MessagesHandler,
          use(send_private=container.send_private(), pull=container.pull())),
         (api + "/groups", groups.GroupsHandler, use(groups=container.manage_groups())),

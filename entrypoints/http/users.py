@@ -1,4 +1,4 @@
-"""POST /users/register, POST /users/login, GET /users/me, GET /users?username="""
+"""POST /users/register, POST /users/login, GET /users/me, GET /users?username=, GET /users/{id}"""
 from __future__ import annotations
 
 from entrypoints.http.base import BaseHandler
@@ -28,4 +28,14 @@ class FindUserHandler(BaseHandler):
     async def get(self) -> None:
         self.user_id  # noqa: B018 - authenticated callers only
         user = await self.get_user.by_username(self.get_query_argument("username", None))
+        self.reply(200, user.public())
+
+
+class UserHandler(BaseHandler):
+    """GET /users/{user_id}: a name for an id seen in a message or a group
+    (beyond the contract's table; clients need it to show who wrote)."""
+
+    async def get(self, user_id: str) -> None:
+        self.user_id  # noqa: B018 - authenticated callers only
+        user = await self.get_user.require(user_id)
         self.reply(200, user.public())

@@ -60,6 +60,9 @@ export class Api {
   me() {
     return this.request("GET", "/users/me");
   }
+  userById(userId) {
+    return this.request("GET", `/users/${encodeURIComponent(userId)}`);
+  }
   userByName(username) {
     return this.request("GET", `/users?username=${encodeURIComponent(username)}`);
   }

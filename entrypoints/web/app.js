@@ -20,6 +20,22 @@ const api = new Api({
   onUnauthorized: () => toLogin("Your session has ended. Please log in again."),
 });
 
+// A name the page has not seen yet is looked up once (GET /users/{id}); the
+// views are drawn again when it arrives.
+const namesAsked = new Set();
+store.onUnknownName = (userId) => {
+  if (namesAsked.has(userId) || !store.session) return;
+  namesAsked.add(userId);
+  api
+    .userById(userId)
+    .then((user) => {
+      store.rememberName(user.user_id, user.username);
+      renderListSoon();
+      renderPane({ resetScroll: false });
+    })
+    .catch(() => namesAsked.delete(userId));
+};
+
 const socket = new LiveSocket({
   getToken: () => (store.session ? store.session.token : null),
   getCursor: () => store.cursor,

@@ -110,8 +110,8 @@ export class Store {
     writeJson(NAMES_KEY, this.names);
   }
 
-  // The contract has no user-by-id lookup; should the server ever add
-  // usernames to what it sends (allowed: "more fields may be added"), use them.
+  // Should the server ever add usernames to what it sends (allowed: "more
+  // fields may be added"), use them.
   learnNames(obj) {
     if (!obj) return;
     if (obj.from_username) this.rememberName(obj.from_user_id, obj.from_username);
@@ -123,7 +123,9 @@ export class Store {
 
   nameOf(userId) {
     if (userId === this.me) return this.session.username;
-    return this.names[userId] || `user ${String(userId).slice(0, 8)}`;
+    const name = this.names[userId];
+    if (!name && this.onUnknownName) this.onUnknownName(userId);
+    return name || `user ${String(userId).slice(0, 8)}`;
   }
 
   knowsName(userId) {

@@ -69,7 +69,7 @@ def expect_shown(page, texts: list[str]) -> None:
 
 def test_two_people_chat_live(server, pages):
     alice, bob = pages.open(server.base_url), pages.open(server.base_url)
-    register(alice, "alice")
+    alice_name = register(alice, "alice")
     bob_name = register(bob, "bob")
     start_chat(alice, bob_name)
 
@@ -83,6 +83,8 @@ def test_two_people_chat_live(server, pages):
     item.click()
     expect_shown(bob, ["hello Bob"])
     expect(item.locator(".badge")).to_have_count(0)
+    # Bob never looked Alice up: the page asks the server for her name by id.
+    expect(bob.locator("#conv-title")).to_have_text(alice_name)
 
     # Shift+Enter is a new line, Enter sends.
     bob.fill("#composer-input", "hi Alice")
@@ -143,9 +145,8 @@ def test_group_of_three(server, pages):
     write(b, b_to_c)
     expect_shown(c, ["hi both", b_to_c])
     expect_shown(a, ["hi both", b_to_c])
-    # C never looked Ben up and the API has no user-by-id call: a short id stands in.
-    b_id = my_id(b)
-    expect(c.locator("#message-list li.msg.theirs .author").last).to_have_text(f"user {b_id[:8]}")
+    # C never looked Ben up: the page asks the server for his name by id.
+    expect(c.locator("#message-list li.msg.theirs .author").last).to_have_text(b_name)
     expect(a.locator("#message-list li.msg.theirs .author").last).to_have_text(b_name)  # A added Ben by name
     # The sender's own page shows each message once, and still does a moment later.
     a.wait_for_timeout(300)
