@@ -57,7 +57,8 @@ class JwtTokenService(TokenService):
     def issue(self, user_id: str) -> IssuedToken:
         issued_at = int(self._now())
         expires_at = issued_at + self._ttl
-        token = jwt.encode({"sub": user_id, "iat": issued_at, "exp": expires_at}, self._secret, algorithm=self.ALGORITHM)
+        claims = {"sub": user_id, "iat": issued_at, "exp": expires_at}
+        token = jwt.encode(claims, self._secret, algorithm=self.ALGORITHM)
         return IssuedToken(token=token, expires_at=expires_at)
 
     def verify(self, token: str) -> TokenClaims:
