@@ -64,13 +64,19 @@ class Gateway:
     def connections(self) -> list[Connection]:
         return [conn for conns in self._by_user.values() for conn in conns]
 
+    async def live_cursor(self, user_id: str) -> str:
+        """Where a connection without a cursor starts: the inbox's current end.
+        Read it before the client learns its socket is open (before the 101), so
+        every message accepted after that comes after this cursor and is sent."""
+        return await self._inbox.last_cursor(user_id) or START
+
     async def attach(self, user_id: str, channel: ClientChannel, cursor: str | None) -> Connection:
         """Register a connection, then replay what came after `cursor`.
         Registering first is what closes the gap between replay and live.
         Without a cursor the connection starts at the inbox's current end, so
         it still has a position to resync from if the bus is ever lost."""
         if cursor is None:
-            cursor = await self._inbox.last_cursor(user_id) or START
+            cursor = await self.live_cursor(user_id)
         conn = Connection(user_id, channel, cursor)
         self._by_user.setdefault(user_id, set()).add(conn)
         try:

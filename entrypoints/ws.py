@@ -86,6 +86,14 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         if origin is not None and not self.check_origin(origin):
             return self._refuse(403, errors.Forbidden("this origin is not allowed"))
         self.claims = claims
+        if self.cursor is None:
+            # Starting live: fix the position now, before the 101. Read in open(), after
+            # the client saw its socket open, it could pass over a message the client
+            # sent (or was sent) in between, and that message would never reach this socket.
+            try:
+                self.cursor = await self.gateway.live_cursor(claims.user_id)
+            except errors.ServiceUnavailable as error:
+                return self._refuse(503, error)
         await super().get(*args, **kwargs)
 
     def _refuse(self, status: int, error: errors.CourierError) -> None:
