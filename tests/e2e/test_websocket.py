@@ -105,8 +105,8 @@ async def test_the_socket_closes_4001_when_the_token_expires(api):
     started = time.time()
     code, reason = await ws.closed(timeout=5)
     assert (code, reason) == (4001, "token expired")
-    assert login.body["expires_at"] - 1 <= time.time() <= login.body["expires_at"] + 1.5
-    assert time.time() - started <= 3
+    assert login.body["expires_at"] - 1 <= time.time() <= login.body["expires_at"] + 3
+    assert time.time() - started <= 4
     # The client logs in again and reconnects.
     again = await api.login(a.username, a.password)
     ws = await api.connect(token=again.body["token"])
@@ -158,6 +158,10 @@ async def test_cors_preflight_answers_the_allowed_origins(api):
     # The actual request from that origin carries the header too.
     r = await api.call("GET", "/api/v1/users/me", token=a.token, headers={"Origin": ALLOWED})
     assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == ALLOWED
+    # So do error answers, so the web app can read them.
+    r = await api.call("GET", "/api/v1/users/me", headers={"Origin": ALLOWED})
+    assert_error(r, 401)
+    assert r.headers["Access-Control-Allow-Origin"] == ALLOWED
     # Another origin gets no permission.
     r = await api.call("OPTIONS", "/api/v1/messages", headers={**preflight, "Origin": "https://evil.example.com"})
     assert "Access-Control-Allow-Origin" not in r.headers
