@@ -19,6 +19,7 @@ from domain.model import Delivery, is_after
 log = logging.getLogger("courier.gateway")
 
 REPLAY_PAGE = 200
+MAX_HELD = 1000  # live pushes kept back during one connection's replay
 START = "0-0"  # before every cursor an inbox hands out
 
 
@@ -27,6 +28,10 @@ class ClientChannel(Protocol):
 
     def send(self, payload: bytes) -> bool:
         """Queue a frame; False when the connection is gone (closed, or dropped as too slow)."""
+
+    async def drain(self) -> None:
+        """Wait until the queued frames have been handed to the network (a replay
+        paces itself on this, so a large backlog never outgrows the buffer)."""
 
 
 class Connection:
@@ -42,7 +47,13 @@ class Connection:
 
     def push(self, delivery: Delivery, payload: bytes) -> bool:
         if self._replaying:
-            self._held.append((delivery, payload))
+            if len(self._held) < MAX_HELD:
+                self._held.append((delivery, payload))
+            else:
+                # Everything held is in the inbox too: let the replay read it
+                # from there instead of holding an unbounded list in memory.
+                self._held.clear()
+                self._read_again = True
             return False
         if not is_after(delivery.cursor, self.last_cursor):
             return False  # already sent by a replay
@@ -119,6 +130,7 @@ class Gateway:
                     self.pushed += 1
                 if len(page) < REPLAY_PAGE and not conn._read_again:
                     break
+                await conn.channel.drain()
         finally:
             conn._replaying = False
             held, conn._held = conn._held, []

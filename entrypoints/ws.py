@@ -68,6 +68,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         self.conn: Connection | None = None
         self._expiry = None
         self._gone = False
+        self._last_write = None
 
     async def get(self, *args, **kwargs) -> None:
         token = self.get_query_argument("token", None) or bearer_token(self.request)
@@ -149,13 +150,21 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         if self._gone:
             return False
         try:
-            self.write_message(payload)
+            self._last_write = self.write_message(payload)
             return True
         except tornado.iostream.StreamBufferFullError:
             self._drop_slow_reader()
         except tornado.websocket.WebSocketClosedError:
             self._forget()
         return False
+
+    async def drain(self) -> None:
+        last, self._last_write = self._last_write, None
+        if last is not None:
+            try:
+                await last
+            except (tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError):
+                self._forget()
 
     def _drop_slow_reader(self) -> None:
         log.warning("dropping a slow reader (user %s): its write buffer is full", self.claims.user_id)

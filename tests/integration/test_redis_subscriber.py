@@ -102,6 +102,9 @@ class Channel:
         self.payloads.append(payload)
         return True
 
+    async def drain(self) -> None:
+        pass
+
     def ids(self) -> list[str]:
         return [orjson.loads(p)["id"] for p in self.payloads]
 

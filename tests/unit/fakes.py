@@ -61,6 +61,7 @@ class RecordingChannel:
         self.accept = accept
         self.payloads: list[bytes] = []
         self.refused = 0
+        self.drains = 0
 
     def send(self, payload: bytes) -> bool:
         if self.accept is not None and len(self.payloads) >= self.accept:
@@ -68,6 +69,9 @@ class RecordingChannel:
             return False
         self.payloads.append(payload)
         return True
+
+    async def drain(self) -> None:
+        self.drains += 1
 
     @property
     def messages(self) -> list[dict]:

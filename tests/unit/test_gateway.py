@@ -447,3 +447,40 @@ async def test_each_socket_keeps_its_own_position(live):
     later = await send(live, alice, bob)
     assert resumed.ids == ids(sent[1:]) + [later.id]
     assert fresh.ids == [later.id]
+
+
+# pacing and bounds of a replay -------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_a_long_replay_waits_for_the_socket_to_drain_between_pages(live):
+    alice, bob = await live.users_named("alice", "bob")
+    first = await send(live, alice, bob, "first")
+    await send_many(live, alice, bob, 2 * REPLAY_PAGE + 5)
+    start = live.bus.published[0].cursors[bob.id]
+    assert first is not None
+    channel = RecordingChannel()
+    await live.gateway.attach(bob.id, channel, start)
+    assert len(channel.payloads) == 2 * REPLAY_PAGE + 5
+    assert channel.drains == 2  # once after each full page, before the next read
+
+
+@pytest.mark.gen_test
+async def test_live_pushes_held_during_a_replay_are_bounded_and_still_arrive_once(yielding):
+    from application.gateway import MAX_HELD
+
+    alice, bob = await yielding.users_named("alice", "bob")
+    start = START
+    burst = MAX_HELD + 50
+
+    held_after_flood = []
+
+    async def flood():
+        await send_many(yielding, alice, bob, burst, prefix="live")
+        [conn] = yielding.gateway.connections()
+        held_after_flood.append(len(conn._held))
+
+    yielding.inbox.before_read.append(flood)  # the first read of the replay lets a flood in
+    channel = RecordingChannel()
+    await yielding.gateway.attach(bob.id, channel, start)
+    assert held_after_flood and held_after_flood[0] <= MAX_HELD
+    assert [m["content"] for m in channel.messages] == [f"live{i}" for i in range(burst)]
+    assert_strictly_increasing(channel.cursors)
