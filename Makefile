@@ -25,9 +25,12 @@ run: $(BIN)/courier
 services:
 	bash scripts/ensure-services.sh
 
+# The browser tests run in a pytest process of their own: Playwright's sync API
+# keeps an event loop running in the main thread, which Tornado's test loops refuse.
 test: $(VENV)/.test-deps services
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/browser
+	$(BIN)/pytest -q tests/browser
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
