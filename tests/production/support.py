@@ -1,0 +1,332 @@
+"""Helpers of the production-mode tests: `courier serve` / `courier worker` as
+processes of their own, in-process gateways, and the checks every fault test
+ends with (nothing lost, nothing doubled: frames and rows counted by message id)."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from sqlalchemy import bindparam, create_engine, pool, text
+
+from entrypoints.settings import Settings
+from tests.e2e.client import Api, WsClient
+from tests.e2e.support import COURIER_BIN, free_port
+
+FAST_ARGON2 = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
+FAST_ENV = {f"COURIER_{k.upper()}": str(v) for k, v in FAST_ARGON2.items()}
+
+
+def production_settings(redis_url: str, database_url: str, jwt_secret: str, **overrides) -> Settings:
+    values = dict(host="127.0.0.1", port=0, redis_url=redis_url, database_url=database_url, jwt_secret=jwt_secret,
+                  send_rate=0, log_level="info", **FAST_ARGON2)
+    values.update(overrides)
+    return Settings(**values)
+
+
+def settings_env(settings: Settings, **extra) -> dict:
+    """The environment a `courier` process needs to run with these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
+    env.update(
+        COURIER_REDIS_URL=settings.redis_url,
+        COURIER_DATABASE_URL=settings.database_url,
+        COURIER_JWT_SECRET=settings.jwt_secret,
+        COURIER_SEND_RATE=str(settings.send_rate),
+        COURIER_LOG_LEVEL=settings.log_level,
+        **FAST_ENV,
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class CourierCommand:
+    """`courier <command>` (the console script) in a process group of its own, so a
+    kill reaches everything it started. `base_url`/`ws_url` make a `serve` usable by Api."""
+
+    def __init__(self, command: str, directory: Path, env: dict, name: str | None = None):
+        self.command = command
+        self.directory = Path(directory)
+        self.env = dict(env)
+        self.name = name or command
+        self.port: int | None = None
+        if command == "serve":
+            self.port = free_port()
+            self.env.update(COURIER_HOST="127.0.0.1", COURIER_PORT=str(self.port))
+        self.process: subprocess.Popen | None = None
+        self.runs = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / f"{self.name}-{self.runs}.log"
+
+    def start(self) -> CourierCommand:
+        self.runs += 1
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [COURIER_BIN, self.command], cwd=self.directory, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self
+
+    async def ready(self, timeout: float = 20.0) -> CourierCommand:
+        """serve: /healthz answers; worker: it logged that it persists."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"courier {self.command} exited with {self.process.returncode}:\n{self.output()}")
+            if self.command == "serve":
+                if await asyncio.get_running_loop().run_in_executor(None, self._healthy):
+                    return self
+            elif "persisting stream:persist" in self.output():
+                return self
+            if time.monotonic() > deadline:
+                raise AssertionError(f"courier {self.command} was not ready in {timeout} s:\n{self.output()}")
+            await asyncio.sleep(0.05)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the process group and wait (bounded) for the process to end."""
+        self.send_signal(sig)
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"courier {self.command} did not exit within {timeout} s:\n{self.output()}")
+            await asyncio.sleep(0.02)
+        return self.process.returncode
+
+    async def kill(self) -> int:
+        return await self.stop(signal.SIGKILL)
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+
+class Gateway:
+    """A CourierServer in this process, on the test's loop (like tests/e2e's Running)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.server = None
+
+    async def start(self) -> Gateway:
+        from entrypoints.server import CourierServer
+
+        self.server = CourierServer(self.settings)
+        await self.server.start()
+        self.settings.port = self.server.port
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.stop()
+
+    @property
+    def subscriber(self):
+        return self.server.container.subscriber()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.settings.port}/ws"
+
+
+# --- sending and counting -------------------------------------------------------
+
+class Sender:
+    """Sends like a careful client: each message has a client_msg_id, and a send that
+    fails for want of a service (503, or the connection) is retried with the same one
+    until it is accepted. `accepted` maps client_msg_id -> message id (from the 201)."""
+
+    def __init__(self, api: Api, account, retry_for: float = 60.0):
+        self.api = api
+        self.account = account
+        self.retry_for = retry_for
+        self.accepted: dict[str, str] = {}
+        self.attempts: dict[str, int] = {}  # message id -> tries it took to be accepted
+        self.unavailable = 0  # 503 (and 409 send_in_progress) answers seen
+        self.bodies_503: list = []
+
+    async def send(self, content: str, to=None, group_id: str | None = None) -> str:
+        key = uuid.uuid4().hex
+        deadline = time.monotonic() + self.retry_for
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                if group_id is not None:
+                    reply = await self.api.send_group(self.account, group_id, content, client_msg_id=key)
+                else:
+                    reply = await self.api.send(self.account, to, content, client_msg_id=key)
+            except OSError:
+                reply = None
+            if reply is not None and reply.status == 201:
+                previous = self.accepted.setdefault(key, reply.body["id"])
+                assert previous == reply.body["id"], "a retry with the same client_msg_id got another message"
+                self.attempts[reply.body["id"]] = tries
+                return reply.body["id"]
+            if reply is not None:
+                # 503: a service is down; 409 send_in_progress: the first try with this
+                # client_msg_id is still pending. A client retries both.
+                in_progress = reply.status == 409 and (reply.body or {}).get("error", {}).get("code") == \
+                    "send_in_progress"
+                assert reply.status == 503 or in_progress, reply
+                self.unavailable += 1
+                self.bodies_503.append(reply.body)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"a send was not accepted within {self.retry_for} s: {reply}")
+            await asyncio.sleep(0.05)
+
+    @property
+    def ids(self) -> set[str]:
+        return set(self.accepted.values())
+
+
+class Collector:
+    """Reads every frame of a socket in the background, counting message ids."""
+
+    def __init__(self, ws: WsClient, name: str = "socket"):
+        self.ws = ws
+        self.name = name
+        self.frames: list[dict] = []
+        self.closed: tuple | None = None
+        self._task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.ws.ws.read_message()
+            if message is None:
+                self.closed = (self.ws.ws.close_code, self.ws.ws.close_reason)
+                return
+            frame = json.loads(message)
+            if frame.get("type") != "pong":
+                self.frames.append(frame)
+
+    @property
+    def counts(self) -> collections.Counter:
+        return collections.Counter(frame["id"] for frame in self.frames)
+
+    async def until_has(self, ids: set[str], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ids <= set(self.counts):
+            if self.closed is not None:
+                raise AssertionError(f"{self.name} closed {self.closed} missing {len(ids - set(self.counts))}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} is missing {len(ids - set(self.counts))} of {len(ids)} "
+                                     f"messages after {timeout} s: {sorted(ids - set(self.counts))}; "
+                                     f"first frames {[f['content'] for f in self.frames[:3]]}")
+            await asyncio.sleep(0.02)
+
+    def assert_exactly_once(self, ids: set[str]) -> None:
+        counts = self.counts
+        doubled = {i: n for i, n in counts.items() if n > 1}
+        assert not doubled, f"{self.name} got {len(doubled)} messages more than once"
+        assert set(counts) == ids, (f"{self.name}: {len(ids - set(counts))} lost, "
+                                    f"{len(set(counts) - ids)} unexpected")
+        cursors = [frame["cursor"] for frame in self.frames]
+        assert cursors == sorted(cursors, key=lambda c: tuple(int(p) for p in c.split("-"))), \
+            f"{self.name}: frames out of cursor order"
+
+    async def close(self) -> None:
+        self.ws.close()
+        try:
+            await asyncio.wait_for(self._task, 5)
+        except (TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
+
+
+def stored_ids(database_url: str) -> collections.Counter:
+    """Message ids in the messages table, with how many rows each has."""
+    engine = create_engine(database_url, poolclass=pool.NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, COUNT(*) FROM messages GROUP BY id")).all()
+    finally:
+        engine.dispose()
+    return collections.Counter({row[0]: row[1] for row in rows})
+
+
+def count_stored(database_url: str, ids: set[str]) -> int:
+    engine = create_engine(database_url, poolclass=pool.NullPool, connect_args={"connect_timeout": 1})
+    try:
+        with engine.connect() as conn:
+            query = text("SELECT COUNT(*) FROM messages WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+            return conn.execute(query, {"ids": sorted(ids)}).scalar()
+    finally:
+        engine.dispose()
+
+
+async def until_stored(database_url: str, ids: set[str], timeout: float = 30.0) -> collections.Counter:
+    """Wait (bounded) until every id has a row; then return the whole table's counts."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            stored = await loop.run_in_executor(None, stored_ids, database_url)
+        except Exception as e:  # noqa: BLE001 - the database may still be coming back
+            stored, error = collections.Counter(), e
+        else:
+            error = None
+            if ids <= set(stored):
+                return stored
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(ids - set(stored))} of {len(ids)} messages not in the database "
+                                 f"after {timeout} s (last error: {error!r})")
+        await asyncio.sleep(0.1)
+
+
+def assert_stored_exactly_once(stored: collections.Counter, ids: set[str]) -> None:
+    doubled = {i: n for i, n in stored.items() if n > 1}
+    assert not doubled, f"{len(doubled)} messages have more than one row"
+    assert set(stored) == ids, f"{len(ids - set(stored))} lost, {len(set(stored) - ids)} unexpected rows"
+
+
+async def eventually(check, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: last result {result!r}")
+        await asyncio.sleep(interval)

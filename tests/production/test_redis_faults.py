@@ -1,0 +1,153 @@
+"""Redis faults while messages flow, on a redis-server of the test's own
+(appendonly yes, appendfsync always): the gateway's subscriber connection dropped
+(CLIENT KILL TYPE pubsub), the server restarted (SIGTERM, and kill -9), and the
+server down long enough for requests to fail. Every check counts by message id:
+each socket open across the fault receives every accepted message exactly once,
+and the worker (`courier worker`, a process) stores each exactly once."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.e2e.support import assert_error
+from tests.production.support import (
+    Collector,
+    Sender,
+    assert_stored_exactly_once,
+    eventually,
+    production_settings,
+    until_stored,
+)
+
+pytestmark = [pytest.mark.redis, pytest.mark.mysql]
+
+
+async def start(own_redis, mysql_url, secret, commands, gateways, api):
+    settings = production_settings(own_redis.url, mysql_url, secret)
+    gateway = await gateways(settings).start()
+    worker = commands("worker", settings).start()
+    await worker.ready()
+    client = api(gateway)
+    a, b, c = await client.register(), await client.register(), await client.register()
+    group = await client.create_group(a, "flow", [b, c])
+    # b has two sockets (two devices), c one; a only sends.
+    sockets = {"b1": Collector(await client.connect(b), "b1"), "b2": Collector(await client.connect(b), "b2"),
+               "c": Collector(await client.connect(c), "c")}
+    return gateway, worker, client, (a, b, c), group, sockets
+
+
+async def flow(sender: Sender, b, group_id: str, count: int, pause: float = 0.003) -> None:
+    """Alternate private messages to b and group messages (to b and c)."""
+    for i in range(count):
+        if i % 2:
+            await sender.send(f"p{i}", to=b)
+        else:
+            await sender.send(f"g{i}", group_id=group_id)
+        await asyncio.sleep(pause)
+
+
+async def check_everything_once(sender, client, b, sockets, mysql_url, worker) -> None:
+    accepted = sender.ids
+    # b's pull has every accepted message, each with its type; c gets the group ones.
+    pulled, _ = await client.pull_all(b, limit=200)
+    missing = accepted - {m["id"] for m in pulled}
+    assert not missing, f"accepted but not in b's inbox: {[(i, sender.attempts[i]) for i in missing]}"
+    assert sorted(m["id"] for m in pulled) == sorted(accepted), "b's inbox is not exactly what was accepted"
+    group_ids = {m["id"] for m in pulled if m["type"] == "group"}
+    expected = {"b1": accepted, "b2": accepted, "c": group_ids}
+    for name, socket in sockets.items():
+        await socket.until_has(expected[name])
+    await asyncio.sleep(0.3)  # room for a late duplicate to show up
+    for name, socket in sockets.items():
+        assert socket.closed is None, f"{name} was closed: {socket.closed}"
+        socket.assert_exactly_once(expected[name])
+    assert_stored_exactly_once(await until_stored(mysql_url, accepted), accepted)
+    assert worker.running, worker.output()
+    assert (await client.call("GET", "/readyz")).status == 200
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_subscribers_connection_dropped_while_messages_flow(
+        own_redis, mysql_url, secret, commands, gateways, api):
+    gateway, worker, client, (a, b, c), group, sockets = await start(
+        own_redis, mysql_url, secret, commands, gateways, api)
+    sender = Sender(client, a)
+    sending = asyncio.ensure_future(flow(sender, b, group["group_id"], 300))
+    killed = 0
+    try:
+        for _ in range(3):
+            await asyncio.sleep(0.2)
+            killed += own_redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+            # Messages keep flowing while the subscriber reconnects.
+    finally:
+        await asyncio.wait_for(sending, 45)
+    assert killed >= 2, "the subscriber's connection was not there to kill"
+    assert gateway.subscriber.resubscriptions >= 2
+    await check_everything_once(sender, client, b, sockets, mysql_url, worker)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill-9"])
+@pytest.mark.gen_test(timeout=90)
+async def test_a_redis_restart_while_messages_flow(own_redis, mysql_url, secret, commands, gateways, api, how):
+    gateway, worker, client, (a, b, c), group, sockets = await start(
+        own_redis, mysql_url, secret, commands, gateways, api)
+    sender = Sender(client, a)
+    sending = asyncio.ensure_future(flow(sender, b, group["group_id"], 400))
+    try:
+        async def under_way():
+            return len(sender.accepted) >= 100
+
+        await eventually(under_way, timeout=20)
+        own_redis.stop() if how == "sigterm" else own_redis.kill()
+        at_stop = len(sender.accepted)
+        await asyncio.sleep(1.0)  # down for a second while the sender keeps trying
+        own_redis.start()
+    finally:
+        await asyncio.wait_for(sending, 60)
+    assert at_stop < 400, "the flow was over before the restart"
+    assert gateway.subscriber.resubscriptions >= 1
+    await check_everything_once(sender, client, b, sockets, mysql_url, worker)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_redis_down_answers_503_json_and_the_gateway_recovers_by_itself(
+        own_redis, mysql_url, secret, commands, gateways, api):
+    gateway, worker, client, (a, b, c), group, sockets = await start(
+        own_redis, mysql_url, secret, commands, gateways, api)
+    ready = await client.call("GET", "/readyz")
+    assert ready.status == 200 and ready.body["checks"] == {"database": "ok", "redis": "ok"}, ready
+    before = await client.send(a, b, "before")
+    assert before.status == 201
+
+    own_redis.stop()
+    started = time.monotonic()
+    assert_error(await client.send(a, b, "while down"), 503, "service_unavailable")
+    assert_error(await client.send_group(a, group["group_id"], "while down"), 503, "service_unavailable")
+    assert_error(await client.pull(b), 503, "service_unavailable")
+    assert_error(await client.login(a.username, a.password), 503, "service_unavailable")
+    refused = await client.refused(account=b)  # a new socket cannot start: 503 before the upgrade
+    assert_error(refused, 503, "service_unavailable")
+    not_ready = await client.call("GET", "/readyz")
+    assert_error(not_ready, 503, "service_unavailable")
+    assert "redis" in not_ready.body["error"]["message"]
+    assert (await client.call("GET", "/healthz")).status == 200  # the process itself is fine
+    assert time.monotonic() - started < 30, "a request took too long to fail"
+
+    own_redis.start()
+
+    async def recovered():
+        return (await client.call("GET", "/readyz")).status == 200
+
+    await eventually(recovered, timeout=15)
+    after = await client.send(a, b, "after")
+    assert after.status == 201, after
+    for name in ("b1", "b2"):
+        await sockets[name].until_has({before.body["id"], after.body["id"]})
+        sockets[name].assert_exactly_once({before.body["id"], after.body["id"]})
+    messages, _ = await client.pull_all(b)
+    assert [m["id"] for m in messages] == [before.body["id"], after.body["id"]]
+    ids = {before.body["id"], after.body["id"]}
+    assert_stored_exactly_once(await until_stored(mysql_url, ids), ids)
+    assert worker.running and gateway.server is not None

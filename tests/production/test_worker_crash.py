@@ -1,0 +1,85 @@
+"""`courier worker` killed -9 in the middle of a batch, and another started: the
+entries the dead worker had taken (pending in the consumer group, not acked) are
+claimed by the new one once idle long enough (RedisPersistQueue's claim_idle_ms,
+30 s: this test waits for it), and every accepted message ends up in MySQL
+exactly once."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+
+from tests.production.support import (
+    assert_stored_exactly_once,
+    count_stored,
+    production_settings,
+    until_stored,
+)
+
+pytestmark = [pytest.mark.redis, pytest.mark.mysql]
+
+MESSAGES = 600
+BATCH = 10  # many small batches: the kill surely lands inside one
+
+
+def pending_entries(redis_url: str) -> int:
+    with redis.Redis.from_url(redis_url, socket_connect_timeout=2) as client:
+        try:
+            return client.xpending("stream:persist", "persisters")["pending"]
+        except redis.ResponseError:  # no group yet
+            return 0
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_worker_killed_mid_batch_and_another_started_store_each_message_once(
+        redis_url, mysql_url, secret, commands, gateways, api):
+    settings = production_settings(redis_url, mysql_url, secret)
+    gateway = await gateways(settings).start()
+    client = api(gateway)
+    a, b = await client.register(), await client.register()
+
+    # A backlog accepted while no worker runs: it waits in stream:persist.
+    async def send(start):
+        ids = set()
+        for i in range(start, MESSAGES, 8):
+            r = await client.send(a, b, f"m{i}")
+            assert r.status == 201, r
+            ids.add(r.body["id"])
+        return ids
+
+    ids = set().union(*await asyncio.gather(*(send(k) for k in range(8))))
+    assert len(ids) == MESSAGES
+    with redis.Redis.from_url(redis_url) as r:
+        assert r.xlen("stream:persist") == MESSAGES
+
+    first = commands("worker", settings, name="worker-1", COURIER_WORKER_BATCH=BATCH).start()
+    await first.ready()
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 30
+    while True:  # until it is part-way through, with a batch taken and not acked
+        stored = await loop.run_in_executor(None, count_stored, mysql_url, ids)
+        pending = await loop.run_in_executor(None, pending_entries, redis_url)
+        if 0 < stored < MESSAGES - 4 * BATCH and pending > 0:
+            break
+        assert stored < MESSAGES - 4 * BATCH, "the worker finished before it could be killed"
+        assert time.monotonic() < deadline, f"the worker stored {stored} in 30 s"
+        await asyncio.sleep(0.005)
+    assert await first.kill() == -9
+    pending_at_kill = await loop.run_in_executor(None, pending_entries, redis_url)
+    stored_at_kill = await loop.run_in_executor(None, count_stored, mysql_url, ids)
+    assert pending_at_kill > 0 and stored_at_kill < MESSAGES
+
+    second = commands("worker", settings, name="worker-2", COURIER_WORKER_BATCH=BATCH).start()
+    await second.ready()
+    stored = await until_stored(mysql_url, ids, timeout=80)
+    assert_stored_exactly_once(stored, ids)
+    assert "claimed" in second.output(), second.output()  # it took over the dead worker's entries
+    assert await loop.run_in_executor(None, pending_entries, redis_url) == 0
+    with redis.Redis.from_url(redis_url) as r:
+        assert r.xlen("stream:persist") == 0  # acked entries are deleted
+        assert r.xlen("stream:persist:dead") == 0  # nothing was moved aside
+    history = await client.history_all(b, f"/conversations/{a.user_id}")
+    assert sorted(m["id"] for m in history) == sorted(ids)
+    assert second.running
