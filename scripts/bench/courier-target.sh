@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# courier-target.sh — start Courier as a target of the shared bench's run_peers.sh.
+#
+#   courier-target.sh production PORT REDIS_URL [--flush-redis]
+#       one `courier serve` + one `courier worker`, a fresh MariaDB database
+#       (courier_bench_PORT on 127.0.0.1:3306, root, no password; `courier migrate` first)
+#       and the given Redis (run_peers.sh's own: pass {REDIS}). --flush-redis empties that
+#       Redis database first (only ever pass it for a Redis of the bench's own).
+#   courier-target.sh embedded PORT
+#       one `courier serve` on a fresh temporary data directory (SQLite, in-process bus).
+#
+# Used as:  run_peers.sh --peers none --skip-check \
+#             --target courier_prod 8811 "/work/main/scripts/bench/courier-target.sh production 8811 {REDIS} --flush-redis"
+#
+# Settings for a benchmark, and why (every guarantee stays on: JWT checked on each call,
+# each message appended to the inbox streams and persisted once, cursors, idempotency):
+#   COURIER_LOG_LEVEL=warning   the per-message info lines of SPEC section 6 are for normal
+#                               rates; the spec says operators at high rates, and benchmarks,
+#                               run at warning.
+#   COURIER_ARGON2_TIME_COST=1 COURIER_ARGON2_MEMORY_KIB=8192 COURIER_ARGON2_PARALLELISM=1
+#                               registering thousands of bench users with the default argon2
+#                               (t=3, 64 MiB) takes minutes; hashing is not on any measured path.
+#   COURIER_SEND_RATE=0         the per-user send limit (20/s) would refuse the closed-loop
+#                               throughput scenario's senders.
+# Any COURIER_* variable already set in the environment wins over these defaults.
+#
+# Process handling: `courier serve` runs in this script's process group (run_peers.sh reads
+# the RSS/CPU of the process owning the port and checks it is in that group, and stops the
+# group with TERM then KILL). The worker runs in a process group of its own with a parent-death
+# signal, so that on TERM this script can stop the gateway first, let the worker drain
+# stream:persist (bounded), then stop it and print a summary that checks nothing was lost:
+# rows in `messages` + backlog + dead letters == messages accepted.
+set -uo pipefail
+
+MODE=${1:?usage: courier-target.sh production PORT REDIS_URL [--flush-redis] | embedded PORT}
+PORT=${2:?port}
+REDIS_URL=${3:-}
+FLUSH=0
+[[ "${4:-}" == "--flush-redis" ]] && FLUSH=1
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+COURIER=${COURIER_BIN:-$REPO/.venv/bin/courier}
+PY=$(dirname "$COURIER")/python
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+log() { echo "[courier-target $(date -u +%H:%M:%S)] $*" >&2; }
+
+export COURIER_HOST=127.0.0.1 COURIER_PORT="$PORT"
+export COURIER_LOG_LEVEL=${COURIER_LOG_LEVEL:-warning}
+export COURIER_ARGON2_TIME_COST=${COURIER_ARGON2_TIME_COST:-1}
+export COURIER_ARGON2_MEMORY_KIB=${COURIER_ARGON2_MEMORY_KIB:-8192}
+export COURIER_ARGON2_PARALLELISM=${COURIER_ARGON2_PARALLELISM:-1}
+export COURIER_SEND_RATE=${COURIER_SEND_RATE:-0}
+export COURIER_JWT_SECRET=${COURIER_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+
+SERVE_PID="" WORKER_PID="" SCRAPER_PID="" TMP=""
+STATE=$(mktemp -d /tmp/courier-target.XXXXXX)
+
+metric() {  # metric NAME: the value of one sample in the last /metrics scrape
+  awk -v n="$1" '$1 == n {print int($2)}' "$STATE/metrics" 2>/dev/null | tail -1
+}
+
+scrape_loop() {  # keep the last /metrics (the accepted counter) for the summary at exit
+  while sleep 2; do
+    curl -s -m 1 "http://127.0.0.1:$PORT/metrics" -o "$STATE/metrics.new" && mv "$STATE/metrics.new" "$STATE/metrics"
+  done
+}
+
+summary_production() {
+  local accepted rows backlog dead
+  accepted=$(metric courier_messages_accepted_total)
+  rows=$(mysql -h 127.0.0.1 -P 3306 -u root -N -e "SELECT COUNT(*) FROM $DB.messages" 2>/dev/null || echo "?")
+  backlog=$(redis-cli -u "$REDIS_URL" XLEN stream:persist 2>/dev/null || echo "?")
+  dead=$(redis-cli -u "$REDIS_URL" XLEN stream:persist:dead 2>/dev/null || echo "?")
+  log "summary: accepted (last /metrics scrape) ${accepted:-?}; rows in $DB.messages $rows;" \
+      "not yet persisted (stream:persist) $backlog; dead letters $dead"
+}
+
+stop_all() {
+  trap - TERM INT EXIT
+  [[ -n "$SCRAPER_PID" ]] && kill "$SCRAPER_PID" 2>/dev/null
+  if [[ -n "$SERVE_PID" ]]; then
+    kill -TERM "$SERVE_PID" 2>/dev/null
+    wait "$SERVE_PID" 2>/dev/null
+  fi
+  if [[ -n "$WORKER_PID" ]]; then
+    # Let the worker catch up with what the gateway accepted (run_peers.sh KILLs after 10 s).
+    for _ in $(seq 50); do
+      [[ "$(redis-cli -u "$REDIS_URL" XLEN stream:persist 2>/dev/null)" == "0" ]] && break
+      sleep 0.1
+    done
+    kill -TERM "$WORKER_PID" 2>/dev/null
+    wait "$WORKER_PID" 2>/dev/null
+    summary_production
+  fi
+  if [[ "$MODE" == embedded && -n "$TMP" ]]; then
+    log "summary: accepted (last /metrics scrape) $(metric courier_messages_accepted_total); rows in messages" \
+        "$("$PY" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from messages").fetchone()[0])' "$TMP/courier.db" 2>/dev/null)"
+    rm -rf "$TMP"
+  fi
+  rm -rf "$STATE"
+  exit 0
+}
+trap stop_all TERM INT EXIT
+
+case "$MODE" in
+  production)
+    [[ -n "$REDIS_URL" ]] || { echo "production mode needs a REDIS_URL" >&2; exit 2; }
+    DB=courier_bench_$PORT
+    mysql -h 127.0.0.1 -P 3306 -u root -e \
+      "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" || exit 1
+    if [[ $FLUSH == 1 ]]; then redis-cli -u "$REDIS_URL" FLUSHDB >/dev/null || exit 1; fi
+    export COURIER_REDIS_URL="$REDIS_URL" COURIER_DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/$DB"
+    "$COURIER" migrate || exit 1
+    # Own process group (so run_peers.sh's TERM to ours does not reach it before the gateway
+    # has stopped), and KILL if this script dies without cleaning up.
+    setsid setpriv --pdeathsig KILL "$COURIER" worker &
+    WORKER_PID=$!
+    "$COURIER" serve &
+    SERVE_PID=$!
+    ;;
+  embedded)
+    TMP=$(mktemp -d /tmp/courier-bench-data.XXXXXX)
+    export COURIER_DATA_DIR="$TMP"
+    unset COURIER_REDIS_URL COURIER_DATABASE_URL
+    "$COURIER" serve &
+    SERVE_PID=$!
+    ;;
+  *) echo "unknown mode $MODE" >&2; exit 2 ;;
+esac
+log "$MODE mode: serve pid $SERVE_PID${WORKER_PID:+, worker pid $WORKER_PID}, port $PORT"
+scrape_loop &
+SCRAPER_PID=$!
+wait "$SERVE_PID"
+log "courier serve exited ($?)"
+SERVE_PID=""
+stop_all
