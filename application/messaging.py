@@ -1,7 +1,9 @@
 """Use cases of messages: send (private, group), pull, history."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +65,9 @@ class Dispatcher:
     clock: Clock
     ids: IdGenerator
     max_content_length: int
+    # How long a retry waits for a pending first send with its client_msg_id, polling.
+    pending_wait: float = 2.0
+    pending_poll: float = 0.05
 
     async def check_rate(self, sender_id: str) -> None:
         wait = await self.rate_limiter.take("send:" + sender_id)
@@ -81,23 +86,55 @@ class Dispatcher:
 
     async def dispatch(self, message: Message, recipient_ids: list[str]) -> Message:
         key = message.client_msg_id
+        sender_id = message.from_user_id
         if key is not None:
-            original = await self.idempotency.remember(message.from_user_id, key, message)
+            original = await self._claim(message, key)
             if original is not None:
-                return original  # a retry: the first send already reached everyone
+                return original  # a retry: the first send reached everyone
         try:
             cursors = await self.inbox.deliver(message, recipient_ids)
         except Exception:
             # A failed append can be retried under the same key. (Not on
             # cancellation: the append may have gone through, and forgetting
-            # the key then would let a retry deliver the message twice.)
+            # the key then would let a retry deliver the message twice; the
+            # pending answer expires instead.)
             if key is not None:
-                await self.idempotency.forget(message.from_user_id, key)
+                await self.idempotency.forget(sender_id, key, message)
             raise
+        if key is not None:
+            try:
+                await self.idempotency.confirm(sender_id, key, message)
+            except Exception:
+                # The message is accepted: say so. The Redis and SQL inboxes marked the
+                # answer delivered with the append already; elsewhere the pending answer
+                # expires, and a retry after that would send the message again.
+                log.warning("message %s delivered but its client_msg_id not confirmed", message.id, exc_info=True)
         if log.isEnabledFor(logging.INFO):
             for user_id in cursors:
                 log.info("Notification published for message %s to user %s", message.id, user_id)
         return message
+
+    async def _claim(self, message: Message, key: str) -> Message | None:
+        """Take the message's key (None), or the original message of a delivered retry.
+
+        A retry that finds the first send still pending must not answer 201: that
+        send may yet fail, and the message would be lost though "accepted". It waits
+        a little (a delivery normally takes milliseconds) for the first send to be
+        confirmed - then it is answered with the original - or forgotten - then it
+        takes the key and is sent itself. Still pending after that: 409
+        send_in_progress, which the client retries like a 503."""
+        polls = max(0, math.ceil(self.pending_wait / self.pending_poll))
+        for poll in range(polls + 1):
+            answer = await self.idempotency.remember(message.from_user_id, key, message)
+            if answer is None:
+                return None
+            if answer.delivered:
+                return answer.message
+            if poll < polls:
+                await asyncio.sleep(self.pending_poll)
+        raise errors.SendInProgress(
+            "a message with this client_msg_id is still being sent; retry shortly to get its outcome"
+        )
 
 
 @dataclass

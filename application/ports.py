@@ -80,7 +80,13 @@ class Inbox(Protocol):
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
         """Returns each recipient's cursor. After it returns the message is accepted:
-        it survives a crash of this process."""
+        it survives a crash of this process.
+
+        An inbox that shares its store with the IdempotencyKeys (Redis, SQL) also
+        marks the message's pending answer delivered (IdempotencyKeys.confirm) in the
+        same atomic step as the append, when the message has a client_msg_id: then
+        no crash between the append and the use case's confirm() can let a retry
+        deliver the message a second time."""
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is
@@ -101,13 +107,46 @@ class NotificationSubscriber(Protocol):
         on_resync once the subscription is live again so gateways read the gap."""
 
 
-class IdempotencyKeys(Protocol):
-    async def remember(self, sender_id: str, client_msg_id: str, message: Message) -> Message | None:
-        """Remember `message` as the answer to (sender, client_msg_id) for at least 24 hours,
-        unless an answer is already remembered: then return that one instead."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What IdempotencyKeys.remember() found already remembered for a key."""
 
-    async def forget(self, sender_id: str, client_msg_id: str) -> None:
-        """Drop a remembered answer whose send failed, so a retry can succeed."""
+    message: Message
+    # False: pending - the send that remembered it has not confirmed its delivery
+    # (it may still be delivering, or it may yet fail): it must not be answered as sent.
+    delivered: bool
+
+
+class IdempotencyKeys(Protocol):
+    """The answer to (sender, client_msg_id), pending then delivered.
+
+    A send remembers its message as pending before delivering it, then confirms
+    it once Inbox.deliver() returned, or forgets it when the delivery failed.
+    Only a delivered answer is the original message a retry may be given back;
+    a pending one says "being sent right now". A pending answer that is neither
+    confirmed nor forgotten (its process died) expires after a short time
+    (`pending_ttl`, about 30 seconds), so it cannot block the key for good.
+
+    confirm() and forget() act on one message only (compare and set): a slow
+    first attempt whose pending answer expired can never drop or overwrite the
+    answer of the retry that took its key."""
+
+    async def remember(self, sender_id: str, client_msg_id: str, message: Message) -> Answer | None:
+        """Remember `message` as the pending answer to (sender, client_msg_id) and return
+        None, unless an answer is already remembered (and, if pending, not yet expired):
+        then change nothing and return that one, with its state."""
+
+    async def confirm(self, sender_id: str, client_msg_id: str, message: Message) -> None:
+        """`message` was delivered: its pending answer becomes delivered, kept for at least
+        24 hours. When the key is free (the pending answer expired), `message` is
+        remembered delivered; an answer of another message is left alone. Idempotent:
+        an inbox that marks the answer delivered itself, with the append (see
+        Inbox.deliver), makes this call a no-op."""
+
+    async def forget(self, sender_id: str, client_msg_id: str, message: Message) -> None:
+        """The delivery of `message` failed: drop its pending answer, so a retry can
+        succeed. A delivered answer, or another message's, is left alone (a delivery
+        that failed only in its reply may have been marked delivered by the inbox)."""
 
 
 class PersistQueue(Protocol):

@@ -106,6 +106,12 @@ class AlreadyAMember(Conflict):
     code = "already_a_member"
 
 
+class SendInProgress(Conflict):
+    """A send with this client_msg_id is still being delivered; retry it shortly."""
+
+    code = "send_in_progress"
+
+
 # 410 ---------------------------------------------------------------------
 class CursorExpired(CourierError):
     """The cursor is older than what is retained; use the history calls."""

@@ -1,20 +1,55 @@
 """Send idempotency kept in memory (unit tests)."""
 from __future__ import annotations
 
-from application.ports import IdempotencyKeys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from application.ports import Answer, IdempotencyKeys
 from domain.model import Message
+
+PENDING_TTL = 30.0  # seconds a pending answer blocks its key (ports.IdempotencyKeys)
+
+
+@dataclass(slots=True)
+class _Entry:
+    message: Message
+    delivered: bool
+    since: float  # when it was remembered
 
 
 class MemoryIdempotencyKeys(IdempotencyKeys):
-    def __init__(self) -> None:
-        self.answers: dict[tuple[str, str], Message] = {}
+    """Answers are kept for good (a unit test never runs 24 hours); a pending one
+    expires `pending_ttl` seconds after it was remembered, by `now`."""
 
-    async def remember(self, sender_id: str, client_msg_id: str, message: Message) -> Message | None:
+    def __init__(self, now: Callable[[], float] = time.monotonic, pending_ttl: float = PENDING_TTL) -> None:
+        self._now = now
+        self._pending_ttl = pending_ttl
+        self.entries: dict[tuple[str, str], _Entry] = {}
+
+    @property
+    def answers(self) -> dict[tuple[str, str], Message]:
+        """Every remembered message, pending or delivered (for tests to look at)."""
+        return {key: entry.message for key, entry in self.entries.items()}
+
+    async def remember(self, sender_id: str, client_msg_id: str, message: Message) -> Answer | None:
         key = (sender_id, client_msg_id)
-        if key in self.answers:
-            return self.answers[key]
-        self.answers[key] = message
+        entry = self.entries.get(key)
+        if entry is not None and (entry.delivered or self._now() - entry.since < self._pending_ttl):
+            return Answer(entry.message, entry.delivered)
+        self.entries[key] = _Entry(message, delivered=False, since=self._now())
         return None
 
-    async def forget(self, sender_id: str, client_msg_id: str) -> None:
-        self.answers.pop((sender_id, client_msg_id), None)
+    async def confirm(self, sender_id: str, client_msg_id: str, message: Message) -> None:
+        key = (sender_id, client_msg_id)
+        entry = self.entries.get(key)
+        if entry is None or (not entry.delivered and self._now() - entry.since >= self._pending_ttl):
+            self.entries[key] = _Entry(message, delivered=True, since=self._now())
+        elif entry.message.id == message.id:
+            entry.delivered = True
+
+    async def forget(self, sender_id: str, client_msg_id: str, message: Message) -> None:
+        key = (sender_id, client_msg_id)
+        entry = self.entries.get(key)
+        if entry is not None and not entry.delivered and entry.message.id == message.id:
+            del self.entries[key]

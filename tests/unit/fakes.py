@@ -126,6 +126,50 @@ class YieldingInbox(Inbox):
         await asyncio.sleep(0)
 
 
+class GatedInbox(Inbox):
+    """Wraps an inbox so that deliver() waits until the test opens the gate:
+    `await inbox.entered.wait()` then `inbox.open()` (deliver) or
+    `inbox.open(error)` (the delivery fails with it). Each deliver() waits for
+    its own opening; `hold` False lets deliveries through at once again."""
+
+    def __init__(self, inner: Inbox) -> None:
+        self.inner = inner
+        self.hold = True
+        self.entered = asyncio.Event()  # a deliver() is waiting at the gate
+        self._gates: list[asyncio.Future] = []
+
+    @property
+    def persisted(self) -> list[Message]:
+        return self.inner.persisted
+
+    @property
+    def _streams(self):
+        return self.inner._streams
+
+    def open(self, error: Exception | None = None) -> None:
+        gate = self._gates.pop(0)
+        if error is None:
+            gate.set_result(None)
+        else:
+            gate.set_exception(error)
+        if not self._gates:
+            self.entered.clear()
+
+    async def deliver(self, message, recipient_ids):
+        if self.hold:
+            gate = asyncio.get_running_loop().create_future()
+            self._gates.append(gate)
+            self.entered.set()
+            await gate
+        return await self.inner.deliver(message, recipient_ids)
+
+    async def read(self, user_id, after, limit):
+        return await self.inner.read(user_id, after, limit)
+
+    async def last_cursor(self, user_id):
+        return await self.inner.last_cursor(user_id)
+
+
 def encode(delivery: Delivery) -> bytes:
     return json.dumps(delivery.public()).encode()
 
@@ -185,6 +229,7 @@ def build(
     inbox_max_length: int = 10_000,
     inbox: Inbox | None = None,
     yielding_inbox: bool = False,
+    pending_wait: float = 2.0,
 ) -> Courier:
     clock = FakeClock()
     ids = UuidGenerator()
@@ -197,7 +242,7 @@ def build(
         inbox = MemoryInbox(bus, max_length=inbox_max_length)
         if yielding_inbox:
             inbox = YieldingInbox(inbox)
-    idempotency = MemoryIdempotencyKeys()
+    idempotency = MemoryIdempotencyKeys(now=clock.now)
     burst = send_burst if send_burst is not None else 2 * send_rate
     rate_limiter = MemoryRateLimiter(clock, rate=send_rate, burst=burst)
     failures = MemoryFailureThrottle(clock, limit=login_failures, window=60.0)
@@ -211,6 +256,8 @@ def build(
         clock=clock,
         ids=ids,
         max_content_length=max_content_length,
+        pending_wait=pending_wait,
+        pending_poll=0.01,
     )
     return Courier(
         clock=clock,
@@ -237,4 +284,6 @@ def build(
     )
 
 
-__all__ = ["Courier", "FakePasswordHasher", "Message", "RecordingChannel", "YieldingInbox", "build", "encode"]
+__all__ = [
+    "Courier", "FakePasswordHasher", "GatedInbox", "Message", "RecordingChannel", "YieldingInbox", "build", "encode",
+]

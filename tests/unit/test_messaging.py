@@ -1,11 +1,18 @@
 """Sending (private, group), the pull, and the history calls."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from adapters.memory.bus import InProcessBus
+from adapters.memory.idempotency import MemoryIdempotencyKeys
+from adapters.memory.inbox import MemoryInbox
+from application.ports import Answer
 from domain import errors
-from domain.model import GROUP, PRIVATE
-from tests.unit.fakes import Courier
+from domain.model import GROUP, PRIVATE, Message
+from entrypoints.http.errors import status_of
+from tests.unit.fakes import Courier, GatedInbox
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -155,6 +162,155 @@ async def test_a_failed_delivery_forgets_the_key_so_a_retry_works(courier):
     retried = await courier.send_private(alice.id, body)
     assert inbox_ids(courier, bob.id) == [retried.id]
     assert await courier.send_private(alice.id, body) == retried
+
+
+@pytest.mark.gen_test
+async def test_a_retry_while_the_first_send_is_delivering_waits_for_it(make_courier):
+    courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())))
+    alice, bob = await alice_and_bob(courier)
+    body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
+    first = asyncio.ensure_future(courier.send_private(alice.id, body))
+    await courier.inbox.entered.wait()
+    retry = asyncio.ensure_future(courier.send_private(alice.id, dict(body)))
+    await asyncio.sleep(0.1)
+    assert not retry.done()  # no 201 for a message that is not delivered yet
+    courier.inbox.open()
+    original = await first
+    assert await retry == original
+    assert inbox_ids(courier, bob.id) == [original.id]
+
+
+@pytest.mark.gen_test
+async def test_a_retry_while_the_first_send_fails_sends_the_message_itself(make_courier):
+    courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())))
+    alice, bob = await alice_and_bob(courier)
+    body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
+    first = asyncio.ensure_future(courier.send_private(alice.id, body))
+    await courier.inbox.entered.wait()
+    retry = asyncio.ensure_future(courier.send_private(alice.id, dict(body)))
+    await asyncio.sleep(0.05)
+    courier.inbox.open(errors.ServiceUnavailable())
+    with pytest.raises(errors.ServiceUnavailable):
+        await first  # the first client is told 503; nothing was accepted
+    await courier.inbox.entered.wait()  # the retry took the key and delivers its own message
+    assert not retry.done()
+    courier.inbox.open()
+    sent = await retry
+    assert inbox_ids(courier, bob.id) == [sent.id]  # delivered exactly once
+    courier.inbox.hold = False
+    assert await courier.send_private(alice.id, dict(body)) == sent
+
+
+@pytest.mark.gen_test
+async def test_a_retry_still_pending_after_the_wait_is_told_to_retry(make_courier):
+    courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())), pending_wait=0.05)
+    alice, bob = await alice_and_bob(courier)
+    body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
+    first = asyncio.ensure_future(courier.send_private(alice.id, body))
+    await courier.inbox.entered.wait()
+    with pytest.raises(errors.SendInProgress) as raised:
+        await courier.send_private(alice.id, dict(body))
+    assert status_of(raised.value) == 409
+    assert raised.value.code == "send_in_progress"
+    courier.inbox.open()
+    original = await first
+    assert await courier.send_private(alice.id, dict(body)) == original
+    assert inbox_ids(courier, bob.id) == [original.id]
+
+
+@pytest.mark.gen_test
+async def test_the_pending_answer_of_a_send_that_died_expires(make_courier):
+    courier = make_courier(pending_wait=0.02)
+    alice, bob = await alice_and_bob(courier)
+    body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
+    # A gateway remembered the key, then died before delivering or forgetting it.
+    lost = Message(type=PRIVATE, id="lost", from_user_id=alice.id, to_user_id=bob.id, content="hi",
+                   created_at=0, client_msg_id="k1")
+    assert await courier.idempotency.remember(alice.id, "k1", lost) is None
+    with pytest.raises(errors.SendInProgress):
+        await courier.send_private(alice.id, body)
+    courier.clock.advance(29)
+    with pytest.raises(errors.SendInProgress):
+        await courier.send_private(alice.id, body)
+    courier.clock.advance(1)
+    sent = await courier.send_private(alice.id, body)
+    assert sent.id != "lost"
+    assert inbox_ids(courier, bob.id) == [sent.id]
+    assert await courier.send_private(alice.id, body) == sent
+
+
+@pytest.mark.gen_test
+async def test_a_delivered_send_is_accepted_even_if_its_confirmation_fails(courier, monkeypatch):
+    alice, bob = await alice_and_bob(courier)
+    body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
+
+    async def down(*args):
+        raise errors.ServiceUnavailable()
+
+    monkeypatch.setattr(courier.idempotency, "confirm", down)
+    sent = await courier.send_private(alice.id, body)
+    assert inbox_ids(courier, bob.id) == [sent.id]
+
+
+@pytest.mark.gen_test
+async def test_a_cancelled_send_leaves_its_key_pending(make_courier):
+    """The append may have gone through: forgetting the key would let a retry send it twice."""
+    courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())), pending_wait=0.02)
+    alice, bob = await alice_and_bob(courier)
+    body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
+    first = asyncio.ensure_future(courier.send_private(alice.id, body))
+    await courier.inbox.entered.wait()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(errors.SendInProgress):
+        await courier.send_private(alice.id, body)
+
+
+# the in-memory IdempotencyKeys --------------------------------------------------------
+def keyed(message_id: str) -> Message:
+    return Message(type=PRIVATE, id=message_id, from_user_id="a", to_user_id="b", content="x", created_at=0,
+                   client_msg_id="k")
+
+
+@pytest.mark.gen_test
+async def test_idempotency_keys_go_from_pending_to_delivered():
+    now = [0.0]
+    keys = MemoryIdempotencyKeys(now=lambda: now[0], pending_ttl=30)
+    first = keyed("1")
+    assert await keys.remember("a", "k", first) is None
+    assert await keys.remember("a", "k", keyed("2")) == Answer(first, delivered=False)
+    await keys.confirm("a", "k", first)
+    assert await keys.remember("a", "k", keyed("2")) == Answer(first, delivered=True)
+    await keys.forget("a", "k", first)  # a delivered answer stays
+    now[0] += 10 * 86400
+    assert await keys.remember("a", "k", keyed("2")) == Answer(first, delivered=True)
+
+
+@pytest.mark.gen_test
+async def test_a_slow_first_attempt_never_touches_the_answer_of_the_retry_that_took_its_key():
+    now = [0.0]
+    keys = MemoryIdempotencyKeys(now=lambda: now[0], pending_ttl=30)
+    slow, retry = keyed("slow"), keyed("retry")
+    await keys.remember("a", "k", slow)
+    now[0] += 30  # expired
+    assert await keys.remember("a", "k", retry) is None
+    await keys.forget("a", "k", slow)
+    await keys.confirm("a", "k", slow)
+    assert await keys.remember("a", "k", keyed("3")) == Answer(retry, delivered=False)
+    await keys.forget("a", "k", retry)
+    assert await keys.remember("a", "k", keyed("3")) is None
+
+
+@pytest.mark.gen_test
+async def test_confirm_remembers_a_message_whose_pending_answer_expired():
+    now = [0.0]
+    keys = MemoryIdempotencyKeys(now=lambda: now[0], pending_ttl=30)
+    slow = keyed("slow")
+    await keys.remember("a", "k", slow)
+    now[0] += 31
+    await keys.confirm("a", "k", slow)
+    assert await keys.remember("a", "k", keyed("2")) == Answer(slow, delivered=True)
 
 
 @pytest.mark.gen_test
