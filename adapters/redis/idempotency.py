@@ -1,5 +1,13 @@
 """Send idempotency shared by every gateway: the answer to (sender, client_msg_id)
-kept in Redis for a week (the contract promises at least 24 hours)."""
+in Redis, one string key each, pending then delivered (see ports.IdempotencyKeys).
+
+The value is '<state>:<message id>:<record JSON>', state 'p' (pending, kept
+`pending_ttl` seconds: a gateway that died mid-send blocks the key no longer)
+or 'd' (delivered, kept a week: the contract promises at least 24 hours).
+RedisInbox's deliver.lua marks the answer delivered in the same script as the
+append, so no crash between the two can leave a delivered message pending
+(and let a retry after the pending TTL deliver it twice); confirm() is then a
+no-op kept for inboxes that cannot do that."""
 from __future__ import annotations
 
 import hashlib
@@ -7,11 +15,13 @@ import hashlib
 import orjson
 import redis.asyncio as aioredis
 
-from adapters.redis.support import unavailable
-from application.ports import IdempotencyKeys
+from adapters.redis.support import lua, unavailable
+from application.ports import Answer, IdempotencyKeys
 from domain.model import Message
 
 DEFAULT_TTL = 7 * 86400
+PENDING_TTL = 30.0
+PENDING, DELIVERED = b"p", b"d"
 
 
 def idempotency_key(sender_id: str, client_msg_id: str) -> str:
@@ -21,19 +31,36 @@ def idempotency_key(sender_id: str, client_msg_id: str) -> str:
     return f"idem:{sender_id}:{digest}"
 
 
+def parse_answer(value: bytes | str) -> Answer:
+    """A key's value as an Answer. (Message ids are UUIDs: no colon in them.)"""
+    raw = value.encode() if isinstance(value, str) else value
+    state, _message_id, record = raw.split(b":", 2)
+    return Answer(Message.from_record(orjson.loads(record)), delivered=state == DELIVERED)
+
+
 class RedisIdempotencyKeys(IdempotencyKeys):
-    def __init__(self, client: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL):
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int = DEFAULT_TTL, pending_ttl: float = PENDING_TTL):
         self._client = client
         self._ttl = int(ttl_seconds)
+        self._pending_ms = max(1, int(pending_ttl * 1000))
+        self._script = client.register_script(lua("idempotency.lua"))
 
-    async def remember(self, sender_id: str, client_msg_id: str, message: Message) -> Message | None:
+    async def remember(self, sender_id: str, client_msg_id: str, message: Message) -> Answer | None:
         key = idempotency_key(sender_id, client_msg_id)
+        value = b"p:" + message.id.encode() + b":" + orjson.dumps(message.to_record())
         # SET NX GET (Redis 7): store ours unless a value exists, and return that value,
         # in one atomic step - two gateways racing on the same key agree on one answer.
         with unavailable("idempotency"):
-            previous = await self._client.set(key, orjson.dumps(message.to_record()), nx=True, ex=self._ttl, get=True)
-        return None if previous is None else Message.from_record(orjson.loads(previous))
+            previous = await self._client.set(key, value, nx=True, px=self._pending_ms, get=True)
+        return None if previous is None else parse_answer(previous)
 
-    async def forget(self, sender_id: str, client_msg_id: str) -> None:
+    async def confirm(self, sender_id: str, client_msg_id: str, message: Message) -> None:
+        record = orjson.dumps(message.to_record())
         with unavailable("idempotency"):
-            await self._client.delete(idempotency_key(sender_id, client_msg_id))
+            await self._script(
+                keys=[idempotency_key(sender_id, client_msg_id)], args=["confirm", message.id, record, self._ttl]
+            )
+
+    async def forget(self, sender_id: str, client_msg_id: str, message: Message) -> None:
+        with unavailable("idempotency"):
+            await self._script(keys=[idempotency_key(sender_id, client_msg_id)], args=["forget", message.id, "", 0])

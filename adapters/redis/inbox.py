@@ -1,6 +1,7 @@
 """The production Inbox: one Redis stream per user (stream:private:{user_id}),
 the persistence stream (stream:persist) and the pub/sub notification, all
-written by one Lua script per message (deliver.lua says why)."""
+written by one Lua script per message (deliver.lua says why), which also marks
+the sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,6 +10,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
+from adapters.redis.idempotency import DEFAULT_TTL as IDEMPOTENCY_TTL
+from adapters.redis.idempotency import idempotency_key
 from adapters.redis.support import lua, text, unavailable
 from application.ports import Inbox
 from domain import errors
@@ -34,12 +37,14 @@ class RedisInbox(Inbox):
         exact_trim: bool = False,
         persist_stream: str = PERSIST_STREAM,
         channel: str = NOTIFICATION_CHANNEL,
+        idempotency_ttl: int = IDEMPOTENCY_TTL,
     ):
         self._client = client
         self._max_length = str(int(max_length))
         self._trim = "=" if exact_trim else "~"
         self._persist_stream = persist_stream
         self._channel = channel
+        self._idempotency_ttl = int(idempotency_ttl)
         # Scripts are sent by their SHA and loaded again after a Redis restart
         # (NOSCRIPT), so nothing is sent here.
         self._deliver = client.register_script(lua("deliver.lua"))
@@ -51,8 +56,13 @@ class RedisInbox(Inbox):
         # copied once per recipient, and client_msg_id belongs to the sender alone.
         compact = orjson.dumps(message.public())
         full = orjson.dumps(message.to_record())
-        keys = [self._persist_stream, *(INBOX_KEY.format(user_id) for user_id in recipients)]
-        args = [self._max_length, self._trim, compact, full, self._channel]
+        keys = [self._persist_stream]
+        args = [self._max_length, self._trim, compact, full, self._channel, "", self._idempotency_ttl]
+        if message.client_msg_id is not None:
+            # The script marks the sender's idempotency answer delivered with the append.
+            keys.append(idempotency_key(message.from_user_id, message.client_msg_id))
+            args[5] = message.id
+        keys.extend(INBOX_KEY.format(user_id) for user_id in recipients)
         args.extend(orjson.dumps(user_id) for user_id in recipients)
         with unavailable("deliver"):
             ids = await self._deliver_once(keys, args)
