@@ -2,7 +2,8 @@
 
 deliver() writes the message itself and one inbox entry per recipient in one
 transaction: in the embedded mode the message is in the durable store as soon
-as it is accepted, so there is no separate persister. Only after the commit is
+as it is accepted, so there is no separate persister. The same transaction marks
+the sender's idempotency answer delivered (adapters/sql/idempotency.py). Only after the commit is
 the Notification published on the in-process bus.
 
 Group commit: deliver() queues its message; one flusher task at a time takes
@@ -29,6 +30,7 @@ from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.memory.bus import InProcessBus
 from adapters.sql.database import Database
+from adapters.sql.idempotency import mark_delivered
 from adapters.sql.messages import MAX_SEQ, MESSAGE_COLUMNS, message_from_row, message_row, release_taken_client_ids
 from adapters.sql.tables import inbox_entries, inbox_trims, messages
 from application.ports import Inbox, Notification
@@ -152,6 +154,8 @@ class SqliteInbox(Inbox):
             cursors = {user_id: f"{seq}-0" for user_id, seq in zip(send.recipient_ids, seqs, strict=True)}
         for user_id in send.trim:
             self._trim(conn, user_id)
+        # Accepted with this commit: so is the sender's idempotency answer, in the same one.
+        mark_delivered(conn, send.message)
         return cursors
 
     @staticmethod

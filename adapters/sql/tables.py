@@ -21,6 +21,7 @@ from __future__ import annotations
 from sqlalchemy import (
     CHAR,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -153,9 +154,12 @@ idempotency_keys = Table(
     Column("sender_id", IdType, ForeignKey("users.id"), nullable=False),
     Column("client_msg_id", String(128), nullable=False),
     Column("message_id", IdType, nullable=False),
-    # The original message as Message.to_record() JSON: a retry gets it back
-    # identical, even while the first send is still being delivered.
+    # The original message as Message.to_record() JSON: a retry gets it back identical.
     Column("record", ContentType, nullable=False),
+    # False while the send that remembered it is still delivering it (pending): a
+    # retry must not be told it was sent. Pending rows older than a short TTL are
+    # taken over by a retry (adapters/sql/idempotency.py).
+    Column("delivered", Boolean, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     PrimaryKeyConstraint("sender_id", "client_msg_id"),
     Index(None, "created_at"),

@@ -120,6 +120,7 @@ def upgrade() -> None:
         sa.Column("client_msg_id", sa.String(128), nullable=False),
         sa.Column("message_id", ID, nullable=False),
         sa.Column("record", CONTENT, nullable=False),
+        sa.Column("delivered", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("sender_id", "client_msg_id", name="pk_idempotency_keys"),
         sa.ForeignKeyConstraint(["sender_id"], ["users.id"], name="fk_idempotency_keys_sender_id_users"),

@@ -21,7 +21,7 @@ from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
 from adapters.sql.messages import SqlMessageStore
 from adapters.sql.users import SqlUserRepository
-from application.ports import Notification
+from application.ports import Answer, Notification
 from domain import errors
 from domain.model import PRIVATE, Group, Message, User, cursor_position
 
@@ -263,14 +263,77 @@ async def test_a_retry_gets_the_original_message_back(db, people):
     original = message(a, b, "first 😀", client_msg_id="k1")
     assert await keys.remember(a, "k1", original) is None
     retry = message(a, b, "first 😀", client_msg_id="k1")
-    assert await keys.remember(a, "k1", retry) == original  # same id, created_at, content
+    # same id, created_at, content; pending until the first send confirms it
+    assert await keys.remember(a, "k1", retry) == Answer(original, delivered=False)
+    await keys.confirm(a, "k1", original)
+    assert await keys.remember(a, "k1", retry) == Answer(original, delivered=True)
     # Another sender's k1 is another key.
     assert await keys.remember(c, "k1", message(c, b, client_msg_id="k1")) is None
     # A send that failed is forgotten, so the retry goes through as a new message.
-    await keys.forget(a, "k1")
-    assert await keys.remember(a, "k1", retry) is None
-    assert await keys.remember(a, "k1", original) == retry
-    await keys.forget(a, "never-remembered")
+    failed = message(a, b, client_msg_id="k2")
+    await keys.remember(a, "k2", failed)
+    await keys.forget(a, "k2", failed)
+    assert await keys.remember(a, "k2", retry) is None
+    assert await keys.remember(a, "k2", original) == Answer(retry, delivered=False)
+    await keys.forget(a, "never-remembered", retry)
+
+
+@pytest.mark.gen_test
+async def test_forget_and_confirm_touch_only_their_own_message(db, people):
+    a, b, *_ = people
+    keys = SqlIdempotencyKeys(db)
+    first, other = message(a, b, client_msg_id="k"), message(a, b, client_msg_id="k")
+    await keys.remember(a, "k", first)
+    await keys.forget(a, "k", other)
+    await keys.confirm(a, "k", other)
+    assert await keys.remember(a, "k", other) == Answer(first, delivered=False)
+    await keys.confirm(a, "k", first)
+    await keys.confirm(a, "k", first)  # idempotent
+    await keys.forget(a, "k", first)  # a delivered answer stays
+    assert await keys.remember(a, "k", other) == Answer(first, delivered=True)
+    # confirm() on a free key remembers the message, delivered.
+    free = message(a, b, client_msg_id="free")
+    await keys.confirm(a, "free", free)
+    assert await keys.remember(a, "free", other) == Answer(free, delivered=True)
+
+
+@pytest.mark.gen_test
+async def test_a_pending_answer_left_by_a_dead_send_is_taken_over_after_its_ttl(db, people):
+    a, b, *_ = people
+    now = [1_700_000_000.0]
+    keys = SqlIdempotencyKeys(db, now=lambda: now[0], pending_ttl=30)
+    dead, retry = message(a, b, client_msg_id="k"), message(a, b, client_msg_id="k")
+    await keys.remember(a, "k", dead)  # never confirmed nor forgotten
+    now[0] += 29
+    assert await keys.remember(a, "k", retry) == Answer(dead, delivered=False)
+    now[0] += 1
+    assert await keys.remember(a, "k", retry) is None  # the retry took the key
+    assert await keys.remember(a, "k", dead) == Answer(retry, delivered=False)
+    # Should the dead send come back after all, it cannot touch the retry's answer.
+    await keys.forget(a, "k", dead)
+    await keys.confirm(a, "k", dead)
+    assert await keys.remember(a, "k", dead) == Answer(retry, delivered=False)
+    await keys.confirm(a, "k", retry)
+    now[0] += 3600  # a delivered answer never goes stale
+    assert await keys.remember(a, "k", dead) == Answer(retry, delivered=True)
+
+
+@pytest.mark.gen_test
+async def test_the_inbox_marks_the_answer_delivered_in_the_append_transaction(db, people, inbox):
+    a, b, *_ = people
+    keys = SqlIdempotencyKeys(db)
+    sent = message(a, b, client_msg_id="k")
+    await keys.remember(a, "k", sent)
+    await inbox.deliver(sent, [b])
+    # The process died before its confirm(): the answer is delivered all the same, and a
+    # delivery that failed only in its reply keeps its answer when the key is forgotten.
+    await keys.forget(a, "k", sent)
+    assert await keys.remember(a, "k", message(a, b, client_msg_id="k")) == Answer(sent, delivered=True)
+    # Another message's answer is left alone.
+    pending = message(a, b, client_msg_id="p")
+    await keys.remember(a, "p", pending)
+    await inbox.deliver(message(a, b, client_msg_id="p"), [b])
+    assert await keys.remember(a, "p", message(a, b)) == Answer(pending, delivered=False)
 
 
 @pytest.mark.gen_test
@@ -280,7 +343,7 @@ async def test_a_group_message_is_remembered_whole(db, people):
     original = Message(type="group", id=new_id(), from_user_id=a, group_id=new_id(), content="x" * 5000,
                        created_at=1_700_000_123, client_msg_id="長い-id")
     await keys.remember(a, "長い-id", original)
-    assert await keys.remember(a, "長い-id", message(a, a)) == original
+    assert (await keys.remember(a, "長い-id", message(a, a))).message == original
 
 
 @pytest.mark.gen_test
@@ -290,8 +353,9 @@ async def test_keys_are_kept_at_least_a_day_then_purged(db, people):
     keys = SqlIdempotencyKeys(db, now=lambda: now[0])
     first = message(a, b, client_msg_id="old")
     await keys.remember(a, "old", first)
+    await keys.confirm(a, "old", first)
     now[0] += 24 * 3600
-    assert await keys.remember(a, "old", message(a, b)) == first
+    assert await keys.remember(a, "old", message(a, b)) == Answer(first, delivered=True)
     now[0] += 30 * 24 * 3600
     keys._until_purge = 0  # the next call purges
     assert await keys.remember(a, "new", message(a, b)) is None
