@@ -50,10 +50,10 @@ def main() -> None:
             for name in set(frames):
                 total_count[name] += n
     print(f"{samples} samples{' (filter: ' + args.filter + ')' if args.filter else ''}")
-    print(f"\n--- self (top of stack) ---")
+    print("\n--- self (top of stack) ---")
     for name, n in self_count.most_common(args.top):
         print(f"{100 * n / samples:6.2f}%  {name}")
-    print(f"\n--- total (anywhere in the stack) ---")
+    print("\n--- total (anywhere in the stack) ---")
     for name, n in total_count.most_common(args.top):
         print(f"{100 * n / samples:6.2f}%  {name}")
 
