@@ -253,7 +253,7 @@ class Collector:
                 raise AssertionError(f"{self.name} closed {self.closed} missing {len(ids - set(self.counts))}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name} is missing {len(ids - set(self.counts))} of {len(ids)} "
-                                     f"messages after {timeout} s: {sorted(ids - set(self.counts))}; "
+                                     f"messages after {timeout} s, e.g. {sorted(ids - set(self.counts))[:3]}; "
                                      f"first frames {[f['content'] for f in self.frames[:3]]}")
             await asyncio.sleep(0.02)
 
