@@ -1,0 +1,238 @@
+"""Read-through caches in Redis in front of the SQL user and group repositories,
+so a send (which looks its recipient or its group up) keeps working while MySQL
+is down: the message waits in stream:persist, and the worker stores it once
+MySQL is back. Decorators: each wraps an inner repository and implements the
+same port, so the use cases never know.
+
+- A hit is served from Redis; a miss reads the inner repository and stores the
+  answer with a TTL. What the inner repository does not find is not cached.
+- Redis down (or answering garbage) never fails a request: the cache is skipped
+  and the inner repository answers (a warning is logged, at most every few
+  seconds). MySQL down on a miss: the inner repository's ServiceUnavailable (503).
+
+Users: only what get()'s callers use is cached - id and username, never the
+password hash (Redis is not where the credentials live). get() therefore always
+answers a User whose password_hash is NO_PASSWORD_HASH, hit or miss, so nothing
+can come to depend on it working only while the cache is cold: a check against
+it fails closed. Logging in reads get_by_username(), which is not cached. A user
+is never renamed or deleted, so the entry cannot go stale; the TTL (a day) keeps
+Redis from holding every user ever seen.
+
+Groups: the group (name, owner, members in join order) on get(). Members and
+owner change, so a change invalidates: a generation counter per group is bumped
+and the entry deleted, once before the SQL write and once after it. A reader
+that missed notes the generation before reading SQL and stores what it read
+only if the generation is unchanged (one Lua script), so a read racing a change
+can never put the old membership back. The bump before the write must succeed:
+with Redis down a membership change answers 503 rather than leave a removed
+member receiving the group's messages from a stale entry (in production every
+send needs Redis anyway). Should the bump after the write fail, the TTL (an
+hour) bounds how long a reader that raced it may be served the old members.
+list_for_member() passes through (not on the send path)."""
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from adapters.redis.support import unavailable
+from application.ports import GroupRepository, UserRepository
+from domain.errors import ServiceUnavailable
+from domain.model import Group, User
+
+log = logging.getLogger("courier.redis.cache")
+
+USER_TTL = 24 * 3600
+GROUP_TTL = 3600
+GENERATION_TTL = 7 * 24 * 3600  # far longer than any read of the inner repository
+WARN_EVERY = 10.0  # seconds between two warnings that the cache is skipped
+
+# shadow(5)'s "no password": never a valid argon2 hash, so verifying against it fails.
+NO_PASSWORD_HASH = "!"
+
+# KEYS: the entry, the group's generation. ARGV: the generation read before the
+# inner repository was ("" when there was none), the value, its TTL in seconds.
+_STORE_IF_UNCHANGED = """
+local generation = redis.call('GET', KEYS[2]) or ''
+if generation ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+# Errors that make a cache operation skip the cache: an outage (ServiceUnavailable
+# from support.unavailable), any other refusal of Redis, a value that is not ours.
+_SKIPPED = (ServiceUnavailable, RedisError, ValueError, KeyError, TypeError)
+
+
+class _Warner:
+    """Warns that the cache is skipped at most every WARN_EVERY seconds, with a count."""
+
+    def __init__(self, what: str):
+        self._what = what
+        self._last = float("-inf")
+        self._skipped = 0
+
+    def __call__(self, action: str, error: BaseException) -> None:
+        self._skipped += 1
+        now = time.monotonic()
+        if now - self._last >= WARN_EVERY:
+            log.warning("%s cache skipped (%s; %d times since the last warning): %r",
+                        self._what, action, self._skipped, error)
+            self._last = now
+            self._skipped = 0
+
+
+def user_key(user_id: str) -> str:
+    return f"cache:user:{user_id}"
+
+
+def group_key(group_id: str) -> str:
+    # One hash tag for the entry and its generation: a Lua script touches both.
+    return f"cache:group:{{{group_id}}}"
+
+
+def generation_key(group_id: str) -> str:
+    return f"cache:group:{{{group_id}}}:generation"
+
+
+def _public_user(user: User) -> User:
+    return User(id=user.id, username=user.username, password_hash=NO_PASSWORD_HASH)
+
+
+class RedisCachedUserRepository(UserRepository):
+    def __init__(self, inner: UserRepository, client: aioredis.Redis, ttl_seconds: int = USER_TTL):
+        self._inner = inner
+        self._client = client
+        self._ttl = int(ttl_seconds)
+        self._skipped = _Warner("user")
+
+    async def add(self, user: User) -> None:
+        await self._inner.add(user)
+        await self._store(user)  # write-through, once the database has it
+
+    async def get(self, user_id: str) -> User | None:
+        try:
+            with unavailable("user cache"):
+                raw = await self._client.get(user_key(user_id))
+            if raw is not None:
+                record = orjson.loads(raw)
+                return User(id=record["id"], username=record["username"], password_hash=NO_PASSWORD_HASH)
+        except _SKIPPED as e:
+            self._skipped("read", e)
+        user = await self._inner.get(user_id)  # ServiceUnavailable when the database is down: a 503
+        if user is None:
+            return None
+        await self._store(user)
+        return _public_user(user)
+
+    async def get_by_username(self, username: str) -> User | None:
+        return await self._inner.get_by_username(username)  # logging in: the hash must be the database's
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self._inner.set_password_hash(user_id, password_hash)  # the hash is not cached
+
+    async def _store(self, user: User) -> None:
+        value = orjson.dumps({"id": user.id, "username": user.username})
+        try:
+            with unavailable("user cache"):
+                await self._client.set(user_key(user.id), value, ex=self._ttl)
+        except _SKIPPED as e:
+            self._skipped("write", e)
+
+
+class RedisCachedGroupRepository(GroupRepository):
+    def __init__(self, inner: GroupRepository, client: aioredis.Redis, ttl_seconds: int = GROUP_TTL):
+        self._inner = inner
+        self._client = client
+        self._ttl = int(ttl_seconds)
+        self._store_script = client.register_script(_STORE_IF_UNCHANGED)
+        self._skipped = _Warner("group")
+
+    async def add(self, group: Group) -> None:
+        generation = await self._generation(group.id)
+        await self._inner.add(group)
+        if generation is not None:
+            await self._store(group, generation)  # write-through, unless a change came first
+
+    async def get(self, group_id: str) -> Group | None:
+        generation = None
+        try:
+            with unavailable("group cache"):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.get(group_key(group_id))
+                    pipe.get(generation_key(group_id))
+                    raw, generation = await pipe.execute()
+            if raw is not None:
+                record = orjson.loads(raw)
+                return Group(id=record["id"], name=record["name"], owner_id=record["owner_id"],
+                             member_ids=list(record["member_ids"]))
+            generation = _text(generation)
+        except _SKIPPED as e:
+            self._skipped("read", e)
+            generation = None  # do not store what is read now: a change may not have invalidated
+        group = await self._inner.get(group_id)
+        if group is not None and generation is not None:
+            await self._store(group, generation)
+        return group
+
+    async def list_for_member(self, user_id: str) -> list[Group]:
+        return await self._inner.list_for_member(user_id)
+
+    async def add_member(self, group_id: str, user_id: str) -> None:
+        await self._invalidate(group_id, required=True)
+        try:
+            await self._inner.add_member(group_id, user_id)
+        finally:
+            await self._invalidate(group_id, required=False)
+
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+        await self._invalidate(group_id, required=True)
+        try:
+            await self._inner.remove_member(group_id, user_id, new_owner_id)
+        finally:
+            await self._invalidate(group_id, required=False)
+
+    # --- internals ----------------------------------------------------------
+    async def _generation(self, group_id: str) -> str | None:
+        """The group's generation now ("" for none), or None when Redis cannot say."""
+        try:
+            with unavailable("group cache"):
+                return _text(await self._client.get(generation_key(group_id)))
+        except _SKIPPED as e:
+            self._skipped("read", e)
+            return None
+
+    async def _store(self, group: Group, generation: str) -> None:
+        value = orjson.dumps({"id": group.id, "name": group.name, "owner_id": group.owner_id,
+                              "member_ids": list(group.member_ids)})
+        try:
+            with unavailable("group cache"):
+                await self._store_script(keys=[group_key(group.id), generation_key(group.id)],
+                                         args=[generation, value, self._ttl])
+        except _SKIPPED as e:
+            self._skipped("write", e)
+
+    async def _invalidate(self, group_id: str, required: bool) -> None:
+        """Bump the generation and drop the entry. `required`: raise ServiceUnavailable
+        when Redis cannot (before a change); else log and rely on the TTL (after one)."""
+        try:
+            with unavailable("group cache"):
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.incr(generation_key(group_id))
+                    pipe.expire(generation_key(group_id), GENERATION_TTL)
+                    pipe.delete(group_key(group_id))
+                    await pipe.execute()
+        except _SKIPPED as e:
+            if required:
+                raise ServiceUnavailable("redis is unavailable (group cache): membership cannot change") from e
+            log.warning("group %s changed but its cache entry was not invalidated (it expires within %d s): %r",
+                        group_id, self._ttl, e)
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
