@@ -16,6 +16,7 @@ from dependency_injector import containers, providers
 from adapters.clock import SystemClock, UuidGenerator
 from adapters.memory.bus import InProcessBus
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
+from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
@@ -68,8 +69,20 @@ class Container(containers.DeclarativeContainer):
     redis = providers.Singleton(_redis_client, settings.provided.redis_url)
     bus = providers.Singleton(InProcessBus)
 
-    users = providers.Singleton(SqlUserRepository, database)
-    groups = providers.Singleton(SqlGroupRepository, database)
+    # Production reads users and groups through a cache in Redis: a send looks its
+    # recipient or group up, and must be accepted while MySQL is down.
+    sql_users = providers.Singleton(SqlUserRepository, database)
+    sql_groups = providers.Singleton(SqlGroupRepository, database)
+    users = providers.Selector(
+        mode,
+        embedded=sql_users,
+        production=providers.Singleton(RedisCachedUserRepository, sql_users, redis),
+    )
+    groups = providers.Selector(
+        mode,
+        embedded=sql_groups,
+        production=providers.Singleton(RedisCachedGroupRepository, sql_groups, redis),
+    )
     messages = providers.Singleton(SqlMessageStore, database)
 
     inbox = providers.Selector(
@@ -105,7 +118,9 @@ class Container(containers.DeclarativeContainer):
             RedisFailureThrottle, redis, settings.provided.login_failures, LOGIN_WINDOW_SECONDS
         ),
     )
-    persist_queue = providers.Singleton(RedisPersistQueue, redis)
+    persist_queue = providers.Singleton(
+        RedisPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms
+    )
 
     # --- security -----------------------------------------------------------
     hasher = providers.Singleton(

@@ -40,6 +40,7 @@ class Settings:
     ws_ping_timeout: float = 20.0  # Tornado caps it at the interval (with a warning)
     db_pool_size: int = 8
     worker_batch: int = 500
+    worker_claim_idle: float = 30.0  # seconds an entry stays pending before another worker claims it
     extra: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -54,6 +55,10 @@ class Settings:
     @property
     def send_burst(self) -> float:
         return self.send_rate * 2
+
+    @property
+    def worker_claim_idle_ms(self) -> int:
+        return max(1, int(self.worker_claim_idle * 1000))
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -76,6 +81,8 @@ class Settings:
             raise SettingsError(f"port must be 1..65535, not {self.port}")
         if self.token_ttl <= 0 or self.max_content_length <= 0:
             raise SettingsError("token_ttl and max_content_length must be positive")
+        if self.worker_claim_idle <= 0:
+            raise SettingsError("worker_claim_idle must be positive (seconds)")
         if self.send_rate < 0 or self.login_failures < 0:
             raise SettingsError("send_rate and login_failures must not be negative")
         if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:
