@@ -2,12 +2,15 @@
 again. It runs as a mariadbd of the test's own (own data directory and port): the
 machine's MariaDB serves other tests concurrently and is never stopped.
 
-What a client sees meanwhile: sends, registrations and history need the database
-(a send looks its recipient or group up there), so they answer 503 with the JSON
-error body; what only needs Redis (pull, live pushes) keeps working; /readyz says
-the database is down. What was accepted before waits in stream:persist, and once
-the server is back the worker (`courier worker`) and the gateway recover by
-themselves: every accepted message is stored exactly once (rows counted by id)."""
+What a client sees meanwhile: sends are still accepted (201) to recipients and
+groups the gateway has looked up before (their records are cached in Redis), and
+pushed at once; they wait in stream:persist. A send to a recipient or group the
+cache has not seen, registrations, membership changes and history need the
+database: 503 with the JSON error body. What only needs Redis (pull, live pushes)
+keeps working; /readyz says the database is down. Once the server is back the
+worker (`courier worker`) and the gateway recover by themselves: every accepted
+message, those accepted during the outage included, is stored exactly once (rows
+counted by id) and reached the recipient's socket exactly once."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +19,7 @@ import time
 import pytest
 import redis
 
+from adapters.redis.cache import group_key, user_key
 from adapters.sql import migrate
 from tests.e2e.support import assert_error
 from tests.production.support import (
@@ -30,11 +34,18 @@ from tests.production.support import (
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
 MESSAGES = 400
+DURING = 120  # private and group messages sent while the database is down
 
 
 def persist_backlog(redis_url: str) -> int:
     with redis.Redis.from_url(redis_url, socket_connect_timeout=2) as client:
         return client.xlen("stream:persist")
+
+
+def forget_cached(redis_url: str, *keys: str) -> None:
+    """As if the cache had never seen these (evicted, or expired)."""
+    with redis.Redis.from_url(redis_url, socket_connect_timeout=2) as client:
+        client.delete(*keys)
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -46,7 +57,9 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     settings = production_settings(redis_url, database_url, secret)
     gateway = await gateways(settings).start()
     client = api(gateway)
-    a, b = await client.register(), await client.register()
+    a, b, c, d = [await client.register() for _ in range(4)]
+    group = await client.create_group(a, "team", [b, c])
+    cold_group = await client.create_group(a, "cold", [b])
     socket = Collector(await client.connect(b), "b")
 
     async def send(start):
@@ -73,10 +86,36 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     waiting = await loop.run_in_executor(None, persist_backlog, redis_url)
     assert waiting > 0, f"nothing was left to persist ({stored} stored)"
 
-    # Down: what needs the database answers 503 JSON, the rest works, nothing is dropped.
-    assert_error(await client.send(a, b, "while down"), 503, "service_unavailable")
+    # Down: sends to a recipient or group looked up before are accepted, and pushed.
+    async def send_while_down(start):
+        ids = set()
+        for i in range(start, DURING, 4):
+            if i % 2:
+                r = await client.send(a, b, f"down {i}", client_msg_id=f"down-{i}")
+            else:
+                r = await client.send_group(a, group["group_id"], f"down {i}", client_msg_id=f"down-{i}")
+            assert r.status == 201, r
+            ids.add(r.body["id"])
+        return ids
+
+    during = set().union(*await asyncio.gather(*(send_while_down(k) for k in range(4))))
+    assert len(during) == DURING
+    retry = await client.send(a, b, "down 1", client_msg_id="down-1")  # idempotency needs Redis only
+    assert retry.status == 201 and retry.body["id"] in during, retry
+    await socket.until_has(during)
+    accepted |= during
+
+    # What the cache has not seen, and what needs the database, answers 503 JSON.
+    forget_cached(redis_url, user_key(c.user_id), group_key(cold_group["group_id"]))
+    assert_error(await client.send(a, c, "to a recipient not cached"), 503, "service_unavailable")
+    assert_error(await client.send_group(a, cold_group["group_id"], "to a group not cached"), 503,
+                 "service_unavailable")
     assert_error(await client.call("POST", "/api/v1/users/register",
                                     {"username": "newcomer", "password": "password-123"}), 503)
+    # (Last: a change that fails drops the group's cache entry, as it cannot tell
+    # whether the database took it; the group's sends then wait for the database.)
+    assert_error(await client.call("POST", f"/api/v1/groups/{group['group_id']}/members", {"user_id": d.user_id},
+                                    token=a.token), 503)
     assert_error(await client.history(b, f"/conversations/{a.user_id}"), 503)
     not_ready = await client.call("GET", "/readyz")
     assert_error(not_ready, 503, "service_unavailable")
@@ -84,7 +123,7 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     pulled, _ = await client.pull_all(b, limit=200)  # the inbox is in Redis
     assert {m["id"] for m in pulled} == accepted
     await asyncio.sleep(1.0)  # the worker keeps failing, and keeps what it took
-    assert await loop.run_in_executor(None, persist_backlog, redis_url) == waiting
+    assert await loop.run_in_executor(None, persist_backlog, redis_url) == waiting + DURING
     assert worker.running
 
     await loop.run_in_executor(None, private_mariadb.start)
@@ -93,6 +132,8 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
         return (await client.call("GET", "/readyz")).status == 200
 
     await eventually(ready, timeout=20)
+    members = await client.call("GET", f"/api/v1/groups/{group['group_id']}", token=a.token)
+    assert members.body["member_ids"] == [a.user_id, b.user_id, c.user_id], members  # the refused change
     after = await client.send(a, b, "after")
     assert after.status == 201, after
     accepted.add(after.body["id"])
