@@ -1,8 +1,8 @@
 """`courier worker` killed -9 in the middle of a batch, and another started: the
 entries the dead worker had taken (pending in the consumer group, not acked) are
-claimed by the new one once idle long enough (RedisPersistQueue's claim_idle_ms,
-30 s: this test waits for it), and every accepted message ends up in MySQL
-exactly once."""
+claimed by the new one once idle long enough (COURIER_WORKER_CLAIM_IDLE, 30 s by
+default; CLAIM_IDLE here, so the test waits that long instead), and every accepted
+message ends up in MySQL exactly once."""
 from __future__ import annotations
 
 import asyncio
@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
 MESSAGES = 600
 BATCH = 10  # many small batches: the kill surely lands inside one
+CLAIM_IDLE = 1.0  # seconds before the second worker claims what the dead one left pending
 
 
 def persist_stream_length(redis_url: str) -> int:
@@ -83,7 +84,8 @@ async def test_a_worker_killed_mid_batch_and_another_started_store_each_message_
     assert pending_at_kill > 0
     assert await loop.run_in_executor(None, count_stored, mysql_url, ids) < MESSAGES
 
-    second = commands("worker", settings, name="worker-2", COURIER_WORKER_BATCH=BATCH).start()
+    second = commands("worker", settings, name="worker-2", COURIER_WORKER_BATCH=BATCH,
+                      COURIER_WORKER_CLAIM_IDLE=CLAIM_IDLE).start()
     await second.ready()
     stored = await until_stored(mysql_url, ids, timeout=80)
     # The rows may all be there already (the dead worker's last batch may have been
