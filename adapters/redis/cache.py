@@ -28,7 +28,9 @@ with Redis down a membership change answers 503 rather than leave a removed
 member receiving the group's messages from a stale entry (in production every
 send needs Redis anyway). Should the bump after the write fail, the TTL (an
 hour) bounds how long a reader that raced it may be served the old members.
-list_for_member() passes through (not on the send path)."""
+A change that fails (the database down) drops the entry all the same, since it
+cannot tell whether the database took it: that group's sends then wait for the
+database. list_for_member() passes through (not on the send path)."""
 from __future__ import annotations
 
 import logging
