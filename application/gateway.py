@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from application.ports import Inbox, Notification
-from domain.model import Delivery, is_after
+from domain.model import Delivery, cursor_position
 
 log = logging.getLogger("courier.gateway")
 
@@ -34,8 +34,11 @@ class ClientChannel(Protocol):
         paces itself on this, so a large backlog never outgrows the buffer)."""
 
 
+_NOWHERE = (-1, -1)  # before every position: a connection without a cursor takes anything
+
+
 class Connection:
-    __slots__ = ("user_id", "channel", "last_cursor", "_replaying", "_read_again", "_held")
+    __slots__ = ("user_id", "channel", "_last_cursor", "_last_position", "_replaying", "_read_again", "_held")
 
     def __init__(self, user_id: str, channel: ClientChannel, last_cursor: str | None):
         self.user_id = user_id
@@ -43,21 +46,40 @@ class Connection:
         self.last_cursor = last_cursor
         self._replaying = False
         self._read_again = False
-        self._held: list[tuple[Delivery, bytes]] = []
+        self._held: list[tuple[Delivery, tuple[int, int], bytes]] = []
 
-    def push(self, delivery: Delivery, payload: bytes) -> bool:
+    @property
+    def last_cursor(self) -> str | None:
+        return self._last_cursor
+
+    @last_cursor.setter
+    def last_cursor(self, cursor: str | None) -> None:
+        # The position is kept beside the cursor (parsed at the next push) so that a
+        # push compares two tuples instead of parsing two cursors per socket.
+        self._last_cursor = cursor
+        self._last_position = None
+
+    def push(self, delivery: Delivery, payload: bytes, position: tuple[int, int] | None = None) -> bool:
+        """`position` is cursor_position(delivery.cursor), when the caller has it already."""
+        if position is None:
+            position = cursor_position(delivery.cursor)
         if self._replaying:
             if len(self._held) < MAX_HELD:
-                self._held.append((delivery, payload))
+                self._held.append((delivery, position, payload))
             else:
                 # Everything held is in the inbox too: let the replay read it
                 # from there instead of holding an unbounded list in memory.
                 self._held.clear()
                 self._read_again = True
             return False
-        if not is_after(delivery.cursor, self.last_cursor):
+        last = self._last_position
+        if last is None:
+            cursor = self._last_cursor
+            last = self._last_position = _NOWHERE if cursor is None else cursor_position(cursor)
+        if position <= last:
             return False  # already sent by a replay
-        self.last_cursor = delivery.cursor
+        self._last_cursor = delivery.cursor
+        self._last_position = position
         return self.channel.send(payload)
 
 
@@ -134,8 +156,8 @@ class Gateway:
         finally:
             conn._replaying = False
             held, conn._held = conn._held, []
-        for delivery, payload in held:
-            if conn.push(delivery, payload):
+        for delivery, position, payload in held:
+            if conn.push(delivery, payload, position):
                 self.pushed += 1
 
     async def resync_all(self) -> None:
@@ -148,16 +170,24 @@ class Gateway:
 
     def on_notification(self, notification: Notification) -> None:
         message = notification.message
+        by_user = self._by_user
+        log_pushes = log.isEnabledFor(logging.INFO)  # asked once: no work per push at warning
+        # Recipients that share a cursor (one id for a whole group message) share one
+        # Delivery and one encoded payload, so every socket gets the very same bytes.
+        prepared: dict[str, tuple[Delivery, tuple[int, int], bytes]] = {}
+        pushed = 0
         for user_id, cursor in notification.cursors.items():
-            if user_id == message.from_user_id:
-                continue  # the sender never gets its own push
-            conns = self._by_user.get(user_id)
-            if not conns:
-                continue
-            delivery = Delivery(message, cursor)
-            payload = self._encode(delivery)  # once per recipient, shared by their sockets
-            for conn in tuple(conns):
-                if conn.push(delivery, payload):
-                    self.pushed += 1
-                    if log.isEnabledFor(logging.INFO):
+            conns = by_user.get(user_id)
+            if not conns or user_id == message.from_user_id:
+                continue  # nobody here, or the sender (who never gets its own push)
+            ready = prepared.get(cursor)
+            if ready is None:
+                delivery = Delivery(message, cursor)
+                ready = prepared[cursor] = (delivery, cursor_position(cursor), self._encode(delivery))
+            delivery, position, payload = ready
+            for conn in tuple(conns):  # a failed send detaches the connection
+                if conn.push(delivery, payload, position):
+                    pushed += 1
+                    if log_pushes:
                         log.info("Message pushed to user %s via WebSocket", user_id)
+        self.pushed += pushed

@@ -12,10 +12,15 @@ Lifecycle, and why:
 - Each connection may buffer at most ws_write_buffer bytes of unsent frames;
   a reader that falls further behind is dropped (1013) and resumes from its
   cursor, so one slow client never grows the server's memory without bound.
+
+Pushes are framed once and written without Tornado's write_message: see
+Frames and SocketHandler._write_frame (a message for a thousand sockets is
+one JSON encoding, one frame, and a thousand socket sends).
 """
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from http import HTTPStatus
 
@@ -39,6 +44,35 @@ CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_CURSOR_EXPIRED = 4410
 
 PONG = b'{"type":"pong"}'
+_TEXT_FIN = 0x81  # FIN + text opcode; frames from a server are never masked
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented, uncompressed text frame (RFC 6455 section 5.2)."""
+    length = len(payload)
+    if length < 126:
+        return bytes((_TEXT_FIN, length)) + payload
+    if length <= 0xFFFF:
+        return struct.pack("!BBH", _TEXT_FIN, 126, length) + payload
+    return struct.pack("!BBQ", _TEXT_FIN, 127, length) + payload
+
+
+class Frames:
+    """Frames payloads, remembering the last one: the gateway hands the same bytes
+    object to every socket a message goes to, so a fan-out frames it once
+    (Gorilla's PreparedMessage). One per process, shared by its sockets."""
+
+    __slots__ = ("_payload", "_frame")
+
+    def __init__(self) -> None:
+        self._payload: bytes | None = None
+        self._frame = b""
+
+    def frame(self, payload: bytes) -> bytes:
+        if payload is not self._payload:
+            self._frame = text_frame(payload)
+            self._payload = payload
+        return self._frame
 
 
 class _Protocol(tornado.websocket.WebSocketProtocol13):
@@ -60,15 +94,16 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     gateway: Gateway
     authenticate: object
     open_sockets: set
+    frames: Frames
 
-    def initialize(self, gateway: Gateway, authenticate, open_sockets: set) -> None:
+    def initialize(self, gateway: Gateway, authenticate, open_sockets: set, frames: Frames) -> None:
         self.gateway = gateway
         self.authenticate = authenticate
         self.open_sockets = open_sockets
+        self.frames = frames
         self.conn: Connection | None = None
         self._expiry = None
         self._gone = False
-        self._last_write = None
 
     async def get(self, *args, **kwargs) -> None:
         token = self.get_query_argument("token", None) or bearer_token(self.request)
@@ -150,21 +185,48 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         if self._gone:
             return False
         try:
-            self._last_write = self.write_message(payload)
+            self._write_frame(self.frames.frame(payload))
             return True
         except tornado.iostream.StreamBufferFullError:
             self._drop_slow_reader()
-        except tornado.websocket.WebSocketClosedError:
+        except (tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError):
             self._forget()
         return False
 
-    async def drain(self) -> None:
-        last, self._last_write = self._last_write, None
-        if last is not None:
+    def _write_frame(self, frame: bytes) -> None:
+        """Write a ready frame. Tornado's write_message would frame the payload again
+        for every socket and make a Future, a coroutine and a Task per frame; here,
+        when nothing is queued on the stream, the frame goes straight to the socket
+        (one send(), no allocation), and only what the kernel does not take is
+        queued on the IOStream, which keeps the order, the write buffer limit
+        (StreamBufferFullError) and the error handling. (Private attributes of the
+        pinned Tornado's IOStream, read only: re-check on upgrade; tests/e2e push
+        through this path.)"""
+        protocol = self.ws_connection
+        if protocol is None or protocol.is_closing():
+            raise tornado.websocket.WebSocketClosedError()
+        stream = protocol.stream
+        if not stream._write_buffer and type(stream) is tornado.iostream.IOStream and not stream._connecting:
             try:
-                await last
-            except (tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError):
-                self._forget()
+                sent = stream.socket.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # let the IOStream meet the error again, close and log it its own way
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        stream.write(frame)
+
+    async def drain(self) -> None:
+        protocol = self.ws_connection
+        if protocol is None or protocol.is_closing() or not protocol.stream._write_buffer:
+            return
+        try:
+            # Resolves once everything queued so far has been handed to the kernel.
+            await protocol.stream.write(b"")
+        except (tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError):
+            self._forget()
 
     def _drop_slow_reader(self) -> None:
         log.warning("dropping a slow reader (user %s): its write buffer is full", self.claims.user_id)

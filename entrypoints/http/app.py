@@ -7,7 +7,7 @@ from entrypoints.http import groups, messages, ops, static, users
 from entrypoints.http.base import NotFoundHandler
 from entrypoints.logs import log_request
 from entrypoints.metrics import Metrics
-from entrypoints.ws import SocketHandler
+from entrypoints.ws import Frames, SocketHandler
 
 ID = r"([^/]+)"
 
@@ -32,7 +32,8 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
          use(send_group=container.send_group(), history=container.history())),
         (api + f"/conversations/{ID}/messages", messages.ConversationHandler, use(history=container.history())),
         (r"/ws", SocketHandler,
-         use(gateway=container.gateway(), authenticate=container.authenticate(), open_sockets=open_sockets)),
+         use(gateway=container.gateway(), authenticate=container.authenticate(), open_sockets=open_sockets,
+             frames=Frames())),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler, use(checks=readiness)),
         (r"/metrics", ops.MetricsHandler, use(metrics=metrics)),
