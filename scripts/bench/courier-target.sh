@@ -24,6 +24,9 @@
 #                               throughput scenario's senders.
 # Any COURIER_* variable already set in the environment wins over these defaults.
 #
+# BENCH_REUSE=1 keeps the database (and Redis) of an earlier run, for load.js --users-file
+# with the users (and tokens: set the same COURIER_JWT_SECRET) saved by --save-users.
+#
 # Process handling: `courier serve` runs in this script's process group (run_peers.sh reads
 # the RSS/CPU of the process owning the port and checks it is in that group, and stops the
 # group with TERM then KILL). The worker runs in a process group of its own with a parent-death
@@ -61,6 +64,12 @@ metric() {  # metric NAME: the value of one sample in the last /metrics scrape
   awk -v n="$1" '$1 == n {print int($2)}' "$STATE/metrics" 2>/dev/null | tail -1
 }
 
+push_cost() {  # mean time to hand one notification to every local socket (courier_push_seconds)
+  awk '$1 == "courier_push_seconds_sum" {s = $2} $1 == "courier_push_seconds_count" {c = $2}
+       END {if (c > 0) printf "push: %d notifications, %.1f us each, %.2f s in all", c, 1e6 * s / c, s}' \
+    "$STATE/metrics" 2>/dev/null
+}
+
 scrape_loop() {  # keep the last /metrics (the accepted counter) for the summary at exit
   while sleep 2; do
     curl -s -m 1 "http://127.0.0.1:$PORT/metrics" -o "$STATE/metrics.new" && mv "$STATE/metrics.new" "$STATE/metrics"
@@ -74,7 +83,7 @@ summary_production() {
   backlog=$(redis-cli -u "$REDIS_URL" XLEN stream:persist 2>/dev/null || echo "?")
   dead=$(redis-cli -u "$REDIS_URL" XLEN stream:persist:dead 2>/dev/null || echo "?")
   log "summary: accepted (last /metrics scrape) ${accepted:-?}; rows in $DB.messages $rows;" \
-      "not yet persisted (stream:persist) $backlog; dead letters $dead"
+      "not yet persisted (stream:persist) $backlog; dead letters $dead; $(push_cost)"
 }
 
 stop_all() {
@@ -96,8 +105,9 @@ stop_all() {
   fi
   if [[ "$MODE" == embedded && -n "$TMP" ]]; then
     log "summary: accepted (last /metrics scrape) $(metric courier_messages_accepted_total); rows in messages" \
-        "$("$PY" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from messages").fetchone()[0])' "$TMP/courier.db" 2>/dev/null)"
-    rm -rf "$TMP"
+        "$("$PY" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from messages").fetchone()[0])' "$TMP/courier.db" 2>/dev/null);" \
+        "$(push_cost)"
+    [[ ${BENCH_REUSE:-0} == 1 ]] || rm -rf "$TMP"
   fi
   rm -rf "$STATE"
   exit 0
@@ -108,9 +118,13 @@ case "$MODE" in
   production)
     [[ -n "$REDIS_URL" ]] || { echo "production mode needs a REDIS_URL" >&2; exit 2; }
     DB=courier_bench_$PORT
-    mysql -h 127.0.0.1 -P 3306 -u root -e \
-      "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" || exit 1
-    if [[ $FLUSH == 1 ]]; then redis-cli -u "$REDIS_URL" FLUSHDB >/dev/null || exit 1; fi
+    if [[ ${BENCH_REUSE:-0} == 1 ]]; then
+      mysql -h 127.0.0.1 -P 3306 -u root -e "CREATE DATABASE IF NOT EXISTS $DB CHARACTER SET utf8mb4" || exit 1
+    else
+      mysql -h 127.0.0.1 -P 3306 -u root -e \
+        "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4" || exit 1
+      if [[ $FLUSH == 1 ]]; then redis-cli -u "$REDIS_URL" FLUSHDB >/dev/null || exit 1; fi
+    fi
     export COURIER_REDIS_URL="$REDIS_URL" COURIER_DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/$DB"
     "$COURIER" migrate || exit 1
     # Own process group (so run_peers.sh's TERM to ours does not reach it before the gateway
@@ -121,7 +135,11 @@ case "$MODE" in
     SERVE_PID=$!
     ;;
   embedded)
-    TMP=$(mktemp -d /tmp/courier-bench-data.XXXXXX)
+    if [[ ${BENCH_REUSE:-0} == 1 ]]; then
+      TMP=/tmp/courier-bench-data.$PORT.kept; mkdir -p "$TMP"
+    else
+      TMP=$(mktemp -d /tmp/courier-bench-data.XXXXXX)
+    fi
     export COURIER_DATA_DIR="$TMP"
     unset COURIER_REDIS_URL COURIER_DATABASE_URL
     "$COURIER" serve &

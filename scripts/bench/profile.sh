@@ -9,6 +9,10 @@
 # MODE is production (private Redis on port 6390, started and stopped here; MariaDB database
 # courier_bench_8821) or embedded. Needs the bench work dir (BENCH_DIR, default ~/.cache/im-bench,
 # made by run_peers.sh, with `npm ci` done) and py-spy (pip install py-spy==0.4.3 there).
+#
+# For quick iterations: REUSE=1 keeps the database and the users between runs (the first run
+# saves them to /tmp/courier-bench-users.MODE.json, later ones log in with them), PROFILE=0
+# runs without py-spy.
 set -euo pipefail
 MODE=${1:?mode}; NAME=${2:?name}; LOAD_ARGS=${3:?load args}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,13 +32,22 @@ if [[ $MODE == production ]]; then
   for _ in $(seq 50); do redis-cli -p $RPORT ping >/dev/null 2>&1 && break; sleep 0.1; done
   REDIS_PID=$(cat /tmp/courier-profile-redis.pid)
 fi
+USERS=/tmp/courier-bench-users.$MODE.json
+USER_ARGS=(--save-users "$USERS")
+if [[ ${REUSE:-0} == 1 ]]; then
+  export BENCH_REUSE=1 COURIER_JWT_SECRET=courier-bench-fixed-secret-0123456789abcdef
+  [[ -s $USERS ]] && USER_ARGS=(--users-file "$USERS")
+fi
 setsid "$HERE/courier-target.sh" "$MODE" $PORT "redis://127.0.0.1:$RPORT/0" --flush-redis >"$OUT/$NAME.server.log" 2>&1 &
 TARGET_PGID=$!
 cleanup() {
   kill -TERM -- "-$TARGET_PGID" 2>/dev/null || true
   for _ in $(seq 100); do kill -0 -- "-$TARGET_PGID" 2>/dev/null || break; sleep 0.1; done
   kill -KILL -- "-$TARGET_PGID" 2>/dev/null || true
-  [[ -n "$REDIS_PID" ]] && kill "$REDIS_PID" 2>/dev/null || true
+  if [[ -n "$REDIS_PID" ]]; then
+    kill "$REDIS_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$REDIS_PID" 2>/dev/null || break; sleep 0.1; done
+  fi
 }
 trap cleanup EXIT
 for _ in $(seq 300); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
@@ -44,23 +57,23 @@ WPID=$(grep -o 'worker pid [0-9]*' "$OUT/$NAME.server.log" | grep -o '[0-9]*$' |
 # Record only while the scenario runs: load.js registers its users first (not timed), so
 # py-spy starts when the log says the scenario began.
 ( cd "$BENCH_DIR" && timeout 600 node load.js --base "http://127.0.0.1:$PORT" --pid "$SPID" \
-    --redis-pid "${REDIS_PID:-0}" --quiet-wait 3 --retries 0 $LOAD_ARGS \
+    --redis-pid "${REDIS_PID:-0}" --quiet-wait 3 --retries 0 "${USER_ARGS[@]}" $LOAD_ARGS \
     >"$OUT/$NAME.load.txt" 2>"$OUT/$NAME.load.log" ) &
 LOAD=$!
 for _ in $(seq 1200); do
   grep -qE '\] (push|fanout|throughput|connect):' "$OUT/$NAME.load.log" 2>/dev/null && break
   sleep 0.1
 done
-"$PYSPY" record --pid "$SPID" --rate 250 --format raw --output "$OUT/$NAME.serve.folded" --nonblocking \
+[[ ${PROFILE:-1} == 1 ]] && "$PYSPY" record --pid "$SPID" --rate 250 --format raw --output "$OUT/$NAME.serve.folded" --nonblocking \
   --duration 12 >/dev/null 2>&1 &
 SPY=$!
-if [[ $MODE == production && -n "$WPID" ]]; then
+if [[ ${PROFILE:-1} == 1 && $MODE == production && -n "$WPID" ]]; then
   "$PYSPY" record --pid "$WPID" --rate 100 --format raw --output "$OUT/$NAME.worker.folded" --nonblocking \
     --duration 12 >/dev/null 2>&1 &
 fi
 wait $LOAD || true
-wait $SPY || true
-wait || true
-python3 "$HERE/pyspy_summary.py" "$OUT/$NAME.serve.folded" > "$OUT/$NAME.serve.txt" || true
+wait ${SPY:-} 2>/dev/null || true
+sleep 1  # py-spy on the worker ends with the same --duration
+[[ -f "$OUT/$NAME.serve.folded" ]] && python3 "$HERE/pyspy_summary.py" "$OUT/$NAME.serve.folded" > "$OUT/$NAME.serve.txt" || true
 [[ -f "$OUT/$NAME.worker.folded" ]] && python3 "$HERE/pyspy_summary.py" "$OUT/$NAME.worker.folded" > "$OUT/$NAME.worker.txt" || true
 tail -n 5 "$OUT/$NAME.load.txt"
