@@ -6,9 +6,19 @@
 -- The "#!lua" line makes Redis check for out-of-memory before the script
 -- starts instead of failing it halfway through the appends.
 --
+-- One cursor for every recipient: the message gets ONE entry id, greater than
+-- any id this script handed out before (KEYS[2] keeps the last one), and is
+-- appended with that explicit id to every inbox. So every recipient's cursor
+-- still strictly increases, and a gateway pushes the very same bytes (one JSON
+-- encoding, one WebSocket frame) to every member of a group. Should an inbox
+-- already hold a later id (KEYS[2] was lost, or the entry was appended by an
+-- older Courier with '*' ids), that inbox alone gets the next id of its own
+-- ('*'), and the generator moves past it.
+--
 -- KEYS[1]         stream:persist (read by the persister's consumer group)
--- KEYS[2]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
--- KEYS[2 or 3..]  stream:private:{user_id}, one per recipient
+-- KEYS[2]         the cursor generator: the last inbox entry id handed out
+-- KEYS[3]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
+-- KEYS[3 or 4..]  stream:private:{user_id}, one per recipient
 -- ARGV[1]         MAXLEN of an inbox stream
 -- ARGV[2]         '~' (approximate trimming: whole macro nodes, cheap) or '=' (exact)
 -- ARGV[3]         the compact message record (JSON) for inbox entries and the notification
@@ -17,18 +27,58 @@
 -- ARGV[6]         the message id when it has a client_msg_id, else ''
 -- ARGV[7]         how long a delivered idempotency answer is kept (seconds)
 -- ARGV[8..]       each recipient's id already encoded as a JSON string, in KEYS order
--- Returns each recipient's cursor (entry id), in KEYS order.
-local first_inbox = 2
-if ARGV[6] ~= '' then
-  first_inbox = 3
+-- Returns {cursor, {position, own cursor, ...}}: the cursor of every recipient but
+-- those listed (1-based position among the recipients, and that one's cursor);
+-- {'', {}} when there is no recipient.
+-- Publishes {"message": record, "cursor": id, "to": [ids], "own": {id: cursor}}
+-- ("own" only when some recipient has a cursor of its own).
+local function parse_id(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
 end
-local cursors = {}
-local members = {}
-for i = first_inbox, #KEYS do
-  local n = i - first_inbox + 1
-  local id = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', ARGV[3])
-  cursors[n] = id
-  members[n] = ARGV[n + 7] .. ':"' .. id .. '"'
+
+local function later(a, b)  -- is stream id a after stream id b?
+  local a_ms, a_seq = parse_id(a)
+  local b_ms, b_seq = parse_id(b)
+  return a_ms > b_ms or (a_ms == b_ms and a_seq > b_seq)
+end
+
+local first_inbox = 3
+if ARGV[6] ~= '' then
+  first_inbox = 4
+end
+local id = ''
+local own, own_json, to = {}, {}, {}
+if #KEYS >= first_inbox then
+  local now = redis.call('TIME')
+  local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local seq = 0
+  local last = redis.call('GET', KEYS[2])
+  if last then
+    local last_ms, last_seq = parse_id(last)
+    if last_ms >= ms then
+      ms, seq = last_ms, last_seq + 1
+    end
+  end
+  id = string.format('%d-%d', ms, seq)
+  local newest = id
+  for i = first_inbox, #KEYS do
+    local n = i - first_inbox + 1
+    to[n] = ARGV[n + 7]
+    local added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', ARGV[3])
+    if type(added) == 'table' and added.err then
+      -- Only an inbox whose last id is at or after ours fails here (anything else,
+      -- such as a key of another type, fails again below and aborts the script).
+      added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', ARGV[3])
+      own[#own + 1] = n
+      own[#own + 1] = added
+      own_json[#own_json + 1] = ARGV[n + 7] .. ':"' .. added .. '"'
+      if later(added, newest) then
+        newest = added
+      end
+    end
+  end
+  redis.call('SET', KEYS[2], newest)
 end
 redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])
 if ARGV[6] ~= '' then
@@ -36,16 +86,20 @@ if ARGV[6] ~= '' then
   -- same atomic step (idempotency.lua's 'confirm'), so that no crash of the
   -- gateway before its own confirm can leave it pending - a retry after the
   -- pending TTL would deliver it again. Another message's answer is left alone.
-  local value = redis.call('GET', KEYS[2])
+  local value = redis.call('GET', KEYS[3])
   local pending = 'p:' .. ARGV[6] .. ':'
   if not value or string.sub(value, 1, #pending) == pending then
-    redis.call('SET', KEYS[2], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 'EX', ARGV[7])
+    redis.call('SET', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 'EX', ARGV[7])
   end
 end
-if #cursors > 0 then
-  -- Built by concatenation: the record is JSON already, ids are JSON strings and
-  -- entry ids are digits and a dash, so nothing needs escaping here.
+if id ~= '' then
+  -- Built by concatenation: the record is JSON already, user ids are JSON strings
+  -- and entry ids are digits and a dash, so nothing needs escaping here.
+  local own_part = ''
+  if #own_json > 0 then
+    own_part = ',"own":{' .. table.concat(own_json, ',') .. '}'
+  end
   redis.call('PUBLISH', ARGV[5],
-    '{"message":' .. ARGV[3] .. ',"cursors":{' .. table.concat(members, ',') .. '}}')
+    '{"message":' .. ARGV[3] .. ',"cursor":"' .. id .. '","to":[' .. table.concat(to, ',') .. ']' .. own_part .. '}')
 end
-return cursors
+return {id, own}

@@ -19,6 +19,7 @@ from domain.model import Delivery, Message, cursor_position
 
 INBOX_KEY = "stream:private:{}"
 PERSIST_STREAM = "stream:persist"
+CURSOR_GENERATOR = "stream:last-id"  # the last inbox entry id deliver.lua handed out
 NOTIFICATION_CHANNEL = "message_notifications"
 _MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
 
@@ -56,7 +57,7 @@ class RedisInbox(Inbox):
         # copied once per recipient, and client_msg_id belongs to the sender alone.
         compact = orjson.dumps(message.public())
         full = orjson.dumps(message.to_record())
-        keys = [self._persist_stream]
+        keys = [self._persist_stream, CURSOR_GENERATOR]
         args = [self._max_length, self._trim, compact, full, self._channel, "", self._idempotency_ttl]
         if message.client_msg_id is not None:
             # The script marks the sender's idempotency answer delivered with the append.
@@ -65,8 +66,12 @@ class RedisInbox(Inbox):
         keys.extend(INBOX_KEY.format(user_id) for user_id in recipients)
         args.extend(orjson.dumps(user_id) for user_id in recipients)
         with unavailable("deliver"):
-            ids = await self._deliver_once(keys, args)
-        return {user_id: text(cursor) for user_id, cursor in zip(recipients, ids, strict=True)}
+            shared, own = await self._deliver_once(keys, args)
+        # One cursor for all (deliver.lua), but for the few inboxes that needed their own.
+        cursors = dict.fromkeys(recipients, text(shared))
+        for position, cursor in zip(own[::2], own[1::2], strict=True):
+            cursors[recipients[int(position) - 1]] = text(cursor)
+        return cursors
 
     async def _deliver_once(self, keys: list, args: list) -> list:
         """EVALSHA the deliver script, sent at most once.

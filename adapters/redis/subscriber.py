@@ -25,10 +25,22 @@ class SilentConnection(ConnectionError):
 
 
 def parse_notification(data: bytes | str) -> Notification:
-    """The JSON deliver.lua publishes: {"message": record, "cursors": {user_id: cursor}}."""
+    """The JSON deliver.lua publishes: {"message": record, "cursor": id, "to": [user ids],
+    "own": {user_id: cursor}}: every recipient in "to" has the one cursor, but those in
+    "own". (Also the older {"message": record, "cursors": {user_id: cursor}}, which a
+    gateway of the previous version publishes during a rolling upgrade.)"""
     body = orjson.loads(data)
-    cursors = body["cursors"]
-    if not isinstance(cursors, dict) or not all(isinstance(c, str) for c in cursors.values()):
+    if "cursor" in body:
+        cursor, to, own = body["cursor"], body["to"], body.get("own", {})
+        if not isinstance(cursor, str) or not isinstance(to, list) or not isinstance(own, dict):
+            raise ValueError("cursor must be a string, to a list, own an object")
+        cursors = dict.fromkeys(to, cursor)
+        cursors.update(own)
+    else:
+        cursors = body["cursors"]
+        if not isinstance(cursors, dict):
+            raise ValueError("cursors must map user ids to cursor strings")
+    if not all(isinstance(c, str) for c in cursors.values()) or not all(isinstance(u, str) for u in cursors):
         raise ValueError("cursors must map user ids to cursor strings")
     return Notification(Message.from_record(body["message"]), cursors)
 

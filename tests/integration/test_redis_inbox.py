@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from adapters.redis.inbox import RedisInbox
+from adapters.redis.inbox import CURSOR_GENERATOR, RedisInbox
+from adapters.redis.subscriber import parse_notification
 from domain import errors
 from domain.model import GROUP, PRIVATE, Message, cursor_position
 from tests.services.redis import make_client
@@ -77,6 +78,51 @@ async def test_group_fan_out_and_duplicate_recipients(redis_client):
 
 
 @pytest.mark.gen_test
+async def test_one_cursor_for_every_recipient_of_a_message(redis_client):
+    """deliver.lua appends a message with one entry id to every inbox, so a gateway can
+    send every member the same bytes; each user's cursors still strictly increase."""
+    inbox = RedisInbox(redis_client)
+    members = [f"user-{i}" for i in range(50)]
+    sent = [await inbox.deliver(group_message(f"g{i}"), members) for i in range(5)]
+    sent.append(await inbox.deliver(private("p"), ["user-3"]))
+    sent.append(await inbox.deliver(group_message("g5"), members))
+    for cursors in sent:
+        assert len(set(cursors.values())) == 1
+    shared = [next(iter(c.values())) for c in sent]
+    assert [cursor_position(c) for c in shared] == sorted({cursor_position(c) for c in shared})
+    assert [d.cursor for d in await inbox.read("user-3", None, 10)] == shared
+    assert [d.cursor for d in await inbox.read("user-4", None, 10)] == shared[:5] + shared[6:]
+
+
+@pytest.mark.gen_test
+async def test_an_inbox_ahead_of_the_generator_gets_a_cursor_of_its_own(redis_client, channel):
+    """An inbox may hold a later id than the generator knows (the generator key was lost,
+    or an older Courier appended with '*' ids): that inbox gets the next id of its own,
+    the others keep the shared one, and the generator moves past both."""
+    inbox = RedisInbox(redis_client, channel=channel)
+    ahead = "99999999999999-5"
+    await redis_client.xadd("stream:private:c", {"m": b"{}"}, id=ahead)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+        first = await inbox.deliver(group_message("one"), ["b", "c", "d"])
+        assert first["b"] == first["d"] and cursor_position(first["c"]) > cursor_position(ahead)
+        assert parse_notification((await pubsub.get_message(timeout=2))["data"]).cursors == first
+        second = await inbox.deliver(group_message("two"), ["b", "c", "d"])
+        assert len(set(second.values())) == 1
+        for user in ("b", "c", "d"):
+            assert cursor_position(second[user]) > cursor_position(first[user])
+        await redis_client.delete(CURSOR_GENERATOR)  # lost: appends stay in order all the same
+        third = await inbox.deliver(group_message("three"), ["b", "c", "d"])
+        for user in ("b", "c", "d"):
+            assert cursor_position(third[user]) > cursor_position(second[user])
+            assert [d.cursor for d in await inbox.read(user, first[user], 10)] == [second[user], third[user]]
+    finally:
+        await pubsub.aclose()
+
+
+@pytest.mark.gen_test
 async def test_persist_stream_gets_the_full_record_once(redis_client):
     inbox = RedisInbox(redis_client)
     message = private("keep me", client_msg_id="c-1")
@@ -106,7 +152,9 @@ async def test_notification_carries_the_message_and_each_cursor(redis_client, ch
         for message, expected in zip(sent, cursors, strict=True):
             received = await pubsub.get_message(timeout=2)
             body = orjson.loads(received["data"])
-            assert body["cursors"] == expected
+            assert parse_notification(received["data"]).cursors == expected
+            assert body["to"] == ["b", "c"] and body["cursor"] == expected["b"] == expected["c"]
+            assert "own" not in body  # every recipient shares the one cursor
             assert body["message"] == message.public()  # the public record; client_msg_id stays private
     finally:
         await pubsub.aclose()
