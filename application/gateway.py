@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from application.ports import Inbox, Notification
+from domain import errors
 from domain.model import Delivery, cursor_position
 
 log = logging.getLogger("courier.gateway")
@@ -32,6 +33,10 @@ class ClientChannel(Protocol):
     async def drain(self) -> None:
         """Wait until the queued frames have been handed to the network (a replay
         paces itself on this, so a large backlog never outgrows the buffer)."""
+
+    def resume_later(self, cursor_expired: bool) -> None:
+        """Close the connection so the client resumes from its last cursor
+        (telling it when that cursor has expired)."""
 
 
 _NOWHERE = (-1, -1)  # before every position: a connection without a cursor takes anything
@@ -165,8 +170,13 @@ class Gateway:
         for conn in self.connections():
             try:
                 await self.replay(conn)
-            except Exception:
-                log.warning("resync failed for a connection of user %s", conn.user_id, exc_info=True)
+            except Exception as error:
+                # The gap could not be read: pushing on would skip it for good.
+                # Close instead; the client resumes from its cursor, where the
+                # resume either fills the gap or says the cursor expired.
+                log.warning("resync failed for a connection of user %s: %r", conn.user_id, error)
+                self.detach(conn)
+                conn.channel.resume_later(cursor_expired=isinstance(error, errors.CursorExpired))
 
     def on_notification(self, notification: Notification) -> None:
         message = notification.message

@@ -250,6 +250,13 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             self.send(PONG)
         # Other well-formed frames are ignored: room for future client messages.
 
+    def resume_later(self, cursor_expired: bool) -> None:
+        self._forget()
+        if cursor_expired:
+            self.close(CLOSE_CURSOR_EXPIRED, "cursor expired")
+        else:
+            self.close(CLOSE_TRY_AGAIN, "missed messages could not be read: resume from your cursor")
+
     def _token_expired(self) -> None:
         self._forget()
         self.close(CLOSE_TOKEN_EXPIRED, "token expired")

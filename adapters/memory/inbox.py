@@ -19,6 +19,7 @@ class MemoryInbox(Inbox):
         self._trimmed_up_to: dict[str, tuple[int, int]] = {}
         self.persisted: list[Message] = []  # what a persister would have been handed
         self.fail_next: Exception | None = None  # a test sets this to simulate an outage
+        self.fail_reads: Exception | None = None  # every read raises this while set
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
         if self.fail_next is not None:
@@ -39,6 +40,8 @@ class MemoryInbox(Inbox):
         return cursors
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
+        if self.fail_reads is not None:
+            raise self.fail_reads
         stream = self._streams.get(user_id, [])
         if after is None:
             return stream[:limit]

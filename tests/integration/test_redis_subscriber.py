@@ -105,6 +105,9 @@ class Channel:
     async def drain(self) -> None:
         pass
 
+    def resume_later(self, cursor_expired: bool) -> None:
+        raise AssertionError("a resync failed")
+
     def ids(self) -> list[str]:
         return [orjson.loads(p)["id"] for p in self.payloads]
 

@@ -62,6 +62,7 @@ class RecordingChannel:
         self.payloads: list[bytes] = []
         self.refused = 0
         self.drains = 0
+        self.closed_for_resume: list[str] = []
 
     def send(self, payload: bytes) -> bool:
         if self.accept is not None and len(self.payloads) >= self.accept:
@@ -72,6 +73,9 @@ class RecordingChannel:
 
     async def drain(self) -> None:
         self.drains += 1
+
+    def resume_later(self, cursor_expired: bool) -> None:
+        self.closed_for_resume.append("cursor_expired" if cursor_expired else "try_again")
 
     @property
     def messages(self) -> list[dict]:

@@ -373,6 +373,33 @@ async def test_a_failing_resync_of_one_connection_does_not_stop_the_others(live)
 
 
 @pytest.mark.gen_test
+async def test_a_connection_whose_gap_cannot_be_read_is_closed_for_resume_not_pushed_past_it(live):
+    alice, bob = await live.users_named("alice", "bob")
+    socket = RecordingChannel()
+    await live.gateway.attach(bob.id, socket, None)
+    live.unsubscribe_gateway()
+    await send(live, alice, bob, "missed")
+    live.inbox.fail_reads = errors.ServiceUnavailable("redis is down")
+    live.subscribe_gateway()
+    await live.gateway.resync_all()
+    assert socket.closed_for_resume == ["try_again"]
+    assert live.gateway.connection_count == 0
+    live.inbox.fail_reads = None
+    await send(live, alice, bob, "after")
+    assert socket.payloads == []  # nothing pushed past the gap
+
+
+@pytest.mark.gen_test
+async def test_a_connection_whose_gap_was_trimmed_is_told_its_cursor_expired(live):
+    alice, bob = await live.users_named("alice", "bob")
+    socket = RecordingChannel()
+    await live.gateway.attach(bob.id, socket, None)
+    live.inbox.fail_reads = errors.CursorExpired()
+    await live.gateway.resync_all()
+    assert socket.closed_for_resume == ["cursor_expired"]
+
+
+@pytest.mark.gen_test
 async def test_resync_during_a_replay_sends_nothing_twice(yielding):
     """The bus comes back while a socket is still replaying: both replays of
     that connection must not send the same messages twice."""
