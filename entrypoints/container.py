@@ -49,10 +49,21 @@ def encode_delivery(delivery: Delivery) -> bytes:
     return orjson.dumps(delivery.public())
 
 
+REDIS_POOL_SIZE = 64
+
+
 def _redis_client(url: str) -> aioredis.Redis:
     # health_check_interval: a connection idle that long is PINGed before use, so a
     # Redis restart shows up as a reconnect instead of an error on the next request.
-    return aioredis.from_url(url, health_check_interval=15, socket_connect_timeout=2, socket_timeout=5)
+    # A blocking pool: redis-py's default pool refuses a request outright ("Too many
+    # connections", a 503, or a socket closed with 1013 during its replay) once 100
+    # commands are in flight, as when a thousand sockets connect at once; this one
+    # makes a request wait (at most socket_timeout) for one of its connections.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, health_check_interval=15, socket_connect_timeout=2, socket_timeout=5,
+        max_connections=REDIS_POOL_SIZE, timeout=5,
+    )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
 
 class Container(containers.DeclarativeContainer):
