@@ -1,6 +1,7 @@
 """Prometheus metrics of one process, in a registry of its own (tests run many apps)."""
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +12,9 @@ from application.ports import Notification
 # Handing one notification to every local socket: microseconds for a private
 # message, milliseconds for a large group.
 PUSH_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# One pause of the garbage collector: microseconds for the young generation, up to
+# tens of milliseconds for a full collection with thousands of sockets open.
+GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
 class Metrics:
@@ -32,6 +36,27 @@ class Metrics:
             "courier_persist_backlog", "Entries of stream:persist not yet in the database (production)",
             registry=registry,
         )
+
+    def watch_gc(self) -> None:
+        """Time every collection (gc.callbacks is process-wide: unwatch_gc() at stop)."""
+        pause = Histogram("courier_gc_pause_seconds", "Pauses of the garbage collector, by generation",
+                          ["generation"], buckets=GC_BUCKETS, registry=self.registry)
+        by_generation = [pause.labels(str(g)) for g in range(3)]
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                by_generation[info["generation"]].observe(time.perf_counter() - started[0])
+
+        self._on_gc = on_gc
+        gc.callbacks.append(on_gc)
+
+    def unwatch_gc(self) -> None:
+        on_gc = getattr(self, "_on_gc", None)
+        if on_gc is not None and on_gc in gc.callbacks:
+            gc.callbacks.remove(on_gc)
 
     def timed(self, on_notification: Callable[[Notification], None]) -> Callable[[Notification], None]:
         observe = self.push_seconds.observe

@@ -48,6 +48,7 @@ class CourierServer:
         gateway = self.container.gateway()
         backlog = self.container.persist_queue().backlog if self.settings.mode != EMBEDDED else None
         self.metrics = Metrics(CollectorRegistry(), gateway, backlog)
+        self.metrics.watch_gc()
         subscriber = self.container.subscriber()
         self._subscriber = asyncio.create_task(
             subscriber.run(self.metrics.timed(gateway.on_notification), gateway.resync_all)
@@ -75,6 +76,8 @@ class CourierServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._subscriber
         await close_adapters(self.container, self.settings)
+        if hasattr(self, "metrics"):
+            self.metrics.unwatch_gc()
         log.info("Courier stopped")
 
 

@@ -40,6 +40,7 @@ class Settings:
     ws_ping_timeout: float = 20.0  # Tornado caps it at the interval (with a warning)
     db_pool_size: int = 8
     worker_batch: int = 500
+    event_loop: str = "uvloop"  # or "asyncio"; uvloop only when it is installed
     worker_claim_idle: float = 30.0  # seconds an entry stays pending before another worker claims it
     extra: dict = field(default_factory=dict, repr=False)
 
@@ -87,6 +88,8 @@ class Settings:
             raise SettingsError("send_rate and login_failures must not be negative")
         if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:
             raise SettingsError("ws_ping_timeout must not be longer than ws_ping_interval")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise SettingsError(f"event_loop must be uvloop or asyncio, not {self.event_loop}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log_level must be debug, info, warning, error or critical, not {self.log_level}")
 
