@@ -56,7 +56,9 @@ class CourierServer:
         app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
         self._http = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, idle_connection_timeout=120)
         if sockets is None:
-            sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, backlog=4096)
+            sockets = tornado.netutil.bind_sockets(
+                self.settings.port, self.settings.host, backlog=4096, reuse_port=bool(self.settings.reuse_port)
+            )
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
         log.info("Courier (%s mode) listening on http://%s:%s", self.settings.mode, self.settings.host, self.port)

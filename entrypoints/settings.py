@@ -41,6 +41,9 @@ class Settings:
     db_pool_size: int = 8
     worker_batch: int = 500
     event_loop: str = "uvloop"  # or "asyncio"; uvloop only when it is installed
+    # 1: bind the port with SO_REUSEPORT, so several `courier serve` processes (production
+    # mode) share one port and the kernel spreads connections among them.
+    reuse_port: int = 0
     worker_claim_idle: float = 30.0  # seconds an entry stays pending before another worker claims it
     extra: dict = field(default_factory=dict, repr=False)
 
@@ -88,6 +91,13 @@ class Settings:
             raise SettingsError("send_rate and login_failures must not be negative")
         if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:
             raise SettingsError("ws_ping_timeout must not be longer than ws_ping_interval")
+        if self.reuse_port not in (0, 1):
+            raise SettingsError(f"reuse_port must be 0 or 1, not {self.reuse_port}")
+        if self.reuse_port and self.mode != PRODUCTION:
+            raise SettingsError(
+                "reuse_port needs production mode (COURIER_REDIS_URL): in embedded mode each process has "
+                "its own in-process bus, so a socket on one process would miss what another accepts"
+            )
         if self.event_loop not in ("uvloop", "asyncio"):
             raise SettingsError(f"event_loop must be uvloop or asyncio, not {self.event_loop}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
