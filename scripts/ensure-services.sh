@@ -42,6 +42,9 @@ if ! mysql_ok; then
   wait_for "mariadb over TCP" mysql_ok
 fi
 
+# --- Compose, to check docker-compose.yml (no Docker engine is needed for that) ---
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || apt_install docker-compose
+
 # --- Chromium and fonts for the browser tests ----------------------------------
 if [[ "${COURIER_SKIP_BROWSER:-0}" != 1 ]]; then
   command -v chromium >/dev/null || apt_install chromium
