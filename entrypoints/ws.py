@@ -19,6 +19,7 @@ one JSON encoding, one frame, and a thousand socket sends).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -45,6 +46,7 @@ CLOSE_CURSOR_EXPIRED = 4410
 
 PONG = b'{"type":"pong"}'
 _TEXT_FIN = 0x81  # FIN + text opcode; frames from a server are never masked
+WRITE_CHUNK = 64 * 1024  # frames for one socket are joined into writes of about this size
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -58,21 +60,48 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class Frames:
-    """Frames payloads, remembering the last one: the gateway hands the same bytes
-    object to every socket a message goes to, so a fan-out frames it once
-    (Gorilla's PreparedMessage). One per process, shared by its sockets."""
+    """Frames payloads and writes them, one per process, shared by its sockets.
 
-    __slots__ = ("_payload", "_frame")
+    - It remembers the last frame: the gateway hands the same bytes object to every
+      socket a message goes to, so a fan-out frames it once (Gorilla's PreparedMessage).
+    - Frames for one socket during one turn of the event loop are written together,
+      in one send(), at the end of the turn: when the gateway pushes several
+      notifications in one go (the subscriber found several waiting, i.e. exactly
+      when it is behind), a socket costs one system call instead of one per frame.
+      A frame waits at most until the loop's next turn."""
+
+    __slots__ = ("_payload", "_frame", "_pending", "_scheduled")
 
     def __init__(self) -> None:
         self._payload: bytes | None = None
         self._frame = b""
+        self._pending: dict[SocketHandler, bytes | list[bytes]] = {}
+        self._scheduled = False
 
     def frame(self, payload: bytes) -> bytes:
         if payload is not self._payload:
             self._frame = text_frame(payload)
             self._payload = payload
         return self._frame
+
+    def queue(self, handler: SocketHandler, frame: bytes) -> None:
+        pending = self._pending
+        queued = pending.get(handler)
+        if queued is None:
+            pending[handler] = frame
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
+        elif type(queued) is list:
+            queued.append(frame)
+        else:
+            pending[handler] = [queued, frame]
+
+    def flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        for handler, queued in pending.items():
+            handler._flush(queued)
 
 
 class _Protocol(tornado.websocket.WebSocketProtocol13):
@@ -184,14 +213,34 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
     def send(self, payload: bytes) -> bool:
         if self._gone:
             return False
+        self.frames.queue(self, self.frames.frame(payload))  # written at the end of this turn
+        return True
+
+    def _flush(self, queued: bytes | list[bytes]) -> None:
+        """Write what Frames gathered for this socket during one turn of the loop, in
+        writes of up to WRITE_CHUNK bytes: each is taken whole or refused whole by the
+        write buffer limit, so a reader that falls behind still gets every frame that
+        fits before it is dropped (a replay of a large backlog makes progress)."""
+        if self._gone:
+            return
         try:
-            self._write_frame(self.frames.frame(payload))
-            return True
+            if type(queued) is bytes:
+                self._write_frame(queued)
+                return
+            chunk: list[bytes] = []
+            size = 0
+            for frame in queued:
+                chunk.append(frame)
+                size += len(frame)
+                if size >= WRITE_CHUNK:
+                    self._write_frame(b"".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                self._write_frame(chunk[0] if len(chunk) == 1 else b"".join(chunk))
         except tornado.iostream.StreamBufferFullError:
             self._drop_slow_reader()
         except (tornado.websocket.WebSocketClosedError, tornado.iostream.StreamClosedError):
             self._forget()
-        return False
 
     def _write_frame(self, frame: bytes) -> None:
         """Write a ready frame. Tornado's write_message would frame the payload again
@@ -215,10 +264,22 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
                 sent = 0  # let the IOStream meet the error again, close and log it its own way
             if sent == len(frame):
                 return
-            frame = frame[sent:]
+            if sent:
+                # Part of it is on the wire: the rest must follow whatever the limit, or the
+                # client would read a torn frame; past the limit the reader is dropped after.
+                limit = stream.max_write_buffer_size
+                stream.max_write_buffer_size = None
+                try:
+                    stream.write(frame[sent:])
+                finally:
+                    stream.max_write_buffer_size = limit
+                if limit is not None and len(stream._write_buffer) > limit:
+                    raise tornado.iostream.StreamBufferFullError("Reached maximum write buffer size")
+                return
         stream.write(frame)
 
     async def drain(self) -> None:
+        self.frames.flush()
         protocol = self.ws_connection
         if protocol is None or protocol.is_closing() or not protocol.stream._write_buffer:
             return

@@ -85,6 +85,8 @@ async def main() -> None:
     parser.add_argument("--notifications", type=int, default=300)
     parser.add_argument("--per-recipient-cursors", action="store_true")
     parser.add_argument("--null", action="store_true")
+    parser.add_argument("--per-turn", type=int, default=1,
+                        help="notifications handled in one turn of the event loop (a subscriber behind)")
     args = parser.parse_args()
 
     import tornado.iostream
@@ -129,6 +131,9 @@ async def main() -> None:
                 shared = f"{ms}-0".encode()
                 data = b'{"message":' + orjson.dumps(record) + b',"cursor":"' + shared + b'","to":[' + to + b"]}"
             gateway.on_notification(parse_notification(data))
+            if (i + 1) % args.per_turn == 0:
+                await asyncio.sleep(0)  # end of the loop's turn: queued frames are written
+        await asyncio.sleep(0)
         cpu = time.process_time() - started
         wall = time.perf_counter() - wall
     finally:
