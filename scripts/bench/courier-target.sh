@@ -35,18 +35,26 @@
 # rows in `messages` + backlog + dead letters == messages accepted.
 set -uo pipefail
 
-MODE=${1:?usage: courier-target.sh production PORT REDIS_URL [--flush-redis] | embedded PORT}
+MODE=${1:?usage: courier-target.sh production PORT REDIS_URL [--flush-redis] [--gateways N] | embedded PORT}
 PORT=${2:?port}
 REDIS_URL=${3:-}
 FLUSH=0
-[[ "${4:-}" == "--flush-redis" ]] && FLUSH=1
+GATEWAYS=1
+shift 3 2>/dev/null || shift $#
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --flush-redis) FLUSH=1; shift ;;
+    --gateways) GATEWAYS=$2; shift 2 ;;  # N `courier serve` on one port (COURIER_REUSE_PORT=1)
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 COURIER=${COURIER_BIN:-$REPO/.venv/bin/courier}
 PY=$(dirname "$COURIER")/python
 
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # 20,000 sockets need more than 20,000 fds
 log() { echo "[courier-target $(date -u +%H:%M:%S)] $*" >&2; }
 
 export COURIER_HOST=127.0.0.1 COURIER_PORT="$PORT"
@@ -58,6 +66,7 @@ export COURIER_SEND_RATE=${COURIER_SEND_RATE:-0}
 export COURIER_JWT_SECRET=${COURIER_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 SERVE_PID="" WORKER_PID="" SCRAPER_PID="" TMP=""
+EXTRA_PIDS=()
 STATE=$(mktemp -d /tmp/courier-target.XXXXXX)
 
 metric() {  # metric NAME: the value of one sample in the last /metrics scrape
@@ -89,10 +98,12 @@ summary_production() {
 stop_all() {
   trap - TERM INT EXIT
   [[ -n "$SCRAPER_PID" ]] && kill "$SCRAPER_PID" 2>/dev/null
-  if [[ -n "$SERVE_PID" ]]; then
-    kill -TERM "$SERVE_PID" 2>/dev/null
-    wait "$SERVE_PID" 2>/dev/null
-  fi
+  for pid in "$SERVE_PID" "${EXTRA_PIDS[@]}"; do
+    [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in "$SERVE_PID" "${EXTRA_PIDS[@]}"; do
+    [[ -n "$pid" ]] && wait "$pid" 2>/dev/null
+  done
   if [[ -n "$WORKER_PID" ]]; then
     # Let the worker catch up with what the gateway accepted (run_peers.sh KILLs after 10 s).
     for _ in $(seq 50); do
@@ -131,6 +142,13 @@ case "$MODE" in
     # has stopped), and KILL if this script dies without cleaning up.
     setsid setpriv --pdeathsig KILL "$COURIER" worker &
     WORKER_PID=$!
+    if (( GATEWAYS > 1 )); then
+      # The first gateway is the one run_peers.sh measures (RSS, CPU): it owns the port
+      # first; the others join it and get about their share of the connections.
+      export COURIER_REUSE_PORT=1
+      for _ in $(seq 2 "$GATEWAYS"); do "$COURIER" serve & EXTRA_PIDS+=($!); done
+      sleep 0.5
+    fi
     "$COURIER" serve &
     SERVE_PID=$!
     ;;
