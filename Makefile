@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint services clean
+.PHONY: install run test lint services clean bench
 
 $(BIN)/courier: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(VENV)/.test-deps services
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
+
+# about a minute: production mode, loopback only, the shared bench's load.js (../shared/bench)
+bench: $(BIN)/courier services
+	bash scripts/bench/make-bench.sh
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
