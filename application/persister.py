@@ -47,6 +47,7 @@ class Persister:
         batch_size: int = 500,
         *,
         block_ms: int = 1000,
+        linger: float = 0.0,
         max_attempts: int = 5,
         min_backoff: float = 0.2,
         max_backoff: float = 30.0,
@@ -56,6 +57,10 @@ class Persister:
         self.consumer = consumer or default_consumer_name()
         self._batch_size = batch_size
         self._block_ms = block_ms
+        # When a take brings less than a full batch, wait this long (seconds) and take
+        # what came meanwhile: a batch costs the same round trips and commit whatever
+        # its size, so at a steady rate few larger batches cost far less than many small.
+        self._linger = linger
         self._max_attempts = max_attempts
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
@@ -69,6 +74,12 @@ class Persister:
         unsaved entries are kept and retried by the next call."""
         if not self._unsaved:
             self._unsaved = await self._queue.take(self.consumer, self._batch_size, self._block_ms)
+            if self._unsaved and len(self._unsaved) < self._batch_size and self._linger > 0:
+                await asyncio.sleep(self._linger)
+                # self._unsaved already holds the first take: a failure here keeps it.
+                self._unsaved = self._unsaved + await self._queue.take(
+                    self.consumer, self._batch_size - len(self._unsaved), 0
+                )
         if not self._unsaved:
             return 0
         entries = self._unsaved

@@ -45,6 +45,7 @@ class Settings:
     # mode) share one port and the kernel spreads connections among them.
     reuse_port: int = 0
     worker_claim_idle: float = 30.0  # seconds an entry stays pending before another worker claims it
+    worker_linger: float = 0.05  # seconds a worker waits to fill a batch it found less than full
     extra: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -18,7 +18,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     # A consumer name unique per process: entries a dead worker left pending are
     # reclaimed by name-independent idle time, so names need not be stable.
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    persister = container.persister(consumer=consumer, batch_size=settings.worker_batch)
+    persister = container.persister(
+        consumer=consumer, batch_size=settings.worker_batch, linger=settings.worker_linger
+    )
     log.info("worker %s persisting stream:persist into the database", consumer)
     try:
         await persister.run(stop)

@@ -92,7 +92,7 @@ summary_production() {
   backlog=$(redis-cli -u "$REDIS_URL" XLEN stream:persist 2>/dev/null || echo "?")
   dead=$(redis-cli -u "$REDIS_URL" XLEN stream:persist:dead 2>/dev/null || echo "?")
   log "summary: accepted (last /metrics scrape) ${accepted:-?}; rows in $DB.messages $rows;" \
-      "not yet persisted (stream:persist) $backlog; dead letters $dead; $(push_cost)"
+      "not yet persisted (stream:persist) $backlog; dead letters $dead; $(push_cost); worker CPU ${WORKER_CPU:-?} s"
 }
 
 stop_all() {
@@ -110,6 +110,7 @@ stop_all() {
       [[ "$(redis-cli -u "$REDIS_URL" XLEN stream:persist 2>/dev/null)" == "0" ]] && break
       sleep 0.1
     done
+    WORKER_CPU=$(awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$WORKER_PID/stat" 2>/dev/null)
     kill -TERM "$WORKER_PID" 2>/dev/null
     wait "$WORKER_PID" 2>/dev/null
     summary_production

@@ -194,3 +194,18 @@ async def deliver_between_real_users(client, db, count: int):
     for m in sent:
         await inbox.deliver(m, [bob.id])
     return sent, SqlMessageStore(db)
+
+
+@pytest.mark.gen_test
+async def test_linger_fills_a_batch_with_what_arrives_meanwhile(redis_client):
+    """A take that brings less than a full batch waits `linger` and takes what came in the
+    meantime, so a steady trickle is stored in few batches; nothing is lost or doubled."""
+    first = await deliver(redis_client, 2)
+    queue, store = RedisPersistQueue(redis_client), MemoryMessageStore()
+    persister = Persister(queue, store, "p1", batch_size=10, block_ms=10, linger=0.2)
+    saving = asyncio.ensure_future(persister.run_once())
+    await asyncio.sleep(0.05)
+    later = await deliver(redis_client, 3)  # arrives while the persister lingers
+    assert await saving == 5
+    assert store.rows == first + later and await queue.backlog() == 0
+    assert await persister.run_once() == 0
