@@ -38,7 +38,7 @@ if [[ ${REUSE:-0} == 1 ]]; then
   export BENCH_REUSE=1 COURIER_JWT_SECRET=courier-bench-fixed-secret-0123456789abcdef
   [[ -s $USERS ]] && USER_ARGS=(--users-file "$USERS")
 fi
-setsid "$HERE/courier-target.sh" "$MODE" $PORT "redis://127.0.0.1:$RPORT/0" --flush-redis >"$OUT/$NAME.server.log" 2>&1 &
+setsid "$HERE/courier-target.sh" "$MODE" $PORT "redis://127.0.0.1:$RPORT/0" --flush-redis --gateways "${GATEWAYS:-1}" >"$OUT/$NAME.server.log" 2>&1 &
 TARGET_PGID=$!
 cleanup() {
   kill -TERM -- "-$TARGET_PGID" 2>/dev/null || true
