@@ -23,7 +23,6 @@ import asyncio
 import logging
 import struct
 import time
-from http import HTTPStatus
 
 import orjson
 import tornado.iostream
@@ -34,7 +33,7 @@ from application.gateway import Connection, Gateway
 from domain import errors
 from domain.model import validate_cursor
 from entrypoints.http.base import bearer_token
-from entrypoints.http.errors import CODE_BY_STATUS
+from entrypoints.http.errors import finish_with_error
 
 log = logging.getLogger("courier.ws")
 
@@ -162,15 +161,11 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def _refuse(self, status: int, error: errors.CourierError) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(orjson.dumps({"error": {"code": error.code, "message": error.message}}))
+        finish_with_error(self, status, error.code, error.message)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         """Any other error before the upgrade (e.g. 405 for a POST) as JSON too."""
-        code = CODE_BY_STATUS.get(status_code, "error")
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(orjson.dumps({"error": {"code": code, "message": HTTPStatus(status_code).phrase}}))
+        finish_with_error(self, status_code)
 
     def check_origin(self, origin: str) -> bool:
         allowed = self.settings.get("courier_origins")

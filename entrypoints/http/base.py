@@ -9,7 +9,7 @@ import orjson
 import tornado.web
 
 from domain import errors
-from entrypoints.http.errors import CODE_BY_STATUS, status_of
+from entrypoints.http.errors import CODE_BY_STATUS, finish_with_error, status_of
 
 log = logging.getLogger("courier.http")
 
@@ -98,9 +98,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if metrics is not None:
             metrics.errors.labels(code).inc()
         self.clear_header("Content-Type")
-        self.set_status(status_code)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+        finish_with_error(self, status_code, code, message)
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, errors.ServiceUnavailable):

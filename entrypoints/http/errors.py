@@ -1,6 +1,10 @@
 """Domain errors -> HTTP status, in one place."""
 from __future__ import annotations
 
+from http import HTTPStatus
+
+import orjson
+
 from domain import errors
 
 STATUS_BY_ERROR: list[tuple[type[errors.CourierError], int]] = [
@@ -35,3 +39,12 @@ CODE_BY_STATUS = {
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+def finish_with_error(handler, status: int, code: str | None = None, message: str | None = None) -> None:
+    """End a request with the contract's error body {"error": {"code", "message"}};
+    the code and message default to those of the status itself."""
+    handler.set_status(status)
+    handler.set_header("Content-Type", "application/json; charset=UTF-8")
+    body = {"code": code or CODE_BY_STATUS.get(status, "error"), "message": message or HTTPStatus(status).phrase}
+    handler.finish(orjson.dumps({"error": body}))
