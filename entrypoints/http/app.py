@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tornado.web
 
+from entrypoints.heartbeat import Heartbeat
 from entrypoints.http import groups, messages, ops, static, users
 from entrypoints.http.base import NotFoundHandler
 from entrypoints.logs import log_request
@@ -33,7 +34,7 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
         (api + f"/conversations/{ID}/messages", messages.ConversationHandler, use(history=container.history())),
         (r"/ws", SocketHandler,
          use(gateway=container.gateway(), authenticate=container.authenticate(), open_sockets=open_sockets,
-             frames=Frames())),
+             frames=Frames(), heartbeat=Heartbeat(settings.ws_ping_interval, settings.ws_ping_timeout))),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler, use(checks=readiness)),
         (r"/metrics", ops.MetricsHandler, use(metrics=metrics)),
@@ -44,8 +45,6 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         websocket_max_message_size=settings.ws_max_message_size,
-        websocket_ping_interval=settings.ws_ping_interval,
-        websocket_ping_timeout=settings.ws_ping_timeout,
         courier_origins=settings.origins,
         courier_authenticate=container.authenticate(),
         courier_ws_write_buffer=settings.ws_write_buffer,
