@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 
@@ -22,6 +23,16 @@ log = logging.getLogger("courier.redis.subscriber")
 
 class SilentConnection(ConnectionError):
     """Nothing came back from Redis, not even the answer to a PING."""
+
+
+class _LastHeard:
+    """When the subscription was last heard from; why the watchdog gave up on it."""
+
+    __slots__ = ("at", "failure")
+
+    def __init__(self, at: float):
+        self.at = at
+        self.failure: BaseException | None = None
 
 
 def parse_notification(data: bytes | str) -> Notification:
@@ -153,23 +164,55 @@ class RedisNotificationSubscriber(NotificationSubscriber):
             log.exception("resync after (re)subscribing failed")
 
     async def _listen(self, pubsub, on_notification) -> None:
+        """Read the subscription's replies straight off its connection, with no timeout
+        per read (redis-py's get_message() arms and cancels a timer for every message,
+        and builds a dict of it): a watchdog beside the loop notices silence instead."""
+        connection = pubsub.connection
         loop = asyncio.get_running_loop()
-        last_heard = loop.time()
-        pinged = False
-        while True:
-            message = await pubsub.get_message(timeout=self._ping_interval)
-            now = loop.time()
-            if message is not None:
-                last_heard, pinged = now, False
-                if message["type"] == "message":
-                    self._dispatch(message["data"], on_notification)
-                continue
-            silence = now - last_heard
-            if pinged and silence >= 2 * self._ping_interval:
-                raise SilentConnection(f"no answer from redis for {silence:.1f} s")
-            if not pinged and silence >= self._ping_interval:
-                await pubsub.ping()  # the answer arrives as a "pong" message
-                pinged = True
+        heard = _LastHeard(loop.time())
+        watchdog = asyncio.ensure_future(self._watch(pubsub, heard))
+        try:
+            while True:
+                try:
+                    # push_request: with RESP3 (redis-py 8's default) a published message is a
+                    # push reply, which read_response() would otherwise pass on to a handler.
+                    reply = await connection.read_response(timeout=math.inf, push_request=True)
+                except Exception:
+                    if heard.failure is not None:
+                        raise heard.failure from None  # why the watchdog closed the connection
+                    raise
+                heard.at = loop.time()
+                # Subscription replies: [b"message", channel, data], [b"pong", b""], ...
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                    self._dispatch(reply[2], on_notification)
+        finally:
+            watchdog.cancel()
+            if watchdog.done() and not watchdog.cancelled():
+                watchdog.exception()  # retrieved (it was raised above): no "never retrieved" log
+
+    async def _watch(self, pubsub, heard: _LastHeard) -> None:
+        """Ping after ping_interval of silence; no answer within another one: close the
+        connection, which ends the read in _listen with the reason (SilentConnection)."""
+        loop = asyncio.get_running_loop()
+        pinged_at = None
+        try:
+            while True:
+                await asyncio.sleep(self._ping_interval / 2)
+                now = loop.time()
+                if pinged_at is not None and heard.at > pinged_at:
+                    pinged_at = None  # something came after the ping: alive
+                silence = now - heard.at
+                if pinged_at is not None and silence >= 2 * self._ping_interval:
+                    raise SilentConnection(f"no answer from redis for {silence:.1f} s")
+                if pinged_at is None and silence >= self._ping_interval:
+                    pinged_at = now
+                    await pubsub.ping()  # the answer arrives as a "pong" reply
+        except asyncio.CancelledError:
+            raise
+        except BaseException as failure:
+            heard.failure = failure
+            await pubsub.connection.disconnect(nowait=True)  # ends the read in _listen
+            raise
 
     def _dispatch(self, data, on_notification) -> None:
         try:
