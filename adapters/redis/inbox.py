@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
 
+from adapters.redis.batched_script import BatchedScript
 from adapters.redis.idempotency import DEFAULT_TTL as IDEMPOTENCY_TTL
 from adapters.redis.idempotency import idempotency_key
 from adapters.redis.support import lua, text, unavailable
@@ -47,8 +47,9 @@ class RedisInbox(Inbox):
         self._channel = channel
         self._idempotency_ttl = int(idempotency_ttl)
         # Scripts are sent by their SHA and loaded again after a Redis restart
-        # (NOSCRIPT), so nothing is sent here.
-        self._deliver = client.register_script(lua("deliver.lua"))
+        # (NOSCRIPT), so nothing is sent here. The deliver script is sent at most once
+        # per message (BatchedScript says why), with the other sends of the same turn.
+        self._deliver = BatchedScript(client, lua("deliver.lua"))
         self._read = client.register_script(lua("read.lua"))
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
@@ -66,42 +67,12 @@ class RedisInbox(Inbox):
         keys.extend(INBOX_KEY.format(user_id) for user_id in recipients)
         args.extend(orjson.dumps(user_id) for user_id in recipients)
         with unavailable("deliver"):
-            shared, own = await self._deliver_once(keys, args)
+            shared, own = await self._deliver(keys, args)
         # One cursor for all (deliver.lua), but for the few inboxes that needed their own.
         cursors = dict.fromkeys(recipients, text(shared))
         for position, cursor in zip(own[::2], own[1::2], strict=True):
             cursors[recipients[int(position) - 1]] = text(cursor)
         return cursors
-
-    async def _deliver_once(self, keys: list, args: list) -> list:
-        """EVALSHA the deliver script, sent at most once.
-
-        A redis-py client with retries (Redis(host, port) retries 10 times by default)
-        sends a command again when its reply timed out or its connection broke: for
-        this script that would append and publish the message twice. So the command
-        is written on a pooled connection by hand, whatever the client's retry policy.
-        Getting and checking the connection (connect, health-check PING) still retry,
-        as nothing was sent yet; once the command is written, a failure is final and
-        becomes ServiceUnavailable, whether or not Redis ran it."""
-        pool = self._client.connection_pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_command("EVALSHA", self._deliver.sha, len(keys), *keys, *args)
-            try:
-                return await conn.read_response()
-            except NoScriptError:  # Redis restarted or flushed its scripts: nothing ran
-                await conn.send_command("SCRIPT", "LOAD", self._deliver.script)
-                await conn.read_response()
-                await conn.send_command("EVALSHA", self._deliver.sha, len(keys), *keys, *args)
-                return await conn.read_response()
-        except ResponseError:
-            raise  # an error reply: the connection itself is in order
-        except BaseException:
-            # A reply may still be on its way (timeout, cancellation): never reuse this socket.
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         if limit <= 0:

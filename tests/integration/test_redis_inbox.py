@@ -233,6 +233,35 @@ async def test_deliver_loads_the_script_again_after_a_flush(redis_client, channe
     assert [d.message.content for d in await inbox.read("b", None, 10)] == ["one", "two"]
 
 
+@pytest.mark.gen_test
+async def test_concurrent_delivers_go_out_together_and_each_lands_once(redis_client, channel):
+    """The sends of one turn of the loop share one write (BatchedScript); each is
+    answered with its own cursors, and after a script flush all are sent again once."""
+    inbox = RedisInbox(redis_client, channel=channel)
+    sent = [private(f"m{i}", to=f"r{i % 5}") for i in range(40)]
+    answers = await asyncio.gather(*(inbox.deliver(m, [m.to_user_id]) for m in sent))
+    await redis_client.script_flush()  # as after a Redis restart: the whole next batch is NOSCRIPT
+    more = [private(f"n{i}", to=f"r{i % 5}") for i in range(40)]
+    answers += await asyncio.gather(*(inbox.deliver(m, [m.to_user_id]) for m in more))
+    for message, cursors in zip(sent + more, answers, strict=True):
+        got = await inbox.read(message.to_user_id, None, 200)
+        assert [d.cursor for d in got if d.message.id == message.id] == [cursors[message.to_user_id]]
+    assert await redis_client.xlen("stream:persist") == 80
+    assert sum([await redis_client.xlen(f"stream:private:r{i}") for i in range(5)]) == 80
+
+
+@pytest.mark.gen_test
+async def test_an_error_reply_fails_its_own_deliver_only(redis_client, channel):
+    inbox = RedisInbox(redis_client, channel=channel)
+    await redis_client.set("stream:private:broken", "not a stream")
+    good, bad = private("fine", to="b"), private("doomed", to="broken")
+    results = await asyncio.gather(inbox.deliver(good, ["b"]), inbox.deliver(bad, ["broken"]),
+                                   return_exceptions=True)
+    assert isinstance(results[0], dict) and "b" in results[0]
+    assert isinstance(results[1], Exception)
+    assert [d.message.content for d in await inbox.read("b", None, 10)] == ["fine"]
+
+
 class ReplyDropper:
     """A TCP proxy to Redis that, once armed, lets the next EVALSHA through and then
     cuts the connection before the reply comes back: Redis ran the script, the
