@@ -129,7 +129,7 @@ class SqliteInbox(Inbox):
     def _write_batch(self, conn: Connection, batch: list[_Send]) -> list[dict[str, str] | Exception]:
         try:
             with conn.begin():
-                return [self._append(conn, send) for send in batch]
+                return self._append(conn, batch)
         except exc.IntegrityError as e:
             if len(batch) == 1:
                 return [_refused(batch[0], e)]
@@ -138,34 +138,32 @@ class SqliteInbox(Inbox):
         for send in batch:
             try:
                 with conn.begin():
-                    results.append(self._append(conn, send))
+                    results.extend(self._append(conn, [send]))
             except exc.IntegrityError as e:
                 results.append(_refused(send, e))
         return results
 
-    def _append(self, conn: Connection, send: _Send) -> dict[str, str]:
-        row = message_row(send.message)
-        release_taken_client_ids(conn, [row])
-        message_seq = conn.execute(insert(messages).values(row)).inserted_primary_key[0]
-        cursors: dict[str, str] = {}
-        if send.recipient_ids:
-            entries = [{"user_id": user_id, "message_seq": message_seq} for user_id in send.recipient_ids]
-            seqs = self._insert_entries(conn, entries)
-            cursors = {user_id: f"{seq}-0" for user_id, seq in zip(send.recipient_ids, seqs, strict=True)}
-        for user_id in send.trim:
-            self._trim(conn, user_id)
-        # Accepted with this commit: so is the sender's idempotency answer, in the same one.
-        mark_delivered(conn, send.message)
-        return cursors
-
-    @staticmethod
-    def _insert_entries(conn: Connection, entries: list[dict]) -> list[int]:
-        if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
-            result = conn.execute(
-                insert(inbox_entries).returning(inbox_entries.c.seq, sort_by_parameter_order=True), entries
-            )
-            return list(result.scalars())
-        return [conn.execute(insert(inbox_entries).values(entry)).inserted_primary_key[0] for entry in entries]
+    def _append(self, conn: Connection, sends: list[_Send]) -> list[dict[str, str]]:
+        """Every send of the batch in two INSERTs (messages, then inbox entries), each of
+        many rows: per statement SQLAlchemy's own cost (compiling, binding, the result)
+        is several times SQLite's, and this runs in a thread that holds the GIL."""
+        rows = [message_row(send.message) for send in sends]
+        release_taken_client_ids(conn, rows)
+        message_seqs = _insert_returning_seqs(conn, messages, rows)
+        entries = [
+            {"user_id": user_id, "message_seq": message_seq}
+            for send, message_seq in zip(sends, message_seqs, strict=True)
+            for user_id in send.recipient_ids
+        ]
+        entry_seqs = iter(_insert_returning_seqs(conn, inbox_entries, entries) if entries else ())
+        results = []
+        for send in sends:
+            results.append({user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids})
+            for user_id in send.trim:
+                self._trim(conn, user_id)
+            # Accepted with this commit: so is the sender's idempotency answer, in the same one.
+            mark_delivered(conn, send.message)
+        return results
 
     def _trim(self, conn: Connection, user_id: str) -> None:
         entry = inbox_entries.c
@@ -245,3 +243,11 @@ def _settle(future: asyncio.Future, *, result=None, error: BaseException | None 
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _insert_returning_seqs(conn: Connection, table, rows: list[dict]) -> list[int]:
+    """INSERT the rows; their seqs, in the order of the rows."""
+    if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+        result = conn.execute(insert(table).returning(table.c.seq, sort_by_parameter_order=True), rows)
+        return list(result.scalars())
+    return [conn.execute(insert(table).values(row)).inserted_primary_key[0] for row in rows]
