@@ -20,12 +20,16 @@ Getting the connection (connect, health check) may retry: nothing was sent yet.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-_Call = tuple[Sequence, Sequence, asyncio.Future]
+from adapters.redis import resp
+
+_Call = tuple[int, list[bytes], asyncio.Future]
+_EVALSHA = resp.bulk("EVALSHA")
 
 
 class BatchedScript:
@@ -36,10 +40,12 @@ class BatchedScript:
         self._scheduled = False
         self._sending: set[asyncio.Task] = set()  # the event loop keeps only weak references
 
-    async def __call__(self, keys: Sequence, args: Sequence):
+    async def __call__(self, numkeys: int, arguments: list[bytes]):
+        """EVALSHA the script with `numkeys` keys; `arguments` are the keys, then the
+        other arguments, each already packed with resp.bulk()."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._waiting.append((keys, args, future))
+        self._waiting.append((numkeys, arguments, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._send_waiting)
@@ -81,24 +87,39 @@ class BatchedScript:
     async def _write_and_read(self, connection, calls: list[_Call]) -> list[_Call]:
         """Write every call, read every reply in order; answer each call's future.
         Returns the calls Redis answered NOSCRIPT (it ran none of them)."""
-        sha = self._script.sha
-        commands = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args, _ in calls]
-        await connection.send_packed_command(connection.pack_commands(commands))
+        sha = resp.bulk(self._script.sha)
+        commands = [
+            resp.command((_EVALSHA, sha, resp.bulk(numkeys), *arguments), 3 + len(arguments))
+            for numkeys, arguments, _ in calls
+        ]
+        await connection.send_packed_command(b"".join(commands))
         unloaded = []
-        for call in calls:
-            future = call[2]
-            try:
-                reply = await connection.read_response()
-            except NoScriptError:
-                unloaded.append(call)
-                continue
-            except ResponseError as error:  # an error reply: this call's alone
-                if not future.done():
-                    future.set_exception(error)
-                continue
-            if not future.done():
-                future.set_result(reply)
+        try:
+            # One deadline for the batch's replies (the connection's socket_timeout), not
+            # a timer armed and cancelled for every reply.
+            async with asyncio.timeout(connection.socket_timeout):
+                for call in calls:
+                    if not await self._read_reply(connection, call):
+                        unloaded.append(call)
+        except TimeoutError:
+            raise RedisTimeoutError("timeout reading the replies of a deliver batch") from None
         return unloaded
+
+    @staticmethod
+    async def _read_reply(connection, call: _Call) -> bool:
+        """Answer the call's future with its reply; False when the reply was NOSCRIPT."""
+        future = call[2]
+        try:
+            reply = await connection.read_response(timeout=math.inf)
+        except NoScriptError:
+            return False
+        except ResponseError as error:  # an error reply: this call's alone
+            if not future.done():
+                future.set_exception(error)
+            return True
+        if not future.done():
+            future.set_result(reply)
+        return True
 
 
 def _fail(calls: list[_Call], error: BaseException) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import orjson
 import redis.asyncio as aioredis
 
+from adapters.redis import resp
 from adapters.redis.batched_script import BatchedScript
 from adapters.redis.idempotency import DEFAULT_TTL as IDEMPOTENCY_TTL
 from adapters.redis.idempotency import idempotency_key
@@ -46,6 +47,15 @@ class RedisInbox(Inbox):
         self._persist_stream = persist_stream
         self._channel = channel
         self._idempotency_ttl = int(idempotency_ttl)
+        # The deliver script's fixed arguments, packed once (resp.py says why).
+        self._persist_key = resp.bulk(persist_stream)
+        self._generator_key = resp.bulk(CURSOR_GENERATOR)
+        self._max_length_arg = resp.bulk(self._max_length)
+        self._trim_arg = resp.bulk(self._trim)
+        self._channel_arg = resp.bulk(channel)
+        self._ttl_arg = resp.bulk(self._idempotency_ttl)
+        self._inbox_keys = resp.PackedCache(_inbox_key)
+        self._json_ids = resp.PackedCache(_json_id)
         # Scripts are sent by their SHA and loaded again after a Redis restart
         # (NOSCRIPT), so nothing is sent here. The deliver script is sent at most once
         # per message (BatchedScript says why), with the other sends of the same turn.
@@ -58,16 +68,21 @@ class RedisInbox(Inbox):
         # copied once per recipient, and client_msg_id belongs to the sender alone.
         compact = orjson.dumps(message.public())
         full = orjson.dumps(message.to_record())
-        keys = [self._persist_stream, CURSOR_GENERATOR]
-        args = [self._max_length, self._trim, compact, full, self._channel, "", self._idempotency_ttl]
-        if message.client_msg_id is not None:
+        bulk = resp.bulk
+        keys = [self._persist_key, self._generator_key]
+        args = [self._max_length_arg, self._trim_arg, bulk(compact), bulk(full), self._channel_arg]
+        if message.client_msg_id is None:
+            args += [_EMPTY_ARG, self._ttl_arg]
+        else:
             # The script marks the sender's idempotency answer delivered with the append.
-            keys.append(idempotency_key(message.from_user_id, message.client_msg_id))
-            args[5] = message.id
-        keys.extend(INBOX_KEY.format(user_id) for user_id in recipients)
-        args.extend(orjson.dumps(user_id) for user_id in recipients)
+            keys.append(bulk(idempotency_key(message.from_user_id, message.client_msg_id)))
+            args += [bulk(message.id), self._ttl_arg]
+        numkeys = len(keys) + len(recipients)
+        keys.extend(map(self._inbox_keys, recipients))
+        keys.extend(args)
+        keys.extend(map(self._json_ids, recipients))
         with unavailable("deliver"):
-            shared, own = await self._deliver(keys, args)
+            shared, own = await self._deliver(numkeys, keys)
         # One cursor for all (deliver.lua), but for the few inboxes that needed their own.
         cursors = dict.fromkeys(recipients, text(shared))
         for position, cursor in zip(own[::2], own[1::2], strict=True):
@@ -98,6 +113,18 @@ class RedisInbox(Inbox):
         with unavailable("last_cursor"):
             newest = await self._client.xrevrange(INBOX_KEY.format(user_id), count=1)
         return text(newest[0][0]) if newest else None
+
+
+_EMPTY_ARG = resp.bulk(b"")
+
+
+def _inbox_key(user_id: str) -> bytes:
+    return resp.bulk(INBOX_KEY.format(user_id))
+
+
+def _json_id(user_id: str) -> bytes:
+    # A user id as a JSON string (deliver.lua pastes it into the notification).
+    return resp.bulk(orjson.dumps(user_id))
 
 
 def _retained_from(first_retained: str, max_deleted: str) -> tuple[int, int]:
