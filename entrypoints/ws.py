@@ -232,6 +232,10 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         user_id = self.claims.user_id
         self.open_sockets.add(self)
         self.ws_connection.stream.max_write_buffer_size = self.settings["courier_ws_write_buffer"]
+        # No Nagle: Tornado leaves it on for WebSockets, so a push written while the
+        # previous one is not yet acknowledged waited for that ACK (up to the client's
+        # delayed ACK, tens of ms). Frames already gathers a turn's frames into one write.
+        self.set_nodelay(True)
         self.heartbeat.add(self, self.claims.expires_at)
         log.info("Client %s connected", user_id)
         try:
