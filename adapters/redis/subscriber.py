@@ -26,12 +26,16 @@ class SilentConnection(ConnectionError):
 
 
 class _LastHeard:
-    """When the subscription was last heard from; why the watchdog gave up on it."""
+    """When the subscription was last heard from, how many replies it has given, and
+    why the watchdog gave up on it. (A ping is known answered by the count, not by
+    comparing times: uvloop's clock advances once per turn of the loop, in whole
+    milliseconds, so a pong read in the same millisecond looks no later than its ping.)"""
 
-    __slots__ = ("at", "failure")
+    __slots__ = ("at", "replies", "failure")
 
     def __init__(self, at: float):
         self.at = at
+        self.replies = 0
         self.failure: BaseException | None = None
 
 
@@ -182,6 +186,7 @@ class RedisNotificationSubscriber(NotificationSubscriber):
                         raise heard.failure from None  # why the watchdog closed the connection
                     raise
                 heard.at = loop.time()
+                heard.replies += 1
                 # Subscription replies: [b"message", channel, data], [b"pong", b""], ...
                 if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
                     self._dispatch(reply[2], on_notification)
@@ -195,17 +200,18 @@ class RedisNotificationSubscriber(NotificationSubscriber):
         connection, which ends the read in _listen with the reason (SilentConnection)."""
         loop = asyncio.get_running_loop()
         pinged_at = None
+        replies_at_ping = 0
         try:
             while True:
                 await asyncio.sleep(self._ping_interval / 2)
                 now = loop.time()
-                if pinged_at is not None and heard.at > pinged_at:
+                if pinged_at is not None and heard.replies != replies_at_ping:
                     pinged_at = None  # something came after the ping: alive
                 silence = now - heard.at
                 if pinged_at is not None and silence >= 2 * self._ping_interval:
                     raise SilentConnection(f"no answer from redis for {silence:.1f} s")
                 if pinged_at is None and silence >= self._ping_interval:
-                    pinged_at = now
+                    pinged_at, replies_at_ping = now, heard.replies
                     await pubsub.ping()  # the answer arrives as a "pong" reply
         except asyncio.CancelledError:
             raise

@@ -191,6 +191,24 @@ async def test_a_silent_server_is_noticed_by_the_ping(private_redis, channel):
     await stop(task)
 
 
+def test_an_idle_subscription_that_answers_pings_is_kept_on_uvloop(redis_url, channel):
+    """The gateway runs on uvloop, whose clock moves in whole milliseconds once per turn
+    of the loop: a pong read in the same millisecond as its ping must count as an answer
+    (it once did not, and an idle gateway resubscribed every two ping intervals)."""
+    import uvloop
+
+    async def idle_for_a_while() -> int:
+        subscriber = fast(redis_url, channel)
+        recorder = Recorder()
+        task = asyncio.ensure_future(subscriber.run(recorder.on_notification, recorder.on_resync))
+        await until(lambda: recorder.resyncs == 1)
+        await asyncio.sleep(2.0)  # ten ping intervals of silence, each answered
+        await stop(task)
+        return subscriber.resubscriptions
+
+    assert uvloop.run(idle_for_a_while()) == 0
+
+
 @pytest.mark.gen_test(timeout=10)
 async def test_cancelling_stops_cleanly_even_while_redis_is_down(down_url, channel, private_redis):
     recorder = Recorder()
