@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from application.ports import (
@@ -139,26 +139,15 @@ class Dispatcher:
 
 @dataclass
 class SendPrivateMessage:
-    """A user, once found, exists for good (users are never deleted nor change id), so
-    the recipients seen lately are remembered in the process (up to KNOWN_RECIPIENTS)
-    and a send to one of them asks no repository."""
-
-    KNOWN_RECIPIENTS = 100_000
-
     dispatcher: Dispatcher
     users: UserRepository
-    _known: dict[str, None] = field(default_factory=dict, init=False, repr=False)
 
     async def __call__(self, sender_id: str, body: dict) -> Message:
         to_user_id = validate_id(body.get("to_user_id"), "to_user_id")
         message = self.dispatcher.new_message(sender_id, body, type=PRIVATE, to_user_id=to_user_id)
         await self.dispatcher.check_rate(sender_id)
-        if to_user_id not in self._known:
-            if await self.users.get(to_user_id) is None:
-                raise errors.UserNotFound("no user with this to_user_id")
-            if len(self._known) >= self.KNOWN_RECIPIENTS:
-                del self._known[next(iter(self._known))]  # the oldest
-            self._known[to_user_id] = None
+        if await self.users.get(to_user_id) is None:
+            raise errors.UserNotFound("no user with this to_user_id")
         # A note to oneself lands in one's own inbox (other devices see it); the
         # sending socket never gets a push of its own message (see the gateway).
         return await self.dispatcher.dispatch(message, [to_user_id])

@@ -15,6 +15,7 @@ from dependency_injector import containers, providers
 
 from adapters.clock import SystemClock, UuidGenerator
 from adapters.memory.bus import InProcessBus
+from adapters.memory.known_users import KnownUsers
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.idempotency import RedisIdempotencyKeys
@@ -84,10 +85,15 @@ class Container(containers.DeclarativeContainer):
     # recipient or group up, and must be accepted while MySQL is down.
     sql_users = providers.Singleton(SqlUserRepository, database)
     sql_groups = providers.Singleton(SqlGroupRepository, database)
-    users = providers.Selector(
-        mode,
-        embedded=sql_users,
-        production=providers.Singleton(RedisCachedUserRepository, sql_users, redis),
+    # In both modes a user once found is remembered in the process (users are never
+    # deleted nor renamed): a send to a known recipient asks neither Redis nor SQL.
+    users = providers.Singleton(
+        KnownUsers,
+        providers.Selector(
+            mode,
+            embedded=sql_users,
+            production=providers.Singleton(RedisCachedUserRepository, sql_users, redis),
+        ),
     )
     groups = providers.Selector(
         mode,

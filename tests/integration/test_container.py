@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.memory.known_users import KnownUsers
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.users import SqlUserRepository
@@ -26,7 +27,8 @@ def test_production_reads_users_and_groups_through_the_redis_cache(tmp_path):
     container = container_for(tmp_path, COURIER_REDIS_URL="redis://127.0.0.1:1/0", COURIER_JWT_SECRET="s" * 32,
                               COURIER_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}")
     try:
-        assert isinstance(container.users(), RedisCachedUserRepository)
+        assert isinstance(container.users(), KnownUsers)
+        assert isinstance(container.users()._inner, RedisCachedUserRepository)
         assert isinstance(container.groups(), RedisCachedGroupRepository)
         assert container.send_private().users is container.users()
         assert container.send_group().groups is container.groups()
@@ -37,7 +39,7 @@ def test_production_reads_users_and_groups_through_the_redis_cache(tmp_path):
 def test_embedded_keeps_the_sql_repositories(tmp_path):
     container = container_for(tmp_path)
     try:
-        assert type(container.users()) is SqlUserRepository
+        assert type(container.users()._inner) is SqlUserRepository  # behind KnownUsers
         assert type(container.groups()) is SqlGroupRepository
     finally:
         close(container)
