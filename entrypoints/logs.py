@@ -43,18 +43,17 @@ def configure(level: str, log_file: str = "") -> None:
 
 def log_request(handler) -> None:
     """Tornado's access log line, with the token of a /ws?token=... masked."""
-    status = handler.get_status()
+    request = handler.request
+    log_access(handler.get_status(), request.method, request.uri, request.remote_ip, request.request_time)
+
+
+def log_access(status: int, method: str, uri: str, remote_ip: str, seconds) -> None:
+    """One access log line (Tornado's format); `seconds` is the request's duration, or
+    a callable that gives it (only called when the line is written)."""
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     access = logging.getLogger("tornado.access")
     if not access.isEnabledFor(level):
         return  # at warning (benchmarks, high rates) a 2xx costs nothing more: no masking, no formatting
-    request = handler.request
-    access.log(
-        level,
-        "%d %s %s (%s) %.2fms",
-        status,
-        request.method,
-        mask_secrets(request.uri),
-        request.remote_ip,
-        1000.0 * request.request_time(),
-    )
+    if callable(seconds):
+        seconds = seconds()
+    access.log(level, "%d %s %s (%s) %.2fms", status, method, mask_secrets(uri), remote_ip, 1000.0 * seconds)

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from entrypoints.container import Container
 from entrypoints.http.app import make_app
+from entrypoints.http.fast_send import SendRouter
 from entrypoints.metrics import Metrics
 from entrypoints.settings import EMBEDDED, Settings
 
@@ -54,7 +55,10 @@ class CourierServer:
             subscriber.run(self.metrics.timed(gateway.on_notification), gateway.resync_all)
         )
         app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
-        self._http = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, idle_connection_timeout=120)
+        # A private send skips Tornado's RequestHandler (fast_send.py says why); the rest is the app's.
+        router = SendRouter(app, self.container.send_private(), self.container.authenticate(), self.metrics,
+                            self.settings.origins)
+        self._http = tornado.httpserver.HTTPServer(router, max_body_size=1024 * 1024, idle_connection_timeout=120)
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(
                 self.settings.port, self.settings.host, backlog=4096, reuse_port=bool(self.settings.reuse_port)

@@ -2,22 +2,46 @@
 from __future__ import annotations
 
 import logging
-import math
 from http import HTTPStatus
 
 import orjson
 import tornado.web
 
 from domain import errors
-from entrypoints.http.errors import CODE_BY_STATUS, finish_with_error, status_of
+from entrypoints.http.errors import CODE_BY_STATUS, finish_with_error, retry_after, status_of
 
 log = logging.getLogger("courier.http")
 
 
 def bearer_token(request) -> str | None:
-    header = request.headers.get("Authorization", "")
+    return bearer_token_in(request.headers)
+
+
+def bearer_token_in(headers) -> str | None:
+    header = headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def allowed_origin(origin: str | None, allowed: frozenset | set | None) -> str | None:
+    """The Access-Control-Allow-Origin to answer a request from `origin` with (None: none).
+    Any origin when no list is set: auth is by bearer token, never by cookie, so a
+    foreign page cannot act as a user by merely being opened."""
+    if origin is None:
+        return None
+    if allowed is None:
+        return "*"
+    return origin if origin.rstrip("/") in allowed else None
+
+
+def parse_json_object(raw: bytes) -> dict:
+    try:
+        body = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        raise errors.InvalidInput("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise errors.InvalidInput("the body must be a JSON object")
+    return body
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -30,17 +54,11 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # --- CORS ---------------------------------------------------------------
     def set_default_headers(self) -> None:
-        origin = self.request.headers.get("Origin")
-        if origin is None:
-            return
-        allowed = self.settings.get("courier_origins")
-        if allowed is None:
-            # Any origin: auth is by bearer token, never by cookie, so a foreign
-            # page cannot act as a user by merely being opened.
-            self.set_header("Access-Control-Allow-Origin", "*")
-        elif origin.rstrip("/") in allowed:
+        origin = allowed_origin(self.request.headers.get("Origin"), self.settings.get("courier_origins"))
+        if origin is not None:
             self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Vary", "Origin")
+            if origin != "*":
+                self.set_header("Vary", "Origin")
 
     def options(self, *args) -> None:
         """CORS preflight."""
@@ -58,13 +76,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # --- input --------------------------------------------------------------
     def json_body(self) -> dict:
-        try:
-            body = orjson.loads(self.request.body or b"")
-        except orjson.JSONDecodeError:
-            raise errors.InvalidInput("the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise errors.InvalidInput("the body must be a JSON object")
-        return body
+        return parse_json_object(self.request.body)
 
     def bearer_token(self) -> str | None:
         return bearer_token(self.request)
@@ -88,7 +100,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(error, errors.CourierError):
             status_code, code, message = status_of(error), error.code, error.message
             if isinstance(error, errors.RateLimited):
-                self.set_header("Retry-After", str(max(1, math.ceil(error.retry_after))))
+                self.set_header("Retry-After", retry_after(error))
         elif isinstance(error, tornado.web.HTTPError):
             code = CODE_BY_STATUS.get(status_code, "error")
             message = error.log_message if error.log_message and status_code < 500 else HTTPStatus(status_code).phrase

@@ -1,6 +1,7 @@
 """Domain errors -> HTTP status, in one place."""
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 
 import orjson
@@ -41,10 +42,20 @@ CODE_BY_STATUS = {
 }
 
 
+def error_body(status: int, code: str | None = None, message: str | None = None) -> bytes:
+    """The contract's error body {"error": {"code", "message"}}; the code and message
+    default to those of the status itself."""
+    body = {"code": code or CODE_BY_STATUS.get(status, "error"), "message": message or HTTPStatus(status).phrase}
+    return orjson.dumps({"error": body})
+
+
+def retry_after(error: errors.RateLimited) -> str:
+    """The Retry-After header of a 429: whole seconds, at least 1."""
+    return str(max(1, math.ceil(error.retry_after)))
+
+
 def finish_with_error(handler, status: int, code: str | None = None, message: str | None = None) -> None:
-    """End a request with the contract's error body {"error": {"code", "message"}};
-    the code and message default to those of the status itself."""
+    """End a RequestHandler's request with the contract's error body."""
     handler.set_status(status)
     handler.set_header("Content-Type", "application/json; charset=UTF-8")
-    body = {"code": code or CODE_BY_STATUS.get(status, "error"), "message": message or HTTPStatus(status).phrase}
-    handler.finish(orjson.dumps({"error": body}))
+    handler.finish(error_body(status, code, message))

@@ -5,7 +5,11 @@ from entrypoints.http.base import BaseHandler
 
 
 class MessagesHandler(BaseHandler):
-    """POST /messages sends a private message; GET /messages is the pull."""
+    """POST /messages sends a private message; GET /messages is the pull.
+
+    CourierServer answers the POST below this handler (entrypoints/http/fast_send.py,
+    the same answers, less of Tornado's per-request work); post() serves an app
+    mounted without that router."""
 
     async def post(self) -> None:
         message = await self.send_private(self.user_id, self.json_body())

@@ -1,0 +1,171 @@
+"""POST /api/v1/messages (a private send) answered below Tornado's RequestHandler.
+
+A send is the hottest call there is, and most of its cost in the gateway was
+Tornado's web layer rather than Courier: routing by regular expression, a
+RequestHandler per request (its response headers, template namespace, the
+checks of _execute, finish() and flush()). Here the request still goes through
+Tornado's HTTP server and HTTP/1.1 connection (parsing, keep-alive, body size
+limit, 100-continue), and only that one route is answered by a small
+HTTPMessageDelegate (Tornado's documented extension point); every other request,
+and any other method on this path, goes to the Application as before.
+
+The answers are the contract's, the same as MessagesHandler's: 201 with the
+message, or the error body of entrypoints/http/errors.py, CORS headers, the
+access log line, the error counter. tests/e2e exercise this path on every send.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from email.utils import formatdate
+
+import orjson
+import tornado.httputil
+import tornado.web
+
+from domain import errors
+from entrypoints.http.base import allowed_origin, bearer_token_in, parse_json_object
+from entrypoints.http.errors import error_body, retry_after, status_of
+from entrypoints.logs import log_access
+
+log = logging.getLogger("courier.http")
+
+PATH = "/api/v1/messages"
+_JSON = "application/json; charset=UTF-8"
+_SERVER = "TornadoServer/" + tornado.version
+_pending: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
+
+
+class _Date:
+    """The Date header, formatted once a second."""
+
+    second = -1
+    value = ""
+
+    @classmethod
+    def now(cls) -> str:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second, cls.value = second, formatdate(second, usegmt=True)
+        return cls.value
+
+
+class SendRouter(tornado.httputil.HTTPServerConnectionDelegate):
+    """What the HTTPServer serves: the fast send, or else the Application."""
+
+    def __init__(self, application: tornado.web.Application, send_private, authenticate, metrics, origins):
+        self.application = application
+        self.send_private = send_private
+        self.authenticate = authenticate
+        self.metrics = metrics
+        self.origins = origins
+
+    def start_request(self, server_conn, request_conn) -> tornado.httputil.HTTPMessageDelegate:
+        return _Switch(self, server_conn, request_conn)
+
+    def on_close(self, server_conn) -> None:
+        self.application.on_close(server_conn)
+
+
+class _Switch(tornado.httputil.HTTPMessageDelegate):
+    __slots__ = ("_router", "_server_conn", "_request_conn", "_delegate")
+
+    def __init__(self, router: SendRouter, server_conn, request_conn):
+        self._router = router
+        self._server_conn = server_conn
+        self._request_conn = request_conn
+        self._delegate: tornado.httputil.HTTPMessageDelegate | None = None
+
+    def headers_received(self, start_line, headers):
+        if start_line.method == "POST" and start_line.path.partition("?")[0] == PATH:
+            self._delegate = _PrivateSend(self._router, self._request_conn, start_line, headers)
+        else:
+            self._delegate = self._router.application.start_request(self._server_conn, self._request_conn)
+        return self._delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes):
+        return self._delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        self._delegate.finish()
+
+    def on_connection_close(self) -> None:
+        if self._delegate is not None:
+            self._delegate.on_connection_close()
+
+
+class _PrivateSend(tornado.httputil.HTTPMessageDelegate):
+    __slots__ = ("_router", "_connection", "_start_line", "_headers", "_chunks", "_started")
+
+    def __init__(self, router: SendRouter, connection, start_line, headers):
+        self._router = router
+        self._connection = connection
+        self._start_line = start_line
+        self._headers = headers
+        self._chunks: list[bytes] = []
+        self._started = time.perf_counter()
+
+    def headers_received(self, start_line, headers):
+        return None
+
+    def data_received(self, chunk: bytes):
+        self._chunks.append(chunk)
+
+    def finish(self) -> None:
+        task = asyncio.ensure_future(self._answer())
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    def on_connection_close(self) -> None:
+        pass  # an accepted send goes ahead; the client retries with its client_msg_id
+
+    async def _answer(self) -> None:
+        router = self._router
+        extra: list[tuple[str, str]] = []
+        try:
+            user_id = router.authenticate(bearer_token_in(self._headers)).user_id
+            body = parse_json_object(b"".join(self._chunks))
+            message = await router.send_private(user_id, body)
+        except errors.CourierError as error:
+            status = status_of(error)
+            if isinstance(error, errors.ServiceUnavailable):
+                log.warning("POST %s: %s (%s)", PATH, error.message, error.__cause__)
+            if isinstance(error, errors.RateLimited):
+                extra.append(("Retry-After", retry_after(error)))
+            router.metrics.errors.labels(error.code).inc()
+            self._reply(status, error_body(status, error.code, error.message), extra)
+        except Exception:
+            log.error("unexpected error on POST %s", PATH, exc_info=True)
+            router.metrics.errors.labels("internal_error").inc()
+            self._reply(500, error_body(500, "internal_error", "internal server error"), extra)
+        else:
+            router.metrics.accepted.inc()
+            self._reply(201, orjson.dumps(message.public()), extra)
+
+    def _reply(self, status: int, body: bytes, extra: list[tuple[str, str]]) -> None:
+        headers = tornado.httputil.HTTPHeaders()
+        headers["Server"] = _SERVER
+        headers["Content-Type"] = _JSON
+        headers["Date"] = _Date.now()
+        headers["Content-Length"] = str(len(body))
+        origin = allowed_origin(self._headers.get("Origin"), self._router.origins)
+        if origin is not None:
+            headers["Access-Control-Allow-Origin"] = origin
+            if origin != "*":
+                headers["Vary"] = "Origin"
+        for name, value in extra:
+            headers[name] = value
+        connection = self._connection
+        try:
+            connection.write_headers(
+                tornado.httputil.ResponseStartLine("HTTP/1.1", status, tornado.httputil.responses.get(status, "")),
+                headers, body,
+            )
+            connection.finish()
+        except Exception:  # the client went away meanwhile: nothing to answer
+            log.debug("could not answer POST %s", PATH, exc_info=True)
+        context = connection.context
+        started = self._started
+        log_access(status, "POST", self._start_line.path, getattr(context, "remote_ip", "-"),
+                   lambda: time.perf_counter() - started)
