@@ -5,7 +5,8 @@ calls. A user is never deleted and never changes id or username, so a user once
 found can be answered from memory for good: a send to a known recipient asks no
 database and no Redis. Bounded: past `max_entries` the oldest entry is forgotten.
 A password change (set_password_hash) forgets the user, so get() never answers an
-old hash. Users not found are not remembered (they may register a moment later)."""
+old hash. Users not found are not remembered (they may register a moment later); a
+user registered through this process is remembered at once."""
 from __future__ import annotations
 
 from application.ports import UserRepository
@@ -22,6 +23,13 @@ class KnownUsers(UserRepository):
 
     async def add(self, user: User) -> None:
         await self._inner.add(user)
+        # Known from now on, as the repository itself answers for it (the first send to a
+        # new user then waits on no lookup: a burst of first sends had each ask Redis, at
+        # once, through a connection pool that had to grow for them).
+        try:
+            await self.get(user.id)
+        except Exception:  # noqa: BLE001 - the user is stored; remembering it is only a shortcut
+            pass
 
     async def get(self, user_id: str) -> User | None:
         user = self._known.get(user_id)

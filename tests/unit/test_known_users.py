@@ -26,7 +26,7 @@ def user(n: int) -> User:
 async def test_a_user_found_once_is_answered_from_memory():
     inner = CountingUsers()
     users = KnownUsers(inner)
-    await users.add(user(1))
+    await inner.add(user(1))  # registered elsewhere (another gateway)
     assert (await users.get("id-1")).username == "user1"
     assert (await users.get("id-1")).username == "user1"
     assert inner.gets == 1
@@ -65,3 +65,13 @@ async def test_a_password_change_is_never_answered_with_the_old_hash():
     await users.set_password_hash("id-4", "new-hash")
     assert (await users.get("id-4")).password_hash == "new-hash"
     assert (await users.get_by_username("user4")).password_hash == "new-hash"
+
+
+@pytest.mark.gen_test
+async def test_a_user_registered_through_it_is_known_at_once():
+    inner = CountingUsers()
+    users = KnownUsers(inner)
+    await users.add(user(5))
+    asked = inner.gets
+    assert await users.get("id-5") == user(5)
+    assert inner.gets == asked  # no lookup on the first send to a new user
