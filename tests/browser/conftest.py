@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.services.courier_command import free_port
 
 COURIER = Path(sys.executable).with_name("courier")
 CHROMIUM_ARGS = [
@@ -38,12 +39,6 @@ FAST_ENV = {
     "COURIER_SEND_RATE": "0",
     "COURIER_LOG_LEVEL": "warning",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

@@ -16,6 +16,7 @@ A test that is embedded by nature is marked `@pytest.mark.embedded_only` (say wh
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 
@@ -196,12 +197,12 @@ def api(courier) -> Api:
 
 @pytest.fixture
 def process(tmp_path):
-    """`courier serve` as a separate process in tmp_path/run (call `await process.start()`)."""
-    from tests.e2e.support import CourierProcess
+    """`courier serve` as a separate process in tmp_path/run (embedded mode, its data in
+    ./data there): `await process.start().ready()`."""
+    from tests.services.courier_command import FAST_ENV, CourierCommand
 
-    cwd = tmp_path / "run"
-    cwd.mkdir()
-    running = CourierProcess(cwd)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
+    running = CourierCommand("serve", tmp_path / "run", {**env, **FAST_ENV, "COURIER_SEND_RATE": "0"})
     yield running
     running.cleanup()
 

@@ -62,9 +62,9 @@ async def test_a_restart_keeps_users_groups_messages_and_cursors(api, courier):
 @pytest.mark.gen_test(timeout=60)
 async def test_kill_9_right_after_the_201_loses_nothing_and_sigterm_exits_0(process, process_api):
     api = process_api
-    await process.start()
-    assert (process.cwd / "data").is_dir()
-    secret = process.cwd / "data" / "jwt_secret"
+    await process.start().ready()
+    assert (process.directory / "data").is_dir()
+    secret = process.directory / "data" / "jwt_secret"
     assert secret.exists() and (os.stat(secret).st_mode & 0o777) == 0o600
     a, b = await api.register("alice"), await api.register("bob")
     group = await api.create_group(a, "g", [b])
@@ -72,7 +72,7 @@ async def test_kill_9_right_after_the_201_loses_nothing_and_sigterm_exits_0(proc
     assert sent.status == 201, sent
     assert await process.kill() == -9
 
-    await process.start()
+    await process.start().ready()
     pulled, _ = await api.pull_all(b)
     assert [m["id"] for m in pulled] == [sent.body["id"]]
     assert pulled[0]["content"] == "accepted just before the crash ✓"
@@ -89,7 +89,7 @@ async def test_kill_9_right_after_the_201_loses_nothing_and_sigterm_exits_0(proc
         assert r.status == 201, r
         ids.append(r.body["id"])
         assert await process.kill() == -9
-        await process.start()
+        await process.start().ready()
     pulled, _ = await api.pull_all(b)
     assert [m["id"] for m in pulled] == [sent.body["id"], *ids]
 

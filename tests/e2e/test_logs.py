@@ -94,9 +94,9 @@ async def test_per_message_lines_are_at_info(api, caplog):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_courier_serve_writes_the_log_file_without_secrets(process, process_api):
-    log_file = process.cwd / "logs" / "api_gateway.log"
+    log_file = process.directory / "logs" / "api_gateway.log"
     process.env["COURIER_LOG_FILE"] = "logs/api_gateway.log"
-    await process.start()
+    await process.start().ready()
     a, b, sent, _ = await a_session(process_api)
     assert await process.terminate() == 0
     lines = log_file.read_text(encoding="utf-8").splitlines()

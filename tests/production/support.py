@@ -7,21 +7,16 @@ import asyncio
 import collections
 import json
 import os
-import signal
-import subprocess
 import time
-import urllib.request
 import uuid
-from pathlib import Path
 
 from sqlalchemy import bindparam, create_engine, pool, text
 
 from entrypoints.settings import Settings
 from tests.e2e.client import Api, WsClient
-from tests.e2e.support import COURIER_BIN, free_port
+from tests.services.courier_command import FAST_ENV, CourierCommand  # noqa: F401 - CourierCommand re-exported
 
 FAST_ARGON2 = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
-FAST_ENV = {f"COURIER_{k.upper()}": str(v) for k, v in FAST_ARGON2.items()}
 
 
 def production_settings(redis_url: str, database_url: str, jwt_secret: str, **overrides) -> Settings:
@@ -44,98 +39,6 @@ def settings_env(settings: Settings, **extra) -> dict:
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
-
-
-class CourierCommand:
-    """`courier <command>` (the console script) in a process group of its own, so a
-    kill reaches everything it started. `base_url`/`ws_url` make a `serve` usable by Api."""
-
-    def __init__(self, command: str, directory: Path, env: dict, name: str | None = None):
-        self.command = command
-        self.directory = Path(directory)
-        self.env = dict(env)
-        self.name = name or command
-        self.port: int | None = None
-        if command == "serve":
-            self.port = free_port()
-            self.env.update(COURIER_HOST="127.0.0.1", COURIER_PORT=str(self.port))
-        self.process: subprocess.Popen | None = None
-        self.runs = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / f"{self.name}-{self.runs}.log"
-
-    def start(self) -> CourierCommand:
-        self.runs += 1
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [COURIER_BIN, self.command], cwd=self.directory, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        return self
-
-    async def ready(self, timeout: float = 20.0) -> CourierCommand:
-        """serve: /healthz answers; worker: it logged that it persists."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"courier {self.command} exited with {self.process.returncode}:\n{self.output()}")
-            if self.command == "serve":
-                if await asyncio.get_running_loop().run_in_executor(None, self._healthy):
-                    return self
-            elif "persisting stream:persist" in self.output():
-                return self
-            if time.monotonic() > deadline:
-                raise AssertionError(f"courier {self.command} was not ready in {timeout} s:\n{self.output()}")
-            await asyncio.sleep(0.05)
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def send_signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Signal the process group and wait (bounded) for the process to end."""
-        self.send_signal(sig)
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"courier {self.command} did not exit within {timeout} s:\n{self.output()}")
-            await asyncio.sleep(0.02)
-        return self.process.returncode
-
-    async def kill(self) -> int:
-        return await self.stop(signal.SIGKILL)
-
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.send_signal(signal.SIGKILL)
-            self.process.wait(10)
 
 
 class Gateway:

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.e2e.support import COURIER_BIN, free_port
 from tests.production.support import production_settings, settings_env
+from tests.services.courier_command import COURIER_BIN, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
