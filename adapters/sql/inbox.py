@@ -247,7 +247,45 @@ def _settle(future: asyncio.Future, *, result=None, error: BaseException | None 
 
 def _insert_returning_seqs(conn: Connection, table, rows: list[dict]) -> list[int]:
     """INSERT the rows; their seqs, in the order of the rows."""
+    if conn.dialect.name == "sqlite":
+        seqs = _sqlite_insert_consecutive(conn, table, rows)
+        if seqs is not None:
+            return seqs
     if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
         result = conn.execute(insert(table).returning(table.c.seq, sort_by_parameter_order=True), rows)
         return list(result.scalars())
     return [conn.execute(insert(table).values(row)).inserted_primary_key[0] for row in rows]
+
+
+class _NotConsecutive(Exception):
+    pass
+
+
+def _sqlite_insert_consecutive(conn: Connection, table, rows: list[dict]) -> list[int] | None:
+    """SQLite: one executemany (the driver's loop, in C), the seqs worked out instead of
+    returned. SQLAlchemy cannot rely on the order of RETURNING rows in SQLite, so with
+    sort_by_parameter_order it runs one statement per row - 1,000 for a group of 1,000.
+
+    The table is AUTOINCREMENT and this transaction holds SQLite's write lock, so the
+    rows get increasing seqs, each above sqlite_sequence's value before. If the last one
+    is exactly that value + len(rows), they are that value + 1 ... + len(rows), in the
+    order of the rows; if not (never seen; it would take a gap), the insert is undone
+    (a savepoint) and None tells the caller to insert the slow way."""
+    name = table.name
+    base = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = ?", (name,)).scalar() or 0
+    savepoint = conn.begin_nested()
+    try:
+        conn.execute(insert(table), rows)
+        last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar()
+        if last != base + len(rows):
+            raise _NotConsecutive()
+    except _NotConsecutive:
+        savepoint.rollback()
+        log.warning("%s: %d rows did not get consecutive seqs after %d (last %s); inserting one by one",
+                    name, len(rows), base, last)
+        return None
+    except BaseException:
+        savepoint.rollback()
+        raise
+    savepoint.commit()
+    return list(range(base + 1, last + 1))

@@ -360,3 +360,54 @@ async def test_keys_are_kept_at_least_a_day_then_purged(db, people):
     keys._until_purge = 0  # the next call purges
     assert await keys.remember(a, "new", message(a, b)) is None
     assert await keys.remember(a, "old", message(a, b)) is None  # purged: a new send
+
+
+@pytest.mark.gen_test
+async def test_a_batch_gets_the_cursors_of_its_rows_fast_path_or_one_by_one(db, inbox, people, monkeypatch):
+    """SQLite inserts a commit's rows with one executemany and works their seqs out
+    (adapters/sql/inbox._sqlite_insert_consecutive); when that check fails, the rows are
+    inserted again one by one. Both ways every recipient's cursor is its own entry."""
+    import adapters.sql.inbox as inbox_module
+
+    a, b, c, d = people
+
+    async def send_concurrently(count: int) -> list[tuple[Message, dict]]:
+        sent = [message(a, [b, c, d][i % 3], f"m{i}") for i in range(count)]
+        cursors = await asyncio.gather(*(inbox.deliver(m, [m.to_user_id, a]) for m in sent))
+        return list(zip(sent, cursors, strict=True))
+
+    async def check(pairs) -> None:
+        for user_id in (a, b, c, d):
+            got = {delivery.message.id: delivery.cursor for delivery in await inbox.read(user_id, None, 200)}
+            for sent, cursors in pairs:
+                if user_id in cursors:
+                    assert got[sent.id] == cursors[user_id]
+
+    fast = await send_concurrently(30)
+    await check(fast)
+    real = inbox_module._sqlite_insert_consecutive
+
+    def never_consecutive(conn, table, rows):
+        real_last = conn.exec_driver_sql  # a gap: pretend the last rowid was one further
+
+        class Shifted:
+            def __init__(self, result):
+                self._result = result
+
+            def scalar(self):
+                return self._result.scalar() + 1
+
+        def exec_driver_sql(sql, *args):
+            result = real_last(sql, *args)
+            return Shifted(result) if "last_insert_rowid" in sql else result
+
+        monkeypatch.setattr(conn, "exec_driver_sql", exec_driver_sql)
+        try:
+            return real(conn, table, rows)
+        finally:
+            monkeypatch.setattr(conn, "exec_driver_sql", real_last)
+
+    monkeypatch.setattr(inbox_module, "_sqlite_insert_consecutive", never_consecutive)
+    slow = await send_concurrently(30)
+    await check(fast + slow)
+    assert len(await inbox.read(a, None, 200)) == 60  # nothing inserted twice by the undone attempt
