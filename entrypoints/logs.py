@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 # A token can only reach a log through a URL (/ws?token=...) or a header echoed
@@ -47,13 +48,11 @@ def log_request(handler) -> None:
     log_access(handler.get_status(), request.method, request.uri, request.remote_ip, request.request_time)
 
 
-def log_access(status: int, method: str, uri: str, remote_ip: str, seconds) -> None:
-    """One access log line (Tornado's format); `seconds` is the request's duration, or
-    a callable that gives it (only called when the line is written)."""
+def log_access(status: int, method: str, uri: str, remote_ip: str, duration: Callable[[], float]) -> None:
+    """One access log line (Tornado's format); `duration()` gives the request's seconds
+    (asked only when the line is written)."""
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     access = logging.getLogger("tornado.access")
     if not access.isEnabledFor(level):
         return  # at warning (benchmarks, high rates) a 2xx costs nothing more: no masking, no formatting
-    if callable(seconds):
-        seconds = seconds()
-    access.log(level, "%d %s %s (%s) %.2fms", status, method, mask_secrets(uri), remote_ip, 1000.0 * seconds)
+    access.log(level, "%d %s %s (%s) %.2fms", status, method, mask_secrets(uri), remote_ip, 1000.0 * duration())

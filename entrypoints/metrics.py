@@ -19,6 +19,7 @@ GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry, gateway, backlog: Callable[[], Awaitable[int]] | None = None):
+        self._on_gc: Callable[[str, dict], None] | None = None  # watch_gc()'s callback
         self.registry = registry
         self._backlog = backlog
         # Gauges read the gateway's own numbers at scrape time: no work on the push path.
@@ -54,9 +55,9 @@ class Metrics:
         gc.callbacks.append(on_gc)
 
     def unwatch_gc(self) -> None:
-        on_gc = getattr(self, "_on_gc", None)
-        if on_gc is not None and on_gc in gc.callbacks:
-            gc.callbacks.remove(on_gc)
+        if self._on_gc is not None and self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+        self._on_gc = None
 
     def timed(self, on_notification: Callable[[Notification], None]) -> Callable[[Notification], None]:
         observe = self.push_seconds.observe

@@ -14,7 +14,6 @@ from prometheus_client import CollectorRegistry
 
 from entrypoints.container import Container
 from entrypoints.http.app import make_app
-from entrypoints.http.fast_send import SendRouter
 from entrypoints.metrics import Metrics
 from entrypoints.settings import EMBEDDED, Settings
 
@@ -31,6 +30,7 @@ class CourierServer:
         self._http: tornado.httpserver.HTTPServer | None = None
         self._subscriber: asyncio.Task | None = None
         self.port: int | None = None
+        self.metrics: Metrics | None = None
 
     def readiness(self) -> dict:
         checks = {"database": self.container.database().ping}
@@ -55,10 +55,7 @@ class CourierServer:
             subscriber.run(self.metrics.timed(gateway.on_notification), gateway.resync_all)
         )
         app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
-        # A private send skips Tornado's RequestHandler (fast_send.py says why); the rest is the app's.
-        router = SendRouter(app, self.container.send_private(), self.container.authenticate(), self.metrics,
-                            self.settings.origins)
-        self._http = tornado.httpserver.HTTPServer(router, max_body_size=1024 * 1024, idle_connection_timeout=120)
+        self._http = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, idle_connection_timeout=120)
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(
                 self.settings.port, self.settings.host, backlog=4096, reuse_port=bool(self.settings.reuse_port)
@@ -82,7 +79,7 @@ class CourierServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._subscriber
         await close_adapters(self.container, self.settings)
-        if hasattr(self, "metrics"):
+        if self.metrics is not None:
             self.metrics.unwatch_gc()
         log.info("Courier stopped")
 

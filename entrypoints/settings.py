@@ -37,7 +37,7 @@ class Settings:
     ws_max_message_size: int = 65536
     ws_write_buffer: int = 4 * 1024 * 1024
     ws_ping_interval: float = 20.0
-    ws_ping_timeout: float = 20.0  # Tornado caps it at the interval (with a warning)
+    ws_ping_timeout: float = 20.0  # at most the interval (checked below); 0: no timeout
     db_pool_size: int = 8
     worker_batch: int = 500
     event_loop: str = "uvloop"  # or "asyncio"; uvloop only when it is installed

@@ -131,7 +131,9 @@ class _Protocol(tornado.websocket.WebSocketProtocol13):
         suspended for the socket's life: ~4 KB per socket for nothing. Here that chain
         finishes, and the handler drops what only the upgrade needed. Incoming frames
         still wait until open() has finished. (Private hooks of the pinned Tornado:
-        re-check on upgrade; tests/e2e/test_websocket.py covers the socket's life.)"""
+        re-check on upgrade; tests/e2e/test_websocket.py covers the socket's life.)
+        Overriding only _receive_frame_loop, to keep Tornado's handshake code, was
+        tried: 10.1 KB per socket against 8.8 with this (connect 5000, twice each)."""
         handler.clear_header("Content-Type")
         handler.set_status(101)
         handler.set_header("Upgrade", "websocket")

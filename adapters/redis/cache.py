@@ -40,7 +40,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from adapters.redis.support import unavailable
+from adapters.redis.support import text, unavailable
 from application.ports import GroupRepository, UserRepository
 from domain.errors import ServiceUnavailable
 from domain.model import Group, User
@@ -235,6 +235,4 @@ class RedisCachedGroupRepository(GroupRepository):
 
 
 def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
+    return "" if value is None else text(value)

@@ -42,18 +42,13 @@ class RedisInbox(Inbox):
         idempotency_ttl: int = IDEMPOTENCY_TTL,
     ):
         self._client = client
-        self._max_length = str(int(max_length))
-        self._trim = "=" if exact_trim else "~"
-        self._persist_stream = persist_stream
-        self._channel = channel
-        self._idempotency_ttl = int(idempotency_ttl)
         # The deliver script's fixed arguments, packed once (resp.py says why).
         self._persist_key = resp.bulk(persist_stream)
         self._generator_key = resp.bulk(CURSOR_GENERATOR)
-        self._max_length_arg = resp.bulk(self._max_length)
-        self._trim_arg = resp.bulk(self._trim)
+        self._max_length_arg = resp.bulk(int(max_length))
+        self._trim_arg = resp.bulk("=" if exact_trim else "~")
         self._channel_arg = resp.bulk(channel)
-        self._ttl_arg = resp.bulk(self._idempotency_ttl)
+        self._ttl_arg = resp.bulk(int(idempotency_ttl))
         self._inbox_keys = resp.PackedCache(_inbox_key)
         self._json_ids = resp.PackedCache(_json_id)
         # Scripts are sent by their SHA and loaded again after a Redis restart
@@ -77,12 +72,10 @@ class RedisInbox(Inbox):
             # The script marks the sender's idempotency answer delivered with the append.
             keys.append(bulk(idempotency_key(message.from_user_id, message.client_msg_id)))
             args += [bulk(message.id), self._ttl_arg]
-        numkeys = len(keys) + len(recipients)
-        keys.extend(map(self._inbox_keys, recipients))
-        keys.extend(args)
-        keys.extend(map(self._json_ids, recipients))
+        keys += map(self._inbox_keys, recipients)
+        args += map(self._json_ids, recipients)
         with unavailable("deliver"):
-            shared, own = await self._deliver(numkeys, keys)
+            shared, own = await self._deliver(len(keys), keys + args)
         # One cursor for all (deliver.lua), but for the few inboxes that needed their own.
         cursors = dict.fromkeys(recipients, text(shared))
         for position, cursor in zip(own[::2], own[1::2], strict=True):

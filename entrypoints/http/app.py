@@ -1,4 +1,6 @@
-"""make_app(container): the Tornado application with every route."""
+"""make_app(container): what the HTTP server serves - POST /api/v1/messages answered
+below Tornado's RequestHandler (fast_send.py says why), every other route by the
+Tornado application."""
 from __future__ import annotations
 
 import tornado.web
@@ -6,6 +8,7 @@ import tornado.web
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.http import groups, messages, ops, static, users
 from entrypoints.http.base import NotFoundHandler
+from entrypoints.http.fast_send import SendRouter
 from entrypoints.logs import log_request
 from entrypoints.metrics import Metrics
 from entrypoints.ws import Frames, SocketHandler
@@ -13,7 +16,7 @@ from entrypoints.ws import Frames, SocketHandler
 ID = r"([^/]+)"
 
 
-def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) -> tornado.web.Application:
+def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) -> SendRouter:
     settings = container.settings()
     use = dict  # each handler's initialize() receives exactly what it uses
     api = "/api/v1"
@@ -24,7 +27,7 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
         (api + "/users", users.FindUserHandler, use(get_user=container.get_user())),
         (api + f"/users/{ID}", users.UserHandler, use(get_user=container.get_user())),
         (api + "/messages", messages.MessagesHandler,
-         use(send_private=container.send_private(), pull=container.pull())),
+         use(pull=container.pull())),
         (api + "/groups", groups.GroupsHandler, use(groups=container.manage_groups())),
         (api + f"/groups/{ID}", groups.GroupHandler, use(groups=container.manage_groups())),
         (api + f"/groups/{ID}/members", groups.GroupMembersHandler, use(groups=container.manage_groups())),
@@ -40,7 +43,7 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
         (r"/metrics", ops.MetricsHandler, use(metrics=metrics)),
         *static.routes(),
     ]
-    return tornado.web.Application(
+    application = tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
@@ -50,3 +53,4 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
         courier_ws_write_buffer=settings.ws_write_buffer,
         courier_metrics=metrics,
     )
+    return SendRouter(application, container.send_private(), container.authenticate(), metrics, settings.origins)

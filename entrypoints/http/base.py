@@ -8,7 +8,7 @@ import orjson
 import tornado.web
 
 from domain import errors
-from entrypoints.http.errors import CODE_BY_STATUS, finish_with_error, retry_after, status_of
+from entrypoints.http.errors import CODE_BY_STATUS, error_headers, finish_with_error, status_of
 
 log = logging.getLogger("courier.http")
 
@@ -23,15 +23,17 @@ def bearer_token_in(headers) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def allowed_origin(origin: str | None, allowed: frozenset | set | None) -> str | None:
-    """The Access-Control-Allow-Origin to answer a request from `origin` with (None: none).
+def cors_headers(origin: str | None, allowed: frozenset | set | None) -> list[tuple[str, str]]:
+    """The CORS headers of an answer to a request from `origin` (none without one).
     Any origin when no list is set: auth is by bearer token, never by cookie, so a
     foreign page cannot act as a user by merely being opened."""
     if origin is None:
-        return None
+        return []
     if allowed is None:
-        return "*"
-    return origin if origin.rstrip("/") in allowed else None
+        return [("Access-Control-Allow-Origin", "*")]
+    if origin.rstrip("/") in allowed:
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    return []
 
 
 def parse_json_object(raw: bytes) -> dict:
@@ -54,11 +56,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # --- CORS ---------------------------------------------------------------
     def set_default_headers(self) -> None:
-        origin = allowed_origin(self.request.headers.get("Origin"), self.settings.get("courier_origins"))
-        if origin is not None:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            if origin != "*":
-                self.set_header("Vary", "Origin")
+        for name, value in cors_headers(self.request.headers.get("Origin"), self.settings.get("courier_origins")):
+            self.set_header(name, value)
 
     def options(self, *args) -> None:
         """CORS preflight."""
@@ -99,8 +98,8 @@ class BaseHandler(tornado.web.RequestHandler):
         error = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(error, errors.CourierError):
             status_code, code, message = status_of(error), error.code, error.message
-            if isinstance(error, errors.RateLimited):
-                self.set_header("Retry-After", retry_after(error))
+            for name, value in error_headers(error):
+                self.set_header(name, value)
         elif isinstance(error, tornado.web.HTTPError):
             code = CODE_BY_STATUS.get(status_code, "error")
             message = error.log_message if error.log_message and status_code < 500 else HTTPStatus(status_code).phrase

@@ -49,9 +49,11 @@ def error_body(status: int, code: str | None = None, message: str | None = None)
     return orjson.dumps({"error": body})
 
 
-def retry_after(error: errors.RateLimited) -> str:
-    """The Retry-After header of a 429: whole seconds, at least 1."""
-    return str(max(1, math.ceil(error.retry_after)))
+def error_headers(error: errors.CourierError) -> list[tuple[str, str]]:
+    """Headers an error answer carries: Retry-After on a 429 (whole seconds, at least 1)."""
+    if isinstance(error, errors.RateLimited):
+        return [("Retry-After", str(max(1, math.ceil(error.retry_after))))]
+    return []
 
 
 def finish_with_error(handler, status: int, code: str | None = None, message: str | None = None) -> None:

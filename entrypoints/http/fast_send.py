@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from email.utils import formatdate
 
 import orjson
@@ -25,8 +26,8 @@ import tornado.httputil
 import tornado.web
 
 from domain import errors
-from entrypoints.http.base import allowed_origin, bearer_token_in, parse_json_object
-from entrypoints.http.errors import error_body, retry_after, status_of
+from entrypoints.http.base import bearer_token_in, cors_headers, parse_json_object
+from entrypoints.http.errors import error_body, error_headers, status_of
 from entrypoints.logs import log_access
 
 log = logging.getLogger("courier.http")
@@ -122,7 +123,6 @@ class _PrivateSend(tornado.httputil.HTTPMessageDelegate):
 
     async def _answer(self) -> None:
         router = self._router
-        extra: list[tuple[str, str]] = []
         try:
             user_id = router.authenticate(bearer_token_in(self._headers)).user_id
             body = parse_json_object(b"".join(self._chunks))
@@ -131,30 +131,23 @@ class _PrivateSend(tornado.httputil.HTTPMessageDelegate):
             status = status_of(error)
             if isinstance(error, errors.ServiceUnavailable):
                 log.warning("POST %s: %s (%s)", PATH, error.message, error.__cause__)
-            if isinstance(error, errors.RateLimited):
-                extra.append(("Retry-After", retry_after(error)))
             router.metrics.errors.labels(error.code).inc()
-            self._reply(status, error_body(status, error.code, error.message), extra)
+            self._reply(status, error_body(status, error.code, error.message), error_headers(error))
         except Exception:
             log.error("unexpected error on POST %s", PATH, exc_info=True)
             router.metrics.errors.labels("internal_error").inc()
-            self._reply(500, error_body(500, "internal_error", "internal server error"), extra)
+            self._reply(500, error_body(500, "internal_error", "internal server error"))
         else:
             router.metrics.accepted.inc()
-            self._reply(201, orjson.dumps(message.public()), extra)
+            self._reply(201, orjson.dumps(message.public()))
 
-    def _reply(self, status: int, body: bytes, extra: list[tuple[str, str]]) -> None:
+    def _reply(self, status: int, body: bytes, extra: Sequence[tuple[str, str]] = ()) -> None:
         headers = tornado.httputil.HTTPHeaders()
         headers["Server"] = _SERVER
         headers["Content-Type"] = _JSON
         headers["Date"] = _Date.now()
         headers["Content-Length"] = str(len(body))
-        origin = allowed_origin(self._headers.get("Origin"), self._router.origins)
-        if origin is not None:
-            headers["Access-Control-Allow-Origin"] = origin
-            if origin != "*":
-                headers["Vary"] = "Origin"
-        for name, value in extra:
+        for name, value in (*cors_headers(self._headers.get("Origin"), self._router.origins), *extra):
             headers[name] = value
         connection = self._connection
         try:

@@ -5,16 +5,8 @@ from entrypoints.http.base import BaseHandler
 
 
 class MessagesHandler(BaseHandler):
-    """POST /messages sends a private message; GET /messages is the pull.
-
-    CourierServer answers the POST below this handler (entrypoints/http/fast_send.py,
-    the same answers, less of Tornado's per-request work); post() serves an app
-    mounted without that router."""
-
-    async def post(self) -> None:
-        message = await self.send_private(self.user_id, self.json_body())
-        self.settings["courier_metrics"].accepted.inc()
-        self.reply(201, message.public())
+    """GET /messages is the pull. (POST /messages, a private send, is answered before
+    the application: entrypoints/http/fast_send.py.)"""
 
     async def get(self) -> None:
         result = await self.pull(
