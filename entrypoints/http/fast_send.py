@@ -9,7 +9,7 @@ limit, 100-continue), and only that one route is answered by a small
 HTTPMessageDelegate (Tornado's documented extension point); every other request,
 and any other method on this path, goes to the Application as before.
 
-The answers are the contract's, the same as MessagesHandler's: 201 with the
+The answers are the contract's, the same as every other route's: 201 with the
 message, or the error body of entrypoints/http/errors.py, CORS headers, the
 access log line, the error counter. tests/e2e exercise this path on every send.
 """
