@@ -2,10 +2,13 @@
 
 Not part of Courier: put this directory first on PYTHONPATH of a benchmark run and
 `courier serve` times, for messages to more than 100 recipients,
+  before        SendGroupMessage called -> RedisInbox.deliver called (group lookup,
+                checks, recipients)
   deliver       RedisInbox.deliver (pack, EVALSHA round trip, Redis's script)
   notif_delay   deliver returned -> the notification reached the gateway
   on_notif      Gateway.on_notification (who gets it, queue the frames)
-  flush         Frames.flush (one send() per socket)
+  flush         Frames writing them (one send() per socket; in slices, first to last)
+  in_gateway    SendGroupMessage called -> the end of the flush that wrote its frames
 and writes p50/p90/p99 to $STAGE_TIMER_OUT (default /tmp/stage_timer.txt) at exit:
 
   PYTHONPATH=scripts/bench/stage_timer PROFILE=0 scripts/bench/profile.sh production fanout \
@@ -18,23 +21,42 @@ import sys
 import time
 
 if "serve" in sys.argv:
-    stages = {"deliver": [], "notif_delay": [], "on_notif": [], "flush": []}
+    stages = {"before": [], "deliver": [], "notif_delay": [], "on_notif": [], "flush": [], "in_gateway": []}
     delivered_at = {}
+    group_send_started = []
+    started_by_id = {}
+    timeline = {}  # message id -> {stage: time}: the slowest are written out in full
+    flushing = []
 
     def _patch():
         import adapters.redis.inbox as inbox_module
+        import application.messaging as messaging_module
         import application.gateway as gateway_module
         import entrypoints.ws as ws_module
 
         deliver = inbox_module.RedisInbox.deliver
 
+        send_group = messaging_module.SendGroupMessage.__call__
+
+        async def timed_send_group(self, sender_id, group_id, body):
+            started = time.perf_counter()
+            group_send_started.append(started)
+            message = await send_group(self, sender_id, group_id, body)
+            return message
+
         async def timed_deliver(self, message, recipient_ids):
             started = time.perf_counter()
+            if len(recipient_ids) > 100 and group_send_started:
+                began = group_send_started.pop()
+                stages["before"].append(started - began)
+                started_by_id[message.id] = began
+                timeline[message.id] = {"send": began, "deliver": started}
             try:
                 return await deliver(self, message, recipient_ids)
             finally:
                 if len(recipient_ids) > 100:
                     delivered_at[message.id] = time.perf_counter()
+                    timeline.get(message.id, {})["delivered"] = delivered_at[message.id]
                     stages["deliver"].append(time.perf_counter() - started)
 
         on_notification = gateway_module.Gateway.on_notification
@@ -44,21 +66,52 @@ if "serve" in sys.argv:
             returned = delivered_at.pop(notification.message.id, None)
             if returned is not None:
                 stages["notif_delay"].append(started - returned)
+            timeline.get(notification.message.id, {})["notified"] = started
             on_notification(self, notification)
             if len(notification.cursors) > 100:
                 stages["on_notif"].append(time.perf_counter() - started)
+                flushing.append(notification.message.id)
 
-        flush = ws_module.Frames.flush
+        def record_written(started, message_ids):
+            ended = time.perf_counter()
+            stages["flush"].append(ended - started)
+            for message_id in message_ids:
+                timeline.get(message_id, {}).update(written_from=started, written=ended)
+                began = started_by_id.pop(message_id, None)
+                if began is not None:
+                    stages["in_gateway"].append(ended - began)
 
-        def timed_flush(self):
-            started, sockets = time.perf_counter(), len(self._pending)
-            flush(self)
-            if sockets > 100:
-                stages["flush"].append(time.perf_counter() - started)
+        if hasattr(ws_module.Frames, "_write_some"):
+            # Written in slices over several turns: a cycle starts when nothing is being
+            # written and more than 100 sockets wait, and ends when the slices are done.
+            write_some = ws_module.Frames._write_some
+            cycle = []
+
+            def timed_write_some(self):
+                if not self._writing and len(self._pending) > 100:
+                    cycle[:] = [time.perf_counter(), list(flushing)]
+                    flushing.clear()
+                write_some(self)
+                if cycle and not self._writing:
+                    record_written(*cycle)
+                    cycle.clear()
+
+            ws_module.Frames._write_some = timed_write_some
+        else:
+            flush = ws_module.Frames.flush
+
+            def timed_flush(self):
+                started, sockets = time.perf_counter(), len(self._pending)
+                flush(self)
+                if sockets > 100:
+                    record_written(started, list(flushing))
+                    flushing.clear()
+
+            ws_module.Frames.flush = timed_flush
 
         inbox_module.RedisInbox.deliver = timed_deliver
+        messaging_module.SendGroupMessage.__call__ = timed_send_group
         gateway_module.Gateway.on_notification = timed_on_notification
-        ws_module.Frames.flush = timed_flush
 
     _import = builtins.__import__
     _patched = []
@@ -81,3 +134,9 @@ if "serve" in sys.argv:
                     n = len(times)
                     out.write(f"{name} n={n} p50={times[n // 2] * 1e3:.2f}ms "
                               f"p90={times[int(n * .9)] * 1e3:.2f}ms p99={times[int(n * .99)] * 1e3:.2f}ms\n")
+            complete = [t for t in timeline.values() if "written" in t]
+            complete.sort(key=lambda t: t["written"] - t["send"], reverse=True)
+            out.write("slowest in the gateway (ms after the send began):\n")
+            for t in complete[:12]:
+                out.write("  " + " ".join(f"{stage}={(at - t['send']) * 1e3:.1f}"
+                                         for stage, at in sorted(t.items(), key=lambda kv: kv[1])) + "\n")
