@@ -30,8 +30,8 @@ if "serve" in sys.argv:
 
     def _patch():
         import adapters.redis.inbox as inbox_module
-        import application.messaging as messaging_module
         import application.gateway as gateway_module
+        import application.messaging as messaging_module
         import entrypoints.ws as ws_module
 
         deliver = inbox_module.RedisInbox.deliver
