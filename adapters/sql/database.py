@@ -40,6 +40,12 @@ from domain.errors import ServiceUnavailable
 log = logging.getLogger("courier.sql")
 
 DEFAULT_SQLITE_URL = "sqlite:///data/courier.db"
+# A commit that finds the WAL past this many pages copies them into the database file
+# (and fsyncs it) before it returns. SQLite's default, 1,000 pages (4 MB), made every
+# few group commits of the embedded inbox pay a checkpoint, rewriting the same hot index
+# pages again and again; 10,000 (40 MB of WAL at most) rewrites each once per ten times
+# as many commits. Closed-loop sends, embedded: 2,650 / 3,627 -> 3,784 / 4,045 per s.
+SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 T = TypeVar("T")
 
@@ -140,6 +146,7 @@ class Database:
                 cursor.execute(f"PRAGMA synchronous={synchronous}")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+                cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
             finally:
                 cursor.close()
 

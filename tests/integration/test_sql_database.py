@@ -13,7 +13,7 @@ from domain.errors import ServiceUnavailable
 
 def pragmas(conn) -> dict:
     return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")}
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "wal_autocheckpoint")}
 
 
 @pytest.mark.gen_test
@@ -22,7 +22,7 @@ async def test_sqlite_is_durable_and_checks_foreign_keys(sqlite_url):
     try:
         # synchronous: 2 is FULL; WAL persists in the file.
         assert await db.run(pragmas) == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1,
-                                         "busy_timeout": 10_000}
+                                         "busy_timeout": 10_000, "wal_autocheckpoint": 10_000}
         assert (await db.write(pragmas))["synchronous"] == 2
     finally:
         db.close()
