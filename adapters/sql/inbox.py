@@ -257,49 +257,12 @@ def _insert_returning_seqs(conn: Connection, table, rows: list[dict]) -> list[in
     return [conn.execute(insert(table).values(row)).inserted_primary_key[0] for row in rows]
 
 
-_LARGEST_VALUES_LIST = 256  # rows per INSERT statement
-
-
-def _sqlite_insert_many(conn: Connection, table, rows: list[dict]) -> None:
-    """INSERT the rows in their order with multi-row statements (INSERT ... VALUES (..),
-    (..), ...), of 256, 128, ..., 2 or 1 rows each, so that only those nine shapes are
-    ever prepared (the driver keeps them in its statement cache). The driver's
-    executemany runs one SQLite step per row and gives up and takes back the GIL around
-    each one; with the event loop busy in the other thread every take waits for it, so
-    a batch paid that wait once per row - now once per statement. SQLite inserts the
-    rows of a VALUES list in their order. The values are plain str, int and None (the
-    rows of message_row and of the inbox entries): no type needs SQLAlchemy's binding."""
-    columns = list(rows[0])
-    quote = conn.dialect.identifier_preparer.quote
-    head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES "
-    one_row = "(" + ", ".join("?" * len(columns)) + ")"
-    cursor = conn.connection.dbapi_connection.cursor()  # SQLAlchemy's own path costs more than the insert
-    try:
-        start = 0
-        while start < len(rows):
-            size = _LARGEST_VALUES_LIST
-            while size > len(rows) - start:
-                size //= 2
-            chunk = rows[start:start + size]
-            statement, parameters = head + ", ".join([one_row] * size), [row[c] for row in chunk for c in columns]
-            try:
-                cursor.execute(statement, parameters)
-            except conn.dialect.dbapi.Error as e:
-                # As SQLAlchemy would raise it (an unknown recipient is an exc.IntegrityError).
-                raise exc.DBAPIError.instance(
-                    statement, parameters, e, conn.dialect.dbapi.Error, hide_parameters=True, dialect=conn.dialect
-                ) from e
-            start += size
-    finally:
-        cursor.close()
-
-
 class _NotConsecutive(Exception):
     pass
 
 
 def _sqlite_insert_consecutive(conn: Connection, table, rows: list[dict]) -> list[int] | None:
-    """SQLite: multi-row INSERTs (_sqlite_insert_many), the seqs worked out instead of
+    """SQLite: one executemany (the driver's loop, in C), the seqs worked out instead of
     returned. SQLAlchemy cannot rely on the order of RETURNING rows in SQLite, so with
     sort_by_parameter_order it runs one statement per row - 1,000 for a group of 1,000.
 
@@ -312,7 +275,7 @@ def _sqlite_insert_consecutive(conn: Connection, table, rows: list[dict]) -> lis
     base = conn.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = ?", (name,)).scalar() or 0
     savepoint = conn.begin_nested()
     try:
-        _sqlite_insert_many(conn, table, rows)
+        conn.execute(insert(table), rows)
         last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar()
         if last != base + len(rows):
             raise _NotConsecutive()

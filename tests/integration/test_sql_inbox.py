@@ -23,7 +23,7 @@ from adapters.sql.messages import SqlMessageStore
 from adapters.sql.users import SqlUserRepository
 from application.ports import Answer, Notification
 from domain import errors
-from domain.model import GROUP, PRIVATE, Group, Message, User, cursor_position
+from domain.model import PRIVATE, Group, Message, User, cursor_position
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -364,7 +364,7 @@ async def test_keys_are_kept_at_least_a_day_then_purged(db, people):
 
 @pytest.mark.gen_test
 async def test_a_batch_gets_the_cursors_of_its_rows_fast_path_or_one_by_one(db, inbox, people, monkeypatch):
-    """SQLite inserts a commit's rows with multi-row INSERTs and works their seqs out
+    """SQLite inserts a commit's rows with one executemany and works their seqs out
     (adapters/sql/inbox._sqlite_insert_consecutive); when that check fails, the rows are
     inserted again one by one. Both ways every recipient's cursor is its own entry."""
     import adapters.sql.inbox as inbox_module
@@ -411,22 +411,3 @@ async def test_a_batch_gets_the_cursors_of_its_rows_fast_path_or_one_by_one(db, 
     slow = await send_concurrently(30)
     await check(fast + slow)
     assert len(await inbox.read(a, None, 200)) == 60  # nothing inserted twice by the undone attempt
-
-
-@pytest.mark.gen_test
-async def test_a_group_of_more_rows_than_one_statement_takes_gets_each_its_own_entry(db, inbox, people):
-    """SQLite writes the rows with multi-row INSERTs of 256, 128, ... rows
-    (adapters/sql/inbox._sqlite_insert_many): 300 recipients take four statements,
-    and every recipient's cursor is still the entry written for that recipient."""
-    a, *_ = people
-    users = SqlUserRepository(db)
-    members = [new_id() for _ in range(300)]
-    for i, user_id in enumerate(members):
-        await users.add(User(id=user_id, username=f"member{i}", password_hash="h"))
-    sent = Message(type=GROUP, id=new_id(), from_user_id=a, group_id=None, content="to all",
-                   created_at=1_700_000_000)
-    cursors = await inbox.deliver(sent, members)
-    assert len(set(cursors.values())) == 300
-    for user_id in (members[0], members[255], members[256], members[299]):
-        [delivery] = await inbox.read(user_id, None, 10)
-        assert delivery.message.id == sent.id and delivery.cursor == cursors[user_id]
