@@ -136,7 +136,8 @@ if "serve" in sys.argv:
                               f"p90={times[int(n * .9)] * 1e3:.2f}ms p99={times[int(n * .99)] * 1e3:.2f}ms\n")
             complete = [t for t in timeline.values() if "written" in t]
             complete.sort(key=lambda t: t["written"] - t["send"], reverse=True)
-            out.write("slowest in the gateway (ms after the send began):\n")
+            first = min((t["send"] for t in complete), default=0.0)
+            out.write("slowest in the gateway (at: s after the first group send; stages: ms after its send began):\n")
             for t in complete[:12]:
-                out.write("  " + " ".join(f"{stage}={(at - t['send']) * 1e3:.1f}"
+                out.write(f"  at={t['send'] - first:.2f}s " + " ".join(f"{stage}={(at - t['send']) * 1e3:.1f}"
                                          for stage, at in sorted(t.items(), key=lambda kv: kv[1])) + "\n")
