@@ -248,9 +248,10 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             log.warning("replay for user %s failed: %s", user_id, error.__cause__ or error)
             self.close(CLOSE_TRY_AGAIN, "service unavailable")
         else:
-            self.conn = conn
             if self._gone:  # closed while replaying
                 self.gateway.detach(conn)
+            else:
+                self.conn = conn
 
     def shed_upgrade_state(self) -> None:
         """Once open, drop what only the upgrade request needed (its headers, the
@@ -405,8 +406,13 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         self._gone = True
         self.open_sockets.discard(self)
         self.heartbeat.discard(self)
-        if self.conn is not None:
-            self.gateway.detach(self.conn)
+        # The Connection refers back to this handler: let go of it, so that a closed
+        # socket is freed at once by reference counting instead of waiting, with all
+        # it holds, for a collection of the oldest generation (the longer, the more
+        # sockets the process has).
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.gateway.detach(conn)
 
     def on_ping(self, data: bytes) -> None:
         pass

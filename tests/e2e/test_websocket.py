@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import os
 import time
 
@@ -292,3 +293,34 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(api, courier):
     ws.send({"type": "ping"})
     assert await ws.next() == {"type": "pong"}
     assert await open_sockets(api) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_closed_socket_is_freed_without_waiting_for_the_garbage_collector(api):
+    """No reference cycle is left behind by a closed socket: the process frees it (its
+    handler, request and gateway connection) at once, not at the next collection of the
+    oldest generation, which would walk every socket of the process."""
+    from entrypoints.ws import SocketHandler
+
+    def handlers() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is SocketHandler)
+
+    a = await api.register()
+    gc.collect()
+    gc.disable()
+    try:
+        before = handlers()
+        sockets = [await api.connect(a) for _ in range(3)]
+        for ws in sockets:
+            ws.send({"type": "ping"})
+            assert await ws.next() == {"type": "pong"}
+        assert handlers() == before + 3
+        for ws in sockets:
+            ws.close()
+
+        async def all_freed() -> bool:
+            return handlers() == before
+
+        await eventually(all_freed, timeout=5)
+    finally:
+        gc.enable()
