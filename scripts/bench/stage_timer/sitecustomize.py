@@ -9,6 +9,7 @@ Not part of Courier: put this directory first on PYTHONPATH of a benchmark run a
   on_notif      Gateway.on_notification (who gets it, queue the frames)
   flush         Frames writing them (one send() per socket; in slices, first to last)
   in_gateway    SendGroupMessage called -> the end of the flush that wrote its frames
+and lists the garbage collections (gc.callbacks) of the fan-out, with their length.
 and writes p50/p90/p99 to $STAGE_TIMER_OUT (default /tmp/stage_timer.txt) at exit:
 
   PYTHONPATH=scripts/bench/stage_timer PROFILE=0 scripts/bench/profile.sh production fanout \
@@ -26,6 +27,18 @@ if "serve" in sys.argv:
     group_send_started = []
     started_by_id = {}
     timeline = {}  # message id -> {stage: time}: the slowest are written out in full
+    collections = []  # (start, generation, seconds) of every garbage collection
+    _collecting = []
+
+    def _on_gc(phase, info):
+        if phase == "start":
+            _collecting[:] = [time.perf_counter()]
+        elif _collecting:
+            began = _collecting.pop()
+            collections.append((began, info["generation"], time.perf_counter() - began))
+
+    import gc
+    gc.callbacks.append(_on_gc)
     flushing = []
 
     def _patch():
@@ -138,6 +151,10 @@ if "serve" in sys.argv:
             complete.sort(key=lambda t: t["written"] - t["send"], reverse=True)
             first = min((t["send"] for t in complete), default=0.0)
             out.write("slowest in the gateway (at: s after the first group send; stages: ms after its send began):\n")
+            during = [(at - first, gen, took) for at, gen, took in collections if at >= first]
+            long_ones = [f"at={at:.2f}s gen{gen} {took * 1e3:.1f}ms" for at, gen, took in during if took > 0.002]
+            out.write(f"garbage collections from the first group send on: {len(during)}; over 2 ms: "
+                      + ", ".join(long_ones) + "\n")
             for t in complete[:12]:
                 out.write(f"  at={t['send'] - first:.2f}s " + " ".join(f"{stage}={(at - t['send']) * 1e3:.1f}"
                                          for stage, at in sorted(t.items(), key=lambda kv: kv[1])) + "\n")
