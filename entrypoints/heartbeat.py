@@ -27,6 +27,7 @@ import math
 import time
 
 MAX_SLOTS = 100
+JOIN_SPREAD = 4  # a new socket joins one of the last len(slots) // JOIN_SPREAD slots pinged
 MIN_TICK = 0.05  # seconds
 EXPIRY_ONLY_TICK = 0.2  # seconds, when pings are off
 
@@ -60,9 +61,13 @@ class Heartbeat:
         """Watch a socket whose token expires at `expires_at` (time.time())."""
         if socket in self._slot_of:
             return
-        # The slot pinged last: the socket's first ping comes about one interval from now.
-        slot = (self._current - 1) % len(self._slots)
-        self._slots[slot].add(socket)
+        # One of the slots pinged last: the socket's first ping comes 3/4 to 1 interval
+        # from now. The least filled of the last quarter of the wheel, so that sockets
+        # opened together (a reconnect storm) are not all pinged in one tick later.
+        slots = self._slots
+        recent = ((self._current - back) % len(slots) for back in range(1, max(1, len(slots) // JOIN_SPREAD) + 1))
+        slot = min(recent, key=lambda index: len(slots[index]))
+        slots[slot].add(socket)
         self._slot_of[socket] = slot
         entry = [expires_at, next(self._sequence), socket]
         heapq.heappush(self._expiries, entry)

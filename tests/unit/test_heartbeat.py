@@ -119,3 +119,16 @@ async def test_closed_sockets_leave_no_expiry_behind():
     heartbeat.add(keep, far_future())
     assert keep in heartbeat._entry_of
     heartbeat.stop()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_sockets_opened_together_are_not_all_pinged_in_one_tick():
+    """A reconnect storm: a thousand sockets join within one tick. They are spread over
+    the last quarter of the wheel (25 of 100 slots), so that one interval later their
+    pings go out over 25 ticks instead of all in one."""
+    heartbeat = Heartbeat(ping_interval=20, ping_timeout=20)  # 100 slots of 0.2 s
+    for _ in range(1000):
+        heartbeat.add(FakeSocket(heartbeat), far_future())
+    sizes = sorted((len(slot) for slot in heartbeat._slots), reverse=True)
+    assert sizes[0] <= 40 and sum(1 for size in sizes if size) == 25, sizes[:30]
+    heartbeat.stop()
