@@ -46,6 +46,7 @@ class Heartbeat:
             slots = 1
             self._check_after = 0
         self._slots: list[set] = [set() for _ in range(slots)]
+        self._join_back = range(1, max(1, slots // JOIN_SPREAD) + 1)  # how far back a socket may join
         self._slot_of: dict = {}
         self._current = 0
         self._expiries: list[list] = []  # heap of [expires_at, sequence, socket or None]
@@ -65,7 +66,7 @@ class Heartbeat:
         # from now. The least filled of the last quarter of the wheel, so that sockets
         # opened together (a reconnect storm) are not all pinged in one tick later.
         slots = self._slots
-        recent = ((self._current - back) % len(slots) for back in range(1, max(1, len(slots) // JOIN_SPREAD) + 1))
+        recent = ((self._current - back) % len(slots) for back in self._join_back)
         slot = min(recent, key=lambda index: len(slots[index]))
         slots[slot].add(socket)
         self._slot_of[socket] = slot

@@ -23,23 +23,22 @@ class KnownUsers(UserRepository):
 
     async def add(self, user: User) -> None:
         await self._inner.add(user)
-        # Known from now on, as the repository itself answers for it (the first send to a
-        # new user then waits on no lookup: a burst of first sends had each ask Redis, at
-        # once, through a connection pool that had to grow for them).
-        try:
-            await self.get(user.id)
-        except Exception:  # noqa: BLE001 - the user is stored; remembering it is only a shortcut
-            pass
+        # Known from now on (the first send to a new user then waits on no lookup: a burst
+        # of first sends had each ask Redis, at once, through a pool that had to grow).
+        self._remember(user)
 
     async def get(self, user_id: str) -> User | None:
         user = self._known.get(user_id)
         if user is None:
             user = await self._inner.get(user_id)
             if user is not None:
-                if len(self._known) >= self._max_entries:
-                    del self._known[next(iter(self._known))]  # the oldest
-                self._known[user_id] = user
+                self._remember(user)
         return user
+
+    def _remember(self, user: User) -> None:
+        if user.id not in self._known and len(self._known) >= self._max_entries:
+            del self._known[next(iter(self._known))]  # the oldest
+        self._known[user.id] = user
 
     async def get_by_username(self, username: str) -> User | None:
         return await self._inner.get_by_username(username)

@@ -44,7 +44,8 @@ DEFAULT_SQLITE_URL = "sqlite:///data/courier.db"
 # (and fsyncs it) before it returns. SQLite's default, 1,000 pages (4 MB), made every
 # few group commits of the embedded inbox pay a checkpoint, rewriting the same hot index
 # pages again and again; 10,000 (40 MB of WAL at most) rewrites each once per ten times
-# as many commits. Closed-loop sends, embedded: 2,650 / 3,627 -> 3,784 / 4,045 per s.
+# as many commits. Closed-loop sends, embedded, C=128: 2,835 / 2,794 -> 3,455 / 3,277 per s
+# (docs/perf-notes.md, change 20).
 SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 T = TypeVar("T")

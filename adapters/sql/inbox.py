@@ -257,10 +257,6 @@ def _insert_returning_seqs(conn: Connection, table, rows: list[dict]) -> list[in
     return [conn.execute(insert(table).values(row)).inserted_primary_key[0] for row in rows]
 
 
-class _NotConsecutive(Exception):
-    pass
-
-
 def _sqlite_insert_consecutive(conn: Connection, table, rows: list[dict]) -> list[int] | None:
     """SQLite: one executemany (the driver's loop, in C), the seqs worked out instead of
     returned. SQLAlchemy cannot rely on the order of RETURNING rows in SQLite, so with
@@ -277,15 +273,13 @@ def _sqlite_insert_consecutive(conn: Connection, table, rows: list[dict]) -> lis
     try:
         conn.execute(insert(table), rows)
         last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar()
-        if last != base + len(rows):
-            raise _NotConsecutive()
-    except _NotConsecutive:
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if last != base + len(rows):
         savepoint.rollback()
         log.warning("%s: %d rows did not get consecutive seqs after %d (last %s); inserting one by one",
                     name, len(rows), base, last)
         return None
-    except BaseException:
-        savepoint.rollback()
-        raise
     savepoint.commit()
     return list(range(base + 1, last + 1))
