@@ -612,8 +612,11 @@ function submitComposer(event) {
   if (!conv || !content.trim()) return;
   input.value = "";
   autoGrow();
+  // Where the bubble stands: after the last message shown, or first when
+  // none is shown (also while the history is still loading: older messages
+  // it brings sort before by created_at, see Store.placeOwn/mergeHistory).
   const last = conv.msgs[conv.msgs.length - 1];
-  const afterId = last ? last.id : conv.history === "loaded" && !conv.nextBefore ? BEFORE_ALL : null;
+  const afterId = last ? last.id : BEFORE_ALL;
   const pending = { cid: newId(), content, state: "sending", afterId };
   conv.pending.push(pending);
   renderMessages(conv, { stickToBottom: true });

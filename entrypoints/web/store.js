@@ -26,7 +26,7 @@ function writeJson(key, value) {
   }
 }
 
-export const BEFORE_ALL = "^"; // a pending send in a conversation that was empty (and fully loaded)
+export const BEFORE_ALL = "^"; // a pending send in a conversation that showed no message yet
 
 export const convKey = (kind, id) => (kind === "group" ? `g:${id}` : `u:${id}`);
 

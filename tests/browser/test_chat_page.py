@@ -119,6 +119,32 @@ def test_own_message_keeps_its_place_when_its_answer_is_slow(server, pages):
     expect_shown(page, ["sent first", overtaking, "sent second", overtaking])
 
 
+def test_own_message_keeps_its_place_when_sent_before_the_history_arrives(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    page = pages.open(server.base_url)
+    log_in(page, alice)
+    held_history = []
+    page.route("**/api/v1/conversations/*/messages*", lambda route: held_history.append(route))
+    start_chat(page, bob.username)
+    expect(page.locator("#history-status")).to_have_text("Loading…")
+
+    overtaking = "a reply that overtakes the answer"
+
+    def slow_answer(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        response = route.fetch()
+        server.send(bob, alice, overtaking)
+        time.sleep(0.3)  # the push reaches the page before the 201 does
+        route.fulfill(response=response)
+
+    page.route("**/api/v1/messages", slow_answer)
+    write(page, "sent first")
+    # The history answer was taken before anything was sent: an empty page.
+    held_history[0].fulfill(json={"messages": [], "next_before": None})
+    expect_shown(page, ["sent first", overtaking])
+
+
 def test_group_of_three(server, pages):
     a, b, c = (pages.open(server.base_url) for _ in range(3))
     register(a, "ann")
