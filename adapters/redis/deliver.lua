@@ -15,6 +15,13 @@
 -- older Courier with '*' ids), that inbox alone gets the next id of its own
 -- ('*'), and the generator moves past it.
 --
+-- Trimming: with '=' (exact) every append trims. With '~' an inbox is trimmed
+-- on about one append in TRIM_EVERY, chosen at random (the microseconds of
+-- TIME): MAXLEN costs Redis a quarter of a plain XADD, and '~' bounds an inbox
+-- loosely anyway (whole macro nodes of 100 entries), so an inbox now runs a
+-- few dozen entries longer between trims; read.lua tells a trimmed inbox by
+-- its counters, however it was trimmed.
+--
 -- KEYS[1]         stream:persist (read by the persister's consumer group)
 -- KEYS[2]         the cursor generator: the last inbox entry id handed out
 -- KEYS[3]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
@@ -43,6 +50,8 @@ local function later(a, b)  -- is stream id a after stream id b?
   return a_ms > b_ms or (a_ms == b_ms and a_seq > b_seq)
 end
 
+local TRIM_EVERY = 16
+
 local first_inbox = 3
 if ARGV[6] ~= '' then
   first_inbox = 4
@@ -62,10 +71,17 @@ if #KEYS >= first_inbox then
   end
   id = string.format('%d-%d', ms, seq)
   local newest = id
+  local exact = ARGV[2] == '='
+  local trim_phase = tonumber(now[2]) % TRIM_EVERY
   for i = first_inbox, #KEYS do
     local n = i - first_inbox + 1
     to[n] = ARGV[n + 7]
-    local added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', ARGV[3])
+    local added
+    if exact or (n + trim_phase) % TRIM_EVERY == 0 then
+      added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', ARGV[3])
+    else
+      added = redis.pcall('XADD', KEYS[i], id, 'm', ARGV[3])
+    end
     if type(added) == 'table' and added.err then
       -- Only an inbox whose last id is at or after ours fails here (anything else,
       -- such as a key of another type, fails again below and aborts the script).
