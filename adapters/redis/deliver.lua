@@ -15,12 +15,13 @@
 -- older Courier with '*' ids), that inbox alone gets the next id of its own
 -- ('*'), and the generator moves past it.
 --
--- Trimming: with '=' (exact) every append trims. With '~' an inbox is trimmed
--- on about one append in TRIM_EVERY, chosen at random (the microseconds of
--- TIME): MAXLEN costs Redis a quarter of a plain XADD, and '~' bounds an inbox
--- loosely anyway (whole macro nodes of 100 entries), so an inbox now runs a
--- few dozen entries longer between trims; read.lua tells a trimmed inbox by
--- its counters, however it was trimmed.
+-- Trimming: an inbox is trimmed on about one append in ARGV[8], chosen at
+-- random (the microseconds of TIME): MAXLEN costs Redis about a quarter of a
+-- plain XADD. RedisInbox makes that 1 for exact trimming or a small MAXLEN,
+-- and at most 16 for a MAXLEN of 1,600 or more: between two trims an inbox
+-- grows by about 1% of its bound, on top of the whole macro node (100 entries)
+-- that '~' leaves anyway. read.lua tells a trimmed inbox by its counters,
+-- however it was trimmed.
 --
 -- KEYS[1]         stream:persist (read by the persister's consumer group)
 -- KEYS[2]         the cursor generator: the last inbox entry id handed out
@@ -33,7 +34,8 @@
 -- ARGV[5]         the notification channel
 -- ARGV[6]         the message id when it has a client_msg_id, else ''
 -- ARGV[7]         how long a delivered idempotency answer is kept (seconds)
--- ARGV[8..]       each recipient's id already encoded as a JSON string, in KEYS order
+-- ARGV[8]         trim an inbox on one append in this many (1: on every append)
+-- ARGV[9..]       each recipient's id already encoded as a JSON string, in KEYS order
 -- Returns {cursor, {position, own cursor, ...}}: the cursor of every recipient but
 -- those listed (1-based position among the recipients, and that one's cursor);
 -- {'', {}} when there is no recipient.
@@ -49,8 +51,6 @@ local function later(a, b)  -- is stream id a after stream id b?
   local b_ms, b_seq = parse_id(b)
   return a_ms > b_ms or (a_ms == b_ms and a_seq > b_seq)
 end
-
-local TRIM_EVERY = 16
 
 local first_inbox = 3
 if ARGV[6] ~= '' then
@@ -71,13 +71,13 @@ if #KEYS >= first_inbox then
   end
   id = string.format('%d-%d', ms, seq)
   local newest = id
-  local exact = ARGV[2] == '='
-  local trim_phase = tonumber(now[2]) % TRIM_EVERY
+  local trim_every = tonumber(ARGV[8])
+  local trim_phase = tonumber(now[2]) % trim_every
   for i = first_inbox, #KEYS do
     local n = i - first_inbox + 1
-    to[n] = ARGV[n + 7]
+    to[n] = ARGV[n + 8]
     local added
-    if exact or (n + trim_phase) % TRIM_EVERY == 0 then
+    if (n + trim_phase) % trim_every == 0 then
       added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', ARGV[3])
     else
       added = redis.pcall('XADD', KEYS[i], id, 'm', ARGV[3])
@@ -88,7 +88,7 @@ if #KEYS >= first_inbox then
       added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', ARGV[3])
       own[#own + 1] = n
       own[#own + 1] = added
-      own_json[#own_json + 1] = ARGV[n + 7] .. ':"' .. added .. '"'
+      own_json[#own_json + 1] = ARGV[n + 8] .. ':"' .. added .. '"'
       if later(added, newest) then
         newest = added
       end

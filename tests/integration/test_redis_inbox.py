@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from adapters.redis.inbox import CURSOR_GENERATOR, RedisInbox
+from adapters.redis.inbox import CURSOR_GENERATOR, RedisInbox, trim_every
 from adapters.redis.subscriber import parse_notification
 from domain import errors
 from domain.model import GROUP, PRIVATE, Message, cursor_position
@@ -214,18 +214,25 @@ async def test_approximate_trimming_expires_old_cursors(redis_client):
     assert len(await inbox.read("b", cursors[-len(retained)], 1000)) == len(retained) - 1
 
 
-@pytest.mark.gen_test
+def test_how_often_an_inbox_is_trimmed():
+    assert [trim_every(n, exact=False) for n in (5, 100, 199, 200, 1_000, 1_600, 10_000)] == [1, 1, 1, 2, 10, 16, 16]
+    assert trim_every(10_000, exact=True) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_approximate_trimming_keeps_every_inbox_near_its_bound(redis_client):
-    """'~' trims an inbox on about one append in 16 (deliver.lua): between two trims
-    it grows by a few dozen entries, never without bound. (The chance that one inbox
-    goes 300 appends untrimmed is (15/16)**300, about 4e-9.)"""
-    inbox = RedisInbox(redis_client, max_length=100)
-    members = [f"m{i}" for i in range(20)]
-    for i in range(1000):
+    """With a MAXLEN of 1,600 an inbox is trimmed on about one append in 16, at random
+    (deliver.lua): between two trims it grows by a few dozen entries, never without
+    bound. (The chance that one inbox goes 300 appends untrimmed is (15/16)**300, 4e-9.)"""
+    inbox = RedisInbox(redis_client, max_length=1_600)
+    members = ["m0", "m1", "m2"]
+    for i in range(2_500):
         await inbox.deliver(group_message(f"g{i}"), members)
     lengths = [await redis_client.xlen(f"stream:private:{member}") for member in members]
     # At most: the bound, one macro node '~' may keep, and the appends since the last trim.
-    assert all(100 <= length < 100 + 100 + 300 for length in lengths), lengths
+    assert all(1_600 <= length < 1_600 + 100 + 300 for length in lengths), lengths
+    with pytest.raises(errors.CursorExpired):
+        await inbox.read("m0", "0-0", 10)
 
 
 @pytest.mark.gen_test
