@@ -1,16 +1,11 @@
 """The base of every HTTP handler: JSON in and out, auth, CORS, errors."""
 from __future__ import annotations
 
-import logging
-from http import HTTPStatus
-
 import orjson
 import tornado.web
 
 from domain import errors
-from entrypoints.http.errors import CODE_BY_STATUS, error_headers, finish_with_error, status_of
-
-log = logging.getLogger("courier.http")
+from entrypoints.http.errors import answer_to, count_failure, finish_with_error, log_failure
 
 
 def bearer_token(request) -> str | None:
@@ -95,29 +90,15 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(orjson.dumps(body))
 
     def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, errors.CourierError):
-            status_code, code, message = status_of(error), error.code, error.message
-            for name, value in error_headers(error):
-                self.set_header(name, value)
-        elif isinstance(error, tornado.web.HTTPError):
-            code = CODE_BY_STATUS.get(status_code, "error")
-            message = error.log_message if error.log_message and status_code < 500 else HTTPStatus(status_code).phrase
-        else:
-            status_code, code, message = 500, "internal_error", "internal server error"
-        metrics = self.settings.get("courier_metrics")
-        if metrics is not None:
-            metrics.errors.labels(code).inc()
+        answer = answer_to(kwargs.get("exc_info", (None, None, None))[1], status_code)
+        count_failure(self.settings.get("courier_metrics"), answer)
         self.clear_header("Content-Type")
-        finish_with_error(self, status_code, code, message)
+        for name, value in answer.headers:
+            self.set_header(name, value)
+        finish_with_error(self, answer.status, answer.code, answer.message)
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, errors.ServiceUnavailable):
-            log.warning("%s %s: %s (%s)", self.request.method, self.request.path, value.message, value.__cause__)
-        elif isinstance(value, errors.CourierError | tornado.web.HTTPError):
-            return  # an answer to the client, not a fault of ours
-        else:
-            log.error("unexpected error on %s %s", self.request.method, self.request.path, exc_info=(typ, value, tb))
+        log_failure(self.request.method, self.request.path, value)
 
 
 class NotFoundHandler(BaseHandler):

@@ -1,12 +1,19 @@
-"""Domain errors -> HTTP status, in one place."""
+"""Errors -> HTTP answers, in one place: the status of each domain error, the
+contract's error body, and what is logged and counted when a request fails (for
+every handler, and for the fast send path that bypasses RequestHandler)."""
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import orjson
+import tornado.web
 
 from domain import errors
+
+log = logging.getLogger("courier.http")
 
 STATUS_BY_ERROR: list[tuple[type[errors.CourierError], int]] = [
     (errors.InvalidInput, 400),
@@ -61,3 +68,39 @@ def finish_with_error(handler, status: int, code: str | None = None, message: st
     handler.set_status(status)
     handler.set_header("Content-Type", "application/json; charset=UTF-8")
     handler.finish(error_body(status, code, message))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    status: int
+    code: str
+    message: str
+    headers: list[tuple[str, str]]
+
+
+def answer_to(error: BaseException | None, status: int = 500) -> ErrorAnswer:
+    """What the client is told when serving raised `error`: a domain error its own
+    status, code, message and headers; a Tornado HTTPError (or no exception) the
+    `status` Tornado chose; anything else a 500 that tells nothing of the fault."""
+    if isinstance(error, errors.CourierError):
+        return ErrorAnswer(status_of(error), error.code, error.message, error_headers(error))
+    if isinstance(error, tornado.web.HTTPError) or (error is None and status < 500):
+        shown = getattr(error, "log_message", None)
+        message = shown if shown and status < 500 else HTTPStatus(status).phrase
+        return ErrorAnswer(status, CODE_BY_STATUS.get(status, "error"), message, [])
+    return ErrorAnswer(500, "internal_error", "internal server error", [])
+
+
+def log_failure(method: str, path: str, error: BaseException) -> None:
+    """A domain error or HTTPError is an answer to the client, not a fault of ours
+    (the access log has it); an outage is a warning; anything else an error with
+    its traceback."""
+    if isinstance(error, errors.ServiceUnavailable):
+        log.warning("%s %s: %s (%s)", method, path, error.message, error.__cause__)
+    elif not isinstance(error, errors.CourierError | tornado.web.HTTPError):
+        log.error("unexpected error on %s %s", method, path, exc_info=error)
+
+
+def count_failure(metrics, answer: ErrorAnswer) -> None:
+    if metrics is not None:
+        metrics.errors.labels(answer.code).inc()

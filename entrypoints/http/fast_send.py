@@ -25,9 +25,8 @@ import orjson
 import tornado.httputil
 import tornado.web
 
-from domain import errors
 from entrypoints.http.base import bearer_token_in, cors_headers, parse_json_object
-from entrypoints.http.errors import error_body, error_headers, status_of
+from entrypoints.http.errors import answer_to, count_failure, error_body, log_failure
 from entrypoints.logs import log_access
 
 log = logging.getLogger("courier.http")
@@ -127,16 +126,11 @@ class _PrivateSend(tornado.httputil.HTTPMessageDelegate):
             user_id = router.authenticate(bearer_token_in(self._headers)).user_id
             body = parse_json_object(b"".join(self._chunks))
             message = await router.send_private(user_id, body)
-        except errors.CourierError as error:
-            status = status_of(error)
-            if isinstance(error, errors.ServiceUnavailable):
-                log.warning("POST %s: %s (%s)", PATH, error.message, error.__cause__)
-            router.metrics.errors.labels(error.code).inc()
-            self._reply(status, error_body(status, error.code, error.message), error_headers(error))
-        except Exception:
-            log.error("unexpected error on POST %s", PATH, exc_info=True)
-            router.metrics.errors.labels("internal_error").inc()
-            self._reply(500, error_body(500, "internal_error", "internal server error"))
+        except Exception as error:
+            log_failure("POST", PATH, error)
+            answer = answer_to(error)
+            count_failure(router.metrics, answer)
+            self._reply(answer.status, error_body(answer.status, answer.code, answer.message), answer.headers)
         else:
             router.metrics.accepted.inc()
             self._reply(201, orjson.dumps(message.public()))
