@@ -15,6 +15,7 @@ from dependency_injector import containers, providers
 
 from adapters.clock import SystemClock, UuidGenerator
 from adapters.memory.bus import InProcessBus
+from adapters.memory.cached_groups import CachedGroups
 from adapters.memory.known_users import KnownUsers
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
@@ -95,9 +96,11 @@ class Container(containers.DeclarativeContainer):
             production=providers.Singleton(RedisCachedUserRepository, sql_users, redis),
         ),
     )
+    # Embedded: one process makes every change to the groups, so it can keep them
+    # in memory (adapters/memory/cached_groups.py says how a change is never missed).
     groups = providers.Selector(
         mode,
-        embedded=sql_groups,
+        embedded=providers.Singleton(CachedGroups, sql_groups),
         production=providers.Singleton(RedisCachedGroupRepository, sql_groups, redis),
     )
     messages = providers.Singleton(SqlMessageStore, database)
