@@ -9,6 +9,7 @@ notifications are held back and released after the replay, minus what the
 replay already sent."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -22,6 +23,11 @@ log = logging.getLogger("courier.gateway")
 REPLAY_PAGE = 200
 MAX_HELD = 1000  # live pushes kept back during one connection's replay
 START = "0-0"  # before every cursor an inbox hands out
+# How long a resync keeps reading through a store that is coming back (Redis
+# still loading its data right after a restart answers reads with an error while
+# it already accepts the subscription) before it closes a socket for resume.
+RESYNC_RETRY_SECONDS = 5.0
+RESYNC_FIRST_BACKOFF = 0.05
 
 
 class ClientChannel(Protocol):
@@ -89,9 +95,12 @@ class Connection:
 
 
 class Gateway:
-    def __init__(self, inbox: Inbox, encode: Callable[[Delivery], bytes]):
+    def __init__(
+        self, inbox: Inbox, encode: Callable[[Delivery], bytes], resync_retry_seconds: float = RESYNC_RETRY_SECONDS
+    ):
         self._inbox = inbox
         self._encode = encode
+        self._resync_retry_seconds = resync_retry_seconds
         self._by_user: dict[str, set[Connection]] = {}
         self.pushed = 0  # frames handed to sockets, for metrics
 
@@ -166,17 +175,37 @@ class Gateway:
                 self.pushed += 1
 
     async def resync_all(self) -> None:
-        """After the bus was lost: every connection reads the gap from its inbox."""
+        """After the bus was lost: every connection reads the gap from its inbox.
+        A read the store refuses for now (ServiceUnavailable) is tried again, with
+        backoff, for up to resync_retry_seconds in all; notifications are handed
+        over only after the resync (the subscriber's contract), so no live push
+        can overtake the gap meanwhile."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._resync_retry_seconds
         for conn in self.connections():
-            try:
-                await self.replay(conn)
-            except Exception as error:
-                # The gap could not be read: pushing on would skip it for good.
-                # Close instead; the client resumes from its cursor, where the
-                # resume either fills the gap or says the cursor expired.
-                log.warning("resync failed for a connection of user %s: %r", conn.user_id, error)
-                self.detach(conn)
-                conn.channel.resume_later(cursor_expired=isinstance(error, errors.CursorExpired))
+            backoff = RESYNC_FIRST_BACKOFF
+            while True:
+                try:
+                    await self.replay(conn)
+                    break
+                except errors.ServiceUnavailable as error:
+                    if loop.time() + backoff > give_up_at:
+                        self._close_for_resume(conn, error)
+                        break
+                    await asyncio.sleep(backoff)
+                    backoff = min(2 * backoff, 1.0)
+                except Exception as error:
+                    self._close_for_resume(conn, error)
+                    break
+
+    def _close_for_resume(self, conn: Connection, error: Exception) -> None:
+        # The gap could not be read: pushing on would skip it for good. Close
+        # instead; the client resumes from its cursor, where the resume either
+        # fills the gap or says the cursor expired.
+        cause = f" ({error.__cause__!r})" if error.__cause__ is not None else ""
+        log.warning("resync failed for a connection of user %s: %r%s", conn.user_id, error, cause)
+        self.detach(conn)
+        conn.channel.resume_later(cursor_expired=isinstance(error, errors.CursorExpired))
 
     def on_notification(self, notification: Notification) -> None:
         message = notification.message

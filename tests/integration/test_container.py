@@ -40,7 +40,7 @@ def test_embedded_keeps_the_sql_repositories(tmp_path):
     container = container_for(tmp_path)
     try:
         assert type(container.users()._inner) is SqlUserRepository  # behind KnownUsers
-        assert type(container.groups()) is SqlGroupRepository
+        assert type(container.groups()._inner) is SqlGroupRepository  # behind CachedGroups
     finally:
         close(container)
 

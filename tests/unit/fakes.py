@@ -234,6 +234,7 @@ def build(
     inbox: Inbox | None = None,
     yielding_inbox: bool = False,
     pending_wait: float = 2.0,
+    resync_retry_seconds: float = 0.3,  # the default (5 s) would make the tests of a store that stays down slow
 ) -> Courier:
     clock = FakeClock()
     ids = UuidGenerator()
@@ -284,7 +285,7 @@ def build(
         pull=PullMessages(inbox=inbox),
         history=ReadHistory(messages=store, groups=groups_repo, users=users),
         groups=ManageGroups(groups=groups_repo, users=users, ids=ids),
-        gateway=Gateway(inbox, encode),
+        gateway=Gateway(inbox, encode, resync_retry_seconds=resync_retry_seconds),
     )
 
 

@@ -390,6 +390,23 @@ async def test_a_connection_whose_gap_cannot_be_read_is_closed_for_resume_not_pu
 
 
 @pytest.mark.gen_test
+async def test_a_resync_reads_through_a_store_that_is_coming_back(live):
+    """Right after a restart Redis takes the subscription while it still refuses reads
+    (loading its data): the resync tries again instead of closing every socket."""
+    alice, bob = await live.users_named("alice", "bob")
+    socket = RecordingChannel()
+    await live.gateway.attach(bob.id, socket, None)
+    live.unsubscribe_gateway()
+    missed = await send(live, alice, bob, "missed")
+    live.inbox.fail_reads = errors.ServiceUnavailable("redis is loading")
+    asyncio.get_running_loop().call_later(0.1, setattr, live.inbox, "fail_reads", None)
+    live.subscribe_gateway()
+    await live.gateway.resync_all()
+    assert socket.closed_for_resume == [] and socket.ids == [missed.id]
+    assert live.gateway.connection_count == 1
+
+
+@pytest.mark.gen_test
 async def test_a_connection_whose_gap_was_trimmed_is_told_its_cursor_expired(live):
     alice, bob = await live.users_named("alice", "bob")
     socket = RecordingChannel()
