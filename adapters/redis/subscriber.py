@@ -49,15 +49,24 @@ def parse_notification(data: bytes | str) -> Notification:
         cursor, to, own = body["cursor"], body["to"], body.get("own", {})
         if not isinstance(cursor, str) or not isinstance(to, list) or not isinstance(own, dict):
             raise ValueError("cursor must be a string, to a list, own an object")
+        if not (_all_strings(to) and _all_strings(own.values())):  # own's keys are strings: JSON
+            raise ValueError("to must list user ids, own map them to cursor strings")
         cursors = dict.fromkeys(to, cursor)
         cursors.update(own)
     else:
         cursors = body["cursors"]
-        if not isinstance(cursors, dict):
+        if not isinstance(cursors, dict) or not _all_strings(cursors.values()):
             raise ValueError("cursors must map user ids to cursor strings")
-    if not all(isinstance(c, str) for c in cursors.values()) or not all(isinstance(u, str) for u in cursors):
-        raise ValueError("cursors must map user ids to cursor strings")
     return Notification(Message.from_record(body["message"]), cursors)
+
+
+def _all_strings(items) -> bool:
+    # The types counted in C: a generator of isinstance() calls over a group of 1,000
+    # recipients took a tenth of a millisecond per notification.
+    return set(map(type, items)) <= _STRING
+
+
+_STRING = {str}
 
 
 class RedisNotificationSubscriber(NotificationSubscriber):
