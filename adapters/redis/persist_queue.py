@@ -60,6 +60,11 @@ class RedisPersistQueue(PersistQueue):
                 # Redis lost its data set (restarted without persistence): make the group again.
                 self._group_ready = False
                 return []
+            except BaseException:
+                # The reply may have been lost after Redis moved entries to this consumer's
+                # pending list: the next take reads that list first (see _once).
+                self._recovered.discard(consumer)
+                raise
             return await self._decode(entries)
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
@@ -106,15 +111,17 @@ class RedisPersistQueue(PersistQueue):
     async def _take(self, consumer: str, count: int, block_ms: int) -> list:
         if consumer not in self._recovered:
             # A persister restarted under the same name first finishes what it had taken.
-            reply = await self._client.xreadgroup(self._group, consumer, {self._stream: "0"}, count=count)
+            reply = await self._once("XREADGROUP", "GROUP", self._group, consumer, "COUNT", count,
+                                     "STREAMS", self._stream, "0")
             entries = _entries(reply)
             if entries:
                 return entries
             self._recovered.add(consumer)
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_claim_at:
-            next_start, claimed, *_ = await self._client.xautoclaim(
-                self._stream, self._group, consumer, self._claim_idle_ms, start_id=self._claim_start, count=count
+            next_start, claimed, *_ = await self._once(
+                "XAUTOCLAIM", self._stream, self._group, consumer, self._claim_idle_ms, self._claim_start,
+                "COUNT", count,
             )
             self._claim_start = text(next_start)
             if self._claim_start == "0-0":
@@ -124,10 +131,27 @@ class RedisPersistQueue(PersistQueue):
                 log.warning("claimed %d entries left pending by another persister", len(claimed))
                 return claimed
         # Always with COUNT: a blocking XREADGROUP without it may move a whole backlog to pending.
-        reply = await self._client.xreadgroup(
-            self._group, consumer, {self._stream: ">"}, count=count, block=block_ms if block_ms > 0 else None
-        )
+        block = ("BLOCK", block_ms) if block_ms > 0 else ()
+        reply = await self._once("XREADGROUP", "GROUP", self._group, consumer, "COUNT", count, *block,
+                                 "STREAMS", self._stream, ">")
         return _entries(reply)
+
+    async def _once(self, *command):
+        """Send a command that moves entries to this consumer's pending list exactly once,
+        on a connection of the pool, and parse its reply as the client would. redis-py's
+        retries would send it again when its reply is lost (a reset, Redis restarting):
+        the entries the first one moved would then wait claim_idle_ms for a claim. Here
+        the error reaches take(), and the next take reads the pending list first."""
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()
+        try:
+            await connection.send_command(*command)
+            return await self._client.parse_response(connection, command[0])
+        except BaseException:
+            await connection.disconnect()  # a reply may still be on its way: never reuse it
+            raise
+        finally:
+            await pool.release(connection)
 
     async def _decode(self, entries: list) -> list[tuple[str, Message]]:
         decoded: list[tuple[str, Message]] = []

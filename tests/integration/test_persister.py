@@ -7,6 +7,8 @@ import uuid
 from dataclasses import replace
 
 import pytest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from adapters.memory.repositories import MemoryMessageStore
 from adapters.redis.inbox import RedisInbox
@@ -14,6 +16,8 @@ from adapters.redis.persist_queue import RedisPersistQueue
 from application.persister import Persister, StoreRefused
 from domain.errors import ServiceUnavailable
 from domain.model import PRIVATE, Message
+from tests.services.redis import make_client
+from tests.services.reply_dropper import ReplyDropper
 
 pytestmark = pytest.mark.redis
 
@@ -209,3 +213,29 @@ async def test_linger_fills_a_batch_with_what_arrives_meanwhile(redis_client):
     assert await saving == 5
     assert store.rows == first + later and await queue.backlog() == 0
     assert await persister.run_once() == 0
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_entries_whose_take_reply_was_lost_are_taken_again_at_once(private_redis):
+    """Redis moved the entries to this persister's pending list, but the reply never
+    came: the next take must hand them over, not leave them to the claim of an idle
+    persister (claim_idle_ms, 30 s by default)."""
+    inbox_client = make_client(private_redis.url)
+    proxy = ReplyDropper(private_redis.port, command=b"XREADGROUP")
+    client = make_client(await proxy.start(), retry=Retry(NoBackoff(), 3))
+    try:
+        queue = RedisPersistQueue(client)
+        assert await queue.take("p1", 10, 0) == []  # the group exists, the first recovery is done
+        sent = [message(f"m{i}") for i in range(3)]
+        for one in sent:
+            await RedisInbox(inbox_client).deliver(one, ["b"])
+        proxy.armed = True
+        with pytest.raises(ServiceUnavailable):
+            await queue.take("p1", 10, 0)
+        assert private_redis.command("XPENDING", "stream:persist", "persisters")["pending"] == 3  # they did move
+        taken = await queue.take("p1", 10, 0)
+        assert [message for _, message in taken] == sent
+    finally:
+        await client.aclose()
+        await inbox_client.aclose()
+        await proxy.close()

@@ -14,6 +14,7 @@ from adapters.redis.subscriber import parse_notification
 from domain import errors
 from domain.model import GROUP, PRIVATE, Message, cursor_position
 from tests.services.redis import make_client
+from tests.services.reply_dropper import ReplyDropper
 
 pytestmark = pytest.mark.redis
 
@@ -281,59 +282,6 @@ async def test_an_error_reply_fails_its_own_deliver_only(redis_client, channel):
     assert isinstance(results[0], dict) and "b" in results[0]
     assert isinstance(results[1], Exception)
     assert [d.message.content for d in await inbox.read("b", None, 10)] == ["fine"]
-
-
-class ReplyDropper:
-    """A TCP proxy to Redis that, once armed, lets the next EVALSHA through and then
-    cuts the connection before the reply comes back: Redis ran the script, the
-    client never hears of it."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.armed = False
-        self._server = None
-        self._tasks: set[asyncio.Task] = set()
-        self._transports: list = []
-
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
-
-    async def _serve(self, client_reader, client_writer):
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self._transports += [client_writer.transport, upstream_writer.transport]
-        cut = asyncio.Event()
-
-        async def requests():
-            while data := await client_reader.read(65536):
-                if self.armed and b"EVALSHA" in data:
-                    self.armed = False
-                    cut.set()  # from now on replies are dropped
-                    upstream_writer.write(data)
-                    break
-                upstream_writer.write(data)
-            await asyncio.sleep(0.1)  # Redis runs it meanwhile
-            client_writer.transport.abort()
-            upstream_writer.transport.abort()
-
-        async def replies():
-            while data := await upstream_reader.read(65536):
-                if not cut.is_set():
-                    client_writer.write(data)
-
-        for job in (requests(), replies()):
-            task = asyncio.ensure_future(job)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        self._server.close()
-        for transport in self._transports:
-            transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
 
 
 @pytest.mark.gen_test(timeout=10)
