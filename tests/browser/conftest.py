@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.services.courier_command import free_port
+from tests.services.urls import LoopbackUrls
 
 COURIER = Path(sys.executable).with_name("courier")
 CHROMIUM_ARGS = [
@@ -41,7 +42,7 @@ FAST_ENV = {
 }
 
 
-class ServerProcess:
+class ServerProcess(LoopbackUrls):
     """`courier serve` in a directory of its own; restart() keeps port and data."""
 
     def __init__(self, workdir: Path, **env):
@@ -55,10 +56,6 @@ class ServerProcess:
         }
         self.proc: subprocess.Popen | None = None
         self.log = workdir / "server.log"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
         with open(self.log, "ab") as log:

@@ -24,6 +24,7 @@ import pytest
 
 from entrypoints.settings import EMBEDDED, PRODUCTION, Settings
 from tests.e2e.client import Api
+from tests.services.urls import LoopbackUrls
 
 FAST_ARGON2 = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
 MODES = (EMBEDDED, PRODUCTION)
@@ -67,7 +68,7 @@ def production_settings(tmp_path, redis_url: str, database_url: str, **overrides
     )
 
 
-class Running:
+class Running(LoopbackUrls):
     """A started server; restart() stops it and starts a new one on the same data
     (embedded: the data directory; production: the same Redis and MySQL databases).
     In production mode a persister runs beside it, as `courier worker` would."""
@@ -118,12 +119,8 @@ class Running:
         await self.server.start()
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.settings.port}/ws"
+    def port(self) -> int:
+        return self.settings.port
 
 
 @pytest.fixture

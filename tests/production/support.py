@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, create_engine, pool, text
 from entrypoints.settings import Settings
 from tests.e2e.client import Api, WsClient
 from tests.services.courier_command import FAST_ENV, CourierCommand  # noqa: F401 - CourierCommand re-exported
+from tests.services.urls import LoopbackUrls
 
 FAST_ARGON2 = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
 
@@ -41,7 +42,7 @@ def settings_env(settings: Settings, **extra) -> dict:
     return env
 
 
-class Gateway:
+class Gateway(LoopbackUrls):
     """A CourierServer in this process, on the test's loop (like tests/e2e's Running)."""
 
     def __init__(self, settings: Settings):
@@ -66,12 +67,8 @@ class Gateway:
         return self.server.container.subscriber()
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.settings.port}/ws"
+    def port(self) -> int:
+        return self.settings.port
 
 
 # --- sending and counting -------------------------------------------------------

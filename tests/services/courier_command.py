@@ -13,6 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.services.urls import LoopbackUrls
+
 COURIER_BIN = str(Path(sys.executable).with_name("courier"))
 
 # Hashing at the contract's cost would make every registration take a good part of a
@@ -27,7 +29,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class CourierCommand:
+class CourierCommand(LoopbackUrls):
     """`courier <command>` (the console script) in a process group of its own, so a
     kill reaches everything it started. `base_url`/`ws_url` make a `serve` usable by Api."""
 
@@ -42,14 +44,6 @@ class CourierCommand:
             self.env.update(COURIER_HOST="127.0.0.1", COURIER_PORT=str(self.port))
         self.process: subprocess.Popen | None = None
         self.runs = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
 
     @property
     def log_path(self) -> Path:
