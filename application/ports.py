@@ -86,7 +86,10 @@ class Inbox(Protocol):
         marks the message's pending answer delivered (IdempotencyKeys.confirm) in the
         same atomic step as the append, when the message has a client_msg_id: then
         no crash between the append and the use case's confirm() can let a retry
-        deliver the message a second time."""
+        deliver the message a second time. Such an inbox also appends nothing when
+        another message holds the key now (this attempt was so slow that its pending
+        answer expired and a retry took the key): it raises SendSuperseded, and the
+        retry is the one that delivers."""
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is

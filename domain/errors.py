@@ -112,6 +112,10 @@ class SendInProgress(Conflict):
     code = "send_in_progress"
 
 
+class SendSuperseded(SendInProgress):
+    """A retry with this client_msg_id sends the message now; retry shortly for its outcome."""
+
+
 # 410 ---------------------------------------------------------------------
 class CursorExpired(CourierError):
     """The cursor is older than what is retained; use the history calls."""

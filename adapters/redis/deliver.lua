@@ -55,6 +55,15 @@ end
 local first_inbox = 3
 if ARGV[6] ~= '' then
   first_inbox = 4
+  -- The sender's idempotency key must be this message's pending answer, or free (that
+  -- answer expired and nobody took the key). Held by another message, a retry took it
+  -- after this attempt's pending answer expired: that retry delivers the message (or
+  -- did), so this attempt appends nothing - a second copy would go out.
+  local holder = redis.call('GET', KEYS[3])
+  local ours = 'p:' .. ARGV[6] .. ':'
+  if holder and string.sub(holder, 1, #ours) ~= ours then
+    return redis.error_reply('SUPERSEDED a retry holds this client_msg_id')
+  end
 end
 local id = ''
 local own, own_json, to = {}, {}, {}
@@ -99,14 +108,10 @@ end
 redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])
 if ARGV[6] ~= '' then
   -- The message is accepted: mark its idempotency answer delivered now, in the
-  -- same atomic step (idempotency.lua's 'confirm'), so that no crash of the
-  -- gateway before its own confirm can leave it pending - a retry after the
-  -- pending TTL would deliver it again. Another message's answer is left alone.
-  local value = redis.call('GET', KEYS[3])
-  local pending = 'p:' .. ARGV[6] .. ':'
-  if not value or string.sub(value, 1, #pending) == pending then
-    redis.call('SET', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 'EX', ARGV[7])
-  end
+  -- same atomic step (idempotency.lua's 'confirm'; the key is ours or free, checked
+  -- above), so that no crash of the gateway before its own confirm can leave it
+  -- pending - a retry after the pending TTL would deliver it again.
+  redis.call('SET', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 'EX', ARGV[7])
 end
 if id ~= '' then
   -- Built by concatenation: the record is JSON already, user ids are JSON strings

@@ -4,10 +4,12 @@ written by one Lua script per message (deliver.lua says why), which also marks
 the sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from adapters.redis import resp
 from adapters.redis.batched_script import BatchedScript
@@ -17,6 +19,8 @@ from adapters.redis.support import lua, text, unavailable
 from application.ports import Inbox
 from domain import errors
 from domain.model import Delivery, Message, cursor_position
+
+log = logging.getLogger("courier.inbox")
 
 INBOX_KEY = "stream:private:{}"
 PERSIST_STREAM = "stream:persist"
@@ -76,8 +80,14 @@ class RedisInbox(Inbox):
         args.append(self._trim_every_arg)
         keys += map(self._inbox_keys, recipients)
         args += map(self._json_ids, recipients)
-        with unavailable("deliver"):
-            shared, own = await self._deliver(len(keys), keys + args)
+        try:
+            with unavailable("deliver"):
+                shared, own = await self._deliver(len(keys), keys + args)
+        except ResponseError as error:
+            if str(error).startswith("SUPERSEDED"):
+                log.warning("message %s not sent: a retry holds its client_msg_id now", message.id)
+                raise errors.SendSuperseded() from None
+            raise
         # One cursor for all (deliver.lua), but for the few inboxes that needed their own.
         cursors = dict.fromkeys(recipients, text(shared))
         for position, cursor in zip(own[::2], own[1::2], strict=True):

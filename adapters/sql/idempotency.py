@@ -32,6 +32,26 @@ PENDING_TTL = 30  # seconds a pending answer blocks its key
 PURGE_EVERY = 1000  # remember() calls between purges of expired keys
 
 
+def held_by_others(conn: Connection, messages: list[Message]) -> set[str]:
+    """In the caller's transaction: the ids of those messages whose key another message
+    holds now (this one's pending answer went stale and a retry took the key over).
+    Such a message must not be appended: the retry delivers it (or did)."""
+    keyed = [message for message in messages if message.client_msg_id is not None]
+    if not keyed:
+        return set()
+    key = idempotency_keys.c
+    held: set[str] = set()
+    for message in keyed:
+        holder = conn.execute(
+            select(key.message_id).where(
+                key.sender_id == message.from_user_id, key.client_msg_id == message.client_msg_id
+            )
+        ).scalar()
+        if holder is not None and holder != message.id:
+            held.add(message.id)
+    return held
+
+
 def mark_delivered(conn: Connection, message: Message) -> int:
     """In the caller's transaction: the answer of `message` (if it is the one
     remembered for its key) is delivered. Returns the rows changed (0 or 1)."""

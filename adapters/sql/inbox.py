@@ -30,7 +30,7 @@ from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.memory.bus import InProcessBus
 from adapters.sql.database import Database
-from adapters.sql.idempotency import mark_delivered
+from adapters.sql.idempotency import held_by_others, mark_delivered
 from adapters.sql.messages import MAX_SEQ, MESSAGE_COLUMNS, message_from_row, message_row, release_taken_client_ids
 from adapters.sql.tables import inbox_entries, inbox_trims, messages
 from application.ports import Inbox, Notification
@@ -147,23 +147,26 @@ class SqliteInbox(Inbox):
         """Every send of the batch in two INSERTs (messages, then inbox entries), each of
         many rows: per statement SQLAlchemy's own cost (compiling, binding, the result)
         is several times SQLite's, and this runs in a thread that holds the GIL."""
-        rows = [message_row(send.message) for send in sends]
-        release_taken_client_ids(conn, rows)
-        message_seqs = _insert_returning_seqs(conn, messages, rows)
-        entries = [
-            {"user_id": user_id, "message_seq": message_seq}
-            for send, message_seq in zip(sends, message_seqs, strict=True)
-            for user_id in send.recipient_ids
-        ]
-        entry_seqs = iter(_insert_returning_seqs(conn, inbox_entries, entries) if entries else ())
-        results = []
-        for send in sends:
-            results.append({user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids})
-            for user_id in send.trim:
-                self._trim(conn, user_id)
-            # Accepted with this commit: so is the sender's idempotency answer, in the same one.
-            mark_delivered(conn, send.message)
-        return results
+        superseded = held_by_others(conn, [send.message for send in sends])
+        appended = [send for send in sends if send.message.id not in superseded]
+        cursors: dict[str, dict[str, str]] = {}
+        if appended:
+            rows = [message_row(send.message) for send in appended]
+            release_taken_client_ids(conn, rows)
+            message_seqs = _insert_returning_seqs(conn, messages, rows)
+            entries = [
+                {"user_id": user_id, "message_seq": message_seq}
+                for send, message_seq in zip(appended, message_seqs, strict=True)
+                for user_id in send.recipient_ids
+            ]
+            entry_seqs = iter(_insert_returning_seqs(conn, inbox_entries, entries) if entries else ())
+            for send in appended:
+                cursors[send.message.id] = {user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids}
+                for user_id in send.trim:
+                    self._trim(conn, user_id)
+                # Accepted with this commit: so is the sender's idempotency answer, in the same one.
+                mark_delivered(conn, send.message)
+        return [cursors[send.message.id] if send.message.id in cursors else _superseded(send) for send in sends]
 
     def _trim(self, conn: Connection, user_id: str) -> None:
         entry = inbox_entries.c
@@ -227,6 +230,11 @@ class SqliteInbox(Inbox):
                 select(entry.seq).where(entry.user_id == user_id).order_by(entry.seq.desc()).limit(1)
             ).scalar()
         return f"{seq}-0" if seq is not None else None
+
+
+def _superseded(send: _Send) -> Exception:
+    log.warning("message %s not sent: a retry holds its client_msg_id now", send.message.id)
+    return errors.SendSuperseded()
 
 
 def _refused(send: _Send, error: exc.IntegrityError) -> Exception:

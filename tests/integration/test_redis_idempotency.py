@@ -9,6 +9,7 @@ import pytest
 from adapters.redis.idempotency import DEFAULT_TTL, RedisIdempotencyKeys, idempotency_key
 from adapters.redis.inbox import RedisInbox
 from application.ports import Answer
+from domain import errors
 from domain.model import PRIVATE, Message
 
 pytestmark = pytest.mark.redis
@@ -125,13 +126,30 @@ async def test_deliver_marks_the_pending_answer_delivered(redis_client, channel)
 
 
 @pytest.mark.gen_test
-async def test_deliver_leaves_another_messages_answer_alone(redis_client, channel):
+async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(redis_client, channel):
+    """The first attempt's pending answer expired while it was slow, and the retry took the
+    key: the retry delivers the message; the late attempt must not send a second copy."""
+    keys = RedisIdempotencyKeys(redis_client, pending_ttl=0.1)
+    inbox = RedisInbox(redis_client, channel=channel)
+    late, retry = message("k", "a late first attempt"), message("k", "the retry's")
+    await keys.remember("a", "k", late)
+    await asyncio.sleep(0.2)
+    assert await keys.remember("a", "k", retry) is None  # the retry holds the key, pending
+    with pytest.raises(errors.SendSuperseded):
+        await inbox.deliver(late, ["b"])
+    assert await redis_client.xlen("stream:persist") == 0 and await inbox.read("b", None, 10) == []
+    assert await keys.remember("a", "k", message("k")) == pending(retry)  # left alone
+    await inbox.deliver(retry, ["b"])
+    with pytest.raises(errors.SendSuperseded):  # and once the retry delivered, still nothing
+        await inbox.deliver(late, ["b"])
+    assert [d.message.id for d in await inbox.read("b", None, 10)] == [retry.id]
+    assert await keys.remember("a", "k", message("k")) == delivered(retry)
+
+
+@pytest.mark.gen_test
+async def test_deliver_marks_a_free_key_and_leaves_messages_without_one_alone(redis_client, channel):
     keys = RedisIdempotencyKeys(redis_client)
     inbox = RedisInbox(redis_client, channel=channel)
-    other, late = message("k", "the retry's"), message("k", "a late first attempt")
-    await keys.remember("a", "k", other)
-    await inbox.deliver(late, ["b"])
-    assert await keys.remember("a", "k", message("k")) == pending(other)
     # A free key (its pending answer expired) is marked with the delivered message.
     await inbox.deliver(free := message("free"), ["b"])
     assert await keys.remember("a", "free", message("free")) == delivered(free)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.redis
 
 def message(content: str = "hello") -> Message:
     return Message(type=PRIVATE, id=str(uuid.uuid4()), from_user_id="a", to_user_id="b", content=content,
-                   created_at=1_700_000_000, client_msg_id="c-" + content)
+                   created_at=1_700_000_000, client_msg_id="c-" + uuid.uuid4().hex)
 
 
 async def deliver(client, count: int) -> list[Message]:
