@@ -20,6 +20,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.sql.database import Database
+from adapters.sql.groups import chunks
 from adapters.sql.tables import idempotency_keys
 from application.ports import Answer, IdempotencyKeys
 from domain import errors
@@ -35,21 +36,26 @@ PURGE_EVERY = 1000  # remember() calls between purges of expired keys
 def held_by_others(conn: Connection, messages: list[Message]) -> set[str]:
     """In the caller's transaction: the ids of those messages whose key another message
     holds now (this one's pending answer went stale and a retry took the key over).
-    Such a message must not be appended: the retry delivers it (or did)."""
+    Such a message must not be appended: the retry delivers it (or did). One query per
+    chunk of the batch, not one per message."""
     keyed = [message for message in messages if message.client_msg_id is not None]
     if not keyed:
         return set()
     key = idempotency_keys.c
-    held: set[str] = set()
-    for message in keyed:
-        holder = conn.execute(
-            select(key.message_id).where(
-                key.sender_id == message.from_user_id, key.client_msg_id == message.client_msg_id
+    holders: dict[tuple[str, str], str] = {}
+    for chunk in chunks(keyed):
+        found = conn.execute(
+            select(key.sender_id, key.client_msg_id, key.message_id).where(
+                key.sender_id.in_({m.from_user_id for m in chunk}),
+                key.client_msg_id.in_({m.client_msg_id for m in chunk}),
             )
-        ).scalar()
-        if holder is not None and holder != message.id:
-            held.add(message.id)
-    return held
+        )
+        holders.update(((sender, client_id), holder) for sender, client_id, holder in found)
+    return {
+        message.id
+        for message in keyed
+        if holders.get((message.from_user_id, message.client_msg_id), message.id) != message.id
+    }
 
 
 def mark_delivered(conn: Connection, message: Message) -> int:

@@ -336,22 +336,27 @@ async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(db, p
     """The first attempt's pending answer went stale while it was slow and the retry took
     the key over: the retry delivers the message; the late attempt must not send a second
     copy, and it leaves the others of its batch alone."""
-    a, b, *_ = people
+    a, b, c, _ = people
     now = [1_700_000_000.0]
     keys = SqlIdempotencyKeys(db, now=lambda: now[0], pending_ttl=30)
     late, retry = message(a, b, "late", client_msg_id="k"), message(a, b, "retry", client_msg_id="k")
     await keys.remember(a, "k", late)
     now[0] += 31
     assert await keys.remember(a, "k", retry) is None
-    bystander = message(a, b, "queued beside it")
-    results = await asyncio.gather(inbox.deliver(late, [b]), inbox.deliver(bystander, [b]), return_exceptions=True)
-    assert isinstance(results[0], errors.SendSuperseded) and b in results[1]
-    assert [d.message.id for d in await inbox.read(b, None, 10)] == [bystander.id]
+    # Queued in the same batch: a message without a key, and another sender's own "k".
+    bystander, same_key_other_sender = message(a, b, "queued beside it"), message(c, b, client_msg_id="k")
+    results = await asyncio.gather(
+        inbox.deliver(late, [b]), inbox.deliver(bystander, [b]), inbox.deliver(same_key_other_sender, [b]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], errors.SendSuperseded) and b in results[1] and b in results[2]
+    bystanders = [bystander.id, same_key_other_sender.id]
+    assert [d.message.id for d in await inbox.read(b, None, 10)] == bystanders
     assert await keys.remember(a, "k", message(a, b)) == Answer(retry, delivered=False)  # left alone
     await inbox.deliver(retry, [b])
     with pytest.raises(errors.SendSuperseded):
         await inbox.deliver(late, [b])
-    assert [d.message.id for d in await inbox.read(b, None, 10)] == [bystander.id, retry.id]
+    assert [d.message.id for d in await inbox.read(b, None, 10)] == [*bystanders, retry.id]
     assert await keys.remember(a, "k", message(a, b)) == Answer(retry, delivered=True)
 
 
