@@ -24,6 +24,7 @@ from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
 from adapters.redis.subscriber import RedisNotificationSubscriber
+from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
 from adapters.security import Argon2PasswordHasher, JwtTokenService
 from adapters.sql.database import Database
 from adapters.sql.groups import SqlGroupRepository
@@ -63,7 +64,7 @@ def _redis_client(url: str) -> aioredis.Redis:
     # makes a request wait (at most socket_timeout) for one of its connections.
     pool = aioredis.BlockingConnectionPool.from_url(
         url, health_check_interval=15, socket_connect_timeout=2, socket_timeout=5,
-        max_connections=REDIS_POOL_SIZE, timeout=5,
+        max_connections=REDIS_POOL_SIZE, timeout=5, maint_notifications_config=NO_MAINTENANCE_NOTIFICATIONS,
     )
     return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 

@@ -15,6 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from adapters.redis.inbox import NOTIFICATION_CHANNEL
+from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
 from application.ports import Notification, NotificationSubscriber
 from domain.model import Message
 
@@ -116,6 +117,7 @@ class RedisNotificationSubscriber(NotificationSubscriber):
             socket_keepalive=True,
             decode_responses=False,
             client_name="courier-subscriber",  # easy to find in CLIENT LIST
+            maint_notifications_config=NO_MAINTENANCE_NOTIFICATIONS,
         )
         if isinstance(self._source, str):
             return aioredis.Redis.from_url(self._source, **overrides)

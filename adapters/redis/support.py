@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from redis import exceptions as rx
+from redis.maint_notifications import MaintNotificationsConfig
 
 from domain.errors import ServiceUnavailable
 
@@ -21,6 +22,15 @@ _UNAVAILABLE = (
     rx.TryAgainError,
     rx.ClusterDownError,  # includes MasterDownError
 )
+
+
+# Every pool of Courier's is made with this. redis-py 8 turns "maintenance notifications"
+# (a Redis Enterprise / Cloud feature) on in "auto" mode for RESP3 pools, and while it is
+# on, the pool skips its check that a pooled connection is still open before handing it
+# out (ensure_connection tests `not maint_notifications_enabled()`, which is the string
+# "auto"): after a Redis restart the first command went out on a connection the server
+# had closed, and failed - a deliver then answers 503, as it is never sent twice.
+NO_MAINTENANCE_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
 
 
 @contextmanager

@@ -303,3 +303,22 @@ async def test_a_deliver_whose_reply_is_lost_is_not_sent_again(private_redis, ch
     finally:
         await client.aclose()
         await proxy.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_after_a_redis_restart_a_deliver_goes_out_on_a_new_connection(private_redis, channel):
+    """The production client (entrypoints.container) hands out no pooled connection the
+    server closed: the deliver after a restart is not lost on a dead socket (503)."""
+    from entrypoints.container import _redis_client
+
+    client = _redis_client(private_redis.url)
+    try:
+        inbox = RedisInbox(client, channel=channel)
+        await inbox.deliver(private("before"), ["b"])  # its connection goes back to the pool
+        private_redis.stop()
+        private_redis.start()
+        await asyncio.sleep(0.05)  # the loop sees the server's close
+        await inbox.deliver(private("after"), ["b"])
+        assert [d.message.content for d in await inbox.read("b", None, 10)] == ["before", "after"]
+    finally:
+        await client.aclose()
