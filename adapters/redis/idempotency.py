@@ -52,7 +52,15 @@ class RedisIdempotencyKeys(IdempotencyKeys):
         # in one atomic step - two gateways racing on the same key agree on one answer.
         with unavailable("idempotency"):
             previous = await self._client.set(key, value, nx=True, px=self._pending_ms, get=True)
-        return None if previous is None else parse_answer(previous)
+        if previous is None:
+            return None
+        answer = parse_answer(previous)
+        if answer.message.id == message.id and not answer.delivered:
+            # Our own pending answer: redis-py sent the SET again after its first reply
+            # was lost. The key is ours; reading it as another send's would make every
+            # retry of the client wait for it (409) until the pending answer expired.
+            return None
+        return answer
 
     async def confirm(self, sender_id: str, client_msg_id: str, message: Message) -> None:
         record = orjson.dumps(message.to_record())

@@ -5,12 +5,16 @@ import asyncio
 import uuid
 
 import pytest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from adapters.redis.idempotency import DEFAULT_TTL, RedisIdempotencyKeys, idempotency_key
 from adapters.redis.inbox import RedisInbox
 from application.ports import Answer
 from domain import errors
 from domain.model import PRIVATE, Message
+from tests.services.redis import make_client
+from tests.services.reply_dropper import ReplyDropper
 
 pytestmark = pytest.mark.redis
 
@@ -160,3 +164,21 @@ async def test_deliver_marks_a_free_key_and_leaves_messages_without_one_alone(re
     assert set(await inbox.deliver(plain, ["b", "c"])) == {"b", "c"}
     assert sorted([k async for k in redis_client.scan_iter("idem:*")]) == before
     assert [d.message.id for d in await inbox.read("c", None, 10)] == [plain.id]
+
+
+@pytest.mark.gen_test(timeout=15)
+async def test_a_remember_sent_again_after_its_reply_was_lost_holds_the_key(private_redis):
+    """redis-py resends SET NX GET when its reply is lost: the second one finds the first
+    one's pending answer, which is the message's own - the key is held, not in use."""
+    proxy = ReplyDropper(private_redis.port, command=b"SET")
+    client = make_client(await proxy.start(), retry=Retry(NoBackoff(), 3))
+    try:
+        keys = RedisIdempotencyKeys(client)
+        first = message("k")
+        await keys.remember("a", "warm-up", message("warm-up"))  # connected
+        proxy.armed = True
+        assert await keys.remember("a", "k", first) is None  # its reply lost, resent, still ours
+        assert await keys.remember("a", "k", message("k")) == pending(first)  # a real retry waits
+    finally:
+        await client.aclose()
+        await proxy.close()
