@@ -623,29 +623,49 @@ function submitComposer(event) {
   sendPending(conv, pending);
 }
 
+// A send that met a passing failure (the network, 503, 409 send_in_progress, 429) is
+// sent again by itself, with the same client_msg_id, so it is delivered once however
+// many attempts it takes; "not sent" (with Retry) only after these waits.
+const RESEND_AFTER_MS = [500, 1000, 2000, 4000];
+
+function passing(err) {
+  if (!(err instanceof ApiError)) return false;
+  if (err.status === 409) return err.code === "send_in_progress";
+  return err.status === 0 || err.status === 503 || err.status === 429;
+}
+
 async function sendPending(conv, pending) {
   pending.state = "sending";
   pending.error = "";
   if (store.active === conv.key) renderMessages(conv);
-  try {
-    // The same client_msg_id on a retry makes the send idempotent.
-    const msg =
-      conv.kind === "group"
-        ? await api.sendGroup(conv.id, pending.content, pending.cid)
-        : await api.sendPrivate(conv.id, pending.content, pending.cid);
-    conv.pending = conv.pending.filter((p) => p !== pending);
-    // The 201 answer has no cursor: it is shown, never used to move the cursor.
-    if (!store.placeOwn(msg, pending.afterId) && store.active === conv.key) renderMessages(conv);
-    else if (store.active === conv.key) renderMessages(conv, { stickToBottom: true });
-    renderListSoon();
-    saveSoon();
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 401) return; // back to login already
-    pending.state = "failed";
-    if (err instanceof ApiError && err.status === 429) pending.error = "Sending too fast.";
-    else if (err instanceof ApiError && err.status === 403) pending.error = "You are not a member of this group.";
-    else pending.error = err.message;
-    if (store.active === conv.key) renderMessages(conv);
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      // The same client_msg_id on a retry makes the send idempotent.
+      const msg =
+        conv.kind === "group"
+          ? await api.sendGroup(conv.id, pending.content, pending.cid)
+          : await api.sendPrivate(conv.id, pending.content, pending.cid);
+      conv.pending = conv.pending.filter((p) => p !== pending);
+      // The 201 answer has no cursor: it is shown, never used to move the cursor.
+      if (!store.placeOwn(msg, pending.afterId) && store.active === conv.key) renderMessages(conv);
+      else if (store.active === conv.key) renderMessages(conv, { stickToBottom: true });
+      renderListSoon();
+      saveSoon();
+      return;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return; // back to login already
+      if (passing(err) && attempt < RESEND_AFTER_MS.length) {
+        await new Promise((resolve) => setTimeout(resolve, RESEND_AFTER_MS[attempt]));
+        if (!conv.pending.includes(pending)) return; // discarded meanwhile (or logged out)
+        continue;
+      }
+      pending.state = "failed";
+      if (err instanceof ApiError && err.status === 429) pending.error = "Sending too fast.";
+      else if (err instanceof ApiError && err.status === 403) pending.error = "You are not a member of this group.";
+      else pending.error = err.message;
+      if (store.active === conv.key) renderMessages(conv);
+      return;
+    }
   }
 }
 

@@ -145,6 +145,34 @@ def test_own_message_keeps_its_place_when_sent_before_the_history_arrives(server
     expect_shown(page, ["sent first", overtaking])
 
 
+def test_a_send_that_meets_a_passing_failure_is_sent_again_by_itself_once(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    page = pages.open(server.base_url)
+    log_in(page, alice)
+    start_chat(page, bob.username)
+    seen = []
+
+    def failing_twice(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        seen.append(json.loads(route.request.post_data)["client_msg_id"])
+        if len(seen) == 1:
+            return route.fulfill(status=503, content_type="application/json",
+                                 body='{"error": {"code": "service_unavailable", "message": "redis is down"}}')
+        if len(seen) == 2:  # the server took it, but the answer never came back
+            route.fetch()
+            return route.abort()
+        return route.continue_()  # the idempotent retry: the original comes back
+
+    page.route("**/api/v1/messages", failing_twice)
+    write(page, "through the storm")
+    page.unroute("**/api/v1/messages")
+    expect_shown(page, ["through the storm"])
+    assert len(seen) == 3 and len(set(seen)) == 1  # one client_msg_id for every attempt
+    status, history = server.call("GET", f"/conversations/{bob.user_id}/messages", token=alice.token)
+    assert status == 200 and [m["content"] for m in history["messages"]] == ["through the storm"]
+
+
 def test_group_of_three(server, pages):
     a, b, c = (pages.open(server.base_url) for _ in range(3))
     register(a, "ann")
