@@ -215,15 +215,19 @@ class Gateway:
         # Delivery and one encoded payload, so every socket gets the very same bytes.
         prepared: dict[str, tuple[Delivery, tuple[int, int], bytes]] = {}
         pushed = 0
+        sender_id = message.from_user_id
+        cursor_of_ready = None
         for user_id, cursor in notification.cursors.items():
             conns = by_user.get(user_id)
-            if not conns or user_id == message.from_user_id:
+            if not conns or user_id == sender_id:
                 continue  # nobody here, or the sender (who never gets its own push)
-            ready = prepared.get(cursor)
-            if ready is None:
-                delivery = Delivery(message, cursor)
-                ready = prepared[cursor] = (delivery, cursor_position(cursor), self._encode(delivery))
-            delivery, position, payload = ready
+            if cursor is not cursor_of_ready:  # the same str object for all who share it
+                ready = prepared.get(cursor)
+                if ready is None:
+                    delivery = Delivery(message, cursor)
+                    ready = prepared[cursor] = (delivery, cursor_position(cursor), self._encode(delivery))
+                delivery, position, payload = ready
+                cursor_of_ready = cursor
             for conn in tuple(conns):  # a failed send detaches the connection
                 if conn.push(delivery, payload, position):
                     pushed += 1

@@ -17,4 +17,5 @@ for _ in $(seq 100); do redis-cli -p $PORT ping >/dev/null 2>&1 && break; sleep 
 redis-cli -p $PORT shutdown nosave >/dev/null 2>&1 || true
 wait $VALGRIND || true
 trap - EXIT
-callgrind_annotate "$OUT" 2>/dev/null | grep -m1 "PROGRAM TOTALS"
+callgrind_annotate "$OUT" >"$OUT.txt" 2>/dev/null
+grep "PROGRAM TOTALS" "$OUT.txt"

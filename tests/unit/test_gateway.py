@@ -528,3 +528,24 @@ async def test_live_pushes_held_during_a_replay_are_bounded_and_still_arrive_onc
     assert held_after_flood and held_after_flood[0] <= MAX_HELD
     assert [m["content"] for m in channel.messages] == [f"live{i}" for i in range(burst)]
     assert_strictly_increasing(channel.cursors)
+
+
+# one notification, cursors shared and own ------------------------------------------------------
+@pytest.mark.gen_test
+async def test_each_recipient_gets_its_own_cursor_when_some_differ(live):
+    """deliver.lua hands one cursor to every recipient but those whose inbox needed an id
+    of its own: each socket must get the cursor of its own inbox, whatever the order."""
+    from application.ports import Notification
+    from domain.model import GROUP, Message
+
+    alice, bob, carol, dave = await live.users_named("alice", "bob", "carol", "dave")
+    sockets = {user.id: RecordingChannel() for user in (bob, carol, dave)}
+    for user_id, socket in sockets.items():
+        await live.gateway.attach(user_id, socket, None)
+    message = Message(type=GROUP, id="m1", from_user_id=alice.id, group_id="g1", content="hi",
+                      created_at=1_700_000_000)
+    shared = "1800000000000-0"
+    cursors = {bob.id: shared, carol.id: "1800000000000-5", dave.id: "".join(["1800000000000", "-0"])}
+    live.gateway.on_notification(Notification(message, cursors))
+    assert {user_id: socket.messages[0]["cursor"] for user_id, socket in sockets.items()} == cursors
+    assert sockets[bob.id].payloads[0] is sockets[dave.id].payloads[0]  # equal cursors: the same bytes
