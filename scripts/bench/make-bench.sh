@@ -2,8 +2,9 @@
 # make-bench.sh — `make bench`: a short end-to-end benchmark of Courier itself (< 3 minutes).
 #
 # Production mode as scripts/bench/courier-target.sh runs it (one courier serve + one courier
-# worker, a fresh MariaDB database courier_bench_8831 on 127.0.0.1:3306, a private Redis on
-# port 6392 started and stopped here), driven by the shared bench's load.js on loopback:
+# worker, a fresh MariaDB database courier_bench_8831 on 127.0.0.1:3306, dropped at the end,
+# a private Redis on port 6392 started and stopped here), driven by the shared bench's load.js
+# on loopback:
 # 1000 sockets connecting, private pushes at 2000 msg/s, closed-loop sends (32 senders), and a
 # group of 1000 at 50 msg/s. Prints load.js's table and the server's own summary (messages
 # accepted vs rows persisted, push time per notification).
@@ -41,6 +42,8 @@ cleanup() {
   for _ in $(seq 100); do kill -0 -- "-$TARGET" 2>/dev/null || break; sleep 0.1; done
   kill -KILL -- "-$TARGET" 2>/dev/null || true
   kill "$REDIS_PID" 2>/dev/null || true
+  # The target wrote its summary (rows persisted) on its way out: nothing is left behind.
+  mysql -h 127.0.0.1 -P 3306 -u root -e "DROP DATABASE IF EXISTS courier_bench_$PORT" 2>/dev/null || true
 }
 trap cleanup EXIT
 for _ in $(seq 300); do (echo > "/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
