@@ -93,6 +93,10 @@ class Dispatcher:
                 return original  # a retry: the first send reached everyone
         try:
             cursors = await self.inbox.deliver(message, recipient_ids)
+        except errors.SendSuperseded:
+            # A retry took the key while this attempt was slow: it delivers the message.
+            log.warning("message %s not sent: a retry holds its client_msg_id now", message.id)
+            raise
         except Exception:
             # A failed append can be retried under the same key. (Not on
             # cancellation: the append may have gone through, and forgetting

@@ -4,7 +4,6 @@ written by one Lua script per message (deliver.lua says why), which also marks
 the sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import orjson
@@ -19,8 +18,6 @@ from adapters.redis.support import lua, text, unavailable
 from application.ports import Inbox
 from domain import errors
 from domain.model import Delivery, Message, cursor_position
-
-log = logging.getLogger("courier.inbox")
 
 INBOX_KEY = "stream:private:{}"
 PERSIST_STREAM = "stream:persist"
@@ -85,7 +82,6 @@ class RedisInbox(Inbox):
                 shared, own = await self._deliver(len(keys), keys + args)
         except ResponseError as error:
             if str(error).startswith("SUPERSEDED"):
-                log.warning("message %s not sent: a retry holds its client_msg_id now", message.id)
                 raise errors.SendSuperseded() from None
             raise
         # One cursor for all (deliver.lua), but for the few inboxes that needed their own.

@@ -143,10 +143,11 @@ class SqliteInbox(Inbox):
                 results.append(_refused(send, e))
         return results
 
-    def _append(self, conn: Connection, sends: list[_Send]) -> list[dict[str, str]]:
+    def _append(self, conn: Connection, sends: list[_Send]) -> list[dict[str, str] | Exception]:
         """Every send of the batch in two INSERTs (messages, then inbox entries), each of
         many rows: per statement SQLAlchemy's own cost (compiling, binding, the result)
-        is several times SQLite's, and this runs in a thread that holds the GIL."""
+        is several times SQLite's, and this runs in a thread that holds the GIL. A send
+        whose client_msg_id a retry took over is not appended: SendSuperseded in its place."""
         superseded = held_by_others(conn, [send.message for send in sends])
         appended = [send for send in sends if send.message.id not in superseded]
         cursors: dict[str, dict[str, str]] = {}
@@ -166,7 +167,9 @@ class SqliteInbox(Inbox):
                     self._trim(conn, user_id)
                 # Accepted with this commit: so is the sender's idempotency answer, in the same one.
                 mark_delivered(conn, send.message)
-        return [cursors[send.message.id] if send.message.id in cursors else _superseded(send) for send in sends]
+        return [
+            errors.SendSuperseded() if send.message.id in superseded else cursors[send.message.id] for send in sends
+        ]
 
     def _trim(self, conn: Connection, user_id: str) -> None:
         entry = inbox_entries.c
@@ -230,11 +233,6 @@ class SqliteInbox(Inbox):
                 select(entry.seq).where(entry.user_id == user_id).order_by(entry.seq.desc()).limit(1)
             ).scalar()
         return f"{seq}-0" if seq is not None else None
-
-
-def _superseded(send: _Send) -> Exception:
-    log.warning("message %s not sent: a retry holds its client_msg_id now", send.message.id)
-    return errors.SendSuperseded()
 
 
 def _refused(send: _Send, error: exc.IntegrityError) -> Exception:

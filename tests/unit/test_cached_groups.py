@@ -31,6 +31,14 @@ def group(group_id: str = "g1", members: int = 3) -> Group:
     return Group(id=group_id, name=group_id, owner_id="u0", member_ids=[f"u{i}" for i in range(members)])
 
 
+async def holding_g1(inner: CountingGroups) -> CachedGroups:
+    """A cache in front of `inner` that holds group g1 (u0, u1, u2), read once."""
+    groups = CachedGroups(inner)
+    await groups.add(group())
+    await groups.get("g1")
+    return groups
+
+
 @pytest.mark.gen_test
 async def test_a_group_read_once_is_answered_from_memory_as_a_copy():
     inner = CountingGroups()
@@ -46,10 +54,7 @@ async def test_a_group_read_once_is_answered_from_memory_as_a_copy():
 
 @pytest.mark.gen_test
 async def test_adding_and_removing_members_is_seen_at_once():
-    inner = CountingGroups()
-    groups = CachedGroups(inner)
-    await groups.add(group())
-    await groups.get("g1")
+    groups = await holding_g1(CountingGroups())
     await groups.add_member("g1", "u9")
     assert (await groups.get("g1")).member_ids == ["u0", "u1", "u2", "u9"]
     await groups.remove_member("g1", "u0", "u1")
@@ -82,10 +87,7 @@ class LostAnswer(CountingGroups):
 
 @pytest.mark.gen_test
 async def test_a_failed_change_drops_the_entry():
-    inner = LostAnswer()
-    groups = CachedGroups(inner)
-    await groups.add(group())
-    await groups.get("g1")
+    groups = await holding_g1(LostAnswer())
     with pytest.raises(ConnectionError):
         await groups.add_member("g1", "u9")
     assert (await groups.get("g1")).member_ids == ["u0", "u1", "u2", "u9"]
