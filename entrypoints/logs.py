@@ -4,16 +4,42 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 # A token can only reach a log through a URL (/ws?token=...) or a header echoed
-# in an error; both patterns are masked in every record as a last line of defence.
-_SECRETS = re.compile(r"((?:token|password|access_token)=)[^&\s\"']+|(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# in an error; both patterns are masked in every record as a last line of defence,
+# and so is anything shaped like a JWT (its header is base64url JSON: "eyJ..."),
+# wherever it stands. A URL's query is masked by its parsed names (mask_uri).
+_SECRET_NAMES = ("token", "password")
+_SECRETS = re.compile(
+    r"((?:token|password|access_token)=)[\"']?[^&\s\"']+"
+    r"|(Bearer\s+)[A-Za-z0-9._~+/=-]+"
+    r"|(?-i:eyJ)[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
+    re.IGNORECASE,
+)
 
 
 def mask_secrets(text: str) -> str:
-    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or "") + "***", text)
+
+
+def mask_uri(uri: str) -> str:
+    """A request URI for a log line: the value of every query parameter whose name,
+    decoded as the server decodes it, holds "token" or "password" is masked. A regex
+    on the raw text would miss /ws?tok%65n=..., which Tornado reads as token=."""
+    path, question, query = uri.partition("?")
+    if question:
+        pieces = []
+        for piece in query.split("&"):
+            name, equals, _ = piece.partition("=")
+            decoded = urllib.parse.unquote_plus(name).casefold()
+            if equals and any(secret in decoded for secret in _SECRET_NAMES):
+                piece = name + "=***"
+            pieces.append(piece)
+        uri = path + "?" + "&".join(pieces)
+    return mask_secrets(uri)
 
 
 class MaskSecrets(logging.Filter):
@@ -55,4 +81,4 @@ def log_access(status: int, method: str, uri: str, remote_ip: str, duration: Cal
     access = logging.getLogger("tornado.access")
     if not access.isEnabledFor(level):
         return  # at warning (benchmarks, high rates) a 2xx costs nothing more: no masking, no formatting
-    access.log(level, "%d %s %s (%s) %.2fms", status, method, mask_secrets(uri), remote_ip, 1000.0 * duration())
+    access.log(level, "%d %s %s (%s) %.2fms", status, method, mask_uri(uri), remote_ip, 1000.0 * duration())

@@ -7,6 +7,8 @@ import logging
 import re
 
 import pytest
+import tornado.httpclient
+import tornado.websocket
 
 PASSWORD = "Pa55word-XYZZY-never-logged"
 WRONG_PASSWORD = "Wr0ng-PLUGH-never-logged"
@@ -79,6 +81,27 @@ async def test_the_three_lines_of_section_6_and_no_secrets(api, caplog):
     # A normal session logs no warning or error (the access log's 4xx lines aside).
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name != "tornado.access"] \
         == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_token_is_masked_however_the_url_spells_it(api, caplog):
+    """Tornado decodes query names (tok%65n= is token=), a value may start with a quote,
+    and a client may put its token anywhere in a URL: none of it reaches a log line."""
+    caplog.set_level(logging.INFO)
+    a, b = await api.register(), await api.register()
+    encoded_name = await tornado.websocket.websocket_connect(f"{api.running.ws_url}?tok%65n={a.token}&cursor=0-0")
+    api.sockets.append(encoded_name)  # accepted: the server read it as token=
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await tornado.websocket.websocket_connect(f"{api.running.ws_url}?token='{b.token}")
+    assert refused.value.code == 401
+    assert (await api.call("GET", f"/api/v1/users/{b.token}/x")).status == 404
+    assert (await api.call("GET", "/api/v1/messages?%70assword=hunter2-never-logged")).status == 401
+    encoded_name.close()
+    text = "\n".join(lines_of(caplog))
+    check_no_secrets(lines_of(caplog), a, b)
+    assert "hunter2" not in text
+    access = [r.getMessage() for r in caplog.records if r.name == "tornado.access"]
+    assert any(re.match(r"101 GET /ws\?tok%65n=\*\*\*&cursor=0-0 ", line) for line in access), access
 
 
 @pytest.mark.gen_test(timeout=30)
