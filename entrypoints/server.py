@@ -13,6 +13,7 @@ import tornado.netutil
 from prometheus_client import CollectorRegistry
 
 from entrypoints.container import Container
+from entrypoints.http import body_limit
 from entrypoints.http.app import make_app
 from entrypoints.metrics import Metrics
 from entrypoints.settings import EMBEDDED, Settings
@@ -55,7 +56,9 @@ class CourierServer:
             subscriber.run(self.metrics.timed(gateway.on_notification), gateway.resync_all)
         )
         app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
-        self._http = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, idle_connection_timeout=120)
+        self._http = tornado.httpserver.HTTPServer(
+            app, max_body_size=body_limit.MAX_BODY_BYTES, idle_connection_timeout=120
+        )
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(
                 self.settings.port, self.settings.host, backlog=4096, reuse_port=bool(self.settings.reuse_port)

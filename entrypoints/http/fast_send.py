@@ -4,9 +4,9 @@ A send is the hottest call there is, and most of its cost in the gateway was
 Tornado's web layer rather than Courier: routing by regular expression, a
 RequestHandler per request (its response headers, template namespace, the
 checks of _execute, finish() and flush()). Here the request still goes through
-Tornado's HTTP server and HTTP/1.1 connection (parsing, keep-alive, body size
-limit, 100-continue), and only that one route is answered by a small
-HTTPMessageDelegate (Tornado's documented extension point); every other request,
+Tornado's HTTP server and HTTP/1.1 connection (parsing, keep-alive, 100-continue;
+a body over the size limit is refused first, by body_limit.py), and only that one
+route is answered by a small HTTPMessageDelegate (Tornado's documented extension point); every other request,
 and any other method on this path, goes to the Application as before.
 
 The answers are the contract's, the same as every other route's: 201 with the
@@ -25,6 +25,7 @@ import orjson
 import tornado.httputil
 import tornado.web
 
+from entrypoints.http import body_limit
 from entrypoints.http.base import bearer_token_in, cors_headers, parse_json_object
 from entrypoints.http.errors import answer_to, count_failure, error_body, log_failure
 from entrypoints.logs import log_access
@@ -78,6 +79,10 @@ class _Switch(tornado.httputil.HTTPMessageDelegate):
         self._delegate: tornado.httputil.HTTPMessageDelegate | None = None
 
     def headers_received(self, start_line, headers):
+        if body_limit.is_too_large(headers):
+            router = self._router
+            body_limit.refuse(self._request_conn, start_line, headers, router.origins, router.metrics)
+            return None  # the connection is detached: Tornado calls nothing more here
         if start_line.method == "POST" and start_line.path.partition("?")[0] == PATH:
             self._delegate = _PrivateSend(self._router, self._request_conn, start_line, headers)
         else:
