@@ -191,6 +191,11 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         connection = {part.strip().lower() for part in headers.get("Connection", "").split(",")}
         if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
             return self._refuse(400, errors.InvalidInput("this is a WebSocket endpoint: send an Upgrade request"))
+        if headers.get("Sec-WebSocket-Version") != "13":
+            self.set_header("Sec-WebSocket-Version", "13")
+            return finish_with_error(self, 426, "upgrade_required", "only WebSocket version 13 (RFC 6455) is spoken")
+        if not headers.get("Sec-WebSocket-Key") or not headers.get("Host"):
+            return self._refuse(400, errors.InvalidInput("the Sec-WebSocket-Key and Host headers are required"))
         origin = headers.get("Origin", headers.get("Sec-Websocket-Origin"))
         if origin is not None and not self.check_origin(origin):
             return self._refuse(403, errors.Forbidden("this origin is not allowed"))

@@ -245,6 +245,13 @@ async def test_a_websocket_client_that_is_not_a_websocket_gets_an_http_answer(ap
     assert_error(await api.call("GET", f"/ws?token={a.token}"), 400)
     assert_error(await api.call("GET", "/ws", token=a.token), 400)
     assert_error(await api.call("POST", f"/ws?token={a.token}", {"x": 1}), 405)
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    # Tornado's own refusals were plain text: a version other than RFC 6455's, no key.
+    old_version = await api.call("GET", f"/ws?token={a.token}", headers={**upgrade, "Sec-WebSocket-Version": "8"})
+    assert_error(old_version, 426, "upgrade_required")
+    assert old_version.headers["Sec-Websocket-Version"] == "13"
+    no_key = {**upgrade, "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": ""}
+    assert_error(await api.call("GET", f"/ws?token={a.token}", headers=no_key), 400, "invalid_input")
 
 
 async def open_sockets(api) -> float:
