@@ -93,7 +93,11 @@ class Inbox(Protocol):
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is
-        retained), oldest first. Raise CursorExpired when entries after `after` were trimmed."""
+        retained), oldest first. Raise CursorExpired when entries after `after` were trimmed,
+        and CursorUnknown (a CursorExpired) when `after` is after the inbox's newest entry:
+        every cursor handed out is an entry's, and entries are only ever trimmed from the
+        old end, so such a cursor was made up or outlived the inbox's data. Taken as given,
+        it would skip every message until the inbox caught up with it."""
 
     async def last_cursor(self, user_id: str) -> str | None:
         """The cursor of the newest entry in the user's inbox; None when it is empty."""

@@ -123,6 +123,10 @@ class CursorExpired(CourierError):
     code = "cursor_expired"
 
 
+class CursorUnknown(CursorExpired):
+    """The cursor is after your inbox's newest message: not one given out here; use the history calls."""
+
+
 # 413 ---------------------------------------------------------------------
 class ContentTooLong(CourierError):
     """The content is longer than the limit."""

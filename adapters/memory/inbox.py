@@ -49,7 +49,11 @@ class MemoryInbox(Inbox):
         trimmed = self._trimmed_up_to.get(user_id)
         if trimmed is not None and position < trimmed:
             raise errors.CursorExpired()
-        return [d for d in stream if cursor_position(d.cursor) > position][:limit]
+        page = [d for d in stream if cursor_position(d.cursor) > position][:limit]
+        newest = cursor_position(stream[-1].cursor) if stream else (0, 0)
+        if not page and position > newest:
+            raise errors.CursorUnknown()
+        return page
 
     async def last_cursor(self, user_id: str) -> str | None:
         stream = self._streams.get(user_id)

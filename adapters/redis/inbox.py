@@ -100,14 +100,17 @@ class RedisInbox(Inbox):
             if max(position) > _MAX_ID_PART:
                 raise errors.InvalidCursor()
             if position == (_MAX_ID_PART, _MAX_ID_PART):
-                return []  # nothing can come after the largest id
+                raise errors.CursorUnknown()  # the largest id: no entry ever gets it
             start = "(" + after
         with unavailable("read"):
-            first_retained, max_deleted, entries = await self._read(
+            first_retained, max_deleted, entries, newest = await self._read(
                 keys=[INBOX_KEY.format(user_id)], args=[start, limit, "1" if after is not None else "0"]
             )
-        if position is not None and position < _retained_from(text(first_retained), text(max_deleted)):
-            raise errors.CursorExpired()
+        if position is not None:
+            if position < _retained_from(text(first_retained), text(max_deleted)):
+                raise errors.CursorExpired()
+            if not entries and position > (cursor_position(text(newest)) if newest else (0, 0)):
+                raise errors.CursorUnknown()
         return [_delivery(entry) for entry in entries]
 
     async def last_cursor(self, user_id: str) -> str | None:

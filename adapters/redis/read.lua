@@ -5,11 +5,13 @@
 -- ARGV[1]  start of the range: '-' or '(' .. cursor (exclusive)
 -- ARGV[2]  COUNT
 -- ARGV[3]  '1' to report the retention boundary (only needed when reading after a cursor)
--- Returns {first_retained, max_deleted, entries}: first_retained is the first
--- entry's id when older entries were trimmed away ('' when none were),
--- max_deleted the newest id removed by XDEL ('' when unknown).
+-- Returns {first_retained, max_deleted, entries, newest}: first_retained is the
+-- first entry's id when older entries were trimmed away ('' when none were),
+-- max_deleted the newest id removed by XDEL ('' when unknown), newest the id of
+-- the newest entry when reading after a cursor found nothing after it ('' when
+-- the inbox is empty, or when it was not needed): a cursor after it is unknown.
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {'', '', {}}
+  return {'', '', {}, ''}
 end
 local first_retained, max_deleted = '', ''
 if ARGV[3] == '1' then
@@ -26,4 +28,12 @@ if ARGV[3] == '1' then
   end
   max_deleted = fields['max-deleted-entry-id']
 end
-return {first_retained, max_deleted, redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])}
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local newest = ''
+if ARGV[3] == '1' and #entries == 0 then
+  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    newest = last[1][1]
+  end
+end
+return {first_retained, max_deleted, entries, newest}

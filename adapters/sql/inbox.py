@@ -17,7 +17,8 @@ Cursors are "<inbox_entries.seq>-0": one increasing sequence shared by all
 users, so each user's cursors increase too. Trimming keeps about max_length
 entries per user (exactly max_length right after a trim; the trim runs every
 `trim_every` appends to that user, like Redis's approximate MAXLEN ~) and
-records the newest seq dropped, so a cursor before it answers CursorExpired.
+records the newest seq dropped, so a cursor before it answers CursorExpired (and
+one after the user's newest entry CursorUnknown: see the Inbox port).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, delete, exc, insert, select, update
+from sqlalchemy import Connection, delete, exc, func, insert, select, update
 
 from adapters.memory.bus import InProcessBus
 from adapters.sql.database import Database
@@ -216,10 +217,14 @@ class SqliteInbox(Inbox):
                 if trimmed is not None and position < (trimmed, 0):
                     raise errors.CursorExpired()
                 if position[0] >= MAX_SEQ:
-                    return []
+                    raise errors.CursorUnknown()  # no entry gets a seq this large
                 # Entries are "<seq>-0": after (major, minor) means seq > major.
                 query = query.where(entry.seq > position[0])
             rows = conn.execute(query.order_by(entry.seq).limit(limit)).all()
+            if not rows and position is not None:
+                newest = conn.execute(select(func.max(entry.seq)).where(entry.user_id == user_id)).scalar()
+                if position > (newest or 0, 0):
+                    raise errors.CursorUnknown()
         return [Delivery(message_from_row(row), f"{row.cursor_seq}-0") for row in rows]
 
     async def last_cursor(self, user_id: str) -> str | None:

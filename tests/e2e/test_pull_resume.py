@@ -150,6 +150,28 @@ async def test_a_cursor_older_than_what_is_retained_is_410(api):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_cursor_after_the_newest_message_is_refused_not_followed(api):
+    """A cursor the server never gave out (made up, or kept from before the data was
+    reset) would skip every message until the inbox caught up with it: refused as expired,
+    so the client falls back to the history calls and starts again."""
+    a, b = await api.register(), await api.register()
+    sent = await api.send(a, b, "one")
+    cursor = (await api.pull(b)).body["next_cursor"]
+    major, minor = (int(part) for part in cursor.split("-"))
+    assert (await api.pull(b, cursor)).body == {"messages": [], "next_cursor": cursor, "has_more": False}
+    ahead = f"{major + 1_000_000}-{minor}"
+    assert_error(await api.pull(b, ahead), 410, "cursor_expired")
+    ws = await api.connect(b, cursor=ahead)
+    code, _ = await ws.closed()
+    assert code == 4410
+    # Without it, nothing was lost: the pull from the start, and live pushes.
+    assert [m["id"] for m in (await api.pull(b)).body["messages"]] == [sent.body["id"]]
+    ws = await api.connect(b, cursor=cursor)
+    later = await api.send(a, b, "two")
+    assert (await ws.next())["id"] == later.body["id"]
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_reconnect_with_cursor_replays_what_was_missed_then_goes_live(api):
     a, b = await api.register(), await api.register()
     ws = await api.connect(b)

@@ -243,7 +243,26 @@ async def test_malformed_and_huge_cursors(redis_client):
     for bad in ("abc", "1", "1-2-3", "99999999999999999999-0"):
         with pytest.raises(errors.InvalidCursor):
             await inbox.read("b", bad, 10)
-    assert await inbox.read("b", "18446744073709551615-18446744073709551615", 10) == []
+    with pytest.raises(errors.CursorUnknown):  # no entry ever gets the largest id
+        await inbox.read("b", "18446744073709551615-18446744073709551615", 10)
+
+
+@pytest.mark.gen_test
+async def test_a_cursor_after_the_newest_entry_is_unknown(redis_client):
+    inbox = RedisInbox(redis_client)
+    assert await inbox.read("b", "0-0", 10) == []  # an empty inbox knows only the start
+    with pytest.raises(errors.CursorUnknown):
+        await inbox.read("b", "5-0", 10)
+    first = (await inbox.deliver(private("one"), ["b"]))["b"]
+    newest = (await inbox.deliver(private("two"), ["b"]))["b"]
+    assert await inbox.read("b", newest, 10) == []  # the newest entry: nothing after it yet
+    assert [d.cursor for d in await inbox.read("b", first, 10)] == [newest]
+    ms, seq = cursor_position(newest)
+    for made_up in (f"{ms}-{seq + 1}", f"{ms + 1}-0"):
+        with pytest.raises(errors.CursorUnknown):
+            await inbox.read("b", made_up, 10)
+    with pytest.raises(errors.CursorExpired):  # what the gateway and the pull catch
+        await inbox.read("b", f"{ms + 1}-0", 10)
 
 
 @pytest.mark.gen_test

@@ -174,13 +174,19 @@ async def test_trimming_now_and_then_keeps_the_inbox_near_its_limit(db, people):
 
 @pytest.mark.gen_test
 async def test_cursor_edge_cases(inbox, people):
-    a, b, *_ = people
+    a, b, c, *_ = people
     cursors = await inbox.deliver(message(a, b), [b])
     major, _ = cursor_position(cursors[b])
     assert len(await inbox.read(b, "0-0", 10)) == 1
     assert len(await inbox.read(b, f"{major - 1}-99", 10)) == 1
-    assert await inbox.read(b, f"{major}-1", 10) == []
-    assert await inbox.read(b, "99999999999999999999-0", 10) == []  # past BIGINT: nothing after it
+    assert await inbox.read(b, cursors[b], 10) == []  # the newest entry: nothing after it yet
+    # After the newest entry: no cursor handed out is there (Inbox.read says why).
+    for made_up in (f"{major}-1", f"{major + 1}-0", "99999999999999999999-0"):
+        with pytest.raises(errors.CursorUnknown):
+            await inbox.read(b, made_up, 10)
+    assert await inbox.read(c, "0-0", 10) == []  # an empty inbox knows only the start
+    with pytest.raises(errors.CursorUnknown):
+        await inbox.read(c, cursors[b], 10)  # another user's cursor, after everything c has
     with pytest.raises(errors.InvalidCursor):
         await inbox.read(b, "garbage", 10)
 

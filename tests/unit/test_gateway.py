@@ -213,6 +213,23 @@ async def test_resume_with_a_trimmed_cursor_fails_and_leaves_nothing_registered(
 
 
 @pytest.mark.gen_test
+async def test_resume_with_a_cursor_after_the_newest_entry_fails_instead_of_skipping_what_comes(live):
+    alice, bob = await live.users_named("alice", "bob")
+    await send(live, alice, bob)
+    newest = (await live.pull(bob.id, None, "10")).next_cursor
+    major = int(newest.split("-")[0])
+    socket = RecordingChannel()
+    with pytest.raises(errors.CursorUnknown):
+        await live.gateway.attach(bob.id, socket, f"{major + 100}-0")
+    with pytest.raises(errors.CursorUnknown):
+        await live.pull(bob.id, f"{major + 100}-0", "10")
+    assert live.gateway.connection_count == 0
+    await live.gateway.attach(bob.id, socket, newest)  # the newest itself is fine
+    later = await send(live, alice, bob)
+    assert socket.ids == [later.id]
+
+
+@pytest.mark.gen_test
 async def test_a_message_accepted_during_the_replay_is_sent_once_after_it(yielding):
     """The replay has read its page; a message arrives (live) before it sends:
     it is held, then sent after the page, in order."""
