@@ -109,11 +109,19 @@ class Frames:
 
 
 class _Protocol(tornado.websocket.WebSocketProtocol13):
-    """Tornado drops a text frame of invalid UTF-8 with no close code at all;
-    the contract wants garbage closed with 1008. (Private hook of the pinned
-    Tornado: re-check on upgrade; tests/e2e cover it.)"""
+    """The contract wants garbage closed with 1008, and Tornado lets two kinds through:
+    a text frame of invalid UTF-8 is dropped with no close code at all, and a frame
+    the client did not mask is taken (RFC 6455 section 5.1: the server MUST close).
+    Tornado keeps the last frame's mask in _frame_mask and sets it only for a masked
+    frame, so it is cleared after each message: None then means "not masked" (for a
+    message in fragments, the last one's). (Private hooks of the pinned Tornado:
+    re-check on upgrade; tests/e2e cover them.)"""
 
     def _handle_message(self, opcode: int, data: bytes):
+        if self._frame_mask is None:
+            self.close(CLOSE_POLICY, "frames from a client must be masked")
+            return None
+        self._frame_mask = None
         if opcode == 0x1 and not self._frame_compressed:
             try:
                 data.decode("utf-8")

@@ -254,6 +254,24 @@ async def test_a_websocket_client_that_is_not_a_websocket_gets_an_http_answer(ap
     assert_error(await api.call("GET", f"/ws?token={a.token}", headers=no_key), 400, "invalid_input")
 
 
+async def raw_upgrade(port: int, token: str):
+    """A WebSocket opened by hand over TCP: (reader, writer) right after the 101."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+def client_frame(payload: bytes, masked: bool) -> bytes:
+    if not masked:
+        return bytes((0x81, len(payload))) + payload
+    mask = os.urandom(4)
+    return bytes((0x81, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 async def open_sockets(api) -> float:
     r = await api.call("GET", "/metrics")
     assert r.status == 200, r
@@ -267,14 +285,8 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(api, courier):
     """A raw TCP client does the upgrade by hand and then never answers the server's
     ping frames (a dead peer, a half-open connection): the server drops it."""
     a = await api.register()
-    reader, writer = await asyncio.open_connection("127.0.0.1", courier.settings.port)
+    reader, writer = await raw_upgrade(courier.settings.port, a.token)
     try:
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write((f"GET /ws?token={a.token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        assert head.startswith(b"HTTP/1.1 101"), head
         assert await open_sockets(api) == 1
         started = time.monotonic()
         data = b""
@@ -300,6 +312,25 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(api, courier):
     ws.send({"type": "ping"})
     assert await ws.next() == {"type": "pong"}
     assert await open_sockets(api) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_frame_the_client_did_not_mask_closes_1008(api, courier):
+    """RFC 6455 section 5.1: a client masks every frame, and a server closes on one that
+    is not masked (Tornado took it)."""
+    a = await api.register()
+    ping = b'{"type":"ping"}'
+    reader, writer = await raw_upgrade(courier.settings.port, a.token)
+    try:
+        writer.write(client_frame(ping, masked=True))  # a masked one is answered
+        assert await asyncio.wait_for(reader.readexactly(2 + len(b'{"type":"pong"}')), 5) == \
+            b"\x81\x0f" + b'{"type":"pong"}'
+        writer.write(client_frame(ping, masked=False))
+        close = await asyncio.wait_for(reader.read(64), 5)
+        assert close[:1] == b"\x88" and close[2:4] == (1008).to_bytes(2, "big"), close
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 @pytest.mark.gen_test(timeout=30)
