@@ -50,6 +50,10 @@ SQLITE_WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 T = TypeVar("T")
 
+# The error of a failed statement lists its parameters, and such errors are logged:
+# without them, password hashes and message contents never reach a log line.
+_HIDE_PARAMETERS = {"hide_parameters": True}
+
 # Failures of the database service (down, unreachable, locked, missing schema),
 # as opposed to what a query itself got wrong (IntegrityError, DataError),
 # which the repositories interpret.
@@ -117,6 +121,7 @@ class Database:
                 # READ COMMITTED: fewer gap locks (and deadlocks) between concurrent inserts.
                 isolation_level="READ COMMITTED",
                 connect_args={"connect_timeout": connect_timeout},
+                **_HIDE_PARAMETERS,
                 echo=echo,
             )
             self._readers = self._writer = ThreadPoolExecutor(workers, "courier-db")
@@ -127,7 +132,8 @@ class Database:
             raise ValueError(f"sqlite_synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         if _is_memory_sqlite(self.url):
             engine = create_engine(
-                self.url, poolclass=StaticPool, connect_args={"check_same_thread": False}, echo=echo
+                self.url, poolclass=StaticPool, connect_args={"check_same_thread": False}, echo=echo,
+                **_HIDE_PARAMETERS,
             )
         else:
             engine = create_engine(
@@ -136,6 +142,7 @@ class Database:
                 max_overflow=0,
                 connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
                 echo=echo,
+                **_HIDE_PARAMETERS,
             )
 
         @event.listens_for(engine, "connect")

@@ -89,3 +89,20 @@ def test_nothing_connects_before_it_is_used(tmp_path):
         assert not (tmp_path / "lazy" / "courier.db").exists()  # ...the file is not opened yet
     finally:
         db.close()
+
+
+@pytest.mark.gen_test
+async def test_a_failed_statement_does_not_name_its_parameters(db):
+    """Such errors are logged (a refused user insert, a message the store refuses): the
+    parameters would carry password hashes and message contents into the logs."""
+    secret = "$argon2id$v=19$m=65536,t=3,p=4$never-logged"
+
+    def fail(conn):
+        with conn.begin():
+            conn.execute(text("INSERT INTO no_such_table (x) VALUES (:x)"), {"x": secret})
+
+    with pytest.raises(ServiceUnavailable) as refused:
+        await db.write(fail)
+    cause = refused.value.__cause__
+    assert cause is not None and "no_such_table" in str(cause)
+    assert secret not in str(cause) and secret not in repr(cause)
