@@ -71,6 +71,7 @@ def release_taken_client_ids(conn: Connection, rows: list[dict]) -> None:
     keyed = [row for row in rows if row["client_msg_id"] is not None]
     if not keyed:
         return
+    same = _client_id_as_compared(conn)
     taken: set[tuple[str, str]] = set()
     for chunk in chunks(keyed):
         senders = {row["from_user_id"] for row in chunk}
@@ -80,9 +81,9 @@ def release_taken_client_ids(conn: Connection, rows: list[dict]) -> None:
                 messages.c.from_user_id.in_(senders), messages.c.client_msg_id.in_(client_ids)
             )
         )
-        taken.update((sender, client_id) for sender, client_id in found)
+        taken.update((sender, same(client_id)) for sender, client_id in found)
     for row in keyed:
-        key = (row["from_user_id"], row["client_msg_id"])
+        key = (row["from_user_id"], same(row["client_msg_id"]))
         if key in taken:
             log.warning(
                 "message %s from %s reuses client_msg_id %r of another message; stored without it",
@@ -91,6 +92,15 @@ def release_taken_client_ids(conn: Connection, rows: list[dict]) -> None:
             row["client_msg_id"] = None
         else:
             taken.add(key)  # a second message of this batch with the same pair loses it too
+
+
+def _client_id_as_compared(conn: Connection):
+    """A client_msg_id as the database's unique key sees it. MySQL's and MariaDB's
+    utf8mb4_bin is a PAD SPACE collation: to them "k" and "k " are one key, while Redis
+    (the idempotency keys) and SQLite tell them apart - two messages, both accepted."""
+    if conn.dialect.name in ("mysql", "mariadb"):
+        return lambda client_id: client_id.rstrip(" ")
+    return lambda client_id: client_id
 
 
 class SqlMessageStore(MessageStore):

@@ -91,6 +91,22 @@ async def test_a_reused_client_msg_id_keeps_the_message(db, store, people, caplo
 
 
 @pytest.mark.gen_test
+async def test_client_msg_ids_that_differ_by_trailing_spaces_lose_no_message(db, store, people):
+    """Two ids for Redis (two messages accepted), one for MySQL's PAD SPACE unique key:
+    the second is stored all the same, without its client_msg_id there."""
+    a, b = people["anna"], people["bob"]
+    first = private(a, b, "first", client_msg_id="k")
+    await store.save([first])
+    second, third = private(a, b, "second", client_msg_id="k "), private(a, b, "third", client_msg_id="k  ")
+    await store.save([second, third])
+    page = await store.private_history(a, b, None, 50)
+    assert [m.content for m in page.messages] == ["third", "second", "first"]
+    assert [m.client_msg_id for m in page.messages][2] == "k"
+    if db.is_sqlite:
+        assert [m.client_msg_id for m in page.messages][:2] == ["k  ", "k "]
+
+
+@pytest.mark.gen_test
 async def test_an_unknown_user_is_refused_loudly_and_the_rest_is_stored(db, store, people):
     a, b = people["anna"], people["bob"]
     good = [private(a, b, "ok 1"), private(a, b, "ok 2")]
