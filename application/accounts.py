@@ -13,7 +13,7 @@ from application.ports import (
     UserRepository,
 )
 from domain import errors
-from domain.model import User, username_key, validate_id, validate_password, validate_username
+from domain.model import User, could_be_username, username_key, validate_id, validate_password, validate_username
 
 log = logging.getLogger("courier.accounts")
 
@@ -67,7 +67,7 @@ class LogIn:
         wait = await self.failures.blocked_for(user_key)
         if wait > 0:
             raise errors.RateLimited(wait, "too many failed logins for this username")
-        user = await self.users.get_by_username(username) if len(username) <= 32 else None
+        user = await self.users.get_by_username(username) if could_be_username(username) else None
         ok = await self._verify(user, password)
         if not ok:
             # Asked before this failure is recorded, like the username check above:
@@ -126,7 +126,7 @@ class GetUser:
     async def by_username(self, username) -> User:
         if not isinstance(username, str) or not username:
             raise errors.InvalidInput("username is required")
-        user = await self.users.get_by_username(username) if len(username) <= 32 else None
+        user = await self.users.get_by_username(username) if could_be_username(username) else None
         if user is None:
             raise errors.UserNotFound()
         return user

@@ -22,6 +22,13 @@ def username_key(username: str) -> str:
     return username.casefold()
 
 
+def could_be_username(value: str) -> bool:
+    """Whether some user could have registered this name. Look nobody up by any other
+    string: MySQL's comparison ignores trailing spaces, and "alice " would find alice
+    there (logging in, with a failure throttle of its own for every spelling)."""
+    return USERNAME_PATTERN.fullmatch(value) is not None
+
+
 def validate_username(username: Any) -> str:
     if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
         raise errors.InvalidUsername()
