@@ -84,7 +84,7 @@ class Persister:
             return 0
         entries = self._unsaved
         try:
-            await self._store.save([message for _, message in entries])
+            await self._store.save([message for _, message in entries], self._order_of(entries))
         except ServiceUnavailable:
             raise
         except Exception as e:
@@ -97,6 +97,9 @@ class Persister:
         self._done(entries)
         self.saved += len(entries)
         return len(entries)
+
+    def _order_of(self, entries: Sequence[Entry]) -> list[int]:
+        return [self._queue.acceptance_order(entry_id) for entry_id, _ in entries]
 
     async def _settle_refused(self, entries: Sequence[Entry], refused: set[str], error: Exception) -> int:
         """The store said exactly which messages it refuses for good (details["message_ids"],
@@ -141,7 +144,7 @@ class Persister:
         try:
             for entry_id, message in entries:
                 try:
-                    await self._store.save([message])
+                    await self._store.save([message], self._order_of([(entry_id, message)]))
                     saved.append((entry_id, message))
                 except ServiceUnavailable:
                     raise

@@ -52,9 +52,13 @@ class HistoryPage:
 class MessageStore(Protocol):
     """The durable message table that the history calls read."""
 
-    async def save(self, messages: Sequence[Message]) -> None:
+    async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None) -> None:
         """Insert messages idempotently by id (a message already stored is not doubled).
-        Used by the persister; raise on any other failure, never drop a row silently."""
+        Used by the persister; raise on any other failure, never drop a row silently.
+        `order` gives each message its place in the order messages were accepted
+        (PersistQueue.acceptance_order): history is newest first by it, whatever order
+        the persisters store them in (a batch a dead persister left is stored late).
+        Without it, the order of insertion stands for it."""
 
     async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage: ...
 
@@ -165,6 +169,10 @@ class PersistQueue(Protocol):
         """Up to `count` (entry id, message) pairs for `consumer`: entries left pending too
         long by any consumer first, else new ones, waiting up to `block_ms` for them.
         An entry that cannot be decoded is moved aside by the queue itself, never returned."""
+
+    def acceptance_order(self, entry_id: str) -> int:
+        """Where an entry's message stands in the order messages were accepted, as one
+        integer that increases with it (the order of the entries in the queue)."""
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
         """The entries are stored for good: never hand them out again."""

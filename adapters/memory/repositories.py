@@ -1,6 +1,7 @@
 """Users, groups and messages kept in memory: unit-test fakes with something to look at."""
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -62,14 +63,19 @@ class MemoryGroupRepository(GroupRepository):
 
 class MemoryMessageStore(MessageStore):
     def __init__(self) -> None:
-        self.rows: list[Message] = []  # in insertion order; the index+1 is the row's sequence
+        self.rows: list[Message] = []  # in the order of their seqs
+        self._seqs: list[int] = []  # each row's seq: its given order, else one more than the last
         self._ids: set[str] = set()
 
-    async def save(self, messages: Sequence[Message]) -> None:
-        for message in messages:
+    async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None) -> None:
+        orders = order if order is not None else [None] * len(messages)
+        for message, seq in zip(messages, orders, strict=True):
             if message.id not in self._ids:
                 self._ids.add(message.id)
-                self.rows.append(message)
+                seq = seq if seq is not None else (self._seqs[-1] + 1 if self._seqs else 1)
+                at = bisect.bisect(self._seqs, seq)
+                self._seqs.insert(at, seq)
+                self.rows.insert(at, message)
 
     async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage:
         pair = {user_id, peer_id}
@@ -81,11 +87,11 @@ class MemoryMessageStore(MessageStore):
         return self._page(lambda m: m.type == GROUP and m.group_id == group_id, before, limit)
 
     def _page(self, matches, before: str | None, limit: int) -> HistoryPage:
-        end = int(before) - 1 if before is not None else len(self.rows)
+        end = bisect.bisect_left(self._seqs, int(before)) if before is not None else len(self.rows)
         page: list[tuple[int, Message]] = []
-        for seq in range(min(end, len(self.rows)), 0, -1):
-            if matches(self.rows[seq - 1]):
-                page.append((seq, self.rows[seq - 1]))
+        for index in range(end - 1, -1, -1):
+            if matches(self.rows[index]):
+                page.append((self._seqs[index], self.rows[index]))
                 if len(page) > limit:
                     break
         more = len(page) > limit

@@ -15,9 +15,12 @@ from redis.exceptions import ResponseError
 from adapters.redis.inbox import PERSIST_STREAM
 from adapters.redis.support import text, unavailable
 from application.ports import PersistQueue
-from domain.model import Message
+from domain.model import Message, cursor_position
 
 log = logging.getLogger("courier.redis.persist_queue")
+
+ORDER_SEQ_BITS = 20  # an order fits a signed 64-bit integer until the year 2248
+ORDER_SEQ_MASK = (1 << ORDER_SEQ_BITS) - 1
 
 
 class RedisPersistQueue(PersistQueue):
@@ -66,6 +69,14 @@ class RedisPersistQueue(PersistQueue):
                 self._recovered.discard(consumer)
                 raise
             return await self._decode(entries)
+
+    def acceptance_order(self, entry_id: str) -> int:
+        """deliver.lua appends to stream:persist in the same atomic step as the inbox
+        entries, so the entry ids (<ms>-<n>, increasing) are the order of acceptance;
+        packed into one integer, n in the low ORDER_SEQ_BITS (Redis appends far fewer
+        than a million entries within one millisecond)."""
+        ms, n = cursor_position(entry_id)
+        return (ms << ORDER_SEQ_BITS) | min(n, ORDER_SEQ_MASK)
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
         if not entry_ids:

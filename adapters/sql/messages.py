@@ -94,6 +94,13 @@ def release_taken_client_ids(conn: Connection, rows: list[dict]) -> None:
             taken.add(key)  # a second message of this batch with the same pair loses it too
 
 
+def _row_at(message: Message, order: int | None) -> dict:
+    row = message_row(message)
+    if order is not None:
+        row["seq"] = order
+    return row
+
+
 def _client_id_as_compared(conn: Connection):
     """A client_msg_id as the database's unique key sees it. MySQL's and MariaDB's
     utf8mb4_bin is a PAD SPACE collation: to them "k" and "k " are one key, while Redis
@@ -107,13 +114,18 @@ class SqlMessageStore(MessageStore):
     def __init__(self, db: Database):
         self._db = db
 
-    async def save(self, batch: Sequence[Message]) -> None:
+    async def save(self, batch: Sequence[Message], order: Sequence[int] | None = None) -> None:
+        """A message's seq (the history's order and paging key) is its place in `order`
+        when given: the order of acceptance, which the order of the persisters' inserts
+        is not (a batch a dead persister left pending is stored after later ones). Without
+        it, the table's own sequence (SqliteInbox inserts in the order of acceptance)."""
         if batch:
-            await self._db.write(self._save, list(batch))
+            ordered = list(zip(batch, order, strict=True)) if order is not None else [(m, None) for m in batch]
+            await self._db.write(self._save, ordered)
 
     @classmethod
-    def _save(cls, conn: Connection, batch: list[Message]) -> None:
-        unique = list({m.id: m for m in reversed(batch)}.values())[::-1]  # first of each id, in order
+    def _save(cls, conn: Connection, batch: list[tuple[Message, int | None]]) -> None:
+        unique = list({m.id: (m, o) for m, o in reversed(batch)}.values())[::-1]  # first of each id, in order
         for attempt in range(1, SAVE_ATTEMPTS + 1):
             try:
                 with conn.begin():
@@ -126,25 +138,25 @@ class SqlMessageStore(MessageStore):
         cls._save_one_by_one(conn, unique)
 
     @staticmethod
-    def _insert_missing(conn: Connection, batch: list[Message]) -> list[str]:
+    def _insert_missing(conn: Connection, batch: list[tuple[Message, int | None]]) -> list[str]:
         existing: set[str] = set()
-        for chunk in chunks([m.id for m in batch]):
+        for chunk in chunks([m.id for m, _ in batch]):
             existing.update(conn.execute(select(messages.c.id).where(messages.c.id.in_(chunk))).scalars())
-        rows = [message_row(m) for m in batch if m.id not in existing]
+        rows = [_row_at(m, order) for m, order in batch if m.id not in existing]
         if rows:
             release_taken_client_ids(conn, rows)
             conn.execute(insert(messages), rows)  # executemany
         return [row["id"] for row in rows]
 
     @classmethod
-    def _save_one_by_one(cls, conn: Connection, batch: list[Message]) -> None:
+    def _save_one_by_one(cls, conn: Connection, batch: list[tuple[Message, int | None]]) -> None:
         """Store every message that can be stored, then name the ones that cannot."""
         rejected: list[str] = []
         cause: exc.IntegrityError | None = None
-        for message in batch:
+        for message, order in batch:
             try:
                 with conn.begin():
-                    cls._insert_missing(conn, [message])
+                    cls._insert_missing(conn, [(message, order)])
             except exc.IntegrityError as e:
                 rejected.append(message.id)
                 cause = e

@@ -31,14 +31,14 @@ class FlakyStore(MemoryMessageStore):
         self.refuse = refuse or set()
         self.calls = 0
 
-    async def save(self, messages):
+    async def save(self, messages, order=None):
         self.calls += 1
         if self.down > 0:
             self.down -= 1
             raise ServiceUnavailable("database down")
         if any(m.id in self.refuse for m in messages):
             raise ValueError("Incorrect string value")
-        await super().save(messages)
+        await super().save(messages, order)
 
 
 class AckFails(RedisPersistQueue):
@@ -239,3 +239,32 @@ async def test_entries_whose_take_reply_was_lost_are_taken_again_at_once(private
         await client.aclose()
         await inbox_client.aclose()
         await proxy.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_with_the_sql_store_history_keeps_the_order_of_acceptance_not_of_storing(redis_client, db):
+    """A batch a dead persister left pending is stored after later messages: the history
+    (newest first) still lists them in the order they were accepted."""
+    early, store = await deliver_between_real_users(redis_client, db, 3)
+    taken = await RedisPersistQueue(redis_client, claim_idle_ms=50).take("dying", 3, 10)  # then it dies
+    assert [m.id for _, m in taken] == [m.id for m in early]
+    late = [replace(m, id=str(uuid.uuid4()), content=f"late {i}") for i, m in enumerate(early)]
+    inbox = RedisInbox(redis_client, channel="courier-test:unused")
+    for m in late:
+        await inbox.deliver(m, [m.to_user_id])
+    survivor = Persister(RedisPersistQueue(redis_client, claim_idle_ms=50), store, "survivor", block_ms=10)
+    assert await survivor.run_once() == 3  # the late ones: the early ones are not idle long enough yet
+    await asyncio.sleep(0.1)
+    assert await survivor.run_once() == 3  # the early ones, claimed from the dead persister
+    accepted = [m.id for m in early + late]
+    page = await store.private_history(early[0].from_user_id, early[0].to_user_id, None, 50)
+    assert [m.id for m in page.messages] == accepted[::-1]
+    # Paging follows the same order.
+    seen, before = [], None
+    while True:
+        page = await store.private_history(early[0].from_user_id, early[0].to_user_id, before, 2)
+        seen += [m.id for m in page.messages]
+        if page.next_before is None:
+            break
+        before = page.next_before
+    assert seen == accepted[::-1]
