@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="courier", description="Courier: real-time messaging backend")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("serve", "the API and WebSocket gateway (embedded mode: also migrates and persists)"),
+        ("serve", "the API and WebSocket gateway (a SQLite database: also migrates it; embedded mode: also persists)"),
         ("worker", "the persister: stream:persist -> MySQL (production mode)"),
         ("migrate", "alembic upgrade head against the configured database"),
     ):

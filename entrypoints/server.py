@@ -12,6 +12,7 @@ import tornado.httpserver
 import tornado.netutil
 from prometheus_client import CollectorRegistry
 
+from adapters.sql.database import is_sqlite
 from entrypoints.container import Container
 from entrypoints.http import body_limit
 from entrypoints.http.app import make_app
@@ -41,12 +42,14 @@ class CourierServer:
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         """Listen on settings.host/port (port 0: any free port), or on given sockets."""
-        if self.settings.mode == EMBEDDED:
+        database_url = self.settings.resolved_database_url()
+        if is_sqlite(database_url):
+            # A SQLite file is this machine's own: serving migrates it, in production
+            # mode too (COURIER_REDIS_URL set, COURIER_DATABASE_URL left out), as the one
+            # command to try it. A server database is migrated by `courier migrate`.
             from adapters.sql.migrate import upgrade
 
-            await asyncio.get_running_loop().run_in_executor(
-                None, upgrade, self.settings.resolved_database_url()
-            )
+            await asyncio.get_running_loop().run_in_executor(None, upgrade, database_url)
         gateway = self.container.gateway()
         backlog = self.container.persist_queue().backlog if self.settings.mode != EMBEDDED else None
         self.metrics = Metrics(CollectorRegistry(), gateway, backlog)

@@ -173,10 +173,14 @@ def courier(io_loop, tmp_path, settings_overrides, mode, request):
     if mode == PRODUCTION:
         from tests.services.mysql import empty_tables
 
-        database_url = request.getfixturevalue("mysql_migrated_url")
-        empty_tables(database_url)
+        overrides = dict(settings_overrides)
+        if "database_url" in overrides:  # a test's own (e.g. "": the default SQLite file)
+            database_url = overrides.pop("database_url")
+        else:
+            database_url = request.getfixturevalue("mysql_migrated_url")
+            empty_tables(database_url)
         redis_url = request.getfixturevalue("redis_url")  # the claimed database, just emptied
-        settings = production_settings(tmp_path, redis_url, database_url, **settings_overrides)
+        settings = production_settings(tmp_path, redis_url, database_url, **overrides)
     else:
         settings = embedded_settings(tmp_path, **settings_overrides)
     running = Running(io_loop, settings)
