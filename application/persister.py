@@ -136,7 +136,18 @@ class Persister:
                 log.exception("persister failed; retrying in %.1f s", backoff)
             await _wait(stop_event, backoff)
             backoff = min(backoff * 2, self._max_backoff)
+        await self._leave()
         log.info("persister %s stopped", self.consumer)
+
+    async def _leave(self) -> None:
+        """Stopping for good: the queue forgets this consumer, unless it still holds
+        entries (kept then, and claimed by another persister after claim_idle)."""
+        if self._unsaved:
+            return
+        try:
+            await self._queue.leave(self.consumer)
+        except Exception as e:  # noqa: BLE001 - a stop must not fail on housekeeping
+            log.warning("persister %s could not leave the queue: %r", self.consumer, e)
 
     async def _save_one_by_one(self, entries: Sequence[Entry]) -> int:
         saved: list[Entry] = []

@@ -184,6 +184,10 @@ class PersistQueue(Protocol):
     async def backlog(self) -> int:
         """Entries not yet acked: pending with a consumer plus not yet delivered (for metrics)."""
 
+    async def leave(self, consumer: str) -> bool:
+        """`consumer` stops for good: forget it, unless something is still pending with it
+        (then it stays, for another consumer to claim). True when it was forgotten."""
+
 
 class PasswordHasher(Protocol):
     async def hash(self, password: str) -> str: ...

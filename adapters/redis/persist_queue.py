@@ -19,6 +19,12 @@ from domain.model import Message, cursor_position
 
 log = logging.getLogger("courier.redis.persist_queue")
 
+# A consumer is forgotten only with nothing pending, in one atomic step: an entry handed
+# to it meanwhile would otherwise lose its pending record and never be handed out again.
+_LEAVE = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) >= 0 and 1 or 0
+"""
 ORDER_SEQ_BITS = 20  # an order fits a signed 64-bit integer until the year 2248
 ORDER_SEQ_MASK = (1 << ORDER_SEQ_BITS) - 1
 
@@ -48,6 +54,7 @@ class RedisPersistQueue(PersistQueue):
         self._dead_stream = dead_stream or stream + ":dead"
         self._delete_acked = delete_acked
         self._group_ready = False
+        self._leave = client.register_script(_LEAVE)
         self._recovered: set[str] = set()  # consumers whose own old pending entries were read
         self._claim_start = "0-0"  # where the XAUTOCLAIM scan of the pending list resumes
         self._next_claim_at = 0.0
@@ -106,6 +113,17 @@ class RedisPersistQueue(PersistQueue):
                         return await self._client.xlen(self._stream)
                     return int(info["pending"]) + int(lag)
             return 0
+
+    async def leave(self, consumer: str) -> bool:
+        """Consumers are named per process (hostname-pid), so without this the group
+        would list every persister that ever ran."""
+        with unavailable("persist queue"):
+            try:
+                return bool(await self._leave(keys=[self._stream], args=[self._group, consumer]))
+            except ResponseError as e:
+                if str(e).startswith("NOGROUP"):
+                    return True  # no group (Redis lost its data): nothing to forget
+                raise
 
     # --- internals ----------------------------------------------------------
     async def _ensure_group(self) -> None:

@@ -117,3 +117,41 @@ async def test_the_group_is_made_again_when_redis_lost_it(redis_client):
     sent = await deliver(redis_client, 1)
     assert await queue.take("p", 10, 10) == []  # NOGROUP noticed
     assert [m for _, m in await queue.take("p", 10, 10)] == sent
+
+
+async def consumers(client) -> set[str]:
+    return {info["name"] if isinstance(info["name"], str) else info["name"].decode()
+            for info in await client.xinfo_consumers("stream:persist", "persisters")}
+
+
+@pytest.mark.gen_test
+async def test_a_consumer_that_leaves_is_forgotten_unless_it_holds_entries(redis_client):
+    await deliver(redis_client, 3)
+    queue = RedisPersistQueue(redis_client)
+    done = await queue.take("done", 2, 10)
+    await queue.ack([entry_id for entry_id, _ in done])
+    assert len(await queue.take("holding", 1, 10)) == 1  # taken, never acked
+    assert await consumers(redis_client) == {"done", "holding"}
+    assert await queue.leave("done") is True
+    assert await queue.leave("holding") is False  # another consumer must be able to claim it
+    assert await queue.leave("never-seen") is True
+    assert await consumers(redis_client) == {"holding"}
+    assert await queue.backlog() == 1
+
+
+@pytest.mark.gen_test
+async def test_a_persister_that_stops_leaves_the_group(redis_client):
+    from adapters.memory.repositories import MemoryMessageStore
+    from application.persister import Persister
+
+    sent = await deliver(redis_client, 3)
+    store = MemoryMessageStore()
+    persister = Persister(RedisPersistQueue(redis_client), store, "worker-1", block_ms=10)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(persister.run(stop))
+    while len(store.rows) < 3:
+        await asyncio.sleep(0.01)
+    assert "worker-1" in await consumers(redis_client)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert store.rows == sent and await consumers(redis_client) == set()
