@@ -33,11 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_file)
     if args.command == "migrate":
-        from adapters.sql.migrate import upgrade
-
-        upgrade(settings.resolved_database_url())
-        log.info("database migrated to head")
-        return 0
+        return _migrate(settings.resolved_database_url())
     if args.command == "worker":
         if settings.mode == EMBEDDED:
             log.info("embedded mode: `courier serve` persists every message itself; no worker is needed")
@@ -91,6 +87,24 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     _, threshold1, threshold2 = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD0, threshold1, threshold2)
+
+
+def _migrate(database_url: str) -> int:
+    """`courier migrate`: a database that cannot be reached or refuses the login is one
+    line of error (the URL without its password), not an alembic traceback."""
+    from sqlalchemy import exc
+    from sqlalchemy.engine import make_url
+
+    from adapters.sql.migrate import upgrade
+
+    try:
+        upgrade(database_url)
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        shown = make_url(database_url).render_as_string(hide_password=True)
+        log.error("cannot migrate %s: %s", shown, error.orig)
+        return 1
+    log.info("database migrated to head")
+    return 0
 
 
 async def _until_signal(run) -> int:

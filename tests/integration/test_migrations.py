@@ -112,3 +112,20 @@ def test_the_alembic_command_line_uses_courier_database_url(sqlite_url):
     subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=repo, env=env, check=True,
                    capture_output=True)
     assert table_names(sqlite_url) == set(metadata.tables)
+
+
+@pytest.mark.mysql
+def test_courier_migrate_refused_by_the_server_says_so_in_one_line():
+    """A wrong password: one error line, the URL without the password, exit status 1."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    courier = Path(sys.executable).parent / "courier"
+    env = {"COURIER_DATABASE_URL": "mysql+pymysql://root:not-the-password@127.0.0.1:3306/courier_nope",
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([str(courier), "migrate"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and "cannot migrate mysql+pymysql://root:***@127.0.0.1:3306/courier_nope" in lines[0]
+    assert "not-the-password" not in done.stderr and "Traceback" not in done.stderr
