@@ -13,6 +13,7 @@ import tornado.netutil
 from prometheus_client import CollectorRegistry
 
 from adapters.sql.database import is_sqlite
+from domain import errors
 from entrypoints.container import Container
 from entrypoints.http import body_limit
 from entrypoints.http.app import make_app
@@ -35,10 +36,20 @@ class CourierServer:
         self.metrics: Metrics | None = None
 
     def readiness(self) -> dict:
-        checks = {"database": self.container.database().ping}
+        checks = {"database": self._database_ready}
         if self.settings.mode != EMBEDDED:
             checks["redis"] = self.container.redis().ping
         return checks
+
+    async def _database_ready(self) -> None:
+        """The database answers, and its schema is this version's (a forgotten
+        `courier migrate` makes every call that reads it fail)."""
+        from adapters.sql.migrate import current_revision, is_behind
+
+        database = self.container.database()
+        await database.ping()
+        if is_behind(await database.run(current_revision)):
+            raise errors.ServiceUnavailable("its schema is older than this version: run `courier migrate`")
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         """Listen on settings.host/port (port 0: any free port), or on given sockets."""

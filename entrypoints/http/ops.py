@@ -25,6 +25,8 @@ class ReadyHandler(BaseHandler):
             try:
                 await asyncio.wait_for(check(), READY_TIMEOUT)
                 results[name] = "ok"
+            except errors.CourierError as error:  # not ready; say why when we know
+                results[name] = f"unavailable: {error.message}"
             except Exception as error:  # any failure means not ready; say which
                 results[name] = f"unavailable: {type(error).__name__}"
         if any(v != "ok" for v in results.values()):
