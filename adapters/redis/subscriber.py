@@ -90,7 +90,9 @@ class RedisNotificationSubscriber(NotificationSubscriber):
         *,
         ping_interval: float = 5.0,
         min_backoff: float = 0.1,
-        max_backoff: float = 5.0,
+        # At most a second between two tries: the pushes of what is accepted meanwhile
+        # wait for the resync, so no longer than that once Redis is back.
+        max_backoff: float = 1.0,
     ):
         self._source = source
         self._channel = channel

@@ -179,6 +179,23 @@ async def test_a_redis_restart_is_ridden_out(private_redis, channel):
     await stop(task)
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_after_a_long_outage_the_subscription_is_back_within_a_second(private_redis, channel):
+    """The reconnect backoff stops doubling at a second: pushes wait for the resync no
+    longer than that after Redis is back (at 5 s they waited up to 5 s more)."""
+    recorder = Recorder()
+    subscriber = RedisNotificationSubscriber(private_redis.url, channel)  # the gateway's defaults
+    task = asyncio.ensure_future(subscriber.run(recorder.on_notification, recorder.on_resync))
+    await until(lambda: recorder.resyncs == 1)
+    private_redis.stop()
+    await asyncio.sleep(6)  # the backoff has grown to its cap
+    private_redis.start()
+    back = asyncio.get_running_loop().time()
+    await until(lambda: recorder.resyncs == 2, timeout=10)
+    assert asyncio.get_running_loop().time() - back < 1.6
+    await stop(task)
+
+
 @pytest.mark.gen_test(timeout=20)
 async def test_a_silent_server_is_noticed_by_the_ping(private_redis, channel):
     recorder = Recorder()
