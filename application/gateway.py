@@ -28,6 +28,7 @@ START = "0-0"  # before every cursor an inbox hands out
 # it already accepts the subscription) before it closes a socket for resume.
 RESYNC_RETRY_SECONDS = 5.0
 RESYNC_FIRST_BACKOFF = 0.05
+RESYNC_CONCURRENCY = 256  # replays of one resync running at once
 
 
 class ClientChannel(Protocol):
@@ -153,50 +154,102 @@ class Gateway:
             return
         conn._replaying = True
         try:
-            while True:
-                conn._read_again = False
-                page = await self._inbox.read(conn.user_id, conn.last_cursor, REPLAY_PAGE)
-                for delivery in page:
-                    if delivery.message.from_user_id == conn.user_id:
-                        conn.last_cursor = delivery.cursor  # a note to self: no push
-                        continue
-                    conn.last_cursor = delivery.cursor
-                    if not conn.channel.send(self._encode(delivery)):
-                        return
-                    self.pushed += 1
-                if len(page) < REPLAY_PAGE and not conn._read_again:
-                    break
-                await conn.channel.drain()
-        finally:
-            conn._replaying = False
-            held, conn._held = conn._held, []
+            caught_up = await self._read_up(conn)
+        except BaseException:
+            self._drop_hold(conn)
+            raise
+        if caught_up:
+            self._release(conn)
+        else:
+            self._drop_hold(conn)
+
+    async def _read_up(self, conn: Connection) -> bool:
+        """Send what the inbox holds after conn.last_cursor, page by page, pacing on the
+        socket draining; False when the socket went away meanwhile. The connection is
+        held (conn._replaying) by the caller, who releases it after."""
+        while True:
+            conn._read_again = False
+            page = await self._inbox.read(conn.user_id, conn.last_cursor, REPLAY_PAGE)
+            for delivery in page:
+                if delivery.message.from_user_id == conn.user_id:
+                    conn.last_cursor = delivery.cursor  # a note to self: no push
+                    continue
+                conn.last_cursor = delivery.cursor
+                if not conn.channel.send(self._encode(delivery)):
+                    return False
+                self.pushed += 1
+            if len(page) < REPLAY_PAGE and not conn._read_again:
+                return True
+            await conn.channel.drain()
+
+    def _release(self, conn: Connection) -> None:
+        """The replay has caught up: hand over the live pushes held meanwhile (those the
+        replay sent already are skipped by their position)."""
+        conn._replaying = False
+        held, conn._held = conn._held, []
         for delivery, position, payload in held:
             if conn.push(delivery, payload, position):
                 self.pushed += 1
 
-    async def resync_all(self) -> None:
+    @staticmethod
+    def _drop_hold(conn: Connection) -> None:
+        # The replay failed: what was held is in the inbox, for whoever reads it next.
+        conn._replaying = False
+        conn._held = []
+
+    def resync_all(self) -> asyncio.Future:
         """After the bus was lost: every connection reads the gap from its inbox.
-        A read the store refuses for now (ServiceUnavailable) is tried again, with
-        backoff, for up to resync_retry_seconds in all; notifications are handed
-        over only after the resync (the subscriber's contract), so no live push
-        can overtake the gap meanwhile."""
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self._resync_retry_seconds
+
+        Every connection is held at once, before this returns (live pushes to it wait
+        for its replay, as in attach), so the caller may hand notifications over
+        straight away: none can overtake a gap. The replays then run side by side, at
+        most RESYNC_CONCURRENCY at a time, so a socket that does not drain (a stalled
+        reader) holds up its own replay and nobody else's pushes; with thousands of
+        sockets the gaps are read in a fraction of the time one by one took. A read
+        the store refuses for now (ServiceUnavailable) is tried again, with backoff,
+        for up to resync_retry_seconds; a connection whose gap cannot be read is
+        closed for resume. The returned future is done when every replay is."""
+        held = []
         for conn in self.connections():
-            backoff = RESYNC_FIRST_BACKOFF
-            while True:
-                try:
-                    await self.replay(conn)
-                    break
-                except errors.ServiceUnavailable as error:
-                    if loop.time() + backoff > give_up_at:
-                        self._close_for_resume(conn, error)
-                        break
-                    await asyncio.sleep(backoff)
-                    backoff = min(2 * backoff, 1.0)
-                except Exception as error:
-                    self._close_for_resume(conn, error)
-                    break
+            if conn._replaying:
+                conn._read_again = True  # the replay under way reads once more (see replay)
+            else:
+                conn._replaying = True
+                held.append(conn)
+        return asyncio.ensure_future(self._resync(held))
+
+    async def _resync(self, held: list[Connection]) -> None:
+        give_up_at = asyncio.get_running_loop().time() + self._resync_retry_seconds
+        slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
+
+        async def resync(conn: Connection) -> None:
+            async with slots:
+                await self._resync_one(conn, give_up_at)
+
+        await asyncio.gather(*(resync(conn) for conn in held))
+
+    async def _resync_one(self, conn: Connection, give_up_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = RESYNC_FIRST_BACKOFF
+        while True:
+            try:
+                caught_up = await self._read_up(conn)
+            except errors.ServiceUnavailable as error:
+                if loop.time() + backoff > give_up_at:
+                    return self._close_for_resume(conn, error)
+                await asyncio.sleep(backoff)  # still held: nothing overtakes the gap meanwhile
+                backoff = min(2 * backoff, 1.0)
+                continue
+            except Exception as error:
+                return self._close_for_resume(conn, error)
+            except BaseException:
+                self._drop_hold(conn)
+                raise
+            if caught_up:
+                self._release(conn)
+            else:
+                self._drop_hold(conn)
+            return
 
     def _close_for_resume(self, conn: Connection, error: Exception) -> None:
         # The gap could not be read: pushing on would skip it for good. Close
@@ -204,6 +257,7 @@ class Gateway:
         # fills the gap or says the cursor expired.
         cause = f" ({error.__cause__!r})" if error.__cause__ is not None else ""
         log.warning("resync failed for a connection of user %s: %r%s", conn.user_id, error, cause)
+        self._drop_hold(conn)
         self.detach(conn)
         conn.channel.resume_later(cursor_expired=isinstance(error, errors.CursorExpired))
 

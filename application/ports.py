@@ -111,11 +111,15 @@ class NotificationSubscriber(Protocol):
     async def run(
         self,
         on_notification: Callable[[Notification], None],
-        on_resync: Callable[[], Awaitable[None]],
+        on_resync: Callable[[], Awaitable[None] | None],
     ) -> None:
         """Deliver every published notification to on_notification until cancelled.
         If notifications may have been missed (a lost connection to the bus), call
-        on_resync once the subscription is live again so gateways read the gap."""
+        on_resync once the subscription is live again so gateways read the gap, then
+        go on delivering at once, without waiting for what it returns to finish (it is
+        awaited on its own). on_resync must therefore, before it returns, make sure no
+        notification delivered after it can overtake a gap (Gateway.resync_all holds
+        every connection until its replay is done)."""
 
 
 @dataclass(frozen=True, slots=True)

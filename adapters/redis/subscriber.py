@@ -4,6 +4,7 @@ lost, reconnect and ask the gateway to read the gap from the inbox streams."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import random
@@ -100,16 +101,19 @@ class RedisNotificationSubscriber(NotificationSubscriber):
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self.resubscriptions = 0  # subscriptions made after a lost connection, for metrics and tests
+        self._resyncs: set[asyncio.Future] = set()  # under way (the loop keeps weak references only)
 
     async def run(
         self,
         on_notification: Callable[[Notification], None],
-        on_resync: Callable[[], Awaitable[None]],
+        on_resync: Callable[[], Awaitable[None] | None],
     ) -> None:
         client = self._client()
         try:
             await self._subscribe_forever(client, on_notification, on_resync)
         finally:
+            for task in list(self._resyncs):
+                task.cancel()
             await client.aclose()
 
     def _client(self) -> aioredis.Redis:
@@ -144,10 +148,11 @@ class RedisNotificationSubscriber(NotificationSubscriber):
                                 self._channel, loop.time() - lost_at)
                 lost_at, backoff = None, self._min_backoff
                 # Also at the first subscription: a socket attached before it was live
-                # may have missed a notification. Notifications arriving meanwhile wait
-                # in the socket and are handed over after the resync, in order (the
-                # gateway drops the ones the resync already sent).
-                await self._resync(on_resync)
+                # may have missed a notification. on_resync takes over at once (the
+                # gateway holds every connection before it returns) and its replays
+                # run on; notifications are handed over from now on, in order, and
+                # wait per connection for its replay (the ports' contract).
+                self._resync(on_resync)
                 await self._listen(pubsub, on_notification)
             except Exception as e:  # noqa: BLE001 - any failure means: reconnect, never crash the gateway
                 if lost_at is None:
@@ -174,11 +179,21 @@ class RedisNotificationSubscriber(NotificationSubscriber):
             if message is not None and message["type"] == "subscribe":
                 return
 
-    async def _resync(self, on_resync) -> None:
+    def _resync(self, on_resync) -> None:
         try:
-            await on_resync()
+            pending = on_resync()
         except Exception:
             log.exception("resync after (re)subscribing failed")
+            return
+        if inspect.isawaitable(pending):
+            task = asyncio.ensure_future(pending)
+            self._resyncs.add(task)
+            task.add_done_callback(self._resync_done)
+
+    def _resync_done(self, task: asyncio.Future) -> None:
+        self._resyncs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("resync after (re)subscribing failed", exc_info=task.exception())
 
     async def _listen(self, pubsub, on_notification) -> None:
         """Read the subscription's replies straight off its connection, with no timeout

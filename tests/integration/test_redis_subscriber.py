@@ -129,9 +129,9 @@ async def test_a_killed_subscription_resyncs_and_the_socket_misses_nothing(io_lo
         subscriber = fast(private_redis.url, channel)
         resyncs = []
 
-        async def on_resync():
+        def on_resync():
             resyncs.append(1)
-            await gateway.resync_all()
+            return gateway.resync_all()  # holds every connection before it returns
 
         task = asyncio.ensure_future(subscriber.run(gateway.on_notification, on_resync))
         await until(lambda: resyncs)

@@ -433,6 +433,38 @@ async def test_a_connection_whose_gap_was_trimmed_is_told_its_cursor_expired(liv
     assert socket.closed_for_resume == ["cursor_expired"]
 
 
+class StalledChannel(RecordingChannel):
+    """A socket whose reader stopped reading: what is written stays queued, forever."""
+
+    async def drain(self) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_socket_that_does_not_drain_holds_up_no_other_during_a_resync(live):
+    """After a lost bus a stalled reader's replay waits for its socket to drain; every
+    other connection reads its own gap meanwhile and gets its live pushes after it."""
+    alice, bob, carol = await live.users_named("alice", "bob", "carol")
+    stalled, carols = StalledChannel(), RecordingChannel()
+    await live.gateway.attach(bob.id, stalled, None)  # first: resynced first
+    await live.gateway.attach(carol.id, carols, None)
+    live.unsubscribe_gateway()
+    await send_many(live, alice, bob, REPLAY_PAGE + 10)  # more than a page: the replay drains
+    missed = await send(live, alice, carol, "missed")
+    resync = live.gateway.resync_all()  # holds every connection before it returns
+    live.subscribe_gateway()
+    later = await send(live, alice, carol, "live")  # handed over at once: held until carol's replay
+    for _ in range(100):
+        if len(carols.ids) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert carols.ids == [missed.id, later.id]
+    assert len(stalled.payloads) == REPLAY_PAGE and not resync.done()  # bob's replay still waits
+    resync.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await resync
+
+
 @pytest.mark.gen_test
 async def test_resync_during_a_replay_sends_nothing_twice(yielding):
     """The bus comes back while a socket is still replaying: both replays of
