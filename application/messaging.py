@@ -105,13 +105,14 @@ class Dispatcher:
             if key is not None:
                 await self.idempotency.forget(sender_id, key, message)
             raise
-        if key is not None:
+        if key is not None and not self.inbox.marks_answers_delivered:
             try:
                 await self.idempotency.confirm(sender_id, key, message)
+            except errors.ServiceUnavailable as error:
+                # The message is accepted: say so. The pending answer expires, and a
+                # retry after that would send the message again.
+                log.warning("message %s delivered but its client_msg_id not confirmed: %s", message.id, error)
             except Exception:
-                # The message is accepted: say so. The Redis and SQL inboxes marked the
-                # answer delivered with the append already; elsewhere the pending answer
-                # expires, and a retry after that would send the message again.
                 log.warning("message %s delivered but its client_msg_id not confirmed", message.id, exc_info=True)
         if log.isEnabledFor(logging.INFO):
             for user_id in cursors:

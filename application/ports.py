@@ -82,6 +82,11 @@ class Inbox(Protocol):
     notifications are published in cursor order, so a gateway that has pushed
     cursor C may drop any later notification at or before C as a duplicate."""
 
+    # True for an inbox that marks the sender's idempotency answer delivered in the
+    # same atomic step as the append (deliver() below): IdempotencyKeys.confirm() after
+    # it would write the same thing again.
+    marks_answers_delivered: bool = False
+
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
         """Returns each recipient's cursor. After it returns the message is accepted:
         it survives a crash of this process.

@@ -253,6 +253,31 @@ async def test_a_delivered_send_is_accepted_even_if_its_confirmation_fails(couri
 
 
 @pytest.mark.gen_test
+async def test_confirm_is_left_out_where_the_inbox_marks_the_answer_delivered_itself(make_courier, monkeypatch):
+    """The Redis and SQL inboxes mark the answer delivered with the append: a confirm
+    after it would cost a round trip to write the same thing again."""
+
+    class MarkingInbox(MemoryInbox):
+        marks_answers_delivered = True
+
+    confirms = []
+
+    for inbox, expected in ((MemoryInbox(InProcessBus()), 1), (MarkingInbox(InProcessBus()), 0)):
+        courier = make_courier(inbox=inbox)
+        alice, bob = await alice_and_bob(courier)
+        real_confirm = courier.idempotency.confirm
+
+        async def counted(*args, real_confirm=real_confirm):
+            confirms.append(args)
+            await real_confirm(*args)
+
+        monkeypatch.setattr(courier.idempotency, "confirm", counted)
+        confirms.clear()
+        await courier.send_private(alice.id, {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"})
+        assert len(confirms) == expected
+
+
+@pytest.mark.gen_test
 async def test_a_cancelled_send_leaves_its_key_pending(make_courier):
     """The append may have gone through: forgetting the key would let a retry send it twice."""
     courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())), pending_wait=0.02)
