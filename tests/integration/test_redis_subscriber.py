@@ -179,6 +179,28 @@ async def test_a_redis_restart_is_ridden_out(private_redis, channel):
     await stop(task)
 
 
+@pytest.mark.gen_test(timeout=20)
+async def test_notifications_are_handed_over_while_the_resync_still_runs(redis_client, channel):
+    """on_resync takes over at once and its work runs on (Gateway.resync_all holds each
+    connection until its own replay is done): a slow resync delays no notification."""
+    recorder = Recorder()
+    never_done = asyncio.get_running_loop().create_future()
+
+    def on_resync():
+        recorder.resyncs += 1
+        return never_done  # a replay waiting for a socket that does not drain
+
+    subscriber = fast(redis_client, channel)
+    task = asyncio.ensure_future(subscriber.run(recorder.on_notification, on_resync))
+    await until(lambda: recorder.resyncs == 1)
+    m = message("while resyncing")
+    await RedisInbox(redis_client, channel=channel).deliver(m, ["b"])
+    await until(lambda: recorder.notifications)
+    assert recorder.notifications[0].message == m and not never_done.done()
+    await stop(task)
+    assert never_done.cancelled()  # stopping the subscriber stops what it started
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_after_a_long_outage_the_subscription_is_back_within_a_second(private_redis, channel):
     """The reconnect backoff stops doubling at a second: pushes wait for the resync no
