@@ -158,10 +158,7 @@ class Gateway:
         except BaseException:
             self._drop_hold(conn)
             raise
-        if caught_up:
-            self._release(conn)
-        else:
-            self._drop_hold(conn)
+        self._end_replay(conn, caught_up)
 
     async def _read_up(self, conn: Connection) -> bool:
         """Send what the inbox holds after conn.last_cursor, page by page, pacing on the
@@ -181,6 +178,12 @@ class Gateway:
             if len(page) < REPLAY_PAGE and not conn._read_again:
                 return True
             await conn.channel.drain()
+
+    def _end_replay(self, conn: Connection, caught_up: bool) -> None:
+        if caught_up:
+            self._release(conn)
+        else:
+            self._drop_hold(conn)  # the socket is gone: nothing to hand over
 
     def _release(self, conn: Connection) -> None:
         """The replay has caught up: hand over the live pushes held meanwhile (those the
@@ -245,11 +248,7 @@ class Gateway:
             except BaseException:
                 self._drop_hold(conn)
                 raise
-            if caught_up:
-                self._release(conn)
-            else:
-                self._drop_hold(conn)
-            return
+            return self._end_replay(conn, caught_up)
 
     def _close_for_resume(self, conn: Connection, error: Exception) -> None:
         # The gap could not be read: pushing on would skip it for good. Close
