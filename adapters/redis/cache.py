@@ -8,7 +8,9 @@ same port, so the use cases never know.
   answer with a TTL. What the inner repository does not find is not cached.
 - Redis down (or answering garbage) never fails a request: the cache is skipped
   and the inner repository answers (a warning is logged, at most every few
-  seconds). MySQL down on a miss: the inner repository's ServiceUnavailable (503).
+  seconds). After an outage the cache is left alone for OUTAGE_PAUSE seconds, so
+  a hung Redis costs one socket timeout, not one per call. MySQL down on a miss:
+  the inner repository's ServiceUnavailable (503).
 
 Users: only what get()'s callers use is cached - id and username, never the
 password hash (Redis is not where the credentials live). get() therefore always
@@ -51,6 +53,7 @@ USER_TTL = 24 * 3600
 GROUP_TTL = 3600
 GENERATION_TTL = 7 * 24 * 3600  # far longer than any read of the inner repository
 WARN_EVERY = 10.0  # seconds between two warnings that the cache is skipped
+OUTAGE_PAUSE = 5.0  # seconds the cache is left alone after Redis failed a call of it
 
 # shadow(5)'s "no password": never a valid argon2 hash, so verifying against it fails.
 NO_PASSWORD_HASH = "!"
@@ -69,17 +72,27 @@ return 1
 _SKIPPED = (ServiceUnavailable, RedisError, ValueError, KeyError, TypeError)
 
 
-class _Warner:
-    """Warns that the cache is skipped at most every WARN_EVERY seconds, with a count."""
+class _Skips:
+    """Counts the cache's skips and warns of them at most every WARN_EVERY seconds.
+    After an outage (Redis down, or hung: each call waits its socket timeout before
+    it is skipped) the cache is left alone for OUTAGE_PAUSE seconds (`paused`): the
+    calls meanwhile go straight to the database instead of waiting in turn."""
 
     def __init__(self, what: str):
         self._what = what
         self._last = float("-inf")
         self._skipped = 0
+        self._paused_until = float("-inf")
+
+    @property
+    def paused(self) -> bool:
+        return time.monotonic() < self._paused_until
 
     def __call__(self, action: str, error: BaseException) -> None:
         self._skipped += 1
         now = time.monotonic()
+        if isinstance(error, ServiceUnavailable):
+            self._paused_until = now + OUTAGE_PAUSE
         if now - self._last >= WARN_EVERY:
             log.warning("%s cache skipped (%s; %d times since the last warning): %r",
                         self._what, action, self._skipped, error)
@@ -109,21 +122,22 @@ class RedisCachedUserRepository(UserRepository):
         self._inner = inner
         self._client = client
         self._ttl = int(ttl_seconds)
-        self._skipped = _Warner("user")
+        self._skipped = _Skips("user")
 
     async def add(self, user: User) -> None:
         await self._inner.add(user)
         await self._store(user)  # write-through, once the database has it
 
     async def get(self, user_id: str) -> User | None:
-        try:
-            with unavailable("user cache"):
-                raw = await self._client.get(user_key(user_id))
-            if raw is not None:
-                record = orjson.loads(raw)
-                return User(id=record["id"], username=record["username"], password_hash=NO_PASSWORD_HASH)
-        except _SKIPPED as e:
-            self._skipped("read", e)
+        if not self._skipped.paused:
+            try:
+                with unavailable("user cache"):
+                    raw = await self._client.get(user_key(user_id))
+                if raw is not None:
+                    record = orjson.loads(raw)
+                    return User(id=record["id"], username=record["username"], password_hash=NO_PASSWORD_HASH)
+            except _SKIPPED as e:
+                self._skipped("read", e)
         user = await self._inner.get(user_id)  # ServiceUnavailable when the database is down: a 503
         if user is None:
             return None
@@ -137,6 +151,8 @@ class RedisCachedUserRepository(UserRepository):
         await self._inner.set_password_hash(user_id, password_hash)  # the hash is not cached
 
     async def _store(self, user: User) -> None:
+        if self._skipped.paused:
+            return
         value = orjson.dumps({"id": user.id, "username": user.username})
         try:
             with unavailable("user cache"):
@@ -151,7 +167,7 @@ class RedisCachedGroupRepository(GroupRepository):
         self._client = client
         self._ttl = int(ttl_seconds)
         self._store_script = client.register_script(_STORE_IF_UNCHANGED)
-        self._skipped = _Warner("group")
+        self._skipped = _Skips("group")
 
     async def add(self, group: Group) -> None:
         generation = await self._generation(group.id)
@@ -160,21 +176,22 @@ class RedisCachedGroupRepository(GroupRepository):
             await self._store(group, generation)  # write-through, unless a change came first
 
     async def get(self, group_id: str) -> Group | None:
-        generation = None
-        try:
-            with unavailable("group cache"):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    pipe.get(group_key(group_id))
-                    pipe.get(generation_key(group_id))
-                    raw, generation = await pipe.execute()
-            if raw is not None:
-                record = orjson.loads(raw)
-                return Group(id=record["id"], name=record["name"], owner_id=record["owner_id"],
-                             member_ids=list(record["member_ids"]))
-            generation = _text(generation)
-        except _SKIPPED as e:
-            self._skipped("read", e)
-            generation = None  # do not store what is read now: a change may not have invalidated
+        generation = None  # None: do not store what is read now
+        if not self._skipped.paused:
+            try:
+                with unavailable("group cache"):
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        pipe.get(group_key(group_id))
+                        pipe.get(generation_key(group_id))
+                        raw, generation = await pipe.execute()
+                if raw is not None:
+                    record = orjson.loads(raw)
+                    return Group(id=record["id"], name=record["name"], owner_id=record["owner_id"],
+                                 member_ids=list(record["member_ids"]))
+                generation = _text(generation)
+            except _SKIPPED as e:
+                self._skipped("read", e)
+                generation = None  # a change may not have invalidated
         group = await self._inner.get(group_id)
         if group is not None and generation is not None:
             await self._store(group, generation)
@@ -200,6 +217,8 @@ class RedisCachedGroupRepository(GroupRepository):
     # --- internals ----------------------------------------------------------
     async def _generation(self, group_id: str) -> str | None:
         """The group's generation now ("" for none), or None when Redis cannot say."""
+        if self._skipped.paused:
+            return None
         try:
             with unavailable("group cache"):
                 return _text(await self._client.get(generation_key(group_id)))

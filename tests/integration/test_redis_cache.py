@@ -10,6 +10,8 @@ import uuid
 
 import orjson
 import pytest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from adapters.redis import cache
 from adapters.redis.cache import (
@@ -24,6 +26,7 @@ from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.users import SqlUserRepository
 from domain import errors
 from domain.model import Group, User
+from tests.services.redis import make_client
 
 pytestmark = pytest.mark.redis
 
@@ -290,3 +293,33 @@ async def test_an_unreadable_group_entry_is_skipped(sql_users, sql_groups, group
     await sql_groups.repository.add(group)
     await redis_client.set(group_key(group.id), orjson.dumps({"id": group.id}))
     assert await groups.get(group.id) == group
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_after_redis_failed_a_call_the_cache_is_left_alone_for_a_while(sql_users, sql_groups, private_redis):
+    """A hung Redis makes a cache call wait its socket timeout before it is skipped: the
+    calls that follow within OUTAGE_PAUSE go straight to the database instead."""
+    client = make_client(private_redis.url, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    users = RedisCachedUserRepository(sql_users, client)
+    groups = RedisCachedGroupRepository(sql_groups, client)
+    owner, member = await add_users(sql_users.repository, 2)
+    group = Group(id=new_id(), name="g", owner_id=owner, member_ids=[owner, member])
+    await sql_groups.repository.add(group)
+    loop = asyncio.get_running_loop()
+    private_redis.freeze()
+    try:
+        started = loop.time()
+        assert (await users.get(owner)).id == owner  # waits the timeout, then the database
+        assert loop.time() - started >= 0.5
+        started = loop.time()
+        for _ in range(5):
+            assert (await users.get(member)).id == member
+        assert loop.time() - started < 0.4  # no call waited for Redis
+        assert await groups.get(group.id) == group  # the groups' cache waits once too
+        started = loop.time()
+        for _ in range(5):
+            assert await groups.get(group.id) == group
+        assert loop.time() - started < 0.4  # no call waited for Redis
+    finally:
+        private_redis.thaw()
+        await client.aclose()

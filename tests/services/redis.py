@@ -19,6 +19,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -154,6 +155,13 @@ class PrivateRedis:
             self._process.kill()
             self._process.wait(timeout=10)
             self._process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server hangs - connections stay open, nothing is answered."""
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._process.send_signal(signal.SIGCONT)
 
     def command(self, *args):
         with redis.Redis(port=self.port, socket_connect_timeout=1) as client:
