@@ -116,7 +116,7 @@ class NotificationSubscriber(Protocol):
     async def run(
         self,
         on_notification: Callable[[Notification], None],
-        on_resync: Callable[[], Awaitable[None] | None],
+        on_resync: Callable[[], Awaitable[None]],
     ) -> None:
         """Deliver every published notification to on_notification until cancelled.
         If notifications may have been missed (a lost connection to the bus), call

@@ -30,7 +30,7 @@ def could_be_username(value: str) -> bool:
 
 
 def validate_username(username: Any) -> str:
-    if not isinstance(username, str) or not USERNAME_PATTERN.fullmatch(username):
+    if not isinstance(username, str) or not could_be_username(username):
         raise errors.InvalidUsername()
     return username
 

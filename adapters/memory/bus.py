@@ -26,7 +26,7 @@ class InProcessBus(NotificationSubscriber):
     async def run(
         self,
         on_notification: Callable[[Notification], None],
-        on_resync: Callable[[], Awaitable[None] | None],
+        on_resync: Callable[[], Awaitable[None]],
     ) -> None:
         self._subscribers.append(on_notification)
         try:

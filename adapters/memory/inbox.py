@@ -50,8 +50,7 @@ class MemoryInbox(Inbox):
         if trimmed is not None and position < trimmed:
             raise errors.CursorExpired()
         page = [d for d in stream if cursor_position(d.cursor) > position][:limit]
-        newest = cursor_position(stream[-1].cursor) if stream else (0, 0)
-        if not page and position > newest:
+        if not page and position > (cursor_position(stream[-1].cursor) if stream else (0, 0)):
             raise errors.CursorUnknown()
         return page
 

@@ -4,7 +4,6 @@ lost, reconnect and ask the gateway to read the gap from the inbox streams."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import random
@@ -106,7 +105,7 @@ class RedisNotificationSubscriber(NotificationSubscriber):
     async def run(
         self,
         on_notification: Callable[[Notification], None],
-        on_resync: Callable[[], Awaitable[None] | None],
+        on_resync: Callable[[], Awaitable[None]],
     ) -> None:
         client = self._client()
         try:
@@ -181,14 +180,12 @@ class RedisNotificationSubscriber(NotificationSubscriber):
 
     def _resync(self, on_resync) -> None:
         try:
-            pending = on_resync()
+            task = asyncio.ensure_future(on_resync())
         except Exception:
             log.exception("resync after (re)subscribing failed")
             return
-        if inspect.isawaitable(pending):
-            task = asyncio.ensure_future(pending)
-            self._resyncs.add(task)
-            task.add_done_callback(self._resync_done)
+        self._resyncs.add(task)
+        task.add_done_callback(self._resync_done)
 
     def _resync_done(self, task: asyncio.Future) -> None:
         self._resyncs.discard(task)

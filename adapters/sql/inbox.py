@@ -27,7 +27,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, delete, exc, func, insert, select, update
+from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.memory.bus import InProcessBus
 from adapters.sql.database import Database
@@ -223,10 +223,8 @@ class SqliteInbox(Inbox):
                 # Entries are "<seq>-0": after (major, minor) means seq > major.
                 query = query.where(entry.seq > position[0])
             rows = conn.execute(query.order_by(entry.seq).limit(limit)).all()
-            if not rows and position is not None:
-                newest = conn.execute(select(func.max(entry.seq)).where(entry.user_id == user_id)).scalar()
-                if position > (newest or 0, 0):
-                    raise errors.CursorUnknown()
+            if not rows and position is not None and position > (_newest_seq(conn, user_id) or 0, 0):
+                raise errors.CursorUnknown()
         return [Delivery(message_from_row(row), f"{row.cursor_seq}-0") for row in rows]
 
     async def last_cursor(self, user_id: str) -> str | None:
@@ -234,12 +232,16 @@ class SqliteInbox(Inbox):
 
     @staticmethod
     def _last_cursor(conn: Connection, user_id: str) -> str | None:
-        entry = inbox_entries.c
         with conn.begin():
-            seq = conn.execute(
-                select(entry.seq).where(entry.user_id == user_id).order_by(entry.seq.desc()).limit(1)
-            ).scalar()
+            seq = _newest_seq(conn, user_id)
         return f"{seq}-0" if seq is not None else None
+
+
+def _newest_seq(conn: Connection, user_id: str) -> int | None:
+    entry = inbox_entries.c
+    return conn.execute(
+        select(entry.seq).where(entry.user_id == user_id).order_by(entry.seq.desc()).limit(1)
+    ).scalar()
 
 
 def _refused(send: _Send, error: exc.IntegrityError) -> Exception:

@@ -59,12 +59,11 @@ def is_behind(revision: str | None) -> bool:
 
 def current(url: str | URL) -> str | None:
     """The revision the database is at (None: never migrated)."""
-    from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine, pool
 
     engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            return current_revision(connection)
     finally:
         engine.dispose()
