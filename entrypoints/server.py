@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from adapters.sql.database import is_sqlite
 from domain import errors
 from entrypoints.container import Container
-from entrypoints.http import body_limit
+from entrypoints.http import body_limit, listener
 from entrypoints.http.app import make_app
 from entrypoints.metrics import Metrics
 from entrypoints.settings import EMBEDDED, Settings
@@ -70,7 +70,7 @@ class CourierServer:
             subscriber.run(self.metrics.timed(gateway.on_notification), gateway.resync_all)
         )
         app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
-        self._http = tornado.httpserver.HTTPServer(
+        self._http = listener.HTTPServer(
             app, max_body_size=body_limit.MAX_BODY_BYTES, idle_connection_timeout=120
         )
         if sockets is None:

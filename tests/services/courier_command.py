@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -44,6 +45,7 @@ class CourierCommand(LoopbackUrls):
             self.env.update(COURIER_HOST="127.0.0.1", COURIER_PORT=str(self.port))
         self.process: subprocess.Popen | None = None
         self.runs = 0
+        self.fd_limit: int | None = None  # RLIMIT_NOFILE of the process (soft), when set
 
     @property
     def log_path(self) -> Path:
@@ -55,9 +57,14 @@ class CourierCommand(LoopbackUrls):
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [COURIER_BIN, self.command], cwd=self.directory, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=self._limits,
             )
         return self
+
+    def _limits(self) -> None:  # in the child, before exec
+        if self.fd_limit is not None:
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, hard))
 
     async def ready(self, timeout: float = 20.0) -> CourierCommand:
         """serve: /healthz answers; worker: it logged that it persists."""
