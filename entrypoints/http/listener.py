@@ -41,15 +41,29 @@ def add_accept_handler(
 ) -> Callable[[], None]:
     """tornado.netutil.add_accept_handler, but out of resources it pauses instead of
     spinning. Returns the callable that stops accepting for good."""
-    io_loop = IOLoop.current()
-    state = {"removed": False, "paused": False, "skipped": 0, "warned_at": -WARN_EVERY}
+    return _Acceptor(sock, callback, pause).remove
 
-    def accept_handler(fd: socket.socket, events: int) -> None:
+
+class _Acceptor:
+    """Watches one listening socket; `paused` while it is left alone after a failure."""
+
+    def __init__(self, sock: socket.socket, callback: Callable[[socket.socket, Any], None], pause: float):
+        self._sock = sock
+        self._callback = callback
+        self._pause_seconds = pause
+        self._io_loop = IOLoop.current()
+        self._removed = False
+        self._paused = False
+        self._pauses = 0  # since the last warning
+        self._warned_at = -WARN_EVERY
+        self._io_loop.add_handler(sock, self._on_readable, IOLoop.READ)
+
+    def _on_readable(self, fd: socket.socket, events: int) -> None:
         for _ in range(ACCEPT_BATCH):
-            if state["removed"]:
+            if self._removed:
                 return
             try:
-                connection, address = sock.accept()
+                connection, address = self._sock.accept()
             except BlockingIOError:
                 return  # every waiting connection is accepted
             except ConnectionAbortedError:
@@ -57,38 +71,35 @@ def add_accept_handler(
             except OSError as error:
                 if error.errno not in _OUT_OF_RESOURCES:
                     raise
-                _pause(error)
+                self._pause(error)
                 return
-            callback(connection, address)
+            self._callback(connection, address)
 
-    def _pause(error: OSError) -> None:
-        io_loop.remove_handler(sock)
-        state["paused"] = True
-        io_loop.call_later(pause, _resume)
-        state["skipped"] += 1
+    def _pause(self, error: OSError) -> None:
+        self._io_loop.remove_handler(self._sock)
+        self._paused = True
+        self._io_loop.call_later(self._pause_seconds, self._resume)
+        self._pauses += 1
         now = time.monotonic()
-        if now - state["warned_at"] >= WARN_EVERY:
-            state["warned_at"] = now
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
             log.warning(
                 "cannot accept connections: %s (this process may open %s files); not accepting for %.1f s at a "
                 "time: raise the limit (ulimit -n) or spread the sockets over more gateways (pauses since the "
-                "last warning: %d)", error.strerror, _fd_limit(), pause, state["skipped"],
+                "last warning: %d)", error.strerror, _fd_limit(), self._pause_seconds, self._pauses,
             )
-            state["skipped"] = 0
+            self._pauses = 0
 
-    def _resume() -> None:
-        if state["removed"] or not state["paused"]:
+    def _resume(self) -> None:
+        if self._removed or not self._paused:
             return
-        state["paused"] = False
-        io_loop.add_handler(sock, accept_handler, IOLoop.READ)
+        self._paused = False
+        self._io_loop.add_handler(self._sock, self._on_readable, IOLoop.READ)
 
-    def remove_handler() -> None:
-        if not state["paused"]:
-            io_loop.remove_handler(sock)
-        state["removed"] = True
-
-    io_loop.add_handler(sock, accept_handler, IOLoop.READ)
-    return remove_handler
+    def remove(self) -> None:
+        if not self._paused:
+            self._io_loop.remove_handler(self._sock)
+        self._removed = True
 
 
 def _fd_limit() -> int | str:

@@ -33,6 +33,12 @@ async def test_two_gateways_share_one_port(commands, api, redis_url, mysql_url, 
     two.start()
     worker.start()
     await asyncio.gather(two.ready(), worker.ready())
+    # /healthz on the shared port may be answered by the first gateway while the second
+    # is still starting: wait until the second says it listens.
+    for _ in range(400):
+        if "listening on" in two.output():
+            break
+        await asyncio.sleep(0.05)
 
     client = api(one)  # the port of both
     a = await client.register()

@@ -57,14 +57,16 @@ class CourierCommand(LoopbackUrls):
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [COURIER_BIN, self.command], cwd=self.directory, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=self._limits,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=self._limits if self.fd_limit is not None else None,
             )
         return self
 
-    def _limits(self) -> None:  # in the child, before exec
-        if self.fd_limit is not None:
-            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, hard))
+    def _limits(self) -> None:
+        # In the child, before exec; only when asked for: preexec_fn makes every start
+        # take subprocess's slow path, and it is unsafe with threads running.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, hard))
 
     async def ready(self, timeout: float = 20.0) -> CourierCommand:
         """serve: /healthz answers; worker: it logged that it persists."""
