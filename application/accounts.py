@@ -1,14 +1,21 @@
 """Use cases of accounts: register, log in, authenticate a token, look users up."""
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from application.ports import (
+    AccountCheck,
+    Clock,
     FailureThrottle,
     IdGenerator,
     IssuedToken,
     PasswordHasher,
+    RateLimiter,
+    TokenClaims,
+    TokenRevocations,
     TokenService,
     UserRepository,
 )
@@ -24,13 +31,21 @@ _DUMMY_PASSWORD = "courier-timing-equaliser"
 
 @dataclass
 class RegisterUser:
+    """Create an account. Sign-ups are limited per client address (`limiter`, a token
+    bucket per address: COURIER_REGISTRATIONS an hour), checked before anything is
+    looked up or hashed, so a flood of sign-ups costs no hashing."""
+
     users: UserRepository
     hasher: PasswordHasher
     ids: IdGenerator
+    limiter: RateLimiter
 
-    async def __call__(self, username, password) -> User:
+    async def __call__(self, username, password, client_address: str) -> User:
         username = validate_username(username)
         password = validate_password(password)
+        wait = await self.limiter.take("register:" + client_address)
+        if wait > 0:
+            raise errors.RateLimited(wait, "too many sign-ups from this address; try again later")
         if await self.users.get_by_username(username) is not None:
             raise errors.UsernameTaken()
         user = User(id=self.ids.new_id(), username=username, password_hash=await self.hasher.hash(password))
@@ -44,39 +59,53 @@ class LoggedIn:
     token: IssuedToken
 
 
+# Every name that no user could have registered shares one throttle key (such a name
+# finds nobody anyway, and a key must not grow with what a client sends).
+_IMPOSSIBLE_NAME = "-"
+
+
 @dataclass
 class LogIn:
     """Check credentials and issue a token.
 
-    Failed logins are throttled per username (hard: past the limit the password is
-    not even checked, so a name cannot be guessed at speed) and per client address
-    (soft: past the limit a wrong password answers 429, but a right one still gets
-    in, so a thousand users behind one address are never locked out by one of them).
-    Successful logins never count."""
+    Failed logins are counted three ways, in windows of a minute:
+    - per (username, client address), by `failures`: past its limit that address gets
+      429 for that username, before the password is even checked;
+    - per client address, by `address_failures` (a higher limit: many people may share
+      an address): past it the address gets 429 for every username, also before any
+      hashing;
+    - per username, from every address, by `failures`: past the limit each attempt for
+      that username waits `slowdown` seconds before its password is checked - never a
+      refusal, so nobody can lock a user out by failing from addresses of their own.
+    Successful logins never count. Every 429 is answered before any hashing."""
 
     users: UserRepository
     hasher: PasswordHasher
     tokens: TokenService
     failures: FailureThrottle
+    address_failures: FailureThrottle
+    slowdown: float = 2.0
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
     async def __call__(self, username, password, client_address: str) -> LoggedIn:
         if not isinstance(username, str) or not isinstance(password, str):
             raise errors.InvalidInput("username and password must be strings")
-        user_key = "login:user:" + username_key(username)
+        possible = could_be_username(username)
+        name_key = username_key(username) if possible else _IMPOSSIBLE_NAME
+        pair_key = f"login:pair:{name_key}:{client_address}"
         address_key = "login:addr:" + client_address
-        wait = await self.failures.blocked_for(user_key)
+        user_key = "login:user:" + name_key
+        wait = max(await self.failures.blocked_for(pair_key), await self.address_failures.blocked_for(address_key))
         if wait > 0:
-            raise errors.RateLimited(wait, "too many failed logins for this username")
-        user = await self.users.get_by_username(username) if could_be_username(username) else None
-        ok = await self._verify(user, password)
-        if not ok:
-            # Asked before this failure is recorded, like the username check above:
-            # the limit's N failures answer 401, the one after them 429.
-            wait = await self.failures.blocked_for(address_key)
-            await self.failures.record_failure(user_key)
-            await self.failures.record_failure(address_key)
-            if wait > 0:
-                raise errors.RateLimited(wait, "too many failed logins from this address")
+            raise errors.RateLimited(wait, "too many failed logins from this address")
+        if possible and await self.failures.blocked_for(user_key) > 0:
+            await self.sleep(self.slowdown)  # guessed at from many places: slower, never refused
+        user = await self.users.get_by_username(username) if possible else None
+        if not await self._verify(user, password):
+            await self.failures.record_failure(pair_key)
+            await self.address_failures.record_failure(address_key)
+            if possible:
+                await self.failures.record_failure(user_key)
             raise errors.InvalidCredentials()
         if self.hasher.needs_rehash(user.password_hash):
             # The settings' argon2 parameters changed: upgrade the stored hash now
@@ -101,16 +130,54 @@ class LogIn:
         return self._dummy
 
 
+_REVOKED = "the token has been revoked"
+_NO_USER = "the token's user does not exist"
+
+
 @dataclass
 class Authenticate:
-    """A bearer token -> the user id it was issued to, and when it expires."""
+    """A bearer token -> its claims (the user id, expiry, which token), once the token
+    is known to be good: signed by us, not expired, not revoked (logged out), and its
+    user still exists (a user removed, or a database reset, leaves signed tokens behind)."""
 
     tokens: TokenService
+    revocations: TokenRevocations
+    accounts: AccountCheck
 
-    def __call__(self, token: str | None):
+    async def __call__(self, token: str | None) -> TokenClaims:
         if not token:
             raise errors.InvalidToken("a bearer token is required")
-        return self.tokens.verify(token)
+        claims = self.tokens.verify(token)
+        (problem,) = await self.problems([claims])
+        if problem is not None:
+            raise errors.InvalidToken(problem)
+        return claims
+
+    async def problems(self, claims: Sequence[TokenClaims]) -> list[str | None]:
+        """Why each of these (already verified) tokens is no longer good, None where it
+        still is: what the open sockets are checked with, all together."""
+        if not claims:
+            return []
+        revoked = await self.revocations.revoked(claims)
+        existing = await self.accounts.existing(list({c.user_id for c in claims}))
+        return [_REVOKED if gone else None if c.user_id in existing else _NO_USER
+                for c, gone in zip(claims, revoked, strict=True)]
+
+
+@dataclass
+class LogOut:
+    """End one token (log out of this device) or every token of the user (everywhere)."""
+
+    revocations: TokenRevocations
+    clock: Clock
+    token_ttl: int
+
+    async def this_token(self, claims: TokenClaims) -> None:
+        await self.revocations.revoke(claims)
+
+    async def everywhere(self, user_id: str) -> None:
+        now = self.clock.now()
+        await self.revocations.revoke_all(user_id, issued_before=now, until=now + self.token_ttl)
 
 
 @dataclass

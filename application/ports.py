@@ -27,6 +27,11 @@ class UserRepository(Protocol):
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        """Those of `user_ids` that exist now, asked of the store that holds the users
+        (a cache in front of it passes the question on: it is asked to learn of users
+        removed since they were cached)."""
+
 
 class GroupRepository(Protocol):
     async def add(self, group: Group) -> None: ...
@@ -217,6 +222,16 @@ class IssuedToken:
 class TokenClaims:
     user_id: str
     expires_at: int
+    # Which token this is (revoking one token names it by this) and when it was
+    # issued, in Unix seconds with a fraction (logging out everywhere revokes the
+    # tokens issued before a moment). Defaults: a token that says neither.
+    token_id: str = ""
+    issued_at: float = 0.0
+
+    @property
+    def issued_ms(self) -> int:
+        """When it was issued, in whole milliseconds (tokens carry their iat to the ms)."""
+        return round(self.issued_at * 1000)
 
 
 class TokenService(Protocol):
@@ -224,6 +239,44 @@ class TokenService(Protocol):
 
     def verify(self, token: str) -> TokenClaims:
         """Raise InvalidToken for a malformed, forged or expired token."""
+
+
+class TokenRevocations(Protocol):
+    """Tokens refused before they expire: logging out ends one token, logging out
+    everywhere every token of a user issued before a moment. Shared by every
+    gateway of a deployment, and kept across restarts."""
+
+    async def revoke(self, claims: TokenClaims) -> None:
+        """Refuse this token from now on (until it expires, when it is refused anyway)."""
+
+    async def revoke_all(self, user_id: str, issued_before: float, until: float) -> None:
+        """Refuse every token of `user_id` issued before `issued_before`; `until` is when
+        the last of them expires (the revocation may be forgotten after it). A later
+        call with an earlier `issued_before` never narrows an earlier one."""
+
+    async def revoked(self, claims: Sequence[TokenClaims]) -> list[bool]:
+        """For each token, whether it is revoked (one round trip for many: the open
+        sockets are checked together)."""
+
+
+class AccountCheck(Protocol):
+    """Whether users still exist: a signed token outlives its user when the user is
+    removed (or when the database it was issued from was reset)."""
+
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        """Those of `user_ids` that exist (one round trip for many)."""
+
+
+class ConnectionCounter(Protocol):
+    """Open WebSockets counted per key (a user, a client address) with a cap, so that
+    one user or one address cannot take every socket a gateway can hold."""
+
+    async def acquire(self, key: str) -> bool:
+        """Count one more socket for `key`, unless `key` has its cap open already
+        (then change nothing and answer False)."""
+
+    async def release(self, key: str) -> None:
+        """One socket of `key` closed (once per successful acquire)."""
 
 
 class RateLimiter(Protocol):

@@ -150,3 +150,13 @@ class ServiceUnavailable(CourierError):
     """A backing service is unavailable; retry later."""
 
     code = "service_unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    """The server is busy with this kind of work right now; retry in a moment."""
+
+    code = "overloaded"
+
+    def __init__(self, retry_after: float, message: str = ""):
+        super().__init__(message)
+        self.retry_after = retry_after

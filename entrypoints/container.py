@@ -16,13 +16,18 @@ from dependency_injector import containers, providers
 from adapters.clock import SystemClock, UuidGenerator
 from adapters.memory.bus import InProcessBus
 from adapters.memory.cached_groups import CachedGroups
+from adapters.memory.checked_accounts import RecentlyCheckedAccounts
+from adapters.memory.checked_tokens import RecentlyCheckedRevocations
+from adapters.memory.connection_counter import MemoryConnectionCounter
 from adapters.memory.known_users import KnownUsers
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
+from adapters.redis.connection_counter import RedisConnectionCounter
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
+from adapters.redis.revocations import RedisTokenRevocations
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
 from adapters.security import Argon2PasswordHasher, JwtTokenService
@@ -31,8 +36,9 @@ from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
 from adapters.sql.messages import SqlMessageStore
+from adapters.sql.revocations import SqlTokenRevocations
 from adapters.sql.users import SqlUserRepository
-from application.accounts import Authenticate, GetUser, LogIn, RegisterUser
+from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.gateway import Gateway
 from application.groups import ManageGroups
 from application.messaging import (
@@ -43,6 +49,7 @@ from application.messaging import (
     SendPrivateMessage,
 )
 from application.persister import Persister
+from application.sockets import AdmitSocket
 from domain.model import Delivery
 
 LOGIN_WINDOW_SECONDS = 60.0
@@ -139,6 +146,46 @@ class Container(containers.DeclarativeContainer):
             RedisFailureThrottle, redis, settings.provided.login_failures, LOGIN_WINDOW_SECONDS
         ),
     )
+    address_login_failures = providers.Selector(
+        mode,
+        embedded=providers.Singleton(
+            MemoryFailureThrottle, clock, settings.provided.login_address_failures, LOGIN_WINDOW_SECONDS
+        ),
+        production=providers.Singleton(
+            RedisFailureThrottle, redis, settings.provided.login_address_failures, LOGIN_WINDOW_SECONDS,
+            prefix="failures:address:",
+        ),
+    )
+    registration_limiter = providers.Selector(
+        mode,
+        embedded=providers.Singleton(
+            MemoryRateLimiter, clock, settings.provided.registration_rate, settings.provided.registrations
+        ),
+        production=providers.Singleton(
+            RedisRateLimiter, redis, settings.provided.registration_rate, settings.provided.registrations
+        ),
+    )
+
+    # --- sessions and sockets -----------------------------------------------
+    # Revocations (logging out) and whether a token's user exists are asked of the
+    # stores at most once per COURIER_SESSION_CHECK / COURIER_ACCOUNT_CHECK seconds
+    # per token / user: every request is authenticated, and sends must stay cheap.
+    revocations = providers.Singleton(
+        RecentlyCheckedRevocations,
+        providers.Selector(
+            mode,
+            embedded=providers.Singleton(SqlTokenRevocations, database, clock),
+            production=providers.Singleton(RedisTokenRevocations, redis),
+        ),
+        settings.provided.session_check,
+    )
+    accounts = providers.Singleton(RecentlyCheckedAccounts, users, settings.provided.account_check)
+    sockets_per_user = providers.Selector(
+        mode,
+        embedded=providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_user),
+        production=providers.Singleton(RedisConnectionCounter, redis, settings.provided.ws_max_per_user),
+    )
+    sockets_per_address = providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_address)
     persist_queue = providers.Singleton(
         RedisPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms
     )
@@ -149,15 +196,19 @@ class Container(containers.DeclarativeContainer):
         settings.provided.argon2_time_cost,
         settings.provided.argon2_memory_kib,
         settings.provided.argon2_parallelism,
+        threads=settings.provided.hash_threads,
+        queue=settings.provided.hash_queue,
     )
     tokens = providers.Singleton(
         JwtTokenService, settings.provided.resolved_jwt_secret.call(), settings.provided.token_ttl
     )
 
     # --- use cases ----------------------------------------------------------
-    register = providers.Singleton(RegisterUser, users, hasher, ids)
-    log_in = providers.Singleton(LogIn, users, hasher, tokens, login_failures)
-    authenticate = providers.Singleton(Authenticate, tokens)
+    register = providers.Singleton(RegisterUser, users, hasher, ids, registration_limiter)
+    log_in = providers.Singleton(LogIn, users, hasher, tokens, login_failures, address_login_failures)
+    authenticate = providers.Singleton(Authenticate, tokens, revocations, accounts)
+    log_out = providers.Singleton(LogOut, revocations, clock, settings.provided.token_ttl)
+    admit_socket = providers.Singleton(AdmitSocket, sockets_per_user, sockets_per_address)
     get_user = providers.Singleton(GetUser, users)
     dispatcher = providers.Singleton(
         Dispatcher, inbox, idempotency, send_limiter, clock, ids, settings.provided.max_content_length

@@ -18,6 +18,7 @@ from entrypoints.container import Container
 from entrypoints.http import body_limit, listener
 from entrypoints.http.app import make_app
 from entrypoints.metrics import Metrics
+from entrypoints.session_watch import SessionWatch
 from entrypoints.settings import EMBEDDED, Settings
 
 log = logging.getLogger("courier.server")
@@ -32,6 +33,7 @@ class CourierServer:
         self.open_sockets: set = set()
         self._http: tornado.httpserver.HTTPServer | None = None
         self._subscriber: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
         self.port: int | None = None
         self.metrics: Metrics | None = None
 
@@ -69,7 +71,11 @@ class CourierServer:
         self._subscriber = asyncio.create_task(
             subscriber.run(self.metrics.timed(gateway.on_notification), gateway.resync_all)
         )
-        app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
+        sessions = SessionWatch(self.container.authenticate(), self.open_sockets, self.settings.session_check)
+        self._background = [asyncio.create_task(sessions.run())]
+        if self.settings.mode != EMBEDDED:
+            self._background.append(asyncio.create_task(self.container.sockets_per_user().keep_alive()))
+        app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics, sessions)
         self._http = listener.HTTPServer(
             app, max_body_size=body_limit.MAX_BODY_BYTES, idle_connection_timeout=120
         )
@@ -91,10 +97,13 @@ class CourierServer:
         if self._http is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._http.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
-        if self._subscriber is not None:
-            self._subscriber.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._subscriber
+        for task in [self._subscriber, *self._background]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.settings.mode != EMBEDDED:
+            await self.container.sockets_per_user().close()
         await close_adapters(self.container, self.settings)
         if self.metrics is not None:
             self.metrics.unwatch_gc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, fields
@@ -46,6 +47,17 @@ class Settings:
     reuse_port: int = 0
     worker_claim_idle: float = 30.0  # seconds an entry stays pending before another worker claims it
     worker_linger: float = 0.05  # seconds a worker waits to fill a batch it found less than full
+    # Addresses or networks (comma-separated) of the proxies in front of the gateways:
+    # X-Forwarded-For and Forwarded are believed only from them. Empty: never believed.
+    trusted_proxies: str = ""
+    login_address_failures: int = 100  # failed logins per minute per client address, any username
+    registrations: int = 30  # sign-ups per hour per client address; 0: no limit
+    hash_threads: int = 2  # threads hashing passwords
+    hash_queue: int = 8  # hashes waiting for a thread; one more is answered 503 at once
+    ws_max_per_user: int = 20  # open WebSockets per user (every gateway together); 0: no cap
+    ws_max_per_address: int = 2000  # open WebSockets per client address on one gateway; 0: no cap
+    session_check: float = 3.0  # seconds: how stale a gateway's knowledge of a token's revocation may be
+    account_check: float = 30.0  # seconds: how stale its knowledge that a token's user exists may be
     extra: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -60,6 +72,19 @@ class Settings:
     @property
     def send_burst(self) -> float:
         return self.send_rate * 2
+
+    @property
+    def registration_rate(self) -> float:
+        """Sign-ups per second per address (a bucket of `registrations` refilled over an hour)."""
+        return self.registrations / 3600
+
+    @property
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        try:
+            return [ipaddress.ip_network(item.strip(), strict=False)
+                    for item in self.trusted_proxies.split(",") if item.strip()]
+        except ValueError as error:
+            raise SettingsError(f"trusted_proxies must list addresses or networks: {error}") from None
 
     @property
     def worker_claim_idle_ms(self) -> int:
@@ -90,6 +115,14 @@ class Settings:
             raise SettingsError("worker_claim_idle must be positive (seconds)")
         if self.send_rate < 0 or self.login_failures < 0:
             raise SettingsError("send_rate and login_failures must not be negative")
+        for name in ("login_address_failures", "registrations", "hash_queue", "ws_max_per_user", "ws_max_per_address"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must not be negative")
+        if self.hash_threads < 1:
+            raise SettingsError("hash_threads must be at least 1")
+        if self.session_check <= 0 or self.account_check <= 0:
+            raise SettingsError("session_check and account_check must be positive (seconds)")
+        self.trusted_networks  # noqa: B018 - raises SettingsError on a malformed list
         if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:
             raise SettingsError("ws_ping_timeout must not be longer than ws_ping_interval")
         if self.reuse_port not in (0, 1):

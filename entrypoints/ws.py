@@ -7,9 +7,12 @@ Lifecycle, and why:
   client's cursor; Tornado holds incoming frames until open() finishes.
 - Ping frames every ws_ping_interval seconds; a peer that has not answered
   within ws_ping_timeout is dropped (dead peers, half-open TCP).
-- The socket is closed with 4001 when the token expires, so a revoked session
-  cannot keep listening forever. Pings, pong deadlines and expiry are kept by
-  one Heartbeat for all the sockets of the process, not a timer each.
+- The socket is closed with 4001 when the token expires, so a session cannot
+  keep listening forever. Pings, pong deadlines and expiry are kept by one
+  Heartbeat for all the sockets of the process, not a timer each. It is closed
+  with 4001 too when its token is revoked or its user removed (SessionWatch).
+- A user, and a client address, may have only so many sockets open (AdmitSocket):
+  past that the upgrade is answered 429 before it is accepted.
 - Each connection may buffer at most ws_write_buffer bytes of unsent frames;
   a reader that falls further behind is dropped (1013) and resumes from its
   cursor, so one slow client never grows the server's memory without bound.
@@ -31,14 +34,23 @@ import tornado.iostream
 import tornado.web
 import tornado.websocket
 
+from application.accounts import Authenticate
 from application.gateway import Connection, Gateway
+from application.sockets import Admission, AdmitSocket
 from domain import errors
 from domain.model import validate_cursor
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.http.base import bearer_token
-from entrypoints.http.errors import finish_with_error
+from entrypoints.http.errors import error_headers, finish_with_error, status_of
 
 log = logging.getLogger("courier.ws")
+_releasing: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
+
+
+def _finish_release(task: asyncio.Task) -> None:
+    _releasing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("releasing a socket's count failed: %r", task.exception())
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -170,29 +182,32 @@ class _Protocol(tornado.websocket.WebSocketProtocol13):
 
 class SocketHandler(tornado.websocket.WebSocketHandler):
     gateway: Gateway
-    authenticate: object
+    authenticate: Authenticate
+    admit: AdmitSocket
     open_sockets: set
     frames: Frames
     heartbeat: Heartbeat
 
-    def initialize(self, gateway: Gateway, authenticate, open_sockets: set, frames: Frames,
-                   heartbeat: Heartbeat) -> None:
+    def initialize(self, gateway: Gateway, authenticate: Authenticate, admit: AdmitSocket, open_sockets: set,
+                   frames: Frames, heartbeat: Heartbeat) -> None:
         self.gateway = gateway
         self.authenticate = authenticate
+        self.admit = admit
         self.open_sockets = open_sockets
         self.frames = frames
         self.heartbeat = heartbeat
         self.conn: Connection | None = None
         self.awaiting_pong = False
         self._gone = False
+        self._admission: Admission | None = None
 
     async def get(self, *args, **kwargs) -> None:
         token = self.get_query_argument("token", None) or bearer_token(self.request)
         try:
-            claims = self.authenticate(token)
+            claims = await self.authenticate(token)
             self.cursor = validate_cursor(self.get_query_argument("cursor", None))
         except errors.CourierError as error:
-            return self._refuse(401 if isinstance(error, errors.InvalidToken) else 400, error)
+            return self._refuse(status_of(error), error)
         # Tornado's own refusals (below, in super().get) answer plain text; the
         # contract wants every error as JSON, so make the same checks first.
         headers = self.request.headers
@@ -208,6 +223,13 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         if origin is not None and not self.check_origin(origin):
             return self._refuse(403, errors.Forbidden("this origin is not allowed"))
         self.claims = claims
+        try:
+            admission = await self.admit(claims.user_id, self.request.remote_ip)
+        except errors.CourierError as error:
+            return self._refuse(status_of(error), error)
+        if self._gone:  # the client went away meanwhile
+            return self._release(admission)
+        self._admission = admission
         if self.cursor is None:
             # Starting live: fix the position now, before the 101. Read in open(), after
             # the client saw its socket open, it could pass over a message the client
@@ -215,11 +237,26 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
             try:
                 self.cursor = await self.gateway.live_cursor(claims.user_id)
             except errors.ServiceUnavailable as error:
+                self._release_admission()
                 return self._refuse(503, error)
         await super().get(*args, **kwargs)
+        if self.get_status() != 101:  # refused by Tornado's own checks: no socket after all
+            self._release_admission()
 
     def _refuse(self, status: int, error: errors.CourierError) -> None:
+        for name, value in error_headers(error):
+            self.set_header(name, value)
         finish_with_error(self, status, error.code, error.message)
+
+    def _release_admission(self) -> None:
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            self._release(admission)
+
+    def _release(self, admission: Admission) -> None:
+        task = asyncio.ensure_future(self.admit.release(admission))
+        _releasing.add(task)
+        task.add_done_callback(_finish_release)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         """Any other error before the upgrade (e.g. 405 for a POST) as JSON too."""
@@ -389,10 +426,15 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         else:
             self.close(CLOSE_TRY_AGAIN, "missed messages could not be read: resume from your cursor")
 
-    # --- Heartbeat -------------------------------------------------------------
+    # --- Heartbeat, SessionWatch -----------------------------------------------
     def token_expired(self) -> None:
         self._forget()
         self.close(CLOSE_TOKEN_EXPIRED, "token expired")
+
+    def session_ended(self, reason: str) -> None:
+        """The token was revoked, or its user removed."""
+        self._forget()
+        self.close(CLOSE_TOKEN_EXPIRED, reason)
 
     def send_ping(self) -> None:
         if not self._gone:
@@ -417,6 +459,7 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         if self._gone:
             return
         self._gone = True
+        self._release_admission()
         self.open_sockets.discard(self)
         self.heartbeat.discard(self)
         # The Connection refers back to this handler: let go of it, so that a closed

@@ -9,6 +9,8 @@ old hash. Users not found are not remembered (they may register a moment later);
 user registered through this process is remembered at once."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from application.ports import UserRepository
 from domain.model import User
 
@@ -42,6 +44,14 @@ class KnownUsers(UserRepository):
 
     async def get_by_username(self, username: str) -> User | None:
         return await self._inner.get_by_username(username)
+
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        # The question is whether they exist *now*: not answered from memory.
+        found = await self._inner.existing(user_ids)
+        for user_id in user_ids:
+            if user_id not in found:
+                self._known.pop(user_id, None)  # removed since it was found: forget it
+        return found
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         self._known.pop(user_id, None)

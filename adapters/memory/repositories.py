@@ -33,6 +33,9 @@ class MemoryUserRepository(UserRepository):
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         self.by_id[user_id].password_hash = password_hash
 
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        return {user_id for user_id in user_ids if user_id in self.by_id}
+
 
 class MemoryGroupRepository(GroupRepository):
     def __init__(self) -> None:

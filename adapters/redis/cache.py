@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 import orjson
 import redis.asyncio as aioredis
@@ -149,6 +150,29 @@ class RedisCachedUserRepository(UserRepository):
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         await self._inner.set_password_hash(user_id, password_hash)  # the hash is not cached
+
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        """The database's answer; the users it no longer has leave the cache. With the
+        database down, the cache answers (what a send would take for granted anyway)."""
+        try:
+            found = await self._inner.existing(user_ids)
+        except ServiceUnavailable:
+            return await self._cached(user_ids)
+        gone = [user_key(user_id) for user_id in user_ids if user_id not in found]
+        if gone and not self._skipped.paused:
+            try:
+                with unavailable("user cache"):
+                    await self._client.delete(*gone)
+            except _SKIPPED as e:
+                self._skipped("delete", e)
+        return found
+
+    async def _cached(self, user_ids: Sequence[str]) -> set[str]:
+        if not user_ids or self._skipped.paused:
+            raise ServiceUnavailable("neither the database nor the user cache can answer")
+        with unavailable("user cache"):
+            values = await self._client.mget([user_key(user_id) for user_id in user_ids])
+        return {user_id for user_id, value in zip(user_ids, values, strict=True) if value is not None}
 
     async def _store(self, user: User) -> None:
         if self._skipped.paused:

@@ -165,3 +165,27 @@ idempotency_keys = Table(
     Index(None, "created_at"),
     **MYSQL_TABLE_OPTIONS,
 )
+
+# Logging out (adapters/sql/revocations.py; production keeps these in Redis) -------
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("token_id", String(64), primary_key=True),
+    # Unix seconds: the token expires then, and its revocation may be forgotten.
+    Column("expires_at", BigInteger, nullable=False),
+    Index(None, "expires_at"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# Logging out everywhere: every token of the user issued before issued_before_ms.
+# No foreign key: the revocation of a user being removed must outlive the user's row.
+token_floors = Table(
+    "token_floors",
+    metadata,
+    Column("user_id", IdType, primary_key=True),
+    Column("issued_before_ms", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),  # the last token it refuses expires then
+    Index(None, "expires_at"),
+    **MYSQL_TABLE_OPTIONS,
+)

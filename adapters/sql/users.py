@@ -1,6 +1,7 @@
 """Users in SQL (users table)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, exc, insert, select, update
@@ -60,6 +61,19 @@ class SqlUserRepository(UserRepository):
     def _get(conn: Connection, condition) -> User | None:
         with conn.begin():
             return _user(conn.execute(select(users).where(condition)).first())
+
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        return await self._db.run(self._existing, list(user_ids))
+
+    @staticmethod
+    def _existing(conn: Connection, user_ids: list[str]) -> set[str]:
+        from adapters.sql.groups import chunks  # groups imports this module: import when used
+
+        found: set[str] = set()
+        with conn.begin():
+            for chunk in chunks(user_ids):
+                found.update(conn.execute(select(users.c.id).where(users.c.id.in_(chunk))).scalars())
+        return found
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         await self._db.write(self._set_password_hash, user_id, password_hash)

@@ -8,21 +8,25 @@ import tornado.web
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.http import groups, messages, ops, static, users
 from entrypoints.http.base import NotFoundHandler
+from entrypoints.http.client_address import ClientAddresses
 from entrypoints.http.fast_send import SendRouter
 from entrypoints.logs import log_request
 from entrypoints.metrics import Metrics
+from entrypoints.session_watch import SessionWatch
 from entrypoints.ws import Frames, SocketHandler
 
 ID = r"([^/]+)"
 
 
-def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) -> SendRouter:
+def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics, sessions: SessionWatch) -> SendRouter:
     settings = container.settings()
     use = dict  # each handler's initialize() receives exactly what it uses
     api = "/api/v1"
     routes = [
         (api + "/users/register", users.RegisterHandler, use(register=container.register())),
         (api + "/users/login", users.LoginHandler, use(log_in=container.log_in())),
+        (api + "/users/logout", users.LogoutHandler, use(log_out=container.log_out(), sessions=sessions)),
+        (api + "/users/logout-all", users.LogoutAllHandler, use(log_out=container.log_out(), sessions=sessions)),
         (api + "/users/me", users.MeHandler, use(get_user=container.get_user())),
         (api + "/users", users.FindUserHandler, use(get_user=container.get_user())),
         (api + f"/users/{ID}", users.UserHandler, use(get_user=container.get_user())),
@@ -36,7 +40,8 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
          use(send_group=container.send_group(), history=container.history())),
         (api + f"/conversations/{ID}/messages", messages.ConversationHandler, use(history=container.history())),
         (r"/ws", SocketHandler,
-         use(gateway=container.gateway(), authenticate=container.authenticate(), open_sockets=open_sockets,
+         use(gateway=container.gateway(), authenticate=container.authenticate(), admit=container.admit_socket(),
+             open_sockets=open_sockets,
              frames=Frames(), heartbeat=Heartbeat(settings.ws_ping_interval, settings.ws_ping_timeout))),
         (r"/healthz", ops.HealthHandler),
         (r"/readyz", ops.ReadyHandler, use(checks=readiness)),
@@ -53,4 +58,5 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics) ->
         courier_ws_write_buffer=settings.ws_write_buffer,
         courier_metrics=metrics,
     )
-    return SendRouter(application, container.send_private(), container.authenticate(), metrics, settings.origins)
+    return SendRouter(application, container.send_private(), container.authenticate(), metrics, settings.origins,
+                      ClientAddresses(settings.trusted_networks))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import orjson
 import tornado.web
 
+from application.ports import TokenClaims
 from domain import errors
 from entrypoints.http.errors import answer_to, count_failure, finish_with_error, log_failure
 
@@ -43,11 +44,21 @@ def parse_json_object(raw: bytes) -> dict:
 
 class BaseHandler(tornado.web.RequestHandler):
     """Handlers get their use cases through initialize(); this class turns
-    what they return or raise into the contract's JSON answers."""
+    what they return or raise into the contract's JSON answers.
+
+    Every request is authenticated before its method runs (401 first), except on the
+    handlers that say `requires_auth = False` and for CORS preflights."""
+
+    requires_auth = True
+    claims: TokenClaims
 
     def initialize(self, **deps) -> None:
         for name, value in deps.items():
             setattr(self, name, value)
+
+    async def prepare(self) -> None:
+        if self.requires_auth and self.request.method != "OPTIONS":
+            self.claims = await self.application.settings["courier_authenticate"](self.bearer_token())
 
     # --- CORS ---------------------------------------------------------------
     def set_default_headers(self) -> None:
@@ -77,8 +88,13 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def user_id(self) -> str:
-        """The caller, from the bearer token; 401 when there is none or it is bad."""
-        return self.application.settings["courier_authenticate"](self.bearer_token()).user_id
+        """The caller, from the bearer token (checked in prepare())."""
+        return self.claims.user_id
+
+    @property
+    def client_address(self) -> str:
+        """The client's address (past the trusted proxies: see client_address.py)."""
+        return self.request.remote_ip
 
     # --- output -------------------------------------------------------------
     def reply(self, status: int, body) -> None:
@@ -102,5 +118,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 class NotFoundHandler(BaseHandler):
+    requires_auth = False
+
     def prepare(self) -> None:
         raise tornado.web.HTTPError(404, "no such endpoint")

@@ -57,8 +57,9 @@ def error_body(status: int, code: str | None = None, message: str | None = None)
 
 
 def error_headers(error: errors.CourierError) -> list[tuple[str, str]]:
-    """Headers an error answer carries: Retry-After on a 429 (whole seconds, at least 1)."""
-    if isinstance(error, errors.RateLimited):
+    """Headers an error answer carries: Retry-After on a 429, and on a 503 that knows
+    when to come back (whole seconds, at least 1)."""
+    if isinstance(error, errors.RateLimited | errors.Overloaded):
         return [("Retry-After", str(max(1, math.ceil(error.retry_after))))]
     return []
 

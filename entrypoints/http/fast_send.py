@@ -27,6 +27,7 @@ import tornado.web
 
 from entrypoints.http import body_limit
 from entrypoints.http.base import bearer_token_in, cors_headers, parse_json_object
+from entrypoints.http.client_address import ClientAddresses
 from entrypoints.http.errors import answer_to, count_failure, error_body, log_failure
 from entrypoints.logs import log_access
 
@@ -55,12 +56,14 @@ class _Date:
 class SendRouter(tornado.httputil.HTTPServerConnectionDelegate):
     """What the HTTPServer serves: the fast send, or else the Application."""
 
-    def __init__(self, application: tornado.web.Application, send_private, authenticate, metrics, origins):
+    def __init__(self, application: tornado.web.Application, send_private, authenticate, metrics, origins,
+                 client_addresses: ClientAddresses):
         self.application = application
         self.send_private = send_private
         self.authenticate = authenticate
         self.metrics = metrics
         self.origins = origins
+        self.client_addresses = client_addresses
 
     def start_request(self, server_conn, request_conn) -> tornado.httputil.HTTPMessageDelegate:
         return _Switch(self, server_conn, request_conn)
@@ -79,6 +82,13 @@ class _Switch(tornado.httputil.HTTPMessageDelegate):
         self._delegate: tornado.httputil.HTTPMessageDelegate | None = None
 
     def headers_received(self, start_line, headers):
+        # Every request of the connection is seen, by the handlers and the access log,
+        # as coming from its client's address (past the trusted proxies, if any).
+        context = self._request_conn.context
+        peer = getattr(context, "courier_peer", None)
+        if peer is None:
+            peer = context.courier_peer = context.remote_ip  # the socket's peer, before any request
+        context.remote_ip = self._router.client_addresses.of(peer, headers)
         if body_limit.is_too_large(headers):
             router = self._router
             body_limit.refuse(self._request_conn, start_line, headers, router.origins, router.metrics)
@@ -128,7 +138,7 @@ class _PrivateSend(tornado.httputil.HTTPMessageDelegate):
     async def _answer(self) -> None:
         router = self._router
         try:
-            user_id = router.authenticate(bearer_token_in(self._headers)).user_id
+            user_id = (await router.authenticate(bearer_token_in(self._headers))).user_id
             body = parse_json_object(b"".join(self._chunks))
             message = await router.send_private(user_id, body)
         except Exception as error:

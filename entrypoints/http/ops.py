@@ -12,12 +12,16 @@ READY_TIMEOUT = 2.0
 
 
 class HealthHandler(BaseHandler):
+    requires_auth = False
+
     def get(self) -> None:
         self.reply(200, {"status": "ok"})
 
 
 class ReadyHandler(BaseHandler):
     """checks: name -> async callable that raises when its service is down."""
+
+    requires_auth = False
 
     async def get(self) -> None:
         results = {}
@@ -35,6 +39,8 @@ class ReadyHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
+    requires_auth = False
+
     async def get(self) -> None:
         await self.metrics.refresh()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)

@@ -1,21 +1,46 @@
-"""POST /users/register, POST /users/login, GET /users/me, GET /users?username=, GET /users/{id}"""
+"""POST /users/register, POST /users/login, POST /users/logout, POST /users/logout-all,
+GET /users/me, GET /users?username=, GET /users/{id}"""
 from __future__ import annotations
 
 from entrypoints.http.base import BaseHandler
 
 
 class RegisterHandler(BaseHandler):
+    requires_auth = False
+
     async def post(self) -> None:
         body = self.json_body()
-        user = await self.register(body.get("username"), body.get("password"))
+        user = await self.register(body.get("username"), body.get("password"), self.client_address)
         self.reply(201, user.public())
 
 
 class LoginHandler(BaseHandler):
+    requires_auth = False
+
     async def post(self) -> None:
         body = self.json_body()
-        result = await self.log_in(body.get("username"), body.get("password"), self.request.remote_ip)
+        result = await self.log_in(body.get("username"), body.get("password"), self.client_address)
         self.reply(200, {**result.user.public(), "token": result.token.token, "expires_at": result.token.expires_at})
+
+
+class LogoutHandler(BaseHandler):
+    """POST /users/logout: the token it is called with is refused from now on (every
+    gateway: at once here, within COURIER_SESSION_CHECK seconds elsewhere), and the
+    sockets opened with it close with 4001."""
+
+    async def post(self) -> None:
+        await self.log_out.this_token(self.claims)
+        self.sessions.check_user(self.user_id)
+        self.reply(204, None)
+
+
+class LogoutAllHandler(BaseHandler):
+    """POST /users/logout-all: every token of the caller issued until now is refused."""
+
+    async def post(self) -> None:
+        await self.log_out.everywhere(self.user_id)
+        self.sessions.check_user(self.user_id)
+        self.reply(204, None)
 
 
 class MeHandler(BaseHandler):
@@ -26,7 +51,6 @@ class MeHandler(BaseHandler):
 
 class FindUserHandler(BaseHandler):
     async def get(self) -> None:
-        self.user_id  # noqa: B018 - authenticated callers only
         user = await self.get_user.by_username(self.get_query_argument("username", None))
         self.reply(200, user.public())
 
@@ -36,6 +60,5 @@ class UserHandler(BaseHandler):
     (beyond the contract's table; clients need it to show who wrote)."""
 
     async def get(self, user_id: str) -> None:
-        self.user_id  # noqa: B018 - authenticated callers only
         user = await self.get_user.require(user_id)
         self.reply(200, user.public())

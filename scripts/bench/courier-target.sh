@@ -22,6 +22,11 @@
 #                               (t=3, 64 MiB) takes minutes; hashing is not on any measured path.
 #   COURIER_SEND_RATE=0         the per-user send limit (20/s) would refuse the closed-loop
 #                               throughput scenario's senders.
+#   COURIER_REGISTRATIONS=0 COURIER_WS_MAX_PER_ADDRESS=0 COURIER_HASH_QUEUE=100000
+#                               load.js signs up thousands of users and opens thousands of
+#                               sockets from one address, and registers them many at a time;
+#                               the defaults (30 sign-ups an hour, 2000 sockets per address, 8
+#                               hashes waiting) are for clients spread over the internet.
 # Any COURIER_* variable already set in the environment wins over these defaults.
 #
 # BENCH_REUSE=1 keeps the database (and Redis) of an earlier run, for load.js --users-file
@@ -63,6 +68,9 @@ export COURIER_ARGON2_TIME_COST=${COURIER_ARGON2_TIME_COST:-1}
 export COURIER_ARGON2_MEMORY_KIB=${COURIER_ARGON2_MEMORY_KIB:-8192}
 export COURIER_ARGON2_PARALLELISM=${COURIER_ARGON2_PARALLELISM:-1}
 export COURIER_SEND_RATE=${COURIER_SEND_RATE:-0}
+export COURIER_REGISTRATIONS=${COURIER_REGISTRATIONS:-0}
+export COURIER_WS_MAX_PER_ADDRESS=${COURIER_WS_MAX_PER_ADDRESS:-0}
+export COURIER_HASH_QUEUE=${COURIER_HASH_QUEUE:-100000}
 export COURIER_JWT_SECRET=${COURIER_JWT_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 SERVE_PID="" WORKER_PID="" SCRAPER_PID="" TMP=""

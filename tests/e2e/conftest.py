@@ -26,7 +26,10 @@ from entrypoints.settings import EMBEDDED, PRODUCTION, Settings
 from tests.e2e.client import Api
 from tests.services.urls import LoopbackUrls
 
-FAST_ARGON2 = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
+# Cheap hashing, and sign-ups unlimited: every test client signs up from 127.0.0.1
+# (the tests of the limits set them themselves).
+TEST_DEFAULTS = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1, registrations=0,
+                   hash_queue=1000)
 MODES = (EMBEDDED, PRODUCTION)
 SETTLE_TIMEOUT = 10.0
 
@@ -55,7 +58,7 @@ def embedded_settings(tmp_path, **overrides) -> Settings:
         data_dir=str(tmp_path / "data"),
         log_level="info",
         send_rate=0,
-        **FAST_ARGON2,
+        **TEST_DEFAULTS,
     )
     values.update(overrides)
     return Settings(**values)

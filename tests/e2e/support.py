@@ -53,3 +53,25 @@ def expired_token(running, user_id: str) -> str:
 
     tokens = JwtTokenService(running.settings.resolved_jwt_secret(), 60, now=lambda: time.time() - 120)
     return tokens.issue(user_id).token
+
+
+def token_for(running, user_id: str, ttl: int = 3600) -> str:
+    """A valid token, signed with the server's own secret, for any user id (one that
+    never existed, or was removed)."""
+    from adapters.security import JwtTokenService
+
+    return JwtTokenService(running.settings.resolved_jwt_secret(), ttl).issue(user_id).token
+
+
+async def remove_user(running, user_id: str) -> None:
+    """Delete a user's row from the server's database, as an operator would (the user
+    must own nothing else: no messages, no groups)."""
+    from sqlalchemy import delete
+
+    from adapters.sql.tables import users
+
+    def remove(conn) -> None:
+        with conn.begin():
+            conn.execute(delete(users).where(users.c.id == user_id))
+
+    await running.server.container.database().write(remove)

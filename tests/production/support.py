@@ -17,12 +17,13 @@ from tests.e2e.client import Api, WsClient
 from tests.services.courier_command import FAST_ENV, CourierCommand  # noqa: F401 - CourierCommand re-exported
 from tests.services.urls import LoopbackUrls
 
-FAST_ARGON2 = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1)
+TEST_DEFAULTS = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1, registrations=0,
+                   hash_queue=1000)
 
 
 def production_settings(redis_url: str, database_url: str, jwt_secret: str, **overrides) -> Settings:
     values = dict(host="127.0.0.1", port=0, redis_url=redis_url, database_url=database_url, jwt_secret=jwt_secret,
-                  send_rate=0, log_level="info", **FAST_ARGON2)
+                  send_rate=0, log_level="info", **TEST_DEFAULTS)
     values.update(overrides)
     return Settings(**values)
 

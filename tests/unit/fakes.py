@@ -11,12 +11,15 @@ from dataclasses import dataclass
 
 from adapters.clock import FakeClock, UuidGenerator
 from adapters.memory.bus import InProcessBus
+from adapters.memory.checked_accounts import RecentlyCheckedAccounts
+from adapters.memory.connection_counter import MemoryConnectionCounter
 from adapters.memory.idempotency import MemoryIdempotencyKeys
 from adapters.memory.inbox import MemoryInbox
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.memory.repositories import MemoryGroupRepository, MemoryMessageStore, MemoryUserRepository
+from adapters.memory.revocations import MemoryTokenRevocations
 from adapters.security import JwtTokenService
-from application.accounts import Authenticate, GetUser, LogIn, RegisterUser
+from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.gateway import Gateway
 from application.groups import ManageGroups
 from application.messaging import (
@@ -27,9 +30,11 @@ from application.messaging import (
     SendPrivateMessage,
 )
 from application.ports import Inbox, PasswordHasher
+from application.sockets import AdmitSocket
 from domain.model import Delivery, Message, User
 
 PASSWORD = "correct horse"
+ADDRESS = "192.0.2.1"  # where the tests' shorthands register from
 SECRET = "unit-test-secret-of-at-least-32-bytes"
 TOKEN_TTL = 3600
 
@@ -191,11 +196,19 @@ class Courier:
     idempotency: MemoryIdempotencyKeys
     rate_limiter: MemoryRateLimiter
     failures: MemoryFailureThrottle
+    address_failures: MemoryFailureThrottle
+    registrations: MemoryRateLimiter
     hasher: FakePasswordHasher
     tokens: JwtTokenService
+    revocations: MemoryTokenRevocations
+    slept: list[float]
+    sockets_per_user: MemoryConnectionCounter
+    sockets_per_address: MemoryConnectionCounter
     register: RegisterUser
     login: LogIn
     authenticate: Authenticate
+    log_out: LogOut
+    admit_socket: AdmitSocket
     get_user: GetUser
     send_private: SendPrivateMessage
     send_group: SendGroupMessage
@@ -206,7 +219,7 @@ class Courier:
 
     async def user(self, username: str, password: str = PASSWORD) -> User:
         """Register a user (the tests' shorthand)."""
-        return await self.register(username, password)
+        return await self.register(username, password, ADDRESS)
 
     async def users_named(self, *names: str) -> list[User]:
         return [await self.user(name) for name in names]
@@ -230,6 +243,10 @@ def build(
     send_rate: float = 0,
     send_burst: float | None = None,
     login_failures: int = 10,
+    address_login_failures: int = 100,
+    registrations: int = 0,
+    sockets_per_user: int = 20,
+    sockets_per_address: int = 2000,
     inbox_max_length: int = 10_000,
     inbox: Inbox | None = None,
     yielding_inbox: bool = False,
@@ -251,8 +268,18 @@ def build(
     burst = send_burst if send_burst is not None else 2 * send_rate
     rate_limiter = MemoryRateLimiter(clock, rate=send_rate, burst=burst)
     failures = MemoryFailureThrottle(clock, limit=login_failures, window=60.0)
+    address_failures = MemoryFailureThrottle(clock, limit=address_login_failures, window=60.0)
+    registration_limiter = MemoryRateLimiter(clock, rate=registrations / 3600, burst=registrations)
     hasher = FakePasswordHasher()
     tokens = JwtTokenService(SECRET, TOKEN_TTL, now=clock.now)
+    revocations = MemoryTokenRevocations(clock)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the login slow-down, recorded instead of waited
+        slept.append(seconds)
+
+    per_user = MemoryConnectionCounter(sockets_per_user)
+    per_address = MemoryConnectionCounter(sockets_per_address)
 
     dispatcher = Dispatcher(
         inbox=inbox,
@@ -274,11 +301,23 @@ def build(
         idempotency=idempotency,
         rate_limiter=rate_limiter,
         failures=failures,
+        address_failures=address_failures,
+        registrations=registration_limiter,
         hasher=hasher,
         tokens=tokens,
-        register=RegisterUser(users=users, hasher=hasher, ids=ids),
-        login=LogIn(users=users, hasher=hasher, tokens=tokens, failures=failures),
-        authenticate=Authenticate(tokens=tokens),
+        revocations=revocations,
+        slept=slept,
+        sockets_per_user=per_user,
+        sockets_per_address=per_address,
+        register=RegisterUser(users=users, hasher=hasher, ids=ids, limiter=registration_limiter),
+        login=LogIn(users=users, hasher=hasher, tokens=tokens, failures=failures, address_failures=address_failures,
+                    sleep=sleep),
+        authenticate=Authenticate(
+            tokens=tokens, revocations=revocations,
+            accounts=RecentlyCheckedAccounts(users, recheck=30.0, now=clock.now),
+        ),
+        log_out=LogOut(revocations=revocations, clock=clock, token_ttl=TOKEN_TTL),
+        admit_socket=AdmitSocket(per_user=per_user, per_address=per_address),
         get_user=GetUser(users=users),
         send_private=SendPrivateMessage(dispatcher=dispatcher, users=users),
         send_group=SendGroupMessage(dispatcher=dispatcher, groups=groups_repo),

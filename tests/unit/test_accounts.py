@@ -15,7 +15,7 @@ OTHER_ADDRESS = "192.0.2.2"
 # register -----------------------------------------------------------------------------
 @pytest.mark.gen_test
 async def test_register_stores_a_hashed_password(courier):
-    user = await courier.register("Alice", PASSWORD)
+    user = await courier.register("Alice", PASSWORD, ADDRESS)
     assert user.username == "Alice"
     stored = courier.users.by_id[user.id]
     assert stored.username == "Alice"
@@ -33,22 +33,22 @@ async def test_register_gives_every_user_a_new_uuid(courier):
 @pytest.mark.gen_test
 @pytest.mark.parametrize("taken_as", ["alice", "ALICE", "Alice", "aLiCe"])
 async def test_a_username_is_taken_regardless_of_case(courier, taken_as):
-    await courier.register("Alice", PASSWORD)
+    await courier.register("Alice", PASSWORD, ADDRESS)
     with pytest.raises(errors.UsernameTaken):
-        await courier.register(taken_as, PASSWORD)
+        await courier.register(taken_as, PASSWORD, ADDRESS)
     assert len(courier.users.by_id) == 1
 
 
 @pytest.mark.gen_test
 async def test_register_validates_before_storing(courier):
     with pytest.raises(errors.InvalidUsername):
-        await courier.register("ab", PASSWORD)
+        await courier.register("ab", PASSWORD, ADDRESS)
     with pytest.raises(errors.InvalidPassword):
-        await courier.register("alice", "short")
+        await courier.register("alice", "short", ADDRESS)
     with pytest.raises(errors.InvalidPassword):
-        await courier.register("alice", "x" * 1025)
+        await courier.register("alice", "x" * 1025, ADDRESS)
     assert courier.users.by_id == {}
-    assert await courier.register("a" * 32, "x" * 1024)
+    assert await courier.register("a" * 32, "x" * 1024, ADDRESS)
 
 
 # login ----------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ async def test_login_issues_a_token_for_the_user(courier):
     logged_in = await courier.login("alice", PASSWORD, ADDRESS)
     assert logged_in.user.id == alice.id
     assert logged_in.token.expires_at == int(courier.clock.now()) + TOKEN_TTL
-    assert courier.authenticate(logged_in.token.token).user_id == alice.id
+    assert (await courier.authenticate(logged_in.token.token)).user_id == alice.id
 
 
 @pytest.mark.gen_test
@@ -139,6 +139,38 @@ async def test_a_failed_login_does_not_rehash(courier):
     assert courier.users.by_id[alice.id].password_hash == "hashed:v1:" + PASSWORD
 
 
+# sign-up limit -------------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_sign_ups_are_limited_per_address_before_any_hashing(make_courier):
+    courier = make_courier(registrations=3)
+    for name in ("alice", "bob", "carol"):
+        await courier.register(name, PASSWORD, ADDRESS)
+    with pytest.raises(errors.RateLimited) as raised:
+        await courier.register("dave", PASSWORD, ADDRESS)
+    assert 0 < raised.value.retry_after <= 3600
+    assert "dave" not in {u.username for u in courier.users.by_id.values()}
+    # another address has its own allowance
+    assert await courier.register("dave", PASSWORD, OTHER_ADDRESS)
+    # the bucket refills: 3 an hour, one every 20 minutes
+    courier.clock.advance(20 * 60)
+    assert await courier.register("erin", PASSWORD, ADDRESS)
+
+
+@pytest.mark.gen_test
+async def test_invalid_sign_ups_do_not_use_up_the_allowance(make_courier):
+    courier = make_courier(registrations=1)
+    with pytest.raises(errors.InvalidUsername):
+        await courier.register("ab", PASSWORD, ADDRESS)
+    assert await courier.register("alice", PASSWORD, ADDRESS)
+
+
+@pytest.mark.gen_test
+async def test_a_sign_up_limit_of_zero_turns_it_off(make_courier):
+    courier = make_courier(registrations=0)
+    for index in range(50):
+        await courier.register(f"user{index}", PASSWORD, ADDRESS)
+
+
 # login throttles ---------------------------------------------------------------------------
 async def fail_logins(courier, username, times, address=ADDRESS):
     for _ in range(times):
@@ -147,96 +179,125 @@ async def fail_logins(courier, username, times, address=ADDRESS):
 
 
 @pytest.mark.gen_test
-async def test_a_username_is_hard_blocked_after_n_failures_even_with_the_right_password(make_courier):
+async def test_a_username_and_address_pair_is_blocked_after_n_failures_even_with_the_right_password(make_courier):
     courier = make_courier(login_failures=3)
     await courier.user("alice")
-    # from several addresses, so the per-address limit is not what blocks
-    for address in ["10.0.0.1", "10.0.0.2", "10.0.0.3"]:
-        await fail_logins(courier, "alice", 1, address)
+    await fail_logins(courier, "alice", 3)
     verifications = len(courier.hasher.verified)
     with pytest.raises(errors.RateLimited) as raised:
-        await courier.login("alice", PASSWORD, "10.0.0.9")
+        await courier.login("alice", PASSWORD, ADDRESS)
     assert 0 < raised.value.retry_after <= 60
     assert len(courier.hasher.verified) == verifications  # the password is not even checked
 
 
 @pytest.mark.gen_test
-async def test_the_username_block_ignores_case(make_courier):
-    courier = make_courier(login_failures=2)
+async def test_failures_from_other_addresses_never_lock_a_user_out(make_courier):
+    # Anyone could otherwise lock anyone out by failing on purpose.
+    courier = make_courier(login_failures=3)
     await courier.user("alice")
-    await fail_logins(courier, "alice", 1, "10.0.0.1")
-    await fail_logins(courier, "ALICE", 1, "10.0.0.2")
-    with pytest.raises(errors.RateLimited):
-        await courier.login("Alice", PASSWORD, "10.0.0.3")
+    for index in range(30):
+        await fail_logins(courier, "alice", 1, f"10.0.0.{index}")
+    logged_in = await courier.login("alice", PASSWORD, "10.0.1.1")
+    assert logged_in.user.username == "alice"
 
 
 @pytest.mark.gen_test
-async def test_the_username_block_ends_when_the_window_has_passed(make_courier):
+async def test_a_username_failing_from_many_addresses_is_slowed_down_not_refused(make_courier):
     courier = make_courier(login_failures=3)
     await courier.user("alice")
-    for address in ["10.0.0.1", "10.0.0.2", "10.0.0.3"]:
-        await fail_logins(courier, "alice", 1, address)
+    for index in range(2):
+        await fail_logins(courier, "alice", 1, f"10.0.0.{index}")
+    assert courier.slept == []  # under the limit: no wait
+    await fail_logins(courier, "alice", 1, "10.0.0.2")
+    await courier.login("alice", PASSWORD, "10.0.1.1")
+    assert courier.slept == [courier.login.slowdown]
+    assert 0 < courier.login.slowdown <= 5  # "at most a few seconds"
+
+
+@pytest.mark.gen_test
+async def test_the_pair_block_ignores_the_case_of_the_username(make_courier):
+    courier = make_courier(login_failures=2)
+    await courier.user("alice")
+    await fail_logins(courier, "alice", 1)
+    await fail_logins(courier, "ALICE", 1)
+    with pytest.raises(errors.RateLimited):
+        await courier.login("Alice", PASSWORD, ADDRESS)
+
+
+@pytest.mark.gen_test
+async def test_the_pair_block_ends_when_the_window_has_passed(make_courier):
+    courier = make_courier(login_failures=3)
+    await courier.user("alice")
+    await fail_logins(courier, "alice", 3)
     with pytest.raises(errors.RateLimited) as raised:
-        await courier.login("alice", PASSWORD, "10.0.0.9")
+        await courier.login("alice", PASSWORD, ADDRESS)
     courier.clock.advance(raised.value.retry_after - 0.5)
     with pytest.raises(errors.RateLimited):
-        await courier.login("alice", PASSWORD, "10.0.0.9")
+        await courier.login("alice", PASSWORD, ADDRESS)
     courier.clock.advance(0.5)
-    assert (await courier.login("alice", PASSWORD, "10.0.0.9")).user.username == "alice"
+    assert (await courier.login("alice", PASSWORD, ADDRESS)).user.username == "alice"
 
 
 @pytest.mark.gen_test
-async def test_the_username_window_slides(make_courier):
+async def test_the_pair_window_slides(make_courier):
     courier = make_courier(login_failures=3)
     await courier.user("alice")
-    await fail_logins(courier, "alice", 2, "10.0.0.1")
+    await fail_logins(courier, "alice", 2)
     courier.clock.advance(59)
-    await fail_logins(courier, "alice", 1, "10.0.0.2")  # 3 failures within 60 s: blocked
+    await fail_logins(courier, "alice", 1)  # 3 failures within 60 s: blocked
     with pytest.raises(errors.RateLimited):
-        await courier.login("alice", PASSWORD, "10.0.0.9")
+        await courier.login("alice", PASSWORD, ADDRESS)
     courier.clock.advance(1)  # the first two leave the window
-    await courier.login("alice", PASSWORD, "10.0.0.9")
+    await courier.login("alice", PASSWORD, ADDRESS)
 
 
 @pytest.mark.gen_test
-async def test_one_blocked_username_does_not_block_another(make_courier):
+async def test_one_blocked_pair_does_not_block_another_username(make_courier):
     courier = make_courier(login_failures=2)
     await courier.users_named("alice", "bob")
-    await fail_logins(courier, "alice", 1, "10.0.0.1")
-    await fail_logins(courier, "alice", 1, "10.0.0.2")
+    await fail_logins(courier, "alice", 2)
     with pytest.raises(errors.RateLimited):
-        await courier.login("alice", PASSWORD, "10.0.0.3")
-    assert await courier.login("bob", PASSWORD, "10.0.0.3")
+        await courier.login("alice", PASSWORD, ADDRESS)
+    assert await courier.login("bob", PASSWORD, ADDRESS)
 
 
 @pytest.mark.gen_test
-async def test_an_address_is_soft_blocked_after_n_failures(make_courier):
-    courier = make_courier(login_failures=3)
-    await courier.users_named("alice", "bob", "carol", "dave")
+async def test_an_address_is_blocked_after_its_own_limit_of_failures_before_any_hashing(make_courier):
+    courier = make_courier(login_failures=10, address_login_failures=3)
+    await courier.users_named("alice", "bob", "carol")
     # three failures, each on another username: 401 each time, the limit not yet passed
     await fail_logins(courier, "alice", 1)
     await fail_logins(courier, "bob", 1)
     await fail_logins(courier, "nobody", 1)
-    # past the limit a wrong password from this address is rate limited...
+    verifications = len(courier.hasher.verified)
     with pytest.raises(errors.RateLimited) as raised:
-        await courier.login("carol", "wrong password", ADDRESS)
+        await courier.login("carol", PASSWORD, ADDRESS)
     assert 0 < raised.value.retry_after <= 60
-    # ...but a right one still gets in: users behind one address are not locked out
-    assert (await courier.login("dave", PASSWORD, ADDRESS)).user.username == "dave"
-    # and another address is not affected
-    await fail_logins(courier, "dave", 1, OTHER_ADDRESS)
+    assert len(courier.hasher.verified) == verifications
+    # another address is not affected
+    assert await courier.login("carol", PASSWORD, OTHER_ADDRESS)
 
 
 @pytest.mark.gen_test
 async def test_the_address_block_ends_with_the_window(make_courier):
-    courier = make_courier(login_failures=2)
+    courier = make_courier(address_login_failures=2)
     await courier.users_named("alice", "bob", "carol")
     await fail_logins(courier, "alice", 1)
     await fail_logins(courier, "bob", 1)
     with pytest.raises(errors.RateLimited):
-        await courier.login("carol", "wrong password", ADDRESS)
+        await courier.login("carol", PASSWORD, ADDRESS)
     courier.clock.advance(61)
-    await fail_logins(courier, "carol", 1)
+    assert await courier.login("carol", PASSWORD, ADDRESS)
+
+
+@pytest.mark.gen_test
+async def test_impossible_usernames_share_one_pair_key(make_courier):
+    # a key per spelling would let a client grow the throttle's memory at will
+    courier = make_courier(login_failures=2)
+    await fail_logins(courier, "x" * 40, 1)
+    await fail_logins(courier, "y" * 5000, 1)
+    with pytest.raises(errors.RateLimited):
+        await courier.login("z" * 50, PASSWORD, ADDRESS)
 
 
 @pytest.mark.gen_test
@@ -252,10 +313,11 @@ async def test_successful_logins_never_count_as_failures(make_courier):
 
 @pytest.mark.gen_test
 async def test_a_limit_of_zero_turns_the_throttle_off(make_courier):
-    courier = make_courier(login_failures=0)
+    courier = make_courier(login_failures=0, address_login_failures=0)
     await courier.user("alice")
     await fail_logins(courier, "alice", 30)
     assert await courier.login("alice", PASSWORD, ADDRESS)
+    assert courier.slept == []
 
 
 # authenticate ---------------------------------------------------------------------------------
@@ -263,50 +325,141 @@ async def test_a_limit_of_zero_turns_the_throttle_off(make_courier):
 async def test_authenticate_a_valid_token(courier):
     alice = await courier.user("alice")
     issued = (await courier.login("alice", PASSWORD, ADDRESS)).token
-    claims = courier.authenticate(issued.token)
+    claims = await courier.authenticate(issued.token)
     assert claims.user_id == alice.id
     assert claims.expires_at == issued.expires_at
+    assert claims.token_id and claims.issued_at == pytest.approx(courier.clock.now(), abs=0.001)
 
 
+@pytest.mark.gen_test
 @pytest.mark.parametrize("token", [None, ""])
-def test_authenticate_without_a_token(courier, token):
+async def test_authenticate_without_a_token(courier, token):
     with pytest.raises(errors.InvalidToken):
-        courier.authenticate(token)
+        await courier.authenticate(token)
 
 
+@pytest.mark.gen_test
 @pytest.mark.parametrize("token", ["garbage", "a.b.c", "Bearer x"])
-def test_authenticate_a_malformed_token(courier, token):
+async def test_authenticate_a_malformed_token(courier, token):
     with pytest.raises(errors.InvalidToken):
-        courier.authenticate(token)
+        await courier.authenticate(token)
 
 
-def test_authenticate_a_forged_token(courier):
+@pytest.mark.gen_test
+async def test_authenticate_a_forged_token(courier):
+    alice = await courier.user("alice")
     other = JwtTokenService("another secret, also 32 bytes long", TOKEN_TTL, now=courier.clock.now)
-    forged = other.issue("someone").token
+    forged = other.issue(alice.id).token
     with pytest.raises(errors.InvalidToken):
-        courier.authenticate(forged)
+        await courier.authenticate(forged)
 
 
-def test_authenticate_a_token_signed_with_none(courier):
-    token = jwt.encode({"sub": "someone", "exp": int(courier.clock.now()) + 60}, key=None, algorithm="none")
+@pytest.mark.gen_test
+async def test_authenticate_a_token_signed_with_none(courier):
+    alice = await courier.user("alice")
+    token = jwt.encode({"sub": alice.id, "exp": int(courier.clock.now()) + 60}, key=None, algorithm="none")
     with pytest.raises(errors.InvalidToken):
-        courier.authenticate(token)
+        await courier.authenticate(token)
 
 
-def test_authenticate_a_token_without_expiry(courier):
-    token = jwt.encode({"sub": "someone"}, SECRET, algorithm="HS256")
+@pytest.mark.gen_test
+async def test_authenticate_a_token_without_expiry(courier):
+    alice = await courier.user("alice")
+    token = jwt.encode({"sub": alice.id}, SECRET, algorithm="HS256")
     with pytest.raises(errors.InvalidToken):
-        courier.authenticate(token)
+        await courier.authenticate(token)
 
 
-def test_a_token_expires_to_the_second(courier):
-    issued = courier.tokens.issue("someone")
+@pytest.mark.gen_test
+async def test_a_token_expires_to_the_second(courier):
+    alice = await courier.user("alice")
+    issued = courier.tokens.issue(alice.id)
     courier.clock.advance(TOKEN_TTL - 1)
-    assert courier.authenticate(issued.token).user_id == "someone"
+    assert (await courier.authenticate(issued.token)).user_id == alice.id
     courier.clock.advance(1)
     with pytest.raises(errors.InvalidToken) as raised:
-        courier.authenticate(issued.token)
+        await courier.authenticate(issued.token)
     assert "expired" in raised.value.message
+
+
+@pytest.mark.gen_test
+async def test_a_token_of_a_user_that_never_existed_is_refused(courier):
+    issued = courier.tokens.issue("00000000-0000-4000-8000-000000000000")  # signed with the right secret
+    with pytest.raises(errors.InvalidToken) as raised:
+        await courier.authenticate(issued.token)
+    assert "does not exist" in raised.value.message
+
+
+@pytest.mark.gen_test
+async def test_a_token_of_a_removed_user_is_refused_once_the_check_is_stale(courier):
+    alice = await courier.user("alice")
+    token = (await courier.login("alice", PASSWORD, ADDRESS)).token.token
+    assert (await courier.authenticate(token)).user_id == alice.id
+    del courier.users.by_id[alice.id]  # removed from the store
+    courier.clock.advance(31)  # past the account check's recheck (30 s in the fakes)
+    with pytest.raises(errors.InvalidToken):
+        await courier.authenticate(token)
+
+
+@pytest.mark.gen_test
+async def test_a_token_from_before_tokens_had_ids_is_still_accepted_and_named(courier):
+    alice = await courier.user("alice")
+    old = jwt.encode({"sub": alice.id, "iat": int(courier.clock.now()), "exp": int(courier.clock.now()) + 60},
+                     SECRET, algorithm="HS256")
+    claims = await courier.authenticate(old)
+    assert len(claims.token_id) == 32  # its own hash names it, for revoking
+
+
+# log out ------------------------------------------------------------------------------------------
+@pytest.mark.gen_test
+async def test_logging_out_revokes_that_token_only(courier):
+    await courier.user("alice")
+    first = (await courier.login("alice", PASSWORD, ADDRESS)).token.token
+    second = (await courier.login("alice", PASSWORD, ADDRESS)).token.token
+    await courier.log_out.this_token(await courier.authenticate(first))
+    with pytest.raises(errors.InvalidToken) as raised:
+        await courier.authenticate(first)
+    assert "revoked" in raised.value.message
+    assert await courier.authenticate(second)
+
+
+@pytest.mark.gen_test
+async def test_logging_out_everywhere_revokes_every_token_issued_before(courier):
+    alice = await courier.user("alice")
+    old = [(await courier.login("alice", PASSWORD, ADDRESS)).token.token for _ in range(3)]
+    courier.clock.advance(0.002)
+    await courier.log_out.everywhere(alice.id)
+    courier.clock.advance(0.002)
+    new = (await courier.login("alice", PASSWORD, ADDRESS)).token.token
+    for token in old:
+        with pytest.raises(errors.InvalidToken):
+            await courier.authenticate(token)
+    assert (await courier.authenticate(new)).user_id == alice.id
+
+
+@pytest.mark.gen_test
+async def test_a_token_issued_in_the_same_second_after_logging_out_everywhere_survives(courier):
+    # Tokens carry their issue time to the millisecond, not the second.
+    alice = await courier.user("alice")
+    courier.clock.time = 1_700_000_000.2
+    await courier.log_out.everywhere(alice.id)
+    courier.clock.time = 1_700_000_000.7
+    token = (await courier.login("alice", PASSWORD, ADDRESS)).token.token
+    assert await courier.authenticate(token)
+
+
+@pytest.mark.gen_test
+async def test_problems_answers_for_many_tokens_at_once(courier):
+    alice, bob = await courier.users_named("alice", "bob")
+    tokens = [courier.tokens.issue(user_id) for user_id in (alice.id, bob.id, alice.id)]
+    claims = [courier.tokens.verify(t.token) for t in tokens]
+    await courier.log_out.this_token(claims[2])
+    del courier.users.by_id[bob.id]
+    courier.clock.advance(31)
+    problems = await courier.authenticate.problems(claims)
+    assert problems[0] is None
+    assert "does not exist" in problems[1]
+    assert "revoked" in problems[2]
 
 
 # look users up ----------------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""Whether users exist, asked of the user store at most once every `recheck` seconds
+per user (an AccountCheck in front of any UserRepository).
+
+Every authenticated request asks whether the token's user still exists; asking the
+database each time would cost a query per request. A user found is taken as existing
+for `recheck` seconds, so a user removed is refused within that time. While the store
+cannot answer (ServiceUnavailable), users found before are still taken as existing -
+a send must keep working through a database outage - and any other is not answered
+(the outage goes on up to the caller: a 503). Bounded: past `max_entries` the
+oldest answers are forgotten."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from application.ports import AccountCheck, UserRepository
+from domain.errors import ServiceUnavailable
+
+MAX_ENTRIES = 100_000
+
+
+class RecentlyCheckedAccounts(AccountCheck):
+    def __init__(self, users: UserRepository, recheck: float, now: Callable[[], float] = time.monotonic,
+                 max_entries: int = MAX_ENTRIES):
+        self._users = users
+        self._recheck = recheck
+        self._now = now
+        self._max_entries = max_entries
+        self._found_at: dict[str, float] = {}
+
+    async def existing(self, user_ids: Sequence[str]) -> set[str]:
+        now = self._now()
+        found_at = self._found_at
+        fresh = {u for u in user_ids if now - found_at.get(u, float("-inf")) < self._recheck}
+        stale = [u for u in dict.fromkeys(user_ids) if u not in fresh]
+        if not stale:
+            return fresh
+        try:
+            found = await self._users.existing(stale)
+        except ServiceUnavailable:
+            if all(u in found_at for u in stale):
+                return fresh | set(stale)
+            raise
+        for user_id in stale:
+            found_at.pop(user_id, None)  # to the end, the newest, when found
+            if user_id in found:
+                found_at[user_id] = now
+        while len(found_at) > self._max_entries:
+            del found_at[next(iter(found_at))]
+        return fresh | found
