@@ -88,6 +88,33 @@ async def add_users(users, count: int) -> list[str]:
 # --- users ---------------------------------------------------------------------
 
 @pytest.mark.gen_test
+async def test_existing_asks_the_database_and_forgets_users_it_no_longer_has(sql_users, users, redis_client):
+    kept, removed = await add_users(users, 2)
+    await users.get(removed)  # cached
+    await sql_users.repository._db.write(_delete_user, removed)  # an operator removes it
+    assert await users.existing([kept, removed]) == {kept}
+    assert sql_users.calls[-1] == "existing"
+    assert await redis_client.get(user_key(removed)) is None
+    assert await users.get(removed) is None
+
+
+@pytest.mark.gen_test
+async def test_existing_is_answered_by_the_cache_while_the_database_is_down(sql_users, users):
+    (cached,), never_seen = await add_users(users, 1), new_id()
+    sql_users.down = True
+    assert await users.existing([cached, never_seen]) == {cached}
+
+
+def _delete_user(conn, user_id: str) -> None:
+    from sqlalchemy import delete
+
+    from adapters.sql.tables import users as users_table
+
+    with conn.begin():
+        conn.execute(delete(users_table).where(users_table.c.id == user_id))
+
+
+@pytest.mark.gen_test
 async def test_a_user_is_read_through_then_served_from_the_cache_without_its_password_hash(
         sql_users, users, redis_client):
     user = User(id=new_id(), username="Alice", password_hash="$argon2id$secret")

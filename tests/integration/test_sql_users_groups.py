@@ -143,3 +143,11 @@ async def test_a_large_group(users, groups):
     group = Group(id=new_id(), name="big", owner_id=owner, member_ids=[owner, *reversed(others)])
     await groups.add(group)
     assert (await groups.get(group.id)).member_ids == [owner, *reversed(others)]
+
+
+@pytest.mark.gen_test
+async def test_existing_answers_which_users_exist_in_one_question(users):
+    ids = await add_users(users, *(f"user{index}" for index in range(3)))
+    unknown = [new_id() for _ in range(700)]  # more than one IN (...) list
+    assert await users.existing([*unknown, *ids, ids[0]]) == set(ids)
+    assert await users.existing([]) == set()

@@ -1,0 +1,88 @@
+"""RedisConnectionCounter against a real Redis: a user's sockets counted over every
+gateway, the counts of a gateway whose lease ran out (killed) no longer counting, and
+a release that met an outage tried again later."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from adapters.redis.connection_counter import RedisConnectionCounter, counts_key
+from tests.services.redis import make_client
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.mark.gen_test
+async def test_the_cap_counts_every_gateway(redis_client):
+    one = RedisConnectionCounter(redis_client, limit=3)
+    two = RedisConnectionCounter(redis_client, limit=3)
+    assert await one.acquire("alice") and await one.acquire("alice") and await two.acquire("alice")
+    assert not await two.acquire("alice")
+    assert not await one.acquire("alice")
+    assert await two.acquire("bob")
+    await one.release("alice")
+    assert await two.acquire("alice")
+    assert not await one.acquire("alice")
+
+
+@pytest.mark.gen_test
+async def test_the_counts_go_when_the_last_socket_closes(redis_client):
+    counter = RedisConnectionCounter(redis_client, limit=3)
+    await counter.acquire("alice")
+    await counter.release("alice")
+    assert await redis_client.hgetall(counts_key("alice")) == {}
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_gateway_whose_lease_ran_out_counts_no_more(redis_client):
+    dead = RedisConnectionCounter(redis_client, limit=2, lease=0.3)
+    assert await dead.acquire("alice") and await dead.acquire("alice")
+    alive = RedisConnectionCounter(redis_client, limit=2, lease=30)
+    assert not await alive.acquire("alice")
+    await asyncio.sleep(0.5)  # the dead one was killed: it renews nothing
+    assert await alive.acquire("alice")
+    assert list(await redis_client.hgetall(counts_key("alice"))) == [alive.gateway_id.encode()]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_running_gateway_keeps_its_lease(redis_client):
+    kept = RedisConnectionCounter(redis_client, limit=1, lease=0.3)
+    assert await kept.acquire("alice")
+    renewing = asyncio.ensure_future(kept.keep_alive())
+    try:
+        await asyncio.sleep(0.8)
+        other = RedisConnectionCounter(redis_client, limit=1)
+        assert not await other.acquire("alice")
+    finally:
+        renewing.cancel()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_closed_gateway_counts_no_more_at_once(redis_client):
+    stopping = RedisConnectionCounter(redis_client, limit=1)
+    assert await stopping.acquire("alice")
+    await stopping.close()
+    assert await RedisConnectionCounter(redis_client, limit=1).acquire("alice")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_release_that_met_an_outage_is_made_with_the_next_renewal(private_redis):
+    client = make_client(private_redis.url)
+    try:
+        counter = RedisConnectionCounter(client, limit=1)
+        assert await counter.acquire("alice")
+        private_redis.stop()
+        await counter.release("alice")  # logged, kept for later: no error to the socket closing
+        private_redis.start()
+        await counter._renew()
+        assert await counter.acquire("alice")
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.gen_test
+async def test_a_cap_of_zero_asks_nothing_of_redis(down_client):
+    counter = RedisConnectionCounter(down_client, limit=0)
+    assert await counter.acquire("alice")
+    await counter.release("alice")
