@@ -57,6 +57,10 @@ export class Api {
   login(username, password) {
     return this.request("POST", "/users/login", { username, password }, { auth: false });
   }
+  // Ends the session on the server: the token is refused from now on, everywhere.
+  logout() {
+    return this.request("POST", "/users/logout");
+  }
   me() {
     return this.request("GET", "/users/me");
   }

@@ -156,6 +156,18 @@ function toLogin(notice) {
   (wasUser ? $("login-password") : $("login-username")).focus();
 }
 
+// The server forgets the token first (the page's socket closes with it); should it
+// not be reached, the page forgets the token all the same.
+async function logOut() {
+  socket.stop();
+  try {
+    await api.logout();
+  } catch (err) {
+    // offline, or the token already ended: nothing more can be done from here
+  }
+  toLogin("");
+}
+
 function readCredentials() {
   const username = $("login-username").value;
   const password = $("login-password").value;
@@ -755,7 +767,7 @@ function wire() {
     doLogin(false);
   });
   $("register-button").addEventListener("click", () => doLogin(true));
-  $("logout-button").addEventListener("click", () => toLogin(""));
+  $("logout-button").addEventListener("click", logOut);
   $("new-chat-form").addEventListener("submit", startPrivateChat);
   $("new-group-form").addEventListener("submit", createGroup);
   $("add-member-form").addEventListener("submit", addMember);

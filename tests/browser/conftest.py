@@ -39,6 +39,8 @@ FAST_ENV = {
     "COURIER_ARGON2_PARALLELISM": "1",
     "COURIER_SEND_RATE": "0",
     "COURIER_LOG_LEVEL": "warning",
+    # One server for the whole session, every page signing up from 127.0.0.1.
+    "COURIER_REGISTRATIONS": "0",
 }
 
 

@@ -385,6 +385,20 @@ def test_bad_token_goes_back_to_login(server, pages):
     expect(page.locator("#login-notice")).to_contain_text("log in again")
 
 
+def test_log_out_ends_the_session_on_the_server(server, pages):
+    page = pages.open(server.base_url)
+    register(page)
+    token = page.evaluate("JSON.parse(localStorage.getItem('courier.session')).token")
+    me = page.request.get(server.base_url + "/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status == 200
+    page.click("#logout-button")
+    expect(page.locator("#login-view")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('courier.session')") is None
+    # The token is refused by the server now, not only forgotten by the page.
+    me = page.request.get(server.base_url + "/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status == 401
+
+
 def test_token_expiry_closes_4001_and_asks_to_log_in(tmp_path, pages):
     own = ServerProcess(tmp_path, COURIER_TOKEN_TTL=2)
     own.start()
