@@ -148,9 +148,12 @@ class Authenticate:
         if not token:
             raise errors.InvalidToken("a bearer token is required")
         claims = self.tokens.verify(token)
-        (problem,) = await self.problems([claims])
-        if problem is not None:
-            raise errors.InvalidToken(problem)
+        # Every request comes here: one token, asked without the batch's lists and sets.
+        one = (claims,)
+        if (await self.revocations.revoked(one))[0]:
+            raise errors.InvalidToken(_REVOKED)
+        if claims.user_id not in await self.accounts.existing((claims.user_id,)):
+            raise errors.InvalidToken(_NO_USER)
         return claims
 
     async def problems(self, claims: Sequence[TokenClaims]) -> list[str | None]:

@@ -42,14 +42,16 @@ class RecentlyCheckedRevocations(TokenRevocations):
         now = self._now()
         answers: list[bool | None] = []
         to_ask: list[int] = []
+        floors, checked_at, recheck = self._floors, self._checked, self._recheck
         for index, c in enumerate(claims):
-            if c.issued_ms < self._floors.get(c.user_id, -1):
+            floor = floors.get(c.user_id) if floors else None
+            if floor is not None and c.issued_ms < floor:
                 answers.append(True)
                 continue
-            checked = self._checked.get(c.token_id, 0.0)
+            checked = checked_at.get(c.token_id, 0.0)
             if checked is None:
                 answers.append(True)
-            elif checked and now - checked < self._recheck:
+            elif checked and now - checked < recheck:
                 answers.append(False)
             else:
                 answers.append(None)
