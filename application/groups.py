@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from application.group_changes import GroupChangeAllowance
 from application.ports import GroupRepository, IdGenerator, UserRepository
 from domain import errors
 from domain.model import Group, validate_group_name, validate_id
@@ -16,6 +17,7 @@ class ManageGroups:
     groups: GroupRepository
     users: UserRepository
     ids: IdGenerator
+    changes: GroupChangeAllowance
 
     async def create(self, owner_id: str, name: Any, member_ids: Any) -> Group:
         name = validate_group_name(name)
@@ -28,6 +30,7 @@ class ManageGroups:
             member_id = validate_id(member_id, "member_ids[]")
             if member_id not in members:
                 members.append(member_id)
+        await self.changes.spend(owner_id)  # before the members are looked up, one by one
         for member_id in members[1:]:
             if await self.users.get(member_id) is None:
                 raise errors.UserNotFound(f"no user {member_id}")
@@ -45,6 +48,8 @@ class ManageGroups:
 
     async def add_member(self, actor_id: str, group_id: Any, user_id: Any) -> Group:
         user_id = validate_id(user_id, "user_id")
+        group_id = validate_id(group_id, "group_id")
+        await self.changes.spend(actor_id)  # a malformed request spends nothing; any other does
         group = await self.get(actor_id, group_id)
         if group.is_member(user_id):
             raise errors.AlreadyAMember()

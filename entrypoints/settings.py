@@ -29,6 +29,10 @@ class Settings:
     log_file: str = ""
     send_rate: float = 20.0
     login_failures: int = 10
+    # Groups created plus members added, per acting user and minute (bursts of as many);
+    # 0: no limit. A person adds members by typing names: 30 at once, then one every
+    # 2 s, is more than anyone clicks, and bounds what a script can do to others.
+    group_changes: int = 30
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
@@ -62,6 +66,15 @@ class Settings:
         return self.send_rate * 2
 
     @property
+    def group_change_rate(self) -> float:
+        """Group changes per second per user (the bucket's refill)."""
+        return self.group_changes / 60
+
+    @property
+    def group_change_burst(self) -> float:
+        return float(self.group_changes)
+
+    @property
     def worker_claim_idle_ms(self) -> int:
         return max(1, int(self.worker_claim_idle * 1000))
 
@@ -88,8 +101,8 @@ class Settings:
             raise SettingsError("token_ttl and max_content_length must be positive")
         if self.worker_claim_idle <= 0:
             raise SettingsError("worker_claim_idle must be positive (seconds)")
-        if self.send_rate < 0 or self.login_failures < 0:
-            raise SettingsError("send_rate and login_failures must not be negative")
+        if self.send_rate < 0 or self.login_failures < 0 or self.group_changes < 0:
+            raise SettingsError("send_rate, login_failures and group_changes must not be negative")
         if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:
             raise SettingsError("ws_ping_timeout must not be longer than ws_ping_interval")
         if self.reuse_port not in (0, 1):

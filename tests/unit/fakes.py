@@ -18,6 +18,7 @@ from adapters.memory.repositories import MemoryGroupRepository, MemoryMessageSto
 from adapters.security import JwtTokenService
 from application.accounts import Authenticate, GetUser, LogIn, RegisterUser
 from application.gateway import Gateway
+from application.group_changes import GroupChangeAllowance
 from application.groups import ManageGroups
 from application.messaging import (
     Dispatcher,
@@ -230,6 +231,7 @@ def build(
     send_rate: float = 0,
     send_burst: float | None = None,
     login_failures: int = 10,
+    group_changes_per_minute: int = 0,
     inbox_max_length: int = 10_000,
     inbox: Inbox | None = None,
     yielding_inbox: bool = False,
@@ -251,6 +253,7 @@ def build(
     burst = send_burst if send_burst is not None else 2 * send_rate
     rate_limiter = MemoryRateLimiter(clock, rate=send_rate, burst=burst)
     failures = MemoryFailureThrottle(clock, limit=login_failures, window=60.0)
+    group_changes = MemoryRateLimiter(clock, rate=group_changes_per_minute / 60, burst=group_changes_per_minute)
     hasher = FakePasswordHasher()
     tokens = JwtTokenService(SECRET, TOKEN_TTL, now=clock.now)
 
@@ -284,7 +287,7 @@ def build(
         send_group=SendGroupMessage(dispatcher=dispatcher, groups=groups_repo),
         pull=PullMessages(inbox=inbox),
         history=ReadHistory(messages=store, groups=groups_repo, users=users),
-        groups=ManageGroups(groups=groups_repo, users=users, ids=ids),
+        groups=ManageGroups(groups=groups_repo, users=users, ids=ids, changes=GroupChangeAllowance(group_changes)),
         gateway=Gateway(inbox, encode, resync_retry_seconds=resync_retry_seconds),
     )
 

@@ -189,3 +189,51 @@ async def test_a_returned_group_is_not_the_stored_one(courier):
     fetched = await courier.groups.get(alice.id, group.id)
     fetched.member_ids.append(bob.id)
     assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id]
+
+
+# --- how fast one user may change groups (COURIER_GROUP_CHANGES) ------------------
+
+@pytest.mark.gen_test
+async def test_creations_and_additions_share_one_allowance_per_user(make_courier):
+    courier = make_courier(group_changes_per_minute=3)
+    alice, bob, carol, dave = await courier.users_named("alice", "bob", "carol", "dave")
+    first = await courier.groups.create(alice.id, "one", [bob.id])
+    await courier.groups.create(alice.id, "two", [])
+    await courier.groups.add_member(alice.id, first.id, carol.id)  # the third change: the burst is spent
+    stored = {g.id: list(g.member_ids) for g in courier.groups_repo.by_id.values()}
+    with pytest.raises(errors.RateLimited) as refused:
+        await courier.groups.create(alice.id, "three", [dave.id])
+    assert refused.value.retry_after == pytest.approx(20.0)  # 3 a minute: one more every 20 s
+    with pytest.raises(errors.RateLimited):
+        await courier.groups.add_member(alice.id, first.id, dave.id)
+    # Nothing was written, and dave is in no group.
+    assert {g.id: list(g.member_ids) for g in courier.groups_repo.by_id.values()} == stored
+    assert await courier.groups.list_mine(dave.id) == []
+    # Another user has an allowance of their own, and leaving is never limited.
+    await courier.groups.add_member(bob.id, first.id, dave.id)
+    await courier.groups.remove_member(alice.id, first.id, bob.id)
+    courier.clock.advance(20)
+    await courier.groups.create(alice.id, "three", [])
+
+
+@pytest.mark.gen_test
+async def test_a_malformed_change_spends_nothing(make_courier):
+    courier = make_courier(group_changes_per_minute=1)
+    alice, bob = await courier.users_named("alice", "bob")
+    for name, members in (("", []), ("x", "nope"), ("x", ["not-a-uuid"])):
+        with pytest.raises(errors.InvalidInput):
+            await courier.groups.create(alice.id, name, members)
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.add_member(alice.id, "not-a-uuid", bob.id)
+    group = await courier.groups.create(alice.id, "team", [])
+    with pytest.raises(errors.RateLimited):
+        await courier.groups.add_member(alice.id, group.id, bob.id)
+
+
+@pytest.mark.gen_test
+async def test_no_allowance_when_the_setting_is_0(make_courier):
+    courier = make_courier(group_changes_per_minute=0)
+    alice = await courier.user("alice")
+    for number in range(100):
+        await courier.groups.create(alice.id, f"group {number}", [])
+
