@@ -5,11 +5,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from application.group_changes import GroupChangeAllowance
+from application.group_pages import parse_position, position_token
+from application.messaging import parse_limit
 from application.ports import GroupRepository, IdGenerator, UserRepository
 from domain import errors
 from domain.model import Group, validate_group_name, validate_id
 
 MAX_INITIAL_MEMBERS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class MyGroups:
+    """A page of the caller's groups, the most recently joined first."""
+
+    groups: list[Group]
+    next_before: str | None  # `before` of the next page (opaque); None: this is the last
 
 
 @dataclass
@@ -38,8 +48,12 @@ class ManageGroups:
         await self.groups.add(group)
         return group
 
-    async def list_mine(self, user_id: str) -> list[Group]:
-        return await self.groups.list_for_member(user_id)
+    async def list_mine(self, user_id: str, before: Any = None, limit: Any = None) -> MyGroups:
+        """Paged like the history: `limit` (default 50, at most 200) and `before`."""
+        position, limit = parse_position(before), parse_limit(limit)
+        page = await self.groups.list_for_member(user_id, position, limit)
+        token = position_token(page.next_before) if page.next_before is not None else None
+        return MyGroups(page.groups, token)
 
     async def get(self, user_id: str, group_id: Any) -> Group:
         group = await self._load(group_id)
