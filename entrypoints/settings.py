@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from adapters.private_files import create_private_file, make_private_dir
+
 EMBEDDED, PRODUCTION = "embedded", "production"
 
 
@@ -120,11 +122,10 @@ class Settings:
 
 def _embedded_secret(data_dir: Path) -> str:
     path = data_dir / "jwt_secret"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting at once agree on one secret.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    make_private_dir(data_dir)
+    # O_EXCL: two processes starting at once agree on one secret.
+    fd = create_private_file(path)
+    if fd is None:
         return path.read_text().strip()
     with os.fdopen(fd, "w") as out:
         out.write(secrets.token_hex(32))
