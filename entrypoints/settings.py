@@ -52,6 +52,9 @@ class Settings:
     reuse_port: int = 0
     worker_claim_idle: float = 30.0  # seconds an entry stays pending before another worker claims it
     worker_linger: float = 0.05  # seconds a worker waits to fill a batch it found less than full
+    # Set: /readyz and /metrics on this port only (bound on ops_host), off the public one.
+    ops_port: int = 0
+    ops_host: str = "127.0.0.1"
     extra: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -99,6 +102,10 @@ class Settings:
     def check(self) -> None:
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be 1..65535, not {self.port}")
+        if not 0 <= self.ops_port < 65536:
+            raise SettingsError(f"ops_port must be 1..65535 (or 0: none), not {self.ops_port}")
+        if self.ops_port and self.ops_port == self.port:
+            raise SettingsError("ops_port must not be the public port: it is there to keep /metrics and /readyz off it")
         if self.token_ttl <= 0 or self.max_content_length <= 0:
             raise SettingsError("token_ttl and max_content_length must be positive")
         if self.worker_claim_idle <= 0:
