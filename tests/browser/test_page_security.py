@@ -1,6 +1,7 @@
 """The chat page's defence in depth: it is served with a Content-Security-Policy
 (scripts and styles from its own origin only, no framing), nosniff and no-referrer,
-and works within that policy (the pages fixture fails any test that violates it)."""
+and works within that policy (the pages fixture fails any test that violates it);
+no token ever reaches the browser console."""
 from __future__ import annotations
 
 import urllib.error
@@ -9,7 +10,8 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_chat_page import MESSAGES, conv_item, my_id, register, start_chat, write
+from tests.browser.conftest import ServerProcess
+from tests.browser.test_chat_page import MESSAGES, conv_item, log_in, my_id, register, start_chat, write
 
 pytestmark = pytest.mark.browser
 
@@ -80,3 +82,32 @@ def test_the_page_works_within_its_policy_which_blocks_inline_script_and_style(s
         assert seen(), pages.csp_violations
     pages.csp_violations.clear()  # these two were the test's own
 
+
+def test_no_token_reaches_the_console(tmp_path, pages):
+    """The page writes no console line with a token, and neither does the browser on
+    its behalf: Chromium prints the URL of every WebSocket that fails to connect, so
+    the token must not be in the socket's URL."""
+    own = ServerProcess(tmp_path)
+    own.start()
+    try:
+        friend = own.account("friend")
+        page = pages.open(own.base_url)
+        log_in(page, me := own.account("me"))
+        start_chat(page, friend.username)
+        write(page, "hello")
+        page.evaluate("window.courier.dropSocket()")
+        expect(page.locator("#conn-state")).to_have_attribute("data-state", "online")
+        page.reload()  # the session from localStorage
+        expect(page.locator("#conn-state")).to_have_attribute("data-state", "online")
+        tokens = {me.token, page.evaluate("JSON.parse(localStorage.getItem('courier.session')).token")}
+        own.stop()  # every reconnection fails now, and the browser says so in the console
+        expect(page.locator("#conn-state")).to_have_attribute("data-state", "offline")
+        page.wait_for_timeout(2_500)
+        own.start()
+        expect(page.locator("#conn-state")).to_have_attribute("data-state", "online", timeout=20_000)
+    finally:
+        own.stop()
+    assert any("WebSocket" in line for line in pages.console), pages.console  # the failures were seen
+    signatures = {token.rsplit(".", 1)[-1] for token in tokens}
+    leaked = [line for line in pages.console if any(part in line for part in tokens | signatures)]
+    assert leaked == []
