@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from application.group_changes import GroupChangeAllowance
+from application.group_pages import parse_position, position_token
+from application.messaging import parse_limit
 from application.ports import GroupRepository, IdGenerator, UserRepository
 from domain import errors
 from domain.model import Group, validate_group_name, validate_id
@@ -11,11 +14,20 @@ from domain.model import Group, validate_group_name, validate_id
 MAX_INITIAL_MEMBERS = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class MyGroups:
+    """A page of the caller's groups, the most recently joined first."""
+
+    groups: list[Group]
+    next_before: str | None  # `before` of the next page (opaque); None: this is the last
+
+
 @dataclass
 class ManageGroups:
     groups: GroupRepository
     users: UserRepository
     ids: IdGenerator
+    changes: GroupChangeAllowance
 
     async def create(self, owner_id: str, name: Any, member_ids: Any) -> Group:
         name = validate_group_name(name)
@@ -28,6 +40,7 @@ class ManageGroups:
             member_id = validate_id(member_id, "member_ids[]")
             if member_id not in members:
                 members.append(member_id)
+        await self.changes.spend(owner_id)  # before the members are looked up, one by one
         for member_id in members[1:]:
             if await self.users.get(member_id) is None:
                 raise errors.UserNotFound(f"no user {member_id}")
@@ -35,8 +48,12 @@ class ManageGroups:
         await self.groups.add(group)
         return group
 
-    async def list_mine(self, user_id: str) -> list[Group]:
-        return await self.groups.list_for_member(user_id)
+    async def list_mine(self, user_id: str, before: Any = None, limit: Any = None) -> MyGroups:
+        """Paged like the history: `limit` (default 50, at most 200) and `before`."""
+        position, limit = parse_position(before), parse_limit(limit)
+        page = await self.groups.list_for_member(user_id, position, limit)
+        token = position_token(page.next_before) if page.next_before is not None else None
+        return MyGroups(page.groups, token)
 
     async def get(self, user_id: str, group_id: Any) -> Group:
         group = await self._load(group_id)
@@ -45,6 +62,8 @@ class ManageGroups:
 
     async def add_member(self, actor_id: str, group_id: Any, user_id: Any) -> Group:
         user_id = validate_id(user_id, "user_id")
+        group_id = validate_id(group_id, "group_id")
+        await self.changes.spend(actor_id)  # a malformed request spends nothing; any other does
         group = await self.get(actor_id, group_id)
         if group.is_member(user_id):
             raise errors.AlreadyAMember()

@@ -33,13 +33,33 @@ class UserRepository(Protocol):
         removed since they were cached)."""
 
 
+@dataclass(frozen=True, slots=True)
+class GroupPosition:
+    """Where a group stands in one member's list of groups, which is newest joined
+    first: when the member joined it (an integer that grows with time, of the
+    repository's choosing: SQL has microseconds), then the group's id for a tie."""
+
+    joined: int
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPage:
+    groups: list[Group]  # the most recently joined first
+    next_before: GroupPosition | None  # pass back as `before` for the next page; None at the end
+
+
 class GroupRepository(Protocol):
     async def add(self, group: Group) -> None: ...
 
     async def get(self, group_id: str) -> Group | None:
         """The group with its members in the order they joined."""
 
-    async def list_for_member(self, user_id: str) -> list[Group]: ...
+    async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
+        """Up to `limit` groups of `user_id`, newest joined first, all after `before`
+        (None: from the newest). The order never changes for groups already listed:
+        a group joined while a client pages comes before its first page, not inside
+        it. In O(limit), however many groups the user is in."""
 
     async def add_member(self, group_id: str, user_id: str) -> None:
         """Add a member; raise AlreadyAMember if they are one."""

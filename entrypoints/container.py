@@ -40,6 +40,7 @@ from adapters.sql.revocations import SqlTokenRevocations
 from adapters.sql.users import SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.gateway import Gateway
+from application.group_changes import GroupChangeAllowance
 from application.groups import ManageGroups
 from application.messaging import (
     Dispatcher,
@@ -137,6 +138,15 @@ class Container(containers.DeclarativeContainer):
             RedisRateLimiter, redis, settings.provided.send_rate, settings.provided.send_burst
         ),
     )
+    group_change_limiter = providers.Selector(
+        mode,
+        embedded=providers.Singleton(
+            MemoryRateLimiter, clock, settings.provided.group_change_rate, settings.provided.group_change_burst
+        ),
+        production=providers.Singleton(
+            RedisRateLimiter, redis, settings.provided.group_change_rate, settings.provided.group_change_burst
+        ),
+    )
     login_failures = providers.Selector(
         mode,
         embedded=providers.Singleton(
@@ -217,6 +227,8 @@ class Container(containers.DeclarativeContainer):
     send_group = providers.Singleton(SendGroupMessage, dispatcher, groups)
     pull = providers.Singleton(PullMessages, inbox)
     history = providers.Singleton(ReadHistory, messages, groups, users)
-    manage_groups = providers.Singleton(ManageGroups, groups, users, ids)
+    manage_groups = providers.Singleton(
+        ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter)
+    )
     gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
     persister = providers.Factory(Persister, persist_queue, messages)

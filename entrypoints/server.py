@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 from adapters.sql.database import is_sqlite
 from domain import errors
 from entrypoints.container import Container
-from entrypoints.http import body_limit, listener
+from entrypoints.http import body_limit, listener, ops
 from entrypoints.http.app import make_app
+from entrypoints.http.ops_server import OpsServer
 from entrypoints.metrics import Metrics
 from entrypoints.session_watch import SessionWatch
 from entrypoints.settings import EMBEDDED, Settings
@@ -34,6 +35,7 @@ class CourierServer:
         self._http: tornado.httpserver.HTTPServer | None = None
         self._subscriber: asyncio.Task | None = None
         self._background: list[asyncio.Task] = []
+        self._ops: OpsServer | None = None
         self.port: int | None = None
         self.metrics: Metrics | None = None
 
@@ -75,7 +77,13 @@ class CourierServer:
         self._background = [asyncio.create_task(sessions.run())]
         if self.settings.mode != EMBEDDED:
             self._background.append(asyncio.create_task(self.container.sockets_per_user().keep_alive()))
-        app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics, sessions)
+        ops_routes = ops.routes(self.readiness(), self.metrics)
+        if self.settings.ops_port:
+            # Operations on their own port; the public one keeps only /healthz.
+            self._ops = OpsServer(ops_routes, self.metrics)
+            self._ops.listen(self.settings.ops_host, self.settings.ops_port)
+            ops_routes = ops.health_routes()
+        app = make_app(self.container, self.open_sockets, ops_routes, self.metrics, sessions)
         self._http = listener.HTTPServer(
             app, max_body_size=body_limit.MAX_BODY_BYTES, idle_connection_timeout=120
         )
@@ -97,6 +105,8 @@ class CourierServer:
         if self._http is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._http.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
+        if self._ops is not None:
+            await self._ops.stop()
         for task in [self._subscriber, *self._background]:
             if task is not None:
                 task.cancel()

@@ -9,6 +9,8 @@ import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from adapters.private_files import create_private_file, make_private_dir
+
 EMBEDDED, PRODUCTION = "embedded", "production"
 
 
@@ -30,6 +32,10 @@ class Settings:
     log_file: str = ""
     send_rate: float = 20.0
     login_failures: int = 10
+    # Groups created plus members added, per acting user and minute (bursts of as many);
+    # 0: no limit. A person adds members by typing names: 30 at once, then one every
+    # 2 s, is more than anyone clicks, and bounds what a script can do to others.
+    group_changes: int = 30
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
@@ -58,6 +64,9 @@ class Settings:
     ws_max_per_address: int = 2000  # open WebSockets per client address on one gateway; 0: no cap
     session_check: float = 3.0  # seconds: how stale a gateway's knowledge of a token's revocation may be
     account_check: float = 30.0  # seconds: how stale its knowledge that a token's user exists may be
+    # Set: /readyz and /metrics on this port only (bound on ops_host), off the public one.
+    ops_port: int = 0
+    ops_host: str = "127.0.0.1"
     extra: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -87,6 +96,15 @@ class Settings:
             raise SettingsError(f"trusted_proxies must list addresses or networks: {error}") from None
 
     @property
+    def group_change_rate(self) -> float:
+        """Group changes per second per user (the bucket's refill)."""
+        return self.group_changes / 60
+
+    @property
+    def group_change_burst(self) -> float:
+        return float(self.group_changes)
+
+    @property
     def worker_claim_idle_ms(self) -> int:
         return max(1, int(self.worker_claim_idle * 1000))
 
@@ -109,12 +127,14 @@ class Settings:
     def check(self) -> None:
         if not 0 < self.port < 65536:
             raise SettingsError(f"port must be 1..65535, not {self.port}")
+        if not 0 <= self.ops_port < 65536:
+            raise SettingsError(f"ops_port must be 1..65535 (or 0: none), not {self.ops_port}")
+        if self.ops_port and self.ops_port == self.port:
+            raise SettingsError("ops_port must not be the public port: it is there to keep /metrics and /readyz off it")
         if self.token_ttl <= 0 or self.max_content_length <= 0:
             raise SettingsError("token_ttl and max_content_length must be positive")
         if self.worker_claim_idle <= 0:
             raise SettingsError("worker_claim_idle must be positive (seconds)")
-        if self.send_rate < 0 or self.login_failures < 0:
-            raise SettingsError("send_rate and login_failures must not be negative")
         for name in ("login_address_failures", "registrations", "hash_queue", "ws_max_per_user", "ws_max_per_address"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")
@@ -123,6 +143,8 @@ class Settings:
         if self.session_check <= 0 or self.account_check <= 0:
             raise SettingsError("session_check and account_check must be positive (seconds)")
         self.trusted_networks  # noqa: B018 - raises SettingsError on a malformed list
+        if self.send_rate < 0 or self.login_failures < 0 or self.group_changes < 0:
+            raise SettingsError("send_rate, login_failures and group_changes must not be negative")
         if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:
             raise SettingsError("ws_ping_timeout must not be longer than ws_ping_interval")
         if self.reuse_port not in (0, 1):
@@ -140,11 +162,10 @@ class Settings:
 
 def _embedded_secret(data_dir: Path) -> str:
     path = data_dir / "jwt_secret"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting at once agree on one secret.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    make_private_dir(data_dir)
+    # O_EXCL: two processes starting at once agree on one secret.
+    fd = create_private_file(path)
+    if fd is None:
         return path.read_text().strip()
     with os.fdopen(fd, "w") as out:
         out.write(secrets.token_hex(32))

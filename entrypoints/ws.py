@@ -42,6 +42,7 @@ from domain.model import validate_cursor
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.http.base import bearer_token
 from entrypoints.http.errors import error_headers, finish_with_error, status_of
+from entrypoints.ws_protocol import protocol_token, selected_protocol
 
 log = logging.getLogger("courier.ws")
 _releasing: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
@@ -143,7 +144,7 @@ class _Protocol(tornado.websocket.WebSocketProtocol13):
         return super()._handle_message(opcode, data)
 
     async def _accept_connection(self, handler: SocketHandler) -> None:
-        """Tornado's handshake (Courier negotiates no subprotocol and no compression),
+        """Tornado's handshake (no compression; the one subprotocol is ws_protocol.py's),
         except that the frame loop runs in a Task of its own once open() is done.
 
         In Tornado the loop is awaited here, so the whole chain of the upgrade request
@@ -159,6 +160,9 @@ class _Protocol(tornado.websocket.WebSocketProtocol13):
         handler.set_header("Upgrade", "websocket")
         handler.set_header("Connection", "Upgrade")
         handler.set_header("Sec-WebSocket-Accept", self._challenge_response(handler))
+        protocol = selected_protocol(handler.request.headers)
+        if protocol is not None:
+            handler.set_header("Sec-WebSocket-Protocol", protocol)
         handler.finish()
         self.stream = handler._detach_stream()
         try:
@@ -202,7 +206,8 @@ class SocketHandler(tornado.websocket.WebSocketHandler):
         self._admission: Admission | None = None
 
     async def get(self, *args, **kwargs) -> None:
-        token = self.get_query_argument("token", None) or bearer_token(self.request)
+        request = self.request
+        token = self.get_query_argument("token", None) or bearer_token(request) or protocol_token(request.headers)
         try:
             claims = await self.authenticate(token)
             self.cursor = validate_cursor(self.get_query_argument("cursor", None))

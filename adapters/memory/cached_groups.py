@@ -15,7 +15,7 @@ appends the member it added) without touching the cached one. Bounded by the
 members held (a few MB): past `max_members` the oldest entries are dropped."""
 from __future__ import annotations
 
-from application.ports import GroupRepository
+from application.ports import GroupPage, GroupPosition, GroupRepository
 from domain.model import Group
 
 MAX_MEMBERS = 200_000
@@ -48,8 +48,8 @@ class CachedGroups(GroupRepository):
             self._store(_copy(group))
         return group
 
-    async def list_for_member(self, user_id: str) -> list[Group]:
-        return await self._inner.list_for_member(user_id)
+    async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
+        return await self._inner.list_for_member(user_id, before, limit)
 
     async def add_member(self, group_id: str, user_id: str) -> None:
         self._forget(group_id)

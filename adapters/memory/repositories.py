@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 
-from application.ports import GroupRepository, HistoryPage, MessageStore, UserRepository
+from application.ports import GroupPage, GroupPosition, GroupRepository, HistoryPage, MessageStore, UserRepository
 from domain import errors
 from domain.model import GROUP, PRIVATE, Group, Message, User, username_key
 
@@ -40,26 +41,46 @@ class MemoryUserRepository(UserRepository):
 class MemoryGroupRepository(GroupRepository):
     def __init__(self) -> None:
         self.by_id: dict[str, Group] = {}
+        # When each (group, member) joined: a counter stands for the time.
+        self._joined: dict[tuple[str, str], int] = {}
+        self._ticks = itertools.count(1)
 
     async def add(self, group: Group) -> None:
         self.by_id[group.id] = replace(group, member_ids=list(group.member_ids))
+        tick = next(self._ticks)  # one creation: every member joins at once
+        for user_id in group.member_ids:
+            self._joined[group.id, user_id] = tick
 
     async def get(self, group_id: str) -> Group | None:
         group = self.by_id.get(group_id)
         return replace(group, member_ids=list(group.member_ids)) if group else None
 
-    async def list_for_member(self, user_id: str) -> list[Group]:
-        return [await self.get(g.id) for g in self.by_id.values() if user_id in g.member_ids]
+    async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
+        mine = sorted(
+            ((joined, group_id) for (group_id, member), joined in self._joined.items() if member == user_id),
+            reverse=True,
+        )
+        if before is not None:
+            mine = [key for key in mine if key < (before.joined, before.group_id)]
+        page = mine[: limit + 1]
+        more = len(page) > limit
+        page = page[:limit]
+        return GroupPage(
+            [await self.get(group_id) for _, group_id in page],
+            GroupPosition(*page[-1]) if more else None,
+        )
 
     async def add_member(self, group_id: str, user_id: str) -> None:
         group = self.by_id[group_id]
         if user_id in group.member_ids:
             raise errors.AlreadyAMember()
         group.member_ids.append(user_id)
+        self._joined[group_id, user_id] = next(self._ticks)
 
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
         group = self.by_id[group_id]
         group.member_ids.remove(user_id)
+        del self._joined[group_id, user_id]
         if new_owner_id is not None:
             group.owner_id = new_owner_id
 

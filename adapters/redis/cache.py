@@ -44,7 +44,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from adapters.redis.support import text, unavailable
-from application.ports import GroupRepository, UserRepository
+from application.ports import GroupPage, GroupPosition, GroupRepository, UserRepository
 from domain.errors import ServiceUnavailable
 from domain.model import Group, User
 
@@ -221,8 +221,8 @@ class RedisCachedGroupRepository(GroupRepository):
             await self._store(group, generation)
         return group
 
-    async def list_for_member(self, user_id: str) -> list[Group]:
-        return await self._inner.list_for_member(user_id)
+    async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
+        return await self._inner.list_for_member(user_id, before, limit)
 
     async def add_member(self, group_id: str, user_id: str) -> None:
         await self._invalidate(group_id, required=True)

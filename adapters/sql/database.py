@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,7 @@ from sqlalchemy import Connection, create_engine, event, exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from adapters.private_files import create_private_file, make_private_dir
 from domain.errors import ServiceUnavailable
 
 log = logging.getLogger("courier.sql")
@@ -72,15 +74,25 @@ def is_sqlite(url: str | URL) -> bool:
 
 
 def prepare_url(url: str | URL) -> URL:
-    """The URL as Courier uses it: a SQLite file's directory exists; MySQL talks utf8mb4."""
+    """The URL as Courier uses it: a SQLite file exists, private; MySQL talks utf8mb4."""
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
         path = url.database
         if path and path != ":memory:" and not path.startswith("file:"):
-            Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            _create_private_sqlite_file(Path(path).expanduser().resolve())
     elif url.get_backend_name() in ("mysql", "mariadb") and "charset" not in url.query:
         url = url.update_query_dict({"charset": "utf8mb4"})
     return url
+
+
+def _create_private_sqlite_file(path: Path) -> None:
+    """A new SQLite file is created here, empty (SQLite takes an empty file for a new
+    database) and 0600 in a 0700 directory, before SQLite opens it: SQLite would make
+    it 0644 less the umask. Its -wal and -shm files take the database file's mode."""
+    make_private_dir(path.parent)
+    fd = create_private_file(path)
+    if fd is not None:
+        os.close(fd)
 
 
 def _is_memory_sqlite(url: URL) -> bool:

@@ -2,17 +2,33 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, exc, func, insert, select, update
+from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
 
 from adapters.sql.database import Database
 from adapters.sql.tables import group_members, groups
 from adapters.sql.users import utcnow
-from application.ports import GroupRepository
+from application.ports import GroupPage, GroupPosition, GroupRepository
 from domain import errors
 from domain.model import Group
 
 IN_CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
+
+# A GroupPosition's `joined` is group_members.joined_at (naive UTC) in microseconds.
+EPOCH = datetime(1970, 1, 1)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def joined_micros(joined_at: datetime) -> int:
+    return (joined_at - EPOCH) // MICROSECOND
+
+
+def joined_at(micros: int) -> datetime:
+    try:
+        return EPOCH + micros * MICROSECOND
+    except OverflowError:  # a made-up position past year 9999: after every row
+        return datetime.max
 
 
 def chunks(items: list, size: int = IN_CHUNK) -> Iterator[list]:
@@ -65,8 +81,8 @@ class SqlGroupRepository(GroupRepository):
         found = await self._db.run(self._get, [group_id])
         return found[0] if found else None
 
-    async def list_for_member(self, user_id: str) -> list[Group]:
-        return await self._db.run(self._list_for_member, user_id)
+    async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
+        return await self._db.run(self._list_for_member, user_id, before, limit)
 
     @staticmethod
     def _get(conn: Connection, group_ids: list[str]) -> list[Group]:
@@ -74,10 +90,26 @@ class SqlGroupRepository(GroupRepository):
             return _load(conn, group_ids)
 
     @staticmethod
-    def _list_for_member(conn: Connection, user_id: str) -> list[Group]:
+    def _list_for_member(conn: Connection, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
+        """A range of the (user_id, joined_at, group_id) index, newest first; one row
+        more than asked tells whether there is a next page."""
+        member = group_members.c
+        query = select(member.group_id, member.joined_at).where(member.user_id == user_id)
+        if before is not None:
+            at = joined_at(before.joined)
+            # "<= at" alone bounds the index range; the OR then breaks the tie.
+            query = query.where(member.joined_at <= at, or_(member.joined_at < at, member.group_id < before.group_id))
+        query = query.order_by(member.joined_at.desc(), member.group_id.desc()).limit(limit + 1)
         with conn.begin():
-            ids = conn.execute(select(group_members.c.group_id).where(group_members.c.user_id == user_id))
-            return _load(conn, list(ids.scalars()))
+            rows = conn.execute(query).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            found = {group.id: group for group in _load(conn, [row.group_id for row in rows])}
+        last = rows[-1] if more else None
+        return GroupPage(
+            [found[row.group_id] for row in rows],
+            GroupPosition(joined_micros(last.joined_at), last.group_id) if last is not None else None,
+        )
 
     async def add_member(self, group_id: str, user_id: str) -> None:
         await self._db.write(self._add_member, group_id, user_id)

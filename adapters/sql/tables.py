@@ -95,7 +95,9 @@ group_members = Table(
     Column("position", BigInteger, nullable=False),
     Column("joined_at", TimestampType, nullable=False),
     PrimaryKeyConstraint("group_id", "user_id"),
-    Index(None, "user_id"),
+    # A member's groups, newest joined first, paged by (joined_at, group_id): GET /groups
+    # reads one range of it (it also serves the foreign key on user_id).
+    Index(None, "user_id", "joined_at", "group_id"),
     **MYSQL_TABLE_OPTIONS,
 )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tornado.web
 
 from entrypoints.heartbeat import Heartbeat
-from entrypoints.http import groups, messages, ops, static, users
+from entrypoints.http import groups, messages, static, users
 from entrypoints.http.base import NotFoundHandler
 from entrypoints.http.client_address import ClientAddresses
 from entrypoints.http.fast_send import SendRouter
@@ -18,7 +18,8 @@ from entrypoints.ws import Frames, SocketHandler
 ID = r"([^/]+)"
 
 
-def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics, sessions: SessionWatch) -> SendRouter:
+def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics, sessions: SessionWatch) -> SendRouter:
+    """ops_routes: the operations endpoints served on this port (entrypoints/http/ops.py)."""
     settings = container.settings()
     use = dict  # each handler's initialize() receives exactly what it uses
     api = "/api/v1"
@@ -43,9 +44,7 @@ def make_app(container, open_sockets: set, readiness: dict, metrics: Metrics, se
          use(gateway=container.gateway(), authenticate=container.authenticate(), admit=container.admit_socket(),
              open_sockets=open_sockets,
              frames=Frames(), heartbeat=Heartbeat(settings.ws_ping_interval, settings.ws_ping_timeout))),
-        (r"/healthz", ops.HealthHandler),
-        (r"/readyz", ops.ReadyHandler, use(checks=readiness)),
-        (r"/metrics", ops.MetricsHandler, use(metrics=metrics)),
+        *ops_routes,
         *static.routes(),
     ]
     application = tornado.web.Application(

@@ -11,8 +11,10 @@ class GroupsHandler(BaseHandler):
         self.reply(201, group.public())
 
     async def get(self) -> None:
-        groups = await self.groups.list_mine(self.user_id)
-        self.reply(200, {"groups": [g.public() for g in groups]})
+        page = await self.groups.list_mine(
+            self.user_id, self.get_query_argument("before", None), self.get_query_argument("limit", None)
+        )
+        self.reply(200, {"groups": [g.public() for g in page.groups], "next_before": page.next_before})
 
 
 class GroupHandler(BaseHandler):

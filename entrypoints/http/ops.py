@@ -1,4 +1,7 @@
-"""Operations: /healthz (the process is up), /readyz (its services answer), /metrics."""
+"""Operations: /healthz (the process is up), /readyz (its services answer), /metrics.
+
+They are served on the public port, or - with COURIER_OPS_PORT - /readyz and /metrics
+on a port of their own (entrypoints/http/ops_server.py), and /healthz on both."""
 from __future__ import annotations
 
 import asyncio
@@ -45,3 +48,16 @@ class MetricsHandler(BaseHandler):
         await self.metrics.refresh()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(self.metrics.registry))
+
+
+def health_routes() -> list:
+    return [(r"/healthz", HealthHandler)]
+
+
+def routes(checks: dict, metrics) -> list:
+    """All three; checks: name -> async callable that raises when its service is down."""
+    return [
+        *health_routes(),
+        (r"/readyz", ReadyHandler, dict(checks=checks)),
+        (r"/metrics", MetricsHandler, dict(metrics=metrics)),
+    ]

@@ -6,11 +6,15 @@ from pathlib import Path
 import tornado.web
 
 from entrypoints.http.errors import finish_with_error
+from entrypoints.http.page_headers import set_page_headers
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 class IndexHandler(tornado.web.RequestHandler):
+    def set_default_headers(self) -> None:
+        set_page_headers(self)  # on its errors too: Tornado sets these again after clear()
+
     def write_error(self, status_code: int, **kwargs) -> None:
         finish_with_error(self, status_code)  # the contract's error shape here too
 
@@ -21,6 +25,9 @@ class IndexHandler(tornado.web.RequestHandler):
 
 
 class StaticHandler(tornado.web.StaticFileHandler):
+    def set_default_headers(self) -> None:
+        set_page_headers(self)
+
     def write_error(self, status_code: int, **kwargs) -> None:
         finish_with_error(self, status_code)  # the contract's error shape here too
 

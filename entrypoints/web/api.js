@@ -81,8 +81,9 @@ export class Api {
     });
   }
 
-  groups() {
-    return this.request("GET", "/groups");
+  // One page of the caller's groups, newest joined first: {groups, next_before}.
+  groups(before, limit = 200) {
+    return this.request("GET", `/groups${query({ before, limit })}`);
   }
   group(groupId) {
     return this.request("GET", `/groups/${encodeURIComponent(groupId)}`);

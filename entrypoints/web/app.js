@@ -244,13 +244,18 @@ async function startApp() {
 }
 
 async function loadGroups() {
-  const answer = await api.groups();
+  // Every page: a group not listed would be taken for one this user left.
   const current = new Set();
-  for (const group of answer.groups || []) {
-    const conv = store.conv(convKey("group", group.group_id));
-    applyGroup(conv, group);
-    current.add(conv.key);
-  }
+  let before = null;
+  do {
+    const answer = await api.groups(before);
+    for (const group of answer.groups || []) {
+      const conv = store.conv(convKey("group", group.group_id));
+      applyGroup(conv, group);
+      current.add(conv.key);
+    }
+    before = (answer.groups || []).length ? answer.next_before : null;
+  } while (before);
   // Groups this user left or was removed from elsewhere.
   for (const conv of [...store.convs.values()]) {
     if (conv.kind === "group" && !current.has(conv.key)) dropConv(conv);

@@ -86,10 +86,12 @@ export class LiveSocket {
     if (!token || this.stopped) return;
     this.setState("connecting");
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    let url = `${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`;
+    let url = `${scheme}://${location.host}/ws`;
     const cursor = this.getCursor();
-    if (cursor) url += `&cursor=${encodeURIComponent(cursor)}`;
-    const ws = new WebSocket(url);
+    if (cursor) url += `?cursor=${encodeURIComponent(cursor)}`;
+    // The token goes as a subprotocol, not in the URL: the browser prints the URL of a
+    // socket that fails to connect in the console, and proxies log URLs.
+    const ws = new WebSocket(url, ["courier", `bearer.${token}`]);
     this.ws = ws;
     let openedAt = 0;
     ws.onopen = () => {

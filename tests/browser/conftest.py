@@ -160,23 +160,39 @@ def server(tmp_path_factory):
         running.stop()
 
 
+# Reports every Content-Security-Policy violation of a page to the test (an init
+# script runs before the page's own, through DevTools: the policy does not apply to it).
+WATCH_CSP = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.courierCspViolation(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`
+    + ` (${event.sourceFile || "?"}:${event.lineNumber})`);
+});
+"""
+
+
 class Pages:
     """Opens pages, each in a browser context of its own (its own localStorage:
-    a different person), and records any dialog or uncaught error on them."""
+    a different person), and records any dialog, uncaught error, violation of the
+    Content-Security-Policy, and every console message on them."""
 
     def __init__(self, browser):
         self.browser = browser
         self.contexts = []
         self.dialogs: list[str] = []
         self.errors: list[str] = []
+        self.csp_violations: list[str] = []
+        self.console: list[str] = []
 
     def open(self, base_url: str, width: int = 1280, height: int = 800):
         context = self.browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
         context.set_default_timeout(10_000)
+        context.expose_function("courierCspViolation", lambda text: self.csp_violations.append(text))
+        context.add_init_script(WATCH_CSP)
         self.contexts.append(context)
         page = context.new_page()
         page.on("dialog", self._on_dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
         page.goto(base_url + "/")
         return page
 
@@ -199,3 +215,5 @@ def pages(browser):
         opened.close()
     assert opened.dialogs == [], "a dialog opened: something ran that should not have"
     assert opened.errors == [], "the page threw"
+    # Every test also checks that the page works within its Content-Security-Policy.
+    assert opened.csp_violations == [], "the page did something its Content-Security-Policy forbids"

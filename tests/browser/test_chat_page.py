@@ -217,6 +217,24 @@ def test_group_of_three(server, pages):
     assert status == 200 and len(group["member_ids"]) == 2
 
 
+def test_every_group_is_listed_however_many_pages_it_takes(server, pages):
+    """GET /groups answers 200 groups at most a page: the page follows next_before
+    (and a group not listed would be dropped as one the user left)."""
+    me = server.account("many")
+    expected = set()
+    for creator in [server.account("maker") for _ in range(8)]:
+        for number in range(26):  # within each maker's allowance of group changes
+            status, group = server.call("POST", "/groups", {"name": f"g{number}", "member_ids": [me.user_id]},
+                                        creator.token)
+            assert status == 201, group
+            expected.add(group["group_id"])
+    page = pages.open(server.base_url)
+    log_in(page, me)
+    groups = page.locator('#conv-list li.conv[data-kind="group"]')
+    expect(groups).to_have_count(len(expected))
+    assert set(groups.evaluate_all("items => items.map((item) => item.dataset.id)")) == expected
+
+
 def test_missed_messages_arrive_once_in_order_after_a_drop(server, pages):
     alice = server.account("alice")
     bob_page = pages.open(server.base_url)
@@ -298,7 +316,7 @@ def test_a_socket_whose_pong_never_comes_is_replaced(server, pages):
 
         ws.on_message(page_to_server)
 
-    page.route_web_socket("**/ws?*", swallow_pings)
+    page.route_web_socket("**/ws*", swallow_pings)  # /ws, or /ws?cursor=...
     page.reload()
     register(page)
     assert len(opened) == 1

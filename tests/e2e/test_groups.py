@@ -41,7 +41,7 @@ async def test_create_validates_its_input(api):
     assert_error(await api.call("POST", GROUPS, {"name": "x"}), 401)
     assert_error(await api.call("POST", GROUPS, raw=b"[1]", token=a.token), 400)
     r = await api.call("GET", GROUPS, token=a.token)
-    assert r.status == 200 and r.body == {"groups": []}, r
+    assert r.status == 200 and r.body == {"groups": [], "next_before": None}, r
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -50,10 +50,9 @@ async def test_list_shows_the_callers_groups(api):
     g1 = await api.create_group(a, "one", [b])
     g2 = await api.create_group(b, "two", [])
     r = await api.call("GET", GROUPS, token=b.token)
-    assert r.status == 200 and set(r.body) == {"groups"}, r
-    assert sorted(r.body["groups"], key=lambda g: g["name"]) == [g1, g2]
-    assert (await api.call("GET", GROUPS, token=a.token)).body == {"groups": [g1]}
-    assert (await api.call("GET", GROUPS, token=c.token)).body == {"groups": []}
+    assert r.status == 200 and r.body == {"groups": [g2, g1], "next_before": None}, r  # newest joined first
+    assert (await api.call("GET", GROUPS, token=a.token)).body == {"groups": [g1], "next_before": None}
+    assert (await api.call("GET", GROUPS, token=c.token)).body == {"groups": [], "next_before": None}
     assert_error(await api.call("GET", GROUPS), 401)
 
 
@@ -118,7 +117,7 @@ async def test_leave_and_remove(api):
     assert (await api.call("DELETE", member(a), token=a.token)).status == 204
     r = await api.call("GET", f"{GROUPS}/{gid}", token=d.token)
     assert r.status == 200 and r.body["owner_id"] == d.user_id and r.body["member_ids"] == [d.user_id], r
-    assert (await api.call("GET", GROUPS, token=a.token)).body == {"groups": []}
+    assert (await api.call("GET", GROUPS, token=a.token)).body == {"groups": [], "next_before": None}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -196,12 +196,14 @@ def test_no_route_answers_a_5xx_or_an_error_that_is_not_json(target, route, data
 
 
 def test_the_fuzzed_routes_are_every_route_the_application_serves(tmp_path):
+    from entrypoints.http import ops
     from entrypoints.http.app import make_app
     from entrypoints.server import CourierServer
     from entrypoints.settings import Settings
 
     server = CourierServer(Settings(data_dir=str(tmp_path)))
-    routes = make_app(server.container, set(), {}, metrics=None, sessions=None).application.wildcard_router.rules
+    app = make_app(server.container, set(), ops.routes({}, None), metrics=None, sessions=None)
+    routes = app.application.wildcard_router.rules
     served = set()
     for rule in routes:
         pattern = rule.matcher.regex.pattern.rstrip("$")

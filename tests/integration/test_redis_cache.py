@@ -290,7 +290,7 @@ async def test_with_the_database_down_a_cached_group_is_served_and_an_uncached_o
     with pytest.raises(errors.ServiceUnavailable):
         await groups.get(cold.id)
     with pytest.raises(errors.ServiceUnavailable):
-        await groups.list_for_member(owner)  # passes through
+        await groups.list_for_member(owner, None, 50)  # passes through
 
 
 @pytest.mark.gen_test
@@ -303,7 +303,7 @@ async def test_with_redis_down_groups_are_read_from_the_database_and_are_not_cha
     assert await groups.get(group.id) == group
     assert await groups.get(group.id) == group
     assert sql_groups.calls == ["add", "get", "get"]
-    assert [g.id for g in await groups.list_for_member(b)] == [group.id]
+    assert [g.id for g in (await groups.list_for_member(b, None, 50)).groups] == [group.id]
     # A change that could not be invalidated could leave a removed member receiving
     # the group's messages from a stale entry: refused before the database is touched.
     with pytest.raises(errors.ServiceUnavailable):

@@ -85,8 +85,9 @@ def test_nothing_connects_before_it_is_used(tmp_path):
     url = f"sqlite:///{tmp_path / 'lazy' / 'courier.db'}"
     db = Database(url)
     try:
-        assert (tmp_path / "lazy").is_dir()  # the directory is ready...
-        assert not (tmp_path / "lazy" / "courier.db").exists()  # ...the file is not opened yet
+        assert (tmp_path / "lazy").is_dir()  # the directory is ready, and the file made private...
+        assert (tmp_path / "lazy" / "courier.db").stat().st_size == 0  # ...but not opened yet
+        assert not (tmp_path / "lazy" / "courier.db-wal").exists()
     finally:
         db.close()
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import pytest
 
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.users import SqlUserRepository
+from application.ports import GroupPosition
 from domain import errors
 from domain.model import Group, User
 
@@ -124,17 +126,118 @@ async def test_remove_members_and_hand_over_ownership(users, groups):
     assert (await groups.get(group.id)).member_ids == [b, owner]
 
 
+async def all_pages(groups, user_id: str, limit: int) -> list[list[str]]:
+    """The ids of every page of the user's groups, following next_before."""
+    pages, before = [], None
+    while True:
+        page = await groups.list_for_member(user_id, before, limit)
+        pages.append([group.id for group in page.groups])
+        before = page.next_before
+        if before is None:
+            return pages
+
+
 @pytest.mark.gen_test
-async def test_list_for_member(users, groups):
+async def test_list_for_member_pages_newest_joined_first(users, groups):
     a, b, c = await add_users(users, "anna", "bob", "carol")
     first = Group(id=new_id(), name="first", owner_id=a, member_ids=[a, b])
+    early = Group(id=new_id(), name="early", owner_id=c, member_ids=[c])  # b joins it last
     second = Group(id=new_id(), name="second", owner_id=b, member_ids=[b, c])
     third = Group(id=new_id(), name="third", owner_id=c, member_ids=[c, b, a])
-    for group in (first, second, third):
+    for group in (first, early, second, third):
         await groups.add(group)
-    assert await groups.list_for_member(b) == [first, second, third]
-    assert await groups.list_for_member(a) == [first, third]
-    assert await groups.list_for_member(new_id()) == []
+    await groups.add_member(early.id, b)
+    whole = await groups.list_for_member(b, None, 10)
+    assert whole.next_before is None
+    assert whole.groups == [Group(early.id, "early", c, [c, b]), third, second, first]
+    assert await all_pages(groups, b, 2) == [[early.id, third.id], [second.id, first.id]]
+    assert await all_pages(groups, b, 3) == [[early.id, third.id, second.id], [first.id]]
+    assert await all_pages(groups, b, 4) == [[early.id, third.id, second.id, first.id]]
+    assert await all_pages(groups, a, 1) == [[third.id], [first.id]]
+    empty = await groups.list_for_member(new_id(), None, 50)
+    assert empty.groups == [] and empty.next_before is None
+
+
+@pytest.mark.gen_test
+async def test_a_group_joined_while_paging_comes_first_not_inside(users, groups):
+    a, b = await add_users(users, "anna", "bob")
+    older = [Group(id=new_id(), name=f"g{n}", owner_id=a, member_ids=[a]) for n in range(4)]
+    for group in older:
+        await groups.add(group)
+    page = await groups.list_for_member(a, None, 2)
+    assert [g.id for g in page.groups] == [older[3].id, older[2].id]
+    joined = Group(id=new_id(), name="new", owner_id=b, member_ids=[b, a])
+    await groups.add(joined)
+    await groups.remove_member(older[3].id, a, None)  # leaving one already listed changes nothing either
+    rest = await groups.list_for_member(a, page.next_before, 2)
+    assert [g.id for g in rest.groups] == [older[1].id, older[0].id] and rest.next_before is None
+    assert await all_pages(groups, a, 10) == [[joined.id, older[2].id, older[1].id, older[0].id]]
+
+
+@pytest.mark.gen_test
+async def test_groups_joined_in_the_same_microsecond_are_ordered_by_id(db, users, groups):
+    from sqlalchemy import update
+
+    from adapters.sql.tables import group_members
+
+    (a,) = await add_users(users, "anna")
+    ids = []
+    for n in range(5):
+        group = Group(id=new_id(), name=f"g{n}", owner_id=a, member_ids=[a])
+        await groups.add(group)
+        ids.append(group.id)
+
+    def same_time(conn):
+        with conn.begin():
+            conn.execute(update(group_members).values(joined_at=datetime(2026, 12, 4, 12, 0, 0, 123456)))
+
+    await db.write(same_time)
+    by_id = sorted(ids, reverse=True)
+    assert await all_pages(groups, a, 2) == [by_id[:2], by_id[2:4], by_id[4:]]
+    assert await all_pages(groups, a, 1) == [[group_id] for group_id in by_id]
+
+
+@pytest.mark.gen_test
+async def test_a_position_from_far_away_is_no_error(users, groups):
+    (a,) = await add_users(users, "anna")
+    group = Group(id=new_id(), name="g", owner_id=a, member_ids=[a])
+    await groups.add(group)
+    for joined in (10**19, 0):
+        page = await groups.list_for_member(a, GroupPosition(joined, "ffffffff-ffff-4fff-bfff-ffffffffffff"), 5)
+        assert [g.id for g in page.groups] == ([group.id] if joined else []), joined
+
+
+@pytest.mark.gen_test
+async def test_a_page_reads_one_range_of_the_members_index(db, users, groups):
+    """O(page): the adapter's query walks the (user_id, joined_at, group_id) index,
+    however many groups the user is in; it never sorts all of them."""
+    from sqlalchemy import event
+
+    (a,) = await add_users(users, "anna")
+    for n in range(3):
+        await groups.add(Group(id=new_id(), name=f"g{n}", owner_id=a, member_ids=[a]))
+    seen = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "FROM group_members" in statement and "joined_at DESC" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        first = await groups.list_for_member(a, None, 1)
+        await groups.list_for_member(a, first.next_before, 1)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(seen) == 2
+
+    def plan(conn, statement, parameters):
+        explain = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
+        return [" ".join(str(v) for v in row) for row in conn.exec_driver_sql(explain + statement, parameters)]
+
+    for statement, parameters in seen:
+        lines = await db.run(plan, statement, parameters)
+        assert any("ix_group_members_user_id_joined_at_group_id" in line for line in lines), lines
+        assert not any("TEMP B-TREE" in line or "filesort" in line for line in lines), lines
 
 
 @pytest.mark.gen_test

@@ -21,6 +21,7 @@ from adapters.memory.revocations import MemoryTokenRevocations
 from adapters.security import JwtTokenService
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.gateway import Gateway
+from application.group_changes import GroupChangeAllowance
 from application.groups import ManageGroups
 from application.messaging import (
     Dispatcher,
@@ -247,6 +248,7 @@ def build(
     registrations: int = 0,
     sockets_per_user: int = 20,
     sockets_per_address: int = 2000,
+    group_changes_per_minute: int = 0,
     inbox_max_length: int = 10_000,
     inbox: Inbox | None = None,
     yielding_inbox: bool = False,
@@ -270,6 +272,7 @@ def build(
     failures = MemoryFailureThrottle(clock, limit=login_failures, window=60.0)
     address_failures = MemoryFailureThrottle(clock, limit=address_login_failures, window=60.0)
     registration_limiter = MemoryRateLimiter(clock, rate=registrations / 3600, burst=registrations)
+    group_changes = MemoryRateLimiter(clock, rate=group_changes_per_minute / 60, burst=group_changes_per_minute)
     hasher = FakePasswordHasher()
     tokens = JwtTokenService(SECRET, TOKEN_TTL, now=clock.now)
     revocations = MemoryTokenRevocations(clock)
@@ -323,7 +326,7 @@ def build(
         send_group=SendGroupMessage(dispatcher=dispatcher, groups=groups_repo),
         pull=PullMessages(inbox=inbox),
         history=ReadHistory(messages=store, groups=groups_repo, users=users),
-        groups=ManageGroups(groups=groups_repo, users=users, ids=ids),
+        groups=ManageGroups(groups=groups_repo, users=users, ids=ids, changes=GroupChangeAllowance(group_changes)),
         gateway=Gateway(inbox, encode, resync_retry_seconds=resync_retry_seconds),
     )
 

@@ -62,8 +62,8 @@ async def test_list_mine_returns_only_the_callers_groups(courier):
     g1 = await courier.groups.create(alice.id, "one", [bob.id])
     g2 = await courier.groups.create(bob.id, "two", [])
     await courier.groups.create(carol.id, "three", [])
-    assert {g.id for g in await courier.groups.list_mine(bob.id)} == {g1.id, g2.id}
-    assert [g.id for g in await courier.groups.list_mine(alice.id)] == [g1.id]
+    assert [g.id for g in (await courier.groups.list_mine(bob.id)).groups] == [g2.id, g1.id]  # newest first
+    assert [g.id for g in (await courier.groups.list_mine(alice.id)).groups] == [g1.id]
 
 
 @pytest.mark.gen_test
@@ -115,7 +115,7 @@ async def test_a_member_may_leave(courier):
     stored = await courier.groups_repo.get(group.id)
     assert stored.member_ids == [alice.id, carol.id]
     assert stored.owner_id == alice.id
-    assert await courier.groups.list_mine(bob.id) == []
+    assert (await courier.groups.list_mine(bob.id)).groups == []
     with pytest.raises(errors.NotAMember):
         await courier.groups.get(bob.id, group.id)
 
@@ -179,7 +179,7 @@ async def test_the_last_member_leaving(courier):
     group = await courier.groups.create(alice.id, "solo", [])
     await courier.groups.remove_member(alice.id, group.id, alice.id)
     assert (await courier.groups_repo.get(group.id)).member_ids == []
-    assert await courier.groups.list_mine(alice.id) == []
+    assert (await courier.groups.list_mine(alice.id)).groups == []
 
 
 @pytest.mark.gen_test
@@ -189,3 +189,105 @@ async def test_a_returned_group_is_not_the_stored_one(courier):
     fetched = await courier.groups.get(alice.id, group.id)
     fetched.member_ids.append(bob.id)
     assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id]
+
+
+# --- how fast one user may change groups (COURIER_GROUP_CHANGES) ------------------
+
+@pytest.mark.gen_test
+async def test_creations_and_additions_share_one_allowance_per_user(make_courier):
+    courier = make_courier(group_changes_per_minute=3)
+    alice, bob, carol, dave = await courier.users_named("alice", "bob", "carol", "dave")
+    first = await courier.groups.create(alice.id, "one", [bob.id])
+    await courier.groups.create(alice.id, "two", [])
+    await courier.groups.add_member(alice.id, first.id, carol.id)  # the third change: the burst is spent
+    stored = {g.id: list(g.member_ids) for g in courier.groups_repo.by_id.values()}
+    with pytest.raises(errors.RateLimited) as refused:
+        await courier.groups.create(alice.id, "three", [dave.id])
+    assert refused.value.retry_after == pytest.approx(20.0)  # 3 a minute: one more every 20 s
+    with pytest.raises(errors.RateLimited):
+        await courier.groups.add_member(alice.id, first.id, dave.id)
+    # Nothing was written, and dave is in no group.
+    assert {g.id: list(g.member_ids) for g in courier.groups_repo.by_id.values()} == stored
+    assert (await courier.groups.list_mine(dave.id)).groups == []
+    # Another user has an allowance of their own, and leaving is never limited.
+    await courier.groups.add_member(bob.id, first.id, dave.id)
+    await courier.groups.remove_member(alice.id, first.id, bob.id)
+    courier.clock.advance(20)
+    await courier.groups.create(alice.id, "three", [])
+
+
+@pytest.mark.gen_test
+async def test_a_malformed_change_spends_nothing(make_courier):
+    courier = make_courier(group_changes_per_minute=1)
+    alice, bob = await courier.users_named("alice", "bob")
+    for name, members in (("", []), ("x", "nope"), ("x", ["not-a-uuid"])):
+        with pytest.raises(errors.InvalidInput):
+            await courier.groups.create(alice.id, name, members)
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.add_member(alice.id, "not-a-uuid", bob.id)
+    group = await courier.groups.create(alice.id, "team", [])
+    with pytest.raises(errors.RateLimited):
+        await courier.groups.add_member(alice.id, group.id, bob.id)
+
+
+@pytest.mark.gen_test
+async def test_no_allowance_when_the_setting_is_0(make_courier):
+    courier = make_courier(group_changes_per_minute=0)
+    alice = await courier.user("alice")
+    for number in range(100):
+        await courier.groups.create(alice.id, f"group {number}", [])
+
+
+# --- the caller's groups, paged (GET /groups) ------------------------------------
+
+@pytest.mark.gen_test
+async def test_list_mine_pages_newest_joined_first(courier):
+    alice, bob = await courier.users_named("alice", "bob")
+    made = [await courier.groups.create(alice.id, f"g{n}", []) for n in range(5)]
+    joined_last = await courier.groups.create(bob.id, "bob's", [])
+    await courier.groups.add_member(bob.id, joined_last.id, alice.id)
+    expected = [joined_last.id] + [g.id for g in reversed(made)]
+    pages, before = [], None
+    while True:
+        page = await courier.groups.list_mine(alice.id, before, "2")
+        pages.append([g.id for g in page.groups])
+        before = page.next_before
+        if before is None:
+            break
+        assert isinstance(before, str)
+    assert pages == [expected[0:2], expected[2:4], expected[4:6]]
+    everything = await courier.groups.list_mine(alice.id)  # 50 by default
+    assert [g.id for g in everything.groups] == expected and everything.next_before is None
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("limit", ["0", "201", "-1", "x", "1.5", "9" * 30, "٣"])
+async def test_list_mine_refuses_a_bad_limit(courier, limit):
+    alice = await courier.user("alice")
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.list_mine(alice.id, None, limit)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("before", [
+    "x", "%%%", "123", "é", "a" * 500,
+    "MTIzOm5vdC1hLXV1aWQ",  # base64 of "123:not-a-uuid"
+    "LTE6MDAwMDAwMDAtMDAwMC00MDAwLTgwMDAtMDAwMDAwMDAwMDAw",  # "-1:<uuid>"
+    "_-8",  # base64 of bytes that are not ASCII
+])
+async def test_list_mine_refuses_a_before_it_did_not_give_out(courier, before):
+    alice = await courier.user("alice")
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.list_mine(alice.id, before, None)
+
+
+def test_a_position_survives_its_token():
+    from application.group_pages import parse_position, position_token
+    from application.ports import GroupPosition
+
+    for position in (GroupPosition(0, UNKNOWN_ID), GroupPosition(10**19, UNKNOWN_ID),
+                     GroupPosition(1_764_850_000_123_456, "6f1d2c3b-0a9e-4d8c-b7a6-958473625140")):
+        token = position_token(position)
+        assert token.isascii() and "=" not in token
+        assert parse_position(token) == position
+    assert parse_position(None) is None and parse_position("") is None
