@@ -24,6 +24,14 @@ class StaticHandler(tornado.web.StaticFileHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         finish_with_error(self, status_code)  # the contract's error shape here too
 
+    def parse_url_path(self, url_path: str) -> str:
+        """No file has a NUL in its name, and the OS refuses a path with one: Tornado met
+        it as a ValueError (os.path.realpath) and answered 500 with an ERROR traceback,
+        which anyone could send to fill the log. There is no such file: 404."""
+        if "\x00" in url_path:
+            raise tornado.web.HTTPError(404)
+        return super().parse_url_path(url_path)
+
 
 def routes() -> list:
     return [
