@@ -71,7 +71,7 @@ class CourierServer:
         )
         app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
         self._http = listener.HTTPServer(
-            app, max_body_size=body_limit.MAX_BODY_BYTES, idle_connection_timeout=120
+            app, refusals=app.refusals, max_body_size=body_limit.MAX_BODY_BYTES, idle_connection_timeout=120
         )
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(

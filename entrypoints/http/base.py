@@ -7,6 +7,10 @@ import tornado.web
 from domain import errors
 from entrypoints.http.errors import answer_to, count_failure, finish_with_error, log_failure
 
+# The Server header of every answer: the product, without the framework or any version
+# (which would tell an attacker which known flaws to try).
+SERVER = "Courier"
+
 
 def bearer_token(request) -> str | None:
     return bearer_token_in(request.headers)

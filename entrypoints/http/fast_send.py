@@ -28,6 +28,7 @@ import tornado.web
 from entrypoints.http import body_limit
 from entrypoints.http.base import bearer_token_in, cors_headers, parse_json_object
 from entrypoints.http.errors import answer_to, count_failure, error_body, log_failure
+from entrypoints.http.refusals import Refusals, Refused
 from entrypoints.logs import log_access
 
 log = logging.getLogger("courier.http")
@@ -61,6 +62,7 @@ class SendRouter(tornado.httputil.HTTPServerConnectionDelegate):
         self.authenticate = authenticate
         self.metrics = metrics
         self.origins = origins
+        self.refusals = Refusals(metrics, origins)
 
     def start_request(self, server_conn, request_conn) -> tornado.httputil.HTTPMessageDelegate:
         return _Switch(self, server_conn, request_conn)
@@ -80,14 +82,22 @@ class _Switch(tornado.httputil.HTTPMessageDelegate):
 
     def headers_received(self, start_line, headers):
         if body_limit.is_too_large(headers):
-            router = self._router
-            body_limit.refuse(self._request_conn, start_line, headers, router.origins, router.metrics)
+            body_limit.refuse(self._request_conn, start_line, headers, self._router.refusals)
             return None  # the connection is detached: Tornado calls nothing more here
         if start_line.method == "POST" and start_line.path.partition("?")[0] == PATH:
             self._delegate = _PrivateSend(self._router, self._request_conn, start_line, headers)
         else:
             self._delegate = self._router.application.start_request(self._server_conn, self._request_conn)
-        return self._delegate.headers_received(start_line, headers)
+        try:
+            return self._delegate.headers_received(start_line, headers)
+        except tornado.httputil.HTTPInputError:
+            # Tornado's request object refuses a missing or doubled Host header and a query
+            # string it cannot parse; left to Tornado, that is a bare 400 with no body.
+            self._delegate = None
+            self._router.refusals.answer_detached(self._request_conn, Refused(
+                400, "bad_request", "the request's Host header or query string is malformed",
+                start_line=start_line, headers=headers, discard=body_limit.declared_length(headers)))
+            return None  # detached, as above
 
     def data_received(self, chunk: bytes):
         return self._delegate.data_received(chunk)
