@@ -37,6 +37,7 @@ from domain.model import validate_cursor
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.http.base import bearer_token
 from entrypoints.http.errors import finish_with_error
+from entrypoints.http.tornado_overrides import ProtocolErrorCloses1002
 
 log = logging.getLogger("courier.ws")
 
@@ -108,8 +109,9 @@ class Frames:
             handler._flush(queued)
 
 
-class _Protocol(tornado.websocket.WebSocketProtocol13):
-    """The contract wants garbage closed with 1008, and Tornado lets two kinds through:
+class _Protocol(ProtocolErrorCloses1002):
+    """RFC 6455's protocol errors close with 1002 (ProtocolErrorCloses1002). The contract
+    wants garbage closed with 1008, and Tornado lets two kinds through:
     a text frame of invalid UTF-8 is dropped with no close code at all, and a frame
     the client did not mask is taken (RFC 6455 section 5.1: the server MUST close).
     Tornado keeps the last frame's mask in _frame_mask and sets it only for a masked

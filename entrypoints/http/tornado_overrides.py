@@ -21,6 +21,9 @@ Headers over the limit. Headers are read by IOStream.read_until_regex(max_bytes=
 past max_bytes the IOStream closes the socket itself (UnsatisfiableReadError) and the
 client gets no answer at all. SocketKeepingIOStream keeps the socket open past that
 close, and the request loop answers 431 on it.
+
+WebSocket protocol errors. Tornado drops the TCP connection of a client that breaks
+the framing rules, with no close frame: ProtocolErrorCloses1002 sends 1002 first.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import socket
 import tornado.http1connection
 import tornado.httputil
 import tornado.iostream
+import tornado.websocket
 from tornado.log import gen_log
 
 from entrypoints.http import body_limit
@@ -50,7 +54,13 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "conn_params", "protocol", "trusted_downstream", "_connections", "_sockets", "_handlers",
         "ssl_options", "max_buffer_size", "read_chunk_size", "_handle_connection",
     ),
-    "tornado.iostream.IOStream": ("close_fd", "error", "socket"),
+    "tornado.iostream.IOStream": ("close_fd", "error", "socket", "_write_buffer", "_connecting"),
+    "tornado.websocket": ("_WebSocketParams",),
+    "tornado.websocket.WebSocketHandler": ("_detach_stream",),
+    "tornado.websocket.WebSocketProtocol13": (
+        "_receive_frame", "_abort", "_handle_message", "_receive_frame_loop", "_challenge_response",
+        "_frame_mask", "_frame_compressed", "server_terminated", "stream",
+    ),
 }
 
 # What _read_chunked_body raises for a body over max_body_size (the one way to tell it
@@ -178,3 +188,36 @@ class SocketKeepingIOStream(tornado.iostream.IOStream):
     def take_kept_socket(self) -> socket.socket | None:
         kept, self._kept_socket = self._kept_socket, None
         return kept
+
+
+CLOSE_PROTOCOL_ERROR = 1002
+
+
+class ProtocolErrorCloses1002(tornado.websocket.WebSocketProtocol13):
+    """A WebSocket that fails a client breaking the framing rules as RFC 6455 says
+    (section 7.1.7): a close frame with 1002 (protocol error), then the end of the TCP
+    connection. Tornado sends no close frame: it _abort()s at once on RSV bits set with
+    no extension negotiated, a reserved opcode, a control frame over 125 bytes or in
+    fragments, and a continuation of nothing.
+
+    Each of those _abort()s is called from within _receive_frame (or the _handle_message
+    it calls) while the connection is open and not closing; Tornado's other _abort()s
+    come once the stream is closed, or after a close frame was sent (server_terminated,
+    as for 1009). So an _abort() during _receive_frame on an open connection that has
+    not started closing sends the 1002 frame first. _receive_frame runs once per frame
+    from the client (pings, pongs): pushes to the client never go through it."""
+
+    _receiving_frame = False
+
+    async def _receive_frame(self) -> None:
+        self._receiving_frame = True
+        try:
+            await super()._receive_frame()
+        finally:
+            self._receiving_frame = False
+
+    def _abort(self) -> None:
+        if (self._receiving_frame and not self.server_terminated
+                and self.stream is not None and not self.stream.closed()):
+            self.close(CLOSE_PROTOCOL_ERROR, "protocol error")
+        super()._abort()

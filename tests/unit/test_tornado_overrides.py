@@ -16,6 +16,7 @@ import tornado.http1connection
 import tornado.httpserver
 import tornado.httputil
 import tornado.iostream
+import tornado.websocket
 
 from entrypoints.http.tornado_overrides import CHUNKED_TOO_LARGE, PRIVATE_NAMES, is_request_line
 
@@ -46,6 +47,8 @@ def instance_attributes() -> dict[str, set[str]]:
                 "tornado.http1connection.HTTP1Connection": set(dir(
                     tornado.http1connection.HTTP1Connection(placeholder, False))),
                 "tornado.httpserver.HTTPServer": set(dir(tornado.httpserver.HTTPServer(lambda request: None))),
+                "tornado.websocket.WebSocketProtocol13": set(dir(tornado.websocket.WebSocketProtocol13(
+                    types.SimpleNamespace(), False, tornado.websocket._WebSocketParams()))),
             }
         finally:
             stream.close()
