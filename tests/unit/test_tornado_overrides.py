@@ -4,7 +4,6 @@ or reshapes one must fail here, loudly, rather than quietly bring back a bare 40
 silent close or a dropped WebSocket."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib
 import inspect
@@ -34,9 +33,10 @@ def resolve(dotted: str):
         return getattr(importlib.import_module(module), name)
 
 
-def instance_attributes() -> dict[str, set[str]]:
+@pytest.fixture
+def instances(io_loop) -> dict[str, set[str]]:
     """The names instances of some classes have once made (some are set in __init__ only),
-    made inside an event loop (their futures need one), and nothing connected anywhere."""
+    made on the test's loop (their futures need one), and nothing connected anywhere."""
     async def make() -> dict[str, set[str]]:
         left, right = socket.socketpair()
         stream = tornado.iostream.IOStream(left)
@@ -54,12 +54,7 @@ def instance_attributes() -> dict[str, set[str]]:
             stream.close()
             right.close()
 
-    return asyncio.run(make())
-
-
-@pytest.fixture(scope="module")
-def instances() -> dict[str, set[str]]:
-    return instance_attributes()
+    return io_loop.run_sync(make)
 
 
 @pytest.mark.parametrize("dotted", sorted(PRIVATE_NAMES))
