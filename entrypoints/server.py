@@ -71,7 +71,8 @@ class CourierServer:
         )
         app = make_app(self.container, self.open_sockets, self.readiness(), self.metrics)
         self._http = listener.HTTPServer(
-            app, refusals=app.refusals, max_body_size=body_limit.MAX_BODY_BYTES, idle_connection_timeout=120
+            app, refusals=app.refusals, max_body_size=body_limit.MAX_BODY_BYTES,
+            body_timeout=self.settings.body_timeout, idle_connection_timeout=self.settings.idle_timeout,
         )
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(

@@ -46,6 +46,8 @@ class Settings:
     reuse_port: int = 0
     worker_claim_idle: float = 30.0  # seconds an entry stays pending before another worker claims it
     worker_linger: float = 0.05  # seconds a worker waits to fill a batch it found less than full
+    body_timeout: float = 30.0  # seconds the whole body of a request may take to arrive (then 408)
+    idle_timeout: float = 60.0  # seconds a connection may wait for its next request, or for its headers
     extra: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -88,6 +90,8 @@ class Settings:
             raise SettingsError("token_ttl and max_content_length must be positive")
         if self.worker_claim_idle <= 0:
             raise SettingsError("worker_claim_idle must be positive (seconds)")
+        if self.body_timeout <= 0 or self.idle_timeout <= 0:
+            raise SettingsError("body_timeout and idle_timeout must be positive (seconds)")
         if self.send_rate < 0 or self.login_failures < 0:
             raise SettingsError("send_rate and login_failures must not be negative")
         if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:

@@ -114,11 +114,15 @@ def _fd_limit() -> int | str:
 class HTTPServer(tornado.httpserver.HTTPServer):
     """Tornado's HTTPServer with the accept handler above, and connections that answer
     malformed requests with the contract's JSON error (tornado_overrides.py; `refusals`
-    answers them). The private names used here are in tornado_overrides.PRIVATE_NAMES."""
+    answers them). `body_timeout` is kept from Tornado, whose own is silent and costly:
+    the connections answer it with 408 (tornado_overrides.py says why). The private
+    names used here are in tornado_overrides.PRIVATE_NAMES."""
 
-    def initialize(self, request_callback, *, refusals: Refusals, **kwargs: Any) -> None:
+    def initialize(self, request_callback, *, refusals: Refusals, body_timeout: float | None = None,
+                   **kwargs: Any) -> None:
         super().initialize(request_callback, **kwargs)
         self.refusals = refusals
+        self.body_timeout = body_timeout
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """TCPServer.add_sockets with one call changed (stop() reads _sockets and _handlers)."""
@@ -143,6 +147,6 @@ class HTTPServer(tornado.httpserver.HTTPServer):
     def handle_stream(self, stream, address: tuple) -> None:
         """tornado.httpserver.HTTPServer.handle_stream, with RefusingHTTP1ServerConnection."""
         context = tornado.httpserver._HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
-        connection = RefusingHTTP1ServerConnection(stream, self.conn_params, context, self.refusals)
+        connection = RefusingHTTP1ServerConnection(stream, self.conn_params, context, self.refusals, self.body_timeout)
         self._connections.add(connection)
         connection.start_serving(self)

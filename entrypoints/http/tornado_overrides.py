@@ -17,6 +17,15 @@ On the success path this adds a call frame per wrapped method and one regular ex
 match of the request line (~0.3 us a request; Tornado's own parse of it follows, and
 cannot be hooked).
 
+Slow bodies. Tornado's own body timeout (HTTPServer(body_timeout=...)) closes the
+connection without a word, and wraps every body read in a Task and a timer (~50 us a
+request in a micro-benchmark here; the sends path would pay it on every send).
+RefusingHTTP1Connection arms its timer only when the body is not already in the read
+buffer once the headers are parsed (a small JSON body usually comes in the same packet
+as its headers), and answers its end with 408. The idle timeout is Tornado's own
+(idle_connection_timeout: the time a connection may wait for a request's headers),
+which does the job: a connection closed before a request came has nothing to answer.
+
 Headers over the limit. Headers are read by IOStream.read_until_regex(max_bytes=...);
 past max_bytes the IOStream closes the socket itself (UnsatisfiableReadError) and the
 client gets no answer at all. SocketKeepingIOStream keeps the socket open past that
@@ -30,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import tornado.gen
 import tornado.http1connection
 import tornado.httputil
 import tornado.iostream
@@ -44,7 +54,7 @@ from entrypoints.http.refusals import Refusals, Refused
 # instance. tests/unit/test_tornado_overrides.py checks that each still exists.
 PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
     "tornado.http1connection.HTTP1Connection": (
-        "_read_message_inner", "_parse_headers", "_read_body", "_read_chunked_body",
+        "_read_message_inner", "_parse_headers", "_read_body", "_read_fixed_body", "_read_chunked_body",
         "_request_start_line", "_request_headers", "_max_body_size",
     ),
     "tornado.http1connection.HTTP1ServerConnection": ("_server_request_loop",),
@@ -54,7 +64,7 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
         "conn_params", "protocol", "trusted_downstream", "_connections", "_sockets", "_handlers",
         "ssl_options", "max_buffer_size", "read_chunk_size", "_handle_connection",
     ),
-    "tornado.iostream.IOStream": ("close_fd", "error", "socket", "_write_buffer", "_connecting"),
+    "tornado.iostream.IOStream": ("close_fd", "error", "socket", "_read_buffer_size", "_write_buffer", "_connecting"),
     "tornado.websocket": ("_WebSocketParams",),
     "tornado.websocket.WebSocketHandler": ("_detach_stream",),
     "tornado.websocket.WebSocketProtocol13": (
@@ -78,7 +88,13 @@ def is_request_line(line: str) -> bool:
 
 class RefusingHTTP1Connection(tornado.http1connection.HTTP1Connection):
     """One request of a server connection: Tornado's, raising Refused where Tornado would
-    answer a bare 400 (see the module's docstring)."""
+    answer a bare 400, and 408 when its body takes longer than `body_timeout` seconds
+    (see the module's docstring)."""
+
+    def __init__(self, stream: tornado.iostream.IOStream, is_client: bool, params=None, context=None,
+                 body_timeout: float | None = None):
+        super().__init__(stream, is_client, params, context)
+        self.body_timeout = body_timeout
 
     def _parse_headers(self, data: bytes) -> tuple[str, tornado.httputil.HTTPHeaders]:
         try:
@@ -101,13 +117,35 @@ class RefusingHTTP1Connection(tornado.http1connection.HTTP1Connection):
                 400, "bad_request", "the body's framing is malformed (one Content-Length, or Transfer-Encoding: "
                                     "chunked, never both)")) from None
 
+    def _read_fixed_body(self, content_length: int, delegate):
+        reading = super()._read_fixed_body(content_length, delegate)
+        if self.stream._read_buffer_size >= content_length:
+            return reading  # all of it is here: nothing to wait for, no timer
+        return self._in_time(reading)
+
     async def _read_chunked_body(self, delegate) -> None:
         try:
-            await super()._read_chunked_body(delegate)
+            await self._in_time(super()._read_chunked_body(delegate))
         except tornado.httputil.HTTPInputError as error:
             if str(error) == CHUNKED_TOO_LARGE:
                 raise self._refused(body_limit.too_large()) from None
             raise self._refused(Refused(400, "bad_request", "the chunked body is malformed")) from None
+
+    async def _in_time(self, reading) -> None:
+        """Await `reading` (a body being read) for at most body_timeout seconds; then
+        Refused 408. What was reading goes on until the answer closes the stream (so
+        nothing more is read from it here: discard=0)."""
+        if self.body_timeout is None:
+            await reading
+            return
+        try:
+            await tornado.gen.with_timeout(
+                self.stream.io_loop.time() + self.body_timeout, reading,
+                quiet_exceptions=(tornado.iostream.StreamClosedError, tornado.httputil.HTTPInputError))
+        except TimeoutError:
+            raise self._refused(Refused(
+                408, "request_timeout", f"the request body did not arrive within {self.body_timeout:g} seconds",
+                discard=0)) from None
 
     def _refused(self, refused: Refused) -> Refused:
         """`refused`, with what was read of the request (its line and headers)."""
@@ -120,9 +158,11 @@ class RefusingHTTP1ServerConnection(tornado.http1connection.HTTP1ServerConnectio
     """A server connection whose requests are RefusingHTTP1Connections, and which answers
     their Refused (and headers over the limit) before it ends."""
 
-    def __init__(self, stream: tornado.iostream.IOStream, params, context, refusals: Refusals):
+    def __init__(self, stream: tornado.iostream.IOStream, params, context, refusals: Refusals,
+                 body_timeout: float | None = None):
         super().__init__(stream, params, context)
         self.refusals = refusals
+        self.body_timeout = body_timeout
 
     async def _server_request_loop(self, delegate) -> None:
         """Tornado's own loop (6.6.1: it names its connection class itself, so it is
@@ -130,7 +170,7 @@ class RefusingHTTP1ServerConnection(tornado.http1connection.HTTP1ServerConnectio
         the two answers marked below."""
         try:
             while True:
-                conn = RefusingHTTP1Connection(self.stream, False, self.params, self.context)
+                conn = RefusingHTTP1Connection(self.stream, False, self.params, self.context, self.body_timeout)
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     ret = await conn.read_response(request_delegate)
