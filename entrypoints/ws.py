@@ -35,7 +35,7 @@ from application.gateway import Connection, Gateway
 from domain import errors
 from domain.model import validate_cursor
 from entrypoints.heartbeat import Heartbeat
-from entrypoints.http.base import bearer_token
+from entrypoints.http.base import ServerHeader, bearer_token
 from entrypoints.http.errors import finish_with_error
 from entrypoints.http.tornado_overrides import ProtocolErrorCloses1002
 
@@ -170,7 +170,7 @@ class _Protocol(ProtocolErrorCloses1002):
             self._abort()
 
 
-class SocketHandler(tornado.websocket.WebSocketHandler):
+class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
     gateway: Gateway
     authenticate: object
     open_sockets: set

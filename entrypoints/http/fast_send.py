@@ -26,7 +26,7 @@ import tornado.httputil
 import tornado.web
 
 from entrypoints.http import body_limit
-from entrypoints.http.base import bearer_token_in, cors_headers, parse_json_object
+from entrypoints.http.base import SERVER, bearer_token_in, cors_headers, parse_json_object
 from entrypoints.http.errors import answer_to, count_failure, error_body, log_failure
 from entrypoints.http.refusals import Refusals, Refused
 from entrypoints.logs import log_access
@@ -35,7 +35,6 @@ log = logging.getLogger("courier.http")
 
 PATH = "/api/v1/messages"
 _JSON = "application/json; charset=UTF-8"
-_SERVER = "TornadoServer/" + tornado.version
 _pending: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
 
 
@@ -152,7 +151,7 @@ class _PrivateSend(tornado.httputil.HTTPMessageDelegate):
 
     def _reply(self, status: int, body: bytes, extra: Sequence[tuple[str, str]] = ()) -> None:
         headers = tornado.httputil.HTTPHeaders()
-        headers["Server"] = _SERVER
+        headers["Server"] = SERVER
         headers["Content-Type"] = _JSON
         headers["Date"] = _Date.now()
         headers["Content-Length"] = str(len(body))

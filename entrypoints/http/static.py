@@ -5,12 +5,13 @@ from pathlib import Path
 
 import tornado.web
 
+from entrypoints.http.base import ServerHeader
 from entrypoints.http.errors import finish_with_error
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
-class IndexHandler(tornado.web.RequestHandler):
+class IndexHandler(ServerHeader, tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         finish_with_error(self, status_code)  # the contract's error shape here too
 
@@ -20,7 +21,7 @@ class IndexHandler(tornado.web.RequestHandler):
         self.finish((WEB_DIR / "index.html").read_bytes())
 
 
-class StaticHandler(tornado.web.StaticFileHandler):
+class StaticHandler(ServerHeader, tornado.web.StaticFileHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         finish_with_error(self, status_code)  # the contract's error shape here too
 
