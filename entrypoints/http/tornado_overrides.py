@@ -1,4 +1,5 @@
-"""Courier's changes to Tornado's HTTP/1.1 server, in one place, and why.
+"""Courier's changes to Tornado's HTTP/1.1 server and WebSocket protocol, in one place,
+and why.
 
 Each override is small and relies on private names of the pinned Tornado (6.6.1): they
 are listed in PRIVATE_NAMES, which tests/unit/test_tornado_overrides.py checks against
@@ -19,7 +20,7 @@ cannot be hooked).
 
 Slow bodies. Tornado's own body timeout (HTTPServer(body_timeout=...)) closes the
 connection without a word, and wraps every body read in a Task and a timer (~50 us a
-request in a micro-benchmark here; the sends path would pay it on every send).
+request in a micro-benchmark here, for every request with a body, sends included).
 RefusingHTTP1Connection arms its timer only when the body is not already in the read
 buffer once the headers are parsed (a small JSON body usually comes in the same packet
 as its headers), and answers its end with 408. The idle timeout is Tornado's own

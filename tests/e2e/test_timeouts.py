@@ -53,7 +53,8 @@ async def test_a_body_that_trickles_in_is_answered_408_and_the_connection_closes
     answer, sent = await trickle(courier.port, head.encode(), b" ")
     assert_json_error(answer, 408, "request_timeout")
     assert sent < 999, sent  # it was cut short, long before its body could have ended
-    assert (await api.call("GET", "/healthz")).status == 200
+    metrics = (await api.call("GET", "/metrics")).body
+    assert 'courier_errors_total{code="request_timeout"} 1.0' in metrics, metrics
 
 
 @pytest.mark.gen_test(timeout=60)
