@@ -14,7 +14,7 @@ import pytest
 from tests.e2e.raw_http import CLOSE_WITHIN, assert_json_error, exchange, parse, read_to_the_end
 from tests.e2e.support import with_settings
 
-pytestmark = [pytest.mark.embedded_only, with_settings(body_timeout=0.5, idle_timeout=1.0)]
+pytestmark = [pytest.mark.embedded_only, with_settings(body_timeout=1.0, idle_timeout=1.5)]
 
 
 async def trickle(port: int, head: bytes, byte: bytes, every: float = 0.1, within: float = CLOSE_WITHIN):
