@@ -80,12 +80,13 @@ class CourierServer:
         ops_routes = ops.routes(self.readiness(), self.metrics)
         if self.settings.ops_port:
             # Operations on their own port; the public one keeps only /healthz.
-            self._ops = OpsServer(ops_routes, self.metrics)
+            self._ops = OpsServer(ops_routes, self.metrics, self.settings.body_timeout, self.settings.idle_timeout)
             self._ops.listen(self.settings.ops_host, self.settings.ops_port)
             ops_routes = ops.health_routes()
         app = make_app(self.container, self.open_sockets, ops_routes, self.metrics, sessions)
         self._http = listener.HTTPServer(
-            app, max_body_size=body_limit.MAX_BODY_BYTES, idle_connection_timeout=120
+            app, refusals=app.refusals, max_body_size=body_limit.MAX_BODY_BYTES,
+            body_timeout=self.settings.body_timeout, idle_connection_timeout=self.settings.idle_timeout,
         )
         if sockets is None:
             sockets = tornado.netutil.bind_sockets(

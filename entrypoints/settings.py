@@ -67,6 +67,8 @@ class Settings:
     # Set: /readyz and /metrics on this port only (bound on ops_host), off the public one.
     ops_port: int = 0
     ops_host: str = "127.0.0.1"
+    body_timeout: float = 30.0  # seconds the whole body of a request may take to arrive (then 408)
+    idle_timeout: float = 60.0  # seconds a connection may wait for its next request, or for its headers
     extra: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -143,6 +145,8 @@ class Settings:
         if self.session_check <= 0 or self.account_check <= 0:
             raise SettingsError("session_check and account_check must be positive (seconds)")
         self.trusted_networks  # noqa: B018 - raises SettingsError on a malformed list
+        if self.body_timeout <= 0 or self.idle_timeout <= 0:
+            raise SettingsError("body_timeout and idle_timeout must be positive (seconds)")
         if self.send_rate < 0 or self.login_failures < 0 or self.group_changes < 0:
             raise SettingsError("send_rate, login_failures and group_changes must not be negative")
         if self.ws_ping_interval and self.ws_ping_timeout > self.ws_ping_interval:

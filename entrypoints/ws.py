@@ -40,8 +40,9 @@ from application.sockets import Admission, AdmitSocket
 from domain import errors
 from domain.model import validate_cursor
 from entrypoints.heartbeat import Heartbeat
-from entrypoints.http.base import bearer_token
+from entrypoints.http.base import ServerHeader, bearer_token
 from entrypoints.http.errors import error_headers, finish_with_error, status_of
+from entrypoints.http.tornado_overrides import ProtocolErrorCloses1002
 from entrypoints.ws_protocol import protocol_token, selected_protocol
 
 log = logging.getLogger("courier.ws")
@@ -121,8 +122,9 @@ class Frames:
             handler._flush(queued)
 
 
-class _Protocol(tornado.websocket.WebSocketProtocol13):
-    """The contract wants garbage closed with 1008, and Tornado lets two kinds through:
+class _Protocol(ProtocolErrorCloses1002):
+    """RFC 6455's protocol errors close with 1002 (ProtocolErrorCloses1002). The contract
+    wants garbage closed with 1008, and Tornado lets two kinds through:
     a text frame of invalid UTF-8 is dropped with no close code at all, and a frame
     the client did not mask is taken (RFC 6455 section 5.1: the server MUST close).
     Tornado keeps the last frame's mask in _frame_mask and sets it only for a masked
@@ -184,7 +186,7 @@ class _Protocol(tornado.websocket.WebSocketProtocol13):
             self._abort()
 
 
-class SocketHandler(tornado.websocket.WebSocketHandler):
+class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
     gateway: Gateway
     authenticate: Authenticate
     admit: AdmitSocket

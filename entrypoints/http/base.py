@@ -8,6 +8,19 @@ from application.ports import TokenClaims
 from domain import errors
 from entrypoints.http.errors import answer_to, count_failure, finish_with_error, log_failure
 
+# The Server header of every answer: the product, without the framework or any version
+# (which would tell an attacker which known flaws to try).
+SERVER = "Courier"
+
+
+class ServerHeader:
+    """For every RequestHandler (first among its bases): `Server: Courier` instead of
+    Tornado's `TornadoServer/<version>`. set_default_headers() is Tornado's hook, called
+    each time the headers are (re)set, error answers included."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Server", SERVER)
+
 
 def bearer_token(request) -> str | None:
     return bearer_token_in(request.headers)
@@ -42,7 +55,7 @@ def parse_json_object(raw: bytes) -> dict:
     return body
 
 
-class BaseHandler(tornado.web.RequestHandler):
+class BaseHandler(ServerHeader, tornado.web.RequestHandler):
     """Handlers get their use cases through initialize(); this class turns
     what they return or raise into the contract's JSON answers.
 
@@ -62,6 +75,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     # --- CORS ---------------------------------------------------------------
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         for name, value in cors_headers(self.request.headers.get("Origin"), self.settings.get("courier_origins")):
             self.set_header(name, value)
 

@@ -36,14 +36,16 @@ def status_of(error: errors.CourierError) -> int:
     return 400
 
 
-# Tornado's own errors (unknown route, wrong method, bad request line) get codes too.
+# Tornado's own errors (unknown route, wrong method, malformed HTTP) get codes too.
 CODE_BY_STATUS = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "too_large",
+    431: "headers_too_large",
     500: "internal_error",
     503: "service_unavailable",
 }

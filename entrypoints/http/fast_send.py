@@ -26,16 +26,16 @@ import tornado.httputil
 import tornado.web
 
 from entrypoints.http import body_limit
-from entrypoints.http.base import bearer_token_in, cors_headers, parse_json_object
+from entrypoints.http.base import SERVER, bearer_token_in, cors_headers, parse_json_object
 from entrypoints.http.client_address import ClientAddresses
 from entrypoints.http.errors import answer_to, count_failure, error_body, log_failure
+from entrypoints.http.refusals import Refusals, Refused
 from entrypoints.logs import log_access
 
 log = logging.getLogger("courier.http")
 
 PATH = "/api/v1/messages"
 _JSON = "application/json; charset=UTF-8"
-_SERVER = "TornadoServer/" + tornado.version
 _pending: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
 
 
@@ -64,6 +64,7 @@ class SendRouter(tornado.httputil.HTTPServerConnectionDelegate):
         self.metrics = metrics
         self.origins = origins
         self.client_addresses = client_addresses
+        self.refusals = Refusals(metrics, origins)
 
     def start_request(self, server_conn, request_conn) -> tornado.httputil.HTTPMessageDelegate:
         return _Switch(self, server_conn, request_conn)
@@ -90,14 +91,22 @@ class _Switch(tornado.httputil.HTTPMessageDelegate):
             peer = context.courier_peer = context.remote_ip  # the socket's peer, before any request
         context.remote_ip = self._router.client_addresses.of(peer, headers)
         if body_limit.is_too_large(headers):
-            router = self._router
-            body_limit.refuse(self._request_conn, start_line, headers, router.origins, router.metrics)
+            body_limit.refuse(self._request_conn, start_line, headers, self._router.refusals)
             return None  # the connection is detached: Tornado calls nothing more here
         if start_line.method == "POST" and start_line.path.partition("?")[0] == PATH:
             self._delegate = _PrivateSend(self._router, self._request_conn, start_line, headers)
         else:
             self._delegate = self._router.application.start_request(self._server_conn, self._request_conn)
-        return self._delegate.headers_received(start_line, headers)
+        try:
+            return self._delegate.headers_received(start_line, headers)
+        except tornado.httputil.HTTPInputError:
+            # Tornado's request object refuses a missing or doubled Host header and a query
+            # string it cannot parse; left to Tornado, that is a bare 400 with no body.
+            self._delegate = None
+            self._router.refusals.answer_detached(self._request_conn, Refused(
+                400, "bad_request", "the request's Host header or query string is malformed",
+                start_line=start_line, headers=headers, discard=body_limit.declared_length(headers)))
+            return None  # detached, as above
 
     def data_received(self, chunk: bytes):
         return self._delegate.data_received(chunk)
@@ -152,7 +161,7 @@ class _PrivateSend(tornado.httputil.HTTPMessageDelegate):
 
     def _reply(self, status: int, body: bytes, extra: Sequence[tuple[str, str]] = ()) -> None:
         headers = tornado.httputil.HTTPHeaders()
-        headers["Server"] = _SERVER
+        headers["Server"] = SERVER
         headers["Content-Type"] = _JSON
         headers["Date"] = _Date.now()
         headers["Content-Length"] = str(len(body))

@@ -14,6 +14,7 @@ import tornado.web
 
 from entrypoints.http import listener
 from entrypoints.http.base import NotFoundHandler
+from entrypoints.http.refusals import Refusals
 from entrypoints.logs import log_request
 
 log = logging.getLogger("courier.server")
@@ -23,7 +24,7 @@ CLOSE_GRACE_SECONDS = 2.0
 
 
 class OpsServer:
-    def __init__(self, routes: list, metrics):
+    def __init__(self, routes: list, metrics, body_timeout: float, idle_timeout: float):
         self._application = tornado.web.Application(
             routes,
             default_handler_class=NotFoundHandler,
@@ -32,13 +33,17 @@ class OpsServer:
             # No CORS: a web page the operator happens to open may not read these.
             courier_origins=frozenset(),
         )
+        self._refusals = Refusals(metrics, frozenset())
+        self._body_timeout = body_timeout
+        self._idle_timeout = idle_timeout
         self._http: listener.HTTPServer | None = None
         self.port: int | None = None
 
     def listen(self, host: str, port: int) -> None:
         sockets = tornado.netutil.bind_sockets(port, host)
         self._http = listener.HTTPServer(
-            self._application, max_body_size=MAX_BODY_BYTES, idle_connection_timeout=60
+            self._application, refusals=self._refusals, max_body_size=MAX_BODY_BYTES,
+            body_timeout=self._body_timeout, idle_connection_timeout=self._idle_timeout,
         )
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]

@@ -5,14 +5,16 @@ from pathlib import Path
 
 import tornado.web
 
+from entrypoints.http.base import ServerHeader
 from entrypoints.http.errors import finish_with_error
 from entrypoints.http.page_headers import set_page_headers
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
-class IndexHandler(tornado.web.RequestHandler):
+class IndexHandler(ServerHeader, tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         set_page_headers(self)  # on its errors too: Tornado sets these again after clear()
 
     def write_error(self, status_code: int, **kwargs) -> None:
@@ -24,12 +26,21 @@ class IndexHandler(tornado.web.RequestHandler):
         self.finish((WEB_DIR / "index.html").read_bytes())
 
 
-class StaticHandler(tornado.web.StaticFileHandler):
+class StaticHandler(ServerHeader, tornado.web.StaticFileHandler):
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         set_page_headers(self)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         finish_with_error(self, status_code)  # the contract's error shape here too
+
+    def parse_url_path(self, url_path: str) -> str:
+        """No file has a NUL in its name, and the OS refuses a path with one: Tornado met
+        it as a ValueError (os.path.realpath) and answered 500 with an ERROR traceback,
+        which anyone could send to fill the log. There is no such file: 404."""
+        if "\x00" in url_path:
+            raise tornado.web.HTTPError(404)
+        return super().parse_url_path(url_path)
 
 
 def routes() -> list:

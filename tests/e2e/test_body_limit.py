@@ -8,7 +8,7 @@ import json
 import pytest
 import tornado.tcpclient
 
-from entrypoints.http import body_limit
+from entrypoints.http import refusals
 from entrypoints.http.body_limit import MAX_BODY_BYTES
 from tests.e2e.support import assert_error
 
@@ -74,7 +74,7 @@ async def test_the_answer_comes_before_the_body_and_the_body_is_drained_before_t
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_client_that_never_sends_the_body_it_declared_is_closed_after_a_while(api, monkeypatch):
-    monkeypatch.setattr(body_limit, "DISCARD_SECONDS", 0.3)
+    monkeypatch.setattr(refusals, "DISCARD_SECONDS", 0.3)
     stream = await tornado.tcpclient.TCPClient().connect("127.0.0.1", api.running.port)
     try:
         await stream.write(b"POST /api/v1/groups HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")

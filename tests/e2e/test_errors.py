@@ -1,6 +1,7 @@
 """Errors: unknown routes, wrong methods, and the one error shape for all of them."""
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -102,3 +103,16 @@ async def test_bodies_a_client_can_send_never_cause_a_500(api):
     r = await api.call("GET", "/api/v1/users?username=%ff%00", token=a.token)
     assert r.status in (400, 404), r
     assert_error(r, r.status)
+
+
+# Embedded only: static files are served the same way in both modes.
+@pytest.mark.embedded_only
+@pytest.mark.gen_test(timeout=30)
+async def test_a_nul_in_a_static_path_is_a_404_without_a_traceback(api, caplog):
+    """No file name holds a NUL, and the OS refuses such a path with a ValueError, which
+    Tornado's StaticFileHandler let through as a 500 with an ERROR traceback: anyone could
+    fill the log."""
+    for path in ("/static/app.js%00.css", "/static/%00", "/static/a/%00/b.js"):
+        assert_error(await api.call("GET", path), 404, "not_found")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text
+    assert (await api.call("GET", "/static/app.js")).status == 200

@@ -333,6 +333,53 @@ async def test_a_frame_the_client_did_not_mask_closes_1008(api, courier):
         await writer.wait_closed()
 
 
+def masked_frame(first_byte: int, payload: bytes) -> bytes:
+    """A client frame with any first byte (FIN, RSV1-3, opcode), masked as a client must."""
+    mask = os.urandom(4)
+    length = len(payload)
+    size = bytes((0x80 | length,)) if length < 126 else bytes((0x80 | 126,)) + length.to_bytes(2, "big")
+    return bytes((first_byte,)) + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+PROTOCOL_ERRORS = {
+    "reserved data opcode": masked_frame(0x83, b"x"),
+    "reserved control opcode": masked_frame(0x8B, b""),
+    "RSV1 set (no extension negotiated)": masked_frame(0xC1, b'{"type":"ping"}'),
+    "RSV2 set": masked_frame(0xA1, b'{"type":"ping"}'),
+    "RSV3 set": masked_frame(0x91, b'{"type":"ping"}'),
+    "control frame over 125 bytes": masked_frame(0x89, b"p" * 126),
+    "fragmented control frame": masked_frame(0x09, b"part") + masked_frame(0x80, b"rest"),
+    "continuation with nothing to continue": masked_frame(0x80, b"x"),
+}
+
+
+# Embedded only: the frame parser is the same in both modes.
+@pytest.mark.embedded_only
+@pytest.mark.parametrize("frame", PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
+@pytest.mark.gen_test(timeout=30)
+async def test_a_protocol_error_closes_1002_with_a_close_frame(api, courier, frame):
+    """RFC 6455 (sections 5.2, 5.4, 5.5, 7.1.7): a frame that breaks the framing rules
+    fails the connection with a close frame of 1002 first; Tornado dropped the TCP
+    connection without one."""
+    a, b = await api.register(), await api.register()
+    reader, writer = await raw_upgrade(courier.settings.port, a.token)
+    try:
+        writer.write(frame)
+        data = b""
+        while True:  # until the server ends the connection
+            try:
+                chunk = await asyncio.wait_for(reader.read(4096), 10)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        assert data[:1] == b"\x88" and data[2:4] == (1002).to_bytes(2, "big"), data
+    finally:
+        writer.close()
+    await still_serving(api, b, a)
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_a_closed_socket_is_freed_without_waiting_for_the_garbage_collector(api):
     """No reference cycle is left behind by a closed socket: the process frees it (its

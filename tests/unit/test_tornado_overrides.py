@@ -1,0 +1,90 @@
+"""The overrides of Tornado internals (entrypoints/http/tornado_overrides.py and the
+others it lists) rely on private names of the pinned Tornado: an upgrade that renames
+or reshapes one must fail here, loudly, rather than quietly bring back a bare 400, a
+silent close or a dropped WebSocket."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import socket
+import types
+
+import pytest
+import tornado.http1connection
+import tornado.httpserver
+import tornado.httputil
+import tornado.iostream
+import tornado.websocket
+
+from entrypoints.http.tornado_overrides import CHUNKED_TOO_LARGE, PRIVATE_NAMES, is_request_line
+
+# sha256 of the source of Tornado's HTTP1ServerConnection._server_request_loop that
+# RefusingHTTP1ServerConnection._server_request_loop copies (Tornado 6.6.1).
+SERVER_REQUEST_LOOP_SHA256 = "878caf064d85d615c371d09ed9068eaaadfda25e70a8e9a35cb92996d0a7e539"
+
+
+def resolve(dotted: str):
+    """"tornado.httpserver.HTTPServer" -> the class; "tornado.httpserver" -> the module."""
+    try:
+        return importlib.import_module(dotted)
+    except ImportError:
+        module, _, name = dotted.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
+
+@pytest.fixture
+def instances(io_loop) -> dict[str, set[str]]:
+    """The names instances of some classes have once made (some are set in __init__ only),
+    made on the test's loop (their futures need one), and nothing connected anywhere."""
+    async def make() -> dict[str, set[str]]:
+        left, right = socket.socketpair()
+        stream = tornado.iostream.IOStream(left)
+        try:
+            placeholder = types.SimpleNamespace(max_buffer_size=1024, set_close_callback=lambda callback: None)
+            return {
+                "tornado.iostream.IOStream": set(dir(stream)),
+                "tornado.http1connection.HTTP1Connection": set(dir(
+                    tornado.http1connection.HTTP1Connection(placeholder, False))),
+                "tornado.httpserver.HTTPServer": set(dir(tornado.httpserver.HTTPServer(lambda request: None))),
+                "tornado.websocket.WebSocketProtocol13": set(dir(tornado.websocket.WebSocketProtocol13(
+                    types.SimpleNamespace(), False, tornado.websocket._WebSocketParams()))),
+            }
+        finally:
+            stream.close()
+            right.close()
+
+    return io_loop.run_sync(make)
+
+
+@pytest.mark.parametrize("dotted", sorted(PRIVATE_NAMES))
+def test_every_private_name_the_overrides_use_still_exists(dotted, instances):
+    names = instances.get(dotted) or set(dir(resolve(dotted)))
+    missing = [name for name in PRIVATE_NAMES[dotted] if name not in names]
+    assert missing == [], f"{dotted} no longer has {missing}: re-check entrypoints/http/tornado_overrides.py"
+
+
+def test_the_copied_request_loop_is_still_tornados():
+    source = inspect.getsource(tornado.http1connection.HTTP1ServerConnection._server_request_loop)
+    assert hashlib.sha256(source.encode()).hexdigest() == SERVER_REQUEST_LOOP_SHA256, (
+        "Tornado's HTTP1ServerConnection._server_request_loop changed: bring its changes into "
+        "RefusingHTTP1ServerConnection._server_request_loop, then update the fingerprint here")
+
+
+def test_a_chunked_body_over_the_limit_is_still_told_apart_by_its_message():
+    source = inspect.getsource(tornado.http1connection.HTTP1Connection._read_chunked_body)
+    assert f'HTTPInputError("{CHUNKED_TOO_LARGE}")' in source
+
+
+@pytest.mark.parametrize("line", [
+    "GET / HTTP/1.1", "POST /api/v1/messages HTTP/1.1", "GET /a?b=c&d HTTP/1.0", "OPTIONS * HTTP/1.1",
+    "GET / HTTP/2.0", "GET / HTTP/1.1 ", "GET /", "GARBAGE", "", "GET  / HTTP/1.1", "GET /a\x00b HTTP/1.1",
+    "GET / http/1.1", "G(T / HTTP/1.1", "GET /\x7f HTTP/1.1", "GET /caf\xe9 HTTP/1.1",
+])
+def test_the_request_line_check_agrees_with_tornados_parser(line):
+    try:
+        tornado.httputil.parse_request_start_line(line)
+        parsed = True
+    except tornado.httputil.HTTPInputError:
+        parsed = False
+    assert is_request_line(line) is parsed
