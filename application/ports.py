@@ -18,12 +18,15 @@ from domain.model import Delivery, Group, Message, User
 
 class UserRepository(Protocol):
     async def add(self, user: User) -> None:
-        """Store a new user; raise UsernameTaken if the username (regardless of case) exists."""
+        """Store a new user; raise UsernameTaken if the username, regardless of case, or
+        a name that looks like it (the same domain.model.normalised_username_key) exists."""
 
     async def get(self, user_id: str) -> User | None: ...
 
     async def get_by_username(self, username: str) -> User | None:
-        """Look a user up by username, regardless of case."""
+        """Look a user up by username: the one of that spelling regardless of case
+        (username_key), else the one whose name looks like it (normalised_username_key;
+        accounts that looked like an older one when that rule came have no such key)."""
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None: ...
 

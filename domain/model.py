@@ -1,37 +1,78 @@
 """Courier's domain: users, groups, messages and inbox cursors, with their rules.
 
-Standard library only. Ids are UUID strings made by an IdGenerator port, times
-are Unix seconds from a Clock port, so everything here is deterministic."""
+Standard library only (and, in domain/lookalikes.py, the regex package for Unicode's
+script properties). Ids are UUID strings made by an IdGenerator port, times are Unix
+seconds from a Clock port, so everything here is deterministic."""
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain import errors
+from domain import errors, lookalikes
 
 USERNAME_PATTERN = re.compile(r"[\w.-]{3,32}")
+USERNAME_KEY_MAX = 128  # characters: the key columns' length (adapters/sql/tables.py)
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 DEFAULT_MAX_CONTENT_LENGTH = 4000
 GROUP_NAME_MAX = 100
 
 
+# Usernames ----------------------------------------------------------------
+# A name is registered as typed and shown as registered; two keys find it:
+# - username_key (case-folded): the spelling regardless of case. Unique.
+# - normalised_username_key (NFKC and case-folded): what the name looks like.
+#   Unique too, since look-alike names were refused: "ａｌｉｃｅ" (fullwidth) and
+#   "𝐚𝐥𝐢𝐜𝐞" (mathematical bold) can no longer be registered beside "alice".
+# Accounts registered before that rule keep their spelling; those that now look
+# like an older one are found by username_key alone (alembic revision 0002).
+
+
 def username_key(username: str) -> str:
-    """Usernames are unique regardless of case: this is the key they are unique by."""
+    """The spelling of a name regardless of case: "Alice" and "ALICE" are one name."""
     return username.casefold()
 
 
+def normalised_username_key(username: str) -> str:
+    """What a name looks like: "ＡＬＩＣＥ", "𝐚𝐥𝐢𝐜𝐞" and "Alice" are one name."""
+    return lookalikes.lookalike_key(username)
+
+
 def could_be_username(value: str) -> bool:
-    """Whether some user could have registered this name. Look nobody up by any other
-    string: MySQL's comparison ignores trailing spaces, and "alice " would find alice
-    there (logging in, with a failure throttle of its own for every spelling)."""
+    """Whether some user could have registered this name, under today's rule or an
+    older one. Look nobody up by any other string: MySQL's comparison ignores trailing
+    spaces, and "alice " would find alice there (logging in, with a failure throttle of
+    its own for every spelling). No such string has an NFKC form ending in a space."""
     return USERNAME_PATTERN.fullmatch(value) is not None
 
 
 def validate_username(username: Any) -> str:
+    """A new name: 3 to 32 letters, digits, '_', '.' and '-', and still so once
+    normalised (NFKC: fullwidth and styled letters become plain ones), of one script
+    (domain/lookalikes.py says which mixes pass), with digits of one numbering system
+    and no invisible characters."""
     if not isinstance(username, str) or not could_be_username(username):
         raise errors.InvalidUsername()
+    normalised = unicodedata.normalize("NFKC", username)
+    if USERNAME_PATTERN.fullmatch(normalised) is None:
+        raise errors.InvalidUsername(
+            "a username must still be 3 to 32 letters, digits, '_', '.' and '-' once normalised"
+            f" (NFKC makes {normalised!r} of it)")
+    if hidden := lookalikes.invisible(username) or lookalikes.invisible(normalised):
+        raise errors.InvalidUsername(
+            "a username may not contain invisible characters ("
+            + ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, '')}".rstrip() for c in hidden) + ")")
+    if scripts := lookalikes.mixed_scripts(normalised):
+        raise errors.InvalidUsername(
+            f"a username may not mix scripts ({' and '.join(scripts)}): its letters are of one script,"
+            " or Japanese (Han, Hiragana, Katakana), Chinese (Han, Bopomofo) or Korean (Han, Hangul),"
+            " each also with Latin; digits, '_', '.' and '-' go with any script")
+    if lookalikes.mixed_digits(normalised):
+        raise errors.InvalidUsername("a username may not mix digits of different numbering systems")
+    if len(normalised_username_key(username)) > USERNAME_KEY_MAX:
+        raise errors.InvalidUsername("a username is too long once normalised")
     return username
 
 

@@ -8,27 +8,33 @@ from dataclasses import replace
 
 from application.ports import GroupPage, GroupPosition, GroupRepository, HistoryPage, MessageStore, UserRepository
 from domain import errors
-from domain.model import GROUP, PRIVATE, Group, Message, User, username_key
+from domain.model import GROUP, PRIVATE, Group, Message, User, normalised_username_key, username_key
 
 
 class MemoryUserRepository(UserRepository):
+    """Keyed as SqlUserRepository is: both keys unique, a name found by its spelling
+    first, then by what it looks like."""
+
     def __init__(self) -> None:
         self.by_id: dict[str, User] = {}
         self._by_key: dict[str, str] = {}
+        self._by_normalised_key: dict[str, str] = {}
 
     async def add(self, user: User) -> None:
-        key = username_key(user.username)
-        if key in self._by_key:
+        key, normalised = username_key(user.username), normalised_username_key(user.username)
+        if key in self._by_key or normalised in self._by_normalised_key:
             raise errors.UsernameTaken()
         self.by_id[user.id] = replace(user)
         self._by_key[key] = user.id
+        self._by_normalised_key[normalised] = user.id
 
     async def get(self, user_id: str) -> User | None:
         user = self.by_id.get(user_id)
         return replace(user) if user else None
 
     async def get_by_username(self, username: str) -> User | None:
-        user_id = self._by_key.get(username_key(username))
+        user_id = self._by_key.get(username_key(username)) or self._by_normalised_key.get(
+            normalised_username_key(username))
         return await self.get(user_id) if user_id else None
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:

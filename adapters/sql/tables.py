@@ -70,7 +70,15 @@ users = Table(
     Column("username_key", String(128), nullable=False),
     Column("password_hash", String(255), nullable=False),
     Column("created_at", TimestampType, nullable=False),
+    # domain.model.normalised_username_key (NFKC, casefold): what the name looks like,
+    # so "ａｌｉｃｅ" cannot be registered beside "alice". NULL for an account registered
+    # before that rule whose name looks like an older one's (alembic revision 0002):
+    # it keeps its name and is found by username_key alone; NULLs never collide.
+    Column("normalised_key", String(128), nullable=True),
     UniqueConstraint("username_key"),
+    # A unique index rather than a constraint: SQLite adds an index to an existing
+    # table, but a constraint only by copying the table.
+    Index(None, "normalised_key", unique=True),
     **MYSQL_TABLE_OPTIONS,
 )
 

@@ -10,7 +10,7 @@ from adapters.sql.database import Database
 from adapters.sql.tables import users
 from application.ports import UserRepository
 from domain import errors
-from domain.model import User, username_key
+from domain.model import User, normalised_username_key, username_key
 
 
 def utcnow() -> datetime:
@@ -23,6 +23,11 @@ def _user(row) -> User | None:
 
 
 class SqlUserRepository(UserRepository):
+    """Both keys of a name are unique columns (see domain.model): a registration that
+    loses a race to a look-alike one fails on the index, atomically. A name is looked up
+    by its spelling (username_key) first: an account registered before look-alikes were
+    refused, whose normalised_key is NULL, is found so. Only then by normalised_key."""
+
     def __init__(self, db: Database):
         self._db = db
 
@@ -31,7 +36,7 @@ class SqlUserRepository(UserRepository):
 
     @staticmethod
     def _add(conn: Connection, user: User) -> None:
-        key = username_key(user.username)
+        key, normalised = username_key(user.username), normalised_username_key(user.username)
         try:
             with conn.begin():
                 conn.execute(
@@ -39,6 +44,7 @@ class SqlUserRepository(UserRepository):
                         id=user.id,
                         username=user.username,
                         username_key=key,
+                        normalised_key=normalised,
                         password_hash=user.password_hash,
                         created_at=utcnow(),
                     )
@@ -46,7 +52,9 @@ class SqlUserRepository(UserRepository):
         except exc.IntegrityError:
             # Which constraint failed? Asking is portable; parsing driver messages is not.
             with conn.begin():
-                taken = conn.execute(select(users.c.id).where(users.c.username_key == key)).first()
+                taken = conn.execute(
+                    select(users.c.id).where((users.c.username_key == key) | (users.c.normalised_key == normalised))
+                ).first()
             if taken is not None:
                 raise errors.UsernameTaken() from None
             raise
@@ -55,7 +63,7 @@ class SqlUserRepository(UserRepository):
         return await self._db.run(self._get, users.c.id == user_id)
 
     async def get_by_username(self, username: str) -> User | None:
-        return await self._db.run(self._get, users.c.username_key == username_key(username))
+        return await self._db.run(self._get_by_username, username_key(username), normalised_username_key(username))
 
     @staticmethod
     def _get(conn: Connection, condition) -> User | None:
@@ -74,6 +82,14 @@ class SqlUserRepository(UserRepository):
             for chunk in chunks(user_ids):
                 found.update(conn.execute(select(users.c.id).where(users.c.id.in_(chunk))).scalars())
         return found
+
+    @staticmethod
+    def _get_by_username(conn: Connection, key: str, normalised: str) -> User | None:
+        with conn.begin():
+            row = conn.execute(select(users).where(users.c.username_key == key)).first()
+            if row is None:
+                row = conn.execute(select(users).where(users.c.normalised_key == normalised)).first()
+            return _user(row)
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         await self._db.write(self._set_password_hash, user_id, password_hash)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -48,6 +49,51 @@ async def test_username_rules(api):
         assert r.body["error"]["code"] == "invalid_username", (name, r)
     r = await api.call("POST", REGISTER, {"password": PASSWORD})
     assert_error(r, 400, "invalid_username")
+
+
+MATH_BOLD_ALICE = "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_name_that_looks_like_a_taken_one_answers_409(api):
+    """Fullwidth, mathematical and mixed compatibility forms are the name they look like."""
+    alice = await api.register("alice", PASSWORD)
+    for name in ("ａｌｉｃｅ", MATH_BOLD_ALICE, "ＡＬＩＣＥ", "Ａlice", "ａlice"):
+        r = await api.call("POST", REGISTER, {"username": name, "password": "another-password"})
+        assert_error(r, 409, "username_taken")
+    # Typed with those letters (a fullwidth input mode), the name still logs alice in, and finds her.
+    for spelling in ("ＡＬＩＣＥ", MATH_BOLD_ALICE):
+        login = await api.login(spelling, PASSWORD)
+        assert login.status == 200 and (login.body["user_id"], login.body["username"]) == (alice.user_id, "alice")
+        found = await api.call("GET", "/api/v1/users?username=" + quote(spelling), token=alice.token)
+        assert found.status == 200 and found.body == {"user_id": alice.user_id, "username": "alice"}, found
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_name_that_mixes_scripts_answers_400_saying_why(api):
+    await api.register("alice", PASSWORD)
+    for name, scripts in (("\u0430lice", "Cyrillic and Latin"), ("alphaα", "Latin and Greek"),
+                          ("pаypal", "Latin and Cyrillic"), ("김たろう", "Hangul and Hiragana")):
+        r = await api.call("POST", REGISTER, {"username": name, "password": PASSWORD})
+        assert_error(r, 400, "invalid_username")
+        assert f"mix scripts ({scripts})" in r.body["error"]["message"], r
+    # One script, Japanese (Han + kana, with or without Latin), digits and punctuation are fine.
+    for name in ("москва", "山田たろう", "tanaka田中", "ヤマダ_タロー", "bob_2.0-x"):
+        r = await api.call("POST", REGISTER, {"username": name, "password": PASSWORD})
+        assert r.status == 201 and r.body["username"] == name, (name, r)
+    assert_error(await api.login("\u0430lice", PASSWORD), 401, "invalid_credentials")  # nobody's name
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_concurrent_registrations_of_lookalikes_make_one_account(api):
+    replies = await asyncio.gather(*(
+        api.call("POST", REGISTER, {"username": name, "password": PASSWORD})
+        for name in ("racer", "ｒａｃｅｒ", "\U0001d42b\U0001d41a\U0001d41c\U0001d41e\U0001d42b", "ＲＡＣＥＲ", "Racer")
+    ))
+    assert sorted(r.status for r in replies) == [201, 409, 409, 409, 409], replies
+    for r in replies:
+        if r.status == 409:
+            assert_error(r, 409, "username_taken")
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -76,6 +76,36 @@ def test_upgrade_is_idempotent(empty_database_url):
     assert migrate.current(empty_database_url) == revisions_oldest_first()[-1]
 
 
+def test_0002_keeps_users_whose_names_collide_through_a_downgrade_and_upgrade(empty_database_url):
+    """Revision 0002 renames and deletes nothing either way; upgraded again, the first
+    registered of two look-alikes gets the normalised key again (tests/e2e/test_lookalike_migration.py
+    has the report and the logins)."""
+    from datetime import datetime
+
+    from sqlalchemy import DateTime, column, table
+
+    url = empty_database_url
+    migrate.upgrade(url, "0001")
+    users_0001 = table("users", column("id"), column("username"), column("username_key"), column("password_hash"),
+                       column("created_at", DateTime()))
+    rows = [("00000000-0000-4000-8000-000000000002", "ａｌｉｃｅ", datetime(2026, 1, 2)),
+            ("00000000-0000-4000-8000-000000000001", "alice", datetime(2026, 1, 1))]
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(users_0001.insert(), [dict(id=i, username=n, username_key=n.casefold(), password_hash="h",
+                                                    created_at=t) for i, n, t in rows])
+        for revision in ("0002", "0001", "head"):
+            (migrate.downgrade if revision == "0001" else migrate.upgrade)(url, revision)
+            with engine.connect() as conn:
+                assert sorted(conn.execute(text("SELECT username FROM users")).scalars()) == ["alice", "ａｌｉｃｅ"]
+        with engine.connect() as conn:
+            keys = dict(conn.execute(text("SELECT username, normalised_key FROM users")).all())
+        assert keys == {"alice": "alice", "ａｌｉｃｅ": None}
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.mysql
 def test_mysql_tables_are_utf8mb4_with_binary_collation(make_mysql_database):
     url = make_mysql_database()

@@ -67,6 +67,30 @@ async def test_accents_are_not_folded_away(users):
 
 
 @pytest.mark.gen_test
+async def test_a_name_that_looks_like_a_taken_one_is_taken_and_finds_it(users):
+    """Fullwidth and mathematical letters share the normalised key: its unique index refuses
+    them (no look-up first here, as when a concurrent registration won), and they find alice."""
+    alice = User(id=new_id(), username="alice", password_hash="h")
+    await users.add(alice)
+    for lookalike in ("ａｌｉｃｅ", "ＡＬＩＣＥ", "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e"):
+        with pytest.raises(errors.UsernameTaken):
+            await users.add(User(id=new_id(), username=lookalike, password_hash="h"))
+        assert await users.get_by_username(lookalike) == alice
+    assert await users.get_by_username("\u0430lice") is None  # Cyrillic а: another name
+
+
+@pytest.mark.gen_test
+async def test_concurrent_registrations_of_lookalikes_make_one_account(users):
+    import asyncio
+
+    names = ["alice", "ａｌｉｃｅ", "ALICE", "ＡＬＩＣＥ", "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e"]
+    outcomes = await asyncio.gather(
+        *(users.add(User(id=new_id(), username=name, password_hash="h")) for name in names), return_exceptions=True)
+    assert sum(outcome is None for outcome in outcomes) == 1, outcomes
+    assert all(isinstance(outcome, errors.UsernameTaken) for outcome in outcomes if outcome is not None)
+
+
+@pytest.mark.gen_test
 async def test_unicode_usernames_round_trip(users):
     user = User(id=new_id(), username="用户_😀", password_hash="h")
     await users.add(user)

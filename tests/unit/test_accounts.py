@@ -51,6 +51,35 @@ async def test_register_validates_before_storing(courier):
     assert await courier.register("a" * 32, "x" * 1024, ADDRESS)
 
 
+FULLWIDTH, MATH_BOLD, CYRILLIC_A = "ａｌｉｃｅ", "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e", "\u0430lice"
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("lookalike", [FULLWIDTH, MATH_BOLD, "ＡＬＩＣＥ"])
+async def test_a_name_that_looks_like_a_taken_one_is_taken(courier, lookalike):
+    await courier.register("alice", PASSWORD, ADDRESS)
+    with pytest.raises(errors.UsernameTaken):
+        await courier.register(lookalike, PASSWORD, ADDRESS)
+    assert len(courier.users.by_id) == 1
+
+
+@pytest.mark.gen_test
+async def test_the_first_of_two_lookalikes_keeps_its_spelling(courier):
+    first = await courier.register(MATH_BOLD, PASSWORD, ADDRESS)
+    with pytest.raises(errors.UsernameTaken):
+        await courier.register("alice", PASSWORD, ADDRESS)
+    assert (await courier.get_user.by_username("Alice")).username == MATH_BOLD
+    assert (await courier.login("alice", PASSWORD, ADDRESS)).user.id == first.id
+
+
+@pytest.mark.gen_test
+async def test_a_name_that_mixes_scripts_is_invalid_not_taken(courier):
+    await courier.register("alice", PASSWORD, ADDRESS)
+    with pytest.raises(errors.InvalidUsername, match="mix scripts"):
+        await courier.register(CYRILLIC_A, PASSWORD, ADDRESS)
+    assert len(courier.users.by_id) == 1
+
+
 # login ----------------------------------------------------------------------------------
 @pytest.mark.gen_test
 async def test_login_issues_a_token_for_the_user(courier):
@@ -199,6 +228,20 @@ async def test_failures_from_other_addresses_never_lock_a_user_out(make_courier)
         await fail_logins(courier, "alice", 1, f"10.0.0.{index}")
     logged_in = await courier.login("alice", PASSWORD, "10.0.1.1")
     assert logged_in.user.username == "alice"
+
+
+@pytest.mark.gen_test
+async def test_lookalike_spellings_count_as_the_name_they_look_like(make_courier):
+    # Each spelling logs in as alice: with counts of their own, they would multiply her limits.
+    courier = make_courier(login_failures=3)
+    await courier.user("alice")
+    for spelling in [FULLWIDTH, MATH_BOLD, "ＡＬＩＣＥ"]:
+        await fail_logins(courier, spelling, 1)
+    with pytest.raises(errors.RateLimited):
+        await courier.login("alice", PASSWORD, ADDRESS)  # the pair is blocked
+    assert courier.slept == []
+    assert await courier.login("alice", PASSWORD, OTHER_ADDRESS)  # the name is slowed down, not refused
+    assert courier.slept == [courier.login.slowdown]
 
 
 @pytest.mark.gen_test
@@ -469,6 +512,17 @@ async def test_get_user_by_id_and_by_username(courier):
     assert (await courier.get_user.by_id(alice.id)).username == "Alice"
     assert (await courier.get_user.require(alice.id)).id == alice.id
     assert (await courier.get_user.by_username("alice")).id == alice.id
+    assert (await courier.get_user.by_username("ＡＬＩＣＥ")).id == alice.id  # fullwidth: the name it looks like
+
+
+@pytest.mark.gen_test
+async def test_login_with_a_lookalike_spelling_is_the_user_it_looks_like(courier):
+    alice = await courier.user("Alice")
+    for spelling in (FULLWIDTH, "ＡＬＩＣＥ", MATH_BOLD):
+        logged_in = await courier.login(spelling, PASSWORD, ADDRESS)
+        assert logged_in.user.id == alice.id and logged_in.user.username == "Alice"
+    with pytest.raises(errors.InvalidCredentials):  # another script is another name
+        await courier.login(CYRILLIC_A, PASSWORD, ADDRESS)
 
 
 @pytest.mark.gen_test

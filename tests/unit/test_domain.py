@@ -15,6 +15,7 @@ from domain.model import (
     Message,
     cursor_position,
     is_after,
+    normalised_username_key,
     username_key,
     validate_client_msg_id,
     validate_content,
@@ -46,6 +47,90 @@ def test_invalid_usernames_are_refused(name):
 def test_username_key_ignores_case():
     assert username_key("Alice") == username_key("ALICE") == username_key("alice")
     assert username_key("alice") != username_key("alicia")
+
+
+# look-alike usernames (issue 13, point 1) ------------------------------------------
+FULLWIDTH, CYRILLIC_A, MATH_BOLD = "ａｌｉｃｅ", "\u0430lice", "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e"
+
+
+@pytest.mark.parametrize("name", ["alice", "Alice", "ALICE", FULLWIDTH, "ＡＬＩＣＥ", MATH_BOLD])
+def test_compatibility_and_case_forms_share_the_normalised_key(name):
+    assert normalised_username_key(name) == "alice"
+
+
+def test_the_normalised_key_keeps_letters_of_other_scripts_and_accents_apart():
+    assert normalised_username_key(CYRILLIC_A) != "alice"  # refused as a mix instead
+    assert normalised_username_key("josé") != normalised_username_key("jose")
+    assert normalised_username_key("Straße") == normalised_username_key("STRASSE")
+    assert normalised_username_key("ﾀﾅｶ") == normalised_username_key("タナカ")  # halfwidth katakana
+
+
+@pytest.mark.parametrize("name", [FULLWIDTH, MATH_BOLD, "alice"])
+def test_compatibility_forms_are_valid_names_and_keep_their_spelling(name):
+    # They are refused as taken when "alice" exists (the repositories' unique key), not as invalid.
+    assert validate_username(name) == name
+
+
+@pytest.mark.parametrize("name", [CYRILLIC_A, "alphaα", "\u03b1lpha", "pаypal_1", "ΑΒΓабв"])
+def test_names_that_mix_latin_cyrillic_or_greek_are_refused_saying_why(name):
+    with pytest.raises(errors.InvalidUsername) as refused:
+        validate_username(name)
+    assert "mix scripts" in refused.value.message
+    assert refused.value.code == "invalid_username"
+
+
+def test_the_refusal_names_the_scripts():
+    with pytest.raises(errors.InvalidUsername) as refused:
+        validate_username(CYRILLIC_A)
+    assert "(Cyrillic and Latin)" in refused.value.message
+
+
+@pytest.mark.parametrize("name", [
+    "山田たろう",  # Han + Hiragana
+    "ヤマダ_タロー",  # Katakana, with the prolonged sound mark (Common, used by kana only)
+    "tanaka田中",  # Latin + Han
+    "東京tokyoとうきょう",  # Latin + Han + Hiragana
+    "ﾀﾅｶ",  # halfwidth katakana
+    "김kim",  # Hangul + Latin
+    "李Lee",  # Han + Latin
+    "ㄅㄆ李",  # Bopomofo + Han
+    "москва",  # one script, not Latin
+    "ελλάδα",
+    "Zoë_ünï",
+])
+def test_one_script_and_the_east_asian_writing_systems_are_allowed(name):
+    assert validate_username(name) == name
+
+
+@pytest.mark.parametrize("name", ["김たろう", "ㄅたろう", "田中たろうκ"])
+def test_east_asian_scripts_mix_only_as_their_writing_systems_do(name):
+    with pytest.raises(errors.InvalidUsername, match="mix scripts"):
+        validate_username(name)
+
+
+@pytest.mark.parametrize("name", ["alice_2", "a.b-c_9", "007", "иван_99", "山田_1.x", "ｕｓｅｒ１２"])
+def test_digits_and_punctuation_go_with_any_script(name):
+    assert validate_username(name) == name
+
+
+def test_digits_of_two_numbering_systems_are_refused():
+    assert validate_username("١٢٣") == "١٢٣"  # Arabic-Indic alone
+    with pytest.raises(errors.InvalidUsername, match="numbering systems"):
+        validate_username("1١1")
+
+
+@pytest.mark.parametrize("name", ["alice\u3164", "\uffa0bob", "al\u115fice"])
+def test_invisible_letters_are_refused(name):
+    # Hangul fillers are letters to \w and draw nothing: "alice" + U+3164 looks like "alice".
+    with pytest.raises(errors.InvalidUsername, match="invisible"):
+        validate_username(name)
+
+
+@pytest.mark.parametrize("name", ["a½b", "ab\ufdfa"])
+def test_a_name_must_keep_its_shape_once_normalised(name):
+    # "½" is a digit to \w, but NFKC makes "1⁄2" of it; U+FDFA becomes 18 characters with spaces.
+    with pytest.raises(errors.InvalidUsername, match="once normalised"):
+        validate_username(name)
 
 
 # passwords --------------------------------------------------------------------
