@@ -21,7 +21,7 @@ from adapters.sql import migrate
 from adapters.sql.database import prepare_url
 from adapters.sql.tables import users
 from entrypoints.settings import EMBEDDED
-from tests.e2e.conftest import FAST_ARGON2
+from tests.e2e.conftest import TEST_DEFAULTS
 from tests.e2e.support import assert_error
 
 MATH_BOLD_ALICE = "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e"
@@ -68,9 +68,9 @@ def settings_overrides(legacy) -> dict:
 
 def fill_0001_users(url: str, names: list[str]) -> dict[str, str]:
     """Users as revision 0001 stored them: the case-folded key only, unique."""
-    hasher = argon2.PasswordHasher(time_cost=FAST_ARGON2["argon2_time_cost"],
-                                   memory_cost=FAST_ARGON2["argon2_memory_kib"],
-                                   parallelism=FAST_ARGON2["argon2_parallelism"])
+    hasher = argon2.PasswordHasher(time_cost=TEST_DEFAULTS["argon2_time_cost"],
+                                   memory_cost=TEST_DEFAULTS["argon2_memory_kib"],
+                                   parallelism=TEST_DEFAULTS["argon2_parallelism"])
     start = datetime(2026, 1, 1)
     ids = {name: str(uuid.uuid4()) for name in names}
     rows = [dict(id=ids[name], username=name, username_key=name.casefold(),
