@@ -108,17 +108,31 @@ class CourierServer:
                 await asyncio.wait_for(self._http.close_all_connections(), SHUTDOWN_GRACE_SECONDS)
         if self._ops is not None:
             await self._ops.stop()
-        for task in [self._subscriber, *self._background]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await _cancel_and_wait([t for t in [self._subscriber, *self._background] if t is not None])
         if self.settings.mode != EMBEDDED:
             await self.container.sockets_per_user().close()
         await close_adapters(self.container, self.settings)
         if self.metrics is not None:
             self.metrics.unwatch_gc()
         log.info("Courier stopped")
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task]) -> None:
+    """Cancel the background tasks and wait for them, for a bounded time: redis-py can
+    swallow a cancellation that lands inside one of its timeouts (the subscriber's, while
+    it subscribes), and the task then runs on; it is cancelled once more, and a stop never
+    hangs on it."""
+    pending = set(tasks)
+    for _ in range(2):
+        for task in pending:
+            task.cancel()
+        done, pending = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("%s ended with %r", task.get_coro().__qualname__, task.exception())
+        if not pending:
+            return
+    log.warning("%d background tasks did not stop", len(pending))
 
 
 async def close_adapters(container: Container, settings: Settings) -> None:
