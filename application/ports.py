@@ -281,6 +281,12 @@ class TokenRevocations(Protocol):
         """For each token, whether it is revoked (one round trip for many: the open
         sockets are checked together)."""
 
+    async def follow(self, on_revoked: Callable[[str | None], None]) -> None:
+        """Until cancelled, call on_revoked(user_id) once a token of that user has been
+        revoked, through any gateway (moments after, not before, the revocation is
+        stored). on_revoked(None) says revocations may have been missed (a lost
+        connection to where they are announced; also once at the start): any user's."""
+
 
 class AccountCheck(Protocol):
     """Whether users still exist: a signed token outlives its user when the user is

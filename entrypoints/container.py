@@ -54,6 +54,9 @@ from application.sockets import AdmitSocket
 from domain.model import Delivery
 
 LOGIN_WINDOW_SECONDS = 60.0
+# Revocations are announced to every gateway (TokenRevocations.follow); this bounds how
+# long a missed announcement could go unnoticed without the follower seeing a lost connection.
+REVOCATION_RECHECK = 60.0
 
 
 def encode_delivery(delivery: Delivery) -> bytes:
@@ -177,9 +180,9 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- sessions and sockets -----------------------------------------------
-    # Revocations (logging out) and whether a token's user exists are asked of the
-    # stores at most once per COURIER_SESSION_CHECK / COURIER_ACCOUNT_CHECK seconds
-    # per token / user: every request is authenticated, and sends must stay cheap.
+    # Every request is authenticated, and sends must stay cheap: a gateway remembers that
+    # a token was not revoked until a revocation of its user is announced (or for
+    # REVOCATION_RECHECK seconds at most), and that a user exists for COURIER_ACCOUNT_CHECK.
     revocations = providers.Singleton(
         RecentlyCheckedRevocations,
         providers.Selector(
@@ -187,7 +190,7 @@ class Container(containers.DeclarativeContainer):
             embedded=providers.Singleton(SqlTokenRevocations, database, clock),
             production=providers.Singleton(RedisTokenRevocations, redis),
         ),
-        settings.provided.session_check,
+        REVOCATION_RECHECK,
     )
     accounts = providers.Singleton(RecentlyCheckedAccounts, users, settings.provided.account_check)
     sockets_per_user = providers.Selector(

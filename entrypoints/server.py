@@ -73,7 +73,8 @@ class CourierServer:
         self._subscriber = asyncio.create_task(
             subscriber.run(self.metrics.timed(gateway.on_notification), gateway.resync_all)
         )
-        sessions = SessionWatch(self.container.authenticate(), self.open_sockets, self.settings.session_check)
+        sessions = SessionWatch(self.container.authenticate(), self.container.revocations(), self.open_sockets,
+                                self.settings.account_check)
         self._background = [asyncio.create_task(sessions.run())]
         if self.settings.mode != EMBEDDED:
             self._background.append(asyncio.create_task(self.container.sockets_per_user().keep_alive()))
@@ -83,7 +84,7 @@ class CourierServer:
             self._ops = OpsServer(ops_routes, self.metrics, self.settings.body_timeout, self.settings.idle_timeout)
             self._ops.listen(self.settings.ops_host, self.settings.ops_port)
             ops_routes = ops.health_routes()
-        app = make_app(self.container, self.open_sockets, ops_routes, self.metrics, sessions)
+        app = make_app(self.container, self.open_sockets, ops_routes, self.metrics)
         self._http = listener.HTTPServer(
             app, refusals=app.refusals, max_body_size=body_limit.MAX_BODY_BYTES,
             body_timeout=self.settings.body_timeout, idle_connection_timeout=self.settings.idle_timeout,

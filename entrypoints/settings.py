@@ -62,7 +62,6 @@ class Settings:
     hash_queue: int = 8  # hashes waiting for a thread; one more is answered 503 at once
     ws_max_per_user: int = 20  # open WebSockets per user (every gateway together); 0: no cap
     ws_max_per_address: int = 2000  # open WebSockets per client address on one gateway; 0: no cap
-    session_check: float = 3.0  # seconds: how stale a gateway's knowledge of a token's revocation may be
     account_check: float = 30.0  # seconds: how stale its knowledge that a token's user exists may be
     # Set: /readyz and /metrics on this port only (bound on ops_host), off the public one.
     ops_port: int = 0
@@ -142,8 +141,8 @@ class Settings:
                 raise SettingsError(f"{name} must not be negative")
         if self.hash_threads < 1:
             raise SettingsError("hash_threads must be at least 1")
-        if self.session_check <= 0 or self.account_check <= 0:
-            raise SettingsError("session_check and account_check must be positive (seconds)")
+        if self.account_check <= 0:
+            raise SettingsError("account_check must be positive (seconds)")
         self.trusted_networks  # noqa: B018 - raises SettingsError on a malformed list
         if self.body_timeout <= 0 or self.idle_timeout <= 0:
             raise SettingsError("body_timeout and idle_timeout must be positive (seconds)")

@@ -3,16 +3,18 @@ per user (an AccountCheck in front of any UserRepository).
 
 Every authenticated request asks whether the token's user still exists; asking the
 database each time would cost a query per request. A user found is taken as existing
-for `recheck` seconds, so a user removed is refused within that time. While the store
-cannot answer (ServiceUnavailable), users found before are still taken as existing -
-a send must keep working through a database outage - and any other is not answered
-(the outage goes on up to the caller: a 503). Bounded: past `max_entries` the
-oldest answers are forgotten."""
+for `recheck` seconds, so a user removed is refused within that time. Users asked
+about during one turn of the loop (a thousand sockets connecting at once) are asked
+of the store together. While the store cannot answer (ServiceUnavailable), users found
+before are still taken as existing - a send must keep working through a database
+outage - and any other is not answered (the outage goes on up to the caller: a 503).
+Bounded: past `max_entries` the oldest answers are forgotten."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 
+from adapters.memory.batched_lookup import BatchedLookup
 from application.ports import AccountCheck, UserRepository
 from domain.errors import ServiceUnavailable
 
@@ -27,6 +29,7 @@ class RecentlyCheckedAccounts(AccountCheck):
         self._now = now
         self._max_entries = max_entries
         self._found_at: dict[str, float] = {}
+        self._lookups: BatchedLookup[str, bool] = BatchedLookup(self._ask)
 
     async def existing(self, user_ids: Sequence[str]) -> set[str]:
         now = self._now()
@@ -40,15 +43,19 @@ class RecentlyCheckedAccounts(AccountCheck):
         if not stale:
             return fresh
         try:
-            found = await self._users.existing(stale)
+            answers = await self._lookups.get_many(stale)
         except ServiceUnavailable:
             if all(u in found_at for u in stale):
                 return fresh | set(stale)
             raise
         for user_id in stale:
             found_at.pop(user_id, None)  # to the end, the newest, when found
-            if user_id in found:
+            if answers[user_id]:
                 found_at[user_id] = now
         while len(found_at) > self._max_entries:
             del found_at[next(iter(found_at))]
-        return fresh | found
+        return fresh | {u for u in stale if answers[u]}
+
+    async def _ask(self, user_ids: list[str]) -> dict[str, bool]:
+        found = await self._users.existing(user_ids)
+        return {user_id: user_id in found for user_id in user_ids}

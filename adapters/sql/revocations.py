@@ -1,12 +1,14 @@
 """Revoked tokens in SQL (revoked_tokens, token_floors): the embedded mode's, kept in
-the SQLite file so that a token logged out stays refused after a restart."""
+the SQLite file so that a token logged out stays refused after a restart. One process
+serves an embedded data directory, so it announces its revocations to itself."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection, delete, select, update
 
+from adapters.memory.revocation_listeners import RevocationListeners
 from adapters.sql.database import Database
 from adapters.sql.groups import chunks
 from adapters.sql.tables import revoked_tokens, token_floors
@@ -17,9 +19,11 @@ class SqlTokenRevocations(TokenRevocations):
     def __init__(self, db: Database, clock: Clock):
         self._db = db
         self._clock = clock
+        self._listeners = RevocationListeners()
 
     async def revoke(self, claims: TokenClaims) -> None:
         await self._db.write(self._revoke, claims.token_id, claims.expires_at, int(self._clock.now()))
+        self._listeners.announce(claims.user_id)
 
     @staticmethod
     def _revoke(conn: Connection, token_id: str, expires_at: int, now: int) -> None:
@@ -34,6 +38,7 @@ class SqlTokenRevocations(TokenRevocations):
         await self._db.write(
             self._revoke_all, user_id, math.floor(issued_before * 1000), math.ceil(until), int(self._clock.now())
         )
+        self._listeners.announce(user_id)
 
     @staticmethod
     def _revoke_all(conn: Connection, user_id: str, issued_before_ms: int, until: int, now: int) -> None:
@@ -54,6 +59,9 @@ class SqlTokenRevocations(TokenRevocations):
         if not claims:
             return []
         return await self._db.run(self._revoked, list(claims))
+
+    async def follow(self, on_revoked: Callable[[str | None], None]) -> None:
+        await self._listeners.follow(on_revoked)
 
     @staticmethod
     def _revoked(conn: Connection, claims: list[TokenClaims]) -> list[bool]:

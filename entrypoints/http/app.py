@@ -12,13 +12,12 @@ from entrypoints.http.client_address import ClientAddresses
 from entrypoints.http.fast_send import SendRouter
 from entrypoints.logs import log_request
 from entrypoints.metrics import Metrics
-from entrypoints.session_watch import SessionWatch
 from entrypoints.ws import Frames, SocketHandler
 
 ID = r"([^/]+)"
 
 
-def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics, sessions: SessionWatch) -> SendRouter:
+def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics) -> SendRouter:
     """ops_routes: the operations endpoints served on this port (entrypoints/http/ops.py)."""
     settings = container.settings()
     use = dict  # each handler's initialize() receives exactly what it uses
@@ -26,8 +25,8 @@ def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics, s
     routes = [
         (api + "/users/register", users.RegisterHandler, use(register=container.register())),
         (api + "/users/login", users.LoginHandler, use(log_in=container.log_in())),
-        (api + "/users/logout", users.LogoutHandler, use(log_out=container.log_out(), sessions=sessions)),
-        (api + "/users/logout-all", users.LogoutAllHandler, use(log_out=container.log_out(), sessions=sessions)),
+        (api + "/users/logout", users.LogoutHandler, use(log_out=container.log_out())),
+        (api + "/users/logout-all", users.LogoutAllHandler, use(log_out=container.log_out())),
         (api + "/users/me", users.MeHandler, use(get_user=container.get_user())),
         (api + "/users", users.FindUserHandler, use(get_user=container.get_user())),
         (api + f"/users/{ID}", users.UserHandler, use(get_user=container.get_user())),

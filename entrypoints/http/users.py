@@ -24,13 +24,11 @@ class LoginHandler(BaseHandler):
 
 
 class LogoutHandler(BaseHandler):
-    """POST /users/logout: the token it is called with is refused from now on (every
-    gateway: at once here, within COURIER_SESSION_CHECK seconds elsewhere), and the
-    sockets opened with it close with 4001."""
+    """POST /users/logout: the token it is called with is refused from now on, by every
+    gateway, and the sockets opened with it close with 4001 (entrypoints/session_watch.py)."""
 
     async def post(self) -> None:
         await self.log_out.this_token(self.claims)
-        self.sessions.check_user(self.user_id)
         self.reply(204, None)
 
 
@@ -39,7 +37,6 @@ class LogoutAllHandler(BaseHandler):
 
     async def post(self) -> None:
         await self.log_out.everywhere(self.user_id)
-        self.sessions.check_user(self.user_id)
         self.reply(204, None)
 
 

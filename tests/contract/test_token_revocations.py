@@ -3,6 +3,7 @@ unit tests' fake), SQL (the embedded mode's, SQLite and MariaDB), Redis (product
 and the per-gateway memory of answers in front of any of them."""
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -31,7 +32,9 @@ def revocations(request, sql_database):
     if kind in ("sqlite", "mysql"):
         return SqlTokenRevocations(sql_database(kind), SystemClock())
     if kind == "redis":
-        return RedisTokenRevocations(request.getfixturevalue("redis_client"))
+        # A channel of this test's own: pub/sub channels are shared by every database of a server.
+        client, channel = request.getfixturevalue("redis_client"), request.getfixturevalue("channel")
+        return RedisTokenRevocations(client, channel=channel)
     return RecentlyCheckedRevocations(MemoryTokenRevocations(SystemClock()), recheck=60.0)
 
 
@@ -100,7 +103,7 @@ async def test_many_tokens_in_one_question(revocations):
 
 
 @pytest.mark.gen_test
-async def test_the_memory_of_answers_asks_again_only_once_stale():
+async def test_the_memory_of_answers_asks_again_when_stale_or_told():
     clock = FakeClock()
     inner = MemoryTokenRevocations(clock)
     checked = RecentlyCheckedRevocations(inner, recheck=3.0, now=clock.now)
@@ -118,3 +121,34 @@ async def test_the_memory_of_answers_asks_again_only_once_stale():
     assert await checked.revoked([late]) == [False]
     await checked.revoke_all(BOB, clock.now(), clock.now() + 3600)
     assert await checked.revoked([late]) == [True]
+    # An announcement (a revocation through another gateway) drops what is known of the user.
+    heard: list = []
+    following = asyncio.ensure_future(checked.follow(heard.append))
+    await asyncio.sleep(0)
+    fresh = TokenClaims(ALICE, int(clock.now()) + 3600, "t4", clock.now() - 1)
+    assert await checked.revoked([fresh]) == [False]
+    await inner.revoke(fresh)
+    assert heard == [None, ALICE]
+    assert await checked.revoked([fresh]) == [True]  # asked again at once, not after 3 s
+    following.cancel()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_every_revocation_is_announced_to_the_followers(revocations):
+    heard: list = []
+    following = asyncio.ensure_future(revocations.follow(heard.append))
+    try:
+        await eventually(lambda: heard == [None])  # following from now on: anything before, maybe missed
+        now = time.time()
+        await revocations.revoke(token(ALICE, now, "t1"))
+        await revocations.revoke_all(BOB, issued_before=now, until=now + 3600)
+        await eventually(lambda: heard == [None, ALICE, BOB])
+    finally:
+        following.cancel()
+
+
+async def eventually(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.01)

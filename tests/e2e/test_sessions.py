@@ -57,7 +57,6 @@ async def test_logout_ends_the_token_it_is_called_with_and_no_other(api):
     assert (await api.login(alice.username, alice.password)).status == 200
 
 
-@with_settings(session_check=0.5)
 @pytest.mark.gen_test(timeout=30)
 async def test_logout_closes_the_sockets_of_that_token_with_4001(api):
     alice, bob = await api.register(), await api.register()
@@ -71,7 +70,6 @@ async def test_logout_closes_the_sockets_of_that_token_with_4001(api):
     assert (await ws_other.next())["id"] == sent.body["id"]
 
 
-@with_settings(session_check=0.5)
 @pytest.mark.gen_test(timeout=30)
 async def test_logout_all_ends_every_token_of_the_user_and_closes_their_sockets(api):
     alice, bob = await api.register(), await api.register()
@@ -110,7 +108,7 @@ async def test_a_token_of_a_user_that_never_existed_is_401_everywhere(api, couri
     await courier.settle()
 
 
-@with_settings(account_check=0.5, session_check=0.5)
+@with_settings(account_check=0.5)
 @pytest.mark.gen_test(timeout=30)
 async def test_a_removed_user_is_refused_and_its_sockets_close_with_4001(api, courier):
     alice, bob = await api.register(), await api.register()

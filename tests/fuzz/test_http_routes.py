@@ -202,7 +202,7 @@ def test_the_fuzzed_routes_are_every_route_the_application_serves(tmp_path):
     from entrypoints.settings import Settings
 
     server = CourierServer(Settings(data_dir=str(tmp_path)))
-    app = make_app(server.container, set(), ops.routes({}, None), metrics=None, sessions=None)
+    app = make_app(server.container, set(), ops.routes({}, None), metrics=None)
     routes = app.application.wildcard_router.rules
     served = set()
     for rule in routes:

@@ -1,6 +1,6 @@
 """Production: what issue 13 asks to hold across gateways - a user's socket cap counts
 the sockets on every gateway (Redis), and a token revoked through one gateway is
-refused by the others and its sockets there close with 4001, within a few seconds.
+refused by the others and its sockets there close with 4001 (announced on pub/sub).
 Two gateways in this process, on the claimed Redis database and the run's MariaDB."""
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ async def test_a_stopped_gateway_gives_its_users_sockets_back(gateways, api, red
 @pytest.mark.gen_test(timeout=60)
 async def test_a_logout_through_one_gateway_ends_the_session_on_the_other(gateways, api, redis_url, mysql_url,
                                                                          secret):
-    one, two = await two_gateways(gateways, redis_url, mysql_url, secret, session_check=0.5)
+    one, two = await two_gateways(gateways, redis_url, mysql_url, secret)
     api1, api2 = api(one), api(two)
     alice = await api1.register()
     ws_two = await api2.connect(alice)
@@ -67,13 +67,13 @@ async def test_a_logout_through_one_gateway_ends_the_session_on_the_other(gatewa
     async def refused_on_two():
         return (await api2.call("GET", "/api/v1/users/me", token=alice.token)).status == 401
 
-    assert await eventually(refused_on_two, timeout=5)
+    assert await eventually(refused_on_two, timeout=2)
 
 
 @pytest.mark.gen_test(timeout=60)
 async def test_logout_all_through_one_gateway_ends_every_session_on_both(gateways, api, redis_url, mysql_url,
                                                                         secret):
-    one, two = await two_gateways(gateways, redis_url, mysql_url, secret, session_check=0.5)
+    one, two = await two_gateways(gateways, redis_url, mysql_url, secret)
     api1, api2 = api(one), api(two)
     alice = await api1.register()
     other = (await api2.login(alice.username, alice.password)).body["token"]
@@ -87,4 +87,4 @@ async def test_logout_all_through_one_gateway_ends_every_session_on_both(gateway
             async def refused(client=client, token=token):
                 return (await client.call("GET", "/api/v1/users/me", token=token)).status == 401
 
-            assert await eventually(refused, timeout=5)
+            assert await eventually(refused, timeout=2)

@@ -70,3 +70,13 @@ async def test_it_is_bounded(users):
     await accounts.existing([BOB])
     await accounts.existing([ALICE])
     assert users.asked == [[ALICE], [BOB], [ALICE]]
+
+
+@pytest.mark.gen_test
+async def test_users_asked_about_at_once_are_one_question(users):
+    import asyncio
+
+    accounts = RecentlyCheckedAccounts(users, recheck=30, now=FakeClock().now)
+    found = await asyncio.gather(*(accounts.existing([user_id]) for user_id in (ALICE, BOB, CAROL, ALICE)))
+    assert found == [{ALICE}, {BOB}, set(), {ALICE}]
+    assert users.asked == [[ALICE, BOB, CAROL]]
