@@ -75,3 +75,17 @@ async def remove_user(running, user_id: str) -> None:
             conn.execute(delete(users).where(users.c.id == user_id))
 
     await running.server.container.database().write(remove)
+
+
+async def connect_once_admitted(api, account, timeout: float = 5.0):
+    """Connect `account`'s socket as soon as the server admits it (a socket of the user
+    closed a moment ago frees its place once the server has seen it close)."""
+    import tornado.httpclient
+
+    async def admitted():
+        try:
+            return await api.connect(account)
+        except tornado.httpclient.HTTPClientError:
+            return None
+
+    return await eventually(admitted, timeout)

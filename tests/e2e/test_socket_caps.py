@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.support import assert_error, eventually, with_settings
+from tests.e2e.support import assert_error, connect_once_admitted, eventually, with_settings
 
 
 @with_settings(ws_max_per_user=3)
@@ -24,14 +24,7 @@ async def test_a_user_past_the_cap_is_refused_429_until_a_socket_closes(api):
     for ws in sockets:
         assert (await ws.next())["id"] == sent.body["id"]
     sockets[0].close()
-
-    async def admitted():
-        try:
-            return await api.connect(alice)
-        except Exception:
-            return None
-
-    assert await eventually(admitted)
+    assert await connect_once_admitted(api, alice)
     assert await ws_bob.nothing(0.1)
 
 

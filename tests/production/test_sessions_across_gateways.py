@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.support import assert_error, eventually
+from tests.e2e.support import assert_error, connect_once_admitted, eventually
 from tests.production.support import production_settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
@@ -28,14 +28,7 @@ async def test_the_socket_cap_of_a_user_counts_every_gateway(gateways, api, redi
     assert_error(await api2.refused(account=alice), 429, "rate_limited")
     assert_error(await api1.refused(account=alice), 429, "rate_limited")
     on_one[0].close()
-
-    async def admitted_on_two():
-        try:
-            return await api2.connect(alice)
-        except Exception:
-            return None
-
-    assert await eventually(admitted_on_two)
+    assert await connect_once_admitted(api2, alice)
     assert_error(await api1.refused(account=alice), 429, "rate_limited")
 
 
