@@ -32,7 +32,8 @@ count() {
   kill -INT "$server"; wait "$server" || true
   redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
   mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $db"
-  callgrind_annotate "$OUT/$1.cg" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+  callgrind_annotate "$OUT/$1.cg" >"$OUT/$1.txt" 2>/dev/null
+  awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$OUT/$1.txt"
 }
 few=$(count 500)
 many=$(count 1500)
