@@ -31,8 +31,7 @@ class RecentlyCheckedRevocations(TokenRevocations):
         self._checked: dict[str, tuple[str, float | None]] = {}
         self._tokens_of: dict[str, set[str]] = {}  # user id -> the ids of its tokens in _checked
         self._floors: dict[str, int] = {}  # user id -> ms: revoked here, by revoke_all
-        self._lookups: BatchedLookup[str, bool] = BatchedLookup(self._ask)
-        self._asking: dict[str, TokenClaims] = {}
+        self._lookups: BatchedLookup[TokenClaims, bool] = BatchedLookup(self._ask)
 
     async def revoke(self, claims: TokenClaims) -> None:
         await self._inner.revoke(claims)
@@ -62,18 +61,15 @@ class RecentlyCheckedRevocations(TokenRevocations):
                 answers.append(None)
                 to_ask.append(c)
         if to_ask:
+            asked = await self._lookups.get_many(to_ask)
             for c in to_ask:
-                self._asking[c.token_id] = c
-            asked = await self._lookups.get_many([c.token_id for c in to_ask])
-            for c in to_ask:
-                self._remember(c, None if asked[c.token_id] else now)
-            found = iter(asked[c.token_id] for c in to_ask)
+                self._remember(c, None if asked[c] else now)
+            found = iter(asked[c] for c in to_ask)
             answers = [next(found) if answer is None else answer for answer in answers]
         return [bool(answer) for answer in answers]
 
-    async def _ask(self, token_ids: list[str]) -> dict[str, bool]:
-        claims = [self._asking.pop(token_id) for token_id in token_ids]
-        return dict(zip(token_ids, await self._inner.revoked(claims), strict=True))
+    async def _ask(self, claims: list[TokenClaims]) -> dict[TokenClaims, bool]:
+        return dict(zip(claims, await self._inner.revoked(claims), strict=True))
 
     async def follow(self, on_revoked: Callable[[str | None], None]) -> None:
         def forget_then_tell(user_id: str | None) -> None:

@@ -152,3 +152,21 @@ async def eventually(condition, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not within the time"
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.gen_test
+async def test_the_memory_of_answers_takes_the_same_token_asked_again_and_again():
+    # One token asked by many requests at once, in one loop turn and in the next ones
+    # (a client's concurrent sends): each gets its answer (the lookups of one turn go out
+    # together, and a later turn's while the first is on its way).
+    inner = MemoryTokenRevocations(SystemClock())
+    checked = RecentlyCheckedRevocations(inner, recheck=60.0)
+    claims = token(ALICE, time.time(), "t1")
+
+    async def ask_after(turns: int) -> list[bool]:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await checked.revoked([claims])
+
+    answers = await asyncio.gather(*(ask_after(turns) for turns in (0, 0, 1, 1, 2, 3)))
+    assert answers == [[False]] * 6
