@@ -281,6 +281,11 @@ class TokenRevocations(Protocol):
         """For each token, whether it is revoked (one round trip for many: the open
         sockets are checked together)."""
 
+    def known(self, claims: TokenClaims) -> bool | None:
+        """Whether this token is revoked when that is known without I/O (a memory of
+        recent answers), else None: then ask revoked()."""
+        return None
+
     async def follow(self, on_revoked: Callable[[str | None], None]) -> None:
         """Until cancelled, call on_revoked(user_id) once a token of that user has been
         revoked, through any gateway (moments after, not before, the revocation is
@@ -294,6 +299,11 @@ class AccountCheck(Protocol):
 
     async def existing(self, user_ids: Sequence[str]) -> set[str]:
         """Those of `user_ids` that exist (one round trip for many)."""
+
+    def known_to_exist(self, user_id: str) -> bool:
+        """True when `user_id` is known to exist without I/O (a memory of recent
+        answers); False says only "ask existing()"."""
+        return False
 
 
 class ConnectionCounter(Protocol):

@@ -80,11 +80,24 @@ CHUNKED_TOO_LARGE = "chunked body too large"
 _REQUEST_LINE = tornado.httputil._ABNF.request_line
 
 
+_GOOD_REQUEST_LINES: dict[str, None] = {}  # lines found good, so that a client's next same line is not matched again
+_GOOD_REQUEST_LINES_KEPT = 1024
+
+
 def is_request_line(line: str) -> bool:
     """The check of tornado.httputil.parse_request_start_line (its regular expression,
     and HTTP/1.x only), without building the RequestStartLine it returns."""
+    if line in _GOOD_REQUEST_LINES:
+        return True
     match = _REQUEST_LINE.fullmatch(line)
-    return match is not None and match.group(3).startswith("HTTP/1")
+    if match is None or not match.group(3).startswith("HTTP/1"):
+        return False
+    if "?" in line:
+        return True  # a query may carry a token: not kept
+    if len(_GOOD_REQUEST_LINES) >= _GOOD_REQUEST_LINES_KEPT:
+        _GOOD_REQUEST_LINES.clear()
+    _GOOD_REQUEST_LINES[line] = None
+    return True
 
 
 class RefusingHTTP1Connection(tornado.http1connection.HTTP1Connection):

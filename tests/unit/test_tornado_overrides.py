@@ -88,3 +88,4 @@ def test_the_request_line_check_agrees_with_tornados_parser(line):
     except tornado.httputil.HTTPInputError:
         parsed = False
     assert is_request_line(line) is parsed
+    assert is_request_line(line) is parsed  # the second time, from the lines found good
