@@ -21,9 +21,12 @@ cannot be hooked).
 Slow bodies. Tornado's own body timeout (HTTPServer(body_timeout=...)) closes the
 connection without a word, and wraps every body read in a Task and a timer (~50 us a
 request in a micro-benchmark here, for every request with a body, sends included).
-RefusingHTTP1Connection arms its timer only when the body is not already in the read
+RefusingHTTP1Connection arms a bare timer only when the body is not already in the read
 buffer once the headers are parsed (a small JSON body usually comes in the same packet
-as its headers), and answers its end with 408. The idle timeout is Tornado's own
+as its headers; from some clients, such as Python's http.client, in the next one), and
+when it fires it answers 408 on the stream itself and closes it: the read still waiting
+then ends (StreamClosedError), which the request loop takes as the connection's end.
+No Task is made to race the read against the timer. The idle timeout is Tornado's own
 (idle_connection_timeout: the time a connection may wait for a request's headers),
 which does the job: a connection closed before a request came has nothing to answer.
 
@@ -40,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import tornado.gen
 import tornado.http1connection
 import tornado.httputil
 import tornado.iostream
@@ -78,6 +80,7 @@ PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
 # from a malformed chunk; the unit test checks Tornado still says exactly this).
 CHUNKED_TOO_LARGE = "chunked body too large"
 _REQUEST_LINE = tornado.httputil._ABNF.request_line
+_answering: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
 
 
 _GOOD_REQUEST_LINES: dict[str, None] = {}  # lines found good, so that a client's next same line is not matched again
@@ -106,9 +109,10 @@ class RefusingHTTP1Connection(tornado.http1connection.HTTP1Connection):
     (see the module's docstring)."""
 
     def __init__(self, stream: tornado.iostream.IOStream, is_client: bool, params=None, context=None,
-                 body_timeout: float | None = None):
+                 body_timeout: float | None = None, refusals: Refusals | None = None):
         super().__init__(stream, is_client, params, context)
         self.body_timeout = body_timeout
+        self.refusals = refusals
 
     def _parse_headers(self, data: bytes) -> tuple[str, tornado.httputil.HTTPHeaders]:
         try:
@@ -146,20 +150,29 @@ class RefusingHTTP1Connection(tornado.http1connection.HTTP1Connection):
             raise self._refused(Refused(400, "bad_request", "the chunked body is malformed")) from None
 
     async def _in_time(self, reading) -> None:
-        """Await `reading` (a body being read) for at most body_timeout seconds; then
-        Refused 408. What was reading goes on until the answer closes the stream (so
-        nothing more is read from it here: discard=0)."""
-        if self.body_timeout is None:
+        """Await `reading` (a body being read); if it takes more than body_timeout seconds,
+        the answer is 408 (_body_too_slow)."""
+        if self.body_timeout is None or self.refusals is None:
             await reading
             return
+        io_loop = self.stream.io_loop
+        timer = io_loop.call_later(self.body_timeout, self._body_too_slow)
         try:
-            await tornado.gen.with_timeout(
-                self.stream.io_loop.time() + self.body_timeout, reading,
-                quiet_exceptions=(tornado.iostream.StreamClosedError, tornado.httputil.HTTPInputError))
-        except TimeoutError:
-            raise self._refused(Refused(
-                408, "request_timeout", f"the request body did not arrive within {self.body_timeout:g} seconds",
-                discard=0)) from None
+            await reading
+        finally:
+            io_loop.remove_timeout(timer)
+
+    def _body_too_slow(self) -> None:
+        """The body did not arrive in time: answer 408 on the stream and close it (nothing
+        more is read from it: discard=0). The read still waiting then fails, and the
+        request loop ends."""
+        refused = self._refused(Refused(
+            408, "request_timeout", f"the request body did not arrive within {self.body_timeout:g} seconds",
+            discard=0))
+        answering = asyncio.ensure_future(
+            self.refusals.answer(self.stream, refused, getattr(self.context, "remote_ip", None)))
+        _answering.add(answering)
+        answering.add_done_callback(_answering.discard)
 
     def _refused(self, refused: Refused) -> Refused:
         """`refused`, with what was read of the request (its line and headers)."""
@@ -184,7 +197,8 @@ class RefusingHTTP1ServerConnection(tornado.http1connection.HTTP1ServerConnectio
         the two answers marked below."""
         try:
             while True:
-                conn = RefusingHTTP1Connection(self.stream, False, self.params, self.context, self.body_timeout)
+                conn = RefusingHTTP1Connection(self.stream, False, self.params, self.context, self.body_timeout,
+                                               self.refusals)
                 request_delegate = delegate.start_request(self, conn)
                 try:
                     ret = await conn.read_response(request_delegate)
