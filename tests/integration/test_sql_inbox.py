@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from adapters.memory.bus import InProcessBus
-from adapters.memory.inbox import MemoryInbox
 from adapters.sql.database import Database
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.idempotency import SqlIdempotencyKeys
@@ -24,6 +23,7 @@ from adapters.sql.users import SqlUserRepository
 from application.ports import Answer, Notification
 from domain import errors
 from domain.model import PRIVATE, Group, Message, User, cursor_position
+from tests.fakes.inbox import MemoryInbox
 
 REPO = Path(__file__).resolve().parents[2]
 

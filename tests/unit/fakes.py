@@ -9,15 +9,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.clock import FakeClock, UuidGenerator
+from adapters.clock import UuidGenerator
 from adapters.memory.bus import InProcessBus
 from adapters.memory.checked_accounts import RecentlyCheckedAccounts
 from adapters.memory.connection_counter import MemoryConnectionCounter
-from adapters.memory.idempotency import MemoryIdempotencyKeys
-from adapters.memory.inbox import MemoryInbox
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
-from adapters.memory.repositories import MemoryGroupRepository, MemoryMessageStore, MemoryUserRepository
-from adapters.memory.revocations import MemoryTokenRevocations
 from adapters.security import JwtTokenService
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.gateway import Gateway
@@ -33,6 +29,11 @@ from application.messaging import (
 from application.ports import Inbox, PasswordHasher
 from application.sockets import AdmitSocket
 from domain.model import Delivery, Message, User
+from tests.fakes.clock import FakeClock
+from tests.fakes.idempotency import MemoryIdempotencyKeys
+from tests.fakes.inbox import MemoryInbox
+from tests.fakes.repositories import MemoryGroupRepository, MemoryMessageStore, MemoryUserRepository
+from tests.fakes.revocations import MemoryTokenRevocations
 
 PASSWORD = "correct horse"
 ADDRESS = "192.0.2.1"  # where the tests' shorthands register from

@@ -6,12 +6,12 @@ import asyncio
 import pytest
 
 from adapters.memory.bus import InProcessBus
-from adapters.memory.idempotency import MemoryIdempotencyKeys
-from adapters.memory.inbox import MemoryInbox
 from application.ports import Answer
 from domain import errors
 from domain.model import GROUP, PRIVATE, Message
 from entrypoints.http.errors import status_of
+from tests.fakes.idempotency import MemoryIdempotencyKeys
+from tests.fakes.inbox import MemoryInbox
 from tests.unit.fakes import Courier, GatedInbox
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
