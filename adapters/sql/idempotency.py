@@ -4,12 +4,13 @@ remember() runs before the message is delivered, so the messages table cannot
 answer a retry yet: the row keeps the original message itself (its record JSON),
 and a retry gets back the identical message (same id, created_at, content).
 
-A row is pending (delivered false) from remember() until the send confirms it;
-SqliteInbox marks it delivered in the very transaction that appends the
-message (mark_delivered), so a crash between the two cannot leave a delivered
-message pending. A pending row older than `pending_ttl` seconds belongs to a
-send that died: remember() takes it over for the retry. confirm() and forget()
-only touch the row of their own message (ports.IdempotencyKeys)."""
+A row is pending (delivered false) from remember() until the message is
+delivered: SqliteInbox marks it delivered in the very transaction that appends
+the message (mark_delivered: the send's confirm step, ports.Inbox.deliver), so a
+crash between the two cannot leave a delivered message pending. A pending row
+older than `pending_ttl` seconds belongs to a send that died: remember() takes it
+over for the retry. confirm() and forget() only touch the row of their own message
+(ports.IdempotencyKeys)."""
 from __future__ import annotations
 
 import json

@@ -53,8 +53,6 @@ class _Send:
 
 
 class SqliteInbox(Inbox):
-    marks_answers_delivered = True  # in the append transaction (adapters/sql/idempotency.py)
-
     def __init__(
         self,
         db: Database,

@@ -1,5 +1,6 @@
-"""An Inbox kept in memory: the unit tests' fake, with the same trimming rules
-as the real streams (a bounded length per user, and CursorExpired past it)."""
+"""An Inbox kept in memory: the tests' fake, with the same trimming rules as the
+real streams (a bounded length per user, and CursorExpired past it), and the same
+confirm step of the sender's idempotency key as they take (ports.Inbox.deliver)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,11 +9,13 @@ from adapters.memory.bus import InProcessBus
 from application.ports import Inbox, Notification
 from domain import errors
 from domain.model import Delivery, Message, cursor_position
+from tests.fakes.idempotency import MemoryIdempotencyKeys
 
 
 class MemoryInbox(Inbox):
-    def __init__(self, bus: InProcessBus, max_length: int = 10_000):
+    def __init__(self, bus: InProcessBus, keys: MemoryIdempotencyKeys, max_length: int = 10_000):
         self._bus = bus
+        self._keys = keys
         self._max_length = max_length
         self._seq = 0
         self._streams: dict[str, list[Delivery]] = {}
@@ -25,6 +28,9 @@ class MemoryInbox(Inbox):
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
+        key = message.client_msg_id
+        if key is not None and self._keys.held_by_another(message):
+            raise errors.SendSuperseded()  # a retry took the key: it delivers the message
         cursors: dict[str, str] = {}
         for user_id in recipient_ids:
             self._seq += 1
@@ -36,6 +42,10 @@ class MemoryInbox(Inbox):
                 self._trimmed_up_to[user_id] = cursor_position(dropped.cursor)
             cursors[user_id] = cursor
         self.persisted.append(message)
+        if key is not None:
+            # Nothing is awaited from the check above to here: one atomic step, as in
+            # the SQL transaction and the Redis script.
+            self._keys.mark_delivered(message.from_user_id, key, message)
         self._bus.publish(Notification(message, cursors))
         return cursors
 

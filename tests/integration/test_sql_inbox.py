@@ -23,6 +23,7 @@ from adapters.sql.users import SqlUserRepository
 from application.ports import Answer, Notification
 from domain import errors
 from domain.model import PRIVATE, Group, Message, User, cursor_position
+from tests.fakes.idempotency import MemoryIdempotencyKeys
 from tests.fakes.inbox import MemoryInbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,7 +144,7 @@ async def test_a_bad_send_does_not_fail_the_ones_batched_with_it(bus, inbox, peo
 async def test_trimming_expires_old_cursors_like_the_memory_inbox(db, people):
     a, b, c, _ = people
     sql = SqliteInbox(db, InProcessBus(), max_length=3, trim_every=1)
-    memory = MemoryInbox(InProcessBus(), max_length=3)
+    memory = MemoryInbox(InProcessBus(), MemoryIdempotencyKeys(), max_length=3)
     sql_cursors, memory_cursors = [], []
     for i in range(6):
         sent = message(a, b, f"m{i}")

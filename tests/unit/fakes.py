@@ -251,7 +251,7 @@ def build(
     sockets_per_address: int = 2000,
     group_changes_per_minute: int = 0,
     inbox_max_length: int = 10_000,
-    inbox: Inbox | None = None,
+    wrap_inbox: Callable[[Inbox], Inbox] | None = None,
     yielding_inbox: bool = False,
     pending_wait: float = 2.0,
     resync_retry_seconds: float = 0.3,  # the default (5 s) would make the tests of a store that stays down slow
@@ -263,11 +263,12 @@ def build(
     store = MemoryMessageStore()
     bus = InProcessBus()
     bus.keep_published = True
-    if inbox is None:
-        inbox = MemoryInbox(bus, max_length=inbox_max_length)
-        if yielding_inbox:
-            inbox = YieldingInbox(inbox)
     idempotency = MemoryIdempotencyKeys(now=clock.now)
+    inbox: Inbox = MemoryInbox(bus, idempotency, max_length=inbox_max_length)
+    if yielding_inbox:
+        inbox = YieldingInbox(inbox)
+    if wrap_inbox is not None:
+        inbox = wrap_inbox(inbox)
     burst = send_burst if send_burst is not None else 2 * send_rate
     rate_limiter = MemoryRateLimiter(clock, rate=send_rate, burst=burst)
     failures = MemoryFailureThrottle(clock, limit=login_failures, window=60.0)
