@@ -3,7 +3,8 @@ real streams (a bounded length per user, and CursorExpired past it), and the sam
 confirm step of the sender's idempotency key as they take (ports.Inbox.deliver)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 
 from adapters.memory.bus import InProcessBus
 from application.ports import Inbox, Notification
@@ -67,3 +68,87 @@ class MemoryInbox(Inbox):
     async def last_cursor(self, user_id: str) -> str | None:
         stream = self._streams.get(user_id)
         return stream[-1].cursor if stream else None
+
+
+class YieldingInbox(Inbox):
+    """Wraps an inbox so that read() really yields to the event loop, as a
+    networked inbox does. Tests hook into a read: each callable in
+    `before_read` runs (once) after read() started and before the entries are
+    read, each in `after_read` after they are read and before they are
+    returned; a callable may return a coroutine, which is awaited."""
+
+    def __init__(self, inner: Inbox) -> None:
+        self.inner = inner
+        self.before_read: list[Callable[[], object]] = []
+        self.after_read: list[Callable[[], object]] = []
+        self.reads: list[tuple[str, str | None, int]] = []
+
+    @property
+    def persisted(self) -> list[Message]:
+        return self.inner.persisted
+
+    async def deliver(self, message, recipient_ids):
+        return await self.inner.deliver(message, recipient_ids)
+
+    async def read(self, user_id, after, limit):
+        self.reads.append((user_id, after, limit))
+        await self._run(self.before_read)
+        page = await self.inner.read(user_id, after, limit)
+        await self._run(self.after_read)
+        return page
+
+    async def last_cursor(self, user_id):
+        return await self.inner.last_cursor(user_id)
+
+    @staticmethod
+    async def _run(hooks: list[Callable[[], object]]) -> None:
+        await asyncio.sleep(0)
+        while hooks:
+            result = hooks.pop(0)()
+            if asyncio.iscoroutine(result):
+                await result
+        await asyncio.sleep(0)
+
+
+class GatedInbox(Inbox):
+    """Wraps an inbox so that deliver() waits until the test opens the gate:
+    `await inbox.entered.wait()` then `inbox.open()` (deliver) or
+    `inbox.open(error)` (the delivery fails with it). Each deliver() waits for
+    its own opening; `hold` False lets deliveries through at once again."""
+
+    def __init__(self, inner: Inbox) -> None:
+        self.inner = inner
+        self.hold = True
+        self.entered = asyncio.Event()  # a deliver() is waiting at the gate
+        self._gates: list[asyncio.Future] = []
+
+    @property
+    def persisted(self) -> list[Message]:
+        return self.inner.persisted
+
+    @property
+    def _streams(self):
+        return self.inner._streams
+
+    def open(self, error: Exception | None = None) -> None:
+        gate = self._gates.pop(0)
+        if error is None:
+            gate.set_result(None)
+        else:
+            gate.set_exception(error)
+        if not self._gates:
+            self.entered.clear()
+
+    async def deliver(self, message, recipient_ids):
+        if self.hold:
+            gate = asyncio.get_running_loop().create_future()
+            self._gates.append(gate)
+            self.entered.set()
+            await gate
+        return await self.inner.deliver(message, recipient_ids)
+
+    async def read(self, user_id, after, limit):
+        return await self.inner.read(user_id, after, limit)
+
+    async def last_cursor(self, user_id):
+        return await self.inner.last_cursor(user_id)

@@ -11,7 +11,8 @@ from domain import errors
 from domain.model import GROUP, PRIVATE, Message
 from entrypoints.http.errors import status_of
 from tests.fakes.idempotency import MemoryIdempotencyKeys
-from tests.unit.fakes import Courier, GatedInbox
+from tests.fakes.inbox import GatedInbox
+from tests.unit.courier import Courier
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
