@@ -76,6 +76,24 @@ def mark_delivered(conn: Connection, message: Message) -> int:
     ).rowcount
 
 
+def confirm_delivered(conn: Connection, message: Message, now: int) -> None:
+    """In the caller's transaction, the confirm step of IdempotencyKeys.confirm for a
+    message whose key is its own or free (held_by_others found no other holder): its
+    answer becomes delivered, or, the key being free, it is remembered delivered."""
+    if message.client_msg_id is None or mark_delivered(conn, message):
+        return
+    conn.execute(
+        insert(idempotency_keys).values(
+            sender_id=message.from_user_id,
+            client_msg_id=message.client_msg_id,
+            message_id=message.id,
+            record=json.dumps(message.to_record(), ensure_ascii=False),
+            delivered=True,
+            created_at=now,
+        )
+    )
+
+
 class SqlIdempotencyKeys(IdempotencyKeys):
     def __init__(
         self,

@@ -33,7 +33,7 @@ class MemoryInbox(Inbox):
         if key is not None and self._keys.held_by_another(message):
             raise errors.SendSuperseded()  # a retry took the key: it delivers the message
         cursors: dict[str, str] = {}
-        for user_id in recipient_ids:
+        for user_id in dict.fromkeys(recipient_ids):  # one entry per recipient, even if listed twice
             self._seq += 1
             cursor = f"{self._seq}-0"
             stream = self._streams.setdefault(user_id, [])
