@@ -74,7 +74,7 @@ class Dispatcher:
         if wait > 0:
             raise errors.RateLimited(wait, "too many messages; slow down")
 
-    def new_message(self, sender_id: str, body: dict, **target) -> Message:
+    def new_message(self, sender_id: str, body: dict, **target: str) -> Message:
         return Message(
             id=self.ids.new_id(),
             from_user_id=sender_id,
