@@ -69,7 +69,7 @@ class Connection:
         # The position is kept beside the cursor (parsed at the next push) so that a
         # push compares two tuples instead of parsing two cursors per socket.
         self._last_cursor = cursor
-        self._last_position = None
+        self._last_position: tuple[int, int] | None = None
 
     def push(self, delivery: Delivery, payload: bytes, position: tuple[int, int] | None = None) -> bool:
         """`position` is cursor_position(delivery.cursor), when the caller has it already."""

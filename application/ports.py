@@ -110,23 +110,19 @@ class Inbox(Protocol):
     notifications are published in cursor order, so a gateway that has pushed
     cursor C may drop any later notification at or before C as a duplicate."""
 
-    # True for an inbox that marks the sender's idempotency answer delivered in the
-    # same atomic step as the append (deliver() below): IdempotencyKeys.confirm() after
-    # it would write the same thing again.
-    marks_answers_delivered: bool = False
-
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
         """Returns each recipient's cursor. After it returns the message is accepted:
         it survives a crash of this process.
 
-        An inbox that shares its store with the IdempotencyKeys (Redis, SQL) also
-        marks the message's pending answer delivered (IdempotencyKeys.confirm) in the
-        same atomic step as the append, when the message has a client_msg_id: then
-        no crash between the append and the use case's confirm() can let a retry
-        deliver the message a second time. Such an inbox also appends nothing when
-        another message holds the key now (this attempt was so slow that its pending
-        answer expired and a retry took the key): it raises SendSuperseded, and the
-        retry is the one that delivers."""
+        The inbox owns the confirm step of the sender's idempotency key: it shares its
+        store with the IdempotencyKeys, and when the message has a client_msg_id it marks
+        the message's answer delivered (what IdempotencyKeys.confirm does: a free key is
+        remembered delivered) in the same atomic step as the append. So no crash between
+        the append and a confirm can let a retry deliver the message a second time, and
+        the use cases never confirm. The inbox also appends nothing when another message
+        holds the key now (this attempt was so slow that its pending answer expired and
+        a retry took the key): it raises SendSuperseded, and the retry is the one that
+        delivers."""
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is
@@ -168,8 +164,8 @@ class Answer:
 class IdempotencyKeys(Protocol):
     """The answer to (sender, client_msg_id), pending then delivered.
 
-    A send remembers its message as pending before delivering it, then confirms
-    it once Inbox.deliver() returned, or forgets it when the delivery failed.
+    A send remembers its message as pending before delivering it; Inbox.deliver()
+    confirms it with the append, and the send forgets it when the delivery failed.
     Only a delivered answer is the original message a retry may be given back;
     a pending one says "being sent right now". A pending answer that is neither
     confirmed nor forgotten (its process died) expires after a short time
@@ -187,9 +183,8 @@ class IdempotencyKeys(Protocol):
     async def confirm(self, sender_id: str, client_msg_id: str, message: Message) -> None:
         """`message` was delivered: its pending answer becomes delivered, kept for at least
         24 hours. When the key is free (the pending answer expired), `message` is
-        remembered delivered; an answer of another message is left alone. Idempotent:
-        an inbox that marks the answer delivered itself, with the append (see
-        Inbox.deliver), makes this call a no-op."""
+        remembered delivered; an answer of another message is left alone. Idempotent.
+        Inbox.deliver() takes this step itself, atomically with the append."""
 
     async def forget(self, sender_id: str, client_msg_id: str, message: Message) -> None:
         """The delivery of `message` failed: drop its pending answer, so a retry can

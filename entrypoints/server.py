@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.sql.database import is_sqlite
 from domain import errors
-from entrypoints.container import Container
+from entrypoints.container import Container, shutdown
 from entrypoints.http import body_limit, listener, ops
 from entrypoints.http.app import make_app
 from entrypoints.http.ops_server import OpsServer
@@ -110,9 +110,7 @@ class CourierServer:
         if self._ops is not None:
             await self._ops.stop()
         await _cancel_and_wait([t for t in [self._subscriber, *self._background] if t is not None])
-        if self.settings.mode != EMBEDDED:
-            await self.container.sockets_per_user().close()
-        await close_adapters(self.container, self.settings)
+        await shutdown(self.container)  # the container's resources: what it made that needs closing
         if self.metrics is not None:
             self.metrics.unwatch_gc()
         log.info("Courier stopped")
@@ -134,21 +132,3 @@ async def _cancel_and_wait(tasks: list[asyncio.Task]) -> None:
         if not pending:
             return
     log.warning("%d background tasks did not stop", len(pending))
-
-
-async def close_adapters(container: Container, settings: Settings) -> None:
-    """Close the adapters that hold connections, threads or files."""
-    # The inbox first: the embedded one writes and publishes what is queued.
-    adapters = [container.inbox(), container.hasher(), container.database()]
-    if settings.mode != EMBEDDED:
-        adapters.append(container.redis())
-    for adapter in adapters:
-        close = getattr(adapter, "aclose", None) or getattr(adapter, "close", None)
-        if close is None:
-            continue
-        try:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
-        except Exception:
-            log.warning("closing %s failed", type(adapter).__name__, exc_info=True)

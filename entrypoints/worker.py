@@ -6,8 +6,7 @@ import logging
 import os
 import socket
 
-from entrypoints.container import Container
-from entrypoints.server import close_adapters
+from entrypoints.container import Container, shutdown
 from entrypoints.settings import Settings
 
 log = logging.getLogger("courier.worker")
@@ -25,5 +24,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     try:
         await persister.run(stop)
     finally:
-        await close_adapters(container, settings)
+        await shutdown(container)
     return 0

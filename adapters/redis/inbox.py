@@ -32,8 +32,6 @@ class RedisInbox(Inbox):
     (Redis drops whole macro nodes, so an inbox may hold up to ~100 entries
     more than max_length); `exact_trim=True` trims to the entry, at some cost."""
 
-    marks_answers_delivered = True  # deliver.lua, with adapters/redis/idempotency.py's keys
-
     def __init__(
         self,
         client: aioredis.Redis,

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from adapters.clock import FakeClock
 from adapters.memory.checked_tokens import RecentlyCheckedRevocations
-from adapters.memory.revocations import MemoryTokenRevocations
 from adapters.redis.revocations import RedisTokenRevocations
 from adapters.sql.revocations import SqlTokenRevocations
 from application.ports import TokenClaims
+from tests.fakes.clock import FakeClock
+from tests.fakes.revocations import MemoryTokenRevocations
 
 ALICE, BOB = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.clock import FakeClock
 from adapters.memory.checked_accounts import RecentlyCheckedAccounts
-from adapters.memory.repositories import MemoryUserRepository
 from domain import errors
 from domain.model import User
+from tests.fakes.clock import FakeClock
+from tests.fakes.repositories import MemoryUserRepository
 
 ALICE, BOB, CAROL = (f"00000000-0000-4000-8000-00000000000{c}" for c in "abc")
 
