@@ -18,9 +18,10 @@ Lifecycle, and why:
   cursor, so one slow client never grows the server's memory without bound.
 
 Pushes are framed once and written without Tornado's write_message by the
-process's SocketWriter (entrypoints/socket_writer.py). The WebSocket protocol
-of these sockets, and the other uses of Tornado's private names, are in
-entrypoints/http/tornado_overrides.py.
+process's SocketWriter (entrypoints/socket_writer.py). What a client sends is
+handed, by its type, to the handlers of ClientFrames (entrypoints/client_frames.py).
+The WebSocket protocol of these sockets, and the other uses of Tornado's private
+names, are in entrypoints/http/tornado_overrides.py.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from application.gateway import Connection, Gateway
 from application.sockets import Admission, AdmitSocket
 from domain import errors
 from domain.model import validate_cursor
+from entrypoints.client_frames import ClientFrames
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.http.base import ServerHeader, bearer_token
 from entrypoints.http.errors import error_headers, finish_with_error, status_of
@@ -57,8 +59,6 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_CURSOR_EXPIRED = 4410
 
-PONG = b'{"type":"pong"}'
-
 
 class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
     gateway: Gateway
@@ -67,15 +67,17 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
     open_sockets: set
     writer: SocketWriter
     heartbeat: Heartbeat
+    client_frames: ClientFrames
 
     def initialize(self, gateway: Gateway, authenticate: Authenticate, admit: AdmitSocket, open_sockets: set,
-                   writer: SocketWriter, heartbeat: Heartbeat) -> None:
+                   writer: SocketWriter, heartbeat: Heartbeat, client_frames: ClientFrames) -> None:
         self.gateway = gateway
         self.authenticate = authenticate
         self.admit = admit
         self.open_sockets = open_sockets
         self.writer = writer
         self.heartbeat = heartbeat
+        self.client_frames = client_frames
         self.conn: Connection | None = None
         self.awaiting_pong = False
         self.gone = False  # forgotten: nothing more is pushed to it (it may take a while to close)
@@ -176,6 +178,10 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
             else:
                 self.conn = conn
 
+    @property
+    def user_id(self) -> str:
+        return self.claims.user_id
+
     # --- ClientChannel ----------------------------------------------------------
     def send(self, payload: bytes) -> bool:
         if self.gone:
@@ -195,7 +201,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
         self.close(CLOSE_TRY_AGAIN, "too slow: resume from your cursor")
 
     # --- from the client --------------------------------------------------------
-    def on_message(self, message) -> None:
+    def on_message(self, message) -> Awaitable[None] | None:
         if isinstance(message, bytes):
             return self.close(CLOSE_POLICY, "binary frames are not accepted")
         try:
@@ -204,9 +210,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
             return self.close(CLOSE_POLICY, "frames must be JSON")
         if not isinstance(frame, dict):
             return self.close(CLOSE_POLICY, "frames must be JSON objects")
-        if frame.get("type") == "ping":
-            self.send(PONG)
-        # Other well-formed frames are ignored: room for future client messages.
+        return self.client_frames.dispatch(self, frame)  # a type without a handler is ignored
 
     def resume_later(self, cursor_expired: bool) -> None:
         self.forget()

@@ -43,7 +43,8 @@ def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics) -
         (r"/ws", SocketHandler,
          use(gateway=container.gateway(), authenticate=container.authenticate(), admit=container.admit_socket(),
              open_sockets=open_sockets,
-             writer=SocketWriter(), heartbeat=Heartbeat(settings.ws_ping_interval, settings.ws_ping_timeout))),
+             writer=SocketWriter(), heartbeat=Heartbeat(settings.ws_ping_interval, settings.ws_ping_timeout),
+             client_frames=container.client_frames())),
         *ops_routes,
         *static.routes(),
     ]
