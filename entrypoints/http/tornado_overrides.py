@@ -255,6 +255,10 @@ class SocketKeepingIOStream(tornado.iostream.IOStream):
         return kept
 
 
+# The stream classes write_to_stream may write to with socket.send(): Tornado's plain
+# IOStream, and the one HTTPServer makes for each connection (a WebSocket keeps it).
+PLAIN_STREAMS = frozenset({tornado.iostream.IOStream, SocketKeepingIOStream})
+
 CLOSE_PROTOCOL_ERROR = 1002
 
 
@@ -431,8 +435,9 @@ def write_to_stream(stream: tornado.iostream.IOStream, data: bytes) -> None:
     on the stream: then `data` goes straight to the socket (one send(), no allocation),
     and only what the kernel does not take is queued on the IOStream, which keeps the
     order, the write buffer limit (StreamBufferFullError) and the error handling.
-    (IOStream's _write_buffer and _connecting, read only.)"""
-    if not stream._write_buffer and type(stream) is tornado.iostream.IOStream and not stream._connecting:
+    (IOStream's _write_buffer and _connecting, read only.) Only for the plain streams of
+    PLAIN_STREAMS, whose socket.send() is the connection's own (not a TLS stream's)."""
+    if not stream._write_buffer and type(stream) in PLAIN_STREAMS and not stream._connecting:
         try:
             sent = stream.socket.send(data)
         except (BlockingIOError, InterruptedError):

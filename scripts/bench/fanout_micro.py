@@ -88,9 +88,8 @@ async def main() -> None:
                         help="notifications handled in one turn of the event loop (a subscriber behind)")
     args = parser.parse_args()
 
-    import tornado.iostream
-
     from entrypoints import socket_writer
+    from entrypoints.http import tornado_overrides
 
     pairs = [socket.socketpair() for _ in range(args.members)]
     pid = os.fork()
@@ -106,8 +105,8 @@ async def main() -> None:
         socket_writer.write_to_stream = lambda stream, data: None
     gateway = Gateway(inbox=None, encode=lambda d: orjson.dumps(d.public()))
     users = [str(uuid.uuid4()) for _ in range(args.members)]
-    original = tornado.iostream.IOStream
-    tornado.iostream.IOStream = _Stream  # so that write_to_stream takes its fast path on the stand-in
+    original = tornado_overrides.PLAIN_STREAMS
+    tornado_overrides.PLAIN_STREAMS = frozenset({_Stream})  # so that write_to_stream takes its fast path on it
     try:
         from application.gateway import Connection
 
@@ -138,7 +137,7 @@ async def main() -> None:
         cpu = time.process_time() - started
         wall = time.perf_counter() - wall
     finally:
-        tornado.iostream.IOStream = original
+        tornado_overrides.PLAIN_STREAMS = original
         for a, _ in pairs:
             a.close()
         os.waitpid(pid, 0)

@@ -11,6 +11,7 @@ import types
 import pytest
 import tornado.iostream
 
+from entrypoints.http.tornado_overrides import SocketKeepingIOStream, write_to_stream
 from entrypoints.socket_writer import SocketWriter, text_frame
 
 
@@ -95,3 +96,20 @@ async def test_a_reader_past_its_write_buffer_is_dropped(pair):
         writer.queue(slow, writer.frame(bytes(big)))
     writer.flush()
     assert slow.dropped == 1
+
+
+@pytest.mark.gen_test
+async def test_a_frame_to_a_connection_of_the_server_goes_straight_to_its_socket(io_loop):
+    """The server's connections are SocketKeepingIOStreams (tornado_overrides.HTTPServer):
+    with nothing queued on one, a frame is sent without IOStream.write and its Future."""
+    left, right = socket.socketpair()
+    right.setblocking(False)
+    stream = SocketKeepingIOStream(left)
+    stream.write = None  # not called
+    try:
+        write_to_stream(stream, text_frame(b"hello"))
+        assert received(right) == text_frame(b"hello")
+    finally:
+        del stream.write
+        stream.close()
+        right.close()
