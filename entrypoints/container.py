@@ -61,6 +61,7 @@ from application.messaging import (
 from application.persister import Persister
 from application.sockets import AdmitSocket
 from domain.model import Delivery
+from entrypoints.client_frames import ClientFrames, answer_ping
 
 LOGIN_WINDOW_SECONDS = 60.0
 # Revocations are announced to every gateway (TokenRevocations.follow); this bounds how
@@ -288,4 +289,6 @@ class Container(containers.DeclarativeContainer):
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter)
     )
     gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
+    # What a client may send on its socket: frame type -> handler (entrypoints/client_frames.py).
+    client_frames = providers.Singleton(ClientFrames, providers.Dict(ping=providers.Object(answer_ping)))
     persister = providers.Factory(Persister, persist_queue, messages)

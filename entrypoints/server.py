@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from adapters.sql.database import is_sqlite
 from domain import errors
 from entrypoints.container import Container, shutdown
-from entrypoints.http import body_limit, listener, ops
+from entrypoints.http import body_limit, ops, tornado_overrides
 from entrypoints.http.app import make_app
 from entrypoints.http.ops_server import OpsServer
 from entrypoints.metrics import Metrics
@@ -85,7 +85,7 @@ class CourierServer:
             self._ops.listen(self.settings.ops_host, self.settings.ops_port)
             ops_routes = ops.health_routes()
         app = make_app(self.container, self.open_sockets, ops_routes, self.metrics)
-        self._http = listener.HTTPServer(
+        self._http = tornado_overrides.HTTPServer(
             app, refusals=app.refusals, max_body_size=body_limit.MAX_BODY_BYTES,
             body_timeout=self.settings.body_timeout, idle_connection_timeout=self.settings.idle_timeout,
         )
