@@ -19,10 +19,10 @@ from application.ports import (
     UserRepository,
 )
 from domain import errors
+from domain.events import Delivery, in_original_view
 from domain.model import (
     GROUP,
     PRIVATE,
-    Delivery,
     Message,
     validate_client_msg_id,
     validate_content,
@@ -145,9 +145,9 @@ class SendPrivateMessage:
         await self.dispatcher.check_rate(sender_id)
         if await self.users.get(to_user_id) is None:
             raise errors.UserNotFound("no user with this to_user_id")
-        # A note to oneself lands in one's own inbox (other devices see it); the
-        # sending socket never gets a push of its own message (see the gateway).
-        return await self.dispatcher.dispatch(message, [to_user_id])
+        # The sender's log gets its own send too (its other devices, in the event view);
+        # a note to oneself is one entry.
+        return await self.dispatcher.dispatch(message, list(dict.fromkeys((to_user_id, sender_id))))
 
 
 @dataclass
@@ -163,8 +163,8 @@ class SendGroupMessage:
             raise errors.GroupNotFound()
         group.require_member(sender_id)
         await self.dispatcher.check_rate(sender_id)
-        recipients = [member for member in group.member_ids if member != sender_id]
-        return await self.dispatcher.dispatch(message, recipients)
+        # Every member's log, the sender's included (its other devices, in the event view).
+        return await self.dispatcher.dispatch(message, list(group.member_ids))
 
 
 @dataclass
@@ -175,8 +175,8 @@ class PullResult:
 
 
 @dataclass
-class PullMessages:
-    """Everything delivered to the caller after a cursor, oldest first."""
+class PullEvents:
+    """Everything in the caller's log after a cursor, oldest first (the event view)."""
 
     inbox: Inbox
 
@@ -189,6 +189,38 @@ class PullMessages:
         deliveries = deliveries[:limit]
         next_cursor = deliveries[-1].cursor if deliveries else cursor
         return PullResult(deliveries, next_cursor, has_more)
+
+
+# Pages of the log read for one pull of the original view at most: a log of nothing
+# but one's own sends ends the pull early (has_more, with the cursor moved past them).
+MAX_PAGES_PER_PULL = 10
+
+
+@dataclass
+class PullMessages:
+    """Messages from others in the caller's log after a cursor, oldest first (the
+    original view: GET /api/v1/messages). The log also holds the caller's own sends
+    and group changes (domain.events.in_original_view); they are passed over, and the
+    cursor moves past them, so a cursor of either view resumes the other."""
+
+    inbox: Inbox
+
+    async def __call__(self, user_id: str, cursor: Any, limit: Any) -> PullResult:
+        cursor = validate_cursor(cursor)
+        limit = parse_limit(limit)
+        shown: list[Delivery] = []
+        position = cursor
+        for _ in range(MAX_PAGES_PER_PULL):
+            page = await self.inbox.read(user_id, position, limit + 1)
+            for delivery in page:
+                if in_original_view(delivery.event, user_id):
+                    if len(shown) == limit:
+                        return PullResult(shown, shown[-1].cursor, True)
+                    shown.append(delivery)
+                position = delivery.cursor
+            if len(page) <= limit:
+                return PullResult(shown, position, False)
+        return PullResult(shown, position, True)
 
 
 @dataclass
