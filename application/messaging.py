@@ -108,7 +108,8 @@ class Dispatcher:
             raise
         if log.isEnabledFor(logging.INFO):
             for user_id in cursors:
-                log.info("Notification published for message %s to user %s", message.id, user_id)
+                if user_id != sender_id:  # the sender's own entry is no notification to it (SPEC section 6)
+                    log.info("Notification published for message %s to user %s", message.id, user_id)
         return message
 
     async def _claim(self, message: Message, key: str) -> Message | None:
@@ -191,17 +192,19 @@ class PullEvents:
         return PullResult(deliveries, next_cursor, has_more)
 
 
-# Pages of the log read for one pull of the original view at most: a log of nothing
-# but one's own sends ends the pull early (has_more, with the cursor moved past them).
-MAX_PAGES_PER_PULL = 10
+# How many entries the original view's pull reads at a time: the log also holds what
+# that view passes over (one's own sends), so it reads on until the page is full.
+SCAN_PAGE = 200
 
 
 @dataclass
 class PullMessages:
     """Messages from others in the caller's log after a cursor, oldest first (the
-    original view: GET /api/v1/messages). The log also holds the caller's own sends
-    and group changes (domain.events.in_original_view); they are passed over, and the
-    cursor moves past them, so a cursor of either view resumes the other."""
+    original view: GET /api/v1/messages), answered exactly as before the log held
+    anything else: next_cursor is the last message's cursor (the one asked with, when
+    there is none). The log's other entries - one's own sends, group changes
+    (domain.events.in_original_view) - are passed over; a cursor of either view
+    resumes the other."""
 
     inbox: Inbox
 
@@ -210,17 +213,16 @@ class PullMessages:
         limit = parse_limit(limit)
         shown: list[Delivery] = []
         position = cursor
-        for _ in range(MAX_PAGES_PER_PULL):
-            page = await self.inbox.read(user_id, position, limit + 1)
+        while True:
+            page = await self.inbox.read(user_id, position, max(limit + 1, SCAN_PAGE))
             for delivery in page:
                 if in_original_view(delivery.event, user_id):
                     if len(shown) == limit:
                         return PullResult(shown, shown[-1].cursor, True)
                     shown.append(delivery)
                 position = delivery.cursor
-            if len(page) <= limit:
-                return PullResult(shown, position, False)
-        return PullResult(shown, position, True)
+            if len(page) < max(limit + 1, SCAN_PAGE):
+                return PullResult(shown, shown[-1].cursor if shown else cursor, False)
 
 
 @dataclass

@@ -177,3 +177,25 @@ async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(kind,
     await store.inbox.deliver(retry, [b])
     assert [d.event.public() for d in await store.inbox.read(b, None, 10)] == [retry.public()]
     assert await store.keys.remember(a, "k", late) == Answer(retry, delivered=True)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_group_changes_and_messages_share_one_log_in_order(kind, request, sql_database):
+    from domain.events import MEMBER_ADDED, GroupChange
+
+    store = await make_store(kind, request, sql_database)
+    a, b, c, _ = store.people
+    group_id = str(uuid.uuid4())
+    added = GroupChange(type=MEMBER_ADDED, id=str(uuid.uuid4()), group_id=group_id, by_user_id=a,
+                        created_at=1_700_000_000, user_id=c)
+    before = private(a, b, "before")
+    after = private(a, b, "after")
+    first = (await store.inbox.deliver(before, [b]))[b]
+    cursors = await store.inbox.append(added, [a, b, c, b])  # b listed twice: one entry
+    last = (await store.inbox.deliver(after, [b]))[b]
+    assert set(cursors) == {a, b, c}
+    assert [d.event for d in await store.inbox.read(b, None, 10)] == [before, added, after]
+    assert [d.cursor for d in await store.inbox.read(b, None, 10)] == [first, cursors[b], last]
+    for user in (a, c):
+        [delivery] = await store.inbox.read(user, None, 10)
+        assert delivery.event == added and delivery.cursor == cursors[user]

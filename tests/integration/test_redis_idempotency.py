@@ -126,7 +126,7 @@ async def test_deliver_marks_the_pending_answer_delivered(redis_client, channel)
     await keys.forget("a", "k", first)
     assert await keys.remember("a", "k", message("k")) == delivered(first)
     [entry] = await inbox.read("b", None, 10)
-    assert entry.message.id == first.id
+    assert entry.event.id == first.id
 
 
 @pytest.mark.gen_test

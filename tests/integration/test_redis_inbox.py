@@ -156,7 +156,9 @@ async def test_notification_carries_the_message_and_each_cursor(redis_client, ch
             assert parse_notification(received["data"]).cursors == expected
             assert body["to"] == ["b", "c"] and body["cursor"] == expected["b"] == expected["c"]
             assert "own" not in body  # every recipient shares the one cursor
-            assert body["message"] == message.public()  # the public record; client_msg_id stays private
+            # The typed envelope (adapters/redis/envelope.py) with the full record: the gateway
+            # shows client_msg_id to its sender alone (Delivery.public_for).
+            assert body["kind"] == "event" and body["event"] == message.to_record()
     finally:
         await pubsub.aclose()
 
@@ -181,7 +183,7 @@ async def test_content_is_kept_byte_for_byte(redis_client, channel):
         assert read == contents
         for content in contents:
             body = orjson.loads((await pubsub.get_message(timeout=2))["data"])
-            assert body["message"]["content"].encode("utf-8") == content.encode("utf-8")
+            assert body["event"]["content"].encode("utf-8") == content.encode("utf-8")
     finally:
         await pubsub.aclose()
 

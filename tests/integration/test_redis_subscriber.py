@@ -14,6 +14,7 @@ from adapters.redis.inbox import RedisInbox
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from application.gateway import Gateway
 from domain.model import PRIVATE, Message
+from entrypoints.container import encode_delivery
 from tests.services.redis import make_client
 
 pytestmark = pytest.mark.redis
@@ -125,7 +126,7 @@ async def test_a_killed_subscription_resyncs_and_the_socket_misses_nothing(io_lo
     client = make_client(private_redis.url)
     try:
         inbox = RedisInbox(client, channel=channel)
-        gateway = Gateway(inbox, lambda d: orjson.dumps(d.public()))
+        gateway = Gateway(inbox, encode_delivery)
         subscriber = fast(private_redis.url, channel)
         resyncs = []
 
