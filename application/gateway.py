@@ -19,7 +19,8 @@ from typing import Protocol
 
 from application.ports import Inbox, Notification
 from domain import errors
-from domain.model import Delivery, cursor_position
+from domain.events import Delivery
+from domain.model import Message, cursor_position
 
 log = logging.getLogger("courier.gateway")
 
@@ -53,11 +54,17 @@ _NOWHERE = (-1, -1)  # before every position: a connection without a cursor take
 
 
 class Connection:
-    __slots__ = ("user_id", "channel", "_last_cursor", "_last_position", "_replaying", "_read_again", "_held")
+    """One socket of a user. `events` chooses its view of the user's log (domain.events):
+    True, every event (own sends, group changes); False, the original view: messages
+    from others (never one's own, not even a note to oneself: the sender has it)."""
 
-    def __init__(self, user_id: str, channel: ClientChannel, last_cursor: str | None):
+    __slots__ = ("user_id", "channel", "events", "_last_cursor", "_last_position", "_replaying", "_read_again",
+                 "_held")
+
+    def __init__(self, user_id: str, channel: ClientChannel, last_cursor: str | None, events: bool = False):
         self.user_id = user_id
         self.channel = channel
+        self.events = events
         self.last_cursor = last_cursor
         self._replaying = False
         self._read_again = False
@@ -100,8 +107,11 @@ class Connection:
 
 class Gateway:
     def __init__(
-        self, inbox: Inbox, encode: Callable[[Delivery], bytes], resync_retry_seconds: float = RESYNC_RETRY_SECONDS
+        self, inbox: Inbox, encode: Callable[[Delivery, str | None], bytes],
+        resync_retry_seconds: float = RESYNC_RETRY_SECONDS,
     ):
+        """encode(delivery, None) is the frame of a delivery for everyone; encode(delivery,
+        user_id) its frame in the event view of `user_id` (Delivery.public_for)."""
         self._inbox = inbox
         self._encode = encode
         self._resync_retry_seconds = resync_retry_seconds
@@ -121,14 +131,15 @@ class Gateway:
         every message accepted after that comes after this cursor and is sent."""
         return await self._inbox.last_cursor(user_id) or START
 
-    async def attach(self, user_id: str, channel: ClientChannel, cursor: str | None) -> Connection:
+    async def attach(self, user_id: str, channel: ClientChannel, cursor: str | None,
+                     events: bool = False) -> Connection:
         """Register a connection, then replay what came after `cursor`.
         Registering first is what closes the gap between replay and live.
         Without a cursor the connection starts at the inbox's current end, so
         it still has a position to resync from if the bus is ever lost."""
         if cursor is None:
             cursor = await self.live_cursor(user_id)
-        conn = Connection(user_id, channel, cursor)
+        conn = Connection(user_id, channel, cursor, events)
         self._by_user.setdefault(user_id, set()).add(conn)
         try:
             await self.replay(conn)
@@ -171,11 +182,14 @@ class Gateway:
             conn._read_again = False
             page = await self._inbox.read(conn.user_id, conn.last_cursor, REPLAY_PAGE)
             for delivery in page:
-                if delivery.message.from_user_id == conn.user_id:
-                    conn.last_cursor = delivery.cursor  # a note to self: no push
-                    continue
                 conn.last_cursor = delivery.cursor
-                if not conn.channel.send(self._encode(delivery)):
+                if conn.events:
+                    payload = self._encode(delivery, conn.user_id)
+                elif isinstance(delivery.event, Message) and delivery.event.from_user_id != conn.user_id:
+                    payload = self._encode(delivery, None)
+                else:
+                    continue  # not in the original view: one's own send, a group change
+                if not conn.channel.send(payload):
                     return False
                 self.pushed += 1
             if len(page) < REPLAY_PAGE and not conn._read_again:
@@ -264,32 +278,52 @@ class Gateway:
         conn.channel.resume_later(cursor_expired=isinstance(error, errors.CursorExpired))
 
     def on_notification(self, notification: Notification) -> None:
-        message = notification.message
+        event = notification.event
         by_user = self._by_user
         log_pushes = log.isEnabledFor(logging.INFO)  # asked once: no work per push at warning
         # Recipients that share a cursor (one id for a whole group message) share one
         # Delivery and one encoded payload, so every socket gets the very same bytes.
         prepared: dict[str, tuple[Delivery, tuple[int, int], bytes]] = {}
         pushed = 0
-        sender_id = message.from_user_id
+        # Who does not see it in the original view: a group change, nobody; a message,
+        # its sender (the one recipient whose sockets are looked at one by one below).
+        is_message = isinstance(event, Message)
+        sender_id = event.from_user_id if isinstance(event, Message) else None
         cursor_of_ready = None
         for user_id, cursor in notification.cursors.items():
             conns = by_user.get(user_id)
-            if not conns or user_id == sender_id:
-                continue  # nobody here, or the sender (who never gets its own push)
+            if not conns:
+                continue
             if cursor is not cursor_of_ready:  # the same str object for all who share it
                 ready = prepared.get(cursor)
                 if ready is None:
-                    delivery = Delivery(message, cursor)
-                    ready = prepared[cursor] = (delivery, cursor_position(cursor), self._encode(delivery))
+                    delivery = Delivery(event, cursor)
+                    ready = prepared[cursor] = (delivery, cursor_position(cursor), self._encode(delivery, None))
                 delivery, position, payload = ready
                 cursor_of_ready = cursor
+            if user_id == sender_id or not is_message:
+                pushed += self._push_to_event_views(conns, delivery, position, user_id == sender_id, payload)
+                continue
             for conn in tuple(conns):  # a failed send detaches the connection
                 if conn.push(delivery, payload, position):
                     pushed += 1
                     if log_pushes:
                         log.info("Message pushed to user %s via WebSocket", user_id)
         self.pushed += pushed
+
+    def _push_to_event_views(self, conns: set[Connection], delivery: Delivery, position: tuple[int, int],
+                             own: bool, payload: bytes) -> int:
+        """An event outside the original view (one's own send, a group change) goes to the
+        sockets in the event view only; one's own send with its client_msg_id."""
+        pushed = 0
+        for conn in tuple(conns):
+            if conn.events:
+                if own:
+                    payload = self._encode(delivery, conn.user_id)
+                    own = False  # every socket here is of the same user: encoded once
+                if conn.push(delivery, payload, position):
+                    pushed += 1
+        return pushed
 
     def push_cursorless(self, user_ids: Iterable[str], payload: bytes) -> int:
         """Hand `payload` (a whole frame, encoded) as it is to every local socket of

@@ -1,10 +1,12 @@
-"""Use cases of groups: create, list, get, add a member, leave or remove."""
+"""Use cases of groups: create, list, get, rename, add a member, leave or remove.
+Each change is announced in the members' logs (GroupEvents)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
 from application.group_changes import GroupChangeAllowance
+from application.group_events import GroupEvents
 from application.group_pages import parse_position, position_token
 from application.messaging import parse_limit
 from application.ports import GroupRepository, IdGenerator, UserRepository
@@ -28,6 +30,7 @@ class ManageGroups:
     users: UserRepository
     ids: IdGenerator
     changes: GroupChangeAllowance
+    events: GroupEvents
 
     async def create(self, owner_id: str, name: Any, member_ids: Any) -> Group:
         name = validate_group_name(name)
@@ -46,6 +49,7 @@ class ManageGroups:
                 raise errors.UserNotFound(f"no user {member_id}")
         group = Group(id=self.ids.new_id(), name=name, owner_id=owner_id, member_ids=members)
         await self.groups.add(group)
+        await self.events.created(group)
         return group
 
     async def list_mine(self, user_id: str, before: Any = None, limit: Any = None) -> MyGroups:
@@ -71,6 +75,20 @@ class ManageGroups:
             raise errors.UserNotFound()
         await self.groups.add_member(group.id, user_id)
         group.member_ids.append(user_id)
+        await self.events.member_added(group, user_id, actor_id)
+        return group
+
+    async def rename(self, actor_id: str, group_id: Any, name: Any) -> Group:
+        """The owner gives the group a new name (PATCH /groups/{id} {"name"})."""
+        group_id = validate_id(group_id, "group_id")
+        name = validate_group_name(name)
+        await self.changes.spend(actor_id)
+        group = await self.get(actor_id, group_id)
+        if actor_id != group.owner_id:
+            raise errors.Forbidden("only the owner may rename the group")
+        await self.groups.rename(group.id, name)
+        group.name = name
+        await self.events.renamed(group, actor_id)
         return group
 
     async def remove_member(self, actor_id: str, group_id: Any, user_id: Any) -> None:
@@ -82,6 +100,7 @@ class ManageGroups:
             raise errors.NotFound("this user is not a member of the group")
         new_owner = group.successor_owner(user_id) if user_id == group.owner_id else None
         await self.groups.remove_member(group.id, user_id, new_owner)
+        await self.events.member_removed(group, user_id, actor_id)
 
     async def _load(self, group_id: Any) -> Group:
         group = await self.groups.get(validate_id(group_id, "group_id"))

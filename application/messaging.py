@@ -19,10 +19,10 @@ from application.ports import (
     UserRepository,
 )
 from domain import errors
+from domain.events import Delivery, in_original_view
 from domain.model import (
     GROUP,
     PRIVATE,
-    Delivery,
     Message,
     validate_client_msg_id,
     validate_content,
@@ -108,7 +108,8 @@ class Dispatcher:
             raise
         if log.isEnabledFor(logging.INFO):
             for user_id in cursors:
-                log.info("Notification published for message %s to user %s", message.id, user_id)
+                if user_id != sender_id:  # the sender's own entry is no notification to it (SPEC section 6)
+                    log.info("Notification published for message %s to user %s", message.id, user_id)
         return message
 
     async def _claim(self, message: Message, key: str) -> Message | None:
@@ -145,9 +146,9 @@ class SendPrivateMessage:
         await self.dispatcher.check_rate(sender_id)
         if await self.users.get(to_user_id) is None:
             raise errors.UserNotFound("no user with this to_user_id")
-        # A note to oneself lands in one's own inbox (other devices see it); the
-        # sending socket never gets a push of its own message (see the gateway).
-        return await self.dispatcher.dispatch(message, [to_user_id])
+        # The sender's log gets its own send too (its other devices, in the event view);
+        # a note to oneself is one entry.
+        return await self.dispatcher.dispatch(message, list(dict.fromkeys((to_user_id, sender_id))))
 
 
 @dataclass
@@ -163,8 +164,8 @@ class SendGroupMessage:
             raise errors.GroupNotFound()
         group.require_member(sender_id)
         await self.dispatcher.check_rate(sender_id)
-        recipients = [member for member in group.member_ids if member != sender_id]
-        return await self.dispatcher.dispatch(message, recipients)
+        # Every member's log, the sender's included (its other devices, in the event view).
+        return await self.dispatcher.dispatch(message, list(group.member_ids))
 
 
 @dataclass
@@ -175,8 +176,8 @@ class PullResult:
 
 
 @dataclass
-class PullMessages:
-    """Everything delivered to the caller after a cursor, oldest first."""
+class PullEvents:
+    """Everything in the caller's log after a cursor, oldest first (the event view)."""
 
     inbox: Inbox
 
@@ -189,6 +190,39 @@ class PullMessages:
         deliveries = deliveries[:limit]
         next_cursor = deliveries[-1].cursor if deliveries else cursor
         return PullResult(deliveries, next_cursor, has_more)
+
+
+# How many entries the original view's pull reads at a time: the log also holds what
+# that view passes over (one's own sends), so it reads on until the page is full.
+SCAN_PAGE = 200
+
+
+@dataclass
+class PullMessages:
+    """Messages from others in the caller's log after a cursor, oldest first (the
+    original view: GET /api/v1/messages), answered exactly as before the log held
+    anything else: next_cursor is the last message's cursor (the one asked with, when
+    there is none). The log's other entries - one's own sends, group changes
+    (domain.events.in_original_view) - are passed over; a cursor of either view
+    resumes the other."""
+
+    inbox: Inbox
+
+    async def __call__(self, user_id: str, cursor: Any, limit: Any) -> PullResult:
+        cursor = validate_cursor(cursor)
+        limit = parse_limit(limit)
+        shown: list[Delivery] = []
+        position = cursor
+        while True:
+            page = await self.inbox.read(user_id, position, max(limit + 1, SCAN_PAGE))
+            for delivery in page:
+                if in_original_view(delivery.event, user_id):
+                    if len(shown) == limit:
+                        return PullResult(shown, shown[-1].cursor, True)
+                    shown.append(delivery)
+                position = delivery.cursor
+            if len(page) < max(limit + 1, SCAN_PAGE):
+                return PullResult(shown, shown[-1].cursor if shown else cursor, False)
 
 
 @dataclass

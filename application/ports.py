@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from domain.model import Delivery, Group, Message, User
+from domain.events import Delivery, Event, GroupChange
+from domain.model import Group, Message, User
 
 
 class UserRepository(Protocol):
@@ -67,6 +68,9 @@ class GroupRepository(Protocol):
     async def add_member(self, group_id: str, user_id: str) -> None:
         """Add a member; raise AlreadyAMember if they are one."""
 
+    async def rename(self, group_id: str, name: str) -> None:
+        """Give the group a new name (GroupNotFound when there is no such group)."""
+
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
         """Remove a member; when new_owner_id is given the group's owner becomes that member."""
 
@@ -95,18 +99,19 @@ class MessageStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """One accepted message and its cursor in each recipient's inbox."""
+    """One stored event (a message, a group change) and its cursor in each
+    recipient's log: what goes from the inbox to every gateway."""
 
-    message: Message
+    event: Event
     cursors: dict[str, str]  # recipient user id -> cursor
 
 
 class Inbox(Protocol):
-    """Per-user inbox streams plus the notification that follows each append.
+    """Per-user event logs ("inboxes") plus the notification that follows each append.
 
-    deliver() appends the message to every recipient's stream (and to the
-    persistence stream, where the mode has one), then - only once that
-    succeeded - publishes a Notification to every gateway. For one recipient,
+    deliver() appends a message to every recipient's log (and to the persistence
+    stream, where the mode has one), append() a group change; then - only once that
+    succeeded - a Notification is published to every gateway. For one recipient,
     notifications are published in cursor order, so a gateway that has pushed
     cursor C may drop any later notification at or before C as a duplicate."""
 
@@ -123,6 +128,11 @@ class Inbox(Protocol):
         holds the key now (this attempt was so slow that its pending answer expired and
         a retry took the key): it raises SendSuperseded, and the retry is the one that
         delivers."""
+
+    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
+        """Append a group change to every recipient's log and publish it; returns each
+        recipient's cursor. (Group changes have no idempotency key and no persistence
+        stream: the group's state itself is in the GroupRepository.)"""
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is

@@ -221,17 +221,6 @@ class Message:
         )
 
 
-@dataclass(slots=True, frozen=True)
-class Delivery:
-    """A message at its position (cursor) in one recipient's inbox."""
-
-    message: Message
-    cursor: str
-
-    def public(self) -> dict:
-        return self.message.public(self.cursor)
-
-
 # Cursors ----------------------------------------------------------------
 # A cursor is "<major>-<minor>" with two non-negative integers (a Redis stream
 # entry id has exactly this form; the SQLite inbox uses "<seq>-0"). Clients

@@ -50,9 +50,11 @@ from adapters.sql.users import SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
+from application.group_events import GroupEvents
 from application.groups import ManageGroups
 from application.messaging import (
     Dispatcher,
+    PullEvents,
     PullMessages,
     ReadHistory,
     SendGroupMessage,
@@ -60,7 +62,7 @@ from application.messaging import (
 )
 from application.persister import Persister
 from application.sockets import AdmitSocket
-from domain.model import Delivery
+from domain.events import Delivery
 from entrypoints.client_frames import ClientFrames, answer_ping
 
 LOGIN_WINDOW_SECONDS = 60.0
@@ -69,8 +71,8 @@ LOGIN_WINDOW_SECONDS = 60.0
 REVOCATION_RECHECK = 60.0
 
 
-def encode_delivery(delivery: Delivery) -> bytes:
-    return orjson.dumps(delivery.public())
+def encode_delivery(delivery: Delivery, user_id: str | None = None) -> bytes:
+    return orjson.dumps(delivery.public() if user_id is None else delivery.public_for(user_id))
 
 
 REDIS_POOL_SIZE = 64
@@ -284,9 +286,11 @@ class Container(containers.DeclarativeContainer):
     send_private = providers.Singleton(SendPrivateMessage, dispatcher, users)
     send_group = providers.Singleton(SendGroupMessage, dispatcher, groups)
     pull = providers.Singleton(PullMessages, inbox)
+    pull_events = providers.Singleton(PullEvents, inbox)
     history = providers.Singleton(ReadHistory, messages, groups, users)
     manage_groups = providers.Singleton(
-        ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter)
+        ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter),
+        providers.Singleton(GroupEvents, inbox, ids, clock),
     )
     gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
     # What a client may send on its socket: frame type -> handler (entrypoints/client_frames.py).

@@ -36,6 +36,7 @@ from application.accounts import Authenticate
 from application.gateway import Connection, Gateway
 from application.sockets import Admission, AdmitSocket
 from domain import errors
+from domain.events import parse_view
 from domain.model import validate_cursor
 from entrypoints.client_frames import ClientFrames
 from entrypoints.heartbeat import Heartbeat
@@ -89,6 +90,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
         try:
             claims = await self.authenticate(token)
             self.cursor = validate_cursor(self.get_query_argument("cursor", None))
+            self.events = parse_view(self.get_query_argument("events", None))
         except errors.CourierError as error:
             return self._refuse(status_of(error), error)
         # Tornado's own refusals (below, in super().get) answer plain text; the
@@ -166,7 +168,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
         self.heartbeat.add(self, self.claims.expires_at)
         log.info("Client %s connected", user_id)
         try:
-            conn = await self.gateway.attach(user_id, self, self.cursor)
+            conn = await self.gateway.attach(user_id, self, self.cursor, self.events)
         except errors.CursorExpired:
             self.close(CLOSE_CURSOR_EXPIRED, "cursor expired")
         except errors.ServiceUnavailable as error:

@@ -5,7 +5,7 @@ adapters/redis/cache.py).
 
 Every group send looks its group up (members and all); without this, each one
 read the group's rows from SQLite again (about a tenth of the process in a fan-out
-to 1,000 members). A change (add_member, remove_member) drops the entry before and
+to 1,000 members). A change (add_member, remove_member, rename) drops the entry before and
 after its write, and a read that missed stores what it read only if no change
 began or ended meanwhile, so a read racing a change never puts old members back.
 A change that fails drops the entry all the same: the next read asks the store.
@@ -55,6 +55,13 @@ class CachedGroups(GroupRepository):
         self._forget(group_id)
         try:
             await self._inner.add_member(group_id, user_id)
+        finally:
+            self._forget(group_id)
+
+    async def rename(self, group_id: str, name: str) -> None:
+        self._forget(group_id)
+        try:
+            await self._inner.rename(group_id, name)
         finally:
             self._forget(group_id)
 

@@ -231,6 +231,13 @@ class RedisCachedGroupRepository(GroupRepository):
         finally:
             await self._invalidate(group_id, required=False)
 
+    async def rename(self, group_id: str, name: str) -> None:
+        await self._invalidate(group_id, required=True)
+        try:
+            await self._inner.rename(group_id, name)
+        finally:
+            await self._invalidate(group_id, required=False)
+
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
         await self._invalidate(group_id, required=True)
         try:

@@ -1,5 +1,6 @@
 #!lua
--- The whole fan-out of one accepted message, in one round trip and atomically:
+-- The whole fan-out of one event (an accepted message, a group change) into its
+-- recipients' logs, in one round trip and atomically:
 -- Redis runs one script at a time, so the order in which notifications are
 -- published is the order in which the entries were appended, for every
 -- recipient, whichever gateway sent them (the gateway relies on it).
@@ -29,18 +30,21 @@
 -- KEYS[3 or 4..]  stream:private:{user_id}, one per recipient
 -- ARGV[1]         MAXLEN of an inbox stream
 -- ARGV[2]         '~' (approximate trimming: whole macro nodes, cheap) or '=' (exact)
--- ARGV[3]         the compact message record (JSON) for inbox entries and the notification
--- ARGV[4]         the full record (JSON, with client_msg_id) for the persister
+-- ARGV[3]         the event's record (JSON) for inbox entries (a message's without client_msg_id)
+-- ARGV[4]         a message's full record (JSON, with client_msg_id) for the persister and the
+--                 sender's own entry; '' for an event that is not persisted (a group change)
 -- ARGV[5]         the notification channel
 -- ARGV[6]         the message id when it has a client_msg_id, else ''
 -- ARGV[7]         how long a delivered idempotency answer is kept (seconds)
 -- ARGV[8]         trim an inbox on one append in this many (1: on every append)
--- ARGV[9..]       each recipient's id already encoded as a JSON string, in KEYS order
+-- ARGV[9]         the notification's head, up to its recipients (adapters/redis/envelope.py)
+-- ARGV[10]        the sender's 1-based position among the recipients, whose entry gets
+--                 ARGV[4]; 0 when the sender is none of them
 -- Returns {cursor, {position, own cursor, ...}}: the cursor of every recipient but
 -- those listed (1-based position among the recipients, and that one's cursor);
 -- {'', {}} when there is no recipient.
--- Publishes {"message": record, "cursor": id, "to": [ids], "own": {id: cursor}}
--- ("own" only when some recipient has a cursor of its own).
+-- Publishes the head with its tail: ,"cursor": id, "own": {id: cursor}} ("own" only
+-- when some recipient has a cursor of its own).
 local function parse_id(id)
   local dash = string.find(id, '-', 1, true)
   return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
@@ -66,7 +70,8 @@ if ARGV[6] ~= '' then
   end
 end
 local id = ''
-local own, own_json, to = {}, {}, {}
+local own, own_json = {}, {}
+local sender = tonumber(ARGV[10])
 if #KEYS >= first_inbox then
   local now = redis.call('TIME')
   local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -84,20 +89,24 @@ if #KEYS >= first_inbox then
   local trim_phase = tonumber(now[2]) % trim_every
   for i = first_inbox, #KEYS do
     local n = i - first_inbox + 1
-    to[n] = ARGV[n + 8]
+    local record = ARGV[3]
+    if n == sender then
+      record = ARGV[4]
+    end
     local added
     if (n + trim_phase) % trim_every == 0 then
-      added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', ARGV[3])
+      added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', record)
     else
-      added = redis.pcall('XADD', KEYS[i], id, 'm', ARGV[3])
+      added = redis.pcall('XADD', KEYS[i], id, 'm', record)
     end
     if type(added) == 'table' and added.err then
       -- Only an inbox whose last id is at or after ours fails here (anything else,
       -- such as a key of another type, fails again below and aborts the script).
-      added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', ARGV[3])
+      added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', record)
       own[#own + 1] = n
       own[#own + 1] = added
-      own_json[#own_json + 1] = ARGV[n + 8] .. ':"' .. added .. '"'
+      -- The user id out of its key, stream:private:{user_id} (ids are UUIDs: nothing to escape).
+      own_json[#own_json + 1] = '"' .. string.sub(KEYS[i], 16) .. '":"' .. added .. '"'
       if later(added, newest) then
         newest = added
       end
@@ -105,7 +114,9 @@ if #KEYS >= first_inbox then
   end
   redis.call('SET', KEYS[2], newest)
 end
-redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])
+if ARGV[4] ~= '' then
+  redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])
+end
 if ARGV[6] ~= '' then
   -- The message is accepted: mark its idempotency answer delivered now, in the
   -- same atomic step (idempotency.lua's 'confirm'; the key is ours or free, checked
@@ -114,13 +125,12 @@ if ARGV[6] ~= '' then
   redis.call('SET', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 'EX', ARGV[7])
 end
 if id ~= '' then
-  -- Built by concatenation: the record is JSON already, user ids are JSON strings
-  -- and entry ids are digits and a dash, so nothing needs escaping here.
+  -- The tail of the envelope (envelope.tail): entry ids are digits and a dash and
+  -- user ids UUIDs, so nothing needs escaping here.
   local own_part = ''
   if #own_json > 0 then
     own_part = ',"own":{' .. table.concat(own_json, ',') .. '}'
   end
-  redis.call('PUBLISH', ARGV[5],
-    '{"message":' .. ARGV[3] .. ',"cursor":"' .. id .. '","to":[' .. table.concat(to, ',') .. ']' .. own_part .. '}')
+  redis.call('PUBLISH', ARGV[5], ARGV[9] .. ',"cursor":"' .. id .. '"' .. own_part .. '}')
 end
 return {id, own}

@@ -1,7 +1,7 @@
-"""The production Inbox: one Redis stream per user (stream:private:{user_id}),
-the persistence stream (stream:persist) and the pub/sub notification, all
-written by one Lua script per message (deliver.lua says why), which also marks
-the sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
+"""The production Inbox: one Redis stream per user, its log (stream:private:{user_id}),
+the persistence stream (stream:persist) and the pub/sub notification (envelope.py),
+all written by one Lua script per event (deliver.lua says why), which also marks the
+sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,14 +10,15 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from adapters.redis import resp
+from adapters.redis import envelope, resp
 from adapters.redis.batched_script import BatchedScript
 from adapters.redis.idempotency import DEFAULT_TTL as IDEMPOTENCY_TTL
 from adapters.redis.idempotency import idempotency_key
 from adapters.redis.support import lua, text, unavailable
 from application.ports import Inbox
 from domain import errors
-from domain.model import Delivery, Message, cursor_position
+from domain.events import Delivery, GroupChange, event_from_record
+from domain.model import Message, cursor_position
 
 INBOX_KEY = "stream:private:{}"
 PERSIST_STREAM = "stream:persist"
@@ -61,29 +62,47 @@ class RedisInbox(Inbox):
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
         recipients = list(dict.fromkeys(recipient_ids))  # one entry per recipient, even if listed twice
-        # Inbox entries and the notification carry the public record only: they are
-        # copied once per recipient, and client_msg_id belongs to the sender alone.
+        # Inbox entries carry the public record: client_msg_id belongs to the sender
+        # alone, whose own entry (and the persister's, and the envelope) has the full one.
         compact = orjson.dumps(message.public())
         full = orjson.dumps(message.to_record())
-        bulk = resp.bulk
-        keys = [self._persist_key, self._generator_key]
-        args = [self._max_length_arg, self._trim_arg, bulk(compact), bulk(full), self._channel_arg]
-        if message.client_msg_id is None:
-            args += [_EMPTY_ARG, self._ttl_arg]
-        else:
-            # The script marks the sender's idempotency answer delivered with the append.
-            keys.append(bulk(idempotency_key(message.from_user_id, message.client_msg_id)))
-            args += [bulk(message.id), self._ttl_arg]
-        args.append(self._trim_every_arg)
-        keys += map(self._inbox_keys, recipients)
-        args += map(self._json_ids, recipients)
+        sender = recipients.index(message.from_user_id) + 1 if message.from_user_id in recipients else 0
+        key = None
+        if message.client_msg_id is not None:
+            key = idempotency_key(message.from_user_id, message.client_msg_id)
         try:
-            with unavailable("deliver"):
-                shared, own = await self._deliver(len(keys), keys + args)
+            return await self._append(recipients, compact, full, full, sender, key, message.id)
         except ResponseError as error:
             if str(error).startswith("SUPERSEDED"):
                 raise errors.SendSuperseded() from None
             raise
+
+    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
+        recipients = list(dict.fromkeys(recipient_ids))
+        record = orjson.dumps(change.to_record())
+        return await self._append(recipients, record, record, None, 0, None, change.id)
+
+    async def _append(self, recipients: list[str], record: bytes, envelope_record: bytes, persisted: bytes | None,
+                      sender: int, idempotency: str | None, event_id: str) -> dict[str, str]:
+        """One run of deliver.lua: `record` into every recipient's log (the full
+        `persisted` record into the sender's, at 1-based position `sender`, 0: none),
+        `persisted` into stream:persist (None: not persisted), the answer of
+        `idempotency` marked delivered, and the envelope published."""
+        bulk = resp.bulk
+        keys = [self._persist_key, self._generator_key]
+        args = [self._max_length_arg, self._trim_arg, bulk(record), bulk(persisted or b""), self._channel_arg]
+        if idempotency is None:
+            args += [_EMPTY_ARG, self._ttl_arg]
+        else:
+            # The script marks the sender's idempotency answer delivered with the append.
+            keys.append(bulk(idempotency))
+            args += [bulk(event_id), self._ttl_arg]
+        args.append(self._trim_every_arg)
+        args.append(bulk(envelope.head(envelope_record, map(self._json_ids, recipients))))
+        args.append(bulk(sender))
+        keys += map(self._inbox_keys, recipients)
+        with unavailable("deliver"):
+            shared, own = await self._deliver(len(keys), keys + args)
         # One cursor for all (deliver.lua), but for the few inboxes that needed their own.
         cursors = dict.fromkeys(recipients, text(shared))
         for position, cursor in zip(own[::2], own[1::2], strict=True):
@@ -137,8 +156,8 @@ def _inbox_key(user_id: str) -> bytes:
 
 
 def _json_id(user_id: str) -> bytes:
-    # A user id as a JSON string (deliver.lua pastes it into the notification).
-    return resp.bulk(orjson.dumps(user_id))
+    # A user id as a JSON string, for the envelope's list of recipients.
+    return orjson.dumps(user_id)
 
 
 def _retained_from(first_retained: str, max_deleted: str) -> tuple[int, int]:
@@ -162,4 +181,4 @@ def _delivery(entry) -> Delivery:
     # The script returns the raw reply: fields as a flat [name, value, ...] list.
     values = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
     record = values.get(b"m", values.get("m"))
-    return Delivery(Message.from_record(orjson.loads(record)), text(entry_id))
+    return Delivery(event_from_record(orjson.loads(record)), text(entry_id))

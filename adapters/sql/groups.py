@@ -138,6 +138,17 @@ class SqlGroupRepository(GroupRepository):
             except exc.IntegrityError as e:  # the group exists and the row did not: the user does not
                 raise errors.UserNotFound() from e
 
+    async def rename(self, group_id: str, name: str) -> None:
+        await self._db.write(self._rename, group_id, name)
+
+    @staticmethod
+    def _rename(conn: Connection, group_id: str, name: str) -> None:
+        with conn.begin():
+            if conn.execute(update(groups).where(groups.c.id == group_id).values(name=name)).rowcount == 0:
+                # MySQL counts rows changed, not matched: the same name again is 0 as well.
+                if conn.execute(select(groups.c.id).where(groups.c.id == group_id)).first() is None:
+                    raise errors.GroupNotFound()
+
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
         await self._db.write(self._remove_member, group_id, user_id, new_owner_id)
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
 from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.memory.bus import InProcessBus
@@ -37,7 +38,8 @@ from adapters.sql.messages import MAX_SEQ, MESSAGE_COLUMNS, message_from_row, me
 from adapters.sql.tables import inbox_entries, inbox_trims, messages
 from application.ports import Inbox, Notification
 from domain import errors
-from domain.model import Delivery, Message, cursor_position
+from domain.events import Delivery, Event, GroupChange, event_from_record
+from domain.model import Message, cursor_position
 
 log = logging.getLogger("courier.inbox")
 
@@ -47,7 +49,10 @@ MAX_BATCH = 256  # sends per transaction
 
 @dataclass(slots=True)
 class _Send:
-    message: Message
+    """One event to append: a message (with its row in `messages`) or a group change
+    (its record in the entries themselves)."""
+
+    event: Event
     recipient_ids: list[str]
     done: asyncio.Future
     trim: list[str] = field(default_factory=list)  # recipients whose inbox is due a trim
@@ -76,7 +81,13 @@ class SqliteInbox(Inbox):
     # Writing ------------------------------------------------------------
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
-        send = _Send(message, list(dict.fromkeys(recipient_ids)), asyncio.get_running_loop().create_future())
+        return await self._queue_send(message, recipient_ids)
+
+    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
+        return await self._queue_send(change, recipient_ids)
+
+    async def _queue_send(self, event: Event, recipient_ids: Sequence[str]) -> dict[str, str]:
+        send = _Send(event, list(dict.fromkeys(recipient_ids)), asyncio.get_running_loop().create_future())
         send.trim = self._due_for_trim(send.recipient_ids)
         self._queue.append(send)
         if self._flusher is None:
@@ -116,9 +127,9 @@ class SqliteInbox(Inbox):
                         _settle(send.done, error=result)
                         continue
                     try:
-                        self._bus.publish(Notification(send.message, result))
+                        self._bus.publish(Notification(send.event, result))
                     except Exception:  # a subscriber's bug must not undo an accepted send
-                        log.exception("a subscriber failed on message %s", send.message.id)
+                        log.exception("a subscriber failed on event %s", send.event.id)
                     _settle(send.done, result=result)
         except BaseException:
             stranded, self._queue = self._queue, []
@@ -150,28 +161,33 @@ class SqliteInbox(Inbox):
         many rows: per statement SQLAlchemy's own cost (compiling, binding, the result)
         is several times SQLite's, and this runs in a thread that holds the GIL. A send
         whose client_msg_id a retry took over is not appended: SendSuperseded in its place."""
-        superseded = held_by_others(conn, [send.message for send in sends])
-        appended = [send for send in sends if send.message.id not in superseded]
+        sent = [send.event for send in sends if isinstance(send.event, Message)]
+        superseded = held_by_others(conn, sent)
+        appended = [send for send in sends if send.event.id not in superseded]
         cursors: dict[str, dict[str, str]] = {}
         now = int(time.time())
         if appended:
-            rows = [message_row(send.message) for send in appended]
-            release_taken_client_ids(conn, rows)
-            message_seqs = _insert_returning_seqs(conn, messages, rows)
-            entries = [
-                {"user_id": user_id, "message_seq": message_seq}
-                for send, message_seq in zip(appended, message_seqs, strict=True)
-                for user_id in send.recipient_ids
-            ]
+            rows = [message_row(send.event) for send in appended if isinstance(send.event, Message)]
+            if rows:
+                release_taken_client_ids(conn, rows)
+            message_seqs = iter(_insert_returning_seqs(conn, messages, rows) if rows else ())
+            entries = []
+            for send in appended:
+                if isinstance(send.event, Message):
+                    where = {"message_seq": next(message_seqs), "event": None}
+                else:  # a group change: its record is the entry's
+                    where = {"message_seq": None, "event": orjson.dumps(send.event.to_record()).decode()}
+                entries += [{"user_id": user_id, **where} for user_id in send.recipient_ids]
             entry_seqs = iter(_insert_returning_seqs(conn, inbox_entries, entries) if entries else ())
             for send in appended:
-                cursors[send.message.id] = {user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids}
+                cursors[send.event.id] = {user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids}
                 for user_id in send.trim:
                     self._trim(conn, user_id)
-                # Accepted with this commit: so is the sender's idempotency answer, in the same one.
-                confirm_delivered(conn, send.message, now)
+                if isinstance(send.event, Message):
+                    # Accepted with this commit: so is the sender's idempotency answer, in the same one.
+                    confirm_delivered(conn, send.event, now)
         return [
-            errors.SendSuperseded() if send.message.id in superseded else cursors[send.message.id] for send in sends
+            errors.SendSuperseded() if send.event.id in superseded else cursors[send.event.id] for send in sends
         ]
 
     def _trim(self, conn: Connection, user_id: str) -> None:
@@ -208,8 +224,8 @@ class SqliteInbox(Inbox):
         entry = inbox_entries.c
         with conn.begin():  # one snapshot: the trim mark and the entries agree
             query = (
-                select(entry.seq.label("cursor_seq"), *MESSAGE_COLUMNS)
-                .join_from(inbox_entries, messages, messages.c.seq == entry.message_seq)
+                select(entry.seq.label("cursor_seq"), entry.event.label("event_record"), *MESSAGE_COLUMNS)
+                .outerjoin_from(inbox_entries, messages, messages.c.seq == entry.message_seq)
                 .where(entry.user_id == user_id)
             )
             if position is not None:
@@ -225,7 +241,7 @@ class SqliteInbox(Inbox):
             rows = conn.execute(query.order_by(entry.seq).limit(limit)).all()
             if not rows and position is not None and position > (_newest_seq(conn, user_id) or 0, 0):
                 raise errors.CursorUnknown()
-        return [Delivery(message_from_row(row), f"{row.cursor_seq}-0") for row in rows]
+        return [Delivery(_event_of(row), f"{row.cursor_seq}-0") for row in rows]
 
     async def last_cursor(self, user_id: str) -> str | None:
         return await self._db.run(self._last_cursor, user_id)
@@ -244,8 +260,15 @@ def _newest_seq(conn: Connection, user_id: str) -> int | None:
     ).scalar()
 
 
+def _event_of(row) -> Event:
+    """An entry's event: a group change's record is in the entry, a message is joined."""
+    if row.event_record is not None:
+        return event_from_record(orjson.loads(row.event_record))
+    return message_from_row(row)
+
+
 def _refused(send: _Send, error: exc.IntegrityError) -> Exception:
-    log.warning("message %s refused by the database: %s", send.message.id, error.orig)
+    log.warning("event %s refused by the database: %s", send.event.id, error.orig)
     refused = errors.NotFound("the database refused the message: an unknown sender, recipient or group")
     refused.__cause__ = error
     return refused

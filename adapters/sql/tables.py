@@ -142,7 +142,9 @@ inbox_entries = Table(
     metadata,
     Column("seq", SeqType, primary_key=True, autoincrement=True),  # the cursor "<seq>-0"
     Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
-    Column("message_seq", SeqType, ForeignKey("messages.seq"), nullable=False),
+    # A message's entry names its row; any other event (a group change) holds its record.
+    Column("message_seq", SeqType, ForeignKey("messages.seq"), nullable=True),
+    Column("event", Text, nullable=True),
     Index(None, "user_id", "seq"),
     Index(None, "message_seq"),
     sqlite_autoincrement=True,

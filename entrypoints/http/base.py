@@ -85,7 +85,7 @@ class BaseHandler(ServerHeader, tornado.web.RequestHandler):
         allowed = self.settings.get("courier_origins")
         if origin is not None and allowed is not None and origin.rstrip("/") not in allowed:
             raise errors.Forbidden("this origin is not allowed")
-        self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
         self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
         self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)

@@ -1,4 +1,4 @@
-"""Groups: create, list, get, add a member, leave or remove."""
+"""Groups: create, list, get, rename, add a member, leave or remove."""
 from __future__ import annotations
 
 from entrypoints.http.base import BaseHandler
@@ -20,6 +20,10 @@ class GroupsHandler(BaseHandler):
 class GroupHandler(BaseHandler):
     async def get(self, group_id: str) -> None:
         self.reply(200, (await self.groups.get(self.user_id, group_id)).public())
+
+    async def patch(self, group_id: str) -> None:
+        group = await self.groups.rename(self.user_id, group_id, self.json_body().get("name"))
+        self.reply(200, group.public())
 
 
 class GroupMembersHandler(BaseHandler):

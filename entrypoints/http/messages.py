@@ -19,6 +19,21 @@ class MessagesHandler(BaseHandler):
         })
 
 
+class EventsHandler(BaseHandler):
+    """GET /api/v1/events: the caller's whole log after a cursor (the event view)."""
+
+    async def get(self) -> None:
+        user_id = self.user_id
+        result = await self.pull_events(
+            user_id, self.get_query_argument("cursor", None), self.get_query_argument("limit", None)
+        )
+        self.reply(200, {
+            "events": [d.public_for(user_id) for d in result.deliveries],
+            "next_cursor": result.next_cursor,
+            "has_more": result.has_more,
+        })
+
+
 class GroupMessagesHandler(BaseHandler):
     async def post(self, group_id: str) -> None:
         message = await self.send_group(self.user_id, group_id, self.json_body())

@@ -24,6 +24,7 @@ import orjson
 
 from adapters.redis.subscriber import parse_notification
 from application.gateway import Gateway
+from entrypoints.container import encode_delivery
 
 
 def drain(fds: list[int]) -> None:
@@ -103,7 +104,7 @@ async def main() -> None:
     writer = socket_writer.SocketWriter()
     if args.null:
         socket_writer.write_to_stream = lambda stream, data: None
-    gateway = Gateway(inbox=None, encode=lambda d: orjson.dumps(d.public()))
+    gateway = Gateway(inbox=None, encode=encode_delivery)
     users = [str(uuid.uuid4()) for _ in range(args.members)]
     original = tornado_overrides.PLAIN_STREAMS
     tornado_overrides.PLAIN_STREAMS = frozenset({_Stream})  # so that write_to_stream takes its fast path on it

@@ -23,7 +23,7 @@ def private(sender: str, to: str, content: str = "hi", **kw) -> Message:
 
 
 def contents(deliveries) -> list[str]:
-    return [d.message.content for d in deliveries]
+    return [d.event.content for d in deliveries]
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -33,7 +33,7 @@ async def test_deliver_then_read_oldest_first_with_increasing_cursors(kind, requ
     sent = [private(a, b, f"m{i}") for i in range(5)]
     cursors = [(await store.inbox.deliver(m, [b]))[b] for m in sent]
     got = await store.inbox.read(b, None, 100)
-    assert [d.message for d in got] == sent
+    assert [d.event for d in got] == sent
     assert [d.cursor for d in got] == cursors
     assert [cursor_position(x) for x in cursors] == sorted(map(cursor_position, cursors))
     assert len(set(cursors)) == 5
@@ -65,7 +65,7 @@ async def test_a_group_message_lands_once_in_every_recipients_inbox(kind, reques
     assert set(cursors) == {b, c, d}
     for user in (b, c, d):
         [delivery] = await store.inbox.read(user, None, 10)
-        assert delivery.message == message
+        assert delivery.event == message
         assert delivery.cursor == cursors[user]
     assert await store.inbox.read(a, None, 10) == []
 
@@ -175,5 +175,27 @@ async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(kind,
     assert await store.inbox.read(b, None, 10) == []
     assert await store.keys.remember(a, "k", late) == Answer(retry, delivered=False)  # left alone
     await store.inbox.deliver(retry, [b])
-    assert [d.message.public() for d in await store.inbox.read(b, None, 10)] == [retry.public()]
+    assert [d.event.public() for d in await store.inbox.read(b, None, 10)] == [retry.public()]
     assert await store.keys.remember(a, "k", late) == Answer(retry, delivered=True)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_group_changes_and_messages_share_one_log_in_order(kind, request, sql_database):
+    from domain.events import MEMBER_ADDED, GroupChange
+
+    store = await make_store(kind, request, sql_database)
+    a, b, c, _ = store.people
+    group_id = str(uuid.uuid4())
+    added = GroupChange(type=MEMBER_ADDED, id=str(uuid.uuid4()), group_id=group_id, by_user_id=a,
+                        created_at=1_700_000_000, user_id=c)
+    before = private(a, b, "before")
+    after = private(a, b, "after")
+    first = (await store.inbox.deliver(before, [b]))[b]
+    cursors = await store.inbox.append(added, [a, b, c, b])  # b listed twice: one entry
+    last = (await store.inbox.deliver(after, [b]))[b]
+    assert set(cursors) == {a, b, c}
+    assert [d.event for d in await store.inbox.read(b, None, 10)] == [before, added, after]
+    assert [d.cursor for d in await store.inbox.read(b, None, 10)] == [first, cursors[b], last]
+    for user in (a, c):
+        [delivery] = await store.inbox.read(user, None, 10)
+        assert delivery.event == added and delivery.cursor == cursors[user]

@@ -123,8 +123,12 @@ class Api:
         return await self.call("POST", f"/api/v1/groups/{group_id}/messages", {"content": content, **extra},
                                sender.token)
 
+    async def events(self, account: Account, cursor: str | None = None, limit: int | str | None = None) -> Reply:
+        """The event view's pull (GET /api/v1/events)."""
+        return await self.call("GET", "/api/v1/events" + _query(cursor=cursor, limit=limit), token=account.token)
+
     async def connect(self, account: Account | None = None, token: str | None = None, cursor: str | None = None,
-                      headers: dict | None = None) -> WsClient:
+                      headers: dict | None = None, events: bool | str = False) -> WsClient:
         url = self.running.ws_url
         query = []
         if token is None and account is not None:
@@ -133,6 +137,8 @@ class Api:
             query.append("token=" + quote(token))
         if cursor is not None:
             query.append("cursor=" + quote(cursor))
+        if events:
+            query.append("events=" + ("1" if events is True else quote(events)))
         if query:
             url += "?" + "&".join(query)
         request = tornado.httpclient.HTTPRequest(url, headers=headers or {})

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from adapters.memory.bus import InProcessBus
 from application.ports import Inbox, Notification
 from domain import errors
-from domain.model import Delivery, Message, cursor_position
+from domain.events import Delivery, Event, GroupChange
+from domain.model import Message, cursor_position
 from tests.fakes.idempotency import MemoryIdempotencyKeys
 
 
@@ -32,22 +33,34 @@ class MemoryInbox(Inbox):
         key = message.client_msg_id
         if key is not None and self._keys.held_by_another(message):
             raise errors.SendSuperseded()  # a retry took the key: it delivers the message
-        cursors: dict[str, str] = {}
-        for user_id in dict.fromkeys(recipient_ids):  # one entry per recipient, even if listed twice
-            self._seq += 1
-            cursor = f"{self._seq}-0"
-            stream = self._streams.setdefault(user_id, [])
-            stream.append(Delivery(message, cursor))
-            if len(stream) > self._max_length:
-                dropped = stream.pop(0)
-                self._trimmed_up_to[user_id] = cursor_position(dropped.cursor)
-            cursors[user_id] = cursor
+        cursors = self._append(message, recipient_ids)
         self.persisted.append(message)
         if key is not None:
             # Nothing is awaited from the check above to here: one atomic step, as in
             # the SQL transaction and the Redis script.
             self._keys.mark_delivered(message.from_user_id, key, message)
         self._bus.publish(Notification(message, cursors))
+        return cursors
+
+    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        cursors = self._append(change, recipient_ids)
+        self._bus.publish(Notification(change, cursors))
+        return cursors
+
+    def _append(self, event: Event, recipient_ids: Sequence[str]) -> dict[str, str]:
+        cursors: dict[str, str] = {}
+        for user_id in dict.fromkeys(recipient_ids):  # one entry per recipient, even if listed twice
+            self._seq += 1
+            cursor = f"{self._seq}-0"
+            stream = self._streams.setdefault(user_id, [])
+            stream.append(Delivery(event, cursor))
+            if len(stream) > self._max_length:
+                dropped = stream.pop(0)
+                self._trimmed_up_to[user_id] = cursor_position(dropped.cursor)
+            cursors[user_id] = cursor
         return cursors
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
@@ -89,6 +102,9 @@ class YieldingInbox(Inbox):
 
     async def deliver(self, message, recipient_ids):
         return await self.inner.deliver(message, recipient_ids)
+
+    async def append(self, change, recipient_ids):
+        return await self.inner.append(change, recipient_ids)
 
     async def read(self, user_id, after, limit):
         self.reads.append((user_id, after, limit))
@@ -146,6 +162,9 @@ class GatedInbox(Inbox):
             self.entered.set()
             await gate
         return await self.inner.deliver(message, recipient_ids)
+
+    async def append(self, change, recipient_ids):
+        return await self.inner.append(change, recipient_ids)
 
     async def read(self, user_id, after, limit):
         return await self.inner.read(user_id, after, limit)

@@ -83,6 +83,11 @@ class MemoryGroupRepository(GroupRepository):
         group.member_ids.append(user_id)
         self._joined[group_id, user_id] = next(self._ticks)
 
+    async def rename(self, group_id: str, name: str) -> None:
+        if group_id not in self.by_id:
+            raise errors.GroupNotFound()
+        self.by_id[group_id].name = name
+
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
         group = self.by_id[group_id]
         group.member_ids.remove(user_id)

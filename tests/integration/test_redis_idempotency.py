@@ -126,7 +126,7 @@ async def test_deliver_marks_the_pending_answer_delivered(redis_client, channel)
     await keys.forget("a", "k", first)
     assert await keys.remember("a", "k", message("k")) == delivered(first)
     [entry] = await inbox.read("b", None, 10)
-    assert entry.message.id == first.id
+    assert entry.event.id == first.id
 
 
 @pytest.mark.gen_test
@@ -146,7 +146,7 @@ async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(redis
     await inbox.deliver(retry, ["b"])
     with pytest.raises(errors.SendSuperseded):  # and once the retry delivered, still nothing
         await inbox.deliver(late, ["b"])
-    assert [d.message.id for d in await inbox.read("b", None, 10)] == [retry.id]
+    assert [d.event.id for d in await inbox.read("b", None, 10)] == [retry.id]
     assert await keys.remember("a", "k", message("k")) == delivered(retry)
 
 
@@ -163,7 +163,7 @@ async def test_deliver_marks_a_free_key_and_leaves_messages_without_one_alone(re
     before = sorted([k async for k in redis_client.scan_iter("idem:*")])
     assert set(await inbox.deliver(plain, ["b", "c"])) == {"b", "c"}
     assert sorted([k async for k in redis_client.scan_iter("idem:*")]) == before
-    assert [d.message.id for d in await inbox.read("c", None, 10)] == [plain.id]
+    assert [d.event.id for d in await inbox.read("c", None, 10)] == [plain.id]
 
 
 @pytest.mark.gen_test(timeout=15)

@@ -37,7 +37,7 @@ async def test_deliver_appends_to_each_inbox_and_read_returns_them_in_order(redi
 
     for user in ("b", "c"):
         got = await inbox.read(user, None, 100)
-        assert [d.message for d in got] == sent
+        assert [d.event for d in got] == sent
         assert [d.cursor for d in got] == [c[user] for c in cursors]
         positions = [cursor_position(d.cursor) for d in got]
         assert positions == sorted(positions) and len(set(positions)) == 5
@@ -51,7 +51,7 @@ async def test_read_after_a_cursor_is_exclusive_and_limited(redis_client):
 
     page = await inbox.read("b", cursors[1], 3)
     assert [d.cursor for d in page] == cursors[2:5]
-    assert [d.message.content for d in page] == ["m2", "m3", "m4"]
+    assert [d.event.content for d in page] == ["m2", "m3", "m4"]
     assert await inbox.read("b", cursors[-1], 10) == []
     assert await inbox.read("b", "0-0", 2) == (await inbox.read("b", None, 2))  # nothing trimmed yet
     assert await inbox.read("b", None, 0) == []
@@ -75,7 +75,7 @@ async def test_group_fan_out_and_duplicate_recipients(redis_client):
     assert list(cursors) == members
     for user in (members[0], members[-1]):
         (delivery,) = await inbox.read(user, None, 10)
-        assert delivery.message.group_id == message.group_id and delivery.cursor == cursors[user]
+        assert delivery.event.group_id == message.group_id and delivery.cursor == cursors[user]
 
 
 @pytest.mark.gen_test
@@ -156,7 +156,9 @@ async def test_notification_carries_the_message_and_each_cursor(redis_client, ch
             assert parse_notification(received["data"]).cursors == expected
             assert body["to"] == ["b", "c"] and body["cursor"] == expected["b"] == expected["c"]
             assert "own" not in body  # every recipient shares the one cursor
-            assert body["message"] == message.public()  # the public record; client_msg_id stays private
+            # The typed envelope (adapters/redis/envelope.py) with the full record: the gateway
+            # shows client_msg_id to its sender alone (Delivery.public_for).
+            assert body["kind"] == "event" and body["event"] == message.to_record()
     finally:
         await pubsub.aclose()
 
@@ -177,11 +179,11 @@ async def test_content_is_kept_byte_for_byte(redis_client, channel):
         await pubsub.get_message(timeout=2)
         for content in contents:
             await inbox.deliver(private(content), ["b"])
-        read = [d.message.content for d in await inbox.read("b", None, 10)]
+        read = [d.event.content for d in await inbox.read("b", None, 10)]
         assert read == contents
         for content in contents:
             body = orjson.loads((await pubsub.get_message(timeout=2))["data"])
-            assert body["message"]["content"].encode("utf-8") == content.encode("utf-8")
+            assert body["event"]["content"].encode("utf-8") == content.encode("utf-8")
     finally:
         await pubsub.aclose()
 
@@ -271,7 +273,7 @@ async def test_deliver_loads_the_script_again_after_a_flush(redis_client, channe
     await inbox.deliver(private("one"), ["b"])
     await redis_client.script_flush()  # as after a Redis restart
     await inbox.deliver(private("two"), ["b"])
-    assert [d.message.content for d in await inbox.read("b", None, 10)] == ["one", "two"]
+    assert [d.event.content for d in await inbox.read("b", None, 10)] == ["one", "two"]
 
 
 @pytest.mark.gen_test
@@ -286,7 +288,7 @@ async def test_concurrent_delivers_go_out_together_and_each_lands_once(redis_cli
     answers += await asyncio.gather(*(inbox.deliver(m, [m.to_user_id]) for m in more))
     for message, cursors in zip(sent + more, answers, strict=True):
         got = await inbox.read(message.to_user_id, None, 200)
-        assert [d.cursor for d in got if d.message.id == message.id] == [cursors[message.to_user_id]]
+        assert [d.cursor for d in got if d.event.id == message.id] == [cursors[message.to_user_id]]
     assert await redis_client.xlen("stream:persist") == 80
     assert sum([await redis_client.xlen(f"stream:private:r{i}") for i in range(5)]) == 80
 
@@ -300,7 +302,7 @@ async def test_an_error_reply_fails_its_own_deliver_only(redis_client, channel):
                                    return_exceptions=True)
     assert isinstance(results[0], dict) and "b" in results[0]
     assert isinstance(results[1], Exception)
-    assert [d.message.content for d in await inbox.read("b", None, 10)] == ["fine"]
+    assert [d.event.content for d in await inbox.read("b", None, 10)] == ["fine"]
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -338,6 +340,6 @@ async def test_after_a_redis_restart_a_deliver_goes_out_on_a_new_connection(priv
         private_redis.start()
         await asyncio.sleep(0.05)  # the loop sees the server's close
         await inbox.deliver(private("after"), ["b"])
-        assert [d.message.content for d in await inbox.read("b", None, 10)] == ["before", "after"]
+        assert [d.event.content for d in await inbox.read("b", None, 10)] == ["before", "after"]
     finally:
         await client.aclose()

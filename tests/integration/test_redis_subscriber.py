@@ -14,6 +14,7 @@ from adapters.redis.inbox import RedisInbox
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from application.gateway import Gateway
 from domain.model import PRIVATE, Message
+from entrypoints.container import encode_delivery
 from tests.services.redis import make_client
 
 pytestmark = pytest.mark.redis
@@ -63,7 +64,7 @@ async def test_notifications_arrive_in_order_with_their_cursors(redis_client, ch
     sent = [message(f"m{i} 😀") for i in range(50)]
     cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
     await until(lambda: len(recorder.notifications) == 50)
-    assert [n.message for n in recorder.notifications] == sent
+    assert [n.event for n in recorder.notifications] == sent
     assert [n.cursors for n in recorder.notifications] == cursors
     await stop(task)
     assert recorder.resyncs == 1
@@ -75,9 +76,9 @@ async def test_malformed_notifications_and_failing_handlers_are_skipped(redis_cl
     received = []
 
     def on_notification(notification):
-        if notification.message.content == "boom":
+        if notification.event.content == "boom":
             raise RuntimeError("a bug in the gateway")
-        received.append(notification.message.content)
+        received.append(notification.event.content)
 
     async def on_resync():
         received.append("resync")
@@ -125,7 +126,7 @@ async def test_a_killed_subscription_resyncs_and_the_socket_misses_nothing(io_lo
     client = make_client(private_redis.url)
     try:
         inbox = RedisInbox(client, channel=channel)
-        gateway = Gateway(inbox, lambda d: orjson.dumps(d.public()))
+        gateway = Gateway(inbox, encode_delivery)
         subscriber = fast(private_redis.url, channel)
         resyncs = []
 
@@ -173,7 +174,7 @@ async def test_a_redis_restart_is_ridden_out(private_redis, channel):
         m = message("after the restart")
         await RedisInbox(client, channel=channel).deliver(m, ["b"])
         await until(lambda: recorder.notifications)
-        assert recorder.notifications[0].message == m
+        assert recorder.notifications[0].event == m
     finally:
         await client.aclose()
     await stop(task)
@@ -196,7 +197,7 @@ async def test_notifications_are_handed_over_while_the_resync_still_runs(redis_c
     m = message("while resyncing")
     await RedisInbox(redis_client, channel=channel).deliver(m, ["b"])
     await until(lambda: recorder.notifications)
-    assert recorder.notifications[0].message == m and not never_done.done()
+    assert recorder.notifications[0].event == m and not never_done.done()
     await stop(task)
     assert never_done.cancelled()  # stopping the subscriber stops what it started
 

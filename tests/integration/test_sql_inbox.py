@@ -68,10 +68,10 @@ async def test_deliver_then_read_oldest_first(inbox, people):
     cursors = [await inbox.deliver(m, [b]) for m in sent]
     assert all(set(c) == {b} for c in cursors)
     deliveries = await inbox.read(b, None, 50)
-    assert [d.message for d in deliveries] == sent
+    assert [d.event for d in deliveries] == sent
     assert [d.cursor for d in deliveries] == [c[b] for c in cursors]
     assert [cursor_position(d.cursor) for d in deliveries] == sorted(cursor_position(d.cursor) for d in deliveries)
-    assert [d.message for d in await inbox.read(b, cursors[1][b], 2)] == sent[2:4]
+    assert [d.event for d in await inbox.read(b, cursors[1][b], 2)] == sent[2:4]
     assert await inbox.read(b, cursors[-1][b], 50) == []
     assert await inbox.read(c, None, 50) == []
     assert await inbox.last_cursor(b) == cursors[-1][b]
@@ -88,7 +88,7 @@ async def test_a_group_message_lands_in_every_recipients_inbox_and_in_the_store(
     assert set(cursors) == {b, c, d}
     for user_id in (b, c, d):
         [delivery] = await inbox.read(user_id, None, 10)
-        assert (delivery.message, delivery.cursor) == (sent, cursors[user_id])
+        assert (delivery.event, delivery.cursor) == (sent, cursors[user_id])
     # Embedded mode: the message is in the durable store at once, and saving it again is a no-op.
     store = SqlMessageStore(db)
     await store.save([sent])
@@ -134,8 +134,8 @@ async def test_a_bad_send_does_not_fail_the_ones_batched_with_it(bus, inbox, peo
     results = await asyncio.gather(*(inbox.deliver(m, [m.to_user_id]) for m in [*good[:2], bad, *good[2:]]),
                                    return_exceptions=True)
     assert isinstance(results[2], errors.NotFound)
-    assert [d.message for d in await inbox.read(b, None, 50)] == good
-    assert [n.message for n in bus.published] == good
+    assert [d.event for d in await inbox.read(b, None, 50)] == good
+    assert [n.event for n in bus.published] == good
 
 
 @pytest.mark.gen_test
@@ -185,7 +185,7 @@ async def test_the_inbox_survives_reopening_the_file(sqlite_url, io_loop):
     again = Database(sqlite_url)
     try:
         inbox = SqliteInbox(again, InProcessBus())
-        assert [(d.message, d.cursor) for d in await inbox.read(b, None, 10)] == [(sent, cursors[b])]
+        assert [(d.event, d.cursor) for d in await inbox.read(b, None, 10)] == [(sent, cursors[b])]
         later = await inbox.deliver(message(b, a, "after restart"), [b])
         assert cursor_position(later[b]) > cursor_position(cursors[b])  # cursors keep growing
     finally:
@@ -233,7 +233,7 @@ def test_an_accepted_message_survives_kill_9(sqlite_url):
     db = Database(sqlite_url)
     try:
         [delivery] = db.call(False, SqliteInbox._read, user_id, None, 10)
-        assert (delivery.message.id, delivery.cursor, delivery.message.content) == (message_id, cursor, "accepted")
+        assert (delivery.event.id, delivery.cursor, delivery.event.content) == (message_id, cursor, "accepted")
     finally:
         db.close()
 
@@ -336,12 +336,12 @@ async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(db, p
     )
     assert isinstance(results[0], errors.SendSuperseded) and b in results[1] and b in results[2]
     bystanders = [bystander.id, same_key_other_sender.id]
-    assert [d.message.id for d in await inbox.read(b, None, 10)] == bystanders
+    assert [d.event.id for d in await inbox.read(b, None, 10)] == bystanders
     assert await keys.remember(a, "k", message(a, b)) == Answer(retry, delivered=False)  # left alone
     await inbox.deliver(retry, [b])
     with pytest.raises(errors.SendSuperseded):
         await inbox.deliver(late, [b])
-    assert [d.message.id for d in await inbox.read(b, None, 10)] == [*bystanders, retry.id]
+    assert [d.event.id for d in await inbox.read(b, None, 10)] == [*bystanders, retry.id]
     assert await keys.remember(a, "k", message(a, b)) == Answer(retry, delivered=True)
 
 
@@ -387,7 +387,7 @@ async def test_a_batch_gets_the_cursors_of_its_rows_fast_path_or_one_by_one(db, 
 
     async def check(pairs) -> None:
         for user_id in (a, b, c, d):
-            got = {delivery.message.id: delivery.cursor for delivery in await inbox.read(user_id, None, 200)}
+            got = {delivery.event.id: delivery.cursor for delivery in await inbox.read(user_id, None, 200)}
             for sent, cursors in pairs:
                 if user_id in cursors:
                     assert got[sent.id] == cursors[user_id]

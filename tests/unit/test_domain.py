@@ -7,10 +7,10 @@ import pytest
 
 from application.messaging import DEFAULT_PAGE, MAX_PAGE, parse_before, parse_limit
 from domain import errors
+from domain.events import Delivery
 from domain.model import (
     GROUP,
     PRIVATE,
-    Delivery,
     Group,
     Message,
     cursor_position,

@@ -110,7 +110,7 @@ async def test_a_group_message_reaches_every_online_member_but_the_sender(live):
     assert sockets[eve.id].payloads == []  # not a member
     assert sockets[alice.id].messages[0]["group_id"] == group.id
     # dave, offline, finds it in his inbox
-    assert [d.message.id for d in (await live.pull(dave.id, None, None)).deliveries] == [message.id]
+    assert [d.event.id for d in (await live.pull(dave.id, None, None)).deliveries] == [message.id]
 
 
 @pytest.mark.gen_test
@@ -288,7 +288,7 @@ async def test_many_messages_arriving_across_a_long_replay(yielding):
     socket = RecordingChannel()
     await yielding.gateway.attach(bob.id, socket, START)
     # every message exactly once, in the order of bob's inbox
-    inbox_order = [d.message.id for d in await yielding.inbox.read(bob.id, None, 10_000)]
+    inbox_order = [d.event.id for d in await yielding.inbox.read(bob.id, None, 10_000)]
     assert socket.ids == inbox_order
     assert set(socket.ids) == set(ids(sent + during))
     assert len(socket.ids) == len(sent) + len(during)

@@ -18,7 +18,7 @@ def published(**fields) -> bytes:
 def test_one_cursor_for_all_but_those_with_their_own():
     notification = parse_notification(published(cursor="5-0", to=["b", "c", "d"], own={"c": "6-0"}))
     assert notification.cursors == {"b": "5-0", "c": "6-0", "d": "5-0"}
-    assert notification.message.id == "m1"
+    assert notification.event.id == "m1"
     assert parse_notification(published(cursor="5-0", to=["b"])).cursors == {"b": "5-0"}
 
 

@@ -76,14 +76,14 @@ if "serve" in sys.argv:
 
         def timed_on_notification(self, notification):
             started = time.perf_counter()
-            returned = delivered_at.pop(notification.message.id, None)
+            returned = delivered_at.pop(notification.event.id, None)
             if returned is not None:
                 stages["notif_delay"].append(started - returned)
-            timeline.get(notification.message.id, {})["notified"] = started
+            timeline.get(notification.event.id, {})["notified"] = started
             on_notification(self, notification)
             if len(notification.cursors) > 100:
                 stages["on_notif"].append(time.perf_counter() - started)
-                flushing.append(notification.message.id)
+                flushing.append(notification.event.id)
 
         def record_written(started, message_ids):
             ended = time.perf_counter()

@@ -1,0 +1,128 @@
+"""What a user's inbox holds: events, in one order per user (the event log).
+
+Two kinds are stored: messages (domain.model.Message, types "private" and "group")
+and group changes (GroupChange below: "member_added", "member_removed",
+"group_updated"). Each has `type`, `public(cursor)` (the object a client gets) and
+`to_record()` / `event_from_record()` (what the stores keep).
+
+Two views read the one log:
+- the event view (GET /api/v1/events, /ws?events=1) shows every stored event,
+  the user's own sends included;
+- the original view (GET /api/v1/messages, the default /ws) shows messages from
+  others only, as before there was a log: `in_original_view` says which.
+A cursor is a position in the log, so a cursor of one view resumes the other."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from domain import errors
+from domain.model import GROUP, PRIVATE, Message
+
+MEMBER_ADDED, MEMBER_REMOVED, GROUP_UPDATED = "member_added", "member_removed", "group_updated"
+GROUP_CHANGES = frozenset({MEMBER_ADDED, MEMBER_REMOVED, GROUP_UPDATED})
+MESSAGE_TYPES = frozenset({PRIVATE, GROUP})
+
+
+@dataclass(slots=True, frozen=True)
+class GroupChange:
+    """A change of a group that its members see: someone added or removed (leaving is
+    a removal by oneself), or the group renamed (also sent to the first members when
+    a group is created, so that it appears for them at once)."""
+
+    type: str  # MEMBER_ADDED, MEMBER_REMOVED or GROUP_UPDATED
+    id: str  # the event's own id
+    group_id: str
+    by_user_id: str
+    created_at: int
+    user_id: str | None = None  # who was added or removed
+    name: str | None = None  # the group's name (group_updated)
+
+    def public(self, cursor: str | None = None) -> dict:
+        body: dict[str, Any] = {"type": self.type, "id": self.id, "group_id": self.group_id}
+        if self.type == GROUP_UPDATED:
+            body["name"] = self.name
+        else:
+            body["user_id"] = self.user_id
+        body["by_user_id"] = self.by_user_id
+        body["created_at"] = self.created_at
+        if cursor is not None:
+            body["cursor"] = cursor
+        return body
+
+    def to_record(self) -> dict:
+        return self.public()
+
+    @classmethod
+    def from_record(cls, record: dict) -> GroupChange:
+        return cls(
+            type=record["type"],
+            id=record["id"],
+            group_id=record["group_id"],
+            by_user_id=record["by_user_id"],
+            created_at=int(record["created_at"]),
+            user_id=record.get("user_id"),
+            name=record.get("name"),
+        )
+
+
+Event = Message | GroupChange
+
+
+def event_from_record(record: dict) -> Event:
+    """A stored event back from its record (a record of any other type is a ValueError:
+    a log entry this version cannot read)."""
+    kind = record.get("type")
+    if kind in MESSAGE_TYPES:
+        return Message.from_record(record)
+    if kind in GROUP_CHANGES:
+        return GroupChange.from_record(record)
+    raise ValueError(f"unknown event type {kind!r}")
+
+
+def in_original_view(event: Event, user_id: str) -> bool:
+    """Whether `user_id` sees this event of its log in the original view: messages from
+    others, and notes to oneself (a private message to oneself was always delivered),
+    but not one's own sends to others, nor group changes."""
+    if not isinstance(event, Message):
+        return False
+    return event.from_user_id != user_id or (event.type == PRIVATE and event.to_user_id == user_id)
+
+
+def parse_view(raw: Any) -> bool:
+    """/ws's `events` parameter: "1" (or "true") for the event view; absent, "" or "0"
+    (or "false") for the original view."""
+    if raw is None or raw in ("", "0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise errors.InvalidInput("events must be 1 (every event) or 0 (messages from others)")
+
+
+def sender_hidden_from(message: Message) -> str | None:
+    """The one recipient of `message` who does not see it in the original view: its
+    sender (own sends are in the sender's log for its other devices), unless it is a
+    note to oneself. The gateway asks this once per notification, not per recipient."""
+    if message.type == GROUP or message.to_user_id != message.from_user_id:
+        return message.from_user_id
+    return None
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """An event at its position (cursor) in one user's log."""
+
+    event: Event
+    cursor: str
+
+    def public(self) -> dict:
+        return self.event.public(self.cursor)
+
+    def public_for(self, user_id: str) -> dict:
+        """The object of the event view: one's own sends also carry their client_msg_id,
+        so that the device that sent one can match it with what it showed as pending."""
+        body = self.event.public(self.cursor)
+        event = self.event
+        if isinstance(event, Message) and event.client_msg_id is not None and event.from_user_id == user_id:
+            body["client_msg_id"] = event.client_msg_id
+        return body
