@@ -31,6 +31,7 @@ ROUTES = [
     "/api/v1/users",
     "/api/v1/users/{}",
     "/api/v1/messages",
+    "/api/v1/events",
     "/api/v1/groups",
     "/api/v1/groups/{}",
     "/api/v1/groups/{}/members",
@@ -46,7 +47,7 @@ ROUTES = [
 ]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
 FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id"]
-QUERY_KEYS = ["cursor", "limit", "before", "username", "token"]
+QUERY_KEYS = ["cursor", "limit", "before", "username", "token", "events"]
 PASSWORD = "fuzz-password-1"
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
                  "multipart/form-data; boundary=x"]
