@@ -92,7 +92,7 @@ class Dispatcher:
             if original is not None:
                 return original  # a retry: the first send reached everyone
         try:
-            cursors = await self.inbox.deliver(message, recipient_ids)
+            accepted = await self.inbox.deliver(message, recipient_ids)
         except errors.SendSuperseded:
             # A retry took the key while this attempt was slow: it delivers the message.
             log.warning("message %s not sent: a retry holds its client_msg_id now", message.id)
@@ -105,6 +105,7 @@ class Dispatcher:
             if key is not None:
                 await self.idempotency.forget(sender_id, key, message)
             raise
+        message, cursors = accepted.message, accepted.cursors
         if key is not None and not self.inbox.marks_answers_delivered:
             try:
                 await self.idempotency.confirm(sender_id, key, message)

@@ -120,7 +120,9 @@ class Container(containers.DeclarativeContainer):
     inbox = providers.Selector(
         mode,
         embedded=providers.Singleton(SqliteInbox, database, bus, max_length=settings.provided.inbox_maxlen),
-        production=providers.Singleton(RedisInbox, redis, max_length=settings.provided.inbox_maxlen),
+        production=providers.Singleton(
+            RedisInbox, redis, max_length=settings.provided.inbox_maxlen, last_seq=messages.provided.last_seq
+        ),
     )
     subscriber = providers.Selector(
         mode,

@@ -3,9 +3,10 @@ as the real streams (a bounded length per user, and CursorExpired past it)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from adapters.memory.bus import InProcessBus
-from application.ports import Inbox, Notification
+from application.ports import Accepted, Inbox, Notification
 from domain import errors
 from domain.model import Delivery, Message, cursor_position
 
@@ -15,16 +16,20 @@ class MemoryInbox(Inbox):
         self._bus = bus
         self._max_length = max_length
         self._seq = 0
+        self.conversation_seqs: dict[str, int] = {}  # conversation -> its last Message.seq
         self._streams: dict[str, list[Delivery]] = {}
         self._trimmed_up_to: dict[str, tuple[int, int]] = {}
         self.persisted: list[Message] = []  # what a persister would have been handed
         self.fail_next: Exception | None = None  # a test sets this to simulate an outage
         self.fail_reads: Exception | None = None  # every read raises this while set
 
-    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
+        seq = self.conversation_seqs.get(message.conversation, 0) + 1
+        self.conversation_seqs[message.conversation] = seq
+        message = replace(message, seq=seq)
         cursors: dict[str, str] = {}
         for user_id in recipient_ids:
             self._seq += 1
@@ -37,7 +42,7 @@ class MemoryInbox(Inbox):
             cursors[user_id] = cursor
         self.persisted.append(message)
         self._bus.publish(Notification(message, cursors))
-        return cursors
+        return Accepted(message, cursors)
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         if self.fail_reads is not None:

@@ -23,22 +23,35 @@
 -- that '~' leaves anyway. read.lua tells a trimmed inbox by its counters,
 -- however it was trimmed.
 --
+-- The message's seq: its place in its conversation (a private pair or a group) is
+-- taken here, by INCR of the conversation's counter (KEYS[3]), in the same atomic
+-- step as the appends: two gateways sending into one group at once get consecutive
+-- seqs, in the order of acceptance, and every copy of the message carries the same.
+-- A counter that does not exist (Redis lost it, or the conversation's messages date
+-- from before seqs) is not started from 0: the script answers NOSEED and changes
+-- nothing, and RedisInbox calls it again with ARGV[9], the highest seq the database
+-- holds for the conversation (SET NX: of two gateways seeding at once, the first wins).
+-- The records in ARGV[3] and ARGV[4] come without their seq; it is added here.
+--
 -- KEYS[1]         stream:persist (read by the persister's consumer group)
 -- KEYS[2]         the cursor generator: the last inbox entry id handed out
--- KEYS[3]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
--- KEYS[3 or 4..]  stream:private:{user_id}, one per recipient
+-- KEYS[3]         the conversation's seq counter (seq:p:<user id>:<user id>, seq:g:<group id>)
+-- KEYS[4]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
+-- KEYS[4 or 5..]  stream:private:{user_id}, one per recipient
 -- ARGV[1]         MAXLEN of an inbox stream
 -- ARGV[2]         '~' (approximate trimming: whole macro nodes, cheap) or '=' (exact)
--- ARGV[3]         the compact message record (JSON) for inbox entries and the notification
--- ARGV[4]         the full record (JSON, with client_msg_id) for the persister
+-- ARGV[3]         the compact message record (JSON object, no seq) for inbox entries and the notification
+-- ARGV[4]         the full record (JSON object, no seq, with client_msg_id) for the persister
 -- ARGV[5]         the notification channel
 -- ARGV[6]         the message id when it has a client_msg_id, else ''
 -- ARGV[7]         how long a delivered idempotency answer is kept (seconds)
 -- ARGV[8]         trim an inbox on one append in this many (1: on every append)
--- ARGV[9..]       each recipient's id already encoded as a JSON string, in KEYS order
--- Returns {cursor, {position, own cursor, ...}}: the cursor of every recipient but
+-- ARGV[9]         '' or the seed of a missing seq counter (see above)
+-- ARGV[10..]      each recipient's id already encoded as a JSON string, in KEYS order
+-- Returns {cursor, {position, own cursor, ...}, seq}: the cursor of every recipient but
 -- those listed (1-based position among the recipients, and that one's cursor);
--- {'', {}} when there is no recipient.
+-- {'', {}, seq} when there is no recipient. An error reply NOSEED when KEYS[3] is
+-- missing and ARGV[9] is ''.
 -- Publishes {"message": record, "cursor": id, "to": [ids], "own": {id: cursor}}
 -- ("own" only when some recipient has a cursor of its own).
 local function parse_id(id)
@@ -52,19 +65,30 @@ local function later(a, b)  -- is stream id a after stream id b?
   return a_ms > b_ms or (a_ms == b_ms and a_seq > b_seq)
 end
 
-local first_inbox = 3
+local first_inbox = 4
 if ARGV[6] ~= '' then
-  first_inbox = 4
+  first_inbox = 5
   -- The sender's idempotency key must be this message's pending answer, or free (that
   -- answer expired and nobody took the key). Held by another message, a retry took it
   -- after this attempt's pending answer expired: that retry delivers the message (or
   -- did), so this attempt appends nothing - a second copy would go out.
-  local holder = redis.call('GET', KEYS[3])
+  local holder = redis.call('GET', KEYS[4])
   local ours = 'p:' .. ARGV[6] .. ':'
   if holder and string.sub(holder, 1, #ours) ~= ours then
     return redis.error_reply('SUPERSEDED a retry holds this client_msg_id')
   end
 end
+if ARGV[9] == '' then
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    return redis.error_reply('NOSEED the conversation has no seq counter')
+  end
+else
+  redis.call('SET', KEYS[3], ARGV[9], 'NX')
+end
+local message_seq = string.format('%d', redis.call('INCR', KEYS[3]))
+local seq_part = ',"seq":' .. message_seq .. '}'
+local compact = string.sub(ARGV[3], 1, -2) .. seq_part
+local full = string.sub(ARGV[4], 1, -2) .. seq_part
 local id = ''
 local own, own_json, to = {}, {}, {}
 if #KEYS >= first_inbox then
@@ -84,20 +108,20 @@ if #KEYS >= first_inbox then
   local trim_phase = tonumber(now[2]) % trim_every
   for i = first_inbox, #KEYS do
     local n = i - first_inbox + 1
-    to[n] = ARGV[n + 8]
+    to[n] = ARGV[n + 9]
     local added
     if (n + trim_phase) % trim_every == 0 then
-      added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', ARGV[3])
+      added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', compact)
     else
-      added = redis.pcall('XADD', KEYS[i], id, 'm', ARGV[3])
+      added = redis.pcall('XADD', KEYS[i], id, 'm', compact)
     end
     if type(added) == 'table' and added.err then
       -- Only an inbox whose last id is at or after ours fails here (anything else,
       -- such as a key of another type, fails again below and aborts the script).
-      added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', ARGV[3])
+      added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', compact)
       own[#own + 1] = n
       own[#own + 1] = added
-      own_json[#own_json + 1] = ARGV[n + 8] .. ':"' .. added .. '"'
+      own_json[#own_json + 1] = ARGV[n + 9] .. ':"' .. added .. '"'
       if later(added, newest) then
         newest = added
       end
@@ -105,13 +129,13 @@ if #KEYS >= first_inbox then
   end
   redis.call('SET', KEYS[2], newest)
 end
-redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])
+redis.call('XADD', KEYS[1], '*', 'm', full)
 if ARGV[6] ~= '' then
   -- The message is accepted: mark its idempotency answer delivered now, in the
   -- same atomic step (idempotency.lua's 'confirm'; the key is ours or free, checked
   -- above), so that no crash of the gateway before its own confirm can leave it
   -- pending - a retry after the pending TTL would deliver it again.
-  redis.call('SET', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 'EX', ARGV[7])
+  redis.call('SET', KEYS[4], 'd:' .. ARGV[6] .. ':' .. full, 'EX', ARGV[7])
 end
 if id ~= '' then
   -- Built by concatenation: the record is JSON already, user ids are JSON strings
@@ -121,6 +145,6 @@ if id ~= '' then
     own_part = ',"own":{' .. table.concat(own_json, ',') .. '}'
   end
   redis.call('PUBLISH', ARGV[5],
-    '{"message":' .. ARGV[3] .. ',"cursor":"' .. id .. '","to":[' .. table.concat(to, ',') .. ']' .. own_part .. '}')
+    '{"message":' .. compact .. ',"cursor":"' .. id .. '","to":[' .. table.concat(to, ',') .. ']' .. own_part .. '}')
 end
-return {id, own}
+return {id, own, message_seq}

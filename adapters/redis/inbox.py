@@ -4,7 +4,8 @@ written by one Lua script per message (deliver.lua says why), which also marks
 the sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 import orjson
 import redis.asyncio as aioredis
@@ -15,7 +16,7 @@ from adapters.redis.batched_script import BatchedScript
 from adapters.redis.idempotency import DEFAULT_TTL as IDEMPOTENCY_TTL
 from adapters.redis.idempotency import idempotency_key
 from adapters.redis.support import lua, text, unavailable
-from application.ports import Inbox
+from application.ports import Accepted, Inbox
 from domain import errors
 from domain.model import Delivery, Message, cursor_position
 
@@ -23,6 +24,7 @@ INBOX_KEY = "stream:private:{}"
 PERSIST_STREAM = "stream:persist"
 CURSOR_GENERATOR = "stream:last-id"  # the last inbox entry id deliver.lua handed out
 NOTIFICATION_CHANNEL = "message_notifications"
+SEQ_COUNTER = "seq:{}"  # a conversation's last Message.seq (Message.conversation), deliver.lua's INCR
 _MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
 
 
@@ -30,7 +32,12 @@ class RedisInbox(Inbox):
     """`max_length` bounds each inbox; older entries are trimmed and a cursor
     before them answers CursorExpired. Trimming is approximate by default
     (Redis drops whole macro nodes, so an inbox may hold up to ~100 entries
-    more than max_length); `exact_trim=True` trims to the entry, at some cost."""
+    more than max_length); `exact_trim=True` trims to the entry, at some cost.
+
+    `last_seq` (MessageStore.last_seq) tells the highest seq the database holds for a
+    conversation: deliver.lua starts a missing counter from it (a Redis that lost its
+    data, or a conversation older than seqs). Without it a missing counter starts at 0,
+    which suits a test with an empty database only."""
 
     marks_answers_delivered = True  # deliver.lua, with adapters/redis/idempotency.py's keys
 
@@ -43,8 +50,10 @@ class RedisInbox(Inbox):
         persist_stream: str = PERSIST_STREAM,
         channel: str = NOTIFICATION_CHANNEL,
         idempotency_ttl: int = IDEMPOTENCY_TTL,
+        last_seq: Callable[[str], Awaitable[int]] | None = None,
     ):
         self._client = client
+        self._last_seq = last_seq
         # The deliver script's fixed arguments, packed once (resp.py says why).
         self._persist_key = resp.bulk(persist_stream)
         self._generator_key = resp.bulk(CURSOR_GENERATOR)
@@ -61,14 +70,14 @@ class RedisInbox(Inbox):
         self._deliver = BatchedScript(client, lua("deliver.lua"))
         self._read = client.register_script(lua("read.lua"))
 
-    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         recipients = list(dict.fromkeys(recipient_ids))  # one entry per recipient, even if listed twice
         # Inbox entries and the notification carry the public record only: they are
         # copied once per recipient, and client_msg_id belongs to the sender alone.
         compact = orjson.dumps(message.public())
         full = orjson.dumps(message.to_record())
         bulk = resp.bulk
-        keys = [self._persist_key, self._generator_key]
+        keys = [self._persist_key, self._generator_key, bulk(SEQ_COUNTER.format(message.conversation))]
         args = [self._max_length_arg, self._trim_arg, bulk(compact), bulk(full), self._channel_arg]
         if message.client_msg_id is None:
             args += [_EMPTY_ARG, self._ttl_arg]
@@ -76,12 +85,21 @@ class RedisInbox(Inbox):
             # The script marks the sender's idempotency answer delivered with the append.
             keys.append(bulk(idempotency_key(message.from_user_id, message.client_msg_id)))
             args += [bulk(message.id), self._ttl_arg]
-        args.append(self._trim_every_arg)
+        args += [self._trim_every_arg, _EMPTY_ARG]
+        seed_at = len(args) - 1
         keys += map(self._inbox_keys, recipients)
         args += map(self._json_ids, recipients)
         try:
-            with unavailable("deliver"):
-                shared, own = await self._deliver(len(keys), keys + args)
+            try:
+                with unavailable("deliver"):
+                    shared, own, seq = await self._deliver(len(keys), keys + args)
+            except ResponseError as error:
+                if not str(error).startswith("NOSEED"):
+                    raise
+                # The script changed nothing: call it again, with the counter's start.
+                args[seed_at] = bulk(await self._seed(message.conversation))
+                with unavailable("deliver"):
+                    shared, own, seq = await self._deliver(len(keys), keys + args)
         except ResponseError as error:
             if str(error).startswith("SUPERSEDED"):
                 raise errors.SendSuperseded() from None
@@ -90,7 +108,14 @@ class RedisInbox(Inbox):
         cursors = dict.fromkeys(recipients, text(shared))
         for position, cursor in zip(own[::2], own[1::2], strict=True):
             cursors[recipients[int(position) - 1]] = text(cursor)
-        return cursors
+        return Accepted(replace(message, seq=int(seq)), cursors)
+
+    async def _seed(self, conversation: str) -> int:
+        """Where a missing seq counter starts: the highest seq the database holds for the
+        conversation. A counter is lost with Redis's data, and stream:persist with it: the
+        database then holds every seq that is left (an older snapshot of Redis is the
+        exception: the persister numbers anew a message whose seq is taken)."""
+        return await self._last_seq(conversation) if self._last_seq is not None else 0
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         if limit <= 0:

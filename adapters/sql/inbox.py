@@ -25,16 +25,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.memory.bus import InProcessBus
 from adapters.sql.database import Database
 from adapters.sql.idempotency import held_by_others, mark_delivered
-from adapters.sql.messages import MAX_SEQ, MESSAGE_COLUMNS, message_from_row, message_row, release_taken_client_ids
+from adapters.sql.messages import (
+    MAX_SEQ,
+    MESSAGE_COLUMNS,
+    message_from_row,
+    message_row,
+    number_rows,
+    release_taken_client_ids,
+)
 from adapters.sql.tables import inbox_entries, inbox_trims, messages
-from application.ports import Inbox, Notification
+from application.ports import Accepted, Inbox, Notification
 from domain import errors
 from domain.model import Delivery, Message, cursor_position
 
@@ -76,7 +83,7 @@ class SqliteInbox(Inbox):
 
     # Writing ------------------------------------------------------------
 
-    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         send = _Send(message, list(dict.fromkeys(recipient_ids)), asyncio.get_running_loop().create_future())
         send.trim = self._due_for_trim(send.recipient_ids)
         self._queue.append(send)
@@ -117,7 +124,7 @@ class SqliteInbox(Inbox):
                         _settle(send.done, error=result)
                         continue
                     try:
-                        self._bus.publish(Notification(send.message, result))
+                        self._bus.publish(Notification(result.message, result.cursors))
                     except Exception:  # a subscriber's bug must not undo an accepted send
                         log.exception("a subscriber failed on message %s", send.message.id)
                     _settle(send.done, result=result)
@@ -129,7 +136,7 @@ class SqliteInbox(Inbox):
         finally:
             self._flusher = None
 
-    def _write_batch(self, conn: Connection, batch: list[_Send]) -> list[dict[str, str] | Exception]:
+    def _write_batch(self, conn: Connection, batch: list[_Send]) -> list[Accepted | Exception]:
         try:
             with conn.begin():
                 return self._append(conn, batch)
@@ -137,7 +144,7 @@ class SqliteInbox(Inbox):
             if len(batch) == 1:
                 return [_refused(batch[0], e)]
         # One bad send (an unknown user) must not fail the others queued with it.
-        results: list[dict[str, str] | Exception] = []
+        results: list[Accepted | Exception] = []
         for send in batch:
             try:
                 with conn.begin():
@@ -146,17 +153,22 @@ class SqliteInbox(Inbox):
                 results.append(_refused(send, e))
         return results
 
-    def _append(self, conn: Connection, sends: list[_Send]) -> list[dict[str, str] | Exception]:
+    def _append(self, conn: Connection, sends: list[_Send]) -> list[Accepted | Exception]:
         """Every send of the batch in two INSERTs (messages, then inbox entries), each of
         many rows: per statement SQLAlchemy's own cost (compiling, binding, the result)
         is several times SQLite's, and this runs in a thread that holds the GIL. A send
-        whose client_msg_id a retry took over is not appended: SendSuperseded in its place."""
+        whose client_msg_id a retry took over is not appended: SendSuperseded in its place.
+        Each message gets its seq (the next of its conversation) in this transaction,
+        which holds SQLite's write lock: no other write can take the same one."""
         superseded = held_by_others(conn, [send.message for send in sends])
         appended = [send for send in sends if send.message.id not in superseded]
-        cursors: dict[str, dict[str, str]] = {}
+        accepted: dict[str, Accepted] = {}
         if appended:
             rows = [message_row(send.message) for send in appended]
             release_taken_client_ids(conn, rows)
+            number_rows(conn, rows)
+            numbered = [replace(send.message, seq=row["conversation_seq"]) for send, row in zip(appended, rows,
+                                                                                                 strict=True)]
             message_seqs = _insert_returning_seqs(conn, messages, rows)
             entries = [
                 {"user_id": user_id, "message_seq": message_seq}
@@ -164,14 +176,15 @@ class SqliteInbox(Inbox):
                 for user_id in send.recipient_ids
             ]
             entry_seqs = iter(_insert_returning_seqs(conn, inbox_entries, entries) if entries else ())
-            for send in appended:
-                cursors[send.message.id] = {user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids}
+            for send, message in zip(appended, numbered, strict=True):
+                cursors = {user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids}
+                accepted[message.id] = Accepted(message, cursors)
                 for user_id in send.trim:
                     self._trim(conn, user_id)
                 # Accepted with this commit: so is the sender's idempotency answer, in the same one.
-                mark_delivered(conn, send.message)
+                mark_delivered(conn, message)
         return [
-            errors.SendSuperseded() if send.message.id in superseded else cursors[send.message.id] for send in sends
+            errors.SendSuperseded() if send.message.id in superseded else accepted[send.message.id] for send in sends
         ]
 
     def _trim(self, conn: Connection, user_id: str) -> None:

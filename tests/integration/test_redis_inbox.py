@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -32,8 +33,9 @@ def group_message(content: str = "hi all", sender: str = "a") -> Message:
 @pytest.mark.gen_test
 async def test_deliver_appends_to_each_inbox_and_read_returns_them_in_order(redis_client):
     inbox = RedisInbox(redis_client)
-    sent = [private(f"m{i}") for i in range(5)]
-    cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
+    cursors = [await inbox.deliver(private(f"m{i}"), ["b", "c"]) for i in range(5)]
+    sent = [accepted.message for accepted in cursors]
+    assert [m.seq for m in sent] == [1, 2, 3, 4, 5]
 
     for user in ("b", "c"):
         got = await inbox.read(user, None, 100)
@@ -126,8 +128,7 @@ async def test_an_inbox_ahead_of_the_generator_gets_a_cursor_of_its_own(redis_cl
 @pytest.mark.gen_test
 async def test_persist_stream_gets_the_full_record_once(redis_client):
     inbox = RedisInbox(redis_client)
-    message = private("keep me", client_msg_id="c-1")
-    await inbox.deliver(message, ["b", "c"])
+    message = (await inbox.deliver(private("keep me", client_msg_id="c-1"), ["b", "c"])).message
     (entry,) = await redis_client.xrange("stream:persist")
     assert Message.from_record(orjson.loads(entry[1][b"m"])) == message  # client_msg_id included
     (inbox_entry,) = await redis_client.xrange("stream:private:b")
@@ -150,9 +151,11 @@ async def test_notification_carries_the_message_and_each_cursor(redis_client, ch
         assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
         sent = [private(f"n{i}", client_msg_id=f"c{i}") for i in range(3)]
         cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
-        for message, expected in zip(sent, cursors, strict=True):
+        for expected in cursors:
+            message = expected.message
             received = await pubsub.get_message(timeout=2)
             body = orjson.loads(received["data"])
+            assert parse_notification(received["data"]).message == replace(message, client_msg_id=None)
             assert parse_notification(received["data"]).cursors == expected
             assert body["to"] == ["b", "c"] and body["cursor"] == expected["b"] == expected["c"]
             assert "own" not in body  # every recipient shares the one cursor
