@@ -96,6 +96,11 @@ class MessageStore(Protocol):
         """The highest Message.seq stored for a conversation (Message.conversation); 0 when
         it has none. An inbox whose seq counter was lost (Redis restarted) goes on from it."""
 
+    async def highest_seqs(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """Every conversation with stored messages and its highest seq, in pages of at most
+        `limit`, in a fixed order: those after the conversation `after` (None: from the
+        first). A page shorter than `limit` is the last."""
+
 
 class Accepted(dict[str, str]):
     """What Inbox.deliver() answers: each recipient's cursor (recipient user id -> cursor),

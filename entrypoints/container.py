@@ -28,6 +28,7 @@ from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
 from adapters.redis.revocations import RedisTokenRevocations
+from adapters.redis.seq_counters import SeqCounters
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
 from adapters.security import Argon2PasswordHasher, JwtTokenService
@@ -237,3 +238,5 @@ class Container(containers.DeclarativeContainer):
     )
     gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
     persister = providers.Factory(Persister, persist_queue, messages)
+    # Production only (courier worker): keeps seq:complete (adapters/redis/seq_counters.py).
+    seq_counters = providers.Singleton(SeqCounters, redis, messages.provided.highest_seqs)

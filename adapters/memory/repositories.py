@@ -116,6 +116,11 @@ class MemoryMessageStore(MessageStore):
         stored = self._conversations.get(conversation)
         return (stored[-1].seq or 0) if stored else 0
 
+    async def highest_seqs(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        names = sorted(name for name, stored in self._conversations.items() if stored)
+        return [(name, self._conversations[name][-1].seq or 0) for name in names
+                if after is None or name > after][:limit]
+
     async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage:
         low, high = sorted((user_id, peer_id))
         return self._page(f"p:{low}:{high}", before, limit)

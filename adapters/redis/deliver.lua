@@ -27,17 +27,22 @@
 -- taken here, by INCR of the conversation's counter (KEYS[3]), in the same atomic
 -- step as the appends: two gateways sending into one group at once get consecutive
 -- seqs, in the order of acceptance, and every copy of the message carries the same.
--- A counter that does not exist (Redis lost it, or the conversation's messages date
--- from before seqs) is not started from 0: the script answers NOSEED and changes
--- nothing, and RedisInbox calls it again with ARGV[9], the highest seq the database
--- holds for the conversation (SET NX: of two gateways seeding at once, the first wins).
+-- A counter that does not exist starts from 0 when KEYS[4] (seq:complete) exists:
+-- `courier worker` sets that marker only once every conversation with messages in the
+-- database has a counter (adapters/redis/seq_counters.py says why it cannot be wrong),
+-- so a missing counter is a conversation without any message yet. Without the marker
+-- (Redis lost its data, the worker has not rebuilt the counters yet) a missing counter
+-- is not started from 0: the script answers NOSEED and changes nothing, and RedisInbox
+-- calls it again with ARGV[9], the highest seq the database holds for the conversation
+-- (SET NX: of two gateways seeding at once, the first wins).
 -- The records in ARGV[3] and ARGV[4] come without their seq; it is added here.
 --
 -- KEYS[1]         stream:persist (read by the persister's consumer group)
 -- KEYS[2]         the cursor generator: the last inbox entry id handed out
 -- KEYS[3]         the conversation's seq counter (seq:p:<user id>:<user id>, seq:g:<group id>)
--- KEYS[4]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
--- KEYS[4 or 5..]  stream:private:{user_id}, one per recipient
+-- KEYS[4]         seq:complete, the marker (see above)
+-- KEYS[5]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
+-- KEYS[5 or 6..]  stream:private:{user_id}, one per recipient
 -- ARGV[1]         MAXLEN of an inbox stream
 -- ARGV[2]         '~' (approximate trimming: whole macro nodes, cheap) or '=' (exact)
 -- ARGV[3]         the compact message record (JSON object, no seq) for inbox entries and the notification
@@ -50,8 +55,8 @@
 -- ARGV[10..]      each recipient's id already encoded as a JSON string, in KEYS order
 -- Returns {cursor, {position, own cursor, ...}, seq}: the cursor of every recipient but
 -- those listed (1-based position among the recipients, and that one's cursor);
--- {'', {}, seq} when there is no recipient. An error reply NOSEED when KEYS[3] is
--- missing and ARGV[9] is ''.
+-- {'', {}, seq} when there is no recipient. An error reply NOSEED when KEYS[3] and
+-- KEYS[4] are missing and ARGV[9] is ''.
 -- Publishes {"message": record, "cursor": id, "to": [ids], "own": {id: cursor}}
 -- ("own" only when some recipient has a cursor of its own).
 local function parse_id(id)
@@ -65,21 +70,21 @@ local function later(a, b)  -- is stream id a after stream id b?
   return a_ms > b_ms or (a_ms == b_ms and a_seq > b_seq)
 end
 
-local first_inbox = 4
+local first_inbox = 5
 if ARGV[6] ~= '' then
-  first_inbox = 5
+  first_inbox = 6
   -- The sender's idempotency key must be this message's pending answer, or free (that
   -- answer expired and nobody took the key). Held by another message, a retry took it
   -- after this attempt's pending answer expired: that retry delivers the message (or
   -- did), so this attempt appends nothing - a second copy would go out.
-  local holder = redis.call('GET', KEYS[4])
+  local holder = redis.call('GET', KEYS[5])
   local ours = 'p:' .. ARGV[6] .. ':'
   if holder and string.sub(holder, 1, #ours) ~= ours then
     return redis.error_reply('SUPERSEDED a retry holds this client_msg_id')
   end
 end
 if ARGV[9] == '' then
-  if redis.call('EXISTS', KEYS[3]) == 0 then
+  if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
     return redis.error_reply('NOSEED the conversation has no seq counter')
   end
 else
@@ -135,7 +140,7 @@ if ARGV[6] ~= '' then
   -- same atomic step (idempotency.lua's 'confirm'; the key is ours or free, checked
   -- above), so that no crash of the gateway before its own confirm can leave it
   -- pending - a retry after the pending TTL would deliver it again.
-  redis.call('SET', KEYS[4], 'd:' .. ARGV[6] .. ':' .. full, 'EX', ARGV[7])
+  redis.call('SET', KEYS[5], 'd:' .. ARGV[6] .. ':' .. full, 'EX', ARGV[7])
 end
 if id ~= '' then
   -- Built by concatenation: the record is JSON already, user ids are JSON strings

@@ -25,6 +25,9 @@ PERSIST_STREAM = "stream:persist"
 CURSOR_GENERATOR = "stream:last-id"  # the last inbox entry id deliver.lua handed out
 NOTIFICATION_CHANNEL = "message_notifications"
 SEQ_COUNTER = "seq:{}"  # a conversation's last Message.seq (Message.conversation), deliver.lua's INCR
+# Set by `courier worker` once every conversation with stored messages has a counter: a
+# missing counter then starts from 0 (adapters/redis/seq_counters.py).
+SEQ_COMPLETE = "seq:complete"
 _MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
 
 
@@ -36,8 +39,11 @@ class RedisInbox(Inbox):
 
     `last_seq` (MessageStore.last_seq) tells the highest seq the database holds for a
     conversation: deliver.lua starts a missing counter from it (a Redis that lost its
-    data, or a conversation older than seqs). Without it a missing counter starts at 0,
-    which suits a test with an empty database only."""
+    data, or a conversation older than seqs) while seq:complete is missing; with the
+    marker (adapters/redis/seq_counters.py) a missing counter starts from 0 without
+    asking, so a first message into a conversation is accepted while the database is
+    down. Without `last_seq` a missing counter starts at 0, which suits a test with an
+    empty database only."""
 
     marks_answers_delivered = True  # deliver.lua, with adapters/redis/idempotency.py's keys
 
@@ -57,6 +63,7 @@ class RedisInbox(Inbox):
         # The deliver script's fixed arguments, packed once (resp.py says why).
         self._persist_key = resp.bulk(persist_stream)
         self._generator_key = resp.bulk(CURSOR_GENERATOR)
+        self._complete_key = resp.bulk(SEQ_COMPLETE)
         self._max_length_arg = resp.bulk(int(max_length))
         self._trim_arg = resp.bulk("=" if exact_trim else "~")
         self._trim_every_arg = resp.bulk(trim_every(max_length, exact_trim))
@@ -77,7 +84,8 @@ class RedisInbox(Inbox):
         compact = orjson.dumps(message.public())
         full = orjson.dumps(message.to_record())
         bulk = resp.bulk
-        keys = [self._persist_key, self._generator_key, bulk(SEQ_COUNTER.format(message.conversation))]
+        keys = [self._persist_key, self._generator_key, bulk(SEQ_COUNTER.format(message.conversation)),
+                self._complete_key]
         args = [self._max_length_arg, self._trim_arg, bulk(compact), bulk(full), self._channel_arg]
         if message.client_msg_id is None:
             args += [_EMPTY_ARG, self._ttl_arg]

@@ -240,6 +240,34 @@ class SqlMessageStore(MessageStore):
         with conn.begin():
             return last_seq(conn, conversation)
 
+    async def highest_seqs(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """Conversations with stored messages and the highest seq of each, a page at a
+        time: at most `limit` (conversation, seq) after the conversation `after` (None:
+        from the first), the groups' ("g:...") then the pairs' ("p:..."), each kind in the
+        order of its key. One GROUP BY per kind, answered from the unique indexes (group_id,
+        conversation_seq) and (pair_key, conversation_seq): a page costs about `limit` index
+        lookups however many messages the conversations hold. A page shorter than `limit`
+        is the last (adapters/redis/seq_counters.py builds the counters from these)."""
+        return await self._db.run(self._highest_seqs, after, limit)
+
+    @staticmethod
+    def _highest_seqs(conn: Connection, after: str | None, limit: int) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
+        seq = messages.c.conversation_seq
+        with conn.begin():
+            for kind, column in (("g", messages.c.group_id), ("p", messages.c.pair_key)):
+                after_kind, _, after_key = (after or "").partition(":")
+                if after is not None and after_kind > kind:
+                    continue  # "p" after "g": the groups were all read
+                query = select(column, func.max(seq)).where(column.is_not(None), seq.is_not(None))
+                if after_kind == kind:
+                    query = query.where(column > after_key)
+                rows = conn.execute(query.group_by(column).order_by(column).limit(limit - len(found))).all()
+                found += [(f"{kind}:{key}", int(top)) for key, top in rows]
+                if len(found) >= limit:
+                    break
+        return found
+
     @staticmethod
     def _page(conn: Connection, condition, before: str | None, limit: int) -> HistoryPage:
         """Newest first by the conversation's seq; `before` is a seq (Message.seq); one row
