@@ -29,6 +29,7 @@ services:
 # keeps an event loop running in the main thread, which Tornado's test loops refuse.
 test: $(VENV)/.test-deps services
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
 
@@ -38,6 +39,7 @@ bench: $(BIN)/courier services
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) *.egg-info

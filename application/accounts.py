@@ -5,6 +5,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from application.ports import (
     AccountCheck,
@@ -47,7 +48,7 @@ class RegisterUser:
     ids: IdGenerator
     limiter: RateLimiter
 
-    async def __call__(self, username, password, client_address: str) -> User:
+    async def __call__(self, username: Any, password: Any, client_address: str) -> User:
         username = validate_username(username)
         password = validate_password(password)
         wait = await self.limiter.take("register:" + client_address)
@@ -94,7 +95,7 @@ class LogIn:
     slowdown: float = 2.0
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
-    async def __call__(self, username, password, client_address: str) -> LoggedIn:
+    async def __call__(self, username: Any, password: Any, client_address: str) -> LoggedIn:
         if not isinstance(username, str) or not isinstance(password, str):
             raise errors.InvalidInput("username and password must be strings")
         possible = could_be_username(username)
@@ -111,7 +112,8 @@ class LogIn:
         if possible and await self.failures.blocked_for(user_key) > 0:
             await self.sleep(self.slowdown)  # guessed at from many places: slower, never refused
         user = await self.users.get_by_username(username) if possible else None
-        if not await self._verify(user, password):
+        verified = await self._verify(user, password)  # a dummy hash when there is no user
+        if user is None or not verified:
             await self.failures.record_failure(pair_key)
             await self.address_failures.record_failure(address_key)
             if possible:
@@ -158,11 +160,14 @@ class Authenticate:
         if not token:
             raise errors.InvalidToken("a bearer token is required")
         claims = self.tokens.verify(token)
-        # Every request comes here: one token, asked without the batch's lists and sets.
-        one = (claims,)
-        if (await self.revocations.revoked(one))[0]:
+        # Every request comes here: the answers at hand first, without a coroutine each.
+        revoked = self.revocations.known(claims)
+        if revoked is None:
+            revoked = (await self.revocations.revoked((claims,)))[0]
+        if revoked:
             raise errors.InvalidToken(_REVOKED)
-        if claims.user_id not in await self.accounts.existing((claims.user_id,)):
+        user_id = claims.user_id
+        if not self.accounts.known_to_exist(user_id) and user_id not in await self.accounts.existing((user_id,)):
             raise errors.InvalidToken(_NO_USER)
         return claims
 
@@ -203,7 +208,7 @@ class GetUser:
             raise errors.UserNotFound()
         return user
 
-    async def by_username(self, username) -> User:
+    async def by_username(self, username: Any) -> User:
         if not isinstance(username, str) or not username:
             raise errors.InvalidInput("username is required")
         user = await self.users.get_by_username(username) if could_be_username(username) else None
@@ -211,5 +216,5 @@ class GetUser:
             raise errors.UserNotFound()
         return user
 
-    async def require(self, user_id) -> User:
+    async def require(self, user_id: Any) -> User:
         return await self.by_id(validate_id(user_id, "user_id"))

@@ -6,12 +6,15 @@ notifications arrive in cursor order. A connection remembers the last cursor
 it was given; anything at or before it is a duplicate and is skipped. While
 a connection replays from the inbox (resume, or after the bus was lost) live
 notifications are held back and released after the replay, minus what the
-replay already sent."""
+replay already sent.
+
+A push without a cursor (typing, presence: pushed, never stored, never replayed) goes
+through push_cursorless, beside all of that: it touches no cursor and no replay."""
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from application.ports import Inbox, Notification
@@ -69,7 +72,7 @@ class Connection:
         # The position is kept beside the cursor (parsed at the next push) so that a
         # push compares two tuples instead of parsing two cursors per socket.
         self._last_cursor = cursor
-        self._last_position = None
+        self._last_position: tuple[int, int] | None = None
 
     def push(self, delivery: Delivery, payload: bytes, position: tuple[int, int] | None = None) -> bool:
         """`position` is cursor_position(delivery.cursor), when the caller has it already."""
@@ -287,3 +290,22 @@ class Gateway:
                     if log_pushes:
                         log.info("Message pushed to user %s via WebSocket", user_id)
         self.pushed += pushed
+
+    def push_cursorless(self, user_ids: Iterable[str], payload: bytes) -> int:
+        """Hand `payload` (a whole frame, encoded) as it is to every local socket of
+        `user_ids`; the number of sockets that took it. It has no cursor, so it is outside
+        the bookkeeping of exactly once: it moves no connection's cursor, is neither held
+        during a replay nor skipped as a duplicate, and is never replayed; a user with no
+        socket here, or whose socket is gone, simply misses it. For events that are only
+        pushed (typing, presence), never for stored ones. The caller leaves out whoever
+        should not get it (the sender of a typing event, say)."""
+        by_user = self._by_user
+        pushed = 0
+        for user_id in user_ids:
+            conns = by_user.get(user_id)
+            if conns:
+                for conn in tuple(conns):  # as in on_notification: a failed send may detach it
+                    if conn.channel.send(payload):
+                        pushed += 1
+        self.pushed += pushed
+        return pushed

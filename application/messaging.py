@@ -74,14 +74,19 @@ class Dispatcher:
         if wait > 0:
             raise errors.RateLimited(wait, "too many messages; slow down")
 
-    def new_message(self, sender_id: str, body: dict, **target) -> Message:
+    def new_message(
+        self, sender_id: str, body: dict, *, type: str, to_user_id: str | None = None, group_id: str | None = None
+    ) -> Message:
+        """The message as sent: without a seq (Inbox.deliver gives it one)."""
         return Message(
             id=self.ids.new_id(),
+            type=type,
             from_user_id=sender_id,
             content=validate_content(body.get("content"), self.max_content_length),
             created_at=int(self.clock.now()),
+            to_user_id=to_user_id,
+            group_id=group_id,
             client_msg_id=validate_client_msg_id(body.get("client_msg_id")),
-            **target,
         )
 
     async def dispatch(self, message: Message, recipient_ids: list[str]) -> Message:
@@ -92,6 +97,7 @@ class Dispatcher:
             if original is not None:
                 return original  # a retry: the first send reached everyone
         try:
+            # Confirms the key too (the answer is delivered with the append: Inbox.deliver).
             accepted = await self.inbox.deliver(message, recipient_ids)
         except errors.SendSuperseded:
             # A retry took the key while this attempt was slow: it delivers the message.
@@ -106,15 +112,6 @@ class Dispatcher:
                 await self.idempotency.forget(sender_id, key, message)
             raise
         message, cursors = accepted.message, accepted.cursors
-        if key is not None and not self.inbox.marks_answers_delivered:
-            try:
-                await self.idempotency.confirm(sender_id, key, message)
-            except errors.ServiceUnavailable as error:
-                # The message is accepted: say so. The pending answer expires, and a
-                # retry after that would send the message again.
-                log.warning("message %s delivered but its client_msg_id not confirmed: %s", message.id, error)
-            except Exception:
-                log.warning("message %s delivered but its client_msg_id not confirmed", message.id, exc_info=True)
         if log.isEnabledFor(logging.INFO):
             for user_id in cursors:
                 log.info("Notification published for message %s to user %s", message.id, user_id)

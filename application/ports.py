@@ -134,11 +134,6 @@ class Inbox(Protocol):
     notifications are published in cursor order, so a gateway that has pushed
     cursor C may drop any later notification at or before C as a duplicate."""
 
-    # True for an inbox that marks the sender's idempotency answer delivered in the
-    # same atomic step as the append (deliver() below): IdempotencyKeys.confirm() after
-    # it would write the same thing again.
-    marks_answers_delivered: bool = False
-
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         """Returns each recipient's cursor, and the message with its seq (Accepted).
         After it returns the message is accepted: it survives a crash of this process.
@@ -148,14 +143,15 @@ class Inbox(Protocol):
         order of acceptance, whichever gateway sent each message. The notification,
         the persisted message and a delivered idempotency answer carry it too.
 
-        An inbox that shares its store with the IdempotencyKeys (Redis, SQL) also
-        marks the message's pending answer delivered (IdempotencyKeys.confirm) in the
-        same atomic step as the append, when the message has a client_msg_id: then
-        no crash between the append and the use case's confirm() can let a retry
-        deliver the message a second time. Such an inbox also appends nothing when
-        another message holds the key now (this attempt was so slow that its pending
-        answer expired and a retry took the key): it raises SendSuperseded, and the
-        retry is the one that delivers."""
+        The inbox owns the confirm step of the sender's idempotency key: it shares its
+        store with the IdempotencyKeys, and when the message has a client_msg_id it marks
+        the message's answer delivered (what IdempotencyKeys.confirm does: a free key is
+        remembered delivered) in the same atomic step as the append. So no crash between
+        the append and a confirm can let a retry deliver the message a second time, and
+        the use cases never confirm. The inbox also appends nothing when another message
+        holds the key now (this attempt was so slow that its pending answer expired and
+        a retry took the key): it raises SendSuperseded, and the retry is the one that
+        delivers."""
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is
@@ -197,8 +193,8 @@ class Answer:
 class IdempotencyKeys(Protocol):
     """The answer to (sender, client_msg_id), pending then delivered.
 
-    A send remembers its message as pending before delivering it, then confirms
-    it once Inbox.deliver() returned, or forgets it when the delivery failed.
+    A send remembers its message as pending before delivering it; Inbox.deliver()
+    confirms it with the append, and the send forgets it when the delivery failed.
     Only a delivered answer is the original message a retry may be given back;
     a pending one says "being sent right now". A pending answer that is neither
     confirmed nor forgotten (its process died) expires after a short time
@@ -216,9 +212,8 @@ class IdempotencyKeys(Protocol):
     async def confirm(self, sender_id: str, client_msg_id: str, message: Message) -> None:
         """`message` was delivered: its pending answer becomes delivered, kept for at least
         24 hours. When the key is free (the pending answer expired), `message` is
-        remembered delivered; an answer of another message is left alone. Idempotent:
-        an inbox that marks the answer delivered itself, with the append (see
-        Inbox.deliver), makes this call a no-op."""
+        remembered delivered; an answer of another message is left alone. Idempotent.
+        Inbox.deliver() takes this step itself, atomically with the append."""
 
     async def forget(self, sender_id: str, client_msg_id: str, message: Message) -> None:
         """The delivery of `message` failed: drop its pending answer, so a retry can
@@ -310,6 +305,11 @@ class TokenRevocations(Protocol):
         """For each token, whether it is revoked (one round trip for many: the open
         sockets are checked together)."""
 
+    def known(self, claims: TokenClaims) -> bool | None:
+        """Whether this token is revoked when that is known without I/O (a memory of
+        recent answers), else None: then ask revoked()."""
+        return None
+
     async def follow(self, on_revoked: Callable[[str | None], None]) -> None:
         """Until cancelled, call on_revoked(user_id) once a token of that user has been
         revoked, through any gateway (moments after, not before, the revocation is
@@ -323,6 +323,11 @@ class AccountCheck(Protocol):
 
     async def existing(self, user_ids: Sequence[str]) -> set[str]:
         """Those of `user_ids` that exist (one round trip for many)."""
+
+    def known_to_exist(self, user_id: str) -> bool:
+        """True when `user_id` is known to exist without I/O (a memory of recent
+        answers); False says only "ask existing()"."""
+        return False
 
 
 class ConnectionCounter(Protocol):

@@ -1,11 +1,14 @@
 """Domain errors. Each carries a stable machine code; the HTTP layer maps the
 class to a status once (entrypoints/http/errors.py)."""
+from __future__ import annotations
+
+from typing import Any
 
 
 class CourierError(Exception):
     code = "error"
 
-    def __init__(self, message: str = "", **details):
+    def __init__(self, message: str = "", **details: Any):
         super().__init__(message or self.__class__.__doc__ or self.code)
         self.message = message or (self.__class__.__doc__ or self.code).strip()
         self.details = details

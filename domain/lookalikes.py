@@ -72,7 +72,8 @@ def mixed_digits(text: str) -> bool:
 
 
 def invisible(text: str) -> list[str]:
-    return _INVISIBLE.findall(text)
+    found: list[str] = _INVISIBLE.findall(text)
+    return found
 
 
 @functools.lru_cache(maxsize=4096)
@@ -86,11 +87,11 @@ def scripts_of(char: str) -> frozenset[str] | None:
 def _written_in(letters: list[frozenset[str]]) -> frozenset[str]:
     """UTS #39's resolved script set: the scripts and writing systems that every one
     of the (one or more) letters is written in; empty when there is none."""
-    common = None
+    common: frozenset[str] | None = None
     for scripts in letters:
         augmented = scripts.union(*(_WRITING_SYSTEMS.get(script, ()) for script in scripts))
         common = augmented if common is None else common & augmented
-    return common
+    return common if common is not None else frozenset()
 
 
 @functools.cache

@@ -271,8 +271,8 @@ def cursor_position(cursor: str) -> tuple[int, int]:
 def validate_cursor(cursor: Any) -> str | None:
     if cursor is None or cursor == "":
         return None
-    cursor_position(cursor)
-    return cursor
+    cursor_position(cursor)  # InvalidCursor for anything but a cursor
+    return str(cursor)
 
 
 def is_after(cursor: str, other: str | None) -> bool:

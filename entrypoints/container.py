@@ -5,9 +5,18 @@ made on first use. Selectors on the run mode pick the embedded (SQLite +
 in-process) or production (MySQL + Redis) adapters; the unselected branch is
 never built. A test swaps any piece in one line:
 
-    container.inbox.override(providers.Object(MemoryInbox(bus)))
+    container.inbox.override(providers.Object(MemoryInbox(bus, keys)))
+
+What holds connections, threads or files (the database, the Redis client, the
+inbox, the password hasher, the Redis socket counter) is a Resource, so the
+container knows what to close, and in which order: `await shutdown(container)`.
 """
 from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -53,6 +62,7 @@ from application.messaging import (
 from application.persister import Persister
 from application.sockets import AdmitSocket
 from domain.model import Delivery
+from entrypoints.client_frames import ClientFrames, answer_ping
 
 LOGIN_WINDOW_SECONDS = 60.0
 # Revocations are announced to every gateway (TokenRevocations.follow); this bounds how
@@ -81,6 +91,39 @@ def _redis_client(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
 
+log = logging.getLogger("courier.container")
+
+
+def _closed_at_shutdown(make: Callable[..., Any], *args: Any, closing: list, **kwargs: Any) -> Iterator[Any]:
+    """A Resource's initializer: makes the adapter; at shutdown_resources() hands it
+    to `closing`, to be closed by shutdown() below.
+
+    Why not close it here, or make it an async Resource: several adapters close
+    asynchronously (the inbox writes what is queued, the Redis client says goodbye),
+    and an async Resource makes every provider that depends on it answer with an
+    awaitable. shutdown_resources() still decides what is closed and in which order
+    (an adapter before the ones it depends on: the inbox before the database); the
+    adapters are closed in the order it handed them over."""
+    adapter = make(*args, **kwargs)
+    yield adapter
+    closing.append(adapter)
+
+
+async def shutdown(container: Container) -> None:
+    """Close every adapter the container made that holds connections, threads or files."""
+    closing: list = container.closing()
+    container.shutdown_resources()  # synchronous: the resources are all made synchronously
+    while closing:
+        adapter = closing.pop(0)
+        close = getattr(adapter, "aclose", None) or adapter.close
+        try:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.warning("closing %s failed", type(adapter).__name__, exc_info=True)
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency()
     mode = settings.provided.mode
@@ -88,11 +131,15 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidGenerator)
 
+    # What shutdown() closes, handed over by the Resources (_closed_at_shutdown).
+    closing = providers.Singleton(list)
+
     # --- stores -------------------------------------------------------------
-    database = providers.Singleton(
-        Database, settings.provided.resolved_database_url.call(), workers=settings.provided.db_pool_size
+    database = providers.Resource(
+        _closed_at_shutdown, Database, settings.provided.resolved_database_url.call(),
+        workers=settings.provided.db_pool_size, closing=closing,
     )
-    redis = providers.Singleton(_redis_client, settings.provided.redis_url)
+    redis = providers.Resource(_closed_at_shutdown, _redis_client, settings.provided.redis_url, closing=closing)
     bus = providers.Singleton(InProcessBus)
 
     # Production reads users and groups through a cache in Redis: a send looks its
@@ -120,7 +167,11 @@ class Container(containers.DeclarativeContainer):
 
     inbox = providers.Selector(
         mode,
-        embedded=providers.Singleton(SqliteInbox, database, bus, max_length=settings.provided.inbox_maxlen),
+        # The embedded inbox writes and publishes what is queued when it is closed.
+        embedded=providers.Resource(
+            _closed_at_shutdown, SqliteInbox, database, bus, max_length=settings.provided.inbox_maxlen,
+            closing=closing,
+        ),
         production=providers.Singleton(
             RedisInbox, redis, max_length=settings.provided.inbox_maxlen, last_seq=messages.provided.last_seq
         ),
@@ -199,7 +250,9 @@ class Container(containers.DeclarativeContainer):
     sockets_per_user = providers.Selector(
         mode,
         embedded=providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_user),
-        production=providers.Singleton(RedisConnectionCounter, redis, settings.provided.ws_max_per_user),
+        production=providers.Resource(
+            _closed_at_shutdown, RedisConnectionCounter, redis, settings.provided.ws_max_per_user, closing=closing
+        ),
     )
     sockets_per_address = providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_address)
     persist_queue = providers.Singleton(
@@ -207,13 +260,15 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- security -----------------------------------------------------------
-    hasher = providers.Singleton(
+    hasher = providers.Resource(
+        _closed_at_shutdown,
         Argon2PasswordHasher,
         settings.provided.argon2_time_cost,
         settings.provided.argon2_memory_kib,
         settings.provided.argon2_parallelism,
         threads=settings.provided.hash_threads,
         queue=settings.provided.hash_queue,
+        closing=closing,
     )
     tokens = providers.Singleton(
         JwtTokenService, settings.provided.resolved_jwt_secret.call(), settings.provided.token_ttl
@@ -237,6 +292,8 @@ class Container(containers.DeclarativeContainer):
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter)
     )
     gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
+    # What a client may send on its socket: frame type -> handler (entrypoints/client_frames.py).
+    client_frames = providers.Singleton(ClientFrames, providers.Dict(ping=providers.Object(answer_ping)))
     persister = providers.Factory(Persister, persist_queue, messages)
     # Production only (courier worker): keeps seq:complete (adapters/redis/seq_counters.py).
     seq_counters = providers.Singleton(SeqCounters, redis, messages.provided.highest_seqs)

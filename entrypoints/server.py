@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from adapters.sql.database import is_sqlite
 from domain import errors
-from entrypoints.container import Container
-from entrypoints.http import body_limit, listener, ops
+from entrypoints.container import Container, shutdown
+from entrypoints.http import body_limit, ops, tornado_overrides
 from entrypoints.http.app import make_app
 from entrypoints.http.ops_server import OpsServer
 from entrypoints.metrics import Metrics
@@ -85,7 +85,7 @@ class CourierServer:
             self._ops.listen(self.settings.ops_host, self.settings.ops_port)
             ops_routes = ops.health_routes()
         app = make_app(self.container, self.open_sockets, ops_routes, self.metrics)
-        self._http = listener.HTTPServer(
+        self._http = tornado_overrides.HTTPServer(
             app, refusals=app.refusals, max_body_size=body_limit.MAX_BODY_BYTES,
             body_timeout=self.settings.body_timeout, idle_connection_timeout=self.settings.idle_timeout,
         )
@@ -110,9 +110,7 @@ class CourierServer:
         if self._ops is not None:
             await self._ops.stop()
         await _cancel_and_wait([t for t in [self._subscriber, *self._background] if t is not None])
-        if self.settings.mode != EMBEDDED:
-            await self.container.sockets_per_user().close()
-        await close_adapters(self.container, self.settings)
+        await shutdown(self.container)  # the container's resources: what it made that needs closing
         if self.metrics is not None:
             self.metrics.unwatch_gc()
         log.info("Courier stopped")
@@ -134,21 +132,3 @@ async def _cancel_and_wait(tasks: list[asyncio.Task]) -> None:
         if not pending:
             return
     log.warning("%d background tasks did not stop", len(pending))
-
-
-async def close_adapters(container: Container, settings: Settings) -> None:
-    """Close the adapters that hold connections, threads or files."""
-    # The inbox first: the embedded one writes and publishes what is queued.
-    adapters = [container.inbox(), container.hasher(), container.database()]
-    if settings.mode != EMBEDDED:
-        adapters.append(container.redis())
-    for adapter in adapters:
-        close = getattr(adapter, "aclose", None) or getattr(adapter, "close", None)
-        if close is None:
-            continue
-        try:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
-        except Exception:
-            log.warning("closing %s failed", type(adapter).__name__, exc_info=True)

@@ -8,8 +8,7 @@ import logging
 import os
 import socket
 
-from entrypoints.container import Container
-from entrypoints.server import close_adapters
+from entrypoints.container import Container, shutdown
 from entrypoints.settings import Settings
 
 log = logging.getLogger("courier.worker")
@@ -36,5 +35,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
         keeper.cancel()  # a rebuild cut short sets no marker: the next worker does it again
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
-        await close_adapters(container, settings)
+        await shutdown(container)
     return 0

@@ -56,6 +56,10 @@ class RecentlyCheckedAccounts(AccountCheck):
             del found_at[next(iter(found_at))]
         return fresh | {u for u in stale if answers[u]}
 
+    def known_to_exist(self, user_id: str) -> bool:
+        found = self._found_at.get(user_id)
+        return found is not None and self._now() - found < self._recheck
+
     async def _ask(self, user_ids: list[str]) -> dict[str, bool]:
         found = await self._users.existing(user_ids)
         return {user_id: user_id in found for user_id in user_ids}

@@ -68,6 +68,19 @@ class RecentlyCheckedRevocations(TokenRevocations):
             answers = [next(found) if answer is None else answer for answer in answers]
         return [bool(answer) for answer in answers]
 
+    def known(self, claims: TokenClaims) -> bool | None:
+        floors = self._floors
+        if floors:
+            floor = floors.get(claims.user_id)
+            if floor is not None and claims.issued_ms < floor:
+                return True
+        entry = self._checked.get(claims.token_id)
+        if entry is None:
+            return None
+        if entry[1] is None:
+            return True
+        return False if self._now() - entry[1] < self._recheck else None
+
     async def _ask(self, claims: list[TokenClaims]) -> dict[TokenClaims, bool]:
         return dict(zip(claims, await self._inner.revoked(claims), strict=True))
 

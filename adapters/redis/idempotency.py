@@ -6,8 +6,8 @@ The value is '<state>:<message id>:<record JSON>', state 'p' (pending, kept
 or 'd' (delivered, kept a week: the contract promises at least 24 hours).
 RedisInbox's deliver.lua marks the answer delivered in the same script as the
 append, so no crash between the two can leave a delivered message pending
-(and let a retry after the pending TTL deliver it twice); confirm() is then a
-no-op kept for inboxes that cannot do that."""
+(and let a retry after the pending TTL deliver it twice): that is the send's
+confirm step (ports.Inbox.deliver); confirm() does the same on its own."""
 from __future__ import annotations
 
 import hashlib

@@ -45,8 +45,6 @@ class RedisInbox(Inbox):
     down. Without `last_seq` a missing counter starts at 0, which suits a test with an
     empty database only."""
 
-    marks_answers_delivered = True  # deliver.lua, with adapters/redis/idempotency.py's keys
-
     def __init__(
         self,
         client: aioredis.Redis,

@@ -22,7 +22,7 @@ from application.ports import TokenClaims, TokenRevocations
 log = logging.getLogger("courier.redis.revocations")
 
 CHANNEL = "revocations"
-POLL_SECONDS = 5.0  # the follower's longest wait for a message: then it pings (a dead connection shows)
+POLL_SECONDS = 15.0  # the follower's longest wait for a message: then it pings (a dead connection shows)
 MAX_BACKOFF = 1.0
 
 

@@ -4,12 +4,13 @@ remember() runs before the message is delivered, so the messages table cannot
 answer a retry yet: the row keeps the original message itself (its record JSON),
 and a retry gets back the identical message (same id, created_at, content).
 
-A row is pending (delivered false) from remember() until the send confirms it;
-SqliteInbox marks it delivered in the very transaction that appends the
-message (mark_delivered), so a crash between the two cannot leave a delivered
-message pending. A pending row older than `pending_ttl` seconds belongs to a
-send that died: remember() takes it over for the retry. confirm() and forget()
-only touch the row of their own message (ports.IdempotencyKeys)."""
+A row is pending (delivered false) from remember() until the message is
+delivered: SqliteInbox marks it delivered in the very transaction that appends
+the message (mark_delivered: the send's confirm step, ports.Inbox.deliver), so a
+crash between the two cannot leave a delivered message pending. A pending row
+older than `pending_ttl` seconds belongs to a send that died: remember() takes it
+over for the retry. confirm() and forget() only touch the row of their own message
+(ports.IdempotencyKeys)."""
 from __future__ import annotations
 
 import json
@@ -74,6 +75,24 @@ def mark_delivered(conn: Connection, message: Message) -> int:
         )
         .values(delivered=True, record=json.dumps(message.to_record(), ensure_ascii=False))
     ).rowcount
+
+
+def confirm_delivered(conn: Connection, message: Message, now: int) -> None:
+    """In the caller's transaction, the confirm step of IdempotencyKeys.confirm for a
+    message whose key is its own or free (held_by_others found no other holder): its
+    answer becomes delivered, or, the key being free, it is remembered delivered."""
+    if message.client_msg_id is None or mark_delivered(conn, message):
+        return
+    conn.execute(
+        insert(idempotency_keys).values(
+            sender_id=message.from_user_id,
+            client_msg_id=message.client_msg_id,
+            message_id=message.id,
+            record=json.dumps(message.to_record(), ensure_ascii=False),
+            delivered=True,
+            created_at=now,
+        )
+    )
 
 
 class SqlIdempotencyKeys(IdempotencyKeys):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -31,7 +32,7 @@ from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.memory.bus import InProcessBus
 from adapters.sql.database import Database
-from adapters.sql.idempotency import held_by_others, mark_delivered
+from adapters.sql.idempotency import confirm_delivered, held_by_others
 from adapters.sql.messages import (
     MAX_SEQ,
     MESSAGE_COLUMNS,
@@ -60,8 +61,6 @@ class _Send:
 
 
 class SqliteInbox(Inbox):
-    marks_answers_delivered = True  # in the append transaction (adapters/sql/idempotency.py)
-
     def __init__(
         self,
         db: Database,
@@ -163,6 +162,7 @@ class SqliteInbox(Inbox):
         superseded = held_by_others(conn, [send.message for send in sends])
         appended = [send for send in sends if send.message.id not in superseded]
         accepted: dict[str, Accepted] = {}
+        now = int(time.time())
         if appended:
             rows = [message_row(send.message) for send in appended]
             release_taken_client_ids(conn, rows)
@@ -182,7 +182,7 @@ class SqliteInbox(Inbox):
                 for user_id in send.trim:
                     self._trim(conn, user_id)
                 # Accepted with this commit: so is the sender's idempotency answer, in the same one.
-                mark_delivered(conn, message)
+                confirm_delivered(conn, message, now)
         return [
             errors.SendSuperseded() if send.message.id in superseded else accepted[send.message.id] for send in sends
         ]

@@ -12,7 +12,8 @@ from entrypoints.http.client_address import ClientAddresses
 from entrypoints.http.fast_send import SendRouter
 from entrypoints.logs import log_request
 from entrypoints.metrics import Metrics
-from entrypoints.ws import Frames, SocketHandler
+from entrypoints.socket_writer import SocketWriter
+from entrypoints.ws import SocketHandler
 
 ID = r"([^/]+)"
 
@@ -42,7 +43,8 @@ def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics) -
         (r"/ws", SocketHandler,
          use(gateway=container.gateway(), authenticate=container.authenticate(), admit=container.admit_socket(),
              open_sockets=open_sockets,
-             frames=Frames(), heartbeat=Heartbeat(settings.ws_ping_interval, settings.ws_ping_timeout))),
+             writer=SocketWriter(), heartbeat=Heartbeat(settings.ws_ping_interval, settings.ws_ping_timeout),
+             client_frames=container.client_frames())),
         *ops_routes,
         *static.routes(),
     ]

@@ -24,6 +24,8 @@ _FORWARDED_FOR = re.compile(r'(?:^|;)\s*for=("[^"]*"|[^;,\s]*)', re.IGNORECASE)
 class ClientAddresses:
     def __init__(self, trusted: Sequence[Network]):
         self._trusted = tuple(trusted)
+        # None trusted: every request's client is its socket's peer, as Tornado has it.
+        self.trusts_proxies = bool(self._trusted)
 
     def of(self, peer: str, headers: HTTPHeaders) -> str:
         """The client's address of a request that came from `peer`."""

@@ -85,11 +85,13 @@ class _Switch(tornado.httputil.HTTPMessageDelegate):
     def headers_received(self, start_line, headers):
         # Every request of the connection is seen, by the handlers and the access log,
         # as coming from its client's address (past the trusted proxies, if any).
-        context = self._request_conn.context
-        peer = getattr(context, "courier_peer", None)
-        if peer is None:
-            peer = context.courier_peer = context.remote_ip  # the socket's peer, before any request
-        context.remote_ip = self._router.client_addresses.of(peer, headers)
+        addresses = self._router.client_addresses
+        if addresses.trusts_proxies:
+            context = self._request_conn.context
+            peer = getattr(context, "courier_peer", None)
+            if peer is None:
+                peer = context.courier_peer = context.remote_ip  # the socket's peer, before any request
+            context.remote_ip = addresses.of(peer, headers)
         if body_limit.is_too_large(headers):
             body_limit.refuse(self._request_conn, start_line, headers, self._router.refusals)
             return None  # the connection is detached: Tornado calls nothing more here

@@ -12,6 +12,7 @@ Here the listener instead stops being watched for ACCEPT_PAUSE seconds, as
 nginx does: the waiting clients stay in the kernel's backlog and are accepted
 once sockets have closed, nothing else of the process is held up, and one
 warning (at most every WARN_EVERY seconds) tells the operator what to raise.
+tornado_overrides.HTTPServer accepts its connections with add_accept_handler.
 """
 from __future__ import annotations
 
@@ -20,15 +21,10 @@ import logging
 import resource
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-import tornado.httpserver
 from tornado.ioloop import IOLoop
-from tornado.log import app_log
-
-from entrypoints.http.refusals import Refusals
-from entrypoints.http.tornado_overrides import RefusingHTTP1ServerConnection, SocketKeepingIOStream
 
 log = logging.getLogger("courier.server")
 
@@ -109,44 +105,3 @@ class _Acceptor:
 def _fd_limit() -> int | str:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return "unlimited" if soft == resource.RLIM_INFINITY else soft
-
-
-class HTTPServer(tornado.httpserver.HTTPServer):
-    """Tornado's HTTPServer with the accept handler above, and connections that answer
-    malformed requests with the contract's JSON error (tornado_overrides.py; `refusals`
-    answers them). `body_timeout` is kept from Tornado, whose own is silent and costly:
-    the connections answer it with 408 (tornado_overrides.py says why). The private
-    names used here are in tornado_overrides.PRIVATE_NAMES."""
-
-    def initialize(self, request_callback, *, refusals: Refusals, body_timeout: float | None = None,
-                   **kwargs: Any) -> None:
-        super().initialize(request_callback, **kwargs)
-        self.refusals = refusals
-        self.body_timeout = body_timeout
-
-    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
-        """TCPServer.add_sockets with one call changed (stop() reads _sockets and _handlers)."""
-        for sock in sockets:
-            self._sockets[sock.fileno()] = sock
-            self._handlers[sock.fileno()] = add_accept_handler(sock, self._accept)
-
-    def _accept(self, connection: socket.socket, address: Any) -> None:
-        """TCPServer._handle_connection, with a SocketKeepingIOStream (which lets headers
-        over the limit be answered). Courier serves no TLS itself: with ssl_options set,
-        the connection is Tornado's own."""
-        if self.ssl_options is not None:
-            self._handle_connection(connection, address)
-            return
-        try:
-            stream = SocketKeepingIOStream(
-                connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size)
-            self.handle_stream(stream, address)
-        except Exception:
-            app_log.error("Error in connection callback", exc_info=True)
-
-    def handle_stream(self, stream, address: tuple) -> None:
-        """tornado.httpserver.HTTPServer.handle_stream, with RefusingHTTP1ServerConnection."""
-        context = tornado.httpserver._HTTPRequestContext(stream, address, self.protocol, self.trusted_downstream)
-        connection = RefusingHTTP1ServerConnection(stream, self.conn_params, context, self.refusals, self.body_timeout)
-        self._connections.add(connection)
-        connection.start_serving(self)

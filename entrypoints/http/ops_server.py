@@ -12,7 +12,7 @@ import logging
 import tornado.netutil
 import tornado.web
 
-from entrypoints.http import listener
+from entrypoints.http import tornado_overrides
 from entrypoints.http.base import NotFoundHandler
 from entrypoints.http.refusals import Refusals
 from entrypoints.logs import log_request
@@ -36,12 +36,12 @@ class OpsServer:
         self._refusals = Refusals(metrics, frozenset())
         self._body_timeout = body_timeout
         self._idle_timeout = idle_timeout
-        self._http: listener.HTTPServer | None = None
+        self._http: tornado_overrides.HTTPServer | None = None
         self.port: int | None = None
 
     def listen(self, host: str, port: int) -> None:
         sockets = tornado.netutil.bind_sockets(port, host)
-        self._http = listener.HTTPServer(
+        self._http = tornado_overrides.HTTPServer(
             self._application, refusals=self._refusals, max_body_size=MAX_BODY_BYTES,
             body_timeout=self._body_timeout, idle_connection_timeout=self._idle_timeout,
         )

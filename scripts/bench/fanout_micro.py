@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU cost of one group notification inside a gateway process, without the network's noise:
 parse the notification as the Redis subscriber does, then Gateway.on_notification to N
-connections whose channels are real WebSocket handlers' write path (entrypoints.ws) over
+connections whose channels are real WebSocket handlers' write path (entrypoints.ws,
+entrypoints.socket_writer) over
 socketpairs drained by a child process. Prints microseconds per notification and per frame.
 
     fanout_micro.py [--members 1000] [--notifications 300] [--per-recipient-cursors] [--null]
@@ -42,7 +43,7 @@ def drain(fds: list[int]) -> None:
 
 
 class _Stream:
-    """What SocketHandler._write_frame reads of Tornado's IOStream."""
+    """What tornado_overrides.write_to_stream reads of Tornado's IOStream."""
 
     def __init__(self, sock):
         self.socket = sock
@@ -66,16 +67,14 @@ class _Protocol:
         return False
 
 
-def make_channel(sock, frames, null: bool):
-    """A SocketHandler as far as its push path goes (send -> Frames -> _write_frame)."""
+def make_channel(sock, writer):
+    """A SocketHandler as far as its push path goes (send -> SocketWriter -> write_to_stream)."""
     from entrypoints import ws
 
     handler = ws.SocketHandler.__new__(ws.SocketHandler)
-    handler.frames = frames
-    handler._gone = False
+    handler.writer = writer
+    handler.gone = False
     handler.ws_connection = _Protocol(sock)
-    if null:
-        handler._write_frame = lambda frame: None
     return handler
 
 
@@ -89,9 +88,8 @@ async def main() -> None:
                         help="notifications handled in one turn of the event loop (a subscriber behind)")
     args = parser.parse_args()
 
-    import tornado.iostream
-
-    from entrypoints import ws
+    from entrypoints import socket_writer
+    from entrypoints.http import tornado_overrides
 
     pairs = [socket.socketpair() for _ in range(args.members)]
     pid = os.fork()
@@ -102,17 +100,19 @@ async def main() -> None:
         os._exit(0)
     for _, b in pairs:
         b.close()
-    frames = ws.Frames()
+    writer = socket_writer.SocketWriter()
+    if args.null:
+        socket_writer.write_to_stream = lambda stream, data: None
     gateway = Gateway(inbox=None, encode=lambda d: orjson.dumps(d.public()))
     users = [str(uuid.uuid4()) for _ in range(args.members)]
-    original = tornado.iostream.IOStream
-    tornado.iostream.IOStream = _Stream  # so that _write_frame takes its fast path on the stand-in
+    original = tornado_overrides.PLAIN_STREAMS
+    tornado_overrides.PLAIN_STREAMS = frozenset({_Stream})  # so that write_to_stream takes its fast path on it
     try:
         from application.gateway import Connection
 
         for user, (a, _) in zip(users, pairs, strict=True):
             a.setblocking(False)
-            handler = make_channel(a, frames, args.null)
+            handler = make_channel(a, writer)
             conn = Connection(user, handler, "0-0")
             gateway._by_user.setdefault(user, set()).add(conn)
         sender = str(uuid.uuid4())
@@ -137,7 +137,7 @@ async def main() -> None:
         cpu = time.process_time() - started
         wall = time.perf_counter() - wall
     finally:
-        tornado.iostream.IOStream = original
+        tornado_overrides.PLAIN_STREAMS = original
         for a, _ in pairs:
             a.close()
         os.waitpid(pid, 0)

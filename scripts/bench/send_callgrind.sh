@@ -2,7 +2,7 @@
 # send_callgrind.sh [COURIER_BIN]: the instructions a production gateway spends on one
 # private send (POST /api/v1/messages, authenticated, appended to the inbox in Redis),
 # counted by valgrind's callgrind, which repeats closely on a busy machine as on a quiet
-# one. Runs the gateway twice (500 and 1,500 sends, 8 at a time) and prints the difference
+# one. Runs the gateway twice (500 and 1,500 sends, one at a time unless CG_CONCURRENCY says more) and prints the difference
 # per send, so that start-up, imports and sign-ups cancel out. A few minutes. Compare two
 # commits by pointing COURIER_BIN at each one's .venv/bin/courier (same run, alternating).
 # Needs redis-server and the MariaDB of `make test` (root on 127.0.0.1:3306).
@@ -28,7 +28,7 @@ count() {
   "$(dirname "$COURIER")/courier" migrate >/dev/null 2>&1
   valgrind --tool=callgrind --callgrind-out-file="$OUT/$1.cg" "$COURIER" serve >"$OUT/serve-$1.log" 2>&1 &
   local server=$!
-  "$PY" "$HERE/send_client.py" --port "$PORT" --sends "$1" --concurrency 8
+  "$PY" "$HERE/send_client.py" --port "$PORT" --sends "$1" --concurrency "${CG_CONCURRENCY:-1}"
   kill -INT "$server"; wait "$server" || true
   redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
   mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $db"

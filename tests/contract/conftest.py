@@ -9,6 +9,7 @@ import pytest
 
 from adapters.sql import migrate
 from adapters.sql.database import Database
+from tests.contract.adapters import KINDS
 from tests.services.mysql import empty_tables
 
 
@@ -30,3 +31,11 @@ def sql_database(request, tmp_path):
     yield make
     for database in opened:
         database.close()
+
+
+@pytest.fixture(params=[pytest.param(kind, marks=[pytest.mark.mysql] if kind == "mysql" else
+                                     [pytest.mark.redis] if kind == "redis" else []) for kind in KINDS])
+def kind(request) -> str:
+    """Which adapter a suite runs over: memory (the tests' fake), SQL on SQLite and
+    MariaDB (the embedded mode's), Redis (production)."""
+    return request.param

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from adapters.clock import FakeClock
 from adapters.memory.checked_tokens import RecentlyCheckedRevocations
-from adapters.memory.revocations import MemoryTokenRevocations
 from adapters.redis.revocations import RedisTokenRevocations
 from adapters.sql.revocations import SqlTokenRevocations
 from application.ports import TokenClaims
+from tests.fakes.clock import FakeClock
+from tests.fakes.revocations import MemoryTokenRevocations
 
 ALICE, BOB = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
 
@@ -108,11 +108,16 @@ async def test_the_memory_of_answers_asks_again_when_stale_or_told():
     inner = MemoryTokenRevocations(clock)
     checked = RecentlyCheckedRevocations(inner, recheck=3.0, now=clock.now)
     claims = TokenClaims(ALICE, int(clock.now()) + 3600, "t1", clock.now() - 1)
+    assert checked.known(claims) is None  # never asked: not known without asking
     assert await checked.revoked([claims]) == [False]
+    assert checked.known(claims) is False
     await inner.revoke(claims)  # through another gateway
     assert await checked.revoked([claims]) == [False]  # remembered for up to 3 s
+    assert checked.known(claims) is False
     clock.advance(3)
+    assert checked.known(claims) is None  # stale: ask again
     assert await checked.revoked([claims]) == [True]
+    assert checked.known(claims) is True
     other = TokenClaims(BOB, int(clock.now()) + 3600, "t2", clock.now() - 1)
     assert await checked.revoked([other]) == [False]
     await checked.revoke(other)  # through this gateway: at once
@@ -120,6 +125,7 @@ async def test_the_memory_of_answers_asks_again_when_stale_or_told():
     late = TokenClaims(BOB, int(clock.now()) + 3600, "t3", clock.now() - 1)
     assert await checked.revoked([late]) == [False]
     await checked.revoke_all(BOB, clock.now(), clock.now() + 3600)
+    assert checked.known(late) is True  # by the floor revoke_all left here
     assert await checked.revoked([late]) == [True]
     # An announcement (a revocation through another gateway) drops what is known of the user.
     heard: list = []
@@ -129,6 +135,7 @@ async def test_the_memory_of_answers_asks_again_when_stale_or_told():
     assert await checked.revoked([fresh]) == [False]
     await inner.revoke(fresh)
     assert heard == [None, ALICE]
+    assert checked.known(fresh) is None  # the announcement dropped what was known
     assert await checked.revoked([fresh]) == [True]  # asked again at once, not after 3 s
     following.cancel()
 

@@ -162,13 +162,13 @@ class Worker:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
-        from entrypoints.server import close_adapters
+        from entrypoints.container import shutdown
 
         self._stop.set()
         try:
             await asyncio.wait_for(self._task, 5)
         finally:
-            await close_adapters(self.container, self.settings)
+            await shutdown(self.container)
 
 
 @pytest.fixture

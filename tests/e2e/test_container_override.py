@@ -8,10 +8,10 @@ import pytest
 import tornado.httpclient
 from dependency_injector import providers
 
-from adapters.memory.repositories import MemoryUserRepository
 from entrypoints.container import Container
 from entrypoints.server import CourierServer
 from tests.e2e.conftest import embedded_settings
+from tests.fakes.repositories import MemoryUserRepository
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -52,3 +52,24 @@ def test_worker_claim_idle_is_a_setting_in_seconds(tmp_path):
     assert fast.persist_queue()._claim_idle_ms == 500
     with pytest.raises(SettingsError):
         settings_module.load(environ={"COURIER_WORKER_CLAIM_IDLE": "0"})
+
+
+@pytest.mark.gen_test
+async def test_shutdown_closes_what_was_made_each_before_what_it_depends_on(tmp_path, monkeypatch):
+    from entrypoints.container import shutdown
+
+    container = container_for(tmp_path)
+    closed: list[str] = []
+    inbox, database = container.inbox(), container.database()
+    container.send_private()  # made without anything to close
+    for name, adapter in (("inbox", inbox), ("database", database)):
+        real_close = adapter.close
+
+        def close(real_close=real_close, name=name):
+            closed.append(name)
+            return real_close()
+
+        monkeypatch.setattr(adapter, "close", close)
+    await shutdown(container)
+    assert closed == ["inbox", "database"]  # the hasher was never made: nothing to close
+    assert container.closing() == []

@@ -10,12 +10,12 @@ import pytest
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from adapters.memory.repositories import MemoryMessageStore
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.persist_queue import RedisPersistQueue
 from application.persister import Persister, StoreRefused
 from domain.errors import ServiceUnavailable
 from domain.model import PRIVATE, Message
+from tests.fakes.repositories import MemoryMessageStore
 from tests.services.redis import make_client
 from tests.services.reply_dropper import ReplyDropper
 

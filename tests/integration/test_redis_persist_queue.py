@@ -138,8 +138,8 @@ async def test_a_consumer_that_leaves_is_forgotten_unless_it_holds_entries(redis
 
 @pytest.mark.gen_test
 async def test_a_persister_that_stops_leaves_the_group(redis_client):
-    from adapters.memory.repositories import MemoryMessageStore
     from application.persister import Persister
+    from tests.fakes.repositories import MemoryMessageStore
 
     sent = await deliver(redis_client, 3)
     store = MemoryMessageStore()

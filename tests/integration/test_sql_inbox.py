@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from adapters.memory.bus import InProcessBus
-from adapters.memory.inbox import MemoryInbox
 from adapters.sql.database import Database
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.idempotency import SqlIdempotencyKeys
@@ -141,26 +140,6 @@ async def test_a_bad_send_does_not_fail_the_ones_batched_with_it(bus, inbox, peo
     assert [m.seq for m in good] == [1, 2, 3, 4, 5]  # the refused one took no seq
     assert [d.message for d in await inbox.read(b, None, 50)] == good
     assert [n.message for n in bus.published] == good
-
-
-@pytest.mark.gen_test
-async def test_trimming_expires_old_cursors_like_the_memory_inbox(db, people):
-    a, b, c, _ = people
-    sql = SqliteInbox(db, InProcessBus(), max_length=3, trim_every=1)
-    memory = MemoryInbox(InProcessBus(), max_length=3)
-    sql_cursors, memory_cursors = [], []
-    for i in range(6):
-        sent = message(a, b, f"m{i}")
-        sql_cursors.append((await sql.deliver(sent, [b, c]))[b])
-        memory_cursors.append((await memory.deliver(sent, [b, c]))[b])
-    for inbox, cursors in ((sql, sql_cursors), (memory, memory_cursors)):
-        assert [d.message.content for d in await inbox.read(b, None, 50)] == ["m3", "m4", "m5"]
-        with pytest.raises(errors.CursorExpired):
-            await inbox.read(b, cursors[1], 50)
-        # The newest trimmed cursor is still good: nothing after it was lost.
-        assert [d.message.content for d in await inbox.read(b, cursors[2], 50)] == ["m3", "m4", "m5"]
-        assert [d.message.content for d in await inbox.read(b, cursors[4], 50)] == ["m5"]
-        assert await inbox.last_cursor(b) == cursors[5]
 
 
 @pytest.mark.gen_test

@@ -9,12 +9,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from adapters.memory.repositories import MemoryMessageStore
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.messages import MessagesRejected, SqlMessageStore
 from adapters.sql.tables import messages as messages_table
 from adapters.sql.users import SqlUserRepository
 from domain.model import GROUP, PRIVATE, Group, Message, User
+from tests.fakes.repositories import MemoryMessageStore
 
 
 def new_id() -> str:

@@ -1,10 +1,10 @@
-"""Fixtures of the unit tests: Courier's use cases wired to in-memory fakes
-(see fakes.build, the one place the wiring lives)."""
+"""Fixtures of the unit tests: Courier's use cases from the real container, its
+ports overridden by in-memory fakes (tests/unit/courier.py)."""
 from __future__ import annotations
 
 import pytest
 
-from tests.unit.fakes import Courier, build
+from tests.unit.courier import Courier, build
 
 
 @pytest.fixture

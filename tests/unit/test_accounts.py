@@ -6,7 +6,7 @@ import pytest
 
 from adapters.security import JwtTokenService
 from domain import errors
-from tests.unit.fakes import PASSWORD, SECRET, TOKEN_TTL
+from tests.unit.courier import PASSWORD, SECRET, TOKEN_TTL
 
 ADDRESS = "192.0.2.1"
 OTHER_ADDRESS = "192.0.2.2"

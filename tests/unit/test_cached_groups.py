@@ -6,8 +6,8 @@ import asyncio
 import pytest
 
 from adapters.memory.cached_groups import CachedGroups
-from adapters.memory.repositories import MemoryGroupRepository
 from domain.model import Group
+from tests.fakes.repositories import MemoryGroupRepository
 
 
 class CountingGroups(MemoryGroupRepository):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.clock import FakeClock
 from adapters.memory.checked_accounts import RecentlyCheckedAccounts
-from adapters.memory.repositories import MemoryUserRepository
 from domain import errors
 from domain.model import User
+from tests.fakes.clock import FakeClock
+from tests.fakes.repositories import MemoryUserRepository
 
 ALICE, BOB, CAROL = (f"00000000-0000-4000-8000-00000000000{c}" for c in "abc")
 
@@ -38,13 +38,16 @@ def users():
 async def test_a_user_found_is_not_asked_about_again_until_stale(users):
     clock = FakeClock()
     accounts = RecentlyCheckedAccounts(users, recheck=30, now=clock.now)
+    assert not accounts.known_to_exist(ALICE)  # not asked yet
     assert await accounts.existing([ALICE, CAROL]) == {ALICE}
+    assert accounts.known_to_exist(ALICE) and not accounts.known_to_exist(CAROL)
     assert await accounts.existing([ALICE]) == {ALICE}
     assert users.asked == [[ALICE, CAROL]]
     del users.by_id[ALICE]
     clock.advance(29)
     assert await accounts.existing([ALICE]) == {ALICE}  # still remembered
     clock.advance(1)
+    assert not accounts.known_to_exist(ALICE)  # stale: to be asked again
     assert await accounts.existing([ALICE]) == set()  # asked again: gone
     assert await accounts.existing([CAROL]) == set()  # not found is never remembered
     assert users.asked[-1] == [CAROL]

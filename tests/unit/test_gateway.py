@@ -8,7 +8,8 @@ import pytest
 
 from application.gateway import REPLAY_PAGE, START
 from domain import errors
-from tests.unit.fakes import Courier, RecordingChannel, build
+from tests.fakes.channel import RecordingChannel
+from tests.unit.courier import Courier, build
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from adapters.memory.known_users import KnownUsers
-from adapters.memory.repositories import MemoryUserRepository
 from domain.model import User
+from tests.fakes.repositories import MemoryUserRepository
 
 
 class CountingUsers(MemoryUserRepository):

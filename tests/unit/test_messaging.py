@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
-from adapters.memory.bus import InProcessBus
-from adapters.memory.idempotency import MemoryIdempotencyKeys
-from adapters.memory.inbox import MemoryInbox
 from application.ports import Answer
 from domain import errors
 from domain.model import GROUP, PRIVATE, Message
 from entrypoints.http.errors import status_of
-from tests.unit.fakes import Courier, GatedInbox
+from tests.fakes.idempotency import MemoryIdempotencyKeys
+from tests.fakes.inbox import GatedInbox
+from tests.unit.courier import Courier
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -166,7 +166,7 @@ async def test_a_failed_delivery_forgets_the_key_so_a_retry_works(courier):
 
 @pytest.mark.gen_test
 async def test_a_retry_while_the_first_send_is_delivering_waits_for_it(make_courier):
-    courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())))
+    courier = make_courier(wrap_inbox=GatedInbox)
     alice, bob = await alice_and_bob(courier)
     body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
     first = asyncio.ensure_future(courier.send_private(alice.id, body))
@@ -182,7 +182,7 @@ async def test_a_retry_while_the_first_send_is_delivering_waits_for_it(make_cour
 
 @pytest.mark.gen_test
 async def test_a_retry_while_the_first_send_fails_sends_the_message_itself(make_courier):
-    courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())))
+    courier = make_courier(wrap_inbox=GatedInbox)
     alice, bob = await alice_and_bob(courier)
     body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
     first = asyncio.ensure_future(courier.send_private(alice.id, body))
@@ -203,7 +203,7 @@ async def test_a_retry_while_the_first_send_fails_sends_the_message_itself(make_
 
 @pytest.mark.gen_test
 async def test_a_retry_still_pending_after_the_wait_is_told_to_retry(make_courier):
-    courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())), pending_wait=0.05)
+    courier = make_courier(wrap_inbox=GatedInbox, pending_wait=0.05)
     alice, bob = await alice_and_bob(courier)
     body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
     first = asyncio.ensure_future(courier.send_private(alice.id, body))
@@ -240,47 +240,28 @@ async def test_the_pending_answer_of_a_send_that_died_expires(make_courier):
 
 
 @pytest.mark.gen_test
-async def test_a_delivered_send_is_accepted_even_if_its_confirmation_fails(courier, monkeypatch):
+async def test_the_inbox_confirms_the_key_with_the_append_and_the_send_never_does(courier, monkeypatch):
+    """As the Redis and SQL inboxes do, in the same atomic step: no crash between the
+    append and a confirm can leave a delivered message pending (ports.Inbox.deliver)."""
     alice, bob = await alice_and_bob(courier)
     body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
 
-    async def down(*args):
-        raise errors.ServiceUnavailable()
+    async def not_called(*args):
+        raise AssertionError("the use case confirmed the key itself")
 
-    monkeypatch.setattr(courier.idempotency, "confirm", down)
+    monkeypatch.setattr(courier.idempotency, "confirm", not_called)
     sent = await courier.send_private(alice.id, body)
     assert inbox_ids(courier, bob.id) == [sent.id]
-
-
-@pytest.mark.gen_test
-async def test_confirm_is_left_out_where_the_inbox_marks_the_answer_delivered_itself(make_courier, monkeypatch):
-    """The Redis and SQL inboxes mark the answer delivered with the append: a confirm
-    after it would cost a round trip to write the same thing again."""
-
-    class MarkingInbox(MemoryInbox):
-        marks_answers_delivered = True
-
-    confirms = []
-
-    for inbox, expected in ((MemoryInbox(InProcessBus()), 1), (MarkingInbox(InProcessBus()), 0)):
-        courier = make_courier(inbox=inbox)
-        alice, bob = await alice_and_bob(courier)
-        real_confirm = courier.idempotency.confirm
-
-        async def counted(*args, real_confirm=real_confirm):
-            confirms.append(args)
-            await real_confirm(*args)
-
-        monkeypatch.setattr(courier.idempotency, "confirm", counted)
-        confirms.clear()
-        await courier.send_private(alice.id, {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"})
-        assert len(confirms) == expected
+    other = dataclasses.replace(sent, id="other")
+    assert await courier.idempotency.remember(alice.id, "k1", other) == Answer(sent, delivered=True)
+    assert await courier.send_private(alice.id, dict(body)) == sent
+    assert inbox_ids(courier, bob.id) == [sent.id]
 
 
 @pytest.mark.gen_test
 async def test_a_cancelled_send_leaves_its_key_pending(make_courier):
     """The append may have gone through: forgetting the key would let a retry send it twice."""
-    courier = make_courier(inbox=GatedInbox(MemoryInbox(InProcessBus())), pending_wait=0.02)
+    courier = make_courier(wrap_inbox=GatedInbox, pending_wait=0.02)
     alice, bob = await alice_and_bob(courier)
     body = {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k1"}
     first = asyncio.ensure_future(courier.send_private(alice.id, body))

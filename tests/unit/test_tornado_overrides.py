@@ -1,23 +1,29 @@
-"""The overrides of Tornado internals (entrypoints/http/tornado_overrides.py and the
-others it lists) rely on private names of the pinned Tornado: an upgrade that renames
-or reshapes one must fail here, loudly, rather than quietly bring back a bare 400, a
-silent close or a dropped WebSocket."""
+"""The overrides of Tornado internals (all in entrypoints/http/tornado_overrides.py) rely
+on private names of the pinned Tornado: an upgrade that renames or reshapes one must fail
+here, loudly, rather than quietly bring back a bare 400, a silent close, a dropped
+WebSocket or a slower push."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import inspect
 import socket
 import types
+from pathlib import Path
 
 import pytest
 import tornado.http1connection
 import tornado.httpserver
 import tornado.httputil
 import tornado.iostream
+import tornado.web
 import tornado.websocket
 
+from entrypoints.http import tornado_overrides
 from entrypoints.http.tornado_overrides import CHUNKED_TOO_LARGE, PRIVATE_NAMES, is_request_line
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # sha256 of the source of Tornado's HTTP1ServerConnection._server_request_loop that
 # RefusingHTTP1ServerConnection._server_request_loop copies (Tornado 6.6.1).
@@ -42,7 +48,11 @@ def instances(io_loop) -> dict[str, set[str]]:
         stream = tornado.iostream.IOStream(left)
         try:
             placeholder = types.SimpleNamespace(max_buffer_size=1024, set_close_callback=lambda callback: None)
+            request = tornado.httputil.HTTPServerRequest(
+                connection=placeholder, start_line=tornado.httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
+                headers=tornado.httputil.HTTPHeaders({"Host": "courier.test"}))
             return {
+                "tornado.web.RequestHandler": set(dir(tornado.web.RequestHandler(tornado.web.Application(), request))),
                 "tornado.iostream.IOStream": set(dir(stream)),
                 "tornado.http1connection.HTTP1Connection": set(dir(
                     tornado.http1connection.HTTP1Connection(placeholder, False))),
@@ -88,3 +98,29 @@ def test_the_request_line_check_agrees_with_tornados_parser(line):
     except tornado.httputil.HTTPInputError:
         parsed = False
     assert is_request_line(line) is parsed
+    assert is_request_line(line) is parsed  # the second time, from the lines found good
+
+
+def private_uses(path: Path, private: set[str]) -> list[str]:
+    """Where a module reads one of Tornado's private names: tornado.<...>._name, super()._name,
+    or <something>._name of those in PRIVATE_NAMES, on anything but self (a class's own
+    private attributes may share a name with Tornado's)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") or node.attr.startswith("__"):
+            continue
+        value = node.value
+        dotted = ast.unparse(value)
+        if dotted.startswith("tornado.") or dotted == "super()" or (
+                node.attr in private and not (isinstance(value, ast.Name) and value.id == "self")):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {dotted}.{node.attr}")
+    return found
+
+
+def test_no_other_module_uses_tornados_private_names():
+    private = {name for names in PRIVATE_NAMES.values() for name in names if name.startswith("_")}
+    home = Path(tornado_overrides.__file__).resolve()
+    uses = [use for package in ("entrypoints", "adapters", "application")
+            for path in sorted((ROOT / package).rglob("*.py")) if path.resolve() != home
+            for use in private_uses(path, private)]
+    assert uses == [], "Tornado's private names belong in entrypoints/http/tornado_overrides.py"

@@ -7,7 +7,7 @@ Not part of Courier: put this directory first on PYTHONPATH of a benchmark run a
   deliver       RedisInbox.deliver (pack, EVALSHA round trip, Redis's script)
   notif_delay   deliver returned -> the notification reached the gateway
   on_notif      Gateway.on_notification (who gets it, queue the frames)
-  flush         Frames writing them (one send() per socket; in slices, first to last)
+  flush         SocketWriter writing them (one send() per socket; in slices, first to last)
   in_gateway    SendGroupMessage called -> the end of the flush that wrote its frames
 and lists the garbage collections (gc.callbacks) of the fan-out, with their length.
 and writes p50/p90/p99 to $STAGE_TIMER_OUT (default /tmp/stage_timer.txt) at exit:
@@ -45,7 +45,7 @@ if "serve" in sys.argv:
         import adapters.redis.inbox as inbox_module
         import application.gateway as gateway_module
         import application.messaging as messaging_module
-        import entrypoints.ws as ws_module
+        import entrypoints.socket_writer as writer_module
 
         deliver = inbox_module.RedisInbox.deliver
 
@@ -94,10 +94,10 @@ if "serve" in sys.argv:
                 if began is not None:
                     stages["in_gateway"].append(ended - began)
 
-        if hasattr(ws_module.Frames, "_write_some"):
+        if hasattr(writer_module.SocketWriter, "_write_some"):
             # Written in slices over several turns: a cycle starts when nothing is being
             # written and more than 100 sockets wait, and ends when the slices are done.
-            write_some = ws_module.Frames._write_some
+            write_some = writer_module.SocketWriter._write_some
             cycle = []
 
             def timed_write_some(self):
@@ -109,9 +109,9 @@ if "serve" in sys.argv:
                     record_written(*cycle)
                     cycle.clear()
 
-            ws_module.Frames._write_some = timed_write_some
+            writer_module.SocketWriter._write_some = timed_write_some
         else:
-            flush = ws_module.Frames.flush
+            flush = writer_module.SocketWriter.flush
 
             def timed_flush(self):
                 started, sockets = time.perf_counter(), len(self._pending)
@@ -120,7 +120,7 @@ if "serve" in sys.argv:
                     record_written(started, list(flushing))
                     flushing.clear()
 
-            ws_module.Frames.flush = timed_flush
+            writer_module.SocketWriter.flush = timed_flush
 
         inbox_module.RedisInbox.deliver = timed_deliver
         messaging_module.SendGroupMessage.__call__ = timed_send_group

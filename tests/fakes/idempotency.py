@@ -1,4 +1,4 @@
-"""Send idempotency kept in memory (unit tests)."""
+"""Send idempotency kept in memory (the tests' fake of IdempotencyKeys)."""
 from __future__ import annotations
 
 import time
@@ -41,6 +41,18 @@ class MemoryIdempotencyKeys(IdempotencyKeys):
         return None
 
     async def confirm(self, sender_id: str, client_msg_id: str, message: Message) -> None:
+        self.mark_delivered(sender_id, client_msg_id, message)
+
+    def held_by_another(self, message: Message) -> bool:
+        """Whether another message holds the key of `message` now (MemoryInbox.deliver's
+        check, as adapters/sql/idempotency.held_by_others and deliver.lua make it)."""
+        assert message.client_msg_id is not None
+        entry = self.entries.get((message.from_user_id, message.client_msg_id))
+        return entry is not None and entry.message.id != message.id
+
+    def mark_delivered(self, sender_id: str, client_msg_id: str, message: Message) -> None:
+        """The confirm step, synchronous, so MemoryInbox.deliver takes it with its append
+        (nothing runs in between, as in the SQL transaction or the Redis script)."""
         key = (sender_id, client_msg_id)
         entry = self.entries.get(key)
         if entry is None or (not entry.delivered and self._now() - entry.since >= self._pending_ttl):

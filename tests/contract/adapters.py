@@ -1,0 +1,46 @@
+"""What the Inbox and IdempotencyKeys contract suites run over: each adapter with
+the partner it shares its store with (the inbox takes the confirm step of the keys)."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from adapters.memory.bus import InProcessBus
+from adapters.redis.idempotency import RedisIdempotencyKeys
+from adapters.redis.inbox import RedisInbox
+from adapters.sql.database import Database
+from adapters.sql.idempotency import SqlIdempotencyKeys
+from adapters.sql.inbox import SqliteInbox
+from adapters.sql.users import SqlUserRepository
+from application.ports import IdempotencyKeys, Inbox
+from domain.model import User
+from tests.fakes.idempotency import MemoryIdempotencyKeys
+from tests.fakes.inbox import MemoryInbox
+
+KINDS = ["memory", "sqlite", "mysql", "redis"]
+
+
+@dataclass
+class Store:
+    inbox: Inbox
+    keys: IdempotencyKeys
+    people: list[str]  # user ids that exist (the SQL store refuses unknown ones)
+    database: Database | None = None  # the SQL store's
+
+
+async def make_store(kind: str, request, sql_database, *, max_length: int = 10_000,
+                     pending_ttl: float = 30.0) -> Store:
+    people = [str(uuid.uuid4()) for _ in range(4)]
+    if kind == "memory":
+        keys = MemoryIdempotencyKeys(pending_ttl=pending_ttl)
+        return Store(MemoryInbox(InProcessBus(), keys, max_length=max_length), keys, people)
+    if kind in ("sqlite", "mysql"):
+        database = sql_database(kind)
+        users = SqlUserRepository(database)
+        for index, user_id in enumerate(people):
+            await users.add(User(id=user_id, username=f"user{index}", password_hash="h"))
+        return Store(SqliteInbox(database, InProcessBus(), max_length=max_length, trim_every=1),
+                     SqlIdempotencyKeys(database, pending_ttl=pending_ttl), people, database)
+    client, channel = request.getfixturevalue("redis_client"), request.getfixturevalue("channel")
+    return Store(RedisInbox(client, max_length, exact_trim=True, channel=channel),
+                 RedisIdempotencyKeys(client, pending_ttl=pending_ttl), people)

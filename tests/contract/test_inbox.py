@@ -1,0 +1,208 @@
+"""The Inbox port (application/ports.py), over every adapter: memory (the tests' fake),
+SQL (the embedded mode's, on SQLite and MariaDB) and Redis (production), each with
+the IdempotencyKeys it shares its store with. What the port promises: appends per
+recipient, reads after a cursor, oldest first, bounded by `limit`; trimming from the
+old end with CursorExpired and CursorUnknown; the confirm step of the sender's
+idempotency key, taken with the append; each message's seq in its conversation, the
+same numbering (1, 2, 3... per conversation) from every adapter."""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+
+from application.ports import Answer
+from domain import errors
+from domain.model import GROUP, PRIVATE, Message, cursor_position
+from tests.contract.adapters import make_store
+
+
+def private(sender: str, to: str, content: str = "hi", **kw) -> Message:
+    return Message(type=PRIVATE, id=str(uuid.uuid4()), from_user_id=sender, to_user_id=to, content=content,
+                   created_at=1_700_000_000, **kw)
+
+
+def contents(deliveries) -> list[str]:
+    return [d.message.content for d in deliveries]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_deliver_then_read_oldest_first_with_increasing_cursors(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, c, _ = store.people
+    sent = [private(a, b, f"m{i}") for i in range(5)]
+    accepted = [await store.inbox.deliver(m, [b]) for m in sent]
+    cursors = [answer[b] for answer in accepted]
+    numbered = [dataclasses.replace(m, seq=i) for i, m in enumerate(sent, 1)]
+    assert [answer.message for answer in accepted] == numbered
+    assert [answer.cursors for answer in accepted] == [{b: cursor} for cursor in cursors]
+    got = await store.inbox.read(b, None, 100)
+    assert [d.message for d in got] == numbered
+    assert [d.cursor for d in got] == cursors
+    assert [cursor_position(x) for x in cursors] == sorted(map(cursor_position, cursors))
+    assert len(set(cursors)) == 5
+    assert await store.inbox.read(c, None, 100) == []
+    assert await store.inbox.last_cursor(b) == cursors[-1]
+    assert await store.inbox.last_cursor(c) is None
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_read_after_a_cursor_is_exclusive_and_limited(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    cursors = [(await store.inbox.deliver(private(a, b, f"m{i}"), [b]))[b] for i in range(5)]
+    assert contents(await store.inbox.read(b, cursors[1], 2)) == ["m2", "m3"]
+    assert contents(await store.inbox.read(b, cursors[1], 100)) == ["m2", "m3", "m4"]
+    assert contents(await store.inbox.read(b, None, 2)) == ["m0", "m1"]
+    assert await store.inbox.read(b, cursors[-1], 10) == []  # up to date
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_group_message_lands_once_in_every_recipients_inbox(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, c, d = store.people
+    message = Message(type=GROUP, id=str(uuid.uuid4()), from_user_id=a, group_id=str(uuid.uuid4()),
+                      content="hi all", created_at=1_700_000_000)
+    if store.database is not None:  # groups are rows there, refused unless they exist
+        message = dataclasses.replace(message, group_id=await _sql_group(store.database, a, [b, c, d]))
+    cursors = await store.inbox.deliver(message, [b, c, b, d])  # b listed twice
+    assert set(cursors) == {b, c, d}
+    assert cursors.message == dataclasses.replace(message, seq=1)
+    for user in (b, c, d):
+        [delivery] = await store.inbox.read(user, None, 10)
+        assert delivery.message == cursors.message
+        assert delivery.cursor == cursors[user]
+    assert await store.inbox.read(a, None, 10) == []
+
+
+async def _sql_group(database, owner: str, members: list[str]) -> str:
+    from adapters.sql.groups import SqlGroupRepository
+    from domain.model import Group
+
+    group = Group(id=str(uuid.uuid4()), name="g", owner_id=owner, member_ids=[owner, *members])
+    await SqlGroupRepository(database).add(group)
+    return group.id
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_content_is_kept_byte_for_byte(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    texts = ["  <b>hi</b> & bye \n", "émoji 🎉 \u202e", '"quoted" \\ back', "x" * 4000]
+    for text in texts:
+        await store.inbox.deliver(private(a, b, text), [b])
+    assert contents(await store.inbox.read(b, None, 10)) == texts
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_trimming_keeps_the_newest_and_expires_cursors_before_them(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database, max_length=3)
+    a, b, c, _ = store.people
+    cursors = [(await store.inbox.deliver(private(a, b, f"m{i}"), [b, c]))[b] for i in range(6)]
+    assert contents(await store.inbox.read(b, None, 50)) == ["m3", "m4", "m5"]
+    for lost in cursors[:2]:  # entries after these were trimmed
+        with pytest.raises(errors.CursorExpired):
+            await store.inbox.read(b, lost, 50)
+    # (The newest trimmed cursor, cursors[2], lost nothing after it: an adapter may
+    # take it or answer CursorExpired - Redis cannot tell it from the older ones.)
+    assert contents(await store.inbox.read(b, cursors[3], 50)) == ["m4", "m5"]
+    assert await store.inbox.last_cursor(b) == cursors[5]
+    assert contents(await store.inbox.read(c, None, 50)) == ["m3", "m4", "m5"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_cursor_after_the_newest_entry_is_unknown(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, c, _ = store.people
+    cursor = (await store.inbox.deliver(private(a, b), [b]))[b]
+    major, minor = cursor_position(cursor)
+    for made_up in (f"{major + 10**6}-0", f"{major}-{minor + 1}", "99999999999999999-0"):
+        with pytest.raises(errors.CursorUnknown):
+            await store.inbox.read(b, made_up, 10)
+    with pytest.raises(errors.CursorUnknown):
+        await store.inbox.read(c, cursor, 10)  # an empty inbox has no entry at or after any cursor
+    assert issubclass(errors.CursorUnknown, errors.CursorExpired)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_malformed_cursors_are_refused(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    await store.inbox.deliver(private(a, b), [b])
+    for bad in ("", "abc", "1-", "-1", "1-2-3"):
+        with pytest.raises(errors.InvalidCursor):
+            await store.inbox.read(b, bad, 10)
+
+
+# the confirm step of the sender's idempotency key ---------------------------------------
+@pytest.mark.gen_test(timeout=30)
+async def test_deliver_marks_the_pending_answer_delivered(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    first = private(a, b, client_msg_id="k1")
+    assert await store.keys.remember(a, "k1", first) is None
+    accepted = await store.inbox.deliver(first, [b])
+    # No confirm() was called (the sender's process may have died right here).
+    retry = private(a, b, client_msg_id="k1")
+    # The answer is the message as accepted: a retry gets its seq too.
+    assert await store.keys.remember(a, "k1", retry) == Answer(dataclasses.replace(first, seq=1), delivered=True)
+    assert accepted.message.seq == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_deliver_marks_a_free_key_delivered(kind, request, sql_database):
+    """What IdempotencyKeys.confirm does with a free key (the pending answer expired and
+    nobody took the key): the message is remembered, delivered."""
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    sent = private(a, b, client_msg_id="free")
+    await store.inbox.deliver(sent, [b])
+    answer = await store.keys.remember(a, "free", private(a, b, client_msg_id="free"))
+    assert answer == Answer(dataclasses.replace(sent, seq=1), True)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_message_without_a_key_leaves_the_keys_alone(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    pending = private(a, b, client_msg_id="k")
+    assert await store.keys.remember(a, "k", pending) is None
+    await store.inbox.deliver(private(a, b), [b])
+    assert await store.keys.remember(a, "k", private(a, b, client_msg_id="k")) == Answer(pending, False)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    retry = private(a, b, "the retry", client_msg_id="k")
+    assert await store.keys.remember(a, "k", retry) is None  # the first attempt's answer had expired
+    late = private(a, b, "the late first attempt", client_msg_id="k")
+    with pytest.raises(errors.SendSuperseded):
+        await store.inbox.deliver(late, [b])
+    assert await store.inbox.read(b, None, 10) == []
+    assert await store.keys.remember(a, "k", late) == Answer(retry, delivered=False)  # left alone
+    accepted = await store.inbox.deliver(retry, [b])
+    # The superseded attempt took no seq: the retry is the conversation's first.
+    assert accepted.message == dataclasses.replace(retry, seq=1)
+    assert [d.message.public() for d in await store.inbox.read(b, None, 10)] == [accepted.message.public()]
+    assert await store.keys.remember(a, "k", late) == Answer(accepted.message, delivered=True)
+
+
+# seq: each message's place in its conversation ---------------------------------------
+@pytest.mark.gen_test(timeout=30)
+async def test_seq_counts_each_conversation_on_its_own_whichever_way_a_message_goes(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, c, _ = store.people
+
+    async def send(message: Message) -> int | None:
+        return (await store.inbox.deliver(message, [message.to_user_id])).message.seq
+
+    assert [await send(private(a, b)), await send(private(b, a)), await send(private(a, b))] == [1, 2, 3]
+    assert [await send(private(a, c)), await send(private(c, a))] == [1, 2]  # another pair
+    assert await send(private(b, a)) == 4
+    # Every recipient reads the seq the sender was answered with.
+    assert [d.message.seq for d in await store.inbox.read(b, None, 10)] == [1, 3]
+    assert [d.message.seq for d in await store.inbox.read(a, None, 10)] == [2, 2, 4]  # from b, c, b
+    assert [d.message.seq for d in await store.inbox.read(c, None, 10)] == [1]
