@@ -74,14 +74,19 @@ class Dispatcher:
         if wait > 0:
             raise errors.RateLimited(wait, "too many messages; slow down")
 
-    def new_message(self, sender_id: str, body: dict, **target: str) -> Message:
+    def new_message(
+        self, sender_id: str, body: dict, *, type: str, to_user_id: str | None = None, group_id: str | None = None
+    ) -> Message:
+        """The message as sent: without a seq (Inbox.deliver gives it one)."""
         return Message(
             id=self.ids.new_id(),
+            type=type,
             from_user_id=sender_id,
             content=validate_content(body.get("content"), self.max_content_length),
             created_at=int(self.clock.now()),
+            to_user_id=to_user_id,
+            group_id=group_id,
             client_msg_id=validate_client_msg_id(body.get("client_msg_id")),
-            **target,
         )
 
     async def dispatch(self, message: Message, recipient_ids: list[str]) -> Message:
@@ -93,7 +98,7 @@ class Dispatcher:
                 return original  # a retry: the first send reached everyone
         try:
             # Confirms the key too (the answer is delivered with the append: Inbox.deliver).
-            cursors = await self.inbox.deliver(message, recipient_ids)
+            accepted = await self.inbox.deliver(message, recipient_ids)
         except errors.SendSuperseded:
             # A retry took the key while this attempt was slow: it delivers the message.
             log.warning("message %s not sent: a retry holds its client_msg_id now", message.id)
@@ -106,6 +111,7 @@ class Dispatcher:
             if key is not None:
                 await self.idempotency.forget(sender_id, key, message)
             raise
+        message, cursors = accepted.message, accepted.cursors
         if log.isEnabledFor(logging.INFO):
             for user_id in cursors:
                 if user_id != sender_id:  # the sender's own entry is no notification to it (SPEC section 6)

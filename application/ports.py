@@ -96,6 +96,30 @@ class MessageStore(Protocol):
 
     async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage: ...
 
+    async def last_seq(self, conversation: str) -> int:
+        """The highest Message.seq stored for a conversation (Message.conversation); 0 when
+        it has none. An inbox whose seq counter was lost (Redis restarted) goes on from it."""
+
+    async def highest_seqs(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """Every conversation with stored messages and its highest seq, in pages of at most
+        `limit`, in a fixed order: those after the conversation `after` (None: from the
+        first). A page shorter than `limit` is the last."""
+
+
+class Accepted(dict[str, str]):
+    """What Inbox.deliver() answers: each recipient's cursor (recipient user id -> cursor),
+    and the message as accepted, with its seq (its place in its conversation)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Message, cursors: dict[str, str]):
+        super().__init__(cursors)
+        self.message = message
+
+    @property
+    def cursors(self) -> dict[str, str]:
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Notification:
@@ -115,9 +139,14 @@ class Inbox(Protocol):
     notifications are published in cursor order, so a gateway that has pushed
     cursor C may drop any later notification at or before C as a duplicate."""
 
-    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
-        """Returns each recipient's cursor. After it returns the message is accepted:
-        it survives a crash of this process.
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
+        """Returns each recipient's cursor, and the message with its seq (Accepted).
+        After it returns the message is accepted: it survives a crash of this process.
+
+        The seq is taken in the same atomic step as the appends: 1 + the last one of the
+        message's conversation, so a conversation's seqs have no gap and follow the
+        order of acceptance, whichever gateway sent each message. The notification,
+        the persisted message and a delivered idempotency answer carry it too.
 
         The inbox owns the confirm step of the sender's idempotency key: it shares its
         store with the IdempotencyKeys, and when the message has a client_msg_id it marks

@@ -185,6 +185,19 @@ class Message:
     to_user_id: str | None = None
     group_id: str | None = None
     client_msg_id: str | None = None
+    # Its place in its conversation (a private pair, or a group): 1, 2, 3... in the
+    # order the server accepted the conversation's messages, the same for everyone.
+    # None until the inbox accepts the message (Inbox.deliver gives it one).
+    seq: int | None = None
+
+    @property
+    def conversation(self) -> str:
+        """The conversation the message belongs to: "g:<group id>", or "p:<lower user
+        id>:<higher user id>" for a private pair (whichever way the message went)."""
+        if self.type == GROUP:
+            return "g:" + str(self.group_id)
+        low, high = sorted((self.from_user_id, str(self.to_user_id)))
+        return f"p:{low}:{high}"
 
     def public(self, cursor: str | None = None) -> dict:
         """The message object of the contract (section 4)."""
@@ -196,6 +209,8 @@ class Message:
             body["to_user_id"] = self.to_user_id
         body["content"] = self.content
         body["created_at"] = self.created_at
+        if self.seq is not None:
+            body["seq"] = self.seq
         if cursor is not None:
             body["cursor"] = cursor
         return body
@@ -218,7 +233,12 @@ class Message:
             to_user_id=record.get("to_user_id"),
             group_id=record.get("group_id"),
             client_msg_id=record.get("client_msg_id"),
+            seq=_optional_int(record.get("seq")),
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 # Cursors ----------------------------------------------------------------

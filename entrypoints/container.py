@@ -37,6 +37,7 @@ from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
 from adapters.redis.revocations import RedisTokenRevocations
+from adapters.redis.seq_counters import SeqCounters
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
 from adapters.security import Argon2PasswordHasher, JwtTokenService
@@ -173,7 +174,9 @@ class Container(containers.DeclarativeContainer):
             _closed_at_shutdown, SqliteInbox, database, bus, max_length=settings.provided.inbox_maxlen,
             closing=closing,
         ),
-        production=providers.Singleton(RedisInbox, redis, max_length=settings.provided.inbox_maxlen),
+        production=providers.Singleton(
+            RedisInbox, redis, max_length=settings.provided.inbox_maxlen, last_seq=messages.provided.last_seq
+        ),
     )
     subscriber = providers.Selector(
         mode,
@@ -296,3 +299,5 @@ class Container(containers.DeclarativeContainer):
     # What a client may send on its socket: frame type -> handler (entrypoints/client_frames.py).
     client_frames = providers.Singleton(ClientFrames, providers.Dict(ping=providers.Object(answer_ping)))
     persister = providers.Factory(Persister, persist_queue, messages)
+    # Production only (courier worker): keeps seq:complete (adapters/redis/seq_counters.py).
+    seq_counters = providers.Singleton(SeqCounters, redis, messages.provided.highest_seqs)

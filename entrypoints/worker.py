@@ -1,7 +1,9 @@
-"""`courier worker`: the persister on its own process (production mode)."""
+"""`courier worker`: the persister on its own process (production mode), and the keeper
+of the seq counters' marker (adapters/redis/seq_counters.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -20,9 +22,18 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     persister = container.persister(
         consumer=consumer, batch_size=settings.worker_batch, linger=settings.worker_linger
     )
+    seq_counters = container.seq_counters()
+    # Built before the persister is said to run, so that a worker that is ready has made
+    # the counters complete when the database answered (else keep() retries every few
+    # seconds); from then on checked alongside the persister.
+    await seq_counters.check()
+    keeper = asyncio.ensure_future(seq_counters.keep(stop))
     log.info("worker %s persisting stream:persist into the database", consumer)
     try:
         await persister.run(stop)
     finally:
+        keeper.cancel()  # a rebuild cut short sets no marker: the next worker does it again
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
         await shutdown(container)
     return 0

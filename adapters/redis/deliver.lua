@@ -24,27 +24,48 @@
 -- that '~' leaves anyway. read.lua tells a trimmed inbox by its counters,
 -- however it was trimmed.
 --
+-- A message's seq: its place in its conversation (a private pair or a group) is
+-- taken here, by INCR of the conversation's counter (KEYS[3]), in the same atomic
+-- step as the appends: two gateways sending into one group at once get consecutive
+-- seqs, in the order of acceptance, and every copy of the message carries the same.
+-- A counter that does not exist starts from 0 when KEYS[4] (seq:complete) exists:
+-- `courier worker` sets that marker only once every conversation with messages in the
+-- database has a counter (adapters/redis/seq_counters.py says why it cannot be wrong),
+-- so a missing counter is a conversation without any message yet. Without the marker
+-- (Redis lost its data, the worker has not rebuilt the counters yet) a missing counter
+-- is not started from 0: the script answers NOSEED and changes nothing, and RedisInbox
+-- calls it again with ARGV[9], the highest seq the database holds for the conversation
+-- (SET NX: of two gateways seeding at once, the first wins). An event that is not a
+-- message (ARGV[9] is '-') takes no seq.
+-- The records in ARGV[3] and ARGV[4] come without their seq; it is added here, to them
+-- and to the notification's tail.
+--
 -- KEYS[1]         stream:persist (read by the persister's consumer group)
 -- KEYS[2]         the cursor generator: the last inbox entry id handed out
--- KEYS[3]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
--- KEYS[3 or 4..]  stream:private:{user_id}, one per recipient
+-- KEYS[3]         the conversation's seq counter (seq:p:<user id>:<user id>, seq:g:<group id>)
+-- KEYS[4]         seq:complete, the marker (see above)
+-- KEYS[5]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
+-- KEYS[5 or 6..]  stream:private:{user_id}, one per recipient
 -- ARGV[1]         MAXLEN of an inbox stream
 -- ARGV[2]         '~' (approximate trimming: whole macro nodes, cheap) or '=' (exact)
--- ARGV[3]         the event's record (JSON) for inbox entries (a message's without client_msg_id)
--- ARGV[4]         a message's full record (JSON, with client_msg_id) for the persister and the
---                 sender's own entry; '' for an event that is not persisted (a group change)
+-- ARGV[3]         the event's record (JSON object, no seq) for inbox entries (a message's
+--                 without client_msg_id)
+-- ARGV[4]         a message's full record (JSON object, no seq, with client_msg_id) for the
+--                 persister and the sender's own entry; '' for an event that is not persisted
 -- ARGV[5]         the notification channel
 -- ARGV[6]         the message id when it has a client_msg_id, else ''
 -- ARGV[7]         how long a delivered idempotency answer is kept (seconds)
 -- ARGV[8]         trim an inbox on one append in this many (1: on every append)
--- ARGV[9]         the notification's head, up to its recipients (adapters/redis/envelope.py)
--- ARGV[10]        the sender's 1-based position among the recipients, whose entry gets
+-- ARGV[9]         '' or the seed of a missing seq counter (see above); '-': no seq
+-- ARGV[10]        the notification's head, up to its recipients (adapters/redis/envelope.py)
+-- ARGV[11]        the sender's 1-based position among the recipients, whose entry gets
 --                 ARGV[4]; 0 when the sender is none of them
--- Returns {cursor, {position, own cursor, ...}}: the cursor of every recipient but
+-- Returns {cursor, {position, own cursor, ...}, seq}: the cursor of every recipient but
 -- those listed (1-based position among the recipients, and that one's cursor);
--- {'', {}} when there is no recipient.
--- Publishes the head with its tail: ,"cursor": id, "own": {id: cursor}} ("own" only
--- when some recipient has a cursor of its own).
+-- {'', {}, seq} when there is no recipient; seq is '' for an event without one. An
+-- error reply NOSEED when KEYS[3] and KEYS[4] are missing and ARGV[9] is ''.
+-- Publishes the head with its tail: ,"seq": n, "cursor": id, "own": {id: cursor}}
+-- ("seq" for a message, "own" only when some recipient has a cursor of its own).
 local function parse_id(id)
   local dash = string.find(id, '-', 1, true)
   return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
@@ -56,22 +77,37 @@ local function later(a, b)  -- is stream id a after stream id b?
   return a_ms > b_ms or (a_ms == b_ms and a_seq > b_seq)
 end
 
-local first_inbox = 3
+local first_inbox = 5
 if ARGV[6] ~= '' then
-  first_inbox = 4
+  first_inbox = 6
   -- The sender's idempotency key must be this message's pending answer, or free (that
   -- answer expired and nobody took the key). Held by another message, a retry took it
   -- after this attempt's pending answer expired: that retry delivers the message (or
   -- did), so this attempt appends nothing - a second copy would go out.
-  local holder = redis.call('GET', KEYS[3])
+  local holder = redis.call('GET', KEYS[5])
   local ours = 'p:' .. ARGV[6] .. ':'
   if holder and string.sub(holder, 1, #ours) ~= ours then
     return redis.error_reply('SUPERSEDED a retry holds this client_msg_id')
   end
 end
+local record, full, message_seq, seq_tail = ARGV[3], ARGV[4], '', ''
+if ARGV[9] ~= '-' then
+  if ARGV[9] == '' then
+    if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+      return redis.error_reply('NOSEED the conversation has no seq counter')
+    end
+  else
+    redis.call('SET', KEYS[3], ARGV[9], 'NX')
+  end
+  message_seq = string.format('%d', redis.call('INCR', KEYS[3]))
+  local seq_part = ',"seq":' .. message_seq .. '}'
+  record = string.sub(ARGV[3], 1, -2) .. seq_part
+  full = string.sub(ARGV[4], 1, -2) .. seq_part
+  seq_tail = ',"seq":' .. message_seq
+end
 local id = ''
 local own, own_json = {}, {}
-local sender = tonumber(ARGV[10])
+local sender = tonumber(ARGV[11])
 if #KEYS >= first_inbox then
   local now = redis.call('TIME')
   local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -89,20 +125,20 @@ if #KEYS >= first_inbox then
   local trim_phase = tonumber(now[2]) % trim_every
   for i = first_inbox, #KEYS do
     local n = i - first_inbox + 1
-    local record = ARGV[3]
+    local entry = record
     if n == sender then
-      record = ARGV[4]
+      entry = full
     end
     local added
     if (n + trim_phase) % trim_every == 0 then
-      added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', record)
+      added = redis.pcall('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], id, 'm', entry)
     else
-      added = redis.pcall('XADD', KEYS[i], id, 'm', record)
+      added = redis.pcall('XADD', KEYS[i], id, 'm', entry)
     end
     if type(added) == 'table' and added.err then
       -- Only an inbox whose last id is at or after ours fails here (anything else,
       -- such as a key of another type, fails again below and aborts the script).
-      added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', record)
+      added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', entry)
       own[#own + 1] = n
       own[#own + 1] = added
       -- The user id out of its key, stream:private:{user_id} (ids are UUIDs: nothing to escape).
@@ -115,22 +151,22 @@ if #KEYS >= first_inbox then
   redis.call('SET', KEYS[2], newest)
 end
 if ARGV[4] ~= '' then
-  redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])
+  redis.call('XADD', KEYS[1], '*', 'm', full)
 end
 if ARGV[6] ~= '' then
   -- The message is accepted: mark its idempotency answer delivered now, in the
   -- same atomic step (idempotency.lua's 'confirm'; the key is ours or free, checked
   -- above), so that no crash of the gateway before its own confirm can leave it
   -- pending - a retry after the pending TTL would deliver it again.
-  redis.call('SET', KEYS[3], 'd:' .. ARGV[6] .. ':' .. ARGV[4], 'EX', ARGV[7])
+  redis.call('SET', KEYS[5], 'd:' .. ARGV[6] .. ':' .. full, 'EX', ARGV[7])
 end
 if id ~= '' then
-  -- The tail of the envelope (envelope.tail): entry ids are digits and a dash and
-  -- user ids UUIDs, so nothing needs escaping here.
+  -- The tail of the envelope (envelope.tail): seqs are digits, entry ids digits and a
+  -- dash and user ids UUIDs, so nothing needs escaping here.
   local own_part = ''
   if #own_json > 0 then
     own_part = ',"own":{' .. table.concat(own_json, ',') .. '}'
   end
-  redis.call('PUBLISH', ARGV[5], ARGV[9] .. ',"cursor":"' .. id .. '"' .. own_part .. '}')
+  redis.call('PUBLISH', ARGV[5], ARGV[10] .. seq_tail .. ',"cursor":"' .. id .. '"' .. own_part .. '}')
 end
-return {id, own}
+return {id, own, message_seq}

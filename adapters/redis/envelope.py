@@ -1,12 +1,13 @@
 """The notification that goes from the inbox to every gateway over Redis pub/sub:
 a typed envelope, built here and read here.
 
-    {"kind": "event", "event": <record>, "to": [user ids], "cursor": <id>, "own": {user id: id}}
+    {"kind": "event", "event": <record>, "to": [user ids], "seq": n, "cursor": <id>, "own": {user id: id}}
 
 `event` is the stored event's record (domain.events: a message with its
 client_msg_id, which only its sender's frames show, or a group change); every
 recipient in `to` has it at `cursor` in its log, but those in `own` (an inbox that
-needed an id of its own: deliver.lua says when). The head - up to the recipients -
+needed an id of its own: deliver.lua says when). A message's `seq`, taken in the
+script, rides beside the record and is put into it here. The head - up to the recipients -
 is made here, in Python; deliver.lua, which alone knows the cursors, adds the tail
 (`tail` below says what) and publishes it, in the same atomic step as the appends.
 
@@ -30,11 +31,13 @@ def head(record: bytes, recipient_json_ids: Iterable[bytes]) -> bytes:
     return b'{"kind":"event","event":%s,"to":[%s]' % (record, b",".join(recipient_json_ids))
 
 
-def tail(cursor: str, own: dict[str, str] | None = None) -> bytes:
+def tail(cursor: str, own: dict[str, str] | None = None, seq: int | None = None) -> bytes:
     """What deliver.lua appends to the head (here for the tests: the script writes the
-    same bytes itself): the shared cursor, the cursors of their own, the closing brace."""
+    same bytes itself): a message's seq, the shared cursor, the cursors of their own,
+    the closing brace."""
+    seq_part = b',"seq":%d' % seq if seq is not None else b""
     own_part = b',"own":%s' % orjson.dumps(own) if own else b""
-    return b',"cursor":"%s"%s}' % (cursor.encode(), own_part)
+    return b'%s,"cursor":"%s"%s}' % (seq_part, cursor.encode(), own_part)
 
 
 def parse(data: bytes | str) -> Notification:
@@ -44,6 +47,8 @@ def parse(data: bytes | str) -> Notification:
     publishes during a rolling upgrade.)"""
     body = orjson.loads(data)
     record = body["event"] if body.get("kind") == EVENT else body["message"]
+    if "seq" in body:
+        record["seq"] = body["seq"]
     if "cursor" in body:
         cursor, to, own = body["cursor"], body["to"], body.get("own", {})
         if not isinstance(cursor, str) or not isinstance(to, list) or not isinstance(own, dict):

@@ -4,7 +4,8 @@ all written by one Lua script per event (deliver.lua says why), which also marks
 sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 import orjson
 import redis.asyncio as aioredis
@@ -15,7 +16,7 @@ from adapters.redis.batched_script import BatchedScript
 from adapters.redis.idempotency import DEFAULT_TTL as IDEMPOTENCY_TTL
 from adapters.redis.idempotency import idempotency_key
 from adapters.redis.support import lua, text, unavailable
-from application.ports import Inbox
+from application.ports import Accepted, Inbox
 from domain import errors
 from domain.events import Delivery, GroupChange, event_from_record
 from domain.model import Message, cursor_position
@@ -24,6 +25,10 @@ INBOX_KEY = "stream:private:{}"
 PERSIST_STREAM = "stream:persist"
 CURSOR_GENERATOR = "stream:last-id"  # the last inbox entry id deliver.lua handed out
 NOTIFICATION_CHANNEL = "message_notifications"
+SEQ_COUNTER = "seq:{}"  # a conversation's last Message.seq (Message.conversation), deliver.lua's INCR
+# Set by `courier worker` once every conversation with stored messages has a counter: a
+# missing counter then starts from 0 (adapters/redis/seq_counters.py).
+SEQ_COMPLETE = "seq:complete"
 _MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
 
 
@@ -31,7 +36,15 @@ class RedisInbox(Inbox):
     """`max_length` bounds each inbox; older entries are trimmed and a cursor
     before them answers CursorExpired. Trimming is approximate by default
     (Redis drops whole macro nodes, so an inbox may hold up to ~100 entries
-    more than max_length); `exact_trim=True` trims to the entry, at some cost."""
+    more than max_length); `exact_trim=True` trims to the entry, at some cost.
+
+    `last_seq` (MessageStore.last_seq) tells the highest seq the database holds for a
+    conversation: deliver.lua starts a missing counter from it (a Redis that lost its
+    data, or a conversation older than seqs) while seq:complete is missing; with the
+    marker (adapters/redis/seq_counters.py) a missing counter starts from 0 without
+    asking, so a first message into a conversation is accepted while the database is
+    down. Without `last_seq` a missing counter starts at 0, which suits a test with an
+    empty database only."""
 
     def __init__(
         self,
@@ -42,11 +55,14 @@ class RedisInbox(Inbox):
         persist_stream: str = PERSIST_STREAM,
         channel: str = NOTIFICATION_CHANNEL,
         idempotency_ttl: int = IDEMPOTENCY_TTL,
+        last_seq: Callable[[str], Awaitable[int]] | None = None,
     ):
         self._client = client
+        self._last_seq = last_seq
         # The deliver script's fixed arguments, packed once (resp.py says why).
         self._persist_key = resp.bulk(persist_stream)
         self._generator_key = resp.bulk(CURSOR_GENERATOR)
+        self._complete_key = resp.bulk(SEQ_COMPLETE)
         self._max_length_arg = resp.bulk(int(max_length))
         self._trim_arg = resp.bulk("=" if exact_trim else "~")
         self._trim_every_arg = resp.bulk(trim_every(max_length, exact_trim))
@@ -60,7 +76,7 @@ class RedisInbox(Inbox):
         self._deliver = BatchedScript(client, lua("deliver.lua"))
         self._read = client.register_script(lua("read.lua"))
 
-    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         recipients = list(dict.fromkeys(recipient_ids))  # one entry per recipient, even if listed twice
         # Inbox entries carry the public record: client_msg_id belongs to the sender
         # alone, whose own entry (and the persister's, and the envelope) has the full one.
@@ -70,26 +86,41 @@ class RedisInbox(Inbox):
         key = None
         if message.client_msg_id is not None:
             key = idempotency_key(message.from_user_id, message.client_msg_id)
+        counter = resp.bulk(SEQ_COUNTER.format(message.conversation))
         try:
-            return await self._append(recipients, compact, full, full, sender, key, message.id)
+            try:
+                cursors, seq = await self._append(recipients, compact, full, full, sender, key, message.id,
+                                                  counter, _EMPTY_ARG)
+            except ResponseError as error:
+                if not str(error).startswith("NOSEED"):
+                    raise
+                # The script changed nothing: call it again, with the counter's start.
+                seed = resp.bulk(await self._seed(message.conversation))
+                cursors, seq = await self._append(recipients, compact, full, full, sender, key, message.id,
+                                                  counter, seed)
         except ResponseError as error:
             if str(error).startswith("SUPERSEDED"):
                 raise errors.SendSuperseded() from None
             raise
+        return Accepted(replace(message, seq=int(seq)), cursors)
 
     async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
         recipients = list(dict.fromkeys(recipient_ids))
         record = orjson.dumps(change.to_record())
-        return await self._append(recipients, record, record, None, 0, None, change.id)
+        cursors, _ = await self._append(recipients, record, record, None, 0, None, change.id,
+                                        _NO_COUNTER, _NO_SEQ)
+        return cursors
 
     async def _append(self, recipients: list[str], record: bytes, envelope_record: bytes, persisted: bytes | None,
-                      sender: int, idempotency: str | None, event_id: str) -> dict[str, str]:
+                      sender: int, idempotency: str | None, event_id: str, counter: bytes,
+                      seed: bytes) -> tuple[dict[str, str], bytes]:
         """One run of deliver.lua: `record` into every recipient's log (the full
         `persisted` record into the sender's, at 1-based position `sender`, 0: none),
         `persisted` into stream:persist (None: not persisted), the answer of
-        `idempotency` marked delivered, and the envelope published."""
+        `idempotency` marked delivered, the envelope published; a message takes its seq
+        from `counter` (`seed`: deliver.lua's ARGV[9]). Each recipient's cursor, and the seq."""
         bulk = resp.bulk
-        keys = [self._persist_key, self._generator_key]
+        keys = [self._persist_key, self._generator_key, counter, self._complete_key]
         args = [self._max_length_arg, self._trim_arg, bulk(record), bulk(persisted or b""), self._channel_arg]
         if idempotency is None:
             args += [_EMPTY_ARG, self._ttl_arg]
@@ -97,17 +128,24 @@ class RedisInbox(Inbox):
             # The script marks the sender's idempotency answer delivered with the append.
             keys.append(bulk(idempotency))
             args += [bulk(event_id), self._ttl_arg]
-        args.append(self._trim_every_arg)
+        args += [self._trim_every_arg, seed]
         args.append(bulk(envelope.head(envelope_record, map(self._json_ids, recipients))))
         args.append(bulk(sender))
         keys += map(self._inbox_keys, recipients)
         with unavailable("deliver"):
-            shared, own = await self._deliver(len(keys), keys + args)
+            shared, own, seq = await self._deliver(len(keys), keys + args)
         # One cursor for all (deliver.lua), but for the few inboxes that needed their own.
         cursors = dict.fromkeys(recipients, text(shared))
         for position, cursor in zip(own[::2], own[1::2], strict=True):
             cursors[recipients[int(position) - 1]] = text(cursor)
-        return cursors
+        return cursors, seq
+
+    async def _seed(self, conversation: str) -> int:
+        """Where a missing seq counter starts: the highest seq the database holds for the
+        conversation. A counter is lost with Redis's data, and stream:persist with it: the
+        database then holds every seq that is left (an older snapshot of Redis is the
+        exception: the persister numbers anew a message whose seq is taken)."""
+        return await self._last_seq(conversation) if self._last_seq is not None else 0
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         if limit <= 0:
@@ -139,6 +177,8 @@ class RedisInbox(Inbox):
 
 
 _EMPTY_ARG = resp.bulk(b"")
+_NO_SEQ = resp.bulk(b"-")  # deliver.lua's ARGV[9] for an event that takes no seq
+_NO_COUNTER = resp.bulk(SEQ_COUNTER.format("none"))  # its KEYS[3], never touched then
 MAX_TRIM_EVERY = 16
 
 

@@ -61,7 +61,8 @@ def held_by_others(conn: Connection, messages: list[Message]) -> set[str]:
 
 def mark_delivered(conn: Connection, message: Message) -> int:
     """In the caller's transaction: the answer of `message` (if it is the one
-    remembered for its key) is delivered. Returns the rows changed (0 or 1)."""
+    remembered for its key) is delivered, as accepted (with its seq, which a retry
+    gets back too). Returns the rows changed (0 or 1)."""
     if message.client_msg_id is None:
         return 0
     key = idempotency_keys.c
@@ -72,7 +73,7 @@ def mark_delivered(conn: Connection, message: Message) -> int:
             key.client_msg_id == message.client_msg_id,
             key.message_id == message.id,
         )
-        .values(delivered=True)
+        .values(delivered=True, record=json.dumps(message.to_record(), ensure_ascii=False))
     ).rowcount
 
 

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 from sqlalchemy import Connection, delete, exc, insert, select, update
@@ -34,9 +34,16 @@ from sqlalchemy import Connection, delete, exc, insert, select, update
 from adapters.memory.bus import InProcessBus
 from adapters.sql.database import Database
 from adapters.sql.idempotency import confirm_delivered, held_by_others
-from adapters.sql.messages import MAX_SEQ, MESSAGE_COLUMNS, message_from_row, message_row, release_taken_client_ids
+from adapters.sql.messages import (
+    MAX_SEQ,
+    MESSAGE_COLUMNS,
+    message_from_row,
+    message_row,
+    number_rows,
+    release_taken_client_ids,
+)
 from adapters.sql.tables import inbox_entries, inbox_trims, messages
-from application.ports import Inbox, Notification
+from application.ports import Accepted, Inbox, Notification
 from domain import errors
 from domain.events import Delivery, Event, GroupChange, event_from_record
 from domain.model import Message, cursor_position
@@ -80,11 +87,13 @@ class SqliteInbox(Inbox):
 
     # Writing ------------------------------------------------------------
 
-    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
-        return await self._queue_send(message, recipient_ids)
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
+        accepted = await self._queue_send(message, recipient_ids)
+        assert isinstance(accepted, Accepted)
+        return accepted
 
     async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
-        return await self._queue_send(change, recipient_ids)
+        return dict(await self._queue_send(change, recipient_ids))
 
     async def _queue_send(self, event: Event, recipient_ids: Sequence[str]) -> dict[str, str]:
         send = _Send(event, list(dict.fromkeys(recipient_ids)), asyncio.get_running_loop().create_future())
@@ -127,7 +136,8 @@ class SqliteInbox(Inbox):
                         _settle(send.done, error=result)
                         continue
                     try:
-                        self._bus.publish(Notification(send.event, result))
+                        event = result.message if isinstance(result, Accepted) else send.event
+                        self._bus.publish(Notification(event, dict(result)))
                     except Exception:  # a subscriber's bug must not undo an accepted send
                         log.exception("a subscriber failed on event %s", send.event.id)
                     _settle(send.done, result=result)
@@ -160,34 +170,47 @@ class SqliteInbox(Inbox):
         """Every send of the batch in two INSERTs (messages, then inbox entries), each of
         many rows: per statement SQLAlchemy's own cost (compiling, binding, the result)
         is several times SQLite's, and this runs in a thread that holds the GIL. A send
-        whose client_msg_id a retry took over is not appended: SendSuperseded in its place."""
+        whose client_msg_id a retry took over is not appended: SendSuperseded in its place.
+        Each message gets its seq (the next of its conversation) in this transaction,
+        which holds SQLite's write lock: no other write can take the same one. A group
+        change has no row in `messages`: its entries hold its record."""
         sent = [send.event for send in sends if isinstance(send.event, Message)]
         superseded = held_by_others(conn, sent)
         appended = [send for send in sends if send.event.id not in superseded]
-        cursors: dict[str, dict[str, str]] = {}
+        results: dict[str, dict[str, str]] = {}
         now = int(time.time())
         if appended:
-            rows = [message_row(send.event) for send in appended if isinstance(send.event, Message)]
+            sent_now = [send for send in appended if isinstance(send.event, Message)]
+            rows = [message_row(send.event) for send in sent_now]  # type: ignore[arg-type]
+            numbered: dict[str, Message] = {}
+            message_seqs: dict[str, int] = {}
             if rows:
                 release_taken_client_ids(conn, rows)
-            message_seqs = iter(_insert_returning_seqs(conn, messages, rows) if rows else ())
+                number_rows(conn, rows)
+                for send, row, seq in zip(sent_now, rows, _insert_returning_seqs(conn, messages, rows), strict=True):
+                    numbered[send.event.id] = replace(send.event, seq=row["conversation_seq"])
+                    message_seqs[send.event.id] = seq
             entries = []
             for send in appended:
-                if isinstance(send.event, Message):
-                    where = {"message_seq": next(message_seqs), "event": None}
+                if send.event.id in message_seqs:
+                    where = {"message_seq": message_seqs[send.event.id], "event": None}
                 else:  # a group change: its record is the entry's
                     where = {"message_seq": None, "event": orjson.dumps(send.event.to_record()).decode()}
                 entries += [{"user_id": user_id, **where} for user_id in send.recipient_ids]
             entry_seqs = iter(_insert_returning_seqs(conn, inbox_entries, entries) if entries else ())
             for send in appended:
-                cursors[send.event.id] = {user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids}
+                cursors = {user_id: f"{next(entry_seqs)}-0" for user_id in send.recipient_ids}
                 for user_id in send.trim:
                     self._trim(conn, user_id)
-                if isinstance(send.event, Message):
-                    # Accepted with this commit: so is the sender's idempotency answer, in the same one.
-                    confirm_delivered(conn, send.event, now)
+                message = numbered.get(send.event.id)
+                if message is None:
+                    results[send.event.id] = cursors
+                    continue
+                results[send.event.id] = Accepted(message, cursors)
+                # Accepted with this commit: so is the sender's idempotency answer, in the same one.
+                confirm_delivered(conn, message, now)
         return [
-            errors.SendSuperseded() if send.event.id in superseded else cursors[send.event.id] for send in sends
+            errors.SendSuperseded() if send.event.id in superseded else results[send.event.id] for send in sends
         ]
 
     def _trim(self, conn: Connection, user_id: str) -> None:

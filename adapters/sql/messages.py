@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, exc, insert, select
+from sqlalchemy import Connection, exc, func, insert, select
 
 from adapters.sql.database import Database
 from adapters.sql.groups import chunks
@@ -44,6 +44,7 @@ def message_row(message: Message) -> dict:
         "content": message.content,
         "created_at": message.created_at,
         "client_msg_id": message.client_msg_id,
+        "conversation_seq": message.seq,
     }
 
 
@@ -57,6 +58,7 @@ def message_from_row(row) -> Message:
         to_user_id=row.to_user_id,
         group_id=row.group_id,
         client_msg_id=row.client_msg_id,
+        seq=row.conversation_seq,
     )
 
 
@@ -94,6 +96,60 @@ def release_taken_client_ids(conn: Connection, rows: list[dict]) -> None:
             taken.add(key)  # a second message of this batch with the same pair loses it too
 
 
+def conversation_of(conversation: str):
+    """The condition that selects a conversation's rows (Message.conversation names it:
+    "p:<pair key>" or "g:<group id>")."""
+    kind, _, rest = conversation.partition(":")
+    return messages.c.group_id == rest if kind == "g" else messages.c.pair_key == rest
+
+
+def _row_conversation(row: dict) -> str:
+    return "g:" + row["group_id"] if row["pair_key"] is None else "p:" + row["pair_key"]
+
+
+def last_seq(conn: Connection, conversation: str) -> int:
+    column = messages.c.conversation_seq
+    return conn.execute(select(func.max(column)).where(conversation_of(conversation))).scalar() or 0
+
+
+def number_rows(conn: Connection, rows: list[dict], *, renumber_taken: bool = False) -> None:
+    """In the caller's transaction: give every row without a conversation_seq the next of
+    its conversation (1 + the highest stored, then one more for each such row of the
+    batch, in order). The embedded inbox numbers every message so, in the transaction
+    that stores it.
+
+    With renumber_taken, a row whose seq another message of its conversation holds
+    already is numbered anew the same way, with a warning, rather than refused: losing an
+    accepted message is worse than a seq that differs from the one pushed. (Production
+    numbers in Redis; that can happen only when Redis went back to an older state than
+    MySQL, e.g. restarted from a snapshot.) Rows that deliver.lua did not number (queued
+    by a gateway of the version before seqs) are numbered here too."""
+    if renumber_taken:
+        taken: set[tuple[str, int]] = set()
+        seqs = [row for row in rows if row["conversation_seq"] is not None]
+        for conversation in {_row_conversation(row) for row in seqs}:
+            wanted = [row["conversation_seq"] for row in seqs if _row_conversation(row) == conversation]
+            for chunk in chunks(wanted):
+                found = conn.execute(select(messages.c.conversation_seq).where(
+                    conversation_of(conversation), messages.c.conversation_seq.in_(chunk)))
+                taken.update((conversation, seq) for seq in found.scalars())
+        for row in seqs:
+            if (_row_conversation(row), row["conversation_seq"]) in taken:
+                log.warning("message %s: seq %d of its conversation is another message's; numbered anew",
+                            row["id"], row["conversation_seq"])
+                row["conversation_seq"] = None
+    last: dict[str, int] = {}
+    for row in rows:
+        if row["conversation_seq"] is None:
+            conversation = _row_conversation(row)
+            if conversation not in last:
+                highest = max((r["conversation_seq"] or 0 for r in rows if _row_conversation(r) == conversation),
+                              default=0)
+                last[conversation] = max(last_seq(conn, conversation), highest)
+            last[conversation] += 1
+            row["conversation_seq"] = last[conversation]
+
+
 def _row_at(message: Message, order: int | None) -> dict:
     row = message_row(message)
     if order is not None:
@@ -129,7 +185,7 @@ class SqlMessageStore(MessageStore):
         for attempt in range(1, SAVE_ATTEMPTS + 1):
             try:
                 with conn.begin():
-                    cls._insert_missing(conn, unique)
+                    cls._insert_missing(conn, unique, renumber_taken=attempt > 1)
                 return
             except exc.IntegrityError as e:
                 # Most likely another persister inserted some of these ids between our
@@ -138,13 +194,16 @@ class SqlMessageStore(MessageStore):
         cls._save_one_by_one(conn, unique)
 
     @staticmethod
-    def _insert_missing(conn: Connection, batch: list[tuple[Message, int | None]]) -> list[str]:
+    def _insert_missing(
+        conn: Connection, batch: list[tuple[Message, int | None]], *, renumber_taken: bool = False
+    ) -> list[str]:
         existing: set[str] = set()
         for chunk in chunks([m.id for m, _ in batch]):
             existing.update(conn.execute(select(messages.c.id).where(messages.c.id.in_(chunk))).scalars())
         rows = [_row_at(m, order) for m, order in batch if m.id not in existing]
         if rows:
             release_taken_client_ids(conn, rows)
+            number_rows(conn, rows, renumber_taken=renumber_taken)
             conn.execute(insert(messages), rows)  # executemany
         return [row["id"] for row in rows]
 
@@ -156,7 +215,7 @@ class SqlMessageStore(MessageStore):
         for message, order in batch:
             try:
                 with conn.begin():
-                    cls._insert_missing(conn, [(message, order)])
+                    cls._insert_missing(conn, [(message, order)], renumber_taken=True)
             except exc.IntegrityError as e:
                 rejected.append(message.id)
                 cause = e
@@ -173,16 +232,54 @@ class SqlMessageStore(MessageStore):
     async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage:
         return await self._db.run(self._page, messages.c.group_id == group_id, before, limit)
 
+    async def last_seq(self, conversation: str) -> int:
+        return await self._db.run(self._last_seq, conversation)
+
+    @staticmethod
+    def _last_seq(conn: Connection, conversation: str) -> int:
+        with conn.begin():
+            return last_seq(conn, conversation)
+
+    async def highest_seqs(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """Conversations with stored messages and the highest seq of each, a page at a
+        time: at most `limit` (conversation, seq) after the conversation `after` (None:
+        from the first), the groups' ("g:...") then the pairs' ("p:..."), each kind in the
+        order of its key. One GROUP BY per kind, answered from the unique indexes (group_id,
+        conversation_seq) and (pair_key, conversation_seq): a page costs about `limit` index
+        lookups however many messages the conversations hold. A page shorter than `limit`
+        is the last (adapters/redis/seq_counters.py builds the counters from these)."""
+        return await self._db.run(self._highest_seqs, after, limit)
+
+    @staticmethod
+    def _highest_seqs(conn: Connection, after: str | None, limit: int) -> list[tuple[str, int]]:
+        found: list[tuple[str, int]] = []
+        seq = messages.c.conversation_seq
+        with conn.begin():
+            for kind, column in (("g", messages.c.group_id), ("p", messages.c.pair_key)):
+                after_kind, _, after_key = (after or "").partition(":")
+                if after is not None and after_kind > kind:
+                    continue  # "p" after "g": the groups were all read
+                query = select(column, func.max(seq)).where(column.is_not(None), seq.is_not(None))
+                if after_kind == kind:
+                    query = query.where(column > after_key)
+                rows = conn.execute(query.group_by(column).order_by(column).limit(limit - len(found))).all()
+                found += [(f"{kind}:{key}", int(top)) for key, top in rows]
+                if len(found) >= limit:
+                    break
+        return found
+
     @staticmethod
     def _page(conn: Connection, condition, before: str | None, limit: int) -> HistoryPage:
-        """Newest first; `before` is a seq; one row more than asked tells whether there is more."""
+        """Newest first by the conversation's seq; `before` is a seq (Message.seq); one row
+        more than asked tells whether there is more."""
+        seq = messages.c.conversation_seq
         query = select(*MESSAGE_COLUMNS).where(condition)
         if before is not None:
-            query = query.where(messages.c.seq < min(int(before), MAX_SEQ))
-        query = query.order_by(messages.c.seq.desc()).limit(limit + 1)
+            query = query.where(seq < min(int(before), MAX_SEQ))
+        query = query.order_by(seq.desc()).limit(limit + 1)
         with conn.begin():
             rows = conn.execute(query).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        next_before = str(rows[-1].seq) if more else None
+        next_before = str(rows[-1].conversation_seq) if more else None
         return HistoryPage([message_from_row(row) for row in rows], next_before)

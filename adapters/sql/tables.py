@@ -112,7 +112,8 @@ group_members = Table(
 messages = Table(
     "messages",
     metadata,
-    # Insertion order: the history paging key ("before" / "next_before").
+    # The order of acceptance over all conversations (the persister's acceptance_order,
+    # or insertion order): the embedded inbox's entries point at it.
     Column("seq", SeqType, primary_key=True, autoincrement=True),
     Column("id", IdType, nullable=False),
     Column("type", String(16), nullable=False),
@@ -125,11 +126,21 @@ messages = Table(
     Column("content", ContentType, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("client_msg_id", String(128), nullable=True),
+    # Message.seq: the message's place in its conversation (a private pair, or a
+    # group), 1, 2, 3... in the order of acceptance; history is in this order. Given
+    # by the inbox (deliver.lua's counter in production, SqliteInbox in the same
+    # transaction in embedded mode). Every row has one since revision 0005, which
+    # numbered the older ones; nullable only because SQLite cannot make an existing
+    # column NOT NULL without copying the table.
+    Column("conversation_seq", BigInteger, nullable=True),
     UniqueConstraint("id"),
     # NULLs never collide, so messages without a client_msg_id are unconstrained.
     UniqueConstraint("from_user_id", "client_msg_id"),
-    Index(None, "pair_key", "seq"),
-    Index(None, "group_id", "seq"),
+    # One seq per message in each conversation: a private message has no group_id and
+    # a group message no pair_key, so each key guards its kind alone. (Unique indexes
+    # rather than constraints: SQLite adds an index to an existing table, not a constraint.)
+    Index(None, "pair_key", "conversation_seq", unique=True),
+    Index(None, "group_id", "conversation_seq", unique=True),
     Index(None, "to_user_id"),
     sqlite_autoincrement=True,
     **MYSQL_TABLE_OPTIONS,

@@ -631,7 +631,7 @@ function submitComposer(event) {
   autoGrow();
   // Where the bubble stands: after the last message shown, or first when
   // none is shown (also while the history is still loading: older messages
-  // it brings sort before by created_at, see Store.placeOwn/mergeHistory).
+  // it brings sort before by seq, see Store.placeOwn/mergeHistory).
   const last = conv.msgs[conv.msgs.length - 1];
   const afterId = last ? last.id : BEFORE_ALL;
   const pending = { cid: newId(), content, state: "sending", afterId };

@@ -30,6 +30,23 @@ export const BEFORE_ALL = "^"; // a pending send in a conversation that showed n
 
 export const convKey = (kind, id) => (kind === "group" ? `g:${id}` : `u:${id}`);
 
+// A conversation's order: by seq, the message's place in its conversation, the same for
+// everyone (the server's order of acceptance; created_at has whole seconds and the
+// server's clock). A message without one (queued before the server numbered messages)
+// falls back to created_at.
+export function byPlace(a, b) {
+  if (a.seq != null && b.seq != null) return a.seq - b.seq;
+  return (a.created_at || 0) - (b.created_at || 0);
+}
+
+// Where msg goes in msgs (in order): after every message not later than it. From the
+// end, as a new message is most often the last.
+function placeOf(msgs, msg) {
+  let i = msgs.length;
+  while (i > 0 && byPlace(msg, msgs[i - 1]) < 0) i -= 1;
+  return i;
+}
+
 export class Store {
   constructor() {
     this.session = readJson(SESSION_KEY, null); // {token, user_id, username, expires_at}
@@ -169,37 +186,41 @@ export class Store {
     return convKey("private", peer);
   }
 
-  // Place a new message at the end of its conversation. Answers the
-  // conversation, or null when the message was already there (dedup by id).
+  // Place a new message in its conversation, by seq (most often at the end).
+  // Answers the conversation, or null when the message was already there (dedup by id).
   append(msg, { live = false } = {}) {
     if (!msg || !msg.id || this.seen.has(msg.id)) return null;
     this.learnNames(msg);
     const conv = this.conv(this.keyOfMessage(msg));
     this.seen.add(msg.id);
     conv.ids.add(msg.id);
-    conv.msgs.push(msg);
+    const i = placeOf(conv.msgs, msg);
+    conv.msgs.splice(i, 0, msg);
     // created_at has whole seconds and the server's clock: a message that
-    // just arrived sorts its conversation by the time it arrived here.
+    // just arrived sorts the list of conversations by the time it arrived here.
     const ts = (msg.created_at || 0) * 1000;
     conv.lastTs = Math.max(conv.lastTs, live ? Math.max(ts, Date.now()) : ts);
-    this.setPreview(conv, msg);
+    if (i === conv.msgs.length - 1) this.setPreview(conv, msg);
     return conv;
   }
 
-  // The 201 answer to one's own send. It goes where the pending bubble stood
-  // (after afterId, the last message shown when Send was pressed), past any
-  // message that arrived meanwhile with an earlier created_at: what arrived
-  // while it was in flight is shown after it, so nothing jumps. (created_at
-  // has whole seconds and ids are random: the exact server order of two
-  // messages in the same second is not knowable; a reload shows history's.)
+  // The 201 answer to one's own send. With its seq it goes to its place among
+  // the messages shown: what arrived while it was in flight is shown after it
+  // when the server accepted it after (as history will show it). Without one (a
+  // server that does not number messages) where the pending bubble stood (after
+  // afterId, the last message shown when Send was pressed), past any message
+  // that arrived meanwhile with an earlier created_at.
   placeOwn(msg, afterId) {
     if (!msg || !msg.id || this.seen.has(msg.id)) return null;
     this.learnNames(msg);
     const conv = this.conv(this.keyOfMessage(msg));
     let i = conv.msgs.length; // afterId unknown: at the end
-    if (afterId === BEFORE_ALL) i = 0;
-    else if (afterId && conv.ids.has(afterId)) i = conv.msgs.findIndex((m) => m.id === afterId) + 1;
-    while (i < conv.msgs.length && conv.msgs[i].created_at < msg.created_at) i += 1;
+    if (msg.seq != null) i = placeOf(conv.msgs, msg);
+    else {
+      if (afterId === BEFORE_ALL) i = 0;
+      else if (afterId && conv.ids.has(afterId)) i = conv.msgs.findIndex((m) => m.id === afterId) + 1;
+      while (i < conv.msgs.length && conv.msgs[i].created_at < msg.created_at) i += 1;
+    }
     conv.msgs.splice(i, 0, msg);
     this.seen.add(msg.id);
     conv.ids.add(msg.id);
@@ -213,23 +234,19 @@ export class Store {
     conv.previewFrom = msg.from_user_id;
   }
 
-  // Merge a history page (newest first, as the API answers it). The first
-  // page is the newest part of the conversation: messages already known and
-  // not in it are either older (kept before) or newer (kept after).
+  // Merge a history page (newest first, as the API answers it), by seq: the
+  // first page is the newest part of the conversation, messages already known
+  // and not in it are older or newer; a later page is older than what is shown.
+  // (A stable sort: messages the order cannot tell apart keep theirs.)
   mergeHistory(conv, page, { first }) {
     const pageMsgs = [...(page.messages || [])].filter((m) => m && m.id).reverse(); // oldest first
     const fresh = pageMsgs.filter((m) => !conv.ids.has(m.id));
     if (first && pageMsgs.length) {
       const pageIds = new Set(pageMsgs.map((m) => m.id));
       const rest = conv.msgs.filter((m) => !pageIds.has(m.id));
-      const oldest = pageMsgs[0].created_at;
-      conv.msgs = [
-        ...rest.filter((m) => m.created_at < oldest),
-        ...pageMsgs,
-        ...rest.filter((m) => m.created_at >= oldest),
-      ];
+      conv.msgs = [...pageMsgs, ...rest].sort(byPlace);
     } else {
-      conv.msgs = [...fresh, ...conv.msgs];
+      conv.msgs = [...fresh, ...conv.msgs].sort(byPlace);
     }
     for (const m of fresh) {
       this.learnNames(m);

@@ -145,6 +145,58 @@ def test_own_message_keeps_its_place_when_sent_before_the_history_arrives(server
     expect_shown(page, ["sent first", overtaking])
 
 
+FUTURE = 2_000_000_000  # created_at of a server whose clock was ahead, then stepped back
+
+
+def test_a_conversation_is_in_seq_order_whatever_created_at_says(server, pages):
+    """seq is the server's order; created_at only a clock's reading (whole seconds, and
+    clocks step back): a message shown before the history arrives goes after it when its
+    seq says so, though its created_at is earlier."""
+    alice, bob = server.account("alice"), server.account("bob")
+    for text in ("one", "two"):
+        server.send(bob, alice, text)
+    page = pages.open(server.base_url)
+    log_in(page, alice)
+    held = []
+
+    def fetched_then_held(route):
+        body = route.fetch().json()
+        for message in body["messages"]:
+            message["created_at"] = FUTURE
+        held.append((route, body))
+
+    page.route("**/api/v1/conversations/*/messages*", fetched_then_held)
+    conv_item(page, bob.user_id).click()
+    expect(page.locator("#history-status")).to_have_text("Loading…")
+    server.send(bob, alice, "three")  # pushed while the history (one, two) is held
+    expect(page.locator(MESSAGES)).to_contain_text(["three"])
+    route, body = held[0]
+    assert [m["seq"] for m in body["messages"]] == [2, 1]
+    route.fulfill(json=body)
+    expect_shown(page, ["one", "two", "three"])
+
+
+def test_own_message_takes_its_seq_place_whatever_its_created_at(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    page = pages.open(server.base_url)
+    log_in(page, alice)
+    start_chat(page, bob.username)
+    overtaking = "a reply that overtakes the answer"
+
+    def slow_answer_from_a_clock_ahead(route):
+        if route.request.method != "POST":
+            return route.continue_()
+        response = route.fetch()
+        body = response.json()
+        server.send(bob, alice, overtaking)
+        time.sleep(0.3)  # the push reaches the page before the 201 does
+        route.fulfill(response=response, json={**body, "created_at": FUTURE})
+
+    page.route("**/api/v1/messages", slow_answer_from_a_clock_ahead)
+    write(page, "sent first")
+    expect_shown(page, ["sent first", overtaking])
+
+
 def test_a_send_that_meets_a_passing_failure_is_sent_again_by_itself_once(server, pages):
     alice, bob = server.account("alice"), server.account("bob")
     page = pages.open(server.base_url)

@@ -3,7 +3,8 @@ SQL (the embedded mode's, on SQLite and MariaDB) and Redis (production), each wi
 the IdempotencyKeys it shares its store with. What the port promises: appends per
 recipient, reads after a cursor, oldest first, bounded by `limit`; trimming from the
 old end with CursorExpired and CursorUnknown; the confirm step of the sender's
-idempotency key, taken with the append."""
+idempotency key, taken with the append; each message's seq in its conversation, the
+same numbering (1, 2, 3... per conversation) from every adapter."""
 from __future__ import annotations
 
 import dataclasses
@@ -31,9 +32,13 @@ async def test_deliver_then_read_oldest_first_with_increasing_cursors(kind, requ
     store = await make_store(kind, request, sql_database)
     a, b, c, _ = store.people
     sent = [private(a, b, f"m{i}") for i in range(5)]
-    cursors = [(await store.inbox.deliver(m, [b]))[b] for m in sent]
+    accepted = [await store.inbox.deliver(m, [b]) for m in sent]
+    cursors = [answer[b] for answer in accepted]
+    numbered = [dataclasses.replace(m, seq=i) for i, m in enumerate(sent, 1)]
+    assert [answer.message for answer in accepted] == numbered
+    assert [answer.cursors for answer in accepted] == [{b: cursor} for cursor in cursors]
     got = await store.inbox.read(b, None, 100)
-    assert [d.event for d in got] == sent
+    assert [d.event for d in got] == numbered
     assert [d.cursor for d in got] == cursors
     assert [cursor_position(x) for x in cursors] == sorted(map(cursor_position, cursors))
     assert len(set(cursors)) == 5
@@ -63,9 +68,10 @@ async def test_a_group_message_lands_once_in_every_recipients_inbox(kind, reques
         message = dataclasses.replace(message, group_id=await _sql_group(store.database, a, [b, c, d]))
     cursors = await store.inbox.deliver(message, [b, c, b, d])  # b listed twice
     assert set(cursors) == {b, c, d}
+    assert cursors.message == dataclasses.replace(message, seq=1)
     for user in (b, c, d):
         [delivery] = await store.inbox.read(user, None, 10)
-        assert delivery.event == message
+        assert delivery.event == cursors.message
         assert delivery.cursor == cursors[user]
     assert await store.inbox.read(a, None, 10) == []
 
@@ -136,10 +142,12 @@ async def test_deliver_marks_the_pending_answer_delivered(kind, request, sql_dat
     a, b, _, _ = store.people
     first = private(a, b, client_msg_id="k1")
     assert await store.keys.remember(a, "k1", first) is None
-    await store.inbox.deliver(first, [b])
+    accepted = await store.inbox.deliver(first, [b])
     # No confirm() was called (the sender's process may have died right here).
     retry = private(a, b, client_msg_id="k1")
-    assert await store.keys.remember(a, "k1", retry) == Answer(first, delivered=True)
+    # The answer is the message as accepted: a retry gets its seq too.
+    assert await store.keys.remember(a, "k1", retry) == Answer(dataclasses.replace(first, seq=1), delivered=True)
+    assert accepted.message.seq == 1
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -150,7 +158,8 @@ async def test_deliver_marks_a_free_key_delivered(kind, request, sql_database):
     a, b, _, _ = store.people
     sent = private(a, b, client_msg_id="free")
     await store.inbox.deliver(sent, [b])
-    assert await store.keys.remember(a, "free", private(a, b, client_msg_id="free")) == Answer(sent, True)
+    answer = await store.keys.remember(a, "free", private(a, b, client_msg_id="free"))
+    assert answer == Answer(dataclasses.replace(sent, seq=1), True)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -174,9 +183,29 @@ async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(kind,
         await store.inbox.deliver(late, [b])
     assert await store.inbox.read(b, None, 10) == []
     assert await store.keys.remember(a, "k", late) == Answer(retry, delivered=False)  # left alone
-    await store.inbox.deliver(retry, [b])
-    assert [d.event.public() for d in await store.inbox.read(b, None, 10)] == [retry.public()]
-    assert await store.keys.remember(a, "k", late) == Answer(retry, delivered=True)
+    accepted = await store.inbox.deliver(retry, [b])
+    # The superseded attempt took no seq: the retry is the conversation's first.
+    assert accepted.message == dataclasses.replace(retry, seq=1)
+    assert [d.event.public() for d in await store.inbox.read(b, None, 10)] == [accepted.message.public()]
+    assert await store.keys.remember(a, "k", late) == Answer(accepted.message, delivered=True)
+
+
+# seq: each message's place in its conversation ---------------------------------------
+@pytest.mark.gen_test(timeout=30)
+async def test_seq_counts_each_conversation_on_its_own_whichever_way_a_message_goes(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, c, _ = store.people
+
+    async def send(message: Message) -> int | None:
+        return (await store.inbox.deliver(message, [message.to_user_id])).message.seq
+
+    assert [await send(private(a, b)), await send(private(b, a)), await send(private(a, b))] == [1, 2, 3]
+    assert [await send(private(a, c)), await send(private(c, a))] == [1, 2]  # another pair
+    assert await send(private(b, a)) == 4
+    # Every recipient reads the seq the sender was answered with.
+    assert [d.event.seq for d in await store.inbox.read(b, None, 10)] == [1, 3]
+    assert [d.event.seq for d in await store.inbox.read(a, None, 10)] == [2, 2, 4]  # from b, c, b
+    assert [d.event.seq for d in await store.inbox.read(c, None, 10)] == [1]
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -194,7 +223,8 @@ async def test_group_changes_and_messages_share_one_log_in_order(kind, request, 
     cursors = await store.inbox.append(added, [a, b, c, b])  # b listed twice: one entry
     last = (await store.inbox.deliver(after, [b]))[b]
     assert set(cursors) == {a, b, c}
-    assert [d.event for d in await store.inbox.read(b, None, 10)] == [before, added, after]
+    assert [d.event.id for d in await store.inbox.read(b, None, 10)] == [before.id, added.id, after.id]
+    assert [d.event for d in await store.inbox.read(b, None, 10)][1] == added
     assert [d.cursor for d in await store.inbox.read(b, None, 10)] == [first, cursors[b], last]
     for user in (a, c):
         [delivery] = await store.inbox.read(user, None, 10)

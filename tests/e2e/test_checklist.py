@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-PRIVATE = {"type", "id", "from_user_id", "to_user_id", "content", "created_at", "cursor"}
-GROUP = {"type", "id", "group_id", "from_user_id", "content", "created_at", "cursor"}
+PRIVATE = {"type", "id", "from_user_id", "to_user_id", "content", "created_at", "seq", "cursor"}
+GROUP = {"type", "id", "group_id", "from_user_id", "content", "created_at", "seq", "cursor"}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -10,7 +10,7 @@ import pytest
 from tests.e2e.support import assert_error, is_uuid
 
 GROUPS = "/api/v1/groups"
-GROUP_FIELDS = {"type", "id", "group_id", "from_user_id", "content", "created_at"}
+GROUP_FIELDS = {"type", "id", "group_id", "from_user_id", "content", "created_at", "seq"}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -35,7 +35,7 @@ async def test_private_history_has_both_directions_newest_first_for_both_sides(a
     b_view = await persisted(api, b, f"/conversations/{a.user_id}", 6)
     assert a_view == b_view == sent[::-1]
     # Exactly the fields of the message object (no cursor: history is not an inbox).
-    assert set(a_view[0]) == {"type", "id", "from_user_id", "to_user_id", "content", "created_at"}
+    assert set(a_view[0]) == {"type", "id", "from_user_id", "to_user_id", "content", "created_at", "seq"}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -10,7 +10,7 @@ import pytest
 from tests.e2e.support import assert_error, eventually, is_uuid, with_settings
 
 MESSAGES = "/api/v1/messages"
-PRIVATE_FIELDS = {"type", "id", "from_user_id", "to_user_id", "content", "created_at"}
+PRIVATE_FIELDS = {"type", "id", "from_user_id", "to_user_id", "content", "created_at", "seq"}
 
 
 @pytest.mark.gen_test(timeout=30)

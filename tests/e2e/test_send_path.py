@@ -17,7 +17,7 @@ async def test_a_send_answers_201_with_the_headers_of_any_other_route(api):
     a, b = await api.register(), await api.register()
     r = await api.send(a, b, "hello")
     assert r.status == 201, r
-    assert set(r.body) == {"type", "id", "from_user_id", "to_user_id", "content", "created_at"}
+    assert set(r.body) == {"type", "id", "from_user_id", "to_user_id", "content", "created_at", "seq"}
     assert r.headers["Content-Type"] == "application/json; charset=UTF-8"
     assert int(r.headers["Content-Length"]) > 0 and r.headers["Date"].endswith("GMT")
     other = await api.call("GET", "/api/v1/users/me", token=a.token)

@@ -58,7 +58,7 @@ class MemoryIdempotencyKeys(IdempotencyKeys):
         if entry is None or (not entry.delivered and self._now() - entry.since >= self._pending_ttl):
             self.entries[key] = _Entry(message, delivered=True, since=self._now())
         elif entry.message.id == message.id:
-            entry.delivered = True
+            entry.message, entry.delivered = message, True  # as delivered: with its seq
 
     async def forget(self, sender_id: str, client_msg_id: str, message: Message) -> None:
         key = (sender_id, client_msg_id)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from adapters.memory.bus import InProcessBus
-from application.ports import Inbox, Notification
+from application.ports import Accepted, Inbox, Notification
 from domain import errors
 from domain.events import Delivery, Event, GroupChange
 from domain.model import Message, cursor_position
@@ -20,19 +21,23 @@ class MemoryInbox(Inbox):
         self._keys = keys
         self._max_length = max_length
         self._seq = 0
+        self.conversation_seqs: dict[str, int] = {}  # conversation -> its last Message.seq
         self._streams: dict[str, list[Delivery]] = {}
         self._trimmed_up_to: dict[str, tuple[int, int]] = {}
         self.persisted: list[Message] = []  # what a persister would have been handed
         self.fail_next: Exception | None = None  # a test sets this to simulate an outage
         self.fail_reads: Exception | None = None  # every read raises this while set
 
-    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
         key = message.client_msg_id
         if key is not None and self._keys.held_by_another(message):
             raise errors.SendSuperseded()  # a retry took the key: it delivers the message
+        seq = self.conversation_seqs.get(message.conversation, 0) + 1
+        self.conversation_seqs[message.conversation] = seq
+        message = replace(message, seq=seq)
         cursors = self._append(message, recipient_ids)
         self.persisted.append(message)
         if key is not None:
@@ -40,7 +45,7 @@ class MemoryInbox(Inbox):
             # the SQL transaction and the Redis script.
             self._keys.mark_delivered(message.from_user_id, key, message)
         self._bus.publish(Notification(message, cursors))
-        return cursors
+        return Accepted(message, cursors)
 
     async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
         if self.fail_next is not None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from application.ports import GroupPage, GroupPosition, GroupRepository, HistoryPage, MessageStore, UserRepository
 from domain import errors
-from domain.model import GROUP, PRIVATE, Group, Message, User, normalised_username_key, username_key
+from domain.model import Group, Message, User, normalised_username_key, username_key
 
 
 class MemoryUserRepository(UserRepository):
@@ -97,38 +97,46 @@ class MemoryGroupRepository(GroupRepository):
 
 
 class MemoryMessageStore(MessageStore):
+    """Each conversation's messages in seq order (Message.seq; a message saved without
+    one gets the conversation's next). History pages by seq, as the SQL store does."""
+
     def __init__(self) -> None:
-        self.rows: list[Message] = []  # in the order of their seqs
-        self._seqs: list[int] = []  # each row's seq: its given order, else one more than the last
+        self.rows: list[Message] = []  # in the order they were saved
+        self._conversations: dict[str, list[Message]] = {}  # conversation -> messages by seq
         self._ids: set[str] = set()
 
     async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None) -> None:
-        orders = order if order is not None else [None] * len(messages)
-        for message, seq in zip(messages, orders, strict=True):
-            if message.id not in self._ids:
-                self._ids.add(message.id)
-                seq = seq if seq is not None else (self._seqs[-1] + 1 if self._seqs else 1)
-                at = bisect.bisect(self._seqs, seq)
-                self._seqs.insert(at, seq)
-                self.rows.insert(at, message)
+        for message in messages:
+            if message.id in self._ids:
+                continue
+            self._ids.add(message.id)
+            stored = self._conversations.setdefault(message.conversation, [])
+            if message.seq is None:
+                message = replace(message, seq=(stored[-1].seq or 0) + 1 if stored else 1)
+            seqs = [m.seq for m in stored]
+            stored.insert(bisect.bisect(seqs, message.seq), message)
+            self.rows.append(message)
+
+    async def last_seq(self, conversation: str) -> int:
+        stored = self._conversations.get(conversation)
+        return (stored[-1].seq or 0) if stored else 0
+
+    async def highest_seqs(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        names = sorted(name for name, stored in self._conversations.items() if stored)
+        return [(name, self._conversations[name][-1].seq or 0) for name in names
+                if after is None or name > after][:limit]
 
     async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage:
-        pair = {user_id, peer_id}
-        return self._page(
-            lambda m: m.type == PRIVATE and {m.from_user_id, m.to_user_id} == pair, before, limit
-        )
+        low, high = sorted((user_id, peer_id))
+        return self._page(f"p:{low}:{high}", before, limit)
 
     async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage:
-        return self._page(lambda m: m.type == GROUP and m.group_id == group_id, before, limit)
+        return self._page("g:" + group_id, before, limit)
 
-    def _page(self, matches, before: str | None, limit: int) -> HistoryPage:
-        end = bisect.bisect_left(self._seqs, int(before)) if before is not None else len(self.rows)
-        page: list[tuple[int, Message]] = []
-        for index in range(end - 1, -1, -1):
-            if matches(self.rows[index]):
-                page.append((self._seqs[index], self.rows[index]))
-                if len(page) > limit:
-                    break
+    def _page(self, conversation: str, before: str | None, limit: int) -> HistoryPage:
+        stored = self._conversations.get(conversation, [])
+        end = bisect.bisect_left([m.seq for m in stored], int(before)) if before is not None else len(stored)
+        page = stored[max(0, end - limit - 1):end][::-1]
         more = len(page) > limit
         page = page[:limit]
-        return HistoryPage([m for _, m in page], str(page[-1][0]) if more else None)
+        return HistoryPage(page, str(page[-1].seq) if more else None)

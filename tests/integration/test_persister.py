@@ -55,10 +55,7 @@ def message(content: str) -> Message:
 
 async def deliver(client, count: int) -> list[Message]:
     inbox = RedisInbox(client, channel="courier-test:unused")
-    sent = [message(f"m{i}") for i in range(count)]
-    for m in sent:
-        await inbox.deliver(m, ["b"])
-    return sent
+    return [(await inbox.deliver(message(f"m{i}"), ["b"])).message for i in range(count)]  # with their seqs
 
 
 @pytest.mark.gen_test
@@ -195,8 +192,7 @@ async def deliver_between_real_users(client, db, count: int):
     await users.add(bob)
     inbox = RedisInbox(client, channel="courier-test:unused")
     sent = [replace(message(f"m{i} 😀"), from_user_id=alice.id, to_user_id=bob.id) for i in range(count)]
-    for m in sent:
-        await inbox.deliver(m, [bob.id])
+    sent = [(await inbox.deliver(m, [bob.id])).message for m in sent]
     return sent, SqlMessageStore(db)
 
 
@@ -226,9 +222,7 @@ async def test_entries_whose_take_reply_was_lost_are_taken_again_at_once(private
     try:
         queue = RedisPersistQueue(client)
         assert await queue.take("p1", 10, 0) == []  # the group exists, the first recovery is done
-        sent = [message(f"m{i}") for i in range(3)]
-        for one in sent:
-            await RedisInbox(inbox_client).deliver(one, ["b"])
+        sent = [(await RedisInbox(inbox_client).deliver(message(f"m{i}"), ["b"])).message for i in range(3)]
         proxy.armed = True
         with pytest.raises(ServiceUnavailable):
             await queue.take("p1", 10, 0)
@@ -248,10 +242,9 @@ async def test_with_the_sql_store_history_keeps_the_order_of_acceptance_not_of_s
     early, store = await deliver_between_real_users(redis_client, db, 3)
     taken = await RedisPersistQueue(redis_client, claim_idle_ms=50).take("dying", 3, 10)  # then it dies
     assert [m.id for _, m in taken] == [m.id for m in early]
-    late = [replace(m, id=str(uuid.uuid4()), content=f"late {i}") for i, m in enumerate(early)]
+    late = [replace(m, id=str(uuid.uuid4()), content=f"late {i}", seq=None) for i, m in enumerate(early)]
     inbox = RedisInbox(redis_client, channel="courier-test:unused")
-    for m in late:
-        await inbox.deliver(m, [m.to_user_id])
+    late = [(await inbox.deliver(m, [m.to_user_id])).message for m in late]
     survivor = Persister(RedisPersistQueue(redis_client, claim_idle_ms=50), store, "survivor", block_ms=10)
     assert await survivor.run_once() == 3  # the late ones: the early ones are not idle long enough yet
     await asyncio.sleep(0.1)

@@ -117,7 +117,8 @@ async def test_deliver_marks_the_pending_answer_delivered(redis_client, channel)
     inbox = RedisInbox(redis_client, channel=channel, idempotency_ttl=3600)
     first = message("k", "once 😀")
     await keys.remember("a", "k", first)
-    await inbox.deliver(first, ["b"])
+    first = (await inbox.deliver(first, ["b"])).message  # as accepted, with its seq
+    assert first.seq == 1
     # The gateway died here, before its confirm(): the answer is delivered all the same.
     assert await keys.remember("a", "k", message("k")) == delivered(first)
     assert 3500 < await redis_client.ttl(idempotency_key("a", "k")) <= 3600
@@ -143,7 +144,7 @@ async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(redis
         await inbox.deliver(late, ["b"])
     assert await redis_client.xlen("stream:persist") == 0 and await inbox.read("b", None, 10) == []
     assert await keys.remember("a", "k", message("k")) == pending(retry)  # left alone
-    await inbox.deliver(retry, ["b"])
+    retry = (await inbox.deliver(retry, ["b"])).message
     with pytest.raises(errors.SendSuperseded):  # and once the retry delivered, still nothing
         await inbox.deliver(late, ["b"])
     assert [d.event.id for d in await inbox.read("b", None, 10)] == [retry.id]
@@ -155,7 +156,7 @@ async def test_deliver_marks_a_free_key_and_leaves_messages_without_one_alone(re
     keys = RedisIdempotencyKeys(redis_client)
     inbox = RedisInbox(redis_client, channel=channel)
     # A free key (its pending answer expired) is marked with the delivered message.
-    await inbox.deliver(free := message("free"), ["b"])
+    free = (await inbox.deliver(message("free"), ["b"])).message
     assert await keys.remember("a", "free", message("free")) == delivered(free)
     # Without a client_msg_id there is no key at all.
     plain = Message(type=PRIVATE, id=str(uuid.uuid4()), from_user_id="a", to_user_id="b", content="x",

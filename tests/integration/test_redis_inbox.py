@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -32,8 +33,9 @@ def group_message(content: str = "hi all", sender: str = "a") -> Message:
 @pytest.mark.gen_test
 async def test_deliver_appends_to_each_inbox_and_read_returns_them_in_order(redis_client):
     inbox = RedisInbox(redis_client)
-    sent = [private(f"m{i}") for i in range(5)]
-    cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
+    cursors = [await inbox.deliver(private(f"m{i}"), ["b", "c"]) for i in range(5)]
+    sent = [accepted.message for accepted in cursors]
+    assert [m.seq for m in sent] == [1, 2, 3, 4, 5]
 
     for user in ("b", "c"):
         got = await inbox.read(user, None, 100)
@@ -126,8 +128,7 @@ async def test_an_inbox_ahead_of_the_generator_gets_a_cursor_of_its_own(redis_cl
 @pytest.mark.gen_test
 async def test_persist_stream_gets_the_full_record_once(redis_client):
     inbox = RedisInbox(redis_client)
-    message = private("keep me", client_msg_id="c-1")
-    await inbox.deliver(message, ["b", "c"])
+    message = (await inbox.deliver(private("keep me", client_msg_id="c-1"), ["b", "c"])).message
     (entry,) = await redis_client.xrange("stream:persist")
     assert Message.from_record(orjson.loads(entry[1][b"m"])) == message  # client_msg_id included
     (inbox_entry,) = await redis_client.xrange("stream:private:b")
@@ -150,15 +151,19 @@ async def test_notification_carries_the_message_and_each_cursor(redis_client, ch
         assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
         sent = [private(f"n{i}", client_msg_id=f"c{i}") for i in range(3)]
         cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
-        for message, expected in zip(sent, cursors, strict=True):
+        for expected in cursors:
+            message = expected.message
             received = await pubsub.get_message(timeout=2)
             body = orjson.loads(received["data"])
+            assert parse_notification(received["data"]).event == message  # with its client_msg_id and seq
             assert parse_notification(received["data"]).cursors == expected
             assert body["to"] == ["b", "c"] and body["cursor"] == expected["b"] == expected["c"]
             assert "own" not in body  # every recipient shares the one cursor
             # The typed envelope (adapters/redis/envelope.py) with the full record: the gateway
             # shows client_msg_id to its sender alone (Delivery.public_for).
-            assert body["kind"] == "event" and body["event"] == message.to_record()
+            # The seq, taken by the script, rides beside the record.
+            assert body["kind"] == "event" and body["seq"] == message.seq
+            assert body["event"] == {k: v for k, v in message.to_record().items() if k != "seq"}
     finally:
         await pubsub.aclose()
 
@@ -343,3 +348,98 @@ async def test_after_a_redis_restart_a_deliver_goes_out_on_a_new_connection(priv
         assert [d.event.content for d in await inbox.read("b", None, 10)] == ["before", "after"]
     finally:
         await client.aclose()
+
+
+# Message.seq: one counter per conversation, in deliver.lua ---------------------------
+
+
+@pytest.mark.gen_test
+async def test_each_conversation_has_its_own_gapless_seqs(redis_client):
+    inbox = RedisInbox(redis_client)
+    group = group_message()
+    ab = [(await inbox.deliver(private(f"ab{i}", sender, to), [to])).message.seq
+          for i, (sender, to) in enumerate([("a", "b"), ("b", "a"), ("a", "b")])]
+    ac = (await inbox.deliver(private("ac", "a", "c"), ["c"])).message.seq
+    groups = [(await inbox.deliver(replace(group, id=str(uuid.uuid4())), ["b", "c"])).message.seq for _ in range(2)]
+    alone = (await inbox.deliver(replace(group, id=str(uuid.uuid4())), [])).message.seq  # nobody to append to
+    assert (ab, ac, groups, alone) == ([1, 2, 3], 1, [1, 2], 3)
+    [entry] = await inbox.read("c", None, 1)
+    assert entry.event.seq == 1
+    assert [d.event.seq for d in await inbox.read("b", None, 10)] == [1, 3, 1, 2]
+    assert int(await redis_client.get("seq:" + group.conversation)) == 3
+
+
+@pytest.mark.gen_test
+async def test_concurrent_senders_into_one_group_get_distinct_gapless_seqs_in_cursor_order(redis_url):
+    """Two gateways (two clients, each with its own batched script) sending into one group
+    at once: seqs 1..N, each once, and in the order of the recipients' cursors."""
+    clients = [make_client(redis_url) for _ in range(2)]
+    try:
+        inboxes = [RedisInbox(client) for client in clients]
+        group_id = str(uuid.uuid4())
+        sends = [
+            inboxes[i % 2].deliver(Message(type=GROUP, id=str(uuid.uuid4()), from_user_id=f"sender-{i % 2}",
+                                           group_id=group_id, content=f"g{i}", created_at=1), ["r"])
+            for i in range(200)
+        ]
+        accepted = await asyncio.gather(*sends)
+        assert sorted(a.message.seq for a in accepted) == list(range(1, 201))
+        read = await inboxes[0].read("r", None, 500)
+        assert [d.event.seq for d in read] == list(range(1, 201))  # cursor order is seq order
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+@pytest.mark.gen_test
+async def test_a_missing_counter_goes_on_from_the_highest_seq_stored(redis_client):
+    """Redis lost the counter (restarted without its data, or the conversation is older
+    than seqs): numbering goes on after what the database holds, never reusing a seq."""
+    asked = []
+
+    async def last_seq(conversation: str) -> int:
+        asked.append(conversation)
+        return 41
+
+    inbox = RedisInbox(redis_client, last_seq=last_seq)
+    first = (await inbox.deliver(private("one"), ["b"])).message
+    assert first.seq == 42 and asked == [first.conversation]
+    assert (await inbox.deliver(private("two", "b", "a"), ["a"])).message.seq == 43
+    assert len(asked) == 1  # the counter exists now: the database is not asked again
+    await redis_client.delete("seq:" + first.conversation)
+    assert (await inbox.deliver(private("three"), ["b"])).message.seq == 42  # what the store says
+    (entry, *_) = await redis_client.xrevrange("stream:persist", count=1)
+    assert orjson.loads(entry[1][b"m"])["seq"] == 42
+
+
+@pytest.mark.gen_test
+async def test_two_gateways_seeding_one_counter_at_once_agree(redis_url):
+    """Both find the counter missing and seed it: SET NX keeps the first seed, and both
+    messages get distinct seqs after it."""
+    clients = [make_client(redis_url) for _ in range(2)]
+    release = asyncio.Event()
+
+    async def slow_last_seq(conversation: str) -> int:
+        await release.wait()
+        return 10
+
+    try:
+        inboxes = [RedisInbox(client, last_seq=slow_last_seq) for client in clients]
+        sends = [asyncio.ensure_future(inbox.deliver(private(f"m{i}"), ["b"])) for i, inbox in enumerate(inboxes)]
+        await asyncio.sleep(0.1)  # both asked the store
+        release.set()
+        assert sorted(a.message.seq for a in await asyncio.gather(*sends)) == [11, 12]
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+@pytest.mark.gen_test
+async def test_a_store_that_cannot_answer_a_seed_fails_the_send_and_appends_nothing(redis_client):
+    async def down(conversation: str) -> int:
+        raise errors.ServiceUnavailable("database down")
+
+    inbox = RedisInbox(redis_client, last_seq=down)
+    with pytest.raises(errors.ServiceUnavailable):
+        await inbox.deliver(private(), ["b"])
+    assert await redis_client.xlen("stream:persist") == 0 and await inbox.read("b", None, 10) == []

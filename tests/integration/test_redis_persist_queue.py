@@ -21,10 +21,7 @@ def message(content: str = "hello") -> Message:
 
 async def deliver(client, count: int) -> list[Message]:
     inbox = RedisInbox(client, channel="courier-test:unused")
-    sent = [message(f"m{i}") for i in range(count)]
-    for m in sent:
-        await inbox.deliver(m, ["b"])
-    return sent
+    return [(await inbox.deliver(message(f"m{i}"), ["b"])).message for i in range(count)]  # with their seqs
 
 
 @pytest.mark.gen_test

@@ -61,8 +61,8 @@ async def test_notifications_arrive_in_order_with_their_cursors(redis_client, ch
     recorder = Recorder()
     task = asyncio.ensure_future(fast(redis_client, channel).run(recorder.on_notification, recorder.on_resync))
     await until(lambda: recorder.resyncs == 1)  # subscribed (a first resync closes the start-up gap)
-    sent = [message(f"m{i} 😀") for i in range(50)]
-    cursors = [await inbox.deliver(m, ["b", "c"]) for m in sent]
+    cursors = [await inbox.deliver(message(f"m{i} 😀"), ["b", "c"]) for i in range(50)]
+    sent = [accepted.message for accepted in cursors]
     await until(lambda: len(recorder.notifications) == 50)
     assert [n.event for n in recorder.notifications] == sent
     assert [n.cursors for n in recorder.notifications] == cursors
@@ -171,8 +171,7 @@ async def test_a_redis_restart_is_ridden_out(private_redis, channel):
     await until(lambda: recorder.resyncs == 2)
     client = make_client(private_redis.url)
     try:
-        m = message("after the restart")
-        await RedisInbox(client, channel=channel).deliver(m, ["b"])
+        m = (await RedisInbox(client, channel=channel).deliver(message("after the restart"), ["b"])).message
         await until(lambda: recorder.notifications)
         assert recorder.notifications[0].event == m
     finally:
@@ -194,8 +193,7 @@ async def test_notifications_are_handed_over_while_the_resync_still_runs(redis_c
     subscriber = fast(redis_client, channel)
     task = asyncio.ensure_future(subscriber.run(recorder.on_notification, on_resync))
     await until(lambda: recorder.resyncs == 1)
-    m = message("while resyncing")
-    await RedisInbox(redis_client, channel=channel).deliver(m, ["b"])
+    m = (await RedisInbox(redis_client, channel=channel).deliver(message("while resyncing"), ["b"])).message
     await until(lambda: recorder.notifications)
     assert recorder.notifications[0].event == m and not never_done.done()
     await stop(task)

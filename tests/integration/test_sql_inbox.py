@@ -64,9 +64,10 @@ def inbox(db, bus) -> SqliteInbox:
 @pytest.mark.gen_test
 async def test_deliver_then_read_oldest_first(inbox, people):
     a, b, c, _ = people
-    sent = [message(a, b, f"m{i}") for i in range(5)]
-    cursors = [await inbox.deliver(m, [b]) for m in sent]
+    cursors = [await inbox.deliver(message(a, b, f"m{i}"), [b]) for i in range(5)]
     assert all(set(c) == {b} for c in cursors)
+    sent = [accepted.message for accepted in cursors]
+    assert [m.seq for m in sent] == [1, 2, 3, 4, 5]
     deliveries = await inbox.read(b, None, 50)
     assert [d.event for d in deliveries] == sent
     assert [d.cursor for d in deliveries] == [c[b] for c in cursors]
@@ -86,6 +87,8 @@ async def test_a_group_message_lands_in_every_recipients_inbox_and_in_the_store(
     sent = Message(type="group", id=new_id(), from_user_id=a, group_id=group.id, content="to all", created_at=1)
     cursors = await inbox.deliver(sent, [b, c, d])
     assert set(cursors) == {b, c, d}
+    sent = cursors.message
+    assert sent.seq == 1
     for user_id in (b, c, d):
         [delivery] = await inbox.read(user_id, None, 10)
         assert (delivery.event, delivery.cursor) == (sent, cursors[user_id])
@@ -106,9 +109,8 @@ async def test_the_notification_follows_the_commit(db, bus, inbox, people):
         seen_committed.append(db.call(False, SqliteInbox._last_cursor, b) == notification.cursors[b])
 
     bus._subscribers.append(on_notification)
-    sent = message(a, b)
-    cursors = await inbox.deliver(sent, [b])
-    assert bus.published == [Notification(sent, cursors)]
+    cursors = await inbox.deliver(message(a, b), [b])
+    assert bus.published == [Notification(cursors.message, cursors)]
     assert seen_committed == [True]
 
 
@@ -134,6 +136,8 @@ async def test_a_bad_send_does_not_fail_the_ones_batched_with_it(bus, inbox, peo
     results = await asyncio.gather(*(inbox.deliver(m, [m.to_user_id]) for m in [*good[:2], bad, *good[2:]]),
                                    return_exceptions=True)
     assert isinstance(results[2], errors.NotFound)
+    good = [accepted.message for accepted in results[:2] + results[3:]]
+    assert [m.seq for m in good] == [1, 2, 3, 4, 5]  # the refused one took no seq
     assert [d.event for d in await inbox.read(b, None, 50)] == good
     assert [n.event for n in bus.published] == good
 
@@ -179,8 +183,8 @@ async def test_the_inbox_survives_reopening_the_file(sqlite_url, io_loop):
     first = Database(sqlite_url)
     for i, user_id in enumerate((a, b)):
         await SqlUserRepository(first).add(User(id=user_id, username=f"u{i}", password_hash="h"))
-    sent = message(a, b, "kept 😀")
-    cursors = await SqliteInbox(first, InProcessBus()).deliver(sent, [b])
+    cursors = await SqliteInbox(first, InProcessBus()).deliver(message(a, b, "kept 😀"), [b])
+    sent = cursors.message
     first.close()
     again = Database(sqlite_url)
     try:
@@ -188,6 +192,7 @@ async def test_the_inbox_survives_reopening_the_file(sqlite_url, io_loop):
         assert [(d.event, d.cursor) for d in await inbox.read(b, None, 10)] == [(sent, cursors[b])]
         later = await inbox.deliver(message(b, a, "after restart"), [b])
         assert cursor_position(later[b]) > cursor_position(cursors[b])  # cursors keep growing
+        assert (sent.seq, later.message.seq) == (1, 2)  # and so do the conversation's seqs
     finally:
         again.close()
 
@@ -309,7 +314,7 @@ async def test_the_inbox_marks_the_answer_delivered_in_the_append_transaction(db
     keys = SqlIdempotencyKeys(db)
     sent = message(a, b, client_msg_id="k")
     await keys.remember(a, "k", sent)
-    await inbox.deliver(sent, [b])
+    sent = (await inbox.deliver(sent, [b])).message  # as accepted: with its seq, which a retry gets too
     # The process died before its confirm(): the answer is delivered all the same, and a
     # delivery that failed only in its reply keeps its answer when the key is forgotten.
     await keys.forget(a, "k", sent)
@@ -338,7 +343,7 @@ async def test_a_late_first_attempt_whose_key_a_retry_took_appends_nothing(db, p
     bystanders = [bystander.id, same_key_other_sender.id]
     assert [d.event.id for d in await inbox.read(b, None, 10)] == bystanders
     assert await keys.remember(a, "k", message(a, b)) == Answer(retry, delivered=False)  # left alone
-    await inbox.deliver(retry, [b])
+    retry = (await inbox.deliver(retry, [b])).message
     with pytest.raises(errors.SendSuperseded):
         await inbox.deliver(late, [b])
     assert [d.event.id for d in await inbox.read(b, None, 10)] == [*bystanders, retry.id]

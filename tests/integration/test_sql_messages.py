@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -51,6 +52,11 @@ def group_message(sender: str, group_id: str, content: str = "hi", **kw) -> Mess
                    created_at=1_700_000_000, **kw)
 
 
+def numbered(messages: list[Message], first: int = 1) -> list[Message]:
+    """The messages as a store that numbered them (one conversation's, in order) gives them back."""
+    return [replace(m, seq=first + i) for i, m in enumerate(messages)]
+
+
 def count_rows(db) -> int:
     return db.call(False, lambda conn: conn.execute(select(func.count()).select_from(messages_table)).scalar())
 
@@ -67,7 +73,8 @@ async def test_save_is_idempotent_by_id(db, store, people):
     assert count_rows(db) == 6
     page = await store.private_history(a, b, None, 50)
     assert [m.content for m in page.messages] == ["new", "m4", "m3", "m2", "m1", "m0"]
-    assert page.messages[1] == batch[4]
+    assert page.messages[1] == replace(batch[4], seq=5)
+    assert [m.seq for m in page.messages] == [6, 5, 4, 3, 2, 1]
 
 
 @pytest.mark.gen_test
@@ -128,7 +135,7 @@ async def test_private_history_pages_through_both_directions(store, people):
     for i in range(7):
         sent.append(private(a, b, f"ab{i}") if i % 2 == 0 else private(b, a, f"ba{i}"))
         await store.save([sent[-1], private(a, c, f"other{i}"), group_message(a, people["group"], f"g{i}")])
-    newest_first = list(reversed(sent))
+    newest_first = list(reversed(numbered(sent)))
     seen, before = [], None
     while True:
         page = await store.private_history(b, a, before, 3)
@@ -147,7 +154,7 @@ async def test_a_note_to_oneself(store, people):
     a, b = people["anna"], people["bob"]
     note = private(a, a, "note")
     await store.save([note, private(a, b, "not a note")])
-    assert (await store.private_history(a, a, None, 50)).messages == [note]
+    assert (await store.private_history(a, a, None, 50)).messages == [replace(note, seq=1)]
 
 
 @pytest.mark.gen_test
@@ -204,6 +211,56 @@ async def test_content_round_trips_byte_for_byte(store, people):
     sent = [private(a, b, content, client_msg_id=content[:128]) for content in CONTENTS]
     await store.save(sent)
     page = await store.private_history(a, b, None, 50)
-    assert list(reversed(page.messages)) == sent
+    assert list(reversed(page.messages)) == numbered(sent)
     for message, content in zip(reversed(page.messages), CONTENTS, strict=True):
         assert message.content.encode("utf-8") == content.encode("utf-8")
+
+
+# Message.seq: each conversation's order --------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_seqs_given_are_kept_and_history_is_in_their_order(db, store, people):
+    """Production: deliver.lua numbers the messages, and persisters may store them in
+    another order (a batch a dead persister left is stored late): history follows the seq."""
+    a, b, g = people["anna"], people["bob"], people["group"]
+    sent = numbered([private(a, b, f"m{i}") for i in range(5)])
+    group = numbered([group_message(a, g, f"g{i}") for i in range(3)])
+    await store.save([sent[3], sent[4], group[2]])
+    await store.save([sent[0], group[0], sent[1], sent[2], group[1]])
+    assert (await store.private_history(b, a, None, 50)).messages == sent[::-1]
+    page = await store.private_history(a, b, None, 2)
+    assert page.messages == [sent[4], sent[3]] and page.next_before == "4"
+    assert (await store.private_history(a, b, "4", 50)).messages == sent[2::-1]
+    assert (await store.group_history(g, None, 50)).messages == group[::-1]
+    assert await store.last_seq(sent[0].conversation) == 5
+    assert await store.last_seq(group[0].conversation) == 3
+    assert await store.last_seq(private(b, people["carol"]).conversation) == 0
+    # A message without a seq (queued by a gateway older than seqs) takes the next one.
+    await store.save([late := private(b, a, "late")])
+    assert (await store.private_history(a, b, None, 1)).messages == [replace(late, seq=6)]
+
+
+@pytest.mark.gen_test
+async def test_a_seq_another_message_holds_is_guarded_and_the_message_kept(db, store, people, caplog):
+    """The unique key (conversation, seq): a second message with a seq already taken in its
+    conversation is never stored beside the first with it; the persister stores it with
+    the next free seq instead (Redis went back to an older state), and says so."""
+    from sqlalchemy import exc, insert
+
+    from adapters.sql.messages import message_row
+
+    a, b = people["anna"], people["bob"]
+    first = replace(private(a, b, "first"), seq=1)
+    await store.save([first])
+    with pytest.raises(exc.IntegrityError):
+        db.call(True, lambda conn: conn.execute(insert(messages_table), [message_row(replace(first, id=new_id()))]))
+    clash = replace(private(b, a, "clash"), seq=1)
+    with caplog.at_level(logging.WARNING, logger="courier.sql"):
+        await store.save([clash, first])  # the same message again is no clash
+    assert "numbered anew" in caplog.text
+    assert (await store.private_history(a, b, None, 50)).messages == [replace(clash, seq=2), first]
+    # A group's seqs and a pair's are apart: seq 1 of a group is free.
+    in_group = replace(group_message(a, people["group"]), seq=1)
+    await store.save([in_group])
+    assert (await store.group_history(people["group"], None, 5)).messages == [in_group]

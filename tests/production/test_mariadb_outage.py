@@ -4,7 +4,9 @@ machine's MariaDB serves other tests concurrently and is never stopped.
 
 What a client sees meanwhile: sends are still accepted (201) to recipients and
 groups the gateway has looked up before (their records are cached in Redis), and
-pushed at once; they wait in stream:persist. A send to a recipient or group the
+pushed at once - the first message of a conversation too (the group's): the worker
+gave every stored conversation its seq counter in Redis (seq:complete), so a missing
+counter is a new conversation's; they wait in stream:persist. A send to a recipient or group the
 cache has not seen, registrations, membership changes and history need the
 database: 503 with the JSON error body. What only needs Redis (pull, live pushes)
 keeps working; /readyz says the database is down. Once the server is back the
@@ -20,6 +22,7 @@ import pytest
 import redis
 
 from adapters.redis.cache import group_key, user_key
+from adapters.redis.inbox import SEQ_COMPLETE
 from adapters.sql import migrate
 from tests.e2e.support import assert_error
 from tests.production.support import (
@@ -53,6 +56,11 @@ async def settled_backlog(redis_url: str, quiet: float = 0.5) -> int:
         if now != last:
             last, since = now, loop.time()
     return last
+
+
+def seq_complete(redis_url: str) -> bool:
+    with redis.Redis.from_url(redis_url, socket_connect_timeout=2) as client:
+        return bool(client.exists(SEQ_COMPLETE))
 
 
 def forget_cached(redis_url: str, *keys: str) -> None:
@@ -91,6 +99,9 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     # The worker starts on that backlog; the server is killed while it is part-way through.
     worker = commands("worker", settings, COURIER_WORKER_BATCH=10).start()
     await worker.ready()
+    # A ready worker has given every stored conversation its seq counter and set the
+    # marker: the group's first message (sent while the database is down) needs Redis only.
+    assert await loop.run_in_executor(None, seq_complete, redis_url), worker.output()
     deadline = time.monotonic() + 30
     while True:
         stored = await loop.run_in_executor(None, count_stored, database_url, accepted)

@@ -64,8 +64,10 @@ async def test_a_message_is_pushed_to_every_socket_of_the_recipient(live):
         "to_user_id": bob.id,
         "content": "hello",
         "created_at": message.created_at,
+        "seq": 1,
         "cursor": cursor,
     }
+    assert message.seq == 1
     assert alices.payloads == []  # the sender never gets its own push
     assert live.gateway.pushed == 2
 
