@@ -21,7 +21,9 @@ from tests.production.support import (
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
-MESSAGES = 600
+# Enough that the test sees the first worker part-way even when its polls are slow (a
+# busy machine: a fresh-clone run once saw a worker through 600 before the first poll).
+MESSAGES = 1500
 BATCH = 10  # many small batches: the kill surely lands inside one
 CLAIM_IDLE = 1.0  # seconds before the second worker claims what the dead one left pending
 
