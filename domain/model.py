@@ -190,6 +190,12 @@ class Message:
     # None until the inbox accepts the message (Inbox.deliver gives it one).
     seq: int | None = None
 
+    def with_seq(self, seq: int) -> Message:
+        """This message as accepted, at its place in its conversation. (What
+        dataclasses.replace does, without its generic walk over the fields: once per send.)"""
+        return Message(self.type, self.id, self.from_user_id, self.content, self.created_at, self.to_user_id,
+                       self.group_id, self.client_msg_id, seq)
+
     @property
     def conversation(self) -> str:
         """The conversation the message belongs to: "g:<group id>", or "p:<lower user

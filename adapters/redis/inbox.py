@@ -5,7 +5,6 @@ sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 
 import orjson
 import redis.asyncio as aioredis
@@ -102,7 +101,7 @@ class RedisInbox(Inbox):
             if str(error).startswith("SUPERSEDED"):
                 raise errors.SendSuperseded() from None
             raise
-        return Accepted(replace(message, seq=int(seq)), cursors)
+        return Accepted(message.with_seq(int(seq)), cursors)
 
     async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
         recipients = list(dict.fromkeys(recipient_ids))
@@ -119,18 +118,19 @@ class RedisInbox(Inbox):
         `persisted` into stream:persist (None: not persisted), the answer of
         `idempotency` marked delivered, the envelope published; a message takes its seq
         from `counter` (`seed`: deliver.lua's ARGV[9]). Each recipient's cursor, and the seq."""
-        bulk = resp.bulk
+        bulk = resp.bulk_bytes
         keys = [self._persist_key, self._generator_key, counter, self._complete_key]
-        args = [self._max_length_arg, self._trim_arg, bulk(record), bulk(persisted or b""), self._channel_arg]
+        args = [self._max_length_arg, self._trim_arg, bulk(record),
+                _EMPTY_ARG if persisted is None else bulk(persisted), self._channel_arg]
         if idempotency is None:
             args += [_EMPTY_ARG, self._ttl_arg]
         else:
             # The script marks the sender's idempotency answer delivered with the append.
-            keys.append(bulk(idempotency))
-            args += [bulk(event_id), self._ttl_arg]
+            keys.append(resp.bulk(idempotency))
+            args += [resp.bulk(event_id), self._ttl_arg]
         args += [self._trim_every_arg, seed]
         args.append(bulk(envelope.head(envelope_record, map(self._json_ids, recipients))))
-        args.append(bulk(sender))
+        args.append(_POSITIONS[sender] if sender < len(_POSITIONS) else resp.bulk(sender))
         keys += map(self._inbox_keys, recipients)
         with unavailable("deliver"):
             shared, own, seq = await self._deliver(len(keys), keys + args)
@@ -177,6 +177,7 @@ class RedisInbox(Inbox):
 
 
 _EMPTY_ARG = resp.bulk(b"")
+_POSITIONS = [resp.bulk(n) for n in range(64)]  # the sender's place among the recipients, packed
 _NO_SEQ = resp.bulk(b"-")  # deliver.lua's ARGV[9] for an event that takes no seq
 _NO_COUNTER = resp.bulk(SEQ_COUNTER.format("none"))  # its KEYS[3], never touched then
 MAX_TRIM_EVERY = 16

@@ -21,6 +21,11 @@ def bulk(part: bytes | str | int) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(part), part)
 
 
+def bulk_bytes(part: bytes) -> bytes:
+    """bulk() of bytes, without asking what it was given (several a send)."""
+    return b"$%d\r\n%s\r\n" % (len(part), part)
+
+
 def command(packed_arguments: Iterable[bytes], count: int) -> bytes:
     """A command from arguments packed with bulk(); `count` is how many there are."""
     return b"*%d\r\n%s" % (count, b"".join(packed_arguments))

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import orjson
 from sqlalchemy import Connection, delete, exc, insert, select, update
@@ -188,7 +188,7 @@ class SqliteInbox(Inbox):
                 release_taken_client_ids(conn, rows)
                 number_rows(conn, rows)
                 for send, row, seq in zip(sent_now, rows, _insert_returning_seqs(conn, messages, rows), strict=True):
-                    numbered[send.event.id] = replace(send.event, seq=row["conversation_seq"])
+                    numbered[send.event.id] = send.event.with_seq(row["conversation_seq"])
                     message_seqs[send.event.id] = seq
             entries = []
             for send in appended:

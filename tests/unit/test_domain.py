@@ -328,3 +328,14 @@ def test_group_message_object_has_exactly_the_contract_fields():
 )
 def test_message_records_round_trip(message):
     assert Message.from_record(message.to_record()) == message
+
+
+def test_with_seq_is_replace_of_the_seq_alone():
+    # with_seq lists the fields by hand (for speed): a field added to Message must be added there too.
+    import dataclasses
+
+    message = Message(type=GROUP, id="m", from_user_id="a", content="c", created_at=1, group_id="g",
+                      client_msg_id="k")
+    assert message.with_seq(7) == dataclasses.replace(message, seq=7)
+    assert [f.name for f in dataclasses.fields(Message)] == [
+        "type", "id", "from_user_id", "content", "created_at", "to_user_id", "group_id", "client_msg_id", "seq"]
