@@ -127,6 +127,19 @@ class Api:
         """The event view's pull (GET /api/v1/events)."""
         return await self.call("GET", "/api/v1/events" + _query(cursor=cursor, limit=limit), token=account.token)
 
+    async def events_all(self, account: Account, cursor: str | None = None,
+                         limit: int = 200) -> tuple[list, str | None]:
+        """Page through the event view's pull; returns (every event, the last next_cursor)."""
+        events = []
+        while True:
+            r = await self.events(account, cursor, limit)
+            assert r.status == 200, r
+            assert set(r.body) == {"events", "next_cursor", "has_more"}, r
+            events += r.body["events"]
+            cursor = r.body["next_cursor"]
+            if not r.body["has_more"]:
+                return events, cursor
+
     async def connect(self, account: Account | None = None, token: str | None = None, cursor: str | None = None,
                       headers: dict | None = None, events: bool | str = False) -> WsClient:
         url = self.running.ws_url

@@ -132,3 +132,56 @@ async def test_the_pull_goes_on_from_a_cursor_of_before_the_upgrade(api, legacy,
     after, _ = await api.pull_all(bert, old_cursor)
     assert [m["content"] for m in after] == ["old 6", "old 7", "after the upgrade"]
     assert after[-1]["seq"] == sent["seq"] == 5 and after[-1]["id"] == sent["id"]
+
+
+def describe(event: dict) -> tuple:
+    if event["type"] in ("private", "group"):
+        return event["type"], event["content"], event.get("seq"), event.get("client_msg_id")
+    return event["type"], event["group_id"], event.get("name", event.get("user_id")), event["by_user_id"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_both_views_pull_and_resume_from_a_cursor_of_before_the_upgrade(api, legacy, mode):
+    """0001's data upgraded to head (0006: inbox_entries.event, message_seq nullable): the
+    event view reads the old entries as messages, and from an old cursor both views go on
+    into what came after the upgrade - a group change, an own send, a message from others -
+    over the pull and over the socket, each once, with cursors that go on growing."""
+    anna, bert = await login(api, "anna"), await login(api, "bert")
+    old_events, _ = await api.events_all(bert)
+    old_messages, _ = await api.pull_all(bert)
+    assert [e["content"] for e in old_events] == ["old 1", "old 2", "old 6", "old 7"]
+    assert old_events == old_messages  # messages from others only: the views agree on them
+    old_cursor = old_events[1]["cursor"]
+
+    r = await api.call("PATCH", f"/api/v1/groups/{legacy.group_id}", {"name": "new team"}, anna.token)
+    assert r.status == 200, r
+    mine = (await api.send(bert, anna, "mine after", client_msg_id="b-1")).body
+    theirs = (await api.send(anna, bert, "theirs after")).body
+    assert (mine["seq"], theirs["seq"]) == (5, 6)
+    old_seq = (lambda s: s) if mode == EMBEDDED else (lambda s: None)  # an older gateway's entries carry none
+    expected = [("private", "old 6", old_seq(3), None), ("group", "old 7", old_seq(3), None),
+                ("group_updated", legacy.group_id, "new team", anna.user_id),
+                ("private", "mine after", 5, "b-1"), ("private", "theirs after", 6, None)]
+    events, _ = await api.events_all(bert, old_cursor)
+    assert [describe(e) for e in events] == expected
+    assert [e["id"] for e in events][3:] == [mine["id"], theirs["id"]]
+    cursors = [e["cursor"] for e in old_events[:2] + events]
+    assert len(set(cursors)) == len(cursors)
+    messages, _ = await api.pull_all(bert, old_cursor)
+    assert [m["content"] for m in messages] == ["old 6", "old 7", "theirs after"]
+    assert [m["cursor"] for m in messages] == [events[0]["cursor"], events[1]["cursor"], events[4]["cursor"]]
+    # The sockets from the old cursor replay the same, in either view.
+    ws = await api.connect(bert, cursor=old_cursor, events=True)
+    assert await ws.take(len(events)) == events
+    assert await ws.nothing()
+    ws = await api.connect(bert, cursor=old_cursor)
+    assert await ws.take(len(messages)) == messages
+    assert await ws.nothing()
+    # anna's log: the change and the new messages (her own send with its client_msg_id none:
+    # it was sent without one); the history reads across the upgrade, by seq.
+    anna_events, _ = await api.events_all(anna)
+    assert [describe(e) for e in anna_events][-3:] == [
+        ("group_updated", legacy.group_id, "new team", anna.user_id),
+        ("private", "mine after", 5, None), ("private", "theirs after", 6, None)]
+    pair = await api.history_all(bert, f"/conversations/{anna.user_id}")
+    assert [m["seq"] for m in pair] == [6, 5, 4, 3, 2, 1]

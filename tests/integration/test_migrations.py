@@ -106,6 +106,47 @@ def test_0002_keeps_users_whose_names_collide_through_a_downgrade_and_upgrade(em
         engine.dispose()
 
 
+def test_0006_keeps_the_inbox_entries_and_their_sequence(empty_database_url):
+    """Revision 0006 (the event log) on 0005's data: every entry stays a message's entry
+    (its message_seq, no event), and the next entry - a group change now, message_seq
+    NULL - gets a seq after every one handed out before, those deleted included (cursors
+    only grow; SQLite copies the table, and keeps its AUTOINCREMENT counter)."""
+    from datetime import datetime
+
+    from sqlalchemy import column, table
+
+    url = empty_database_url
+    migrate.upgrade(url, "0005")
+    user = "00000000-0000-4000-8000-000000000001"
+    users_0005 = table("users", column("id"), column("username"), column("username_key"),
+                       column("password_hash"), column("created_at"), column("normalised_key"))
+    messages_0005 = table("messages", column("seq"), column("id"), column("type"), column("from_user_id"),
+                          column("to_user_id"), column("pair_key"), column("content"), column("created_at"),
+                          column("conversation_seq"))
+    entries_0005 = table("inbox_entries", column("seq"), column("user_id"), column("message_seq"))
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(users_0005.insert(), [dict(id=user, username="anna", username_key="anna",
+                                                    password_hash="h", created_at=datetime(2026, 1, 1),
+                                                    normalised_key="anna")])
+            conn.execute(messages_0005.insert(), [
+                dict(seq=n, id=f"00000000-0000-4000-8000-00000000010{n}", type="private", from_user_id=user,
+                     to_user_id=user, pair_key=f"{user}:{user}", content=f"m{n}", created_at=1_700_000_000,
+                     conversation_seq=n) for n in range(1, 4)])
+            conn.execute(entries_0005.insert(), [dict(user_id=user, message_seq=n) for n in range(1, 4)])
+            conn.execute(text("DELETE FROM inbox_entries WHERE seq = 3"))  # the newest entry, gone
+        migrate.upgrade(url)
+        with engine.begin() as conn:
+            rows = conn.execute(text("SELECT seq, message_seq, event FROM inbox_entries ORDER BY seq")).all()
+            assert [tuple(r) for r in rows] == [(1, 1, None), (2, 2, None)]
+            conn.execute(text("INSERT INTO inbox_entries (user_id, message_seq, event) VALUES (:u, NULL, :e)"),
+                         {"u": user, "e": '{"type": "group_updated"}'})
+            assert conn.execute(text("SELECT MAX(seq) FROM inbox_entries")).scalar() == 4
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.mysql
 def test_mysql_tables_are_utf8mb4_with_binary_collation(make_mysql_database):
     url = make_mysql_database()

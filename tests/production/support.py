@@ -231,3 +231,140 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: last result {result!r}")
         await asyncio.sleep(interval)
+
+
+# --- the event view (issue 14): own sends and group changes in the log ------------
+
+MESSAGE_TYPES = ("private", "group")
+
+
+def conversation_of(event: dict) -> str:
+    """The conversation of a message event: its group, or its private pair."""
+    if event["type"] == "group":
+        return "g:" + event["group_id"]
+    return "p:" + ":".join(sorted((event["from_user_id"], event["to_user_id"])))
+
+
+def change_of(event: dict) -> tuple:
+    """A group change event as (type, group_id, the user added or removed / the name, by_user_id)."""
+    detail = event["name"] if event["type"] == "group_updated" else event["user_id"]
+    return event["type"], event["group_id"], detail, event["by_user_id"]
+
+
+def messages_by_conversation(events: list[dict]) -> dict[str, list[dict]]:
+    """The message events of a log, per conversation, in log (cursor) order."""
+    by_conversation: dict[str, list[dict]] = collections.defaultdict(list)
+    for event in events:
+        if event["type"] in MESSAGE_TYPES:
+            by_conversation[conversation_of(event)].append(event)
+    return dict(by_conversation)
+
+
+def assert_seqs_gapless(events: list[dict], name: str = "log") -> None:
+    """Per conversation, the messages' seqs in log order are 1, 2, 3, ... (a log that has
+    every message of its conversations: seqs are taken with the append, atomically, so
+    log order is seq order)."""
+    for conversation, messages in messages_by_conversation(events).items():
+        seqs = [m["seq"] for m in messages]
+        assert seqs == list(range(1, len(seqs) + 1)), f"{name}: seqs of {conversation} are not gapless: {seqs}"
+
+
+class GroupChanges:
+    """Group changes made through the API by one actor (rate limit off in these tests),
+    remembered as change_of() tuples in the order made: one at a time, so that order
+    is their order in every member's log."""
+
+    def __init__(self, api: Api, actor):
+        self.api = api
+        self.actor = actor
+        self.made: list[tuple] = []
+
+    async def create(self, name: str, members) -> dict:
+        group = await self.api.create_group(self.actor, name, members)
+        self.made.append(("group_updated", group["group_id"], name, self.actor.user_id))
+        return group
+
+    async def add(self, group_id: str, user) -> None:
+        r = await self.api.call("POST", f"/api/v1/groups/{group_id}/members", {"user_id": user.user_id},
+                                self.actor.token)
+        assert r.status == 200, r
+        self.made.append(("member_added", group_id, user.user_id, self.actor.user_id))
+
+    async def remove(self, group_id: str, user) -> None:
+        r = await self.api.call("DELETE", f"/api/v1/groups/{group_id}/members/{user.user_id}", None,
+                                self.actor.token)
+        assert r.status == 204, r
+        self.made.append(("member_removed", group_id, user.user_id, self.actor.user_id))
+
+    async def rename(self, group_id: str, name: str) -> None:
+        r = await self.api.call("PATCH", f"/api/v1/groups/{group_id}", {"name": name}, self.actor.token)
+        assert r.status == 200 and r.body["name"] == name, r
+        self.made.append(("group_updated", group_id, name, self.actor.user_id))
+
+    async def churn(self, group_id: str, guest, rounds: int, pause: float = 0.02) -> None:
+        """Add `guest`, rename, remove `guest`: `rounds` times, with pauses between."""
+        for i in range(rounds):
+            await self.add(group_id, guest)
+            await asyncio.sleep(pause)
+            await self.rename(group_id, f"name {i}")
+            await asyncio.sleep(pause)
+            await self.remove(group_id, guest)
+            await asyncio.sleep(pause)
+
+
+async def check_event_view(client: Api, account, socket: Collector, messages: set[str], changes: list[tuple],
+                           own_keys: dict[str, str] | None = None) -> list[dict]:
+    """`socket` is an event-view socket (/ws?events=1) of `account`, open before anything
+    happened to it: it got every event of the log exactly once, in cursor order, frame for
+    frame what the event view's pull gives; the log holds exactly the `messages` (ids) and
+    the group `changes` (change_of tuples, in that order); per conversation the seqs are
+    gapless; own sends carry their client_msg_id (`own_keys`: client_msg_id -> id, when
+    known). Returns the log."""
+    pulled, _ = await client.events_all(account)
+    ids = [e["id"] for e in pulled]
+    assert len(ids) == len(set(ids)), f"{socket.name}: an event is twice in the log"
+    assert {e["id"] for e in pulled if e["type"] in MESSAGE_TYPES} == messages, \
+        f"{socket.name}: the log's messages are not the accepted ones"
+    assert [change_of(e) for e in pulled if e["type"] not in MESSAGE_TYPES] == changes, \
+        f"{socket.name}: the log's group changes are not those made"
+    await socket.until_has(set(ids))
+    await asyncio.sleep(0.3)  # room for a late duplicate to show up
+    assert socket.closed is None, f"{socket.name} was closed: {socket.closed}"
+    socket.assert_exactly_once(set(ids))
+    assert socket.frames == pulled, f"{socket.name}: the pushes differ from the pull"
+    assert_seqs_gapless(pulled, socket.name)
+    for event in pulled:
+        if event["type"] in MESSAGE_TYPES and event["from_user_id"] == account.user_id:
+            assert "client_msg_id" in event, f"{socket.name}: an own send without its client_msg_id"
+            if own_keys is not None:
+                assert own_keys[event["client_msg_id"]] == event["id"]
+        else:
+            assert "client_msg_id" not in event, f"{socket.name}: another's client_msg_id"
+    return pulled
+
+
+async def check_original_view(socket: Collector, account, log: list[dict]) -> None:
+    """An original-view socket of the same user, open as long: exactly the messages from
+    others of the log, once each, in cursor order, with the cursors and seqs of the log."""
+    expected = [{k: v for k, v in e.items() if k != "client_msg_id"} for e in log
+                if e["type"] in MESSAGE_TYPES and e["from_user_id"] != account.user_id]
+    await socket.until_has({e["id"] for e in expected})
+    await asyncio.sleep(0.1)
+    assert socket.closed is None, f"{socket.name} was closed: {socket.closed}"
+    socket.assert_exactly_once({e["id"] for e in expected})
+    assert socket.frames == expected, f"{socket.name}: not the log's messages from others"
+
+
+async def assert_history_agrees(client: Api, account, log: list[dict]) -> None:
+    """Once the worker has stored them: every conversation of the log reads back from the
+    history with the same messages and seqs, in seq order (call after until_stored)."""
+    for conversation, messages in messages_by_conversation(log).items():
+        first = messages[0]
+        if first["type"] == "group":
+            path = f"/groups/{first['group_id']}"
+        else:
+            peer = first["to_user_id"] if first["from_user_id"] == account.user_id else first["from_user_id"]
+            path = f"/conversations/{peer}"
+        history = await client.history_all(account, path, limit=200)
+        assert [(m["id"], m["seq"]) for m in reversed(history)] == [(m["id"], m["seq"]) for m in messages], \
+            f"the history of {conversation} does not agree with the log"

@@ -27,7 +27,12 @@ from adapters.sql import migrate
 from tests.e2e.support import assert_error
 from tests.production.support import (
     Collector,
+    GroupChanges,
+    Sender,
+    assert_history_agrees,
     assert_stored_exactly_once,
+    check_event_view,
+    check_original_view,
     count_stored,
     eventually,
     production_settings,
@@ -38,6 +43,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
 MESSAGES = 400
 DURING = 120  # private and group messages sent while the database is down
+REPLIES = 20  # b's messages to a while the database is down
 
 
 def persist_backlog(redis_url: str) -> int:
@@ -75,27 +81,37 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     loop = asyncio.get_running_loop()
     database_url = private_mariadb.create_database()
     await loop.run_in_executor(None, migrate.upgrade, database_url)
-    settings = production_settings(redis_url, database_url, secret)
+    settings = production_settings(redis_url, database_url, secret, group_changes=0)
     gateway = await gateways(settings).start()
     client = api(gateway)
     a, b, c, d = [await client.register() for _ in range(4)]
+    # Events (issue 14): a and b each have a socket in the event view and one in the
+    # original view, open before anything happens to them.
+    views = {name: Collector(await client.connect(who, events=True), name)
+             for name, who in (("a events", a), ("b events", b))}
+    a_socket = Collector(await client.connect(a), "a")
     # e registers through another gateway: this one has never looked it up.
     other = await gateways(production_settings(redis_url, database_url, secret)).start()
     e = await api(other).register()
     await other.stop()
-    group = await client.create_group(a, "team", [b, c])
-    cold_group = await client.create_group(a, "cold", [b])
+    changes = GroupChanges(client, a)
+    group = await changes.create("team", [b, c])
+    cold_group = await changes.create("cold", [b])
     socket = Collector(await client.connect(b), "b")
+    # Group changes before the outage: they are in the members' logs.
+    await changes.add(group["group_id"], d)
+    await changes.rename(group["group_id"], "the team")
+    await changes.remove(group["group_id"], d)
+    a_sends, b_sends = Sender(client, a), Sender(client, b)
+    # A change drops the group's cache entry; a send looks the group up again (and caches it).
+    await a_sends.send("changed", group_id=group["group_id"])
 
     async def send(start):
-        ids = set()
         for i in range(start, MESSAGES, 8):
-            r = await client.send(a, b, f"m{i}")
-            assert r.status == 201, r
-            ids.add(r.body["id"])
-        return ids
+            await a_sends.send(f"m{i}", to=b)
 
-    accepted = set().union(*await asyncio.gather(*(send(k) for k in range(8))))
+    await asyncio.gather(*(send(k) for k in range(8)))
+    accepted = set(a_sends.ids)
     # The worker starts on that backlog; the server is killed while it is part-way through.
     worker = commands("worker", settings, COURIER_WORKER_BATCH=10).start()
     await worker.ready()
@@ -115,6 +131,7 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     assert waiting > 0, f"nothing was left to persist ({stored} stored)"
 
     # Down: sends to a recipient or group looked up before are accepted, and pushed.
+    # b writes back too: a's original view gets those, its event view everything.
     async def send_while_down(start):
         ids = set()
         for i in range(start, DURING, 4):
@@ -123,6 +140,7 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
             else:
                 r = await client.send_group(a, group["group_id"], f"down {i}", client_msg_id=f"down-{i}")
             assert r.status == 201, r
+            a_sends.accepted[f"down-{i}"] = r.body["id"]
             ids.add(r.body["id"])
         return ids
 
@@ -130,7 +148,10 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     assert len(during) == DURING
     retry = await client.send(a, b, "down 1", client_msg_id="down-1")  # idempotency needs Redis only
     assert retry.status == 201 and retry.body["id"] in during, retry
+    replies = [await b_sends.send(f"b down {i}", to=a) for i in range(REPLIES)]
     await socket.until_has(during)
+    await a_socket.until_has(set(replies))
+    await views["a events"].until_has(during | set(replies))  # own sends, at once
     accepted |= during
 
     # What the caches have not seen, and what needs the database, answers 503 JSON. (A
@@ -153,7 +174,7 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     pulled, _ = await client.pull_all(b, limit=200)  # the inbox is in Redis
     assert {m["id"] for m in pulled} == accepted
     await asyncio.sleep(1.0)  # the worker keeps failing, and keeps what it took
-    assert await loop.run_in_executor(None, persist_backlog, redis_url) == waiting + DURING
+    assert await loop.run_in_executor(None, persist_backlog, redis_url) == waiting + DURING + REPLIES
     assert worker.running
 
     await loop.run_in_executor(None, private_mariadb.start)
@@ -164,13 +185,25 @@ async def test_mariadb_killed_and_started_again_loses_and_doubles_nothing(
     await eventually(ready, timeout=20)
     members = await client.call("GET", f"/api/v1/groups/{group['group_id']}", token=a.token)
     assert members.body["member_ids"] == [a.user_id, b.user_id, c.user_id], members  # the refused change
-    after = await client.send(a, b, "after")
-    assert after.status == 201, after
-    accepted.add(after.body["id"])
-    stored = await until_stored(database_url, accepted, timeout=45)
-    assert_stored_exactly_once(stored, accepted)
+    after = await a_sends.send("after", to=b)
+    accepted.add(after)
+    # Group changes work again (the refused one left no event behind).
+    await changes.add(group["group_id"], d)
+    await changes.rename(group["group_id"], "back")
+    await changes.remove(group["group_id"], d)
+    everything = accepted | set(replies)
+    stored = await until_stored(database_url, everything, timeout=45)
+    assert_stored_exactly_once(stored, everything)
     assert await loop.run_in_executor(None, persist_backlog, redis_url) == 0
     await socket.until_has(accepted)
     socket.assert_exactly_once(accepted)
+    # Each event-view socket got its user's log exactly once, with gapless seqs that the
+    # history (the worker's rows, those of the outage included) agrees with.
+    for name, who, sender in (("a", a, a_sends), ("b", b, b_sends)):
+        log = await check_event_view(client, who, views[f"{name} events"], everything, changes.made,
+                                     sender.accepted)
+        await assert_history_agrees(client, who, log)
+        if name == "a":
+            await check_original_view(a_socket, who, log)
     assert worker.running, worker.output()
     await socket.close()

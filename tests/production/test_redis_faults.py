@@ -13,9 +13,15 @@ import pytest
 
 from tests.e2e.support import assert_error
 from tests.production.support import (
+    MESSAGE_TYPES,
     Collector,
+    GroupChanges,
     Sender,
+    assert_history_agrees,
     assert_stored_exactly_once,
+    change_of,
+    check_event_view,
+    check_original_view,
     eventually,
     production_settings,
     until_stored,
@@ -158,3 +164,69 @@ async def test_redis_down_answers_503_json_and_the_gateway_recovers_by_itself(
     ids = {before.body["id"], after.body["id"]}
     assert_stored_exactly_once(await until_stored(mysql_url, ids), ids)
     assert worker.running and gateway.server is not None
+
+
+async def two_way_flow(a_sends: Sender, b_sends: Sender, a, b, group_id: str, count: int,
+                       pause: float = 0.003) -> None:
+    """a and b write to each other and to the group, turn about."""
+    for i in range(count):
+        sender, peer = (a_sends, b) if i % 2 else (b_sends, a)
+        if i % 3:
+            await sender.send(f"p{i}", to=peer)
+        else:
+            await sender.send(f"g{i}", group_id=group_id)
+        await asyncio.sleep(pause)
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_events_flow_through_a_subscriber_drop_exactly_once(
+        own_redis, mysql_url, secret, commands, gateways, api):
+    """Issue 14: own sends and group changes (add, rename, remove through the API) in the
+    log while the subscriber's connection is dropped again and again: the gateway resyncs
+    its sockets from their inboxes, and each event-view socket gets every event of its
+    user's log exactly once, in cursor order, with gapless seqs that the history agrees
+    with; the original-view sockets of the same users get the messages from others."""
+    settings = production_settings(own_redis.url, mysql_url, secret, group_changes=0)
+    gateway = await gateways(settings).start()
+    worker = commands("worker", settings).start()
+    await worker.ready()
+    client = api(gateway)
+    a, b, c = await client.register(), await client.register(), await client.register()
+    sockets = {name: Collector(await client.connect(who, events=events), name)
+               for name, who, events in (("a events", a, True), ("a", a, False), ("b events", b, True),
+                                         ("b events 2", b, True), ("b", b, False))}
+    changes = GroupChanges(client, a)
+    group = await changes.create("flow", [b])
+    gid = group["group_id"]
+    a_sends, b_sends = Sender(client, a), Sender(client, b)
+    flowing = asyncio.ensure_future(asyncio.gather(two_way_flow(a_sends, b_sends, a, b, gid, 300),
+                                                   changes.churn(gid, c, 6, pause=0.05)))
+    killed = 0
+    try:
+        for _ in range(2):
+            await asyncio.sleep(0.2)
+            killed += own_redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        storm_end = time.monotonic() + 0.4
+        while time.monotonic() < storm_end:
+            killed += own_redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+            await asyncio.sleep(0.003)
+    finally:
+        await asyncio.wait_for(flowing, 45)
+    assert killed >= 3, "the subscriber's connection was not there to kill"
+    assert gateway.subscriber.resubscriptions >= 3
+    ids = a_sends.ids | b_sends.ids
+    await until_stored(mysql_url, ids)
+    for name, who, sender in (("a", a, a_sends), ("b", b, b_sends)):
+        log = await check_event_view(client, who, sockets[f"{name} events"], ids, changes.made, sender.accepted)
+        if name == "b":
+            await check_event_view(client, who, sockets["b events 2"], ids, changes.made, sender.accepted)
+        await check_original_view(sockets[name], who, log)
+        await assert_history_agrees(client, who, log)
+    # c, added and removed six times, has every change but the group's creation (it was
+    # in none of the group's renames made while it was out: there are none), and the
+    # group's messages of while it was in, with their seqs.
+    c_log, _ = await client.events_all(c)
+    assert [change_of(e) for e in c_log if e["type"] not in MESSAGE_TYPES] == changes.made[1:]
+    group_seqs = [e["seq"] for e in c_log if e["type"] == "group"]
+    assert group_seqs == sorted(set(group_seqs))
+    assert worker.running

@@ -54,3 +54,41 @@ async def test_a_cursor_older_than_what_is_retained_is_410(small_nodes_redis, my
     assert [f["id"] for f in await ws.take(2)] == retained_ids[-2:]
     live = await client.send(a, b, "live")
     assert (await ws.next())["id"] == live.body["id"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_event_cursor_older_than_what_the_log_retains_is_410(small_nodes_redis, mysql_url, secret,
+                                                                       gateways, api):
+    """Issue 14: the event view (GET /api/v1/events, /ws?events=1) has the log's retention:
+    a group change's or an own send's cursor trimmed away answers 410 and 4410."""
+    settings = production_settings(small_nodes_redis.url, mysql_url, secret, inbox_maxlen=5, group_changes=0)
+    gateway = await gateways(settings).start()
+    client = api(gateway)
+    a, b, c = await client.register(), await client.register(), await client.register()
+    ws_b = await client.connect(b, events=True)
+    gid = (await client.create_group(a, "team", [b]))["group_id"]
+    first = await ws_b.next()
+    assert first["type"] == "group_updated"
+    for i in range(4):
+        for method, path in (("POST", f"/api/v1/groups/{gid}/members"),
+                             ("DELETE", f"/api/v1/groups/{gid}/members/{c.user_id}")):
+            r = await client.call(method, path, {"user_id": c.user_id} if method == "POST" else None, a.token)
+            assert r.status in (200, 204), r
+        assert (await client.send(b, a, f"mine {i}", client_msg_id=f"k{i}")).status == 201
+    frames = [first] + await ws_b.take(12)
+    assert_error(await client.events(b, first["cursor"]), 410, "cursor_expired")
+    for events in (True, False):
+        ws = await client.connect(b, cursor=first["cursor"], events=events)
+        code, _ = await ws.closed()
+        assert code == 4410
+    retained, _ = await client.events_all(b)
+    assert 5 <= len(retained) <= 10 and retained == frames[-len(retained):]
+    assert retained[-1]["client_msg_id"] == "k3"
+    r = await client.events(b, retained[0]["cursor"])
+    assert r.status == 200 and r.body["events"] == retained[1:], r
+    ws = await client.connect(b, cursor=retained[-3]["cursor"], events=True)
+    assert await ws.take(2) == retained[-2:]
+    r = await client.call("PATCH", f"/api/v1/groups/{gid}", {"name": "live"}, a.token)
+    assert r.status == 200, r
+    live = await ws.next()
+    assert (live["type"], live["name"]) == ("group_updated", "live")

@@ -11,7 +11,12 @@ import pytest
 
 from tests.production.support import (
     Collector,
+    GroupChanges,
+    Sender,
+    assert_history_agrees,
     assert_stored_exactly_once,
+    check_event_view,
+    check_original_view,
     production_settings,
     until_stored,
 )
@@ -111,3 +116,39 @@ async def test_a_user_with_sockets_on_both_gateways_gets_every_message_on_both_o
     assert_stored_exactly_once(await until_stored(mysql_url, all_ids), all_ids)
     for socket in (*b_sockets, a_socket):
         await socket.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_event_view_socket_on_one_gateway_sees_the_own_send_made_through_the_other(
+        commands, api, redis_url, mysql_url, secret):
+    """Issue 14: a's other device, in the event view on gateway 2, gets what a sent through
+    gateway 1 (with its client_msg_id) and the group changes a made there, each once; a's
+    original-view socket on gateway 2 gets only b's messages; seqs agree with the history."""
+    one, two, worker = await start_stack(commands, redis_url, mysql_url, secret)
+    api1, api2 = api(one), api(two)
+    a, b, c = await api1.register(), await api2.register(), await api1.register()
+    events_a = Collector(await api2.connect(a, events=True), "a events@2")
+    original_a = Collector(await api2.connect(a), "a@2")
+    events_b = Collector(await api1.connect(b, events=True), "b events@1")
+    changes = GroupChanges(api1, a)
+    group = await changes.create("both", [b])
+    a_sends, b_sends = Sender(api1, a), Sender(api2, b)
+    for i in range(10):
+        await a_sends.send(f"a{i}", to=b)
+        await b_sends.send(f"b{i}", to=a)
+        await a_sends.send(f"ag{i}", group_id=group["group_id"])
+        if i % 3 == 0:
+            await changes.add(group["group_id"], c)
+            await changes.rename(group["group_id"], f"both {i}")
+            await changes.remove(group["group_id"], c)
+    # A retry through the other gateway: the same message, not a second one.
+    key, first = next(iter(a_sends.accepted.items()))
+    retry = await api2.send(a, b, "a0", client_msg_id=key)
+    assert retry.status == 201 and retry.body["id"] == first, retry
+    ids = a_sends.ids | b_sends.ids
+    assert_stored_exactly_once(await until_stored(mysql_url, ids), ids)
+    log = await check_event_view(api2, a, events_a, ids, changes.made, a_sends.accepted)
+    await check_original_view(original_a, a, log)
+    await assert_history_agrees(api2, a, log)
+    await check_event_view(api1, b, events_b, ids, changes.made, b_sends.accepted)
+    assert worker.running and one.running and two.running

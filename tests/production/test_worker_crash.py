@@ -2,7 +2,9 @@
 entries the dead worker had taken (pending in the consumer group, not acked) are
 claimed by the new one once idle long enough (COURIER_WORKER_CLAIM_IDLE, 30 s by
 default; CLAIM_IDLE here, so the test waits that long instead), and every accepted
-message ends up in MySQL exactly once."""
+message ends up in MySQL exactly once. Events flow meanwhile (issue 14): own sends
+(in stream:persist like any message) and group changes reach the event-view sockets
+exactly once, with seqs the history agrees with."""
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +14,13 @@ import pytest
 import redis
 
 from tests.production.support import (
+    Collector,
+    GroupChanges,
+    Sender,
+    assert_history_agrees,
     assert_stored_exactly_once,
+    check_event_view,
+    check_original_view,
     count_stored,
     production_settings,
     stored_ids,
@@ -41,27 +49,39 @@ def pending_entries(redis_url: str) -> int:
             return 0
 
 
-@pytest.mark.gen_test(timeout=120)
+@pytest.mark.gen_test(timeout=150)
 async def test_a_worker_killed_mid_batch_and_another_started_store_each_message_once(
         redis_url, mysql_url, secret, commands, gateways, api):
-    settings = production_settings(redis_url, mysql_url, secret)
+    settings = production_settings(redis_url, mysql_url, secret, group_changes=0)
     gateway = await gateways(settings).start()
     client = api(gateway)
-    a, b = await client.register(), await client.register()
+    a, b, c = await client.register(), await client.register(), await client.register()
+    # Events are in the stream too (issue 14): a and b each have a socket in the event
+    # view and one in the original view, open before anything happens to them.
+    sockets = {name: Collector(await client.connect(who, events=events), name)
+               for name, who, events in (("a events", a, True), ("a", a, False),
+                                         ("b events", b, True), ("b", b, False))}
+    changes = GroupChanges(client, a)
+    group = await changes.create("crash", [b])
+    gid = group["group_id"]
+    a_sends, b_sends = Sender(client, a), Sender(client, b)
 
-    # A backlog accepted while no worker runs: it waits in stream:persist.
+    # A backlog accepted while no worker runs: it waits in stream:persist. a and b write
+    # to each other and to the group while a changes the group (c added, renamed, removed).
     async def send(start):
-        ids = set()
         for i in range(start, MESSAGES, 8):
-            r = await client.send(a, b, f"m{i}")
-            assert r.status == 201, r
-            ids.add(r.body["id"])
-        return ids
+            if start < 4:
+                await a_sends.send(f"m{i}", to=b)
+            elif start < 6:
+                await b_sends.send(f"m{i}", to=a)
+            else:
+                await (a_sends if start == 6 else b_sends).send(f"m{i}", group_id=gid)
 
-    ids = set().union(*await asyncio.gather(*(send(k) for k in range(8))))
+    await asyncio.gather(*(send(k) for k in range(8)), changes.churn(gid, c, 3))
+    ids = a_sends.ids | b_sends.ids
     assert len(ids) == MESSAGES
     with redis.Redis.from_url(redis_url) as r:
-        assert r.xlen("stream:persist") == MESSAGES
+        assert r.xlen("stream:persist") == MESSAGES  # messages, own sends among them; group changes are not
 
     loop = asyncio.get_running_loop()
     for attempt in range(1, 6):
@@ -86,6 +106,13 @@ async def test_a_worker_killed_mid_batch_and_another_started_store_each_message_
     assert pending_at_kill > 0
     assert await loop.run_in_executor(None, count_stored, mysql_url, ids) < MESSAGES
 
+    # While no worker runs, more own sends and group changes join the stream.
+    more = [a_sends.send(f"after {i}", to=b) for i in range(10)] + \
+           [b_sends.send(f"after g{i}", group_id=gid) for i in range(10)]
+    await asyncio.gather(*more, changes.churn(gid, c, 1))
+    ids = a_sends.ids | b_sends.ids
+    assert len(ids) == MESSAGES + 20
+
     second = commands("worker", settings, name="worker-2", COURIER_WORKER_BATCH=BATCH,
                       COURIER_WORKER_CLAIM_IDLE=CLAIM_IDLE).start()
     await second.ready()
@@ -103,6 +130,15 @@ async def test_a_worker_killed_mid_batch_and_another_started_store_each_message_
         assert r.xlen("stream:persist:dead") == 0  # nothing was moved aside
     stored = await loop.run_in_executor(None, stored_ids, mysql_url)
     assert_stored_exactly_once(stored, ids)
-    history = await client.history_all(b, f"/conversations/{a.user_id}")
+    history = await client.history_all(b, f"/conversations/{a.user_id}") + \
+        await client.history_all(b, f"/groups/{gid}")
     assert sorted(m["id"] for m in history) == sorted(ids)
+
+    # Every event reached the event-view sockets once, in cursor order, with gapless
+    # seqs that the history (written by the workers) agrees with; the original view got
+    # the messages from others, as before.
+    for name, who, sender in (("a", a, a_sends), ("b", b, b_sends)):
+        log = await check_event_view(client, who, sockets[f"{name} events"], ids, changes.made, sender.accepted)
+        await check_original_view(sockets[name], who, log)
+        await assert_history_agrees(client, who, log)
     assert second.running
