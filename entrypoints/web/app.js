@@ -675,14 +675,14 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
     } else atEnd.push(pending);
   }
   for (const msg of conv.msgs) {
-    if (conv.divider && msg.id === conv.divider) {
-      items.push(el("li", { className: "divider", role: "separator", text: "New messages" }));
-      prev = null;
-    }
     const day = dayOf(msg.created_at);
     if (day !== prevDay) {
       items.push(el("li", { className: "day", text: day }));
       prevDay = day;
+      prev = null;
+    }
+    if (conv.divider && msg.id === conv.divider) {
+      items.push(el("li", { className: "divider", role: "separator", text: "New messages" }));
       prev = null;
     }
     const continued = prev && prev.from_user_id === msg.from_user_id && msg.created_at - prev.created_at < 300;
