@@ -404,6 +404,7 @@ function receiveGroupChange(event, { live, first }) {
     if (!conv) {
       conv = store.conv(key);
       conv.lastTs = Math.max(conv.lastTs, stamp);
+      if (live) ensureGroup(conv); // created with this user in it: its members
     }
     conv.name = event.name;
     if (conv.group) conv.group = { ...conv.group, name: event.name };
@@ -573,7 +574,8 @@ function selectConv(key) {
   renderListSoon();
   saveSoon();
   if (conv.kind === "group") ensureGroup(conv);
-  if (conv.history === "none") loadHistory(conv, { first: true });
+  // A group this user is no longer in keeps what it showed: the history calls would refuse.
+  if (conv.history === "none" && !conv.left) loadHistory(conv, { first: true });
 }
 
 function renderPane({ resetScroll = true } = {}) {
@@ -650,7 +652,7 @@ async function loadHistory(conv, { first }) {
 
 function maybeLoadOlder() {
   const conv = store.active ? store.convs.get(store.active) : null;
-  if (!conv || conv.history !== "loaded" || !conv.nextBefore || conv.loadingOlder) return;
+  if (!conv || conv.history !== "loaded" || !conv.nextBefore || conv.loadingOlder || conv.left) return;
   const box = $("messages");
   if (box.scrollTop <= LOAD_OLDER_PX || box.scrollHeight <= box.clientHeight) loadHistory(conv, { first: false });
 }
