@@ -170,6 +170,9 @@ def test_a_conversation_is_in_seq_order_whatever_created_at_says(server, pages):
     expect(page.locator("#history-status")).to_have_text("Loading…")
     server.send(bob, alice, "three")  # pushed while the history (one, two) is held
     expect(page.locator(MESSAGES)).to_contain_text(["three"])
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:  # the handler's fetch may still be under way
+        page.wait_for_timeout(50)
     route, body = held[0]
     assert [m["seq"] for m in body["messages"]] == [2, 1]
     route.fulfill(json=body)
