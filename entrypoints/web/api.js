@@ -94,6 +94,10 @@ export class Api {
   addMember(groupId, userId) {
     return this.request("POST", `/groups/${encodeURIComponent(groupId)}/members`, { user_id: userId });
   }
+  // The owner only (403 for anyone else): 200 with the group.
+  renameGroup(groupId, name) {
+    return this.request("PATCH", `/groups/${encodeURIComponent(groupId)}`, { name });
+  }
   removeMember(groupId, userId) {
     return this.request("DELETE", `/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(userId)}`);
   }
@@ -106,9 +110,14 @@ export class Api {
     return this.request("GET", `/groups/${encodeURIComponent(groupId)}/messages${query({ before, limit })}`);
   }
 
-  // The pull: oldest first, {messages, next_cursor, has_more}.
+  // The pull in the original view: oldest first, {messages, next_cursor, has_more}.
   pull(cursor, limit = 200) {
     return this.request("GET", `/messages${query({ cursor, limit })}`);
+  }
+  // The pull in the event view (the page's): oldest first, {events, next_cursor, has_more};
+  // messages to and from the user (own sends with their client_msg_id) and group changes.
+  events(cursor, limit = 200) {
+    return this.request("GET", `/events${query({ cursor, limit })}`);
   }
 }
 

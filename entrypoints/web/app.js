@@ -10,6 +10,12 @@ const $ = (id) => document.getElementById(id);
 const USERNAME_RE = /^[A-Za-z0-9_.-]{3,32}$/;
 const NEAR_BOTTOM_PX = 80;
 const LOAD_OLDER_PX = 80;
+// The server's limit on a message's content, in characters (code points, as the server
+// counts them). No endpoint tells it, so the page starts from the server's default
+// (COURIER_MAX_CONTENT_LENGTH, 4000) and learns the real one from a 413 content_too_long
+// answer ("content is longer than N characters") should the server be set otherwise.
+let contentLimit = 4000;
+const COUNTER_FROM = 0.9; // the counter shows from 90 % of the limit
 
 const store = new Store();
 let groupsLoaded = false;
@@ -39,15 +45,18 @@ store.onUnknownName = (userId) => {
 const socket = new LiveSocket({
   getToken: () => (store.session ? store.session.token : null),
   getCursor: () => store.cursor,
-  onMessage: (msg) => {
-    receive(msg, { countUnread: true, live: true });
-    if (msg.cursor) store.setCursor(msg.cursor);
+  onMessage: (event) => {
+    receive(event, { countUnread: true, live: true });
+    if (event.cursor) store.setCursor(event.cursor);
   },
   onState: (state, retryAt) => {
     renderConnState(state, retryAt);
+    if (state !== "online") return;
     // A socket opened without a cursor starts at the inbox's end: one pull
     // from the start closes the gap between the first pull and the socket.
-    if (state === "online" && !store.cursor) catchUp().catch(() => {});
+    if (!store.cursor) catchUp().catch(() => {});
+    // Back online: what could not be sent meanwhile goes now, with its client_msg_id.
+    resendWaiting();
   },
   onTokenExpired: () => toLogin("Your session expired. Please log in again."),
   beforeRetry: async () => {
@@ -272,20 +281,28 @@ function applyGroup(conv, group) {
 }
 
 async function ensureGroup(conv) {
-  if (conv.group || conv.fetchingGroup) return;
+  if (conv.group || conv.fetchingGroup || conv.left) return;
+  await refreshGroup(conv);
+}
+
+// The group as the server has it now (the last of overlapping fetches wins).
+async function refreshGroup(conv) {
+  const asked = (conv.groupAsked = (conv.groupAsked || 0) + 1);
   conv.fetchingGroup = true;
   try {
-    applyGroup(conv, await api.group(conv.id));
+    const group = await api.group(conv.id);
+    if (asked !== conv.groupAsked || conv.left) return;
+    applyGroup(conv, group);
     renderListSoon();
     if (store.active === conv.key) renderHeader(conv);
   } catch (err) {
     /* not a member any more, or offline: keep what is known */
   } finally {
-    conv.fetchingGroup = false;
+    if (asked === conv.groupAsked) conv.fetchingGroup = false;
   }
 }
 
-// Page through the pull from the last cursor. Safe to call concurrently.
+// Page through the pull (the event view) from the last cursor. Safe to call concurrently.
 function catchUp() {
   if (!catchUpRunning) {
     catchUpRunning = runCatchUp().finally(() => {
@@ -301,7 +318,7 @@ async function runCatchUp() {
   for (;;) {
     let page;
     try {
-      page = await api.pull(cursor, 200);
+      page = await api.events(cursor, 200);
     } catch (err) {
       if (err instanceof ApiError && err.status === 410 && cursor) {
         // Older than what the inbox keeps: take what is retained, and let the
@@ -313,34 +330,138 @@ async function runCatchUp() {
       }
       throw err;
     }
-    for (const msg of page.messages || []) receive(msg, { countUnread });
+    for (const event of page.events || []) receive(event, { countUnread, first: !countUnread });
     if (page.next_cursor) {
       cursor = page.next_cursor;
       store.setCursor(cursor);
     }
-    if (!page.has_more || !(page.messages || []).length) break;
+    if (!page.has_more || !(page.events || []).length) break;
+  }
+  // What arrived while away in the conversation on screen: under a "new messages" divider.
+  const active = store.active ? store.convs.get(store.active) : null;
+  if (active && !document.hidden && markSeen(active)) {
+    renderMessages(active);
+    renderListSoon();
+    saveSoon();
   }
 }
 
-function receive(msg, { countUnread, live = false }) {
-  if (!msg || (msg.type !== "private" && msg.type !== "group")) return;
+// One entry of the event view (a pull's page or the socket). A pull counts what is
+// unread even in the conversation on screen (it came while the page was away); the
+// socket, only elsewhere.
+function receive(event, { countUnread, live = false, first = false }) {
+  if (!event || typeof event !== "object") return;
+  if (event.type === "private" || event.type === "group") receiveMessage(event, { countUnread, live });
+  else if (event.type === "member_added" || event.type === "member_removed" || event.type === "group_updated") {
+    if (event.id) {
+      if (store.seenEvents.has(event.id)) return;
+      store.seenEvents.add(event.id);
+    }
+    receiveGroupChange(event, { live, first });
+  }
+  // Any other type is one this page does not know yet: passed over.
+}
+
+function receiveMessage(msg, { countUnread, live }) {
+  const mine = msg.from_user_id === store.me;
+  const key = store.keyOfMessage(msg);
+  // One's own send: sent from this window, it replaces its pending bubble (matched by
+  // client_msg_id); sent from another window or device, it is shown like any other.
+  let replaced = false;
+  const known = store.convs.get(key);
+  if (mine && msg.client_msg_id && known) {
+    const before = known.pending.length;
+    known.pending = known.pending.filter((p) => p.cid !== msg.client_msg_id);
+    replaced = known.pending.length !== before;
+  }
   const conv = store.append(msg, { live });
-  if (!conv) return; // already shown: dedup by message id
+  if (!conv) {
+    // Already shown (dedup by message id): the 201 came first.
+    if (replaced && store.active === key) renderMessages(known);
+    return;
+  }
   if (conv.kind === "group") ensureGroup(conv);
-  const looking = store.active === conv.key && !document.hidden;
-  if (msg.from_user_id !== store.me && countUnread && !looking) conv.unread += 1;
-  if (store.active === conv.key) renderMessages(conv, { stickToBottom: msg.from_user_id === store.me });
+  const looking = live && store.active === conv.key && !document.hidden;
+  if (!mine && countUnread && !looking) {
+    if (!conv.unread) conv.firstUnreadId = msg.id;
+    conv.unread += 1;
+  }
+  if (store.active === conv.key) renderMessages(conv, { stickToBottom: mine });
   renderListSoon();
   saveSoon();
 }
 
+// member_added / member_removed / group_updated: the group's name and members, in the
+// header and the list, follow at once. A user added sees the group appear; one removed
+// by another keeps it, read-only, marked as left; one who left (here or in another
+// window) sees it go.
+function receiveGroupChange(event, { live, first }) {
+  const key = convKey("group", event.group_id);
+  let conv = store.convs.get(key);
+  const aboutMe = event.user_id === store.me;
+  const stamp = live ? Date.now() : (event.created_at || 0) * 1000;
+  if (event.type === "group_updated") {
+    if (!conv) {
+      conv = store.conv(key);
+      conv.lastTs = Math.max(conv.lastTs, stamp);
+      if (live) ensureGroup(conv); // created with this user in it: its members
+    }
+    conv.name = event.name;
+    if (conv.group) conv.group = { ...conv.group, name: event.name };
+  } else if (event.type === "member_added") {
+    if (aboutMe) {
+      if (!conv) conv = store.conv(key);
+      conv.left = null;
+      conv.lastTs = Math.max(conv.lastTs, stamp);
+      if (live || !conv.group) refreshGroup(conv); // its name and members
+    } else if (conv && conv.group && !conv.group.member_ids.includes(event.user_id)) {
+      conv.group = { ...conv.group, member_ids: [...conv.group.member_ids, event.user_id] };
+    }
+  } else if (event.type === "member_removed") {
+    if (!conv) return;
+    if (aboutMe) {
+      if (event.by_user_id === store.me || first) {
+        dropConv(conv);
+        renderListSoon();
+        saveSoon();
+        return;
+      }
+      conv.left = { by: event.by_user_id };
+      for (const pending of conv.pending) {
+        if (pending.state !== "sending") {
+          pending.state = "failed";
+          pending.error = "You are not a member of this group.";
+        }
+      }
+    }
+    if (conv.group) conv.group = { ...conv.group, member_ids: conv.group.member_ids.filter((id) => id !== event.user_id) };
+  }
+  renderListSoon();
+  if (store.active === key) {
+    renderHeader(conv);
+    renderMessages(conv);
+  }
+  saveSoon();
+}
+
 function dropConv(conv) {
+  if (store.convs.get(conv.key) !== conv) return; // already gone
   store.convs.delete(conv.key);
   for (const id of conv.ids) store.seen.delete(id);
   if (store.active === conv.key) {
     store.active = null;
     renderPane();
   }
+}
+
+// The unread messages of a conversation now on screen: the count goes, a divider
+// stays before the first of them until another conversation is opened.
+function markSeen(conv) {
+  if (!conv.unread) return false;
+  conv.divider = conv.firstUnreadId || null;
+  conv.unread = 0;
+  conv.firstUnreadId = null;
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -354,12 +475,15 @@ function renderConvList() {
       const title = store.title(conv);
       const isGroup = conv.kind === "group";
       let preview = conv.preview || (isGroup ? "Group" : "");
-      if (conv.preview && conv.previewFrom === store.me) preview = `You: ${conv.preview}`;
+      if (conv.left) preview = "You are no longer in this group";
+      else if (conv.preview && conv.previewFrom === store.me) preview = `You: ${conv.preview}`;
       else if (conv.preview && isGroup && conv.previewFrom) preview = `${store.nameOf(conv.previewFrom)}: ${conv.preview}`;
       const item = el(
         "li",
         {
-          className: `conv${conv.key === store.active ? " active" : ""}${conv.unread ? " has-unread" : ""}`,
+          className: `conv${conv.key === store.active ? " active" : ""}${conv.unread ? " has-unread" : ""}${
+            conv.left ? " left" : ""
+          }`,
           dataset: { key: conv.key, kind: conv.kind, id: conv.id },
           tabindex: "0",
           role: "button",
@@ -441,14 +565,17 @@ function selectConv(key) {
   if (!conv) return;
   const changed = store.active !== key;
   store.active = key;
-  conv.unread = 0;
+  if (changed) conv.divider = null;
+  markSeen(conv);
   document.body.classList.add("pane-open");
+  closeMenu();
   setError("conv-error", "");
   renderPane({ resetScroll: changed });
   renderListSoon();
   saveSoon();
   if (conv.kind === "group") ensureGroup(conv);
-  if (conv.history === "none") loadHistory(conv, { first: true });
+  // A group this user is no longer in keeps what it showed: the history calls would refuse.
+  if (conv.history === "none" && !conv.left) loadHistory(conv, { first: true });
 }
 
 function renderPane({ resetScroll = true } = {}) {
@@ -478,8 +605,21 @@ function renderHeader(conv) {
   } else {
     sub = "Private chat";
   }
+  if (conv.kind === "group" && conv.left) {
+    const by = conv.left.by;
+    sub = by && by !== store.me ? `${store.nameOf(by)} removed you from this group` : "You left this group";
+  }
   $("conv-sub").textContent = sub;
-  show($("group-tools"), conv.kind === "group");
+  const tools = conv.kind === "group" && !conv.left;
+  show($("group-tools"), tools);
+  show($("menu-button"), tools);
+  if (!tools) closeMenu();
+  // Renaming is the owner's.
+  const owner = tools && conv.group && conv.group.owner_id === store.me;
+  show($("rename-form"), Boolean(owner));
+  // A group this user was removed from: its history stays, read-only.
+  show($("composer"), !conv.left);
+  show($("left-notice"), Boolean(conv.left));
 }
 
 async function loadHistory(conv, { first }) {
@@ -512,7 +652,7 @@ async function loadHistory(conv, { first }) {
 
 function maybeLoadOlder() {
   const conv = store.active ? store.convs.get(store.active) : null;
-  if (!conv || conv.history !== "loaded" || !conv.nextBefore || conv.loadingOlder) return;
+  if (!conv || conv.history !== "loaded" || !conv.nextBefore || conv.loadingOlder || conv.left) return;
   const box = $("messages");
   if (box.scrollTop <= LOAD_OLDER_PX || box.scrollHeight <= box.clientHeight) loadHistory(conv, { first: false });
 }
@@ -541,6 +681,10 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
     if (day !== prevDay) {
       items.push(el("li", { className: "day", text: day }));
       prevDay = day;
+      prev = null;
+    }
+    if (conv.divider && msg.id === conv.divider) {
+      items.push(el("li", { className: "divider", role: "separator", text: "New messages" }));
       prev = null;
     }
     const continued = prev && prev.from_user_id === msg.from_user_id && msg.created_at - prev.created_at < 300;
@@ -587,23 +731,28 @@ function messageItem(conv, msg, { continued }) {
   );
 }
 
+const PENDING_LABEL = { failed: "not sent", waiting: "waiting for the connection…" };
+
 function pendingItem(conv, pending) {
   const failed = pending.state === "failed";
+  const stuck = failed || pending.state === "waiting";
   return el(
     "li",
-    { className: `msg mine pending${failed ? " failed" : ""}`, dataset: { clientId: pending.cid } },
+    { className: `msg mine pending ${pending.state}`, dataset: { clientId: pending.cid } },
     el(
       "div",
       { className: "bubble" },
       el("span", { className: "content", text: pending.content }),
-      el("span", { className: "time", text: failed ? "not sent" : "sending…" }),
+      el("span", { className: "time", text: PENDING_LABEL[pending.state] || "sending…" }),
     ),
-    failed
+    stuck
       ? el(
           "div",
           { className: "pending-actions" },
           el("span", { className: "error", text: pending.error || "" }),
-          el("button", { type: "button", className: "link", text: "Retry", onclick: () => sendPending(conv, pending) }),
+          failed
+            ? el("button", { type: "button", className: "link", text: "Retry", onclick: () => queueSend(conv, pending) })
+            : null,
           el("button", {
             type: "button",
             className: "link",
@@ -621,28 +770,78 @@ function pendingItem(conv, pending) {
 // ---------------------------------------------------------------------------
 // Sending
 
+// Characters as the server counts them (code points, not UTF-16 units).
+function lengthOf(text) {
+  return Array.from(text).length;
+}
+
 function submitComposer(event) {
   if (event) event.preventDefault();
   const conv = store.active ? store.convs.get(store.active) : null;
   const input = $("composer-input");
   const content = input.value;
-  if (!conv || !content.trim()) return;
+  if (!conv || conv.left || !content.trim()) return;
+  if (lengthOf(content) > contentLimit) {
+    renderCounter(); // too long: not sent, the text stays to be shortened
+    return;
+  }
   input.value = "";
   autoGrow();
+  renderCounter();
   // Where the bubble stands: after the last message shown, or first when
   // none is shown (also while the history is still loading: older messages
   // it brings sort before by seq, see Store.placeOwn/mergeHistory).
   const last = conv.msgs[conv.msgs.length - 1];
   const afterId = last ? last.id : BEFORE_ALL;
-  const pending = { cid: newId(), content, state: "sending", afterId };
+  const pending = { cid: newId(), content, state: "queued", afterId };
   conv.pending.push(pending);
   renderMessages(conv, { stickToBottom: true });
-  sendPending(conv, pending);
+  pump(conv);
+}
+
+// A conversation's sends go one at a time, in the order they were written, so that
+// the server numbers them (seq) in that order: a burst typed with Enter shows as typed.
+function pump(conv) {
+  if (conv.sending) return;
+  const next = conv.pending.find((p) => p.state === "queued");
+  if (!next) return;
+  conv.sending = true;
+  sendPending(conv, next).finally(() => {
+    conv.sending = false;
+    pump(conv);
+  });
+}
+
+function queueSend(conv, pending) {
+  pending.state = "queued";
+  pending.error = "";
+  if (store.active === conv.key) renderMessages(conv);
+  pump(conv);
+}
+
+// The socket is back: every send that waited for it (or failed on a passing failure)
+// goes again, in order, with its own client_msg_id.
+function resendWaiting() {
+  for (const conv of store.convs.values()) {
+    if (conv.left) continue;
+    let any = false;
+    for (const pending of conv.pending) {
+      if (pending.state === "waiting" || (pending.state === "failed" && pending.passing)) {
+        pending.state = "queued";
+        pending.error = "";
+        any = true;
+      }
+    }
+    if (!any) continue;
+    if (store.active === conv.key) renderMessages(conv);
+    pump(conv);
+  }
 }
 
 // A send that met a passing failure (the network, 503, 409 send_in_progress, 429) is
 // sent again by itself, with the same client_msg_id, so it is delivered once however
-// many attempts it takes; "not sent" (with Retry) only after these waits.
+// many attempts it takes: while the socket is up, after these waits, then "not sent"
+// (with Retry); while the socket is down, when it comes back.
 const RESEND_AFTER_MS = [500, 1000, 2000, 4000];
 
 function passing(err) {
@@ -650,6 +849,10 @@ function passing(err) {
   if (err.status === 409) return err.code === "send_in_progress";
   return err.status === 0 || err.status === 503 || err.status === 429;
 }
+
+// True when the message is in place: the 201, or its echo in the event view (which
+// took the pending bubble away) came first.
+const delivered = (conv, pending) => !conv.pending.includes(pending);
 
 async function sendPending(conv, pending) {
   pending.state = "sending";
@@ -671,19 +874,45 @@ async function sendPending(conv, pending) {
       return;
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return; // back to login already
-      if (passing(err) && attempt < RESEND_AFTER_MS.length) {
+      if (delivered(conv, pending)) return; // its echo came while this attempt failed
+      pending.passing = passing(err);
+      if (pending.passing && socket.state !== "online" && !socket.stopped) {
+        // Offline: it goes when the socket is back (resendWaiting).
+        pending.state = "waiting";
+        pending.error = "";
+        if (store.active === conv.key) renderMessages(conv);
+        return;
+      }
+      if (pending.passing && attempt < RESEND_AFTER_MS.length) {
         await new Promise((resolve) => setTimeout(resolve, RESEND_AFTER_MS[attempt]));
-        if (!conv.pending.includes(pending)) return; // discarded meanwhile (or logged out)
+        if (delivered(conv, pending)) return; // discarded, logged out, or its echo came
         continue;
       }
       pending.state = "failed";
       if (err instanceof ApiError && err.status === 429) pending.error = "Sending too fast.";
       else if (err instanceof ApiError && err.status === 403) pending.error = "You are not a member of this group.";
-      else pending.error = err.message;
+      else if (err instanceof ApiError && err.code === "content_too_long") {
+        const limit = Number((/(\d+)/.exec(err.message) || [])[1]);
+        if (limit > 0) contentLimit = limit;
+        pending.error = `Too long: at most ${contentLimit} characters.`;
+        renderCounter();
+      } else pending.error = err.message;
       if (store.active === conv.key) renderMessages(conv);
       return;
     }
   }
+}
+
+// The counter shows near the limit; past it Send is refused.
+function renderCounter() {
+  const n = lengthOf($("composer-input").value);
+  const counter = $("char-counter");
+  const over = n > contentLimit;
+  counter.textContent = over ? `${n} / ${contentLimit} — ${n - contentLimit} too many` : `${n} / ${contentLimit}`;
+  counter.classList.toggle("over", over);
+  show(counter, n >= Math.floor(contentLimit * COUNTER_FROM));
+  $("send-button").disabled = over;
+  $("composer-input").setAttribute("aria-invalid", over ? "true" : "false");
 }
 
 function autoGrow() {
@@ -708,6 +937,7 @@ async function addMember(event) {
     store.rememberName(user.user_id, user.username);
     applyGroup(conv, await api.addMember(conv.id, user.user_id));
     input.value = "";
+    closeMenu();
     renderHeader(conv);
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) setError("conv-error", `No user named “${username}”.`);
@@ -739,6 +969,49 @@ async function leaveGroup() {
   } catch (err) {
     setError("conv-error", err);
   }
+}
+
+async function renameGroup(event) {
+  event.preventDefault();
+  const conv = store.active ? store.convs.get(store.active) : null;
+  if (!conv || conv.kind !== "group") return;
+  setError("conv-error", "");
+  const input = $("rename-input");
+  const name = input.value.trim();
+  if (!name) return;
+  try {
+    applyGroup(conv, await api.renameGroup(conv.id, name));
+    input.value = "";
+    closeMenu();
+    renderHeader(conv);
+    renderListSoon();
+    saveSoon();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 403) setError("conv-error", "Only the group's owner can rename it.");
+    else setError("conv-error", err);
+  }
+}
+
+// A group this user was removed from stays, read-only, until closed here.
+function closeLeftConv() {
+  const conv = store.active ? store.convs.get(store.active) : null;
+  if (!conv || !conv.left) return;
+  dropConv(conv);
+  renderConvList();
+  saveSoon();
+}
+
+// On a narrow screen the group's controls are in a menu, so that its name and member
+// count keep the header's width.
+function toggleMenu() {
+  const open = !$("conv-header").classList.contains("menu-open");
+  $("conv-header").classList.toggle("menu-open", open);
+  $("menu-button").setAttribute("aria-expanded", open ? "true" : "false");
+}
+
+function closeMenu() {
+  $("conv-header").classList.remove("menu-open");
+  $("menu-button").setAttribute("aria-expanded", "false");
 }
 
 // ---------------------------------------------------------------------------
@@ -777,6 +1050,9 @@ function wire() {
   $("new-group-form").addEventListener("submit", createGroup);
   $("add-member-form").addEventListener("submit", addMember);
   $("leave-button").addEventListener("click", leaveGroup);
+  $("rename-form").addEventListener("submit", renameGroup);
+  $("menu-button").addEventListener("click", toggleMenu);
+  $("close-left-button").addEventListener("click", closeLeftConv);
   $("back-button").addEventListener("click", () => document.body.classList.remove("pane-open"));
   $("composer").addEventListener("submit", submitComposer);
   const input = $("composer-input");
@@ -785,12 +1061,15 @@ function wire() {
     // composition (Chinese, Japanese, ...) is not a send.
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) submitComposer(e);
   });
-  input.addEventListener("input", autoGrow);
+  input.addEventListener("input", () => {
+    autoGrow();
+    renderCounter();
+  });
   $("messages").addEventListener("scroll", maybeLoadOlder, { passive: true });
   document.addEventListener("visibilitychange", () => {
     const conv = store.active ? store.convs.get(store.active) : null;
-    if (!document.hidden && conv && conv.unread) {
-      conv.unread = 0;
+    if (!document.hidden && conv && markSeen(conv)) {
+      renderMessages(conv);
       renderListSoon();
       saveSoon();
     }

@@ -1,4 +1,5 @@
-// The live side of the contract (SPEC section 5): one WebSocket that resumes
+// The live side of the contract (SPEC section 5), in the event view (README "Events"):
+// one WebSocket that resumes
 // from the last cursor, reconnects with exponential backoff and jitter, pings
 // with a JSON {"type": "ping"} every 30 s and closes a socket whose pong does
 // not come back, and reports 4001 (token expired) to the page.
@@ -36,6 +37,16 @@ export class LiveSocket {
       if (!this.stopped && !this.held && this.state === "offline") this.retryNow();
     };
     window.addEventListener("online", this.onBrowserOnline);
+    // The browser knows the network is gone: a socket may not notice for a while (until
+    // its ping goes unanswered), so it is given up now and retried when the network is back.
+    this.onBrowserOffline = () => {
+      if (this.stopped || this.state === "offline") return;
+      this.needsCheck = false;
+      this.abandon();
+      this.setState("offline");
+      if (!this.held) this.scheduleRetry();
+    };
+    window.addEventListener("offline", this.onBrowserOffline);
   }
 
   start() {
@@ -86,9 +97,10 @@ export class LiveSocket {
     if (!token || this.stopped) return;
     this.setState("connecting");
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    let url = `${scheme}://${location.host}/ws`;
+    // The event view: own sends (for this user's other windows) and group changes too.
+    let url = `${scheme}://${location.host}/ws?events=1`;
     const cursor = this.getCursor();
-    if (cursor) url += `?cursor=${encodeURIComponent(cursor)}`;
+    if (cursor) url += `&cursor=${encodeURIComponent(cursor)}`;
     // The token goes as a subprotocol, not in the URL: the browser prints the URL of a
     // socket that fails to connect in the console, and proxies log URLs.
     const ws = new WebSocket(url, ["courier", `bearer.${token}`]);

@@ -58,6 +58,7 @@ export class Store {
     this.cursor = null;
     this.convs = new Map(); // key -> conversation
     this.seen = new Set(); // message ids already placed somewhere
+    this.seenEvents = new Set(); // ids of group changes already applied
     this.active = null;
   }
 
@@ -98,6 +99,7 @@ export class Store {
       conv.lastTs = c.lastTs || 0;
       conv.preview = c.preview || "";
       conv.unread = c.unread || 0;
+      conv.firstUnreadId = c.firstUnreadId || null;
       if (c.name) conv.name = c.name;
     }
     this.active = saved.active && this.convs.has(saved.active) ? saved.active : null;
@@ -108,6 +110,7 @@ export class Store {
     const convs = {};
     for (const conv of this.convs.values()) {
       convs[conv.key] = { lastTs: conv.lastTs, preview: conv.preview, unread: conv.unread };
+      if (conv.unread && conv.firstUnreadId) convs[conv.key].firstUnreadId = conv.firstUnreadId;
       if (conv.kind === "group" && conv.name) convs[conv.key].name = conv.name;
     }
     writeJson(userKey(this.me), { cursor: this.cursor, convs, active: this.active });
@@ -163,11 +166,15 @@ export class Store {
         msgs: [], // display order, oldest first
         ids: new Set(),
         unread: 0,
+        firstUnreadId: null, // the oldest message counted in unread
+        divider: null, // the "new messages" divider goes before this message
+        left: null, // {by}: this user was removed; the history stays, read-only
+        sending: false, // a send of this conversation is in flight (one at a time, in order)
         lastTs: 0,
         preview: "",
         history: "none", // none | loading | loaded
         nextBefore: null,
-        pending: [], // own messages being sent
+        pending: [], // own messages being sent: {cid, content, state, afterId, error}
       };
       this.convs.set(key, conv);
     }

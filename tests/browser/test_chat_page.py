@@ -170,6 +170,9 @@ def test_a_conversation_is_in_seq_order_whatever_created_at_says(server, pages):
     expect(page.locator("#history-status")).to_have_text("Loading…")
     server.send(bob, alice, "three")  # pushed while the history (one, two) is held
     expect(page.locator(MESSAGES)).to_contain_text(["three"])
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:  # the handler's fetch may still be under way
+        page.wait_for_timeout(50)
     route, body = held[0]
     assert [m["seq"] for m in body["messages"]] == [2, 1]
     route.fulfill(json=body)
@@ -220,7 +223,9 @@ def test_a_send_that_meets_a_passing_failure_is_sent_again_by_itself_once(server
     write(page, "through the storm")
     page.unroute("**/api/v1/messages")
     expect_shown(page, ["through the storm"])
-    assert len(seen) == 3 and len(set(seen)) == 1  # one client_msg_id for every attempt
+    # The second attempt was taken: its echo in the event view (with the client_msg_id)
+    # most often makes the third unnecessary; either way one client_msg_id for every attempt.
+    assert len(seen) in (2, 3) and len(set(seen)) == 1
     status, history = server.call("GET", f"/conversations/{bob.user_id}/messages", token=alice.token)
     assert status == 200 and [m["content"] for m in history["messages"]] == ["through the storm"]
 
@@ -423,7 +428,6 @@ def test_content_is_text_never_html(server, pages):
 
 def test_older_history_loads_when_scrolling_up(server, pages):
     alice, bob = server.account("alice"), server.account("bob")
-    # Bob's own messages are not in his pull: only the history calls have them.
     texts = [f"message {i:03d}" for i in range(1, 76)]
     for text in texts[:-1]:
         server.send(bob, alice, text)
@@ -433,6 +437,13 @@ def test_older_history_loads_when_scrolling_up(server, pages):
     item = conv_item(page, alice.user_id)
     expect(item.locator(".conv-preview")).to_have_text(texts[-1])
     expect(item.locator(".badge")).to_have_count(0)  # a first pull is history, not news
+    # The first pull (the event view: Bob's own sends too) brought them all; after a
+    # reload the page keeps the cursor and the list, not the contents: only the
+    # history calls have them.
+    page.reload()
+    expect(page.locator("#conn-state")).to_have_attribute("data-state", "online")
+    item = conv_item(page, alice.user_id)
+    expect(item.locator(".conv-preview")).to_have_text(texts[-1])
     item.click()
     expect(page.locator(MESSAGES)).to_have_count(50)
     assert shown(page) == texts[-50:]
