@@ -48,8 +48,9 @@ class ManageGroups:
             if await self.users.get(member_id) is None:
                 raise errors.UserNotFound(f"no user {member_id}")
         group = Group(id=self.ids.new_id(), name=name, owner_id=owner_id, member_ids=members)
-        await self.groups.add(group)
-        await self.events.created(group)
+        announcement = self.events.created(group)
+        await self.groups.add(group, announcement)
+        await self.events.announce(announcement)
         return group
 
     async def list_mine(self, user_id: str, before: Any = None, limit: Any = None) -> MyGroups:
@@ -73,9 +74,10 @@ class ManageGroups:
             raise errors.AlreadyAMember()
         if await self.users.get(user_id) is None:
             raise errors.UserNotFound()
-        await self.groups.add_member(group.id, user_id)
+        announcement = self.events.member_added(group, user_id, actor_id)
+        await self.groups.add_member(group.id, user_id, announcement)
         group.member_ids.append(user_id)
-        await self.events.member_added(group, user_id, actor_id)
+        await self.events.announce(announcement)
         return group
 
     async def rename(self, actor_id: str, group_id: Any, name: Any) -> Group:
@@ -86,9 +88,10 @@ class ManageGroups:
         group = await self.get(actor_id, group_id)
         if actor_id != group.owner_id:
             raise errors.Forbidden("only the owner may rename the group")
-        await self.groups.rename(group.id, name)
+        announcement = self.events.renamed(group, actor_id, name)
+        await self.groups.rename(group.id, name, announcement)
         group.name = name
-        await self.events.renamed(group, actor_id)
+        await self.events.announce(announcement)
         return group
 
     async def remove_member(self, actor_id: str, group_id: Any, user_id: Any) -> None:
@@ -99,8 +102,9 @@ class ManageGroups:
         if not group.is_member(user_id):
             raise errors.NotFound("this user is not a member of the group")
         new_owner = group.successor_owner(user_id) if user_id == group.owner_id else None
-        await self.groups.remove_member(group.id, user_id, new_owner)
-        await self.events.member_removed(group, user_id, actor_id)
+        announcement = self.events.member_removed(group, user_id, actor_id)
+        await self.groups.remove_member(group.id, user_id, new_owner, announcement)
+        await self.events.announce(announcement)
 
     async def _load(self, group_id: Any) -> Group:
         group = await self.groups.get(validate_id(group_id, "group_id"))

@@ -53,8 +53,22 @@ class GroupPage:
     next_before: GroupPosition | None  # pass back as `before` for the next page; None at the end
 
 
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """A group change to append to its recipients' logs: written by the group store in
+    the same transaction as the change itself (an outbox), and marked done once it is
+    appended, so that no change is made without its event (GroupRepository)."""
+
+    change: GroupChange
+    recipient_ids: list[str]
+
+
 class GroupRepository(Protocol):
-    async def add(self, group: Group) -> None: ...
+    """Every change takes its Announcement, stored with the change in one transaction;
+    announcements() gives those not yet marked announced() (a process that made a change
+    and died before appending its event), for RelayGroupChanges."""
+
+    async def add(self, group: Group, announce: Announcement | None = None) -> None: ...
 
     async def get(self, group_id: str) -> Group | None:
         """The group with its members in the order they joined."""
@@ -65,14 +79,22 @@ class GroupRepository(Protocol):
         a group joined while a client pages comes before its first page, not inside
         it. In O(limit), however many groups the user is in."""
 
-    async def add_member(self, group_id: str, user_id: str) -> None:
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
         """Add a member; raise AlreadyAMember if they are one."""
 
-    async def rename(self, group_id: str, name: str) -> None:
+    async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         """Give the group a new name (GroupNotFound when there is no such group)."""
 
-    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
+                            announce: Announcement | None = None) -> None:
         """Remove a member; when new_owner_id is given the group's owner becomes that member."""
+
+    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
+        """Announcements stored at least `older_than` seconds ago and not yet announced,
+        oldest first."""
+
+    async def announced(self, event_id: str) -> None:
+        """The announcement's event is in its recipients' logs: forget it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +181,10 @@ class Inbox(Protocol):
         delivers."""
 
     async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
-        """Append a group change to every recipient's log and publish it; returns each
-        recipient's cursor. (Group changes have no idempotency key and no persistence
-        stream: the group's state itself is in the GroupRepository.)"""
+        """Append a group change to every recipient's log and publish it, once: a change
+        whose id was appended before (a relay after a crash, two relays at once) is not
+        appended again ({} then). Returns each recipient's cursor. (No persistence stream:
+        the group's state itself is in the GroupRepository.)"""
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is

@@ -51,7 +51,7 @@ from adapters.sql.users import SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
-from application.group_events import GroupEvents
+from application.group_events import GroupEvents, RelayGroupChanges
 from application.groups import ManageGroups
 from application.messaging import (
     Dispatcher,
@@ -291,9 +291,11 @@ class Container(containers.DeclarativeContainer):
     pull = providers.Singleton(PullMessages, inbox)
     pull_events = providers.Singleton(PullEvents, inbox)
     history = providers.Singleton(ReadHistory, messages, groups, users)
+    group_events = providers.Singleton(GroupEvents, inbox, groups, ids, clock)
+    relay_group_changes = providers.Singleton(RelayGroupChanges, group_events, groups)
     manage_groups = providers.Singleton(
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter),
-        providers.Singleton(GroupEvents, inbox, ids, clock),
+        group_events,
     )
     gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
     # What a client may send on its socket: frame type -> handler (entrypoints/client_frames.py).

@@ -1,5 +1,6 @@
-"""`courier worker`: the persister on its own process (production mode), and the keeper
-of the seq counters' marker (adapters/redis/seq_counters.py)."""
+"""`courier worker`: the persister on its own process (production mode), the keeper
+of the seq counters' marker (adapters/redis/seq_counters.py), and the relay of group
+change events a gateway left unannounced (application/group_events.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -28,12 +29,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     # seconds); from then on checked alongside the persister.
     await seq_counters.check()
     keeper = asyncio.ensure_future(seq_counters.keep(stop))
+    # Group change events whose gateway died before appending them (application/group_events.py).
+    relay = asyncio.ensure_future(container.relay_group_changes().run(stop))
     log.info("worker %s persisting stream:persist into the database", consumer)
     try:
         await persister.run(stop)
     finally:
         keeper.cancel()  # a rebuild cut short sets no marker: the next worker does it again
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        relay.cancel()  # an announcement cut short stays stored: relayed again, appended once
+        for task in (keeper, relay):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await shutdown(container)
     return 0

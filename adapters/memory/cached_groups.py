@@ -15,7 +15,7 @@ appends the member it added) without touching the cached one. Bounded by the
 members held (a few MB): past `max_members` the oldest entries are dropped."""
 from __future__ import annotations
 
-from application.ports import GroupPage, GroupPosition, GroupRepository
+from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository
 from domain.model import Group
 
 MAX_MEMBERS = 200_000
@@ -35,8 +35,8 @@ class CachedGroups(GroupRepository):
         # read only if the count did not move while it waited on the store.
         self._changes = 0
 
-    async def add(self, group: Group) -> None:
-        await self._inner.add(group)
+    async def add(self, group: Group, announce: Announcement | None = None) -> None:
+        await self._inner.add(group, announce)
 
     async def get(self, group_id: str) -> Group | None:
         cached = self._groups.get(group_id)
@@ -51,26 +51,33 @@ class CachedGroups(GroupRepository):
     async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
         return await self._inner.list_for_member(user_id, before, limit)
 
-    async def add_member(self, group_id: str, user_id: str) -> None:
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
         self._forget(group_id)
         try:
-            await self._inner.add_member(group_id, user_id)
+            await self._inner.add_member(group_id, user_id, announce)
         finally:
             self._forget(group_id)
 
-    async def rename(self, group_id: str, name: str) -> None:
+    async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         self._forget(group_id)
         try:
-            await self._inner.rename(group_id, name)
+            await self._inner.rename(group_id, name, announce)
         finally:
             self._forget(group_id)
 
-    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
+                            announce: Announcement | None = None) -> None:
         self._forget(group_id)
         try:
-            await self._inner.remove_member(group_id, user_id, new_owner_id)
+            await self._inner.remove_member(group_id, user_id, new_owner_id, announce)
         finally:
             self._forget(group_id)
+
+    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
+        return await self._inner.announcements(older_than, limit)
+
+    async def announced(self, event_id: str) -> None:
+        await self._inner.announced(event_id)
 
     def _forget(self, group_id: str) -> None:
         self._changes += 1

@@ -44,7 +44,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from adapters.redis.support import text, unavailable
-from application.ports import GroupPage, GroupPosition, GroupRepository, UserRepository
+from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository, UserRepository
 from domain.errors import ServiceUnavailable
 from domain.model import Group, User
 
@@ -193,9 +193,9 @@ class RedisCachedGroupRepository(GroupRepository):
         self._store_script = client.register_script(_STORE_IF_UNCHANGED)
         self._skipped = _Skips("group")
 
-    async def add(self, group: Group) -> None:
+    async def add(self, group: Group, announce: Announcement | None = None) -> None:
         generation = await self._generation(group.id)
-        await self._inner.add(group)
+        await self._inner.add(group, announce)
         if generation is not None:
             await self._store(group, generation)  # write-through, unless a change came first
 
@@ -224,26 +224,33 @@ class RedisCachedGroupRepository(GroupRepository):
     async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
         return await self._inner.list_for_member(user_id, before, limit)
 
-    async def add_member(self, group_id: str, user_id: str) -> None:
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
         await self._invalidate(group_id, required=True)
         try:
-            await self._inner.add_member(group_id, user_id)
+            await self._inner.add_member(group_id, user_id, announce)
         finally:
             await self._invalidate(group_id, required=False)
 
-    async def rename(self, group_id: str, name: str) -> None:
+    async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         await self._invalidate(group_id, required=True)
         try:
-            await self._inner.rename(group_id, name)
+            await self._inner.rename(group_id, name, announce)
         finally:
             await self._invalidate(group_id, required=False)
 
-    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
+                            announce: Announcement | None = None) -> None:
         await self._invalidate(group_id, required=True)
         try:
-            await self._inner.remove_member(group_id, user_id, new_owner_id)
+            await self._inner.remove_member(group_id, user_id, new_owner_id, announce)
         finally:
             await self._invalidate(group_id, required=False)
+
+    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
+        return await self._inner.announcements(older_than, limit)
+
+    async def announced(self, event_id: str) -> None:
+        await self._inner.announced(event_id)
 
     # --- internals ----------------------------------------------------------
     async def _generation(self, group_id: str) -> str | None:

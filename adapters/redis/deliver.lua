@@ -44,7 +44,8 @@
 -- KEYS[2]         the cursor generator: the last inbox entry id handed out
 -- KEYS[3]         the conversation's seq counter (seq:p:<user id>:<user id>, seq:g:<group id>)
 -- KEYS[4]         seq:complete, the marker (see above)
--- KEYS[5]         the sender's idempotency key (idem:...), only when ARGV[6] is not ''
+-- KEYS[5]         the sender's idempotency key (idem:...), only when ARGV[6] is not '';
+--                 for a group change, its marker (appended:<event id>): see ARGV[12]
 -- KEYS[5 or 6..]  stream:private:{user_id}, one per recipient
 -- ARGV[1]         MAXLEN of an inbox stream
 -- ARGV[2]         '~' (approximate trimming: whole macro nodes, cheap) or '=' (exact)
@@ -60,6 +61,9 @@
 -- ARGV[10]        the notification's head, up to its recipients (adapters/redis/envelope.py)
 -- ARGV[11]        the sender's 1-based position among the recipients, whose entry gets
 --                 ARGV[4]; 0 when the sender is none of them
+-- ARGV[12]        '' or, for an event appended once per id (a group change, which a relay
+--                 may append again after a crash), how long its marker KEYS[5] is kept
+--                 (seconds): an event whose marker exists is not appended again
 -- Returns {cursor, {position, own cursor, ...}, seq}: the cursor of every recipient but
 -- those listed (1-based position among the recipients, and that one's cursor);
 -- {'', {}, seq} when there is no recipient; seq is '' for an event without one. An
@@ -89,6 +93,13 @@ if ARGV[6] ~= '' then
   if holder and string.sub(holder, 1, #ours) ~= ours then
     return redis.error_reply('SUPERSEDED a retry holds this client_msg_id')
   end
+end
+if ARGV[12] ~= '' then
+  -- ARGV[6] is '' then: KEYS[5] is the event's marker, and the inboxes follow it.
+  if redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[12]) == false then
+    return {'', {}, ''}  -- appended before: nothing more to do
+  end
+  first_inbox = 6
 end
 local record, full, message_seq, seq_tail = ARGV[3], ARGV[4], '', ''
 if ARGV[9] ~= '-' then

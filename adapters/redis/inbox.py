@@ -107,23 +107,27 @@ class RedisInbox(Inbox):
         recipients = list(dict.fromkeys(recipient_ids))
         record = orjson.dumps(change.to_record())
         cursors, _ = await self._append(recipients, record, record, None, 0, None, change.id,
-                                        _NO_COUNTER, _NO_SEQ)
-        return cursors
+                                        _NO_COUNTER, _NO_SEQ, marker=APPENDED_MARKER.format(change.id))
+        return cursors if any(cursors.values()) else {}
 
     async def _append(self, recipients: list[str], record: bytes, envelope_record: bytes, persisted: bytes | None,
                       sender: int, idempotency: str | None, event_id: str, counter: bytes,
-                      seed: bytes) -> tuple[dict[str, str], bytes]:
+                      seed: bytes, marker: str | None = None) -> tuple[dict[str, str], bytes]:
         """One run of deliver.lua: `record` into every recipient's log (the full
         `persisted` record into the sender's, at 1-based position `sender`, 0: none),
         `persisted` into stream:persist (None: not persisted), the answer of
         `idempotency` marked delivered, the envelope published; a message takes its seq
-        from `counter` (`seed`: deliver.lua's ARGV[9]). Each recipient's cursor, and the seq."""
+        from `counter` (`seed`: deliver.lua's ARGV[9]); an event with a `marker` key is
+        appended once only. Each recipient's cursor ('' for each, when the marker said it
+        was appended before), and the seq."""
         bulk = resp.bulk_bytes
         keys = [self._persist_key, self._generator_key, counter, self._complete_key]
         args = [self._max_length_arg, self._trim_arg, bulk(record),
                 _EMPTY_ARG if persisted is None else bulk(persisted), self._channel_arg]
         if idempotency is None:
             args += [_EMPTY_ARG, self._ttl_arg]
+            if marker is not None:
+                keys.append(resp.bulk(marker))
         else:
             # The script marks the sender's idempotency answer delivered with the append.
             keys.append(resp.bulk(idempotency))
@@ -131,6 +135,7 @@ class RedisInbox(Inbox):
         args += [self._trim_every_arg, seed]
         args.append(bulk(envelope.head(envelope_record, map(self._json_ids, recipients))))
         args.append(_POSITIONS[sender] if sender < len(_POSITIONS) else resp.bulk(sender))
+        args.append(_EMPTY_ARG if marker is None else _MARKER_TTL)
         keys += map(self._inbox_keys, recipients)
         with unavailable("deliver"):
             shared, own, seq = await self._deliver(len(keys), keys + args)
@@ -178,7 +183,11 @@ class RedisInbox(Inbox):
 
 _EMPTY_ARG = resp.bulk(b"")
 _POSITIONS = [resp.bulk(n) for n in range(64)]  # the sender's place among the recipients, packed
-_NO_SEQ = resp.bulk(b"-")  # deliver.lua's ARGV[9] for an event that takes no seq
+_NO_SEQ = resp.bulk(b"-")
+# A group change's marker: appended once per id, remembered for a week (a relay comes
+# within seconds; application/group_events.py).
+APPENDED_MARKER = "appended:{}"
+_MARKER_TTL = resp.bulk(7 * 24 * 3600)  # deliver.lua's ARGV[9] for an event that takes no seq
 _NO_COUNTER = resp.bulk(SEQ_COUNTER.format("none"))  # its KEYS[3], never touched then
 MAX_TRIM_EVERY = 16
 

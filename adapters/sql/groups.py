@@ -1,16 +1,19 @@
 """Groups and their members in SQL (groups, group_members)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
 
 from adapters.sql.database import Database
-from adapters.sql.tables import group_members, groups
+from adapters.sql.tables import group_announcements, group_members, groups
 from adapters.sql.users import utcnow
-from application.ports import GroupPage, GroupPosition, GroupRepository
+from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository
 from domain import errors
+from domain.events import GroupChange
 from domain.model import Group
 
 IN_CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
@@ -58,13 +61,14 @@ class SqlGroupRepository(GroupRepository):
     def __init__(self, db: Database):
         self._db = db
 
-    async def add(self, group: Group) -> None:
-        await self._db.write(self._add, group)
+    async def add(self, group: Group, announce: Announcement | None = None) -> None:
+        await self._db.write(self._add, group, announce)
 
     @staticmethod
-    def _add(conn: Connection, group: Group) -> None:
+    def _add(conn: Connection, group: Group, announce: Announcement | None) -> None:
         now = utcnow()
         with conn.begin():
+            _store(conn, announce)
             conn.execute(
                 insert(groups).values(id=group.id, name=group.name, owner_id=group.owner_id, created_at=now)
             )
@@ -111,12 +115,13 @@ class SqlGroupRepository(GroupRepository):
             GroupPosition(joined_micros(last.joined_at), last.group_id) if last is not None else None,
         )
 
-    async def add_member(self, group_id: str, user_id: str) -> None:
-        await self._db.write(self._add_member, group_id, user_id)
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
+        await self._db.write(self._add_member, group_id, user_id, announce)
 
     @staticmethod
-    def _add_member(conn: Connection, group_id: str, user_id: str) -> None:
+    def _add_member(conn: Connection, group_id: str, user_id: str, announce: Announcement | None) -> None:
         with conn.begin():
+            _store(conn, announce)
             # Locking the group row (MySQL; SQLite has one writer) serialises joins
             # to one group, so two never take the same position.
             locked = conn.execute(select(groups.c.id).where(groups.c.id == group_id).with_for_update()).first()
@@ -138,24 +143,64 @@ class SqlGroupRepository(GroupRepository):
             except exc.IntegrityError as e:  # the group exists and the row did not: the user does not
                 raise errors.UserNotFound() from e
 
-    async def rename(self, group_id: str, name: str) -> None:
-        await self._db.write(self._rename, group_id, name)
+    async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
+        await self._db.write(self._rename, group_id, name, announce)
 
     @staticmethod
-    def _rename(conn: Connection, group_id: str, name: str) -> None:
+    def _rename(conn: Connection, group_id: str, name: str, announce: Announcement | None) -> None:
         with conn.begin():
+            _store(conn, announce)
             if conn.execute(update(groups).where(groups.c.id == group_id).values(name=name)).rowcount == 0:
                 # MySQL counts rows changed, not matched: the same name again is 0 as well.
                 if conn.execute(select(groups.c.id).where(groups.c.id == group_id)).first() is None:
                     raise errors.GroupNotFound()
 
-    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
-        await self._db.write(self._remove_member, group_id, user_id, new_owner_id)
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
+                            announce: Announcement | None = None) -> None:
+        await self._db.write(self._remove_member, group_id, user_id, new_owner_id, announce)
 
     @staticmethod
-    def _remove_member(conn: Connection, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+    def _remove_member(conn: Connection, group_id: str, user_id: str, new_owner_id: str | None,
+                       announce: Announcement | None) -> None:
         with conn.begin():
+            _store(conn, announce)
             member = group_members.c
             conn.execute(delete(group_members).where(member.group_id == group_id, member.user_id == user_id))
             if new_owner_id is not None:
                 conn.execute(update(groups).where(groups.c.id == group_id).values(owner_id=new_owner_id))
+
+    # The outbox of group change events (application/group_events.py) ------------
+
+    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
+        return await self._db.run(self._announcements, int(time.time() - older_than), limit)
+
+    @staticmethod
+    def _announcements(conn: Connection, before: int, limit: int) -> list[Announcement]:
+        row = group_announcements.c
+        with conn.begin():
+            rows = conn.execute(
+                select(row.record, row.recipient_ids).where(row.created_at <= before)
+                .order_by(row.seq).limit(limit)
+            ).all()
+        return [Announcement(GroupChange.from_record(orjson.loads(r.record)), orjson.loads(r.recipient_ids))
+                for r in rows]
+
+    async def announced(self, event_id: str) -> None:
+        await self._db.write(self._announced, event_id)
+
+    @staticmethod
+    def _announced(conn: Connection, event_id: str) -> None:
+        with conn.begin():
+            conn.execute(delete(group_announcements).where(group_announcements.c.event_id == event_id))
+
+
+def _store(conn: Connection, announce: Announcement | None) -> None:
+    """The change's announcement, in the change's own transaction."""
+    if announce is None:
+        return
+    conn.execute(insert(group_announcements).values(
+        event_id=announce.change.id,
+        record=orjson.dumps(announce.change.to_record()).decode(),
+        recipient_ids=orjson.dumps(announce.recipient_ids).decode(),
+        created_at=announce.change.created_at,
+    ))

@@ -42,7 +42,7 @@ from adapters.sql.messages import (
     number_rows,
     release_taken_client_ids,
 )
-from adapters.sql.tables import inbox_entries, inbox_trims, messages
+from adapters.sql.tables import appended_events, inbox_entries, inbox_trims, messages
 from application.ports import Accepted, Inbox, Notification
 from domain import errors
 from domain.events import Delivery, Event, GroupChange, event_from_record
@@ -137,7 +137,8 @@ class SqliteInbox(Inbox):
                         continue
                     try:
                         event = result.message if isinstance(result, Accepted) else send.event
-                        self._bus.publish(Notification(event, dict(result)))
+                        if result:  # a group change appended before ({}) is not published again
+                            self._bus.publish(Notification(event, dict(result)))
                     except Exception:  # a subscriber's bug must not undo an accepted send
                         log.exception("a subscriber failed on event %s", send.event.id)
                     _settle(send.done, result=result)
@@ -176,9 +177,11 @@ class SqliteInbox(Inbox):
         change has no row in `messages`: its entries hold its record."""
         sent = [send.event for send in sends if isinstance(send.event, Message)]
         superseded = held_by_others(conn, sent)
-        appended = [send for send in sends if send.event.id not in superseded]
-        results: dict[str, dict[str, str]] = {}
         now = int(time.time())
+        repeated = _appended_before(conn, [send for send in sends if not isinstance(send.event, Message)], now)
+        skipped = {id(send) for send in repeated}
+        appended = [send for send in sends if send.event.id not in superseded and id(send) not in skipped]
+        results: dict[int, dict[str, str]] = {id(send): {} for send in repeated}  # by send: an id may repeat
         if appended:
             sent_now = [send for send in appended if isinstance(send.event, Message)]
             rows = [message_row(send.event) for send in sent_now]  # type: ignore[arg-type]
@@ -204,13 +207,13 @@ class SqliteInbox(Inbox):
                     self._trim(conn, user_id)
                 message = numbered.get(send.event.id)
                 if message is None:
-                    results[send.event.id] = cursors
+                    results[id(send)] = cursors
                     continue
-                results[send.event.id] = Accepted(message, cursors)
+                results[id(send)] = Accepted(message, cursors)
                 # Accepted with this commit: so is the sender's idempotency answer, in the same one.
                 confirm_delivered(conn, message, now)
         return [
-            errors.SendSuperseded() if send.event.id in superseded else results[send.event.id] for send in sends
+            errors.SendSuperseded() if send.event.id in superseded else results[id(send)] for send in sends
         ]
 
     def _trim(self, conn: Connection, user_id: str) -> None:
@@ -274,6 +277,28 @@ class SqliteInbox(Inbox):
         with conn.begin():
             seq = _newest_seq(conn, user_id)
         return f"{seq}-0" if seq is not None else None
+
+
+APPENDED_EVENTS_KEPT = 7 * 24 * 3600  # seconds an appended group change's id is remembered
+
+
+def _appended_before(conn: Connection, changes: list[_Send], now: int) -> list[_Send]:
+    """Of these group changes, those whose id was appended before (Inbox.append: once per
+    id), or earlier in the same batch; the others are remembered as appended now."""
+    if not changes:
+        return []
+    ids = [send.event.id for send in changes]
+    known = set(conn.execute(select(appended_events.c.event_id).where(appended_events.c.event_id.in_(ids))).scalars())
+    repeated, new = [], {}
+    for send in changes:
+        if send.event.id in known or send.event.id in new:
+            repeated.append(send)
+        else:
+            new[send.event.id] = {"event_id": send.event.id, "appended_at": now}
+    if new:
+        conn.execute(insert(appended_events), list(new.values()))
+        conn.execute(delete(appended_events).where(appended_events.c.appended_at < now - APPENDED_EVENTS_KEPT))
+    return repeated
 
 
 def _newest_seq(conn: Connection, user_id: str) -> int | None:

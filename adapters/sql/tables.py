@@ -212,3 +212,30 @@ token_floors = Table(
     Index(None, "expires_at"),
     **MYSQL_TABLE_OPTIONS,
 )
+
+# Group changes whose events are not yet in their recipients' logs (an outbox): written
+# with the change, deleted once the event is appended (application/group_events.py).
+group_announcements = Table(
+    "group_announcements",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),  # the order the changes were made
+    Column("event_id", IdType, nullable=False),
+    Column("record", Text, nullable=False),  # the GroupChange's record (JSON)
+    Column("recipient_ids", ContentType, nullable=False),  # JSON list of user ids
+    Column("created_at", BigInteger, nullable=False),  # Unix seconds: when the change was made
+    UniqueConstraint("event_id"),
+    Index(None, "created_at"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# Group change events already appended to the logs of the embedded mode (SqliteInbox),
+# so that a relayed event is never appended twice; forgotten after a week.
+appended_events = Table(
+    "appended_events",
+    metadata,
+    Column("event_id", IdType, primary_key=True),
+    Column("appended_at", BigInteger, nullable=False),  # Unix seconds
+    Index(None, "appended_at"),
+    **MYSQL_TABLE_OPTIONS,
+)

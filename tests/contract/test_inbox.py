@@ -229,3 +229,20 @@ async def test_group_changes_and_messages_share_one_log_in_order(kind, request, 
     for user in (a, c):
         [delivery] = await store.inbox.read(user, None, 10)
         assert delivery.event == added and delivery.cursor == cursors[user]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_group_change_is_appended_once_per_id(kind, request, sql_database):
+    # A relay may append a change again (its gateway died after the append, before it
+    # marked the announcement done): every adapter appends one id once only.
+    from domain.events import GROUP_UPDATED, GroupChange
+
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    renamed = GroupChange(type=GROUP_UPDATED, id=str(uuid.uuid4()), group_id=str(uuid.uuid4()), by_user_id=a,
+                          created_at=1_700_000_000, name="team")
+    first = await store.inbox.append(renamed, [a, b])
+    assert set(first) == {a, b}
+    assert await store.inbox.append(renamed, [a, b]) == {}
+    for user in (a, b):
+        assert [d.event for d in await store.inbox.read(user, None, 10)] == [renamed]

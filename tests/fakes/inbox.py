@@ -27,6 +27,7 @@ class MemoryInbox(Inbox):
         self.persisted: list[Message] = []  # what a persister would have been handed
         self.fail_next: Exception | None = None  # a test sets this to simulate an outage
         self.fail_reads: Exception | None = None  # every read raises this while set
+        self.appended_changes: set[str] = set()
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         if self.fail_next is not None:
@@ -51,6 +52,9 @@ class MemoryInbox(Inbox):
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
+        if change.id in self.appended_changes:
+            return {}  # once per id, as the real inboxes
+        self.appended_changes.add(change.id)
         cursors = self._append(change, recipient_ids)
         self._bus.publish(Notification(change, cursors))
         return cursors

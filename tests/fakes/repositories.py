@@ -6,7 +6,15 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 
-from application.ports import GroupPage, GroupPosition, GroupRepository, HistoryPage, MessageStore, UserRepository
+from application.ports import (
+    Announcement,
+    GroupPage,
+    GroupPosition,
+    GroupRepository,
+    HistoryPage,
+    MessageStore,
+    UserRepository,
+)
 from domain import errors
 from domain.model import Group, Message, User, normalised_username_key, username_key
 
@@ -50,8 +58,10 @@ class MemoryGroupRepository(GroupRepository):
         # When each (group, member) joined: a counter stands for the time.
         self._joined: dict[tuple[str, str], int] = {}
         self._ticks = itertools.count(1)
+        self.outbox: dict[str, Announcement] = {}  # event id -> not yet announced, in order
 
-    async def add(self, group: Group) -> None:
+    async def add(self, group: Group, announce: Announcement | None = None) -> None:
+        self._store(announce)
         self.by_id[group.id] = replace(group, member_ids=list(group.member_ids))
         tick = next(self._ticks)  # one creation: every member joins at once
         for user_id in group.member_ids:
@@ -76,20 +86,34 @@ class MemoryGroupRepository(GroupRepository):
             GroupPosition(*page[-1]) if more else None,
         )
 
-    async def add_member(self, group_id: str, user_id: str) -> None:
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
         group = self.by_id[group_id]
         if user_id in group.member_ids:
             raise errors.AlreadyAMember()
+        self._store(announce)
         group.member_ids.append(user_id)
         self._joined[group_id, user_id] = next(self._ticks)
 
-    async def rename(self, group_id: str, name: str) -> None:
+    async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         if group_id not in self.by_id:
             raise errors.GroupNotFound()
+        self._store(announce)
         self.by_id[group_id].name = name
 
-    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None) -> None:
+    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
+        return list(self.outbox.values())[:limit]  # the tests' relay takes every one, whatever its age
+
+    async def announced(self, event_id: str) -> None:
+        self.outbox.pop(event_id, None)
+
+    def _store(self, announce: Announcement | None) -> None:
+        if announce is not None:
+            self.outbox[announce.change.id] = announce
+
+    async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
+                            announce: Announcement | None = None) -> None:
         group = self.by_id[group_id]
+        self._store(announce)
         group.member_ids.remove(user_id)
         del self._joined[group_id, user_id]
         if new_owner_id is not None:

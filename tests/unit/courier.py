@@ -15,6 +15,7 @@ from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.security import JwtTokenService
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.gateway import Gateway
+from application.group_events import GroupEvents, RelayGroupChanges
 from application.groups import ManageGroups
 from application.messaging import PullMessages, ReadHistory, SendGroupMessage, SendPrivateMessage
 from application.ports import Inbox
@@ -68,6 +69,8 @@ class Courier:
     pull: PullMessages
     history: ReadHistory
     groups: ManageGroups
+    group_events: GroupEvents
+    relay_group_changes: RelayGroupChanges
     gateway: Gateway
 
     async def user(self, username: str, password: str = PASSWORD) -> User:
@@ -189,6 +192,8 @@ def build(
         pull=container.pull(),
         history=container.history(),
         groups=container.manage_groups(),
+        group_events=container.group_events(),
+        relay_group_changes=container.relay_group_changes(),
         gateway=container.gateway(),
     )
 

@@ -1,0 +1,73 @@
+"""A gateway that made a group change and died before appending its event (issue 14:
+group changes exactly once): the change's announcement, stored with it in MySQL, is
+relayed by `courier worker`, and appended once however often it is relayed."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, pool, text
+
+from tests.production.support import production_settings
+
+pytestmark = [pytest.mark.redis, pytest.mark.mysql]
+
+
+def store_announcement(database_url: str, event: dict, recipients: list[str], age: int) -> None:
+    """What a gateway's change transaction leaves when the gateway dies right after it."""
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO group_announcements (event_id, record, recipient_ids, created_at)"
+                " VALUES (:id, :record, :recipients, :at)"),
+                {"id": event["id"], "record": json.dumps(event), "recipients": json.dumps(recipients),
+                 "at": int(time.time()) - age})
+    finally:
+        engine.dispose()
+
+
+def announcements_left(database_url: str) -> int:
+    engine = create_engine(database_url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT COUNT(*) FROM group_announcements")).scalar()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_the_worker_relays_an_unannounced_change_once(redis_url, mysql_url, secret, commands, gateways, api):
+    settings = production_settings(redis_url, mysql_url, secret)
+    gateway = await gateways(settings).start()
+    client = api(gateway)
+    owner, bob = await client.register(), await client.register()
+    group = await client.create_group(owner, "team", [bob])
+    socket = await client.connect(bob, events=True)
+    renamed = {"type": "group_updated", "id": str(uuid.uuid4()), "group_id": group["group_id"],
+               "name": "renamed by a gateway that died", "by_user_id": owner.user_id,
+               "created_at": int(time.time()) - 60}
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, store_announcement, mysql_url, renamed, [owner.user_id, bob.user_id], 60)
+    worker = commands("worker", settings, name="relay-worker").start()
+    await worker.ready()
+    frame = await socket.next(timeout=20)
+    assert {k: frame[k] for k in renamed} == renamed and frame["cursor"]
+    deadline = time.monotonic() + 20
+    while await loop.run_in_executor(None, announcements_left, mysql_url):
+        assert time.monotonic() < deadline, "the announcement was not marked done"
+        await asyncio.sleep(0.2)
+    # Relayed again (the worker died after the append, before it marked it done): the
+    # log's marker keeps it from being appended twice.
+    await loop.run_in_executor(None, store_announcement, mysql_url, renamed, [owner.user_id, bob.user_id], 60)
+    deadline = time.monotonic() + 20
+    while await loop.run_in_executor(None, announcements_left, mysql_url):
+        assert time.monotonic() < deadline, "the announcement was not relayed again"
+        await asyncio.sleep(0.2)
+    assert await socket.nothing(within=1.0)
+    events = (await client.events(bob)).body["events"]
+    assert [e["id"] for e in events if e["id"] == renamed["id"]] == [renamed["id"]]
+    assert "relayed 1 group change event" in worker.output()
