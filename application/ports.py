@@ -9,11 +9,12 @@ Errors: an adapter turns a failure of its backing service into
 domain.errors.ServiceUnavailable; use cases never see driver exceptions."""
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from domain.events import Delivery, Event, GroupChange
+from domain.events import Appended, Delivery, Event, GroupChange
 from domain.model import Group, Message, User
 
 
@@ -128,6 +129,69 @@ class MessageStore(Protocol):
         first). A page shorter than `limit` is the last."""
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationPosition:
+    """Where a conversation stands in a user's list (most recent activity first): its
+    activity (microseconds), then its key (Message.conversation) for a tie."""
+
+    activity: int
+    conversation: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """One conversation as one of its members sees it."""
+
+    conversation: str  # Message.conversation
+    peer_id: str | None  # private: the other user
+    group_id: str | None  # group: the group
+    name: str | None  # the peer's username, or the group's name
+    last_message: Message | None  # None: a group with no message yet
+    last_seq: int
+    read_seq: int
+    activity: int  # microseconds since the epoch
+
+    @property
+    def unread_count(self) -> int:
+        """Messages from others above the marker: one's own sends move it to themselves."""
+        return max(0, self.last_seq - self.read_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    conversations: list[ConversationState]  # most recent activity first
+    next_before: ConversationPosition | None  # None at the end
+
+
+class ConversationStore(Protocol):
+    """Each user's conversations and read markers, kept as messages are stored (in the
+    transaction that stores them: SqliteInbox, SqlMessageStore.save) and as groups
+    change (GroupRepository's transactions), exactly once per message."""
+
+    @abstractmethod
+    async def list(self, user_id: str, before: ConversationPosition | None, limit: int) -> ConversationPage:
+        """Up to `limit` of the user's conversations after `before`, most recent first; O(limit)."""
+
+    @abstractmethod
+    async def last_seq(self, conversation: str) -> int:
+        """The highest seq stored for the conversation (0: none)."""
+
+    @abstractmethod
+    async def mark_read(self, user_id: str, conversation: str, seq: int, *, peer_id: str | None = None,
+                        group_id: str | None = None) -> tuple[int, int]:
+        """Move the user's marker forward to `seq` (a lower one changes nothing); the
+        marker and the unread count after it. The caller checked `seq` and membership."""
+
+
+class ConversationSeqs(Protocol):
+    """The conversations' last seqs as the inbox hands them out, ahead of what is
+    stored (production: deliver.lua's counters in Redis)."""
+
+    @abstractmethod
+    async def last_seq(self, conversation: str) -> int | None:
+        """The conversation's last seq handed out; None when not known here."""
+
+
 class Accepted(dict[str, str]):
     """What Inbox.deliver() answers: each recipient's cursor (recipient user id -> cursor),
     and the message as accepted, with its seq (its place in its conversation)."""
@@ -180,8 +244,9 @@ class Inbox(Protocol):
         a retry took the key): it raises SendSuperseded, and the retry is the one that
         delivers."""
 
-    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
-        """Append a group change to every recipient's log and publish it, once: a change
+    async def append(self, change: Appended, recipient_ids: Sequence[str]) -> dict[str, str]:
+        """Append a group change or a read marker (domain.events.Appended) to every
+        recipient's log and publish it, once: a change
         whose id was appended before (a relay after a crash, two relays at once) is not
         appended again ({} then). Returns each recipient's cursor. (No persistence stream:
         the group's state itself is in the GroupRepository.)"""

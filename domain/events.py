@@ -1,9 +1,9 @@
 """What a user's inbox holds: events, in one order per user (the event log).
 
-Two kinds are stored: messages (domain.model.Message, types "private" and "group")
-and group changes (GroupChange below: "member_added", "member_removed",
-"group_updated"). Each has `type`, `public(cursor)` (the object a client gets) and
-`to_record()` / `event_from_record()` (what the stores keep).
+Three kinds are stored: messages (domain.model.Message, types "private" and "group"),
+group changes (GroupChange below: "member_added", "member_removed",
+"group_updated") and read markers moved by the user (ReadMarker: "read"). Each has
+`type`, `public(cursor)` (the object a client gets) and `to_record()` / `event_from_record()` (what the stores keep).
 
 Two views read the one log:
 - the event view (GET /api/v1/events, /ws?events=1) shows every stored event,
@@ -13,6 +13,7 @@ Two views read the one log:
 A cursor is a position in the log, so a cursor of one view resumes the other."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,54 @@ class GroupChange:
         )
 
 
-Event = Message | GroupChange
+READ = "read"
+
+
+@dataclass(slots=True, frozen=True)
+class ReadMarker:
+    """The reader moved its read marker in a conversation to `seq` (POST .../read): in the
+    reader's own log, so that its other devices clear the conversation's badge. Its id is
+    the same for the same (reader, conversation, seq) (read_marker_id), so that appending
+    it again (a retried POST) never doubles it (Inbox.append: once per id)."""
+
+    id: str
+    user_id: str  # the reader
+    conversation_type: str  # PRIVATE or GROUP
+    conversation_id: str  # the peer's user id (private, as the reader sees it) or the group's id
+    seq: int
+    type: str = READ
+
+    def public(self, cursor: str | None = None) -> dict:
+        key = "user_id" if self.conversation_type == PRIVATE else "group_id"
+        body: dict[str, Any] = {
+            "type": READ, "id": self.id,
+            "conversation": {"type": self.conversation_type, key: self.conversation_id},
+            "user_id": self.user_id, "seq": self.seq,
+        }
+        if cursor is not None:
+            body["cursor"] = cursor
+        return body
+
+    def to_record(self) -> dict:
+        return self.public()
+
+    @classmethod
+    def from_record(cls, record: dict) -> ReadMarker:
+        conversation = record["conversation"]
+        kind = conversation["type"]
+        return cls(id=record["id"], user_id=record["user_id"], conversation_type=kind,
+                   conversation_id=conversation["user_id" if kind == PRIVATE else "group_id"],
+                   seq=int(record["seq"]))
+
+
+def read_marker_id(user_id: str, conversation: str, seq: int) -> str:
+    """The id of the read event of (reader, conversation, seq): a UUID derived from them."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"courier:read:{user_id}:{conversation}:{seq}"))
+
+
+Event = Message | GroupChange | ReadMarker
+# What Inbox.append takes: every event that is not a message.
+Appended = GroupChange | ReadMarker
 
 
 def event_from_record(record: dict) -> Event:
@@ -77,6 +125,8 @@ def event_from_record(record: dict) -> Event:
         return Message.from_record(record)
     if kind in GROUP_CHANGES:
         return GroupChange.from_record(record)
+    if kind == READ:
+        return ReadMarker.from_record(record)
     raise ValueError(f"unknown event type {kind!r}")
 
 

@@ -32,6 +32,7 @@ from adapters.memory.known_users import KnownUsers
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.connection_counter import RedisConnectionCounter
+from adapters.redis.conversation_seqs import RedisConversationSeqs
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
@@ -41,6 +42,7 @@ from adapters.redis.seq_counters import SeqCounters
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
 from adapters.security import Argon2PasswordHasher, JwtTokenService
+from adapters.sql.conversations import SqlConversationStore
 from adapters.sql.database import Database
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.idempotency import SqlIdempotencyKeys
@@ -49,6 +51,7 @@ from adapters.sql.messages import SqlMessageStore
 from adapters.sql.revocations import SqlTokenRevocations
 from adapters.sql.users import SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
+from application.conversations import ListConversations, MarkRead
 from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
 from application.group_events import GroupEvents, RelayGroupChanges
@@ -293,6 +296,13 @@ class Container(containers.DeclarativeContainer):
     history = providers.Singleton(ReadHistory, messages, groups, users)
     group_events = providers.Singleton(GroupEvents, inbox, groups, ids, clock)
     relay_group_changes = providers.Singleton(RelayGroupChanges, group_events, groups)
+    conversations = providers.Singleton(SqlConversationStore, database)
+    list_conversations = providers.Singleton(ListConversations, conversations)
+    mark_read = providers.Singleton(
+        MarkRead, conversations, groups, users, inbox,
+        providers.Selector(mode, embedded=providers.Object(None),
+                           production=providers.Singleton(RedisConversationSeqs, redis)),
+    )
     manage_groups = providers.Singleton(
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter),
         group_events,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import orjson
 from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
 
+from adapters.sql import conversations
 from adapters.sql.database import Database
 from adapters.sql.tables import group_announcements, group_members, groups
 from adapters.sql.users import utcnow
@@ -80,6 +81,7 @@ class SqlGroupRepository(GroupRepository):
                         for position, user_id in enumerate(group.member_ids, start=1)
                     ],
                 )
+            conversations.group_created(conn, group.id, group.member_ids)
 
     async def get(self, group_id: str) -> Group | None:
         found = await self._db.run(self._get, [group_id])
@@ -142,6 +144,7 @@ class SqlGroupRepository(GroupRepository):
                 )
             except exc.IntegrityError as e:  # the group exists and the row did not: the user does not
                 raise errors.UserNotFound() from e
+            conversations.group_joined(conn, group_id, user_id)
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         await self._db.write(self._rename, group_id, name, announce)
@@ -166,6 +169,7 @@ class SqlGroupRepository(GroupRepository):
             _store(conn, announce)
             member = group_members.c
             conn.execute(delete(group_members).where(member.group_id == group_id, member.user_id == user_id))
+            conversations.group_left(conn, group_id, user_id)
             if new_owner_id is not None:
                 conn.execute(update(groups).where(groups.c.id == group_id).values(owner_id=new_owner_id))
 

@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.memory.bus import InProcessBus
+from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
 from adapters.sql.idempotency import confirm_delivered, held_by_others
 from adapters.sql.messages import (
@@ -45,7 +46,7 @@ from adapters.sql.messages import (
 from adapters.sql.tables import appended_events, inbox_entries, inbox_trims, messages
 from application.ports import Accepted, Inbox, Notification
 from domain import errors
-from domain.events import Delivery, Event, GroupChange, event_from_record
+from domain.events import Appended, Delivery, Event, event_from_record
 from domain.model import Message, cursor_position
 
 log = logging.getLogger("courier.inbox")
@@ -84,6 +85,7 @@ class SqliteInbox(Inbox):
         self._appends_since_trim: dict[str, int] = {}
         self._queue: list[_Send] = []
         self._flusher: asyncio.Task | None = None
+        self._activity = 0  # the last activity given to a message (microseconds): only ever grows
 
     # Writing ------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class SqliteInbox(Inbox):
         assert isinstance(accepted, Accepted)
         return accepted
 
-    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def append(self, change: Appended, recipient_ids: Sequence[str]) -> dict[str, str]:
         return dict(await self._queue_send(change, recipient_ids))
 
     async def _queue_send(self, event: Event, recipient_ids: Sequence[str]) -> dict[str, str]:
@@ -193,6 +195,10 @@ class SqliteInbox(Inbox):
                 for send, row, seq in zip(sent_now, rows, _insert_returning_seqs(conn, messages, rows), strict=True):
                     numbered[send.event.id] = send.event.with_seq(row["conversation_seq"])
                     message_seqs[send.event.id] = seq
+                # The conversation list, in the same transaction (adapters/sql/conversations.py).
+                activity = self._activity = max(self._activity + 1, now_micros())
+                record_messages(conn, [(m, activity + i) for i, m in enumerate(numbered.values())])
+                self._activity += len(numbered)
             entries = []
             for send in appended:
                 if send.event.id in message_seqs:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, exc, func, insert, select
 
+from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
 from adapters.sql.groups import chunks
 from adapters.sql.tables import messages
@@ -150,6 +151,20 @@ def number_rows(conn: Connection, rows: list[dict], *, renumber_taken: bool = Fa
             row["conversation_seq"] = last[conversation]
 
 
+ORDER_SEQ_BITS = 20  # adapters/redis/persist_queue.py's packing of an order: (ms << 20) | n
+TIME_PACKED = 1 << 60  # an order at least this large is such a packed time (after 2004)
+
+
+def accepted_micros(order: int | None, default: int) -> int:
+    """When a message was accepted, in microseconds, from its place in the order of
+    acceptance when that is a stream entry's time (stream:persist's <ms>-<n>): the
+    conversation list's order is then the order of acceptance, not of storing, however
+    far the worker lags. Otherwise (no order, or a plain counter) `default`."""
+    if order is None or order < TIME_PACKED:
+        return default
+    return (order >> ORDER_SEQ_BITS) * 1000 + min(order & ((1 << ORDER_SEQ_BITS) - 1), 999)
+
+
 def _row_at(message: Message, order: int | None) -> dict:
     row = message_row(message)
     if order is not None:
@@ -205,6 +220,14 @@ class SqlMessageStore(MessageStore):
             release_taken_client_ids(conn, rows)
             number_rows(conn, rows, renumber_taken=renumber_taken)
             conn.execute(insert(messages), rows)  # executemany
+            # The conversation list, with the messages this transaction inserted (and only
+            # them: one handed out again is in `existing`), in the same transaction.
+            now = now_micros()
+            inserted = {row["id"]: row["conversation_seq"] for row in rows}
+            record_messages(conn, [
+                (m.with_seq(inserted[m.id]), accepted_micros(order, now + i))
+                for i, (m, order) in enumerate(item for item in batch if item[0].id in inserted)
+            ])
         return [row["id"] for row in rows]
 
     @classmethod

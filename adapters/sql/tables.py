@@ -239,3 +239,38 @@ appended_events = Table(
     Index(None, "appended_at"),
     **MYSQL_TABLE_OPTIONS,
 )
+
+# The conversation list and read markers (adapters/sql/conversations.py): kept up to date
+# as messages are stored (SqliteInbox in its transaction; SqlMessageStore.save, the
+# worker's, in its own) and as groups change (SqlGroupRepository), so that a page of the
+# list costs O(page). `activity` orders the list: microseconds since the epoch (a
+# message's: when it was accepted), never moved back.
+ConversationKey = String(80)  # domain.model.Message.conversation: "p:<id>:<id>" or "g:<id>"
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("conversation", ConversationKey, primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),  # the highest Message.seq stored; 0: none yet
+    Column("last_message_id", IdType, nullable=True),  # that message's id
+    Column("activity", BigInteger, nullable=False),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+conversation_members = Table(
+    "conversation_members",
+    metadata,
+    Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
+    Column("conversation", ConversationKey, nullable=False),
+    Column("peer_id", IdType, nullable=True),  # private: the other user (oneself for notes to self)
+    Column("group_id", IdType, nullable=True),  # group: the group's id
+    # The member's read marker: every message of the conversation up to it is read, and
+    # one's own sends move it to themselves, so unread = last_seq - read_seq (when above 0).
+    Column("read_seq", BigInteger, nullable=False),
+    Column("activity", BigInteger, nullable=False),  # a copy of the conversation's, or the join time
+    PrimaryKeyConstraint("user_id", "conversation"),
+    # A user's list, most recent first, paged by (activity, conversation).
+    Index(None, "user_id", "activity", "conversation"),
+    Index(None, "conversation"),
+    **MYSQL_TABLE_OPTIONS,
+)

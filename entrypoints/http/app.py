@@ -6,7 +6,7 @@ from __future__ import annotations
 import tornado.web
 
 from entrypoints.heartbeat import Heartbeat
-from entrypoints.http import groups, messages, static, users
+from entrypoints.http import conversations, groups, messages, static, users
 from entrypoints.http.base import NotFoundHandler
 from entrypoints.http.client_address import ClientAddresses
 from entrypoints.http.fast_send import SendRouter
@@ -40,6 +40,10 @@ def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics) -
         (api + f"/groups/{ID}/members/{ID}", groups.GroupMemberHandler, use(groups=container.manage_groups())),
         (api + f"/groups/{ID}/messages", messages.GroupMessagesHandler,
          use(send_group=container.send_group(), history=container.history())),
+        (api + "/conversations", conversations.ConversationsHandler,
+         use(list_conversations=container.list_conversations())),
+        (api + f"/conversations/{ID}/read", conversations.PrivateReadHandler, use(mark_read=container.mark_read())),
+        (api + f"/groups/{ID}/read", conversations.GroupReadHandler, use(mark_read=container.mark_read())),
         (api + f"/conversations/{ID}/messages", messages.ConversationHandler, use(history=container.history())),
         (r"/ws", SocketHandler,
          use(gateway=container.gateway(), authenticate=container.authenticate(), admit=container.admit_socket(),

@@ -1,0 +1,193 @@
+"""The conversation list and read markers in SQL (conversations, conversation_members).
+
+The state is kept as messages are stored, in the transaction that stores them:
+record_messages() is called by SqliteInbox (embedded) and SqlMessageStore.save (the
+worker, production) with the messages that transaction inserted, and only those, so a
+message handed to the worker again changes nothing; and the state only ever moves
+forward (a seq below the stored last one leaves it, an activity never goes back), so
+the order in which persisters store messages does not matter. The group store keeps the
+members' rows in the transactions that change the group (group_joined, group_left).
+
+A page of the list is one range of the (user_id, activity, conversation) index plus
+one lookup per row: O(page), however many messages or conversations there are.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, case, delete, insert, select, tuple_, update
+
+from adapters.sql.database import Database
+from adapters.sql.tables import conversation_members, conversations, groups, messages, users
+from application.ports import ConversationPage, ConversationPosition, ConversationState, ConversationStore
+from domain.model import GROUP, Message
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def _greatest(column, value: int):
+    return case((column < value, value), else_=column)
+
+
+def record_messages(conn: Connection, stored: Sequence[tuple[Message, int]]) -> None:
+    """In the caller's transaction: the state after these newly stored messages (each
+    with its seq, and its activity in microseconds). Once per message: the caller passes
+    only the messages its transaction inserted."""
+    by_conversation: dict[str, list[tuple[Message, int]]] = {}
+    for message, activity in stored:
+        by_conversation.setdefault(message.conversation, []).append((message, activity))
+    for conversation, items in by_conversation.items():
+        top, _ = max(items, key=lambda item: item[0].seq or 0)
+        activity = max(a for _, a in items)
+        seq = top.seq or 0
+        c = conversations.c
+        row = conn.execute(select(c.last_seq).where(c.conversation == conversation).with_for_update()).first()
+        if row is None:
+            conn.execute(insert(conversations).values(
+                conversation=conversation, last_seq=seq, last_message_id=top.id, activity=activity))
+        else:
+            values: dict = {"activity": _greatest(c.activity, activity)}
+            if seq > row.last_seq:
+                values.update(last_seq=seq, last_message_id=top.id)
+            conn.execute(update(conversations).where(c.conversation == conversation).values(**values))
+        m = conversation_members.c
+        if top.type != GROUP:
+            low, _, high = conversation[2:].partition(":")
+            present = set(conn.execute(select(m.user_id).where(m.conversation == conversation)).scalars())
+            missing = [
+                {"user_id": user_id, "conversation": conversation, "peer_id": peer_id, "group_id": None,
+                 "read_seq": 0, "activity": activity}
+                for user_id, peer_id in dict([(low, high), (high, low)]).items() if user_id not in present
+            ]
+            if missing:
+                conn.execute(insert(conversation_members), missing)
+        conn.execute(update(conversation_members).where(m.conversation == conversation)
+                     .values(activity=_greatest(m.activity, activity)))
+        # A sender's own send moves its marker to it (no read event: the send implies it).
+        own: dict[str, int] = {}
+        for message, _ in items:
+            own[message.from_user_id] = max(own.get(message.from_user_id, 0), message.seq or 0)
+        for sender_id, sent_seq in own.items():
+            conn.execute(update(conversation_members)
+                         .where(m.user_id == sender_id, m.conversation == conversation)
+                         .values(read_seq=_greatest(m.read_seq, sent_seq)))
+
+
+def group_created(conn: Connection, group_id: str, member_ids: Sequence[str]) -> None:
+    """In the group's creating transaction: the group in each first member's list."""
+    now = now_micros()
+    conversation = "g:" + group_id
+    conn.execute(insert(conversations).values(conversation=conversation, last_seq=0, last_message_id=None,
+                                              activity=now))
+    if member_ids:
+        conn.execute(insert(conversation_members), [
+            {"user_id": user_id, "conversation": conversation, "peer_id": None, "group_id": group_id,
+             "read_seq": 0, "activity": now} for user_id in member_ids
+        ])
+
+
+def group_joined(conn: Connection, group_id: str, user_id: str) -> None:
+    """In the joining transaction: the group at the top of the new member's list, whose
+    messages from before it joined do not count as unread."""
+    now = now_micros()
+    conversation = "g:" + group_id
+    c = conversations.c
+    last = conn.execute(select(c.last_seq).where(c.conversation == conversation)).scalar()
+    if last is None:  # a group from before these tables
+        conn.execute(insert(conversations).values(conversation=conversation, last_seq=0, last_message_id=None,
+                                                  activity=now))
+    m = conversation_members.c
+    conn.execute(delete(conversation_members).where(m.user_id == user_id, m.conversation == conversation))
+    conn.execute(insert(conversation_members).values(
+        user_id=user_id, conversation=conversation, peer_id=None, group_id=group_id, read_seq=last or 0,
+        activity=now))
+
+
+def group_left(conn: Connection, group_id: str, user_id: str) -> None:
+    """In the removing transaction: the group leaves the member's list."""
+    m = conversation_members.c
+    conn.execute(delete(conversation_members).where(m.user_id == user_id, m.conversation == "g:" + group_id))
+
+
+class SqlConversationStore(ConversationStore):
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def list(self, user_id: str, before: ConversationPosition | None, limit: int) -> ConversationPage:
+        return await self._db.run(self._list, user_id, before, limit)
+
+    @staticmethod
+    def _list(conn: Connection, user_id: str, before: ConversationPosition | None, limit: int) -> ConversationPage:
+        from adapters.sql.messages import MESSAGE_COLUMNS, message_from_row  # (messages imports groups, this)
+
+        m, c = conversation_members.c, conversations.c
+        query = (
+            select(m.conversation, m.peer_id, m.group_id, m.read_seq, m.activity, c.last_seq, c.last_message_id,
+                   users.c.username, groups.c.name)
+            .join_from(conversation_members, conversations, c.conversation == m.conversation)
+            .outerjoin(users, users.c.id == m.peer_id)
+            .outerjoin(groups, groups.c.id == m.group_id)
+            .where(m.user_id == user_id)
+        )
+        if before is not None:
+            query = query.where(m.activity <= before.activity,
+                                tuple_(m.activity, m.conversation) < tuple_(before.activity, before.conversation))
+        query = query.order_by(m.activity.desc(), m.conversation.desc()).limit(limit + 1)
+        with conn.begin():
+            rows = conn.execute(query).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            ids = [row.last_message_id for row in rows if row.last_message_id is not None]
+            found = {}
+            if ids:
+                found = {r.id: message_from_row(r)
+                         for r in conn.execute(select(*MESSAGE_COLUMNS).where(messages.c.id.in_(ids)))}
+        states = [
+            ConversationState(
+                conversation=row.conversation, peer_id=row.peer_id, group_id=row.group_id,
+                name=row.name if row.group_id is not None else row.username,
+                last_message=found.get(row.last_message_id), last_seq=row.last_seq, read_seq=row.read_seq,
+                activity=row.activity,
+            )
+            for row in rows
+        ]
+        last = states[-1] if more else None
+        return ConversationPage(states, ConversationPosition(last.activity, last.conversation) if last else None)
+
+    async def last_seq(self, conversation: str) -> int:
+        return await self._db.run(self._last_seq, conversation)
+
+    @staticmethod
+    def _last_seq(conn: Connection, conversation: str) -> int:
+        with conn.begin():
+            c = conversations.c
+            return conn.execute(select(c.last_seq).where(c.conversation == conversation)).scalar() or 0
+
+    async def mark_read(self, user_id: str, conversation: str, seq: int, *, peer_id: str | None = None,
+                        group_id: str | None = None) -> tuple[int, int]:
+        return await self._db.write(self._mark_read, user_id, conversation, seq, peer_id, group_id)
+
+    @staticmethod
+    def _mark_read(conn: Connection, user_id: str, conversation: str, seq: int, peer_id: str | None,
+                   group_id: str | None) -> tuple[int, int]:
+        m, c = conversation_members.c, conversations.c
+        with conn.begin():
+            row = conn.execute(select(m.read_seq).where(m.user_id == user_id, m.conversation == conversation)
+                               .with_for_update()).first()
+            if row is None:
+                # Production: the worker has not stored the conversation's first message yet.
+                conn.execute(insert(conversation_members).values(
+                    user_id=user_id, conversation=conversation, peer_id=peer_id, group_id=group_id,
+                    read_seq=seq, activity=0))
+                read_seq = seq
+            else:
+                read_seq = max(row.read_seq, seq)
+                if read_seq != row.read_seq:
+                    conn.execute(update(conversation_members)
+                                 .where(m.user_id == user_id, m.conversation == conversation)
+                                 .values(read_seq=read_seq))
+            last = conn.execute(select(c.last_seq).where(c.conversation == conversation)).scalar() or 0
+        return read_seq, max(0, last - read_seq)

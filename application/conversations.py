@@ -1,0 +1,109 @@
+"""Use cases of the conversation list and read markers (GET /api/v1/conversations,
+POST .../read)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from application.messaging import parse_limit
+from application.ports import (
+    ConversationPage,
+    ConversationPosition,
+    ConversationSeqs,
+    ConversationStore,
+    GroupRepository,
+    Inbox,
+    UserRepository,
+)
+from domain import errors
+from domain.events import ReadMarker, read_marker_id
+from domain.model import GROUP, PRIVATE, validate_id
+
+MAX_ACTIVITY = 2**63 - 1
+
+
+def parse_position(raw: Any) -> ConversationPosition | None:
+    """`before`: a next_before as given ("<activity>_<conversation>")."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str) and raw.isascii() and len(raw) <= 120:
+        activity, _, conversation = raw.partition("_")
+        if activity.isdigit() and len(activity) <= 19 and conversation[:2] in ("p:", "g:"):
+            return ConversationPosition(min(int(activity), MAX_ACTIVITY), conversation)
+    raise errors.InvalidInput("before must be a value from next_before")
+
+
+def format_position(position: ConversationPosition | None) -> str | None:
+    return None if position is None else f"{position.activity}_{position.conversation}"
+
+
+def parse_seq(body: dict) -> int:
+    seq = body.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
+        raise errors.InvalidInput("seq must be a non-negative integer")
+    return seq
+
+
+def private_conversation(user_id: str, peer_id: str) -> str:
+    low, high = sorted((user_id, peer_id))
+    return f"p:{low}:{high}"
+
+
+@dataclass
+class ListConversations:
+    store: ConversationStore
+
+    async def __call__(self, user_id: str, before: Any, limit: Any) -> ConversationPage:
+        position, count = parse_position(before), parse_limit(limit)
+        return await self.store.list(user_id, position, count)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    read_seq: int
+    unread_count: int
+
+
+@dataclass
+class MarkRead:
+    """Move the caller's read marker forward, and tell the caller's other devices with a
+    `read` event in its own log. The event's id is the same for the same marker
+    (read_marker_id): a retried request appends it once only (Inbox.append), and a retry
+    of a request whose append failed after the marker moved appends it then."""
+
+    store: ConversationStore
+    groups: GroupRepository
+    users: UserRepository
+    inbox: Inbox
+    counters: ConversationSeqs | None = None  # production: the conversations' seqs ahead of the worker
+
+    async def private(self, user_id: str, peer_id: Any, body: dict) -> ReadResult:
+        peer_id = validate_id(peer_id, "user_id")
+        seq = parse_seq(body)
+        if await self.users.get(peer_id) is None:
+            raise errors.UserNotFound()
+        conversation = private_conversation(user_id, peer_id)
+        return await self._move(user_id, conversation, seq, PRIVATE, peer_id, peer_id=peer_id)
+
+    async def group(self, user_id: str, group_id: Any, body: dict) -> ReadResult:
+        group_id = validate_id(group_id, "group_id")
+        seq = parse_seq(body)
+        group = await self.groups.get(group_id)
+        if group is None:
+            raise errors.GroupNotFound()
+        group.require_member(user_id)
+        return await self._move(user_id, "g:" + group_id, seq, GROUP, group_id, group_id=group_id)
+
+    async def _move(self, user_id: str, conversation: str, seq: int, kind: str, target: str,
+                    **where: str) -> ReadResult:
+        last = None if self.counters is None else await self.counters.last_seq(conversation)
+        if last is None:
+            last = await self.store.last_seq(conversation)
+        if seq > last:
+            raise errors.InvalidInput(f"seq {seq} is beyond the conversation's last message ({last})")
+        read_seq, unread = await self.store.mark_read(user_id, conversation, seq, **where)
+        if read_seq == seq and seq > 0:
+            marker = ReadMarker(id=read_marker_id(user_id, conversation, seq), user_id=user_id,
+                                conversation_type=kind, conversation_id=target, seq=seq)
+            await self.inbox.append(marker, [user_id])
+        return ReadResult(read_seq, unread)
