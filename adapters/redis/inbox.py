@@ -17,7 +17,7 @@ from adapters.redis.idempotency import idempotency_key
 from adapters.redis.support import lua, text, unavailable
 from application.ports import Accepted, Inbox
 from domain import errors
-from domain.events import Delivery, GroupChange, event_from_record
+from domain.events import Delivery, GroupChange, MessageChange, event_from_record
 from domain.model import Message, cursor_position
 
 INBOX_KEY = "stream:private:{}"
@@ -103,7 +103,7 @@ class RedisInbox(Inbox):
             raise
         return Accepted(message.with_seq(int(seq)), cursors)
 
-    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def append(self, change: GroupChange | MessageChange, recipient_ids: Sequence[str]) -> dict[str, str]:
         recipients = list(dict.fromkeys(recipient_ids))
         record = orjson.dumps(change.to_record())
         cursors, _ = await self._append(recipients, record, record, None, 0, None, change.id,

@@ -45,7 +45,7 @@ from adapters.sql.messages import (
 from adapters.sql.tables import appended_events, inbox_entries, inbox_trims, messages
 from application.ports import Accepted, Inbox, Notification
 from domain import errors
-from domain.events import Delivery, Event, GroupChange, event_from_record
+from domain.events import Delivery, Event, GroupChange, MessageChange, event_from_record
 from domain.model import Message, cursor_position
 
 log = logging.getLogger("courier.inbox")
@@ -92,7 +92,7 @@ class SqliteInbox(Inbox):
         assert isinstance(accepted, Accepted)
         return accepted
 
-    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def append(self, change: GroupChange | MessageChange, recipient_ids: Sequence[str]) -> dict[str, str]:
         return dict(await self._queue_send(change, recipient_ids))
 
     async def _queue_send(self, event: Event, recipient_ids: Sequence[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from adapters.memory.bus import InProcessBus
 from application.ports import Accepted, Inbox, Notification
 from domain import errors
-from domain.events import Delivery, Event, GroupChange
+from domain.events import Delivery, Event, GroupChange, MessageChange
 from domain.model import Message, cursor_position
 from tests.fakes.idempotency import MemoryIdempotencyKeys
 
@@ -48,7 +48,7 @@ class MemoryInbox(Inbox):
         self._bus.publish(Notification(message, cursors))
         return Accepted(message, cursors)
 
-    async def append(self, change: GroupChange, recipient_ids: Sequence[str]) -> dict[str, str]:
+    async def append(self, change: GroupChange | MessageChange, recipient_ids: Sequence[str]) -> dict[str, str]:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
