@@ -52,8 +52,9 @@ class GroupEvents:
             await self.inbox.append(announcement.change, announcement.recipient_ids)
             await self.groups.announced(announcement.change.id)
         except Exception as error:  # noqa: BLE001 - the change is made; its event comes with the relay
-            log.warning("group %s: the %s event %s is left to the relay: %r", announcement.change.group_id,
-                        announcement.change.type, announcement.change.id, error)
+            change = announcement.change
+            log.warning("group %s: the %s event %s is left to the relay: %r",
+                        getattr(change, "group_id", "-"), change.type, change.id, error)
 
     def _announcement(self, kind: str, group: Group, by_user_id: str, recipients: Sequence[str],
                       user_id: str | None = None, name: str | None = None) -> Announcement:

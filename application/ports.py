@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from domain.events import Appended, Delivery, Event, GroupChange
+from domain.events import Appended, Delivery, Event, GroupChange, MessageChange
 from domain.model import Group, Message, User
 
 
@@ -60,7 +60,7 @@ class Announcement:
     the same transaction as the change itself (an outbox), and marked done once it is
     appended, so that no change is made without its event (GroupRepository)."""
 
-    change: GroupChange
+    change: GroupChange | MessageChange  # a message's edit or deletion is announced alike
     recipient_ids: list[str]
 
 
@@ -116,6 +116,18 @@ class MessageStore(Protocol):
         Without it, the order of insertion stands for it."""
 
     async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage: ...
+
+    async def get(self, message_id: str, recent: Message | None = None) -> Message | None:
+        """The stored message as it is now (edited, or a tombstone). One not stored yet is
+        None, unless it is given as `recent` (found in a log: RecentMessages): then that,
+        with the change stored for it, if any."""
+
+    async def change(self, message: Message, announce: Announcement) -> None:
+        """Store a message's edit (its content and edited_at) or deletion (deleted_at, the
+        content emptied) with its announcement (GroupRepository.announcements lists it
+        until announced()), in one transaction. A message not stored yet (the persister
+        lags behind) is inserted as changed: the persister's own insert, idempotent by id,
+        then leaves it so."""
 
     async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage: ...
 
@@ -245,7 +257,8 @@ class Inbox(Protocol):
         delivers."""
 
     async def append(self, change: Appended, recipient_ids: Sequence[str]) -> dict[str, str]:
-        """Append a group change or a read marker (domain.events.Appended) to every
+        """Append a group change, a message's edit or deletion, or a read marker
+        (domain.events.Appended) to every
         recipient's log and publish it, once: a change
         whose id was appended before (a relay after a crash, two relays at once) is not
         appended again ({} then). Returns each recipient's cursor. (No persistence stream:
@@ -261,6 +274,13 @@ class Inbox(Protocol):
 
     async def last_cursor(self, user_id: str) -> str | None:
         """The cursor of the newest entry in the user's inbox; None when it is empty."""
+
+
+class RecentMessages(Protocol):
+    """Messages accepted but perhaps not yet in the MessageStore (production: the
+    persister lags behind): found among the newest entries of a user's log."""
+
+    async def find(self, user_id: str, message_id: str) -> Message | None: ...
 
 
 class NotificationSubscriber(Protocol):

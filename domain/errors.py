@@ -65,6 +65,18 @@ class Forbidden(CourierError):
     code = "forbidden"
 
 
+class NotYourMessage(Forbidden):
+    """Only a message's sender may edit it; only its sender, or the group's owner, delete it."""
+
+    code = "not_your_message"
+
+
+class EditWindowClosed(Forbidden):
+    """This message is too old to edit."""
+
+    code = "edit_window_closed"
+
+
 class NotAMember(Forbidden):
     """You are not a member of this group."""
 
@@ -88,6 +100,12 @@ class GroupNotFound(NotFound):
     """No such group."""
 
     code = "group_not_found"
+
+
+class MessageNotFound(NotFound):
+    """No such message (or not one the caller may change)."""
+
+    code = "message_not_found"
 
 
 # 409 ---------------------------------------------------------------------

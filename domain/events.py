@@ -2,8 +2,10 @@
 
 Three kinds are stored: messages (domain.model.Message, types "private" and "group"),
 group changes (GroupChange below: "member_added", "member_removed",
-"group_updated") and read markers moved by the user (ReadMarker: "read"). Each has
-`type`, `public(cursor)` (the object a client gets) and `to_record()` / `event_from_record()` (what the stores keep).
+"group_updated"), message changes (MessageChange: "message_updated",
+"message_deleted") and read markers moved by the user (ReadMarker: "read"). Each has
+`type`, `public(cursor)` (the object a client gets) and `to_record()` /
+`event_from_record()` (what the stores keep).
 
 Two views read the one log:
 - the event view (GET /api/v1/events, /ws?events=1) shows every stored event,
@@ -13,6 +15,7 @@ Two views read the one log:
 A cursor is a position in the log, so a cursor of one view resumes the other."""
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +25,8 @@ from domain.model import GROUP, PRIVATE, Message
 
 MEMBER_ADDED, MEMBER_REMOVED, GROUP_UPDATED = "member_added", "member_removed", "group_updated"
 GROUP_CHANGES = frozenset({MEMBER_ADDED, MEMBER_REMOVED, GROUP_UPDATED})
+MESSAGE_UPDATED, MESSAGE_DELETED = "message_updated", "message_deleted"
+MESSAGE_CHANGES = frozenset({MESSAGE_UPDATED, MESSAGE_DELETED})
 MESSAGE_TYPES = frozenset({PRIVATE, GROUP})
 
 
@@ -65,6 +70,70 @@ class GroupChange:
             user_id=record.get("user_id"),
             name=record.get("name"),
         )
+
+
+# Event ids of message changes are derived from what they change (uuid5), so that a
+# retried edit or a second delete names the event appended before: Inbox.append
+# appends an id once only, so neither is appended twice.
+_CHANGE_IDS = uuid.UUID("6f1d2c3e-7a51-4c1e-9b3f-0c0ffee15e75")
+
+
+def edit_event_id(message_id: str, content: str, edited_at: int) -> str:
+    digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()
+    return str(uuid.uuid5(_CHANGE_IDS, f"{message_id}:edited:{edited_at}:{digest}"))
+
+
+def delete_event_id(message_id: str) -> str:
+    return str(uuid.uuid5(_CHANGE_IDS, f"{message_id}:deleted"))
+
+
+@dataclass(slots=True, frozen=True)
+class MessageChange:
+    """A message edited ("message_updated") or deleted ("message_deleted"), for every
+    participant of its conversation (the sender included; in a group, the members at
+    that time). Stored in the log like a group change; pushed in the event view only."""
+
+    type: str  # MESSAGE_UPDATED or MESSAGE_DELETED
+    id: str  # the event's own id (edit_event_id / delete_event_id): appended once
+    message: Message  # the message as changed (content and edited_at, or deleted_at)
+
+    @property
+    def created_at(self) -> int:
+        """When the change was made (its announcement's time, as a group change's)."""
+        return int(self.message.deleted_at or self.message.edited_at or self.message.created_at)
+
+    def public(self, cursor: str | None = None) -> dict:
+        m = self.message
+        body: dict[str, Any] = {"type": self.type, "id": m.id, "seq": m.seq, "message_type": m.type}
+        if m.type == GROUP:
+            body["group_id"] = m.group_id
+        body["from_user_id"] = m.from_user_id
+        if m.type == PRIVATE:
+            body["to_user_id"] = m.to_user_id
+        if self.type == MESSAGE_UPDATED:
+            body["content"] = m.content
+            body["edited_at"] = m.edited_at
+        else:
+            body["deleted_at"] = m.deleted_at
+        if cursor is not None:
+            body["cursor"] = cursor
+        return body
+
+    def to_record(self) -> dict:
+        record = self.public()
+        record["event_id"] = self.id
+        record["created_at"] = self.message.created_at
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> MessageChange:
+        message = Message(
+            type=record["message_type"], id=record["id"], from_user_id=record["from_user_id"],
+            content=record.get("content", ""), created_at=int(record["created_at"]),
+            to_user_id=record.get("to_user_id"), group_id=record.get("group_id"),
+            seq=record.get("seq"), edited_at=record.get("edited_at"), deleted_at=record.get("deleted_at"))
+        return cls(type=record["type"], id=record["event_id"], message=message)
+
 
 
 READ = "read"
@@ -112,9 +181,9 @@ def read_marker_id(user_id: str, conversation: str, seq: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"courier:read:{user_id}:{conversation}:{seq}"))
 
 
-Event = Message | GroupChange | ReadMarker
+Event = Message | GroupChange | MessageChange | ReadMarker
 # What Inbox.append takes: every event that is not a message.
-Appended = GroupChange | ReadMarker
+Appended = GroupChange | MessageChange | ReadMarker
 
 
 def event_from_record(record: dict) -> Event:
@@ -127,6 +196,8 @@ def event_from_record(record: dict) -> Event:
         return GroupChange.from_record(record)
     if kind == READ:
         return ReadMarker.from_record(record)
+    if kind in MESSAGE_CHANGES:
+        return MessageChange.from_record(record)
     raise ValueError(f"unknown event type {kind!r}")
 
 

@@ -189,12 +189,16 @@ class Message:
     # order the server accepted the conversation's messages, the same for everyone.
     # None until the inbox accepts the message (Inbox.deliver gives it one).
     seq: int | None = None
+    # When its sender last edited it, and when it was deleted (Unix seconds; None: never).
+    # A deleted message has no content left: its public object is a tombstone.
+    edited_at: int | None = None
+    deleted_at: int | None = None
 
     def with_seq(self, seq: int) -> Message:
         """This message as accepted, at its place in its conversation. (What
         dataclasses.replace does, without its generic walk over the fields: once per send.)"""
         return Message(self.type, self.id, self.from_user_id, self.content, self.created_at, self.to_user_id,
-                       self.group_id, self.client_msg_id, seq)
+                       self.group_id, self.client_msg_id, seq, self.edited_at, self.deleted_at)
 
     @property
     def conversation(self) -> str:
@@ -213,10 +217,20 @@ class Message:
         body["from_user_id"] = self.from_user_id
         if self.type == PRIVATE:
             body["to_user_id"] = self.to_user_id
+        if self.deleted_at is not None:
+            # A tombstone: where the message was, without its content (gone from the store).
+            body["created_at"] = self.created_at
+            body["seq"] = self.seq
+            body["deleted"] = True
+            if cursor is not None:
+                body["cursor"] = cursor
+            return body
         body["content"] = self.content
         body["created_at"] = self.created_at
         if self.seq is not None:
             body["seq"] = self.seq
+        if self.edited_at is not None:
+            body["edited_at"] = self.edited_at
         if cursor is not None:
             body["cursor"] = cursor
         return body
@@ -226,6 +240,8 @@ class Message:
         record = self.public()
         if self.client_msg_id is not None:
             record["client_msg_id"] = self.client_msg_id
+        if self.deleted_at is not None:
+            record["deleted_at"] = self.deleted_at
         return record
 
     @classmethod
@@ -234,12 +250,14 @@ class Message:
             type=record["type"],
             id=record["id"],
             from_user_id=record["from_user_id"],
-            content=record["content"],
+            content=record.get("content", ""),
             created_at=int(record["created_at"]),
             to_user_id=record.get("to_user_id"),
             group_id=record.get("group_id"),
             client_msg_id=record.get("client_msg_id"),
             seq=_optional_int(record.get("seq")),
+            edited_at=_optional_int(record.get("edited_at")),
+            deleted_at=_optional_int(record.get("deleted_at")),
         )
 
 

@@ -30,6 +30,7 @@ from adapters.memory.checked_tokens import RecentlyCheckedRevocations
 from adapters.memory.connection_counter import MemoryConnectionCounter
 from adapters.memory.known_users import KnownUsers
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
+from adapters.memory.recent import NoRecentMessages
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.connection_counter import RedisConnectionCounter
 from adapters.redis.conversation_seqs import RedisConversationSeqs
@@ -37,6 +38,7 @@ from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
+from adapters.redis.recent import RedisRecentMessages
 from adapters.redis.revocations import RedisTokenRevocations
 from adapters.redis.seq_counters import SeqCounters
 from adapters.redis.subscriber import RedisNotificationSubscriber
@@ -52,6 +54,7 @@ from adapters.sql.revocations import SqlTokenRevocations
 from adapters.sql.users import SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
 from application.conversations import ListConversations, MarkRead
+from application.edits import ChangeMessages
 from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
 from application.group_events import GroupEvents, RelayGroupChanges
@@ -169,6 +172,11 @@ class Container(containers.DeclarativeContainer):
         production=providers.Singleton(RedisCachedGroupRepository, sql_groups, redis),
     )
     messages = providers.Singleton(SqlMessageStore, database)
+    recent_messages = providers.Selector(
+        mode,
+        embedded=providers.Singleton(NoRecentMessages),
+        production=providers.Singleton(RedisRecentMessages, redis),
+    )
 
     inbox = providers.Selector(
         mode,
@@ -295,6 +303,10 @@ class Container(containers.DeclarativeContainer):
     pull_events = providers.Singleton(PullEvents, inbox)
     history = providers.Singleton(ReadHistory, messages, groups, users)
     group_events = providers.Singleton(GroupEvents, inbox, groups, ids, clock)
+    change_messages = providers.Singleton(
+        ChangeMessages, messages, recent_messages, groups, inbox, clock, settings.provided.max_content_length,
+        settings.provided.edit_window,
+    )
     relay_group_changes = providers.Singleton(RelayGroupChanges, group_events, groups)
     conversations = providers.Singleton(SqlConversationStore, database)
     list_conversations = providers.Singleton(ListConversations, conversations)

@@ -27,6 +27,7 @@ class Settings:
     jwt_secret: str = ""
     token_ttl: int = 86400
     max_content_length: int = 4000
+    edit_window: int = 48 * 3600  # seconds after sending that its sender may edit a message
     allowed_origins: str = ""  # empty: any origin
     log_level: str = "info"
     log_file: str = ""
@@ -132,6 +133,8 @@ class Settings:
             raise SettingsError(f"ops_port must be 1..65535 (or 0: none), not {self.ops_port}")
         if self.ops_port and self.ops_port == self.port:
             raise SettingsError("ops_port must not be the public port: it is there to keep /metrics and /readyz off it")
+        if self.edit_window < 0:
+            raise SettingsError("edit_window must be 0 or more seconds")
         if self.token_ttl <= 0 or self.max_content_length <= 0:
             raise SettingsError("token_ttl and max_content_length must be positive")
         if self.worker_claim_idle <= 0:

@@ -14,7 +14,7 @@ from adapters.sql.tables import group_announcements, group_members, groups
 from adapters.sql.users import utcnow
 from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository
 from domain import errors
-from domain.events import GroupChange
+from domain.events import event_from_record
 from domain.model import Group
 
 IN_CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
@@ -69,7 +69,7 @@ class SqlGroupRepository(GroupRepository):
     def _add(conn: Connection, group: Group, announce: Announcement | None) -> None:
         now = utcnow()
         with conn.begin():
-            _store(conn, announce)
+            store_announcement(conn, announce)
             conn.execute(
                 insert(groups).values(id=group.id, name=group.name, owner_id=group.owner_id, created_at=now)
             )
@@ -123,7 +123,7 @@ class SqlGroupRepository(GroupRepository):
     @staticmethod
     def _add_member(conn: Connection, group_id: str, user_id: str, announce: Announcement | None) -> None:
         with conn.begin():
-            _store(conn, announce)
+            store_announcement(conn, announce)
             # Locking the group row (MySQL; SQLite has one writer) serialises joins
             # to one group, so two never take the same position.
             locked = conn.execute(select(groups.c.id).where(groups.c.id == group_id).with_for_update()).first()
@@ -152,7 +152,7 @@ class SqlGroupRepository(GroupRepository):
     @staticmethod
     def _rename(conn: Connection, group_id: str, name: str, announce: Announcement | None) -> None:
         with conn.begin():
-            _store(conn, announce)
+            store_announcement(conn, announce)
             if conn.execute(update(groups).where(groups.c.id == group_id).values(name=name)).rowcount == 0:
                 # MySQL counts rows changed, not matched: the same name again is 0 as well.
                 if conn.execute(select(groups.c.id).where(groups.c.id == group_id)).first() is None:
@@ -166,7 +166,7 @@ class SqlGroupRepository(GroupRepository):
     def _remove_member(conn: Connection, group_id: str, user_id: str, new_owner_id: str | None,
                        announce: Announcement | None) -> None:
         with conn.begin():
-            _store(conn, announce)
+            store_announcement(conn, announce)
             member = group_members.c
             conn.execute(delete(group_members).where(member.group_id == group_id, member.user_id == user_id))
             conversations.group_left(conn, group_id, user_id)
@@ -186,7 +186,9 @@ class SqlGroupRepository(GroupRepository):
                 select(row.record, row.recipient_ids).where(row.created_at <= before)
                 .order_by(row.seq).limit(limit)
             ).all()
-        return [Announcement(GroupChange.from_record(orjson.loads(r.record)), orjson.loads(r.recipient_ids))
+        # A group change's, or a message's edit or deletion (SqlMessageStore.change).
+        return [Announcement(event_from_record(orjson.loads(r.record)),  # type: ignore[arg-type]
+                             orjson.loads(r.recipient_ids))
                 for r in rows]
 
     async def announced(self, event_id: str) -> None:
@@ -198,7 +200,7 @@ class SqlGroupRepository(GroupRepository):
             conn.execute(delete(group_announcements).where(group_announcements.c.event_id == event_id))
 
 
-def _store(conn: Connection, announce: Announcement | None) -> None:
+def store_announcement(conn: Connection, announce: Announcement | None) -> None:
     """The change's announcement, in the change's own transaction."""
     if announce is None:
         return

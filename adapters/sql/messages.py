@@ -4,13 +4,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, exc, func, insert, select
+from sqlalchemy import Connection, exc, func, insert, select, update
 
 from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
-from adapters.sql.groups import chunks
-from adapters.sql.tables import messages
-from application.ports import HistoryPage, MessageStore
+from adapters.sql.groups import chunks, store_announcement
+from adapters.sql.tables import message_changes, messages
+from application.ports import Announcement, HistoryPage, MessageStore
 from domain import errors
 from domain.model import PRIVATE, Message
 
@@ -60,6 +60,8 @@ def message_from_row(row) -> Message:
         group_id=row.group_id,
         client_msg_id=row.client_msg_id,
         seq=row.conversation_seq,
+        edited_at=row.edited_at,
+        deleted_at=row.deleted_at,
     )
 
 
@@ -181,6 +183,33 @@ def _client_id_as_compared(conn: Connection):
     return lambda client_id: client_id
 
 
+def apply_changes(conn: Connection, message_ids: list[str]) -> None:
+    """After inserting these messages, in the same transaction: apply the edits and
+    deletions stored for them before they were inserted (the persister lagged behind).
+    A locking read: a change being stored now waits for this transaction (its row, or
+    the gap where it would go, is locked), then finds the message inserted."""
+    found = []
+    for chunk in chunks(message_ids):
+        query = select(message_changes).where(message_changes.c.message_id.in_(chunk))
+        if conn.dialect.name in ("mysql", "mariadb"):
+            query = query.with_for_update()
+        found += conn.execute(query).all()
+    for change in found:
+        conn.execute(update(messages).where(messages.c.id == change.message_id).values(
+            content=change.content, edited_at=change.edited_at, deleted_at=change.deleted_at))
+
+
+def store_change(conn: Connection, message: Message) -> None:
+    """A message's edit or deletion, in the caller's transaction: kept in message_changes
+    (first: a persister inserting the message now waits for it, then applies it) and
+    applied to the message's row, if it is stored yet."""
+    values = {"content": message.content, "edited_at": message.edited_at, "deleted_at": message.deleted_at}
+    done = conn.execute(update(message_changes).where(message_changes.c.message_id == message.id).values(values))
+    if done.rowcount == 0:
+        conn.execute(insert(message_changes).values(message_id=message.id, **values))
+    conn.execute(update(messages).where(messages.c.id == message.id).values(values))
+
+
 class SqlMessageStore(MessageStore):
     def __init__(self, db: Database):
         self._db = db
@@ -220,6 +249,7 @@ class SqlMessageStore(MessageStore):
             release_taken_client_ids(conn, rows)
             number_rows(conn, rows, renumber_taken=renumber_taken)
             conn.execute(insert(messages), rows)  # executemany
+            apply_changes(conn, [row["id"] for row in rows])
             # The conversation list, with the messages this transaction inserted (and only
             # them: one handed out again is in `existing`), in the same transaction.
             now = now_micros()
@@ -257,6 +287,33 @@ class SqlMessageStore(MessageStore):
 
     async def last_seq(self, conversation: str) -> int:
         return await self._db.run(self._last_seq, conversation)
+
+    async def get(self, message_id: str, recent: Message | None = None) -> Message | None:
+        return await self._db.run(self._get, message_id, recent)
+
+    @staticmethod
+    def _get(conn: Connection, message_id: str, recent: Message | None) -> Message | None:
+        with conn.begin():
+            row = conn.execute(select(*MESSAGE_COLUMNS).where(messages.c.id == message_id)).first()
+            if row is not None:
+                return message_from_row(row)
+            if recent is None:
+                return None
+            change = conn.execute(select(message_changes).where(message_changes.c.message_id == message_id)).first()
+        if change is None:
+            return recent
+        return Message(recent.type, recent.id, recent.from_user_id, change.content, recent.created_at,
+                       recent.to_user_id, recent.group_id, recent.client_msg_id, recent.seq,
+                       change.edited_at, change.deleted_at)
+
+    async def change(self, message: Message, announce: Announcement) -> None:
+        await self._db.write(self._change, message, announce)
+
+    @staticmethod
+    def _change(conn: Connection, message: Message, announce: Announcement) -> None:
+        with conn.begin():
+            store_change(conn, message)
+            store_announcement(conn, announce)
 
     @staticmethod
     def _last_seq(conn: Connection, conversation: str) -> int:

@@ -133,6 +133,9 @@ messages = Table(
     # numbered the older ones; nullable only because SQLite cannot make an existing
     # column NOT NULL without copying the table.
     Column("conversation_seq", BigInteger, nullable=True),
+    # Unix seconds of the last edit, and of the deletion (the content is emptied then).
+    Column("edited_at", BigInteger, nullable=True),
+    Column("deleted_at", BigInteger, nullable=True),
     UniqueConstraint("id"),
     # NULLs never collide, so messages without a client_msg_id are unconstrained.
     UniqueConstraint("from_user_id", "client_msg_id"),
@@ -226,6 +229,19 @@ group_announcements = Table(
     UniqueConstraint("event_id"),
     Index(None, "created_at"),
     sqlite_autoincrement=True,
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# Every edit and deletion of a message, by message id (the latest one): applied to
+# `messages` with it, and by the persister when it inserts a message after its change
+# was stored (production: the persister lags behind the sends).
+message_changes = Table(
+    "message_changes",
+    metadata,
+    Column("message_id", IdType, primary_key=True),
+    Column("content", ContentType, nullable=False),  # "" once deleted
+    Column("edited_at", BigInteger, nullable=True),
+    Column("deleted_at", BigInteger, nullable=True),
     **MYSQL_TABLE_OPTIONS,
 )
 

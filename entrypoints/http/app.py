@@ -33,6 +33,7 @@ def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics) -
         (api + f"/users/{ID}", users.UserHandler, use(get_user=container.get_user())),
         (api + "/messages", messages.MessagesHandler,
          use(pull=container.pull())),
+        (api + f"/messages/{ID}", messages.MessageHandler, use(change_messages=container.change_messages())),
         (api + "/events", messages.EventsHandler, use(pull_events=container.pull_events())),
         (api + "/groups", groups.GroupsHandler, use(groups=container.manage_groups())),
         (api + f"/groups/{ID}", groups.GroupHandler, use(groups=container.manage_groups())),

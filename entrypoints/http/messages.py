@@ -55,3 +55,16 @@ class ConversationHandler(BaseHandler):
     async def get(self, peer_id: str) -> None:
         page = await self.history.private(self.user_id, peer_id, *paging(self))
         self.reply(200, {"messages": [m.public() for m in page.messages], "next_before": page.next_before})
+
+
+class MessageHandler(BaseHandler):
+    """PATCH /api/v1/messages/{id} {"content"}: its sender edits it (within the edit
+    window); DELETE: its sender, or the group's owner, deletes it (application/edits.py)."""
+
+    async def patch(self, message_id: str) -> None:
+        message = await self.change_messages.edit(self.user_id, message_id, self.json_body())
+        self.reply(200, message.public())
+
+    async def delete(self, message_id: str) -> None:
+        await self.change_messages.delete(self.user_id, message_id)
+        self.reply(204, None)

@@ -128,18 +128,45 @@ class MemoryMessageStore(MessageStore):
         self.rows: list[Message] = []  # in the order they were saved
         self._conversations: dict[str, list[Message]] = {}  # conversation -> messages by seq
         self._ids: set[str] = set()
+        self.changes: dict[str, Message] = {}  # message id -> its latest edit or deletion
+        self.announcements: list[Announcement] = []  # stored with each change
 
     async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None) -> None:
         for message in messages:
             if message.id in self._ids:
                 continue
             self._ids.add(message.id)
+            if message.id in self.changes:  # changed before it was stored
+                change = self.changes[message.id]
+                message = replace(message, content=change.content, edited_at=change.edited_at,
+                                  deleted_at=change.deleted_at)
             stored = self._conversations.setdefault(message.conversation, [])
             if message.seq is None:
                 message = replace(message, seq=(stored[-1].seq or 0) + 1 if stored else 1)
             seqs = [m.seq for m in stored]
             stored.insert(bisect.bisect(seqs, message.seq), message)
             self.rows.append(message)
+
+    async def get(self, message_id: str, recent: Message | None = None) -> Message | None:
+        for stored in self.rows:
+            if stored.id == message_id:
+                return stored
+        if recent is None:
+            return None
+        change = self.changes.get(message_id)
+        return recent if change is None else replace(
+            recent, content=change.content, edited_at=change.edited_at, deleted_at=change.deleted_at)
+
+    async def change(self, message: Message, announce: Announcement) -> None:
+        self.changes[message.id] = message
+        self.announcements.append(announce)
+        for index, stored in enumerate(self.rows):
+            if stored.id == message.id:
+                changed = replace(stored, content=message.content, edited_at=message.edited_at,
+                                  deleted_at=message.deleted_at)
+                self.rows[index] = changed
+                in_conversation = self._conversations[stored.conversation]
+                in_conversation[in_conversation.index(stored)] = changed
 
     async def last_seq(self, conversation: str) -> int:
         stored = self._conversations.get(conversation)

@@ -31,6 +31,7 @@ ROUTES = [
     "/api/v1/users",
     "/api/v1/users/{}",
     "/api/v1/messages",
+    "/api/v1/messages/{}",
     "/api/v1/events",
     "/api/v1/groups",
     "/api/v1/groups/{}",

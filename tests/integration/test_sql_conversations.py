@@ -21,7 +21,7 @@ def store(db) -> SqlMessageStore:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_saving_again_or_out_of_order_changes_nothing_twice(db, store, people):
+async def test_saving_again_or_out_of_order_changes_nothing_twice(db, store, people):  # noqa: F811 - the fixture imported above
     anna, bob = people["anna"], people["bob"]
     one, two, three = numbered([private(bob, anna, "1"), private(bob, anna, "2"), private(anna, bob, "3")])
     await store.save([three], [T0 + 3])  # stored first: a late batch of older ones must not move it back
@@ -38,7 +38,7 @@ async def test_saving_again_or_out_of_order_changes_nothing_twice(db, store, peo
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_groups_and_markers(db, store, people):
+async def test_groups_and_markers(db, store, people):  # noqa: F811 - the fixture imported above
     anna, bob, carol, group = people["anna"], people["bob"], people["carol"], people["group"]
     conversations = SqlConversationStore(db)
     (empty,) = (await conversations.list(carol, None, 10)).conversations
@@ -57,7 +57,7 @@ async def test_groups_and_markers(db, store, people):
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_pages_follow_activity(db, store, people):
+async def test_pages_follow_activity(db, store, people):  # noqa: F811 - the fixture imported above
     anna, bob, carol = people["anna"], people["bob"], people["carol"]
     await store.save([private(bob, anna).with_seq(1)], [T0 + 10])
     await store.save([private(carol, anna).with_seq(1)], [T0 + 20])

@@ -338,4 +338,5 @@ def test_with_seq_is_replace_of_the_seq_alone():
                       client_msg_id="k")
     assert message.with_seq(7) == dataclasses.replace(message, seq=7)
     assert [f.name for f in dataclasses.fields(Message)] == [
-        "type", "id", "from_user_id", "content", "created_at", "to_user_id", "group_id", "client_msg_id", "seq"]
+        "type", "id", "from_user_id", "content", "created_at", "to_user_id", "group_id", "client_msg_id", "seq",
+        "edited_at", "deleted_at"]

@@ -1,0 +1,123 @@
+"""Use cases of a message's edit and deletion (issue 15 point 4).
+
+Who may: the sender edits, within the edit window; the sender deletes, and so does
+the group's owner for a group message. A caller who is no participant of the message's
+conversation learns nothing of it (404); a participant who may not, a 403.
+
+Exactly once: the change and its announcement (a MessageChange for every participant,
+the sender included; in a group the members at that time) are stored together by the
+MessageStore, then appended and marked done as group changes are (GroupEvents): one
+left behind is relayed by RelayGroupChanges. The event's id is derived from what it
+changes (domain.events.edit_event_id / delete_event_id): a retried PATCH (the same
+content) or a second DELETE appends that id again, which the inbox ignores when it is
+there - it emits nothing new, and completes a change whose append had failed.
+
+Where the message is found: the MessageStore, else (production, the persister lags
+behind) the newest entries of the caller's own log (RecentMessages). The store then
+inserts it as changed, and the persister's later insert of the original leaves it so."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from application.ports import Announcement, Clock, GroupRepository, Inbox, MessageStore, RecentMessages
+from domain import errors
+from domain.events import MESSAGE_DELETED, MESSAGE_UPDATED, MessageChange, delete_event_id, edit_event_id
+from domain.model import GROUP, Message, validate_content, validate_id
+
+log = logging.getLogger("courier.messages")
+
+DEFAULT_EDIT_WINDOW = 48 * 3600  # seconds
+
+
+@dataclass
+class ChangeMessages:
+    messages: MessageStore
+    recent: RecentMessages
+    groups: GroupRepository
+    inbox: Inbox
+    clock: Clock
+    max_content_length: int
+    edit_window: int = DEFAULT_EDIT_WINDOW
+
+    async def edit(self, user_id: str, message_id: Any, body: Any) -> Message:
+        """PATCH /api/v1/messages/{id} {"content"}: the message as edited."""
+        content = validate_content(body.get("content") if isinstance(body, dict) else None,
+                                   self.max_content_length)
+        message = await self._find(user_id, message_id)
+        if message.from_user_id != user_id:
+            await self._refuse(user_id, message)
+        if message.deleted_at is not None:
+            raise errors.MessageNotFound("this message was deleted")
+        if message.content == content:
+            if message.edited_at is not None:  # a retry: completes its append, if it failed
+                await self._publish(self._updated(message), await self._recipients(message))
+            return message
+        if self.clock.now() - message.created_at > self.edit_window:
+            raise errors.EditWindowClosed()
+        edited = dataclasses.replace(message, content=content, edited_at=int(self.clock.now()))
+        await self._store(self._updated(edited), await self._recipients(message))
+        return edited
+
+    async def delete(self, user_id: str, message_id: Any) -> None:
+        """DELETE /api/v1/messages/{id}: the content is gone, a tombstone stays."""
+        message = await self._find(user_id, message_id)
+        if message.from_user_id != user_id:
+            group = await self.groups.get(message.group_id) if message.type == GROUP and message.group_id else None
+            if group is None or group.owner_id != user_id:
+                await self._refuse(user_id, message)
+        recipients = await self._recipients(message)
+        if message.deleted_at is not None:  # a second DELETE: nothing new
+            await self._publish(MessageChange(MESSAGE_DELETED, delete_event_id(message.id), message), recipients)
+            return
+        deleted = dataclasses.replace(message, content="", deleted_at=int(self.clock.now()))
+        await self._store(MessageChange(MESSAGE_DELETED, delete_event_id(message.id), deleted), recipients)
+
+    async def _find(self, user_id: str, message_id: Any) -> Message:
+        message_id = validate_id(message_id, "message id")
+        message = await self.messages.get(message_id)
+        if message is None:
+            recent = await self.recent.find(user_id, message_id)
+            if recent is not None:
+                message = await self.messages.get(message_id, recent)
+        if message is None:
+            raise errors.MessageNotFound()
+        return message
+
+    async def _refuse(self, user_id: str, message: Message) -> None:
+        """A participant who may not: 403; anyone else: 404, as if there were no message."""
+        if message.type == GROUP:
+            group = await self.groups.get(message.group_id or "")
+            participant = group is not None and group.is_member(user_id)
+        else:
+            participant = user_id in (message.from_user_id, message.to_user_id)
+        if participant:
+            raise errors.NotYourMessage()
+        raise errors.MessageNotFound()
+
+    async def _recipients(self, message: Message) -> list[str]:
+        if message.type == GROUP:
+            group = await self.groups.get(message.group_id or "")
+            members = list(group.member_ids) if group is not None else []
+            return list(dict.fromkeys([*members, message.from_user_id]))
+        return list(dict.fromkeys([message.from_user_id, str(message.to_user_id)]))
+
+    @staticmethod
+    def _updated(message: Message) -> MessageChange:
+        assert message.edited_at is not None
+        return MessageChange(MESSAGE_UPDATED, edit_event_id(message.id, message.content, message.edited_at), message)
+
+    async def _store(self, change: MessageChange, recipients: list[str]) -> None:
+        await self.messages.change(change.message, Announcement(change, recipients))
+        await self._publish(change, recipients)
+
+    async def _publish(self, change: MessageChange, recipients: list[str]) -> None:
+        """Append now; on failure the relay appends it later (the announcement is stored)."""
+        try:
+            await self.inbox.append(change, recipients)
+            await self.groups.announced(change.id)
+        except Exception as error:  # noqa: BLE001 - the change is stored; its event comes with the relay
+            log.warning("message %s: the %s event %s is left to the relay: %r", change.message.id,
+                        change.type, change.id, error)

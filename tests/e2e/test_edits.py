@@ -1,0 +1,106 @@
+"""Edit and delete (issue 15 point 4), in both modes: who may, the events every
+participant gets (the sender included), history showing the edit or the tombstone, and
+a retried PATCH or second DELETE emitting nothing."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.e2e.support import assert_error
+
+
+def changes(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["type"] in ("message_updated", "message_deleted")]
+
+
+async def edit(api, account, message_id, content):
+    return await api.call("PATCH", f"/api/v1/messages/{message_id}", {"content": content}, account.token)
+
+
+async def delete(api, account, message_id):
+    return await api.call("DELETE", f"/api/v1/messages/{message_id}", None, account.token)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_private_edit_reaches_both_sides_once_and_history_shows_it(api):
+    a, b, c = await api.register(), await api.register(), await api.register()
+    sent = (await api.send(a, b, "helo")).body
+    r = await edit(api, a, sent["id"], "hello")
+    assert r.status == 200, r
+    assert r.body["content"] == "hello" and r.body["id"] == sent["id"] and r.body["seq"] == sent["seq"]
+    assert isinstance(r.body["edited_at"], int)
+    again = await edit(api, a, sent["id"], "hello")  # a retry: no second event
+    assert again.status == 200 and again.body["edited_at"] == r.body["edited_at"], again
+    for who in (a, b):
+        [event] = changes((await api.events(who)).body["events"])
+        assert event["type"] == "message_updated" and event["id"] == sent["id"] and event["seq"] == sent["seq"]
+        assert event["content"] == "hello" and event["edited_at"] == r.body["edited_at"]
+        assert event["from_user_id"] == a.user_id and event["to_user_id"] == b.user_id and event["cursor"]
+    # The original view shows messages only.
+    assert [m["id"] for m in (await api.pull(b)).body["messages"]] == [sent["id"]]
+    [shown] = (await api.history(b, f"/conversations/{a.user_id}")).body["messages"]
+    assert shown["content"] == "hello" and shown["edited_at"] == r.body["edited_at"]
+    # Who may not: the recipient (403), a stranger (404), anyone on an unknown id (404).
+    assert_error(await edit(api, b, sent["id"], "mine now"), 403, "not_your_message")
+    assert_error(await edit(api, c, sent["id"], "mine now"), 404, "message_not_found")
+    assert_error(await edit(api, a, str(uuid.uuid4()), "x"), 404, "message_not_found")
+    assert_error(await edit(api, a, sent["id"], ""), 400)
+    assert_error(await delete(api, b, sent["id"]), 403, "not_your_message")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_delete_leaves_a_tombstone_and_a_second_delete_emits_nothing(api):
+    a, b = await api.register(), await api.register()
+    sent = (await api.send(a, b, "oops")).body
+    kept = (await api.send(b, a, "fine")).body
+    r = await delete(api, a, sent["id"])
+    assert r.status == 204, r
+    assert (await delete(api, a, sent["id"])).status == 204
+    for who in (a, b):
+        [event] = changes((await api.events(who)).body["events"])
+        assert event["type"] == "message_deleted" and event["id"] == sent["id"] and event["seq"] == sent["seq"]
+        assert isinstance(event["deleted_at"], int) and "content" not in event
+    page = (await api.history(a, f"/conversations/{b.user_id}")).body["messages"]
+    assert page[0]["id"] == kept["id"]
+    assert page[1] == {"type": "private", "id": sent["id"], "seq": sent["seq"], "from_user_id": a.user_id,
+                       "to_user_id": b.user_id, "created_at": sent["created_at"], "deleted": True}
+    assert_error(await edit(api, a, sent["id"], "back"), 404)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_in_a_group_the_owner_may_delete_and_every_member_gets_the_events(api):
+    owner, member, other = await api.register(), await api.register(), await api.register()
+    group = await api.create_group(owner, members=[member, other])
+    sent = (await api.send_group(member, group["group_id"], "first")).body
+    assert (await edit(api, member, sent["id"], "first!")).status == 200
+    assert_error(await delete(api, other, sent["id"]), 403)
+    assert (await delete(api, owner, sent["id"])).status == 204
+    for who in (owner, member, other):
+        got = changes((await api.events(who)).body["events"])
+        assert [e["type"] for e in got] == ["message_updated", "message_deleted"], got
+        assert all(e["group_id"] == group["group_id"] for e in got)
+    [shown] = (await api.history(other, f"/groups/{group['group_id']}")).body["messages"]
+    assert shown["deleted"] is True and "content" not in shown
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_edit_reaches_an_open_event_socket_only(api):
+    a, b = await api.register(), await api.register()
+    sent = (await api.send(a, b, "x")).body
+    events_socket, original = await api.connect(b, events=True), await api.connect(b)
+    assert (await edit(api, a, sent["id"], "y")).status == 200
+    frame = await events_socket.next()
+    assert frame["type"] == "message_updated" and frame["content"] == "y"
+    assert await original.nothing()
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("settings_overrides", [{"edit_window": 0}], ids=["closed"])
+async def test_an_edit_after_the_window_is_403_and_a_delete_still_allowed(api):
+    a, b = await api.register(), await api.register()
+    sent = (await api.send(a, b, "old")).body
+    import asyncio
+    await asyncio.sleep(1.1)
+    assert_error(await edit(api, a, sent["id"], "new"), 403, "edit_window_closed")
+    assert (await delete(api, a, sent["id"])).status == 204

@@ -1,0 +1,86 @@
+"""Edit and delete against fakes: a message the persister has not stored yet (found in
+the log), its edit kept and applied when it is stored, and events exactly once."""
+from __future__ import annotations
+
+import pytest
+
+from application.edits import ChangeMessages
+from application.ports import RecentMessages
+from domain import errors
+from domain.events import MessageChange, event_from_record
+from domain.model import PRIVATE, Message
+from tests.fakes.repositories import MemoryGroupRepository, MemoryMessageStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+class Log(RecentMessages):
+    def __init__(self, *messages: Message) -> None:
+        self.messages = {m.id: m for m in messages}
+
+    async def find(self, user_id: str, message_id: str) -> Message | None:
+        return self.messages.get(message_id)
+
+
+class Appends:
+    """Inbox.append once per id, as the real inboxes."""
+
+    def __init__(self) -> None:
+        self.appended: list[tuple[MessageChange, list[str]]] = []
+        self.ids: set[str] = set()
+
+    async def append(self, change, recipient_ids):
+        if change.id in self.ids:
+            return {}
+        self.ids.add(change.id)
+        self.appended.append((change, list(recipient_ids)))
+        return dict.fromkeys(recipient_ids, "1-0")
+
+
+M1 = "5a0c3e6e-1f0b-4f43-9a55-6b2f8a1c0d01"
+MESSAGE = Message(type=PRIVATE, id=M1, from_user_id="a", content="helo", created_at=1000, to_user_id="b", seq=3)
+
+
+def use_case(store, log, inbox, clock, window=100):
+    return ChangeMessages(store, log, MemoryGroupRepository(), inbox, clock, 4000, window)  # type: ignore[arg-type]
+
+
+@pytest.mark.gen_test
+async def test_an_edit_before_the_persister_stores_the_message_ends_in_the_store():
+    store, inbox, clock = MemoryMessageStore(), Appends(), Clock()
+    edits = use_case(store, Log(MESSAGE), inbox, clock)
+    clock.t = 1010
+    edited = await edits.edit("a", M1, {"content": "hello"})
+    assert edited.content == "hello" and edited.edited_at == 1010
+    again = await edits.edit("a", M1, {"content": "hello"})  # a retry, still not stored: the same edit
+    assert again == edited
+    await store.save([MESSAGE])  # the persister, late
+    assert (await store.get(M1)).content == "hello"
+    [(change, recipients)] = inbox.appended
+    assert change.type == "message_updated" and recipients == ["a", "b"]
+    assert event_from_record(change.to_record()) == change
+
+
+@pytest.mark.gen_test
+async def test_rules_window_and_delete_once():
+    store, inbox, clock = MemoryMessageStore(), Appends(), Clock()
+    await store.save([MESSAGE])
+    edits = use_case(store, Log(), inbox, clock)
+    with pytest.raises(errors.NotYourMessage):
+        await edits.edit("b", M1, {"content": "x"})
+    with pytest.raises(errors.MessageNotFound):
+        await edits.delete("c", M1)
+    clock.t = 1101
+    with pytest.raises(errors.EditWindowClosed):
+        await edits.edit("a", M1, {"content": "x"})
+    await edits.delete("a", M1)
+    await edits.delete("a", M1)
+    assert [c.type for c, _ in inbox.appended] == ["message_deleted"]
+    stored = await store.get(M1)
+    assert stored.content == "" and stored.public()["deleted"] is True and "content" not in stored.public()
