@@ -38,7 +38,10 @@ ROUTES = [
     "/api/v1/groups/{}/members",
     "/api/v1/groups/{}/members/{}",
     "/api/v1/groups/{}/messages",
+    "/api/v1/groups/{}/read",
+    "/api/v1/conversations",
     "/api/v1/conversations/{}/messages",
+    "/api/v1/conversations/{}/read",
     "/ws",
     "/healthz",
     "/readyz",
@@ -47,7 +50,7 @@ ROUTES = [
     "/static/{}",
 ]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
-FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id"]
+FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id", "seq"]
 QUERY_KEYS = ["cursor", "limit", "before", "username", "token", "events"]
 PASSWORD = "fuzz-password-1"
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
