@@ -13,6 +13,7 @@ from application.ports import (
     ConversationStore,
     GroupRepository,
     Inbox,
+    ReceiptPreferences,
     UserRepository,
 )
 from domain import errors
@@ -76,6 +77,11 @@ class MarkRead:
     users: UserRepository
     inbox: Inbox
     counters: ConversationSeqs | None = None  # production: the conversations' seqs ahead of the worker
+    # Read receipts: the same event, in the same append, also goes to the other user of
+    # a private chat, and to the other members of a group of at most max_group members,
+    # unless the reader turned receipts off (preferences; None: no receipts).
+    preferences: ReceiptPreferences | None = None
+    max_group: int = 100
 
     async def private(self, user_id: str, peer_id: Any, body: dict) -> ReadResult:
         peer_id = validate_id(peer_id, "user_id")
@@ -83,7 +89,7 @@ class MarkRead:
         if await self.users.get(peer_id) is None:
             raise errors.UserNotFound()
         conversation = private_conversation(user_id, peer_id)
-        return await self._move(user_id, conversation, seq, PRIVATE, peer_id, peer_id=peer_id)
+        return await self._move(user_id, conversation, seq, PRIVATE, peer_id, [peer_id], peer_id=peer_id)
 
     async def group(self, user_id: str, group_id: Any, body: dict) -> ReadResult:
         group_id = validate_id(group_id, "group_id")
@@ -92,10 +98,11 @@ class MarkRead:
         if group is None:
             raise errors.GroupNotFound()
         group.require_member(user_id)
-        return await self._move(user_id, "g:" + group_id, seq, GROUP, group_id, group_id=group_id)
+        others = group.member_ids if len(group.member_ids) <= self.max_group else []
+        return await self._move(user_id, "g:" + group_id, seq, GROUP, group_id, others, group_id=group_id)
 
     async def _move(self, user_id: str, conversation: str, seq: int, kind: str, target: str,
-                    **where: str) -> ReadResult:
+                    others: list[str], **where: str) -> ReadResult:
         last = None if self.counters is None else await self.counters.last_seq(conversation)
         if last is None:
             last = await self.store.last_seq(conversation)
@@ -105,5 +112,56 @@ class MarkRead:
         if read_seq == seq and seq > 0:
             marker = ReadMarker(id=read_marker_id(user_id, conversation, seq), user_id=user_id,
                                 conversation_type=kind, conversation_id=target, seq=seq)
-            await self.inbox.append(marker, [user_id])
+            recipients = [user_id]
+            if others and self.preferences is not None and await self.preferences.sends_receipts(user_id):
+                recipients += [other for other in others if other != user_id]
+            await self.inbox.append(marker, recipients)
         return ReadResult(read_seq, unread)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRead:
+    user_id: str
+    read_seq: int | None  # None: the member turned read receipts off (the caller sees its own)
+
+
+@dataclass
+class GroupReads:
+    """GET /groups/{id}/reads: each member's read marker, for a "read by N" on demand
+    (in any group, however large). Members only; O(members). A member who turned read
+    receipts off is listed with read_seq None, to everyone but itself."""
+
+    store: ConversationStore
+    groups: GroupRepository
+
+    async def __call__(self, user_id: str, group_id: Any) -> list[MemberRead]:
+        group_id = validate_id(group_id, "group_id")
+        group = await self.groups.get(group_id)
+        if group is None:
+            raise errors.GroupNotFound()
+        group.require_member(user_id)
+        reads = await self.store.group_reads("g:" + group_id, group.member_ids)
+        answer = []
+        for member in group.member_ids:
+            if member not in reads:
+                continue  # a user removed since
+            read_seq, sends = reads[member]
+            answer.append(MemberRead(member, read_seq if sends or member == user_id else None))
+        return answer
+
+
+@dataclass
+class ReceiptSettings:
+    """GET and PATCH /users/me {"send_read_receipts": bool}."""
+
+    preferences: ReceiptPreferences
+
+    async def get(self, user_id: str) -> bool:
+        return await self.preferences.sends_receipts(user_id)
+
+    async def update(self, user_id: str, body: dict) -> bool:
+        value = body.get("send_read_receipts")
+        if not isinstance(value, bool) or set(body) != {"send_read_receipts"}:
+            raise errors.InvalidInput('the body must be {"send_read_receipts": true | false}')
+        await self.preferences.set_sends_receipts(user_id, value)
+        return value

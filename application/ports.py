@@ -195,6 +195,24 @@ class ConversationStore(Protocol):
         marker and the unread count after it. The caller checked `seq` and membership."""
 
 
+    @abstractmethod
+    async def group_reads(self, conversation: str, member_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
+        """Each of `member_ids` that is a user: its read_seq in the conversation (0: no
+        marker yet) and whether it sends read receipts. O(members)."""
+
+
+class ReceiptPreferences(Protocol):
+    """Whether a user's read markers go to the other participants as receipts
+    (PATCH /users/me {"send_read_receipts"}); read from the store each time (no cache),
+    so that turning them off holds for the very next marker."""
+
+    @abstractmethod
+    async def sends_receipts(self, user_id: str) -> bool: ...
+
+    @abstractmethod
+    async def set_sends_receipts(self, user_id: str, value: bool) -> None: ...
+
+
 class ConversationSeqs(Protocol):
     """The conversations' last seqs as the inbox hands them out, ahead of what is
     stored (production: deliver.lua's counters in Redis)."""

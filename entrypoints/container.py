@@ -51,9 +51,9 @@ from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
 from adapters.sql.messages import SqlMessageStore
 from adapters.sql.revocations import SqlTokenRevocations
-from adapters.sql.users import SqlUserRepository
+from adapters.sql.users import SqlReceiptPreferences, SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
-from application.conversations import ListConversations, MarkRead
+from application.conversations import GroupReads, ListConversations, MarkRead, ReceiptSettings
 from application.edits import ChangeMessages
 from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
@@ -310,11 +310,15 @@ class Container(containers.DeclarativeContainer):
     relay_group_changes = providers.Singleton(RelayGroupChanges, group_events, groups)
     conversations = providers.Singleton(SqlConversationStore, database)
     list_conversations = providers.Singleton(ListConversations, conversations)
+    receipt_preferences = providers.Singleton(SqlReceiptPreferences, database)
     mark_read = providers.Singleton(
         MarkRead, conversations, groups, users, inbox,
         providers.Selector(mode, embedded=providers.Object(None),
                            production=providers.Singleton(RedisConversationSeqs, redis)),
+        preferences=receipt_preferences, max_group=settings.provided.receipts_max_group,
     )
+    group_reads = providers.Singleton(GroupReads, conversations, groups)
+    receipt_settings = providers.Singleton(ReceiptSettings, receipt_preferences)
     manage_groups = providers.Singleton(
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter),
         group_events,

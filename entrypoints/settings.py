@@ -28,6 +28,7 @@ class Settings:
     token_ttl: int = 86400
     max_content_length: int = 4000
     edit_window: int = 48 * 3600  # seconds after sending that its sender may edit a message
+    receipts_max_group: int = 100  # groups of at most this many members get read receipts as events
     allowed_origins: str = ""  # empty: any origin
     log_level: str = "info"
     log_file: str = ""
@@ -133,6 +134,8 @@ class Settings:
             raise SettingsError(f"ops_port must be 1..65535 (or 0: none), not {self.ops_port}")
         if self.ops_port and self.ops_port == self.port:
             raise SettingsError("ops_port must not be the public port: it is there to keep /metrics and /readyz off it")
+        if self.receipts_max_group < 0:
+            raise SettingsError("receipts_max_group must not be negative")
         if self.edit_window < 0:
             raise SettingsError("edit_window must be 0 or more seconds")
         if self.token_ttl <= 0 or self.max_content_length <= 0:

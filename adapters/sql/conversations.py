@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, case, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, case, delete, insert, select, tuple_, update
 
 from adapters.sql.database import Database
 from adapters.sql.tables import conversation_members, conversations, groups, messages, users
@@ -191,3 +191,22 @@ class SqlConversationStore(ConversationStore):
                                  .values(read_seq=read_seq))
             last = conn.execute(select(c.last_seq).where(c.conversation == conversation)).scalar() or 0
         return read_seq, max(0, last - read_seq)
+
+    async def group_reads(self, conversation: str, member_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
+        return await self._db.run(self._group_reads, conversation, list(member_ids))
+
+    @staticmethod
+    def _group_reads(conn: Connection, conversation: str, member_ids: list[str]) -> dict[str, tuple[int, bool]]:
+        from adapters.sql.groups import chunks  # groups imports this module: import when used
+
+        m, u = conversation_members.c, users.c
+        found: dict[str, tuple[int, bool]] = {}
+        with conn.begin():
+            for chunk in chunks(member_ids):
+                query = (select(u.id, u.send_read_receipts, m.read_seq)
+                         .outerjoin_from(users, conversation_members,
+                                         and_(m.user_id == u.id, m.conversation == conversation))
+                         .where(u.id.in_(chunk)))
+                for row in conn.execute(query):
+                    found[row.id] = (row.read_seq or 0, bool(row.send_read_receipts))
+        return found

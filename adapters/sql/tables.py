@@ -33,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 
@@ -75,6 +76,9 @@ users = Table(
     # before that rule whose name looks like an older one's (alembic revision 0002):
     # it keeps its name and is found by username_key alone; NULLs never collide.
     Column("normalised_key", String(128), nullable=True),
+    # Whether the user's read markers go to the others as receipts (PATCH /users/me;
+    # alembic revision 0010). Read per read marker, never cached: a change holds at once.
+    Column("send_read_receipts", Boolean, nullable=False, server_default=text("1")),
     UniqueConstraint("username_key"),
     # A unique index rather than a constraint: SQLite adds an index to an existing
     # table, but a constraint only by copying the table.

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, exc, insert, select, update
 
 from adapters.sql.database import Database
 from adapters.sql.tables import users
-from application.ports import UserRepository
+from application.ports import ReceiptPreferences, UserRepository
 from domain import errors
 from domain.model import User, normalised_username_key, username_key
 
@@ -98,3 +98,27 @@ class SqlUserRepository(UserRepository):
     def _set_password_hash(conn: Connection, user_id: str, password_hash: str) -> None:
         with conn.begin():
             conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
+
+class SqlReceiptPreferences(ReceiptPreferences):
+    """users.send_read_receipts, read at each read marker (no cache: see the port)."""
+
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def sends_receipts(self, user_id: str) -> bool:
+        return await self._db.run(self._sends_receipts, user_id)
+
+    @staticmethod
+    def _sends_receipts(conn: Connection, user_id: str) -> bool:
+        with conn.begin():
+            value = conn.execute(select(users.c.send_read_receipts).where(users.c.id == user_id)).scalar()
+        return value is None or bool(value)
+
+    async def set_sends_receipts(self, user_id: str, value: bool) -> None:
+        await self._db.write(self._set_sends_receipts, user_id, value)
+
+    @staticmethod
+    def _set_sends_receipts(conn: Connection, user_id: str, value: bool) -> None:
+        with conn.begin():
+            conn.execute(update(users).where(users.c.id == user_id).values(send_read_receipts=value))

@@ -42,3 +42,12 @@ class PrivateReadHandler(BaseHandler):
 class GroupReadHandler(BaseHandler):
     async def post(self, group_id: str) -> None:
         self.reply(200, read_public(await self.mark_read.group(self.user_id, group_id, self.json_body())))
+
+
+class GroupReadsHandler(BaseHandler):
+    """GET /groups/{id}/reads: {"reads": [{"user_id", "read_seq"}]} (read_seq null for a
+    member who turned read receipts off)."""
+
+    async def get(self, group_id: str) -> None:
+        reads = await self.group_reads(self.user_id, group_id)
+        self.reply(200, {"reads": [{"user_id": r.user_id, "read_seq": r.read_seq} for r in reads]})

@@ -39,6 +39,7 @@ ROUTES = [
     "/api/v1/groups/{}/members/{}",
     "/api/v1/groups/{}/messages",
     "/api/v1/groups/{}/read",
+    "/api/v1/groups/{}/reads",
     "/api/v1/conversations",
     "/api/v1/conversations/{}/messages",
     "/api/v1/conversations/{}/read",
@@ -50,7 +51,8 @@ ROUTES = [
     "/static/{}",
 ]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
-FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id", "seq"]
+FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id", "seq",
+          "send_read_receipts"]
 QUERY_KEYS = ["cursor", "limit", "before", "username", "token", "events"]
 PASSWORD = "fuzz-password-1"
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
