@@ -73,9 +73,9 @@ class MemoryConversationStore(ConversationStore):
                 if key == conversation:
                     member.activity = max(member.activity, activity)
             for message, _ in items:
-                member = self.members.get((message.from_user_id, conversation))
-                if member is not None:
-                    member.read_seq = max(member.read_seq, message.seq or 0)
+                sender = self.members.get((message.from_user_id, conversation))
+                if sender is not None:
+                    sender.read_seq = max(sender.read_seq, message.seq or 0)
 
     def group_created(self, group_id: str, member_ids: Sequence[str]) -> None:
         now = self.now()
