@@ -12,6 +12,7 @@ from application.ports import Accepted, Inbox, Notification
 from domain import errors
 from domain.events import Appended, Delivery, Event
 from domain.model import Message, cursor_position
+from tests.fakes.conversations import MemoryConversationStore
 from tests.fakes.idempotency import MemoryIdempotencyKeys
 
 
@@ -28,6 +29,8 @@ class MemoryInbox(Inbox):
         self.fail_next: Exception | None = None  # a test sets this to simulate an outage
         self.fail_reads: Exception | None = None  # every read raises this while set
         self.appended_changes: set[str] = set()
+        # The conversation list, kept as a message is stored (SqliteInbox: its transaction).
+        self.conversations: MemoryConversationStore | None = None
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         if self.fail_next is not None:
@@ -41,6 +44,8 @@ class MemoryInbox(Inbox):
         message = replace(message, seq=seq)
         cursors = self._append(message, recipient_ids)
         self.persisted.append(message)
+        if self.conversations is not None:
+            self.conversations.record([(message, self.conversations.now())])
         if key is not None:
             # Nothing is awaited from the check above to here: one atomic step, as in
             # the SQL transaction and the Redis script.

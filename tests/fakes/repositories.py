@@ -17,6 +17,7 @@ from application.ports import (
 )
 from domain import errors
 from domain.model import Group, Message, User, normalised_username_key, username_key
+from tests.fakes.conversations import MemoryConversationStore
 
 
 class MemoryUserRepository(UserRepository):
@@ -59,6 +60,8 @@ class MemoryGroupRepository(GroupRepository):
         self._joined: dict[tuple[str, str], int] = {}
         self._ticks = itertools.count(1)
         self.outbox: dict[str, Announcement] = {}  # event id -> not yet announced, in order
+        # The conversation list, kept in the group's transactions (SqlGroupRepository).
+        self.conversations: MemoryConversationStore | None = None
 
     async def add(self, group: Group, announce: Announcement | None = None) -> None:
         self._store(announce)
@@ -66,6 +69,8 @@ class MemoryGroupRepository(GroupRepository):
         tick = next(self._ticks)  # one creation: every member joins at once
         for user_id in group.member_ids:
             self._joined[group.id, user_id] = tick
+        if self.conversations is not None:
+            self.conversations.group_created(group.id, group.member_ids)
 
     async def get(self, group_id: str) -> Group | None:
         group = self.by_id.get(group_id)
@@ -93,6 +98,8 @@ class MemoryGroupRepository(GroupRepository):
         self._store(announce)
         group.member_ids.append(user_id)
         self._joined[group_id, user_id] = next(self._ticks)
+        if self.conversations is not None:
+            self.conversations.group_joined(group_id, user_id)
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         if group_id not in self.by_id:
@@ -116,6 +123,8 @@ class MemoryGroupRepository(GroupRepository):
         self._store(announce)
         group.member_ids.remove(user_id)
         del self._joined[group_id, user_id]
+        if self.conversations is not None:
+            self.conversations.group_left(group_id, user_id)
         if new_owner_id is not None:
             group.owner_id = new_owner_id
 

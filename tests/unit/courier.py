@@ -14,16 +14,18 @@ from adapters.memory.connection_counter import MemoryConnectionCounter
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.security import JwtTokenService
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
+from application.conversations import ListConversations, MarkRead
 from application.gateway import Gateway
 from application.group_events import GroupEvents, RelayGroupChanges
 from application.groups import ManageGroups
 from application.messaging import PullMessages, ReadHistory, SendGroupMessage, SendPrivateMessage
 from application.ports import Inbox
 from application.sockets import AdmitSocket
-from domain.model import User
+from domain.model import Message, User
 from entrypoints.container import Container
 from entrypoints.settings import EMBEDDED, Settings
 from tests.fakes.clock import FakeClock
+from tests.fakes.conversations import MemoryConversationStore
 from tests.fakes.hasher import FakePasswordHasher
 from tests.fakes.idempotency import MemoryIdempotencyKeys
 from tests.fakes.inbox import MemoryInbox, YieldingInbox
@@ -72,6 +74,9 @@ class Courier:
     group_events: GroupEvents
     relay_group_changes: RelayGroupChanges
     gateway: Gateway
+    conversations: MemoryConversationStore
+    list_conversations: ListConversations
+    mark_read: MarkRead
 
     async def user(self, username: str, password: str = PASSWORD) -> User:
         """Register a user (the tests' shorthand)."""
@@ -133,15 +138,34 @@ def build(
     bus = InProcessBus()
     bus.keep_published = True
     container.bus.override(providers.Object(bus))
-    container.users.override(providers.Object(MemoryUserRepository()))
-    container.groups.override(providers.Object(MemoryGroupRepository()))
-    container.messages.override(providers.Object(MemoryMessageStore()))
+    users = MemoryUserRepository()
+    groups = MemoryGroupRepository()
+    store = MemoryMessageStore()
+    container.users.override(providers.Object(users))
+    container.groups.override(providers.Object(groups))
+    container.messages.override(providers.Object(store))
+
+    async def names(peer_id: str | None, group_id: str | None) -> str | None:
+        if group_id is not None:
+            group = await groups.get(group_id)
+            return None if group is None else group.name
+        user = await users.get(peer_id) if peer_id is not None else None
+        return None if user is None else user.username
+
+    def stored(message: Message) -> Message:  # edits and tombstones, once the persister stored it
+        return next((row for row in store.rows if row.id == message.id), message)
+
+    conversations = MemoryConversationStore(names, stored)
+    groups.conversations = conversations
+    container.conversations.override(providers.Object(conversations))
     container.idempotency.override(providers.Singleton(MemoryIdempotencyKeys, now=now))
-    inbox: Inbox = MemoryInbox(bus, container.idempotency(), max_length=inbox_max_length)
+    memory_inbox = MemoryInbox(bus, container.idempotency(), max_length=inbox_max_length)
+    inbox: Inbox = memory_inbox
     if yielding_inbox:
         inbox = YieldingInbox(inbox)
     if wrap_inbox is not None:
         inbox = wrap_inbox(inbox)
+    memory_inbox.conversations = conversations
     container.inbox.override(providers.Object(inbox))
     container.hasher.override(providers.Object(FakePasswordHasher()))
     container.revocations.override(providers.Singleton(MemoryTokenRevocations, container.clock))
@@ -195,6 +219,9 @@ def build(
         group_events=container.group_events(),
         relay_group_changes=container.relay_group_changes(),
         gateway=container.gateway(),
+        conversations=conversations,
+        list_conversations=container.list_conversations(),
+        mark_read=container.mark_read(),
     )
 
 
