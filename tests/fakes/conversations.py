@@ -9,7 +9,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from application.ports import ConversationPage, ConversationPosition, ConversationState, ConversationStore
+from application.ports import (
+    ConversationPage,
+    ConversationPosition,
+    ConversationState,
+    ConversationStore,
+    ReceiptPreferences,
+)
 from domain.model import GROUP, Message
 
 
@@ -43,6 +49,7 @@ class MemoryConversationStore(ConversationStore):
         self._names = names  # the peer's username or the group's name (SQL: a join)
         self._message = message  # the message as stored now (SQL: a join; edits, tombstones)
         self._activity = 0
+        self.receipts_off: set[str] = set()  # users who turned read receipts off
 
     def now(self) -> int:
         self._activity = max(self._activity + 1, time.time_ns() // 1000)
@@ -119,6 +126,13 @@ class MemoryConversationStore(ConversationStore):
         return ConversationPage(
             states, ConversationPosition(last_state.activity, last_state.conversation) if last_state else None)
 
+    async def group_reads(self, conversation: str, member_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
+        """As the SQL adapter's, with every user sending receipts (the preference is the
+        users table's there: `receipts_off` stands for it here)."""
+        return {user_id: (member.read_seq if (member := self.members.get((user_id, conversation))) else 0,
+                          user_id not in self.receipts_off)
+                for user_id in member_ids}
+
     async def last_seq(self, conversation: str) -> int:
         state = self.conversations.get(conversation)
         return 0 if state is None else state.last_seq
@@ -130,3 +144,20 @@ class MemoryConversationStore(ConversationStore):
             member = self.members[user_id, conversation] = _Member(peer_id, group_id, seq, 0)
         member.read_seq = max(member.read_seq, seq)
         return member.read_seq, max(0, await self.last_seq(conversation) - member.read_seq)
+
+
+class MemoryReceiptPreferences(ReceiptPreferences):
+    """The users' read-receipt preference (SQL: users.send_read_receipts), kept in the
+    conversation fake's `receipts_off`, which its group_reads answers from."""
+
+    def __init__(self, store: MemoryConversationStore) -> None:
+        self._store = store
+
+    async def sends_receipts(self, user_id: str) -> bool:
+        return user_id not in self._store.receipts_off
+
+    async def set_sends_receipts(self, user_id: str, value: bool) -> None:
+        if value:
+            self._store.receipts_off.discard(user_id)
+        else:
+            self._store.receipts_off.add(user_id)

@@ -25,7 +25,7 @@ from domain.model import Message, User
 from entrypoints.container import Container
 from entrypoints.settings import EMBEDDED, Settings
 from tests.fakes.clock import FakeClock
-from tests.fakes.conversations import MemoryConversationStore
+from tests.fakes.conversations import MemoryConversationStore, MemoryReceiptPreferences
 from tests.fakes.hasher import FakePasswordHasher
 from tests.fakes.idempotency import MemoryIdempotencyKeys
 from tests.fakes.inbox import MemoryInbox, YieldingInbox
@@ -158,6 +158,7 @@ def build(
     conversations = MemoryConversationStore(names, stored)
     groups.conversations = conversations
     container.conversations.override(providers.Object(conversations))
+    container.receipt_preferences.override(providers.Object(MemoryReceiptPreferences(conversations)))
     container.idempotency.override(providers.Singleton(MemoryIdempotencyKeys, now=now))
     memory_inbox = MemoryInbox(bus, container.idempotency(), max_length=inbox_max_length)
     inbox: Inbox = memory_inbox
