@@ -152,12 +152,9 @@ class GroupReads:
 
 @dataclass
 class ReceiptSettings:
-    """GET and PATCH /users/me {"send_read_receipts": bool}."""
+    """PATCH /users/me {"send_read_receipts": bool}."""
 
     preferences: ReceiptPreferences
-
-    async def get(self, user_id: str) -> bool:
-        return await self.preferences.sends_receipts(user_id)
 
     async def update(self, user_id: str, body: dict) -> bool:
         value = body.get("send_read_receipts")

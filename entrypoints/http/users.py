@@ -41,12 +41,12 @@ class LogoutAllHandler(BaseHandler):
 
 
 class MeHandler(BaseHandler):
-    """GET /users/me, and PATCH /users/me {"send_read_receipts": bool}: the caller,
-    with its read receipts preference."""
+    """GET /users/me (the contract's {"user_id", "username"}, exactly), and PATCH
+    /users/me {"send_read_receipts": bool}: the caller, with its read receipts preference."""
 
     async def get(self) -> None:
         user = await self.get_user.by_id(self.user_id)
-        self.reply(200, {**user.public(), "send_read_receipts": await self.receipt_settings.get(self.user_id)})
+        self.reply(200, user.public())
 
     async def patch(self) -> None:
         body = self.json_body()
