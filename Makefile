@@ -33,7 +33,7 @@ test: $(VENV)/.test-deps services
 	$(BIN)/pytest -q --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
 
-# about a minute: production mode, loopback only, the shared bench's load.js (../shared/bench)
+# about a minute: production mode, loopback only, the shared bench's load.js (BENCH_SRC: a copy of the shared bench, which this repository does not hold)
 bench: $(BIN)/courier services
 	bash scripts/bench/make-bench.sh
 
