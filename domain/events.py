@@ -220,15 +220,6 @@ def parse_view(raw: Any) -> bool:
     raise errors.InvalidInput("events must be 1 (every event) or 0 (messages from others)")
 
 
-def sender_hidden_from(message: Message) -> str | None:
-    """The one recipient of `message` who does not see it in the original view: its
-    sender (own sends are in the sender's log for its other devices), unless it is a
-    note to oneself. The gateway asks this once per notification, not per recipient."""
-    if message.type == GROUP or message.to_user_id != message.from_user_id:
-        return message.from_user_id
-    return None
-
-
 @dataclass(slots=True, frozen=True)
 class Delivery:
     """An event at its position (cursor) in one user's log."""

@@ -172,7 +172,7 @@ if ARGV[6] ~= '' then
   redis.call('SET', KEYS[5], 'd:' .. ARGV[6] .. ':' .. full, 'EX', ARGV[7])
 end
 if id ~= '' then
-  -- The tail of the envelope (envelope.tail): seqs are digits, entry ids digits and a
+  -- The tail of the envelope (envelope.py): seqs are digits, entry ids digits and a
   -- dash and user ids UUIDs, so nothing needs escaping here.
   local own_part = ''
   if #own_json > 0 then

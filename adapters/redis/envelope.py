@@ -9,7 +9,8 @@ recipient in `to` has it at `cursor` in its log, but those in `own` (an inbox th
 needed an id of its own: deliver.lua says when). A message's `seq`, taken in the
 script, rides beside the record and is put into it here. The head - up to the recipients -
 is made here, in Python; deliver.lua, which alone knows the cursors, adds the tail
-(`tail` below says what) and publishes it, in the same atomic step as the appends.
+(the seq, the cursor, the cursors of their own, the closing brace) and publishes it,
+in the same atomic step as the appends.
 
 A push that is stored nowhere (typing, presence) needs no envelope of this kind: it
 has no cursor, and goes to Gateway.push_cursorless."""
@@ -29,15 +30,6 @@ def head(record: bytes, recipient_json_ids: Iterable[bytes]) -> bytes:
     """The envelope up to its recipients: `record` is the event's JSON, each recipient
     id is already a JSON string (cached by the caller: a group has a thousand)."""
     return b'{"kind":"event","event":%s,"to":[%s]' % (record, b",".join(recipient_json_ids))
-
-
-def tail(cursor: str, own: dict[str, str] | None = None, seq: int | None = None) -> bytes:
-    """What deliver.lua appends to the head (here for the tests: the script writes the
-    same bytes itself): a message's seq, the shared cursor, the cursors of their own,
-    the closing brace."""
-    seq_part = b',"seq":%d' % seq if seq is not None else b""
-    own_part = b',"own":%s' % orjson.dumps(own) if own else b""
-    return b'%s,"cursor":"%s"%s}' % (seq_part, cursor.encode(), own_part)
 
 
 def parse(data: bytes | str) -> Notification:
