@@ -16,6 +16,7 @@ from typing import Protocol
 
 from domain.events import Appended, Delivery, Event, GroupChange, MessageChange
 from domain.model import Group, Message, User
+from domain.presence import PresenceStatus, Typing
 
 
 class UserRepository(Protocol):
@@ -476,6 +477,82 @@ class ConnectionCounter(Protocol):
 
     async def release(self, key: str) -> None:
         """One socket of `key` closed (once per successful acquire)."""
+
+
+class PresenceStore(Protocol):
+    """Who is online, over every gateway (issue 16). A gateway says when the first of a
+    user's sockets opens on it (arrived) and when the last one there closes (left). A
+    user is online while a live gateway has one of its sockets, and goes offline `grace`
+    seconds after the last one closed - or after its gateway died (production: the
+    gateway's lease in the store ran out) - unless one opened again meanwhile: a page
+    reload is not a flicker. Every change of a user's status takes a higher version."""
+
+    async def arrived(self, user_ids: Sequence[str]) -> list[PresenceStatus]:
+        """The first socket of each of these users opened on this gateway. Answers the
+        statuses that changed (users who were offline and not within their grace): now
+        online, to be published."""
+
+    async def left(self, user_ids: Sequence[str]) -> None:
+        """The last socket of each of these users on this gateway closed."""
+
+    async def expire(self) -> list[PresenceStatus]:
+        """Users whose grace ran out, now offline (last_seen: when their last socket
+        closed). Each change is answered once, to one caller, however many gateways ask."""
+
+    async def statuses(self, user_ids: Sequence[str]) -> list[PresenceStatus]:
+        """The current status of each (version 0, offline and never seen: a user the
+        store never saw), in the order asked."""
+
+    async def touch(self, user_id: str) -> PresenceStatus:
+        """The user's status under a new version (its presence preference changed: what
+        others see of it changes without the status changing)."""
+
+    async def keep_alive(self) -> None:
+        """Until cancelled: keep this gateway counted as alive (production: renew its
+        lease; should the lease have run out meanwhile, say again who is here)."""
+
+    async def close(self) -> None:
+        """This gateway stops: each of its users leaves (grace, then offline)."""
+
+
+class PresenceBus(Protocol):
+    """Status changes, from whoever changes a status to the gateways whose sockets watch
+    that user. A change costs O(gateways watching the user), never O(gateways) or
+    O(users), and a gateway receives only the changes of the users it watches."""
+
+    async def watch(self, user_ids: Sequence[str]) -> None:
+        """From when this returns, every change published for these users reaches this
+        gateway's on_change."""
+
+    async def unwatch(self, user_ids: Sequence[str]) -> None: ...
+
+    async def publish(self, status: PresenceStatus) -> None: ...
+
+    async def run(self, on_change: Callable[[PresenceStatus], None],
+                  on_resync: Callable[[], Awaitable[None]]) -> None:
+        """Until cancelled. on_resync: the bus was lost and is back (changes may have
+        been missed meanwhile: read the watched users' statuses again)."""
+
+
+class TypingBus(Protocol):
+    """Typing events, to every gateway (each pushes them to its own sockets of the
+    recipients). Nothing is stored: a gateway that is not listening misses them."""
+
+    async def publish(self, typing: Typing) -> None: ...
+
+    async def run(self, on_typing: Callable[[Typing], None]) -> None:
+        """Until cancelled."""
+
+
+class PresencePreferences(Protocol):
+    """Whether others see a user's presence (PATCH /users/me {"show_presence"})."""
+
+    @abstractmethod
+    async def hidden_among(self, user_ids: Sequence[str]) -> set[str]:
+        """Those of `user_ids` who hide their presence."""
+
+    @abstractmethod
+    async def set_shows_presence(self, user_id: str, value: bool) -> None: ...
 
 
 class RateLimiter(Protocol):
