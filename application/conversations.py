@@ -148,17 +148,3 @@ class GroupReads:
             read_seq, sends = reads[member]
             answer.append(MemberRead(member, read_seq if sends or member == user_id else None))
         return answer
-
-
-@dataclass
-class ReceiptSettings:
-    """PATCH /users/me {"send_read_receipts": bool}."""
-
-    preferences: ReceiptPreferences
-
-    async def update(self, user_id: str, body: dict) -> bool:
-        value = body.get("send_read_receipts")
-        if not isinstance(value, bool) or set(body) != {"send_read_receipts"}:
-            raise errors.InvalidInput('the body must be {"send_read_receipts": true | false}')
-        await self.preferences.set_sends_receipts(user_id, value)
-        return value

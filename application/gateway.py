@@ -325,21 +325,22 @@ class Gateway:
                     pushed += 1
         return pushed
 
-    def push_cursorless(self, user_ids: Iterable[str], payload: bytes) -> int:
+    def push_cursorless(self, user_ids: Iterable[str], payload: bytes, events_only: bool = False) -> int:
         """Hand `payload` (a whole frame, encoded) as it is to every local socket of
         `user_ids`; the number of sockets that took it. It has no cursor, so it is outside
         the bookkeeping of exactly once: it moves no connection's cursor, is neither held
         during a replay nor skipped as a duplicate, and is never replayed; a user with no
         socket here, or whose socket is gone, simply misses it. For events that are only
         pushed (typing, presence), never for stored ones. The caller leaves out whoever
-        should not get it (the sender of a typing event, say)."""
+        should not get it (the sender of a typing event, say). `events_only`: to the
+        sockets on the event view only (typing: the original view never sees it)."""
         by_user = self._by_user
         pushed = 0
         for user_id in user_ids:
             conns = by_user.get(user_id)
             if conns:
                 for conn in tuple(conns):  # as in on_notification: a failed send may detach it
-                    if conn.channel.send(payload):
+                    if (conn.events or not events_only) and conn.channel.send(payload):
                         pushed += 1
         self.pushed += pushed
         return pushed

@@ -30,6 +30,7 @@ from adapters.memory.checked_tokens import RecentlyCheckedRevocations
 from adapters.memory.connection_counter import MemoryConnectionCounter
 from adapters.memory.known_users import KnownUsers
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
+from adapters.memory.presence import InProcessPresenceBus, InProcessTypingBus, MemoryPresenceStore
 from adapters.memory.recent import NoRecentMessages
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.connection_counter import RedisConnectionCounter
@@ -51,9 +52,9 @@ from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
 from adapters.sql.messages import SqlMessageStore
 from adapters.sql.revocations import SqlTokenRevocations
-from adapters.sql.users import SqlReceiptPreferences, SqlUserRepository
+from adapters.sql.users import SqlPresencePreferences, SqlReceiptPreferences, SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
-from application.conversations import GroupReads, ListConversations, MarkRead, ReceiptSettings
+from application.conversations import GroupReads, ListConversations, MarkRead
 from application.edits import ChangeMessages
 from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
@@ -68,9 +69,13 @@ from application.messaging import (
     SendPrivateMessage,
 )
 from application.persister import Persister
+from application.presence import GetPresence, PresencePublisher, PresenceTracker, PresenceWatch
 from application.sockets import AdmitSocket
+from application.typing_indicators import RelayTyping, TypingIndicators
+from application.user_settings import UserSettings
 from domain.events import Delivery
 from entrypoints.client_frames import ClientFrames, answer_ping
+from entrypoints.socket_observers import SocketObservers
 
 LOGIN_WINDOW_SECONDS = 60.0
 # Revocations are announced to every gateway (TokenRevocations.follow); this bounds how
@@ -80,6 +85,9 @@ REVOCATION_RECHECK = 60.0
 
 def encode_delivery(delivery: Delivery, user_id: str | None = None) -> bytes:
     return orjson.dumps(delivery.public() if user_id is None else delivery.public_for(user_id))
+
+
+encode_frame = orjson.dumps  # a frame pushed without a cursor (presence, typing, errors)
 
 
 REDIS_POOL_SIZE = 64
@@ -318,14 +326,44 @@ class Container(containers.DeclarativeContainer):
         preferences=receipt_preferences, max_group=settings.provided.receipts_max_group,
     )
     group_reads = providers.Singleton(GroupReads, conversations, groups)
-    receipt_settings = providers.Singleton(ReceiptSettings, receipt_preferences)
     manage_groups = providers.Singleton(
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter),
         group_events,
     )
     gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
+
+    # --- presence and typing (pushed, never stored) ---------------------------
+    presence_store = providers.Selector(
+        mode,
+        embedded=providers.Singleton(MemoryPresenceStore, clock, settings.provided.presence_grace),
+        production=providers.Singleton(MemoryPresenceStore, clock, settings.provided.presence_grace),
+    )
+    presence_bus = providers.Selector(mode, embedded=providers.Singleton(InProcessPresenceBus),
+                                      production=providers.Singleton(InProcessPresenceBus))
+    typing_bus = providers.Selector(mode, embedded=providers.Singleton(InProcessTypingBus),
+                                    production=providers.Singleton(InProcessTypingBus))
+    presence_preferences = providers.Singleton(SqlPresencePreferences, database)
+    presence_tracker = providers.Singleton(
+        PresenceTracker, presence_store, providers.Singleton(PresencePublisher, presence_bus, presence_preferences)
+    )
+    presence_watch = providers.Singleton(
+        PresenceWatch, presence_store, presence_bus, presence_preferences, clock, providers.Object(encode_frame)
+    )
+    get_presence = providers.Singleton(GetPresence, presence_store, presence_preferences, users, clock)
+    relay_typing = providers.Singleton(RelayTyping, groups, users, typing_bus, providers.Object(encode_frame))
+    typing_indicators = providers.Singleton(TypingIndicators, gateway, providers.Object(encode_frame))
+    user_settings = providers.Singleton(UserSettings, receipt_preferences, presence_preferences, presence_tracker)
+
     # What a client may send on its socket: frame type -> handler (entrypoints/client_frames.py).
-    client_frames = providers.Singleton(ClientFrames, providers.Dict(ping=providers.Object(answer_ping)))
+    client_frames = providers.Singleton(ClientFrames, providers.Dict(
+        ping=providers.Object(answer_ping),
+        typing=relay_typing,
+        presence_subscribe=presence_watch.provided.subscribe,
+    ))
+    # Who hears of a socket's opening and closing besides the gateway.
+    socket_observers = providers.Singleton(
+        SocketObservers, providers.List(presence_tracker, presence_watch, relay_typing)
+    )
     persister = providers.Factory(Persister, persist_queue, messages)
     # Production only (courier worker): keeps seq:complete (adapters/redis/seq_counters.py).
     seq_counters = providers.Singleton(SeqCounters, redis, messages.provided.highest_seqs)

@@ -76,6 +76,14 @@ class CourierServer:
         sessions = SessionWatch(self.container.authenticate(), self.container.revocations(), self.open_sockets,
                                 self.settings.account_check)
         self._background = [asyncio.create_task(sessions.run())]
+        # Presence and typing: this gateway's users counted in the store, expiries
+        # published, the changes of watched users and every typing event received.
+        watch, typing = self.container.presence_watch(), self.container.typing_indicators()
+        self._background += [
+            asyncio.create_task(self.container.presence_tracker().run()),
+            asyncio.create_task(self.container.presence_bus().run(watch.on_change, watch.resync)),
+            asyncio.create_task(self.container.typing_bus().run(typing.on_typing)),
+        ]
         if self.settings.mode != EMBEDDED:
             self._background.append(asyncio.create_task(self.container.sockets_per_user().keep_alive()))
         else:  # in production `courier worker` relays the group change events left behind
@@ -112,6 +120,8 @@ class CourierServer:
         if self._ops is not None:
             await self._ops.stop()
         await _cancel_and_wait([t for t in [self._subscriber, *self._background] if t is not None])
+        self.container.typing_indicators().close()
+        await self.container.presence_tracker().close()  # before the store's connections close
         await shutdown(self.container)  # the container's resources: what it made that needs closing
         if self.metrics is not None:
             self.metrics.unwatch_gc()

@@ -29,6 +29,7 @@ class Settings:
     max_content_length: int = 4000
     edit_window: int = 48 * 3600  # seconds after sending that its sender may edit a message
     receipts_max_group: int = 100  # groups of at most this many members get read receipts as events
+    presence_grace: float = 10.0  # seconds a user stays online after its last socket closed
     allowed_origins: str = ""  # empty: any origin
     log_level: str = "info"
     log_file: str = ""
@@ -134,6 +135,8 @@ class Settings:
             raise SettingsError(f"ops_port must be 1..65535 (or 0: none), not {self.ops_port}")
         if self.ops_port and self.ops_port == self.port:
             raise SettingsError("ops_port must not be the public port: it is there to keep /metrics and /readyz off it")
+        if self.presence_grace < 0:
+            raise SettingsError("presence_grace must be 0 or more seconds")
         if self.receipts_max_group < 0:
             raise SettingsError("receipts_max_group must not be negative")
         if self.edit_window < 0:

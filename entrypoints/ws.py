@@ -43,6 +43,7 @@ from entrypoints.heartbeat import Heartbeat
 from entrypoints.http.base import ServerHeader, bearer_token
 from entrypoints.http.errors import error_headers, finish_with_error, status_of
 from entrypoints.http.tornado_overrides import CLOSE_POLICY, websocket_protocol
+from entrypoints.socket_observers import SocketObservers
 from entrypoints.socket_writer import PING_FRAME, SocketWriter
 from entrypoints.ws_protocol import protocol_token
 
@@ -69,9 +70,11 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
     writer: SocketWriter
     heartbeat: Heartbeat
     client_frames: ClientFrames
+    observers: SocketObservers
 
     def initialize(self, gateway: Gateway, authenticate: Authenticate, admit: AdmitSocket, open_sockets: set,
-                   writer: SocketWriter, heartbeat: Heartbeat, client_frames: ClientFrames) -> None:
+                   writer: SocketWriter, heartbeat: Heartbeat, client_frames: ClientFrames,
+                   observers: SocketObservers) -> None:
         self.gateway = gateway
         self.authenticate = authenticate
         self.admit = admit
@@ -79,6 +82,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
         self.writer = writer
         self.heartbeat = heartbeat
         self.client_frames = client_frames
+        self.observers = observers
         self.conn: Connection | None = None
         self.awaiting_pong = False
         self.gone = False  # forgotten: nothing more is pushed to it (it may take a while to close)
@@ -179,6 +183,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
                 self.gateway.detach(conn)
             else:
                 self.conn = conn
+                self.observers.opened(self)
 
     @property
     def user_id(self) -> str:
@@ -264,6 +269,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
         conn, self.conn = self.conn, None
         if conn is not None:
             self.gateway.detach(conn)
+            self.observers.closed(self)
 
     def on_ping(self, data: bytes) -> None:
         pass

@@ -79,6 +79,8 @@ users = Table(
     # Whether the user's read markers go to the others as receipts (PATCH /users/me;
     # alembic revision 0010). Read per read marker, never cached: a change holds at once.
     Column("send_read_receipts", Boolean, nullable=False, server_default=text("1")),
+    # Whether others see the user online and its last_seen (PATCH /users/me; revision 0011).
+    Column("show_presence", Boolean, nullable=False, server_default=text("1")),
     UniqueConstraint("username_key"),
     # A unique index rather than a constraint: SQLite adds an index to an existing
     # table, but a constraint only by copying the table.

@@ -4,11 +4,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, exc, insert, select, update
+from sqlalchemy import Connection, exc, false, insert, select, update
 
 from adapters.sql.database import Database
 from adapters.sql.tables import users
-from application.ports import ReceiptPreferences, UserRepository
+from application.ports import PresencePreferences, ReceiptPreferences, UserRepository
 from domain import errors
 from domain.model import User, normalised_username_key, username_key
 
@@ -122,3 +122,30 @@ class SqlReceiptPreferences(ReceiptPreferences):
     def _set_sends_receipts(conn: Connection, user_id: str, value: bool) -> None:
         with conn.begin():
             conn.execute(update(users).where(users.c.id == user_id).values(send_read_receipts=value))
+
+
+class SqlPresencePreferences(PresencePreferences):
+    """users.show_presence, read where a status leaves for others (a change, a
+    subscription's answer): never cached, so hiding holds at once."""
+
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def hidden_among(self, user_ids: Sequence[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        return await self._db.run(self._hidden_among, list(user_ids))
+
+    @staticmethod
+    def _hidden_among(conn: Connection, user_ids: list[str]) -> set[str]:
+        with conn.begin():
+            rows = conn.execute(select(users.c.id).where(users.c.id.in_(user_ids), users.c.show_presence == false()))
+            return {row[0] for row in rows}
+
+    async def set_shows_presence(self, user_id: str, value: bool) -> None:
+        await self._db.write(self._set_shows_presence, user_id, value)
+
+    @staticmethod
+    def _set_shows_presence(conn: Connection, user_id: str, value: bool) -> None:
+        with conn.begin():
+            conn.execute(update(users).where(users.c.id == user_id).values(show_presence=value))

@@ -1,5 +1,6 @@
 """POST /users/register, POST /users/login, POST /users/logout, POST /users/logout-all,
-GET /users/me, GET /users?username=, GET /users/{id}"""
+GET /users/me, PATCH /users/me, GET /users/me/settings, GET /users?username=, GET /users/{id},
+GET /users/{id}/presence"""
 from __future__ import annotations
 
 from entrypoints.http.base import BaseHandler
@@ -42,7 +43,7 @@ class LogoutAllHandler(BaseHandler):
 
 class MeHandler(BaseHandler):
     """GET /users/me (the contract's {"user_id", "username"}, exactly), and PATCH
-    /users/me {"send_read_receipts": bool}: the caller, with its read receipts preference."""
+    /users/me {"send_read_receipts"?, "show_presence"?}: the caller, with its settings."""
 
     async def get(self) -> None:
         user = await self.get_user.by_id(self.user_id)
@@ -51,8 +52,21 @@ class MeHandler(BaseHandler):
     async def patch(self) -> None:
         body = self.json_body()
         user = await self.get_user.by_id(self.user_id)
-        value = await self.receipt_settings.update(self.user_id, body)
-        self.reply(200, {**user.public(), "send_read_receipts": value})
+        self.reply(200, {**user.public(), **await self.user_settings.update(self.user_id, body)})
+
+
+class SettingsHandler(BaseHandler):
+    """GET /users/me/settings: {"send_read_receipts", "show_presence"}."""
+
+    async def get(self) -> None:
+        self.reply(200, await self.user_settings.get(self.user_id))
+
+
+class PresenceHandler(BaseHandler):
+    """GET /users/{user_id}/presence: {"type": "presence", "user_id", "status", "last_seen"}."""
+
+    async def get(self, user_id: str) -> None:
+        self.reply(200, await self.get_presence(user_id))
 
 
 class FindUserHandler(BaseHandler):

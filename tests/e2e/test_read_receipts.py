@@ -107,7 +107,7 @@ async def test_receipts_off_keeps_markers_to_oneself(api, courier):
     assert r.status == 200 and r.body == {"user_id": b.user_id, "username": b.username}, r
     r = await api.call("PATCH", ME, {"send_read_receipts": False}, b.token)
     assert r.status == 200 and r.body == {"user_id": b.user_id, "username": b.username,
-                                          "send_read_receipts": False}, r
+                                          "send_read_receipts": False, "show_presence": True}, r
     await api.send(a, b, "private")
     group = await api.create_group(a, "team", [b, c])
     await api.send_group(a, group["group_id"], "group")

@@ -53,6 +53,6 @@ async def test_a_new_type_needs_only_a_handler_and_may_be_async():
     assert seen == [("u1", "u2")]
 
 
-def test_the_container_registers_ping(tmp_path):
+def test_the_container_registers_every_client_frame(tmp_path):
     container = Container(settings=Settings(data_dir=tmp_path))
-    assert container.client_frames().types == {"ping"}
+    assert container.client_frames().types == {"ping", "typing", "presence_subscribe"}
