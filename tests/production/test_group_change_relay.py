@@ -70,4 +70,4 @@ async def test_the_worker_relays_an_unannounced_change_once(redis_url, mysql_url
     assert await socket.nothing(within=1.0)
     events = (await client.events(bob)).body["events"]
     assert [e["id"] for e in events if e["id"] == renamed["id"]] == [renamed["id"]]
-    assert "relayed 1 group change event" in worker.output()
+    assert "relayed 1 event" in worker.output()
