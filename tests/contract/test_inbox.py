@@ -4,7 +4,8 @@ the IdempotencyKeys it shares its store with. What the port promises: appends pe
 recipient, reads after a cursor, oldest first, bounded by `limit`; trimming from the
 old end with CursorExpired and CursorUnknown; the confirm step of the sender's
 idempotency key, taken with the append; each message's seq in its conversation, the
-same numbering (1, 2, 3... per conversation) from every adapter."""
+same numbering (1, 2, 3... per conversation) from every adapter; a message read as it
+is now after an edit or a deletion (Store.change: as ChangeMessages makes it)."""
 from __future__ import annotations
 
 import dataclasses
