@@ -295,7 +295,8 @@ class Inbox(Protocol):
         recipient's log and publish it, once: a change
         whose id was appended before (a relay after a crash, two relays at once) is not
         appended again ({} then). Returns each recipient's cursor. (No persistence stream:
-        the group's state itself is in the GroupRepository.)"""
+        the group's state itself is in the GroupRepository.) After a message's change,
+        read() shows the message itself as changed (see there)."""
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is
@@ -303,7 +304,13 @@ class Inbox(Protocol):
         and CursorUnknown (a CursorExpired) when `after` is after the inbox's newest entry:
         every cursor handed out is an entry's, and entries are only ever trimmed from the
         old end, so such a cursor was made up or outlived the inbox's data. Taken as given,
-        it would skip every message until the inbox caught up with it."""
+        it would skip every message until the inbox caught up with it.
+
+        A message reads as it is now, as history shows it: with the content and edited_at
+        of its latest edit, or as a tombstone once deleted (its seq, its cursor and the
+        sender's client_msg_id as they were). The SQL inbox reads the message table, which
+        MessageStore.change changes; the Redis inbox lays over its entries the state that
+        append() of the MessageChange kept (adapters/redis/inbox.py)."""
 
     async def last_cursor(self, user_id: str) -> str | None:
         """The cursor of the newest entry in the user's inbox; None when it is empty."""
