@@ -375,7 +375,7 @@ async function runCatchUp() {
   }
   // What arrived while away in the conversation on screen: under a "new messages" divider.
   const active = store.active ? store.convs.get(store.active) : null;
-  if (active && !document.hidden && markSeen(active)) {
+  if (active && onScreen(active) && markSeen(active)) {
     renderMessages(active);
     renderListSoon();
     saveSoon();
@@ -418,7 +418,7 @@ function receiveMessage(msg, { countUnread, live }) {
     return;
   }
   if (conv.kind === "group") ensureGroup(conv);
-  const looking = live && store.active === conv.key && !document.hidden;
+  const looking = live && onScreen(conv);
   const counts = msg.seq != null ? store.countArrival(conv, msg) : !mine && countUnread;
   if (counts && !looking) {
     if (!conv.unread) conv.firstUnreadId = msg.id;
@@ -463,6 +463,12 @@ function receiveChange(event) {
   if (store.active === conv.key) renderMessages(conv);
   renderListSoon();
   saveSoon();
+}
+
+// The conversation is what the user sees: open, its pane shown (on a phone the list
+// covers it after Back), and the page in view.
+function onScreen(conv) {
+  return store.active === conv.key && document.body.classList.contains("pane-open") && !document.hidden;
 }
 
 // Tell the server (and so this user's other windows and devices) how far the
@@ -820,9 +826,9 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
     }
   }
   for (const pending of atEnd) items.push(pendingItem(conv, pending));
-  const focused = document.activeElement && document.activeElement.id === "edit-input";
+  const focus = focusWithin(list);
   list.replaceChildren(...items);
-  if (focused && $("edit-input")) $("edit-input").focus();
+  restoreFocus(list, focus);
 
   let status = "";
   if (conv.history === "loading") status = "Loading…";
@@ -831,6 +837,26 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
   $("history-status").textContent = status;
 
   if (stickToBottom || nearBottom) box.scrollTop = box.scrollHeight;
+}
+
+// The list is drawn anew on every change: what had the focus in it (the edit box with
+// its caret, a message's menu button) gets it back.
+function focusWithin(list) {
+  const node = document.activeElement;
+  if (!node || !list.contains(node)) return null;
+  const item = node.closest("li.msg");
+  const focus = { id: item ? item.dataset.id : null, role: node.dataset.role || null };
+  if (node.id === "edit-input") Object.assign(focus, { start: node.selectionStart, end: node.selectionEnd });
+  return focus;
+}
+
+function restoreFocus(list, focus) {
+  if (!focus || !focus.id || !focus.role) return;
+  const item = list.querySelector(`li.msg[data-id="${CSS.escape(focus.id)}"]`);
+  const node = item && item.querySelector(`[data-role="${focus.role}"]`);
+  if (!node) return;
+  node.focus();
+  if (focus.start != null) node.setSelectionRange(focus.start, focus.end);
 }
 
 // Where the "new messages" divider stands: before the first message from others after
@@ -905,6 +931,7 @@ function mayDelete(conv, msg) {
 }
 
 function messageMenu(conv, msg) {
+  if (conv.left) return null; // the history of a group one was removed from is read-only
   const edit = mayEdit(msg);
   const del = mayDelete(conv, msg);
   if ((!edit && !del) || (editing && editing.id === msg.id)) return null;
@@ -912,6 +939,7 @@ function messageMenu(conv, msg) {
   const toggle = el("button", {
     type: "button",
     className: "ghost msg-menu-button",
+    dataset: { role: "menu" },
     "aria-label": "Message menu",
     "aria-haspopup": "true",
     "aria-expanded": open ? "true" : "false",
@@ -920,22 +948,31 @@ function messageMenu(conv, msg) {
       menuFor = open ? null : msg.id;
       deleteArmed = null;
       renderMessages(conv);
+      const first = menuFor && $("message-list").querySelector(`li.msg[data-id="${CSS.escape(msg.id)}"] .msg-menu-items button`);
+      if (first) first.focus(); // from the keyboard, the menu's first choice
     },
   });
   if (!open) return el("div", { className: "msg-menu" }, toggle);
   const armed = deleteArmed === msg.id;
   return el(
     "div",
-    { className: "msg-menu open" },
+    {
+      className: "msg-menu open",
+      onkeydown: (e) => {
+        if (e.key !== "Escape") return;
+        e.preventDefault();
+        closeMessageMenu(conv, msg);
+      },
+    },
     toggle,
     el(
       "div",
-      { className: "msg-menu-items", role: "menu" },
+      { className: "msg-menu-items" },
       edit
         ? el("button", {
             type: "button",
-            role: "menuitem",
             className: "edit-action",
+            dataset: { role: "edit" },
             text: "Edit",
             onclick: () => {
               menuFor = null;
@@ -952,14 +989,22 @@ function messageMenu(conv, msg) {
       del
         ? el("button", {
             type: "button",
-            role: "menuitem",
             className: `delete-action danger${armed ? " armed" : ""}`,
+            dataset: { role: "delete" },
             text: armed ? "Really delete?" : "Delete",
             onclick: () => (armed ? deleteMessage(conv, msg) : armDelete(conv, msg)),
           })
         : null,
     ),
   );
+}
+
+function closeMessageMenu(conv, msg) {
+  menuFor = null;
+  deleteArmed = null;
+  renderMessages(conv);
+  const button = $("message-list").querySelector(`li.msg[data-id="${CSS.escape(msg.id)}"] .msg-menu-button`);
+  if (button) button.focus();
 }
 
 // Two clicks, without a native dialog: the first arms Delete.
@@ -974,7 +1019,12 @@ function armDelete(conv, msg) {
 }
 
 function editForm(msg) {
-  const input = el("textarea", { id: "edit-input", rows: "2", "aria-label": "Edit the message" });
+  const input = el("textarea", {
+    id: "edit-input",
+    rows: String(Math.min(8, Math.max(2, editing.draft.split("\n").length))),
+    dataset: { role: "edit-input" },
+    "aria-label": "Edit the message",
+  });
   input.value = editing.draft;
   input.addEventListener("input", () => {
     editing.draft = input.value;
@@ -1015,8 +1065,13 @@ async function saveEdit(msg) {
   const conv = store.active ? store.convs.get(store.active) : null;
   if (!conv || !editing || editing.id !== msg.id) return;
   const content = editing.draft;
-  if (!content.trim() || content === msg.content) {
+  if (content === msg.content) {
     cancelEdit();
+    return;
+  }
+  if (!content.trim()) {
+    editing.error = "A message cannot be empty: delete it instead.";
+    renderMessages(conv);
     return;
   }
   if (lengthOf(content) > contentLimit) {
@@ -1398,7 +1453,7 @@ function wire() {
   $("messages").addEventListener("scroll", maybeLoadOlder, { passive: true });
   document.addEventListener("visibilitychange", () => {
     const conv = store.active ? store.convs.get(store.active) : null;
-    if (document.hidden || !conv) return;
+    if (!conv || !onScreen(conv)) return;
     loadReads(conv); // a group too large for receipts: its "read by N" now
     if (markSeen(conv)) {
       renderMessages(conv);

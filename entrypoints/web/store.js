@@ -289,7 +289,6 @@ export class Store {
   countArrival(conv, msg) {
     if (msg.seq == null) return false;
     conv.lastSeq = Math.max(conv.lastSeq, msg.seq);
-    this.noteSender(conv, msg);
     if (msg.from_user_id === this.me) {
       // One's own send moves one's marker (the server does the same).
       conv.readSeq = Math.max(conv.readSeq, msg.seq);
@@ -301,14 +300,8 @@ export class Store {
     return true;
   }
 
-  // A sender has read its conversation up to its own message (its marker moved with the
-  // send, which emits no read event of its own).
-  noteSender(conv, msg) {
-    if (msg.seq == null || msg.from_user_id === this.me) return;
-    if (conv.kind === "private") conv.peerReadSeq = Math.max(conv.peerReadSeq, msg.seq);
-    else this.noteGroupRead(conv, msg.from_user_id, msg.seq);
-  }
-
+  // Only what others let be seen counts: their receipts and GET .../reads. (A reply
+  // moves its sender's marker too, but someone who turned receipts off is never counted.)
   noteGroupRead(conv, userId, seq) {
     if (seq > (conv.reads.get(userId) || 0)) conv.reads.set(userId, seq);
   }
@@ -378,7 +371,6 @@ export class Store {
       this.learnNames(m);
       conv.ids.add(m.id);
       this.seen.add(m.id);
-      this.noteSender(conv, m);
       if (m.seq != null) conv.lastSeq = Math.max(conv.lastSeq, m.seq);
     }
     if (conv.msgs.length) {

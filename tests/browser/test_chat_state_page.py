@@ -162,11 +162,10 @@ def test_a_group_shows_read_by_n_live(server, pages):
     expect(bubble(a, "please read").locator(".receipt")).to_have_text("✓ read by 1")
     read_group(server, carol, group_id, 1)
     expect(bubble(a, "please read").locator(".receipt")).to_have_text("✓ read by 2")
-    # A reply implies its sender read what came before.
-    send_to_group(server, bob, group_id, "done")
+    # Only reads count: a reply moves its sender's marker, but receipts decide who is counted.
     write(a, "thanks")
     expect(bubble(a, "thanks").locator(".receipt")).to_have_text("✓")
-    send_to_group(server, carol, group_id, "me too")
+    read_group(server, carol, group_id, 2)
     expect(bubble(a, "thanks").locator(".receipt")).to_have_text("✓ read by 1")
 
 
@@ -247,3 +246,61 @@ def test_the_group_owner_deletes_a_members_message(server, pages):
     item.locator(".delete-action").click()
     for page in (a, b):
         expect(page.locator(MESSAGES)).to_have_text(["message deleted"])
+
+
+def test_on_a_phone_the_list_after_back_counts_new_messages_unread(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    a = pages.open(server.base_url, width=390, height=800)
+    log_in(a, alice)
+    start_chat(a, bob.username)
+    write(a, "back in a minute")
+    a.click("#back-button")
+    expect(a.locator("#conv-list")).to_be_visible()
+    server.send(bob, alice, "are you there?")
+    expect(conv_item(a, bob.user_id).locator(".badge")).to_have_text("1")
+    a.wait_for_timeout(500)
+    status, listed = server.call("GET", "/conversations", token=alice.token)
+    [with_bob] = [c for c in listed["conversations"] if c.get("user_id") == bob.user_id]
+    assert with_bob["unread_count"] == 1  # no read went to the server
+    conv_item(a, bob.user_id).click()
+    expect(conv_item(a, bob.user_id).locator(".badge")).to_have_count(0)
+
+
+def test_the_message_menu_from_the_keyboard_and_the_edit_box_keeps_its_caret(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    a = pages.open(server.base_url)
+    log_in(a, alice)
+    start_chat(a, bob.username)
+    write(a, "hello world")
+    bubble(a, "hello world").locator(".msg-menu-button").focus()
+    a.keyboard.press("Enter")
+    expect(a.locator(".msg-menu-items .edit-action")).to_be_focused()
+    a.keyboard.press("Escape")
+    expect(a.locator(".msg-menu-items")).to_have_count(0)
+    expect(bubble(a, "hello world").locator(".msg-menu-button")).to_be_focused()
+    a.keyboard.press("Enter")
+    a.keyboard.press("Enter")  # Edit
+    edit = a.locator("#edit-input")
+    expect(edit).to_be_focused()
+    assert edit.evaluate("e => getComputedStyle(e).color") != edit.evaluate("e => getComputedStyle(e).backgroundColor")
+    edit.evaluate("e => e.setSelectionRange(5, 5)")
+    server.send(bob, alice, "meanwhile")  # the list is drawn again while editing
+    expect(bubble(a, "meanwhile")).to_have_count(1)
+    expect(edit).to_be_focused()
+    a.keyboard.type(",")
+    a.keyboard.press("Enter")
+    expect_shown(a, ["hello, world", "meanwhile"])
+
+
+def test_a_group_one_was_removed_from_offers_no_message_menu(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    group_id = create_group(server, alice, "Leaving", [bob])
+    b = pages.open(server.base_url)
+    log_in(b, bob)
+    conv_item(b, group_id).click()
+    write(b, "mine")
+    expect(bubble(b, "mine").locator(".msg-menu-button")).to_have_count(1)
+    status, _ = server.call("DELETE", f"/groups/{group_id}/members/{bob.user_id}", token=alice.token)
+    assert status in (200, 204)
+    expect(b.locator("#left-notice")).to_be_visible()
+    expect(bubble(b, "mine").locator(".msg-menu-button")).to_have_count(0)
