@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from application.announcements import Announcer
 from application.messaging import parse_limit
 from application.ports import (
+    Announcement,
+    Clock,
     ConversationPage,
     ConversationPosition,
     ConversationSeqs,
     ConversationStore,
     GroupRepository,
-    Inbox,
     ReceiptPreferences,
     UserRepository,
 )
@@ -68,14 +70,19 @@ class ReadResult:
 @dataclass
 class MarkRead:
     """Move the caller's read marker forward, and tell the caller's other devices with a
-    `read` event in its own log. The event's id is the same for the same marker
-    (read_marker_id): a retried request appends it once only (Inbox.append), and a retry
-    of a request whose append failed after the marker moved appends it then."""
+    `read` event in its own log. Exactly once: the move and the event's Announcement
+    are stored in one transaction (ConversationStore.mark_read), then appended and
+    marked done; one left behind (the process died, or the log's store failed, after
+    the move) is relayed by RelayAnnouncements (application/announcements.py). The
+    event's id is the same for the same marker (read_marker_id): the inbox appends it
+    once only, so a relay racing the append, or a retried request, never doubles it,
+    and a retry appends at once what a failed append left to the relay."""
 
     store: ConversationStore
     groups: GroupRepository
     users: UserRepository
-    inbox: Inbox
+    announcer: Announcer
+    clock: Clock
     counters: ConversationSeqs | None = None  # production: the conversations' seqs ahead of the worker
     # Read receipts: the same event, in the same append, also goes to the other user of
     # a private chat, and to the other members of a group of at most max_group members,
@@ -108,14 +115,17 @@ class MarkRead:
             last = await self.store.last_seq(conversation)
         if seq > last:
             raise errors.InvalidInput(f"seq {seq} is beyond the conversation's last message ({last})")
-        read_seq, unread = await self.store.mark_read(user_id, conversation, seq, **where)
-        if read_seq == seq and seq > 0:
+        announcement = None
+        if seq > 0:  # a marker at 0 tells nobody anything
             marker = ReadMarker(id=read_marker_id(user_id, conversation, seq), user_id=user_id,
                                 conversation_type=kind, conversation_id=target, seq=seq)
             recipients = [user_id]
             if others and self.preferences is not None and await self.preferences.sends_receipts(user_id):
                 recipients += [other for other in others if other != user_id]
-            await self.inbox.append(marker, recipients)
+            announcement = Announcement(marker, recipients, int(self.clock.now()))
+        read_seq, unread = await self.store.mark_read(user_id, conversation, seq, announce=announcement, **where)
+        if announcement is not None and read_seq == seq:  # moved now, or a retry of this very move
+            await self.announcer.announce(announcement)
         return ReadResult(read_seq, unread)
 
 

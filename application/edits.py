@@ -6,8 +6,8 @@ conversation learns nothing of it (404); a participant who may not, a 403.
 
 Exactly once: the change and its announcement (a MessageChange for every participant,
 the sender included; in a group the members at that time) are stored together by the
-MessageStore, then appended and marked done as group changes are (GroupEvents): one
-left behind is relayed by RelayGroupChanges. The event's id is derived from what it
+MessageStore, then appended and marked done (application/announcements.py): one left
+behind is relayed by RelayAnnouncements. The event's id is derived from what it
 changes (domain.events.edit_event_id / delete_event_id): a retried PATCH (the same
 content) or a second DELETE appends that id again, which the inbox ignores when it is
 there - it emits nothing new, and completes a change whose append had failed.
@@ -18,16 +18,14 @@ inserts it as changed, and the persister's later insert of the original leaves i
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from typing import Any
 
-from application.ports import Announcement, Clock, GroupRepository, Inbox, MessageStore, RecentMessages
+from application.announcements import Announcer
+from application.ports import Announcement, Clock, GroupRepository, MessageStore, RecentMessages
 from domain import errors
 from domain.events import MESSAGE_DELETED, MESSAGE_UPDATED, MessageChange, delete_event_id, edit_event_id
 from domain.model import GROUP, Message, validate_content, validate_id
-
-log = logging.getLogger("courier.messages")
 
 DEFAULT_EDIT_WINDOW = 48 * 3600  # seconds
 
@@ -37,7 +35,7 @@ class ChangeMessages:
     messages: MessageStore
     recent: RecentMessages
     groups: GroupRepository
-    inbox: Inbox
+    announcer: Announcer
     clock: Clock
     max_content_length: int
     edit_window: int = DEFAULT_EDIT_WINDOW
@@ -110,14 +108,11 @@ class ChangeMessages:
         return MessageChange(MESSAGE_UPDATED, edit_event_id(message.id, message.content, message.edited_at), message)
 
     async def _store(self, change: MessageChange, recipients: list[str]) -> None:
-        await self.messages.change(change.message, Announcement(change, recipients))
-        await self._publish(change, recipients)
+        announcement = Announcement(change, recipients, change.created_at)
+        await self.messages.change(change.message, announcement)
+        await self.announcer.announce(announcement)
 
     async def _publish(self, change: MessageChange, recipients: list[str]) -> None:
-        """Append now; on failure the relay appends it later (the announcement is stored)."""
-        try:
-            await self.inbox.append(change, recipients)
-            await self.groups.announced(change.id)
-        except Exception as error:  # noqa: BLE001 - the change is stored; its event comes with the relay
-            log.warning("message %s: the %s event %s is left to the relay: %r", change.message.id,
-                        change.type, change.id, error)
+        """A retry's event again: appended once (its id is the first attempt's), it
+        completes a first attempt whose append failed, without waiting for the relay."""
+        await self.announcer.announce(Announcement(change, recipients, change.created_at))

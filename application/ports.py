@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from domain.events import Appended, Delivery, Event, GroupChange, MessageChange
+from domain.events import Appended, Delivery, Event
 from domain.model import Group, Message, User
 from domain.presence import PresenceStatus, Typing
 
@@ -57,18 +57,38 @@ class GroupPage:
 
 @dataclass(frozen=True, slots=True)
 class Announcement:
-    """A group change to append to its recipients' logs: written by the group store in
-    the same transaction as the change itself (an outbox), and marked done once it is
-    appended, so that no change is made without its event (GroupRepository)."""
+    """An event to append to its recipients' logs, written by a store in the same
+    transaction as the change it tells of (an outbox), so that no change is made
+    without its event: a group change (GroupRepository), a message's edit or deletion
+    (MessageStore.change), a moved read marker (ConversationStore.mark_read). The Outbox
+    lists it until it is announced()."""
 
-    change: GroupChange | MessageChange  # a message's edit or deletion is announced alike
+    event: Appended
     recipient_ids: list[str]
+    created_at: int  # Unix seconds: when the change was made (the relay leaves it alone for a while)
+
+
+class Outbox(Protocol):
+    """The announcements stored with their changes and not yet appended: the use case
+    that made a change appends its event and marks it announced(); one left behind (the
+    process died, or the log's store failed, in between) is for RelayAnnouncements.
+    Storing is the changing store's job (in its own transaction), so the port only
+    lists and forgets."""
+
+    @abstractmethod
+    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
+        """Announcements made at least `older_than` seconds ago (Announcement.created_at)
+        and not yet announced, oldest first (in the order they were stored)."""
+
+    @abstractmethod
+    async def announced(self, event_id: str) -> None:
+        """The announcement's event is in its recipients' logs: forget it (an id not
+        stored, or forgotten before, is no error)."""
 
 
 class GroupRepository(Protocol):
-    """Every change takes its Announcement, stored with the change in one transaction;
-    announcements() gives those not yet marked announced() (a process that made a change
-    and died before appending its event), for RelayGroupChanges."""
+    """Every change takes its Announcement, stored with the change in one transaction
+    (the Outbox lists it until it is announced)."""
 
     async def add(self, group: Group, announce: Announcement | None = None) -> None: ...
 
@@ -90,13 +110,6 @@ class GroupRepository(Protocol):
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
                             announce: Announcement | None = None) -> None:
         """Remove a member; when new_owner_id is given the group's owner becomes that member."""
-
-    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
-        """Announcements stored at least `older_than` seconds ago and not yet announced,
-        oldest first."""
-
-    async def announced(self, event_id: str) -> None:
-        """The announcement's event is in its recipients' logs: forget it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +138,10 @@ class MessageStore(Protocol):
 
     async def change(self, message: Message, announce: Announcement) -> None:
         """Store a message's edit (its content and edited_at) or deletion (deleted_at, the
-        content emptied) with its announcement (GroupRepository.announcements lists it
-        until announced()), in one transaction. A message not stored yet (the persister
-        lags behind) is inserted as changed: the persister's own insert, idempotent by id,
-        then leaves it so."""
+        content emptied) with its announcement (the Outbox lists it until announced()),
+        in one transaction. A message not stored yet (the persister lags behind) is
+        inserted as changed: the persister's own insert, idempotent by id, then leaves it
+        so."""
 
     async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage: ...
 
@@ -191,10 +204,12 @@ class ConversationStore(Protocol):
 
     @abstractmethod
     async def mark_read(self, user_id: str, conversation: str, seq: int, *, peer_id: str | None = None,
-                        group_id: str | None = None) -> tuple[int, int]:
+                        group_id: str | None = None, announce: Announcement | None = None) -> tuple[int, int]:
         """Move the user's marker forward to `seq` (a lower one changes nothing); the
-        marker and the unread count after it. The caller checked `seq` and membership."""
-
+        marker and the unread count after it. The caller checked `seq` and membership.
+        When the marker moves, `announce` (its read event) is stored with the move, in
+        the same transaction (the Outbox lists it until announced()); when it does not,
+        nothing is stored."""
 
     @abstractmethod
     async def group_reads(self, conversation: str, member_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
@@ -281,7 +296,8 @@ class Inbox(Protocol):
         recipient's log and publish it, once: a change
         whose id was appended before (a relay after a crash, two relays at once) is not
         appended again ({} then). Returns each recipient's cursor. (No persistence stream:
-        the group's state itself is in the GroupRepository.)"""
+        the group's state itself is in the GroupRepository.) After a message's change,
+        read() shows the message itself as changed (see there)."""
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         """Up to `limit` deliveries after cursor `after` (None: from the start of what is
@@ -289,7 +305,13 @@ class Inbox(Protocol):
         and CursorUnknown (a CursorExpired) when `after` is after the inbox's newest entry:
         every cursor handed out is an entry's, and entries are only ever trimmed from the
         old end, so such a cursor was made up or outlived the inbox's data. Taken as given,
-        it would skip every message until the inbox caught up with it."""
+        it would skip every message until the inbox caught up with it.
+
+        A message reads as it is now, as history shows it: with the content and edited_at
+        of its latest edit, or as a tombstone once deleted (its seq, its cursor and the
+        sender's client_msg_id as they were). The SQL inbox reads the message table, which
+        MessageStore.change changes; the Redis inbox lays over its entries the state that
+        append() of the MessageChange kept (adapters/redis/inbox.py)."""
 
     async def last_cursor(self, user_id: str) -> str | None:
         """The cursor of the newest entry in the user's inbox; None when it is empty."""

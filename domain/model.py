@@ -200,6 +200,12 @@ class Message:
         return Message(self.type, self.id, self.from_user_id, self.content, self.created_at, self.to_user_id,
                        self.group_id, self.client_msg_id, seq, self.edited_at, self.deleted_at)
 
+    def with_change(self, content: str, edited_at: int | None, deleted_at: int | None) -> Message:
+        """This message as an edit or deletion left it: the content and the times change,
+        everything else (seq, client_msg_id, created_at) stays as it was sent."""
+        return Message(self.type, self.id, self.from_user_id, content, self.created_at, self.to_user_id,
+                       self.group_id, self.client_msg_id, self.seq, edited_at, deleted_at)
+
     @property
     def conversation(self) -> str:
         """The conversation the message belongs to: "g:<group id>", or "p:<lower user

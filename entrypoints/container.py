@@ -51,14 +51,16 @@ from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
 from adapters.sql.messages import SqlMessageStore
+from adapters.sql.outbox import SqlOutbox
 from adapters.sql.revocations import SqlTokenRevocations
 from adapters.sql.users import SqlPresencePreferences, SqlReceiptPreferences, SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
+from application.announcements import Announcer, RelayAnnouncements
 from application.conversations import GroupReads, ListConversations, MarkRead
 from application.edits import ChangeMessages
 from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
-from application.group_events import GroupEvents, RelayGroupChanges
+from application.group_events import GroupEvents
 from application.groups import ManageGroups
 from application.messaging import (
     Dispatcher,
@@ -180,6 +182,9 @@ class Container(containers.DeclarativeContainer):
         production=providers.Singleton(RedisCachedGroupRepository, sql_groups, redis),
     )
     messages = providers.Singleton(SqlMessageStore, database)
+    # What the stores above (and the conversations') wrote with their changes and is not
+    # yet in the logs: one table, whichever store wrote it.
+    outbox = providers.Singleton(SqlOutbox, database)
     recent_messages = providers.Selector(
         mode,
         embedded=providers.Singleton(NoRecentMessages),
@@ -310,17 +315,18 @@ class Container(containers.DeclarativeContainer):
     pull = providers.Singleton(PullMessages, inbox)
     pull_events = providers.Singleton(PullEvents, inbox)
     history = providers.Singleton(ReadHistory, messages, groups, users)
-    group_events = providers.Singleton(GroupEvents, inbox, groups, ids, clock)
+    announcer = providers.Singleton(Announcer, inbox, outbox)
+    group_events = providers.Singleton(GroupEvents, announcer, ids, clock)
     change_messages = providers.Singleton(
-        ChangeMessages, messages, recent_messages, groups, inbox, clock, settings.provided.max_content_length,
+        ChangeMessages, messages, recent_messages, groups, announcer, clock, settings.provided.max_content_length,
         settings.provided.edit_window,
     )
-    relay_group_changes = providers.Singleton(RelayGroupChanges, group_events, groups)
+    relay_announcements = providers.Singleton(RelayAnnouncements, inbox, outbox)
     conversations = providers.Singleton(SqlConversationStore, database)
     list_conversations = providers.Singleton(ListConversations, conversations)
     receipt_preferences = providers.Singleton(SqlReceiptPreferences, database)
     mark_read = providers.Singleton(
-        MarkRead, conversations, groups, users, inbox,
+        MarkRead, conversations, groups, users, announcer, clock,
         providers.Selector(mode, embedded=providers.Object(None),
                            production=providers.Singleton(RedisConversationSeqs, redis)),
         preferences=receipt_preferences, max_group=settings.provided.receipts_max_group,

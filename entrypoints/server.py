@@ -86,8 +86,8 @@ class CourierServer:
         ]
         if self.settings.mode != EMBEDDED:
             self._background.append(asyncio.create_task(self.container.sockets_per_user().keep_alive()))
-        else:  # in production `courier worker` relays the group change events left behind
-            self._background.append(asyncio.create_task(self.container.relay_group_changes().run(asyncio.Event())))
+        else:  # in production `courier worker` relays the events left unannounced
+            self._background.append(asyncio.create_task(self.container.relay_announcements().run(asyncio.Event())))
         ops_routes = ops.routes(self.readiness(), self.metrics)
         if self.settings.ops_port:
             # Operations on their own port; the public one keeps only /healthz.

@@ -1,6 +1,6 @@
 """`courier worker`: the persister on its own process (production mode), the keeper
-of the seq counters' marker (adapters/redis/seq_counters.py), and the relay of group
-change events a gateway left unannounced (application/group_events.py)."""
+of the seq counters' marker (adapters/redis/seq_counters.py), and the relay of the
+events a gateway left unannounced (application/announcements.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +29,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     # seconds); from then on checked alongside the persister.
     await seq_counters.check()
     keeper = asyncio.ensure_future(seq_counters.keep(stop))
-    # Group change events whose gateway died before appending them (application/group_events.py).
-    relay = asyncio.ensure_future(container.relay_group_changes().run(stop))
+    # Events whose gateway died before appending them (application/announcements.py).
+    relay = asyncio.ensure_future(container.relay_announcements().run(stop))
     log.info("worker %s persisting stream:persist into the database", consumer)
     try:
         await persister.run(stop)

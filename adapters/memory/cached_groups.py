@@ -73,12 +73,6 @@ class CachedGroups(GroupRepository):
         finally:
             self._forget(group_id)
 
-    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
-        return await self._inner.announcements(older_than, limit)
-
-    async def announced(self, event_id: str) -> None:
-        await self._inner.announced(event_id)
-
     def _forget(self, group_id: str) -> None:
         self._changes += 1
         self._drop(group_id)

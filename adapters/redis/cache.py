@@ -246,12 +246,6 @@ class RedisCachedGroupRepository(GroupRepository):
         finally:
             await self._invalidate(group_id, required=False)
 
-    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
-        return await self._inner.announcements(older_than, limit)
-
-    async def announced(self, event_id: str) -> None:
-        await self._inner.announced(event_id)
-
     # --- internals ----------------------------------------------------------
     async def _generation(self, group_id: str) -> str | None:
         """The group's generation now ("" for none), or None when Redis cannot say."""

@@ -1,7 +1,13 @@
 """The production Inbox: one Redis stream per user, its log (stream:private:{user_id}),
 the persistence stream (stream:persist) and the pub/sub notification (envelope.py),
 all written by one Lua script per event (deliver.lua says why), which also marks the
-sender's idempotency answer delivered (adapters/redis/idempotency.py)."""
+sender's idempotency answer delivered (adapters/redis/idempotency.py).
+
+A log entry is never rewritten: a message's entry keeps the record it was sent with.
+An edit or deletion (a MessageChange) also keeps the message's state now in a key of
+its own, changed:{message_id} (CHANGED_KEY), and read() lays it over the entry, so a
+pull or a resume shows the message as it is now - edited, or a tombstone - as the
+embedded log does (it reads the message table)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +23,7 @@ from adapters.redis.idempotency import idempotency_key
 from adapters.redis.support import lua, text, unavailable
 from application.ports import Accepted, Inbox
 from domain import errors
-from domain.events import Appended, Delivery, event_from_record
+from domain.events import Appended, Delivery, MessageChange, event_from_record
 from domain.model import Message, cursor_position
 
 INBOX_KEY = "stream:private:{}"
@@ -28,6 +34,13 @@ SEQ_COUNTER = "seq:{}"  # a conversation's last Message.seq (Message.conversatio
 # Set by `courier worker` once every conversation with stored messages has a counter: a
 # missing counter then starts from 0 (adapters/redis/seq_counters.py).
 SEQ_COMPLETE = "seq:complete"
+# A message's state after its latest edit or deletion: {"content", "edited_at",
+# "deleted_at"} (changed.lua keeps the latest of them).
+CHANGED_KEY = "changed:{}"
+# How long that state is kept (seconds) - 30 days: a message edited more than that ago
+# and still in a log (not trimmed yet) then reads as it was sent again in a pull or a
+# resume. History (the MessageStore) always shows it as it is now.
+CHANGED_TTL = 30 * 24 * 3600
 _MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
 
 
@@ -43,7 +56,10 @@ class RedisInbox(Inbox):
     marker (adapters/redis/seq_counters.py) a missing counter starts from 0 without
     asking, so a first message into a conversation is accepted while the database is
     down. Without `last_seq` a missing counter starts at 0, which suits a test with an
-    empty database only."""
+    empty database only.
+
+    `changed_ttl` is how long an edited or deleted message's state is laid over its
+    entries (CHANGED_TTL)."""
 
     def __init__(
         self,
@@ -55,8 +71,10 @@ class RedisInbox(Inbox):
         channel: str = NOTIFICATION_CHANNEL,
         idempotency_ttl: int = IDEMPOTENCY_TTL,
         last_seq: Callable[[str], Awaitable[int]] | None = None,
+        changed_ttl: int = CHANGED_TTL,
     ):
         self._client = client
+        self._changed_ttl = int(changed_ttl)
         self._last_seq = last_seq
         # The deliver script's fixed arguments, packed once (resp.py says why).
         self._persist_key = resp.bulk(persist_stream)
@@ -74,6 +92,7 @@ class RedisInbox(Inbox):
         # per message (BatchedScript says why), with the other sends of the same turn.
         self._deliver = BatchedScript(client, lua("deliver.lua"))
         self._read = client.register_script(lua("read.lua"))
+        self._keep_change = client.register_script(lua("changed.lua"))
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         recipients = list(dict.fromkeys(recipient_ids))  # one entry per recipient, even if listed twice
@@ -104,6 +123,11 @@ class RedisInbox(Inbox):
         return Accepted(message.with_seq(int(seq)), cursors)
 
     async def append(self, change: Appended, recipient_ids: Sequence[str]) -> dict[str, str]:
+        if isinstance(change, MessageChange):
+            # The message's state first: should this fail, nothing is appended and the
+            # announcement's relay does both again (each is idempotent). Should the append
+            # fail after it, a read shows the change before its event: as history does.
+            await self._keep_state(change)
         recipients = list(dict.fromkeys(recipient_ids))
         record = orjson.dumps(change.to_record())
         cursors, _ = await self._append(recipients, record, record, None, 0, None, change.id,
@@ -145,6 +169,17 @@ class RedisInbox(Inbox):
             cursors[recipients[int(position) - 1]] = text(cursor)
         return cursors, seq
 
+    async def _keep_state(self, change: MessageChange) -> None:
+        message = change.message
+        deleted = message.deleted_at is not None
+        # A deleted message's content is gone: none is kept here either.
+        state = {"content": "" if deleted else message.content, "edited_at": None if deleted else message.edited_at,
+                 "deleted_at": message.deleted_at}
+        at = message.deleted_at if deleted else message.edited_at
+        with unavailable("append"):
+            await self._keep_change(keys=[CHANGED_KEY.format(message.id)],
+                                    args=[orjson.dumps(state), 1 if deleted else 0, at or 0, self._changed_ttl])
+
     async def _seed(self, conversation: str) -> int:
         """Where a missing seq counter starts: the highest seq the database holds for the
         conversation. A counter is lost with Redis's data, and stream:persist with it: the
@@ -173,7 +208,22 @@ class RedisInbox(Inbox):
                 raise errors.CursorExpired()
             if not entries and position > (cursor_position(text(newest)) if newest else (0, 0)):
                 raise errors.CursorUnknown()
-        return [_delivery(entry) for entry in entries]
+        return await self._as_changed([_delivery(entry) for entry in entries])
+
+    async def _as_changed(self, page: list[Delivery]) -> list[Delivery]:
+        """The page with each edited or deleted message as it is now (its changed: key):
+        one MGET for the page's messages; the live push (the notification) never needs it."""
+        ids = list(dict.fromkeys(d.event.id for d in page if isinstance(d.event, Message)))
+        if not ids:
+            return page
+        with unavailable("read"):
+            states = await self._client.mget([CHANGED_KEY.format(message_id) for message_id in ids])
+        changed = {message_id: orjson.loads(state) for message_id, state in zip(ids, states, strict=True)
+                   if state is not None}
+        if not changed:
+            return page
+        return [_changed(d, changed[d.event.id]) if isinstance(d.event, Message) and d.event.id in changed else d
+                for d in page]
 
     async def last_cursor(self, user_id: str) -> str | None:
         with unavailable("last_cursor"):
@@ -224,6 +274,13 @@ def _retained_from(first_retained: str, max_deleted: str) -> tuple[int, int]:
     if max_deleted:
         boundary = max(boundary, cursor_position(max_deleted))
     return boundary
+
+
+def _changed(delivery: Delivery, state: dict) -> Delivery:
+    message = delivery.event
+    assert isinstance(message, Message)
+    changed = message.with_change(state.get("content") or "", state.get("edited_at"), state.get("deleted_at"))
+    return Delivery(changed, delivery.cursor)
 
 
 def _delivery(entry) -> Delivery:

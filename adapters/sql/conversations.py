@@ -19,8 +19,15 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, and_, case, delete, insert, select, tuple_, update
 
 from adapters.sql.database import Database
+from adapters.sql.outbox import store_announcement
 from adapters.sql.tables import conversation_members, conversations, groups, messages, users
-from application.ports import ConversationPage, ConversationPosition, ConversationState, ConversationStore
+from application.ports import (
+    Announcement,
+    ConversationPage,
+    ConversationPosition,
+    ConversationState,
+    ConversationStore,
+)
 from domain.model import GROUP, Message
 
 
@@ -167,12 +174,12 @@ class SqlConversationStore(ConversationStore):
             return conn.execute(select(c.last_seq).where(c.conversation == conversation)).scalar() or 0
 
     async def mark_read(self, user_id: str, conversation: str, seq: int, *, peer_id: str | None = None,
-                        group_id: str | None = None) -> tuple[int, int]:
-        return await self._db.write(self._mark_read, user_id, conversation, seq, peer_id, group_id)
+                        group_id: str | None = None, announce: Announcement | None = None) -> tuple[int, int]:
+        return await self._db.write(self._mark_read, user_id, conversation, seq, peer_id, group_id, announce)
 
     @staticmethod
     def _mark_read(conn: Connection, user_id: str, conversation: str, seq: int, peer_id: str | None,
-                   group_id: str | None) -> tuple[int, int]:
+                   group_id: str | None, announce: Announcement | None) -> tuple[int, int]:
         m, c = conversation_members.c, conversations.c
         with conn.begin():
             row = conn.execute(select(m.read_seq).where(m.user_id == user_id, m.conversation == conversation)
@@ -183,12 +190,14 @@ class SqlConversationStore(ConversationStore):
                     user_id=user_id, conversation=conversation, peer_id=peer_id, group_id=group_id,
                     read_seq=seq, activity=0))
                 read_seq = seq
+                store_announcement(conn, announce)
             else:
                 read_seq = max(row.read_seq, seq)
                 if read_seq != row.read_seq:
                     conn.execute(update(conversation_members)
                                  .where(m.user_id == user_id, m.conversation == conversation)
                                  .values(read_seq=read_seq))
+                    store_announcement(conn, announce)  # the move's event, with the move
             last = conn.execute(select(c.last_seq).where(c.conversation == conversation)).scalar() or 0
         return read_seq, max(0, last - read_seq)
 

@@ -1,20 +1,19 @@
-"""Groups and their members in SQL (groups, group_members)."""
+"""Groups and their members in SQL (groups, group_members); each change with its
+announcement (adapters/sql/outbox.py), in one transaction."""
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import orjson
 from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
 
 from adapters.sql import conversations
 from adapters.sql.database import Database
-from adapters.sql.tables import group_announcements, group_members, groups
+from adapters.sql.outbox import store_announcement
+from adapters.sql.tables import group_members, groups
 from adapters.sql.users import utcnow
 from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository
 from domain import errors
-from domain.events import event_from_record
 from domain.model import Group
 
 IN_CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
@@ -172,41 +171,3 @@ class SqlGroupRepository(GroupRepository):
             conversations.group_left(conn, group_id, user_id)
             if new_owner_id is not None:
                 conn.execute(update(groups).where(groups.c.id == group_id).values(owner_id=new_owner_id))
-
-    # The outbox of group change events (application/group_events.py) ------------
-
-    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
-        return await self._db.run(self._announcements, int(time.time() - older_than), limit)
-
-    @staticmethod
-    def _announcements(conn: Connection, before: int, limit: int) -> list[Announcement]:
-        row = group_announcements.c
-        with conn.begin():
-            rows = conn.execute(
-                select(row.record, row.recipient_ids).where(row.created_at <= before)
-                .order_by(row.seq).limit(limit)
-            ).all()
-        # A group change's, or a message's edit or deletion (SqlMessageStore.change).
-        return [Announcement(event_from_record(orjson.loads(r.record)),  # type: ignore[arg-type]
-                             orjson.loads(r.recipient_ids))
-                for r in rows]
-
-    async def announced(self, event_id: str) -> None:
-        await self._db.write(self._announced, event_id)
-
-    @staticmethod
-    def _announced(conn: Connection, event_id: str) -> None:
-        with conn.begin():
-            conn.execute(delete(group_announcements).where(group_announcements.c.event_id == event_id))
-
-
-def store_announcement(conn: Connection, announce: Announcement | None) -> None:
-    """The change's announcement, in the change's own transaction."""
-    if announce is None:
-        return
-    conn.execute(insert(group_announcements).values(
-        event_id=announce.change.id,
-        record=orjson.dumps(announce.change.to_record()).decode(),
-        recipient_ids=orjson.dumps(announce.recipient_ids).decode(),
-        created_at=announce.change.created_at,
-    ))

@@ -8,7 +8,8 @@ from sqlalchemy import Connection, exc, func, insert, select, update
 
 from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
-from adapters.sql.groups import chunks, store_announcement
+from adapters.sql.groups import chunks
+from adapters.sql.outbox import store_announcement
 from adapters.sql.tables import message_changes, messages
 from application.ports import Announcement, HistoryPage, MessageStore
 from domain import errors

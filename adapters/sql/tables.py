@@ -222,14 +222,15 @@ token_floors = Table(
     **MYSQL_TABLE_OPTIONS,
 )
 
-# Group changes whose events are not yet in their recipients' logs (an outbox): written
-# with the change, deleted once the event is appended (application/group_events.py).
+# Changes whose events are not yet in their recipients' logs (an outbox): group changes,
+# message edits and deletions, read markers (the name is the first kind's). Written with
+# the change, deleted once the event is appended (adapters/sql/outbox.py).
 group_announcements = Table(
     "group_announcements",
     metadata,
     Column("seq", SeqType, primary_key=True, autoincrement=True),  # the order the changes were made
     Column("event_id", IdType, nullable=False),
-    Column("record", Text, nullable=False),  # the GroupChange's record (JSON)
+    Column("record", Text, nullable=False),  # the event's record (JSON; domain.events.Appended)
     Column("recipient_ids", ContentType, nullable=False),  # JSON list of user ids
     Column("created_at", BigInteger, nullable=False),  # Unix seconds: when the change was made
     UniqueConstraint("event_id"),

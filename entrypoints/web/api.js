@@ -110,6 +110,29 @@ export class Api {
     return this.request("GET", `/groups/${encodeURIComponent(groupId)}/messages${query({ before, limit })}`);
   }
 
+  // The conversation list, most recent activity first: {conversations, next_before}; each
+  // with its last_message, last_seq, read_seq and unread_count.
+  conversations(before, limit = 100) {
+    return this.request("GET", `/conversations${query({ before, limit })}`);
+  }
+  // Move this user's read marker forward to seq: {read_seq, unread_count}.
+  markRead(kind, id, seq) {
+    const path = kind === "group" ? `/groups/${encodeURIComponent(id)}` : `/conversations/${encodeURIComponent(id)}`;
+    return this.request("POST", `${path}/read`, { seq });
+  }
+  // Every member's read_seq (null: receipts off): {reads: [{user_id, read_seq}]}.
+  groupReads(groupId) {
+    return this.request("GET", `/groups/${encodeURIComponent(groupId)}/reads`);
+  }
+  // The sender, within the edit window: 200 with the message, now with edited_at.
+  editMessage(messageId, content) {
+    return this.request("PATCH", `/messages/${encodeURIComponent(messageId)}`, { content });
+  }
+  // The sender, or a group's owner: 204.
+  deleteMessage(messageId) {
+    return this.request("DELETE", `/messages/${encodeURIComponent(messageId)}`);
+  }
+
   // The pull in the original view: oldest first, {messages, next_cursor, has_more}.
   pull(cursor, limit = 200) {
     return this.request("GET", `/messages${query({ cursor, limit })}`);

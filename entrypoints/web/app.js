@@ -4,7 +4,7 @@
 
 import { Api, ApiError, newId } from "./api.js";
 import { LiveSocket } from "./socket.js";
-import { BEFORE_ALL, Store, convKey } from "./store.js";
+import { BEFORE_ALL, DELETED_PREVIEW, Store, convKey } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
 const USERNAME_RE = /^[A-Za-z0-9_.-]{3,32}$/;
@@ -16,6 +16,11 @@ const LOAD_OLDER_PX = 80;
 // answer ("content is longer than N characters") should the server be set otherwise.
 let contentLimit = 4000;
 const COUNTER_FROM = 0.9; // the counter shows from 90 % of the limit
+// The server's edit window (COURIER_EDIT_WINDOW, 48 hours by default): Edit is offered
+// within it; should the server's be shorter, its 403 edit_window_closed says so.
+const EDIT_WINDOW_SECONDS = 48 * 3600;
+const MARK_READ_AFTER_MS = 250; // reads while scrolling through a burst go as one
+const CONVERSATION_PAGES = 20; // at most 20 pages of 100 in the list
 
 const store = new Store();
 let groupsLoaded = false;
@@ -236,6 +241,7 @@ async function startApp() {
   const session = store.session;
   try {
     await api.me();
+    await loadConversations();
     await loadGroups();
     await catchUp();
   } catch (err) {
@@ -250,6 +256,36 @@ async function startApp() {
   if (store.session !== session) return;
   socket.start();
   if (store.active && store.convs.has(store.active)) selectConv(store.active);
+}
+
+// The server's conversation list: every chat of the user (also those where it only
+// sent, and groups without a message yet), its preview, read marker and unread count.
+// The event view then keeps it current (Store.countArrival, moveReadMarker).
+async function loadConversations() {
+  let before = null;
+  let rank = 0;
+  for (let page = 0; page < CONVERSATION_PAGES; page += 1) {
+    const answer = await api.conversations(before, 100);
+    for (const item of answer.conversations || []) store.applyServerConversation(item, (rank += 1));
+    before = answer.next_before;
+    if (!before || !(answer.conversations || []).length) break;
+  }
+  renderListSoon();
+  saveSoon();
+}
+
+let conversationsTimer = null;
+function reloadConversationsSoon() {
+  if (conversationsTimer) return;
+  conversationsTimer = setTimeout(() => {
+    conversationsTimer = null;
+    loadConversations()
+      .then(() => {
+        const conv = store.active ? store.convs.get(store.active) : null;
+        if (conv) renderMessages(conv);
+      })
+      .catch(() => {});
+  }, 300);
 }
 
 async function loadGroups() {
@@ -339,7 +375,7 @@ async function runCatchUp() {
   }
   // What arrived while away in the conversation on screen: under a "new messages" divider.
   const active = store.active ? store.convs.get(store.active) : null;
-  if (active && !document.hidden && markSeen(active)) {
+  if (active && onScreen(active) && markSeen(active)) {
     renderMessages(active);
     renderListSoon();
     saveSoon();
@@ -358,7 +394,8 @@ function receive(event, { countUnread, live = false, first = false }) {
       store.seenEvents.add(event.id);
     }
     receiveGroupChange(event, { live, first });
-  }
+  } else if (event.type === "read") receiveRead(event);
+  else if (event.type === "message_updated" || event.type === "message_deleted") receiveChange(event);
   // Any other type is one this page does not know yet: passed over.
 }
 
@@ -381,14 +418,98 @@ function receiveMessage(msg, { countUnread, live }) {
     return;
   }
   if (conv.kind === "group") ensureGroup(conv);
-  const looking = live && store.active === conv.key && !document.hidden;
-  if (!mine && countUnread && !looking) {
+  const looking = live && onScreen(conv);
+  const counts = msg.seq != null ? store.countArrival(conv, msg) : !mine && countUnread;
+  if (counts && !looking) {
     if (!conv.unread) conv.firstUnreadId = msg.id;
     conv.unread += 1;
   }
+  if (looking) markReadSoon(conv);
   if (store.active === conv.key) renderMessages(conv, { stickToBottom: mine });
   renderListSoon();
   saveSoon();
+}
+
+// A read marker moved: this user's (another window or device read the conversation: its
+// badge goes), or, as a receipt, another participant's (✓✓ / "read by N").
+function receiveRead(event) {
+  const where = event.conversation || {};
+  const seq = Number(event.seq) || 0;
+  let conv;
+  if (event.user_id === store.me) {
+    conv = store.convs.get(where.type === "group" ? convKey("group", where.group_id) : convKey("private", where.user_id));
+    if (!conv) return;
+    if (!store.moveReadMarker(conv, seq)) reloadConversationsSoon();
+    renderListSoon();
+    saveSoon();
+  } else {
+    if (where.type === "group") {
+      conv = store.convs.get(convKey("group", where.group_id));
+      if (conv) store.noteGroupRead(conv, event.user_id, seq);
+    } else {
+      conv = store.convs.get(convKey("private", event.user_id));
+      if (conv) conv.peerReadSeq = Math.max(conv.peerReadSeq, seq);
+    }
+    if (conv) saveSoon();
+  }
+  if (conv && store.active === conv.key) renderMessages(conv);
+}
+
+// message_updated / message_deleted: the message changes in place, on every side.
+function receiveChange(event) {
+  const conv = store.applyChange(event);
+  if (!conv) return;
+  if (event.type === "message_deleted" && editing && editing.id === event.id) editing = null;
+  if (store.active === conv.key) renderMessages(conv);
+  renderListSoon();
+  saveSoon();
+}
+
+// The conversation is what the user sees: open, its pane shown (on a phone the list
+// covers it after Back), and the page in view.
+function onScreen(conv) {
+  return store.active === conv.key && document.body.classList.contains("pane-open") && !document.hidden;
+}
+
+// Tell the server (and so this user's other windows and devices) how far the
+// conversation on screen is read: up to its newest message.
+// What was on screen counts as read even if the user has moved on when the call goes.
+function markReadSoon(conv) {
+  if (conv.lastSeq <= conv.readSeq) return;
+  conv.readTarget = Math.max(conv.readTarget || 0, conv.lastSeq);
+  if (conv.markReadTimer) return;
+  conv.markReadTimer = setTimeout(() => {
+    conv.markReadTimer = null;
+    const seq = conv.readTarget;
+    if (seq <= conv.readSeq) return;
+    api
+      .markRead(conv.kind, conv.id, seq)
+      .then((answer) => {
+        store.moveReadMarker(conv, answer.read_seq);
+        renderListSoon();
+        saveSoon();
+        if (conv.lastSeq > conv.readSeq && store.active === conv.key) markReadSoon(conv);
+      })
+      .catch(() => {
+        /* offline, or no longer a member: the next look at the conversation asks again */
+      });
+  }, MARK_READ_AFTER_MS);
+}
+
+// A group's "read by N": every member's marker, asked when the group is opened (receipts
+// keep it current in a group small enough to send them; a larger one is asked again
+// whenever the page comes back into view).
+async function loadReads(conv) {
+  if (conv.kind !== "group" || conv.left) return;
+  try {
+    const answer = await api.groupReads(conv.id);
+    for (const read of answer.reads || []) {
+      if (read.read_seq != null) store.noteGroupRead(conv, read.user_id, read.read_seq);
+    }
+    if (store.active === conv.key) renderMessages(conv);
+  } catch (err) {
+    /* offline, or no longer a member: the receipts that come are still shown */
+  }
 }
 
 // member_added / member_removed / group_updated: the group's name and members, in the
@@ -457,8 +578,10 @@ function dropConv(conv) {
 // The unread messages of a conversation now on screen: the count goes, a divider
 // stays before the first of them until another conversation is opened.
 function markSeen(conv) {
+  markReadSoon(conv);
   if (!conv.unread) return false;
   conv.divider = conv.firstUnreadId || null;
+  conv.dividerSeq = conv.readSeq;
   conv.unread = 0;
   conv.firstUnreadId = null;
   return true;
@@ -565,7 +688,12 @@ function selectConv(key) {
   if (!conv) return;
   const changed = store.active !== key;
   store.active = key;
-  if (changed) conv.divider = null;
+  if (changed) {
+    conv.divider = null;
+    conv.dividerSeq = null;
+    editing = null;
+    menuFor = null;
+  }
   markSeen(conv);
   document.body.classList.add("pane-open");
   closeMenu();
@@ -574,6 +702,7 @@ function selectConv(key) {
   renderListSoon();
   saveSoon();
   if (conv.kind === "group") ensureGroup(conv);
+  loadReads(conv);
   // A group this user is no longer in keeps what it showed: the history calls would refuse.
   if (conv.history === "none" && !conv.left) loadHistory(conv, { first: true });
 }
@@ -676,6 +805,7 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
       pendingAfter.get(pending.afterId).push(pending);
     } else atEnd.push(pending);
   }
+  const dividerId = dividerBefore(conv);
   for (const msg of conv.msgs) {
     const day = dayOf(msg.created_at);
     if (day !== prevDay) {
@@ -683,7 +813,7 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
       prevDay = day;
       prev = null;
     }
-    if (conv.divider && msg.id === conv.divider) {
+    if (dividerId && msg.id === dividerId) {
       items.push(el("li", { className: "divider", role: "separator", text: "New messages" }));
       prev = null;
     }
@@ -696,7 +826,9 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
     }
   }
   for (const pending of atEnd) items.push(pendingItem(conv, pending));
+  const focus = focusWithin(list);
   list.replaceChildren(...items);
+  restoreFocus(list, focus);
 
   let status = "";
   if (conv.history === "loading") status = "Loading…";
@@ -707,28 +839,279 @@ function renderMessages(conv, { stickToBottom = false } = {}) {
   if (stickToBottom || nearBottom) box.scrollTop = box.scrollHeight;
 }
 
+// The list is drawn anew on every change: what had the focus in it (the edit box with
+// its caret, a message's menu button) gets it back.
+function focusWithin(list) {
+  const node = document.activeElement;
+  if (!node || !list.contains(node)) return null;
+  const item = node.closest("li.msg");
+  const focus = { id: item ? item.dataset.id : null, role: node.dataset.role || null };
+  if (node.id === "edit-input") Object.assign(focus, { start: node.selectionStart, end: node.selectionEnd });
+  return focus;
+}
+
+function restoreFocus(list, focus) {
+  if (!focus || !focus.id || !focus.role) return;
+  const item = list.querySelector(`li.msg[data-id="${CSS.escape(focus.id)}"]`);
+  const node = item && item.querySelector(`[data-role="${focus.role}"]`);
+  if (!node) return;
+  node.focus();
+  if (focus.start != null) node.setSelectionRange(focus.start, focus.end);
+}
+
+// Where the "new messages" divider stands: before the first message from others after
+// the read marker the conversation had when it was opened.
+function dividerBefore(conv) {
+  if (conv.dividerSeq == null) return conv.divider;
+  const first = conv.msgs.find((m) => m.seq > conv.dividerSeq && m.from_user_id !== store.me);
+  return first ? first.id : null;
+}
+
 function messageItem(conv, msg, { continued }) {
   const mine = msg.from_user_id === store.me;
   const showAuthor = !continued && conv.kind === "group" && !mine;
+  const isEditing = editing && editing.id === msg.id && !msg.deleted;
+  let body;
+  if (msg.deleted) body = el("span", { className: "content deleted", text: DELETED_PREVIEW });
+  else if (isEditing) body = editForm(msg);
+  else body = el("span", { className: "content", text: msg.content });
   return el(
     "li",
     {
-      className: `msg ${mine ? "mine" : "theirs"}${continued ? " continued" : ""}`,
+      className: `msg ${mine ? "mine" : "theirs"}${continued ? " continued" : ""}${msg.deleted ? " deleted" : ""}`,
       dataset: { id: msg.id, from: msg.from_user_id },
     },
     showAuthor ? el("div", { className: "author", text: store.nameOf(msg.from_user_id) }) : null,
     el(
       "div",
       { className: "bubble" },
-      el("span", { className: "content", text: msg.content }),
+      body,
+      msg.edited_at && !msg.deleted
+        ? el("span", { className: "edited", title: new Date(msg.edited_at * 1000).toLocaleString(), text: "edited" })
+        : null,
       el("time", {
         className: "time",
         datetime: new Date(msg.created_at * 1000).toISOString(),
         title: new Date(msg.created_at * 1000).toLocaleString(),
         text: timeOf(msg.created_at),
       }),
+      receiptOf(conv, msg),
+    ),
+    messageMenu(conv, msg),
+  );
+}
+
+// ✓ sent, ✓✓ read (private); "read by N" (groups).
+function receiptOf(conv, msg) {
+  if (msg.from_user_id !== store.me || msg.seq == null || msg.deleted) return null;
+  if (conv.kind === "private") {
+    if (conv.id === store.me) return null; // notes to oneself
+    const read = msg.seq <= conv.peerReadSeq;
+    return el("span", { className: `receipt${read ? " read" : ""}`, title: read ? "Read" : "Sent", text: read ? "✓✓" : "✓" });
+  }
+  const n = store.readBy(conv, msg.seq);
+  return el("span", { className: `receipt${n ? " read" : ""}`, title: n ? `Read by ${n}` : "Sent", text: n ? `✓ read by ${n}` : "✓" });
+}
+
+// ---------------------------------------------------------------------------
+// Edit and delete
+
+let editing = null; // {id, draft, error}: the message being edited, its text so far
+let menuFor = null; // the message whose menu is open
+let deleteArmed = null; // the message whose Delete was pressed once
+
+function mayEdit(msg) {
+  return msg.from_user_id === store.me && !msg.deleted && Date.now() / 1000 - msg.created_at < EDIT_WINDOW_SECONDS;
+}
+
+function mayDelete(conv, msg) {
+  if (msg.deleted) return false;
+  if (msg.from_user_id === store.me) return true;
+  return conv.kind === "group" && !conv.left && Boolean(conv.group) && conv.group.owner_id === store.me;
+}
+
+function messageMenu(conv, msg) {
+  if (conv.left) return null; // the history of a group one was removed from is read-only
+  const edit = mayEdit(msg);
+  const del = mayDelete(conv, msg);
+  if ((!edit && !del) || (editing && editing.id === msg.id)) return null;
+  const open = menuFor === msg.id;
+  const toggle = el("button", {
+    type: "button",
+    className: "ghost msg-menu-button",
+    dataset: { role: "menu" },
+    "aria-label": "Message menu",
+    "aria-haspopup": "true",
+    "aria-expanded": open ? "true" : "false",
+    text: "⋯",
+    onclick: () => {
+      menuFor = open ? null : msg.id;
+      deleteArmed = null;
+      renderMessages(conv);
+      const first = menuFor && $("message-list").querySelector(`li.msg[data-id="${CSS.escape(msg.id)}"] .msg-menu-items button`);
+      if (first) first.focus(); // from the keyboard, the menu's first choice
+    },
+  });
+  if (!open) return el("div", { className: "msg-menu" }, toggle);
+  const armed = deleteArmed === msg.id;
+  return el(
+    "div",
+    {
+      className: "msg-menu open",
+      onkeydown: (e) => {
+        if (e.key !== "Escape") return;
+        e.preventDefault();
+        closeMessageMenu(conv, msg);
+      },
+    },
+    toggle,
+    el(
+      "div",
+      { className: "msg-menu-items" },
+      edit
+        ? el("button", {
+            type: "button",
+            className: "edit-action",
+            dataset: { role: "edit" },
+            text: "Edit",
+            onclick: () => {
+              menuFor = null;
+              editing = { id: msg.id, draft: msg.content, error: "" };
+              renderMessages(conv);
+              const input = $("edit-input");
+              if (input) {
+                input.focus();
+                input.setSelectionRange(input.value.length, input.value.length);
+              }
+            },
+          })
+        : null,
+      del
+        ? el("button", {
+            type: "button",
+            className: `delete-action danger${armed ? " armed" : ""}`,
+            dataset: { role: "delete" },
+            text: armed ? "Really delete?" : "Delete",
+            onclick: () => (armed ? deleteMessage(conv, msg) : armDelete(conv, msg)),
+          })
+        : null,
     ),
   );
+}
+
+function closeMessageMenu(conv, msg) {
+  menuFor = null;
+  deleteArmed = null;
+  renderMessages(conv);
+  const button = $("message-list").querySelector(`li.msg[data-id="${CSS.escape(msg.id)}"] .msg-menu-button`);
+  if (button) button.focus();
+}
+
+// Two clicks, without a native dialog: the first arms Delete.
+function armDelete(conv, msg) {
+  deleteArmed = msg.id;
+  renderMessages(conv);
+  setTimeout(() => {
+    if (deleteArmed !== msg.id) return;
+    deleteArmed = null;
+    if (store.active === conv.key) renderMessages(conv);
+  }, 4000);
+}
+
+function editForm(msg) {
+  const input = el("textarea", {
+    id: "edit-input",
+    rows: String(Math.min(8, Math.max(2, editing.draft.split("\n").length))),
+    dataset: { role: "edit-input" },
+    "aria-label": "Edit the message",
+  });
+  input.value = editing.draft;
+  input.addEventListener("input", () => {
+    editing.draft = input.value;
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+      e.preventDefault();
+      saveEdit(msg);
+    } else if (e.key === "Escape") cancelEdit();
+  });
+  return el(
+    "form",
+    {
+      className: "edit-form",
+      onsubmit: (e) => {
+        e.preventDefault();
+        saveEdit(msg);
+      },
+    },
+    input,
+    el(
+      "div",
+      { className: "edit-actions" },
+      el("span", { className: "error", text: editing.error || "" }),
+      el("button", { type: "button", className: "link", text: "Cancel", onclick: cancelEdit }),
+      el("button", { type: "submit", className: "link", text: "Save" }),
+    ),
+  );
+}
+
+function cancelEdit() {
+  editing = null;
+  const conv = store.active ? store.convs.get(store.active) : null;
+  if (conv) renderMessages(conv);
+}
+
+async function saveEdit(msg) {
+  const conv = store.active ? store.convs.get(store.active) : null;
+  if (!conv || !editing || editing.id !== msg.id) return;
+  const content = editing.draft;
+  if (content === msg.content) {
+    cancelEdit();
+    return;
+  }
+  if (!content.trim()) {
+    editing.error = "A message cannot be empty: delete it instead.";
+    renderMessages(conv);
+    return;
+  }
+  if (lengthOf(content) > contentLimit) {
+    editing.error = `Too long: at most ${contentLimit} characters.`;
+    renderMessages(conv);
+    return;
+  }
+  try {
+    const edited = await api.editMessage(msg.id, content);
+    store.applyChange({ ...edited, type: "message_updated" });
+    if (editing && editing.id === msg.id) editing = null;
+  } catch (err) {
+    if (!editing || editing.id !== msg.id) return;
+    if (err instanceof ApiError && err.code === "edit_window_closed") editing.error = "Too late to edit this message.";
+    else editing.error = err.message;
+  }
+  if (store.active === conv.key) renderMessages(conv);
+  renderListSoon();
+  saveSoon();
+}
+
+async function deleteMessage(conv, msg) {
+  menuFor = null;
+  deleteArmed = null;
+  try {
+    await api.deleteMessage(msg.id);
+    store.applyChange({
+      type: "message_deleted",
+      id: msg.id,
+      seq: msg.seq,
+      group_id: msg.group_id,
+      from_user_id: msg.from_user_id,
+      to_user_id: msg.to_user_id,
+    });
+  } catch (err) {
+    setError("conv-error", `Could not delete the message: ${err.message}`);
+  }
+  if (store.active === conv.key) renderMessages(conv);
+  renderListSoon();
+  saveSoon();
 }
 
 const PENDING_LABEL = { failed: "not sent", waiting: "waiting for the connection…" };
@@ -867,7 +1250,9 @@ async function sendPending(conv, pending) {
           : await api.sendPrivate(conv.id, pending.content, pending.cid);
       conv.pending = conv.pending.filter((p) => p !== pending);
       // The 201 answer has no cursor: it is shown, never used to move the cursor.
-      if (!store.placeOwn(msg, pending.afterId) && store.active === conv.key) renderMessages(conv);
+      const placed = store.placeOwn(msg, pending.afterId);
+      if (msg.seq != null) store.countArrival(conv, msg);
+      if (!placed && store.active === conv.key) renderMessages(conv);
       else if (store.active === conv.key) renderMessages(conv, { stickToBottom: true });
       renderListSoon();
       saveSoon();
@@ -1068,11 +1453,21 @@ function wire() {
   $("messages").addEventListener("scroll", maybeLoadOlder, { passive: true });
   document.addEventListener("visibilitychange", () => {
     const conv = store.active ? store.convs.get(store.active) : null;
-    if (!document.hidden && conv && markSeen(conv)) {
+    if (!conv || !onScreen(conv)) return;
+    loadReads(conv); // a group too large for receipts: its "read by N" now
+    if (markSeen(conv)) {
       renderMessages(conv);
       renderListSoon();
       saveSoon();
     }
+  });
+  // A click anywhere else closes an open message menu.
+  document.addEventListener("click", (e) => {
+    if (!menuFor || e.target.closest(".msg-menu")) return;
+    menuFor = null;
+    deleteArmed = null;
+    const conv = store.active ? store.convs.get(store.active) : null;
+    if (conv) renderMessages(conv);
   });
 }
 

@@ -8,6 +8,7 @@ const SESSION_KEY = "courier.session";
 const NAMES_KEY = "courier.names";
 const userKey = (userId) => `courier.user.${userId}`;
 const PREVIEW_CHARS = 80;
+export const DELETED_PREVIEW = "message deleted";
 
 function readJson(key, fallback) {
   try {
@@ -100,6 +101,10 @@ export class Store {
       conv.preview = c.preview || "";
       conv.unread = c.unread || 0;
       conv.firstUnreadId = c.firstUnreadId || null;
+      conv.lastSeq = c.lastSeq || 0;
+      conv.readSeq = c.readSeq || 0;
+      conv.countedSeq = c.countedSeq || 0;
+      conv.peerReadSeq = c.peerReadSeq || 0;
       if (c.name) conv.name = c.name;
     }
     this.active = saved.active && this.convs.has(saved.active) ? saved.active : null;
@@ -109,7 +114,15 @@ export class Store {
     if (!this.me) return;
     const convs = {};
     for (const conv of this.convs.values()) {
-      convs[conv.key] = { lastTs: conv.lastTs, preview: conv.preview, unread: conv.unread };
+      convs[conv.key] = {
+        lastTs: conv.lastTs,
+        preview: conv.preview,
+        unread: conv.unread,
+        lastSeq: conv.lastSeq,
+        readSeq: conv.readSeq,
+        countedSeq: conv.countedSeq,
+        peerReadSeq: conv.peerReadSeq,
+      };
       if (conv.unread && conv.firstUnreadId) convs[conv.key].firstUnreadId = conv.firstUnreadId;
       if (conv.kind === "group" && conv.name) convs[conv.key].name = conv.name;
     }
@@ -172,6 +185,13 @@ export class Store {
         sending: false, // a send of this conversation is in flight (one at a time, in order)
         lastTs: 0,
         preview: "",
+        // Read state, by seq (the server's conversation list, then the event view):
+        lastSeq: 0, // the highest seq of a message known in the conversation
+        readSeq: 0, // this user's read marker
+        countedSeq: 0, // messages up to this seq are accounted for in `unread`
+        peerReadSeq: 0, // private: the other user's marker (their receipts)
+        reads: new Map(), // group: user_id -> read_seq (GET .../reads, then receipts)
+        dividerSeq: null, // the "new messages" divider goes before the first message from others after it
         history: "none", // none | loading | loaded
         nextBefore: null,
         pending: [], // own messages being sent: {cid, content, state, afterId, error}
@@ -237,8 +257,100 @@ export class Store {
   }
 
   setPreview(conv, msg) {
-    conv.preview = String(msg.content).replace(/\s+/g, " ").slice(0, PREVIEW_CHARS);
-    conv.previewFrom = msg.from_user_id;
+    conv.preview = msg.deleted ? DELETED_PREVIEW : String(msg.content).replace(/\s+/g, " ").slice(0, PREVIEW_CHARS);
+    conv.previewFrom = msg.deleted ? null : msg.from_user_id;
+  }
+
+  // --- read state ---------------------------------------------------------------
+  // The server's conversation list is the baseline: what it counted unread stands, and
+  // a message later than its last_seq (the list trails the event stream by the
+  // worker's lag) is counted as it arrives (countArrival).
+  // `rank`: its place in the server's list (1, 2, ...), which keeps the server's order
+  // among conversations whose updated_at (whole seconds) is the same.
+  applyServerConversation(item, rank = 1) {
+    const group = item.type === "group";
+    const conv = this.conv(convKey(group ? "group" : "private", group ? item.group_id : item.user_id));
+    if (group) conv.name = item.name || conv.name;
+    else this.rememberName(item.user_id, item.username);
+    conv.lastTs = Math.max(conv.lastTs, (item.updated_at || 0) * 1000 + 1 / (rank + 1));
+    conv.readSeq = Math.max(conv.readSeq, item.read_seq || 0);
+    // Messages after the list's last_seq that arrived before it (counted then) stay counted.
+    const later = conv.msgs.filter((m) => m.seq > item.last_seq && m.seq > conv.readSeq && m.from_user_id !== this.me);
+    conv.unread = (item.unread_count || 0) + later.length;
+    conv.countedSeq = Math.max(item.last_seq || 0, conv.countedSeq);
+    conv.lastSeq = Math.max(conv.lastSeq, item.last_seq || 0);
+    const last = item.last_message;
+    if (last && (!conv.msgs.length || last.seq >= conv.msgs[conv.msgs.length - 1].seq)) this.setPreview(conv, last);
+    return conv;
+  }
+
+  // A message that just reached the page (pull, socket, history): whether it counts as
+  // unread - from someone else, after the read marker, and not accounted for yet.
+  countArrival(conv, msg) {
+    if (msg.seq == null) return false;
+    conv.lastSeq = Math.max(conv.lastSeq, msg.seq);
+    if (msg.from_user_id === this.me) {
+      // One's own send moves one's marker (the server does the same).
+      conv.readSeq = Math.max(conv.readSeq, msg.seq);
+      conv.countedSeq = Math.max(conv.countedSeq, msg.seq);
+      return false;
+    }
+    if (msg.seq <= conv.countedSeq || msg.seq <= conv.readSeq) return false;
+    conv.countedSeq = msg.seq;
+    return true;
+  }
+
+  // Only what others let be seen counts: their receipts and GET .../reads. (A reply
+  // moves its sender's marker too, but someone who turned receipts off is never counted.)
+  noteGroupRead(conv, userId, seq) {
+    if (seq > (conv.reads.get(userId) || 0)) conv.reads.set(userId, seq);
+  }
+
+  // How many other members have read up to seq (a group's "read by N").
+  readBy(conv, seq) {
+    let n = 0;
+    for (const [userId, readSeq] of conv.reads) if (userId !== this.me && readSeq >= seq) n += 1;
+    return n;
+  }
+
+  // This user's marker moved to seq (here, in another window, or on another device).
+  // Answers false when what stays unread cannot be told from the messages at hand
+  // (the caller asks the server's list again).
+  moveReadMarker(conv, seq) {
+    if (seq <= conv.readSeq) return true;
+    conv.readSeq = seq;
+    if (seq >= conv.countedSeq) {
+      conv.unread = 0;
+      return true;
+    }
+    const held = conv.msgs.filter((m) => m.seq != null);
+    if (!held.length || held[0].seq > seq + 1) return false;
+    conv.unread = held.filter((m) => m.seq > seq && m.seq <= conv.countedSeq && m.from_user_id !== this.me).length;
+    return true;
+  }
+
+  // An edit or deletion (message_updated / message_deleted): the message shown changes
+  // in place. Answers its conversation, or null when the message is not shown here.
+  applyChange(event) {
+    const key = event.group_id ? convKey("group", event.group_id) : this.keyOfMessage({ ...event, type: "private" });
+    const conv = this.convs.get(key);
+    if (!conv) return null;
+    const i = conv.msgs.findIndex((m) => m.id === event.id);
+    if (i < 0) return conv;
+    const old = conv.msgs[i];
+    let changed;
+    if (event.type === "message_deleted") {
+      if (old.deleted) return conv;
+      changed = { type: old.type, id: old.id, seq: old.seq, from_user_id: old.from_user_id, created_at: old.created_at, deleted: true };
+      if (old.group_id) changed.group_id = old.group_id;
+      if (old.to_user_id) changed.to_user_id = old.to_user_id;
+    } else {
+      if (old.deleted || (old.edited_at && old.edited_at > event.edited_at)) return conv;
+      changed = { ...old, content: event.content, edited_at: event.edited_at };
+    }
+    conv.msgs[i] = changed;
+    if (i === conv.msgs.length - 1) this.setPreview(conv, changed);
+    return conv;
   }
 
   // Merge a history page (newest first, as the API answers it), by seq: the
@@ -259,6 +371,7 @@ export class Store {
       this.learnNames(m);
       conv.ids.add(m.id);
       this.seen.add(m.id);
+      if (m.seq != null) conv.lastSeq = Math.max(conv.lastSeq, m.seq);
     }
     if (conv.msgs.length) {
       const last = conv.msgs[conv.msgs.length - 1];

@@ -11,8 +11,10 @@ from adapters.redis.inbox import RedisInbox
 from adapters.sql.database import Database
 from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
+from adapters.sql.messages import SqlMessageStore
 from adapters.sql.users import SqlUserRepository
-from application.ports import IdempotencyKeys, Inbox
+from application.ports import Announcement, IdempotencyKeys, Inbox
+from domain.events import MessageChange
 from domain.model import User
 from tests.fakes.idempotency import MemoryIdempotencyKeys
 from tests.fakes.inbox import MemoryInbox
@@ -26,6 +28,13 @@ class Store:
     keys: IdempotencyKeys
     people: list[str]  # user ids that exist (the SQL store refuses unknown ones)
     database: Database | None = None  # the SQL store's
+
+    async def change(self, change: MessageChange, recipient_ids: list[str]) -> dict[str, str]:
+        """A message's edit or deletion as ChangeMessages makes it: stored (the SQL inbox
+        reads the message table, which MessageStore.change changes), then appended."""
+        if self.database is not None:
+            await SqlMessageStore(self.database).change(change.message, Announcement(change, list(recipient_ids)))
+        return await self.inbox.append(change, recipient_ids)
 
 
 async def make_store(kind: str, request, sql_database, *, max_length: int = 10_000,

@@ -4,7 +4,8 @@ the IdempotencyKeys it shares its store with. What the port promises: appends pe
 recipient, reads after a cursor, oldest first, bounded by `limit`; trimming from the
 old end with CursorExpired and CursorUnknown; the confirm step of the sender's
 idempotency key, taken with the append; each message's seq in its conversation, the
-same numbering (1, 2, 3... per conversation) from every adapter."""
+same numbering (1, 2, 3... per conversation) from every adapter; a message read as it
+is now after an edit or a deletion (Store.change: as ChangeMessages makes it)."""
 from __future__ import annotations
 
 import dataclasses
@@ -246,3 +247,75 @@ async def test_a_group_change_is_appended_once_per_id(kind, request, sql_databas
     assert await store.inbox.append(renamed, [a, b]) == {}
     for user in (a, b):
         assert [d.event for d in await store.inbox.read(user, None, 10)] == [renamed]
+
+
+# a message as it is now: edited, or a tombstone -----------------------------------------
+def edited(message: Message, content: str, at: int):
+    from domain.events import MESSAGE_UPDATED, MessageChange, edit_event_id
+
+    changed = dataclasses.replace(message, content=content, edited_at=at)
+    return MessageChange(MESSAGE_UPDATED, edit_event_id(message.id, content, at), changed)
+
+
+def deleted(message: Message, at: int):
+    from domain.events import MESSAGE_DELETED, MessageChange, delete_event_id
+
+    return MessageChange(MESSAGE_DELETED, delete_event_id(message.id), dataclasses.replace(message, content="",
+                                                                                             deleted_at=at))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_read_shows_an_edited_message_with_its_latest_content(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, _, _ = store.people
+    accepted = await store.inbox.deliver(private(a, b, "helo", client_msg_id="k"), [b, a])
+    other = await store.inbox.deliver(private(a, b, "untouched"), [b, a])
+    message = accepted.message
+    first = edited(message, "hello", 1_700_000_010)
+    later = edited(message, "hello!", 1_700_000_020)
+    await store.change(first, [a, b])
+    await store.change(later, [a, b])
+    # A relay appends an older edit last (its first append had failed): it changes
+    # nothing (the store holds the latest already; an inbox keeps the latest too).
+    await store.inbox.append(edited(message, "stale", 1_700_000_015), [a, b])
+    shown = {**message.public(), "content": "hello!", "edited_at": 1_700_000_020}
+    for user in (a, b):
+        page = await store.inbox.read(user, None, 10)
+        assert [d.event.type for d in page] == ["private", "private"] + ["message_updated"] * 3
+        assert page[0].event.public() == shown
+        assert page[0].cursor == accepted[user]  # in its place in the log, at its seq
+        assert page[1].event.public() == other.message.public()
+        # Each change event stays as it was appended.
+        assert [d.event.message.content for d in page[2:]] == ["hello", "hello!", "stale"]
+        # So does a page after a cursor.
+        [after] = await store.inbox.read(user, accepted[user], 1)
+        assert after.event.public() == other.message.public()
+    # The sender's own entry keeps its client_msg_id (the event view shows it).
+    own = (await store.inbox.read(a, None, 1))[0]
+    assert own.event.client_msg_id == "k"
+    assert own.public_for(a) == {**shown, "cursor": accepted[a], "client_msg_id": "k"}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_read_shows_a_deleted_message_as_a_tombstone(kind, request, sql_database):
+    store = await make_store(kind, request, sql_database)
+    a, b, c, _ = store.people
+    group_id = str(uuid.uuid4())
+    if store.database is not None:
+        group_id = await _sql_group(store.database, a, [b, c])
+    sent = Message(type=GROUP, id=str(uuid.uuid4()), from_user_id=b, group_id=group_id, content="oops",
+                   created_at=1_700_000_000)
+    accepted = await store.inbox.deliver(sent, [a, b, c])
+    message = accepted.message
+    await store.change(edited(message, "oops!", 1_700_000_010), [a, b, c])
+    await store.change(deleted(message, 1_700_000_020), [a, b, c])
+    await store.inbox.append(deleted(message, 1_700_000_020), [a, b, c])  # a second DELETE: nothing new
+    # A later edit relayed after the deletion does not bring the content back.
+    await store.inbox.append(edited(message, "back", 1_700_000_030), [a, b, c])
+    for user in (a, b, c):
+        page = await store.inbox.read(user, None, 10)
+        assert [d.event.type for d in page] == ["group", "message_updated", "message_deleted", "message_updated"]
+        assert page[0].public() == {"type": "group", "id": message.id, "group_id": group_id, "from_user_id": b,
+                                    "created_at": message.created_at, "seq": 1, "deleted": True,
+                                    "cursor": accepted[user]}
+        assert page[0].event.content == ""

@@ -1,6 +1,7 @@
 """Edit and delete (issue 15 point 4), in both modes: who may, the events every
-participant gets (the sender included), history showing the edit or the tombstone, and
-a retried PATCH or second DELETE emitting nothing."""
+participant gets (the sender included), history - and the pull and a resume, in either
+view - showing the edit or the tombstone, and a retried PATCH or second DELETE emitting
+nothing."""
 from __future__ import annotations
 
 import uuid
@@ -104,3 +105,78 @@ async def test_an_edit_after_the_window_is_403_and_a_delete_still_allowed(api):
     await asyncio.sleep(1.1)
     assert_error(await edit(api, a, sent["id"], "new"), 403, "edit_window_closed")
     assert (await delete(api, a, sent["id"])).status == 204
+
+
+def as_now(sent: dict, cursor: str, **changed) -> dict:
+    """The message of a 201 as a pull or a resume shows it now, at its cursor."""
+    body = {k: v for k, v in sent.items() if k != "client_msg_id"}
+    return {**body, **changed, "cursor": cursor}
+
+
+def tombstone(sent: dict, cursor: str) -> dict:
+    kept = ("type", "id", "group_id", "to_user_id", "from_user_id", "created_at", "seq")
+    return {**{k: sent[k] for k in kept if k in sent}, "deleted": True, "cursor": cursor}
+
+
+async def cursor_of_one(api, account) -> str:
+    """The account's cursor after the one message it got so far."""
+    [first] = (await api.pull(account)).body["messages"]
+    return first["cursor"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_pull_and_resume_show_an_edited_message_as_it_is_now(api):
+    a, b = await api.register(), await api.register()
+    await api.send(a, b, "before")
+    start = await cursor_of_one(api, b)
+    sent = (await api.send(a, b, "helo", client_msg_id="edit-me")).body
+    later = (await api.send(a, b, "after")).body
+    r = await edit(api, a, sent["id"], "hello")
+    assert r.status == 200, r
+    edited_at = r.body["edited_at"]
+
+    pulled = (await api.pull(b, start)).body["messages"]
+    cursor = pulled[0]["cursor"]
+    assert pulled == [as_now(sent, cursor, content="hello", edited_at=edited_at),
+                      as_now(later, pulled[1]["cursor"])]
+    events = (await api.events(b, start)).body["events"]
+    assert events[0] == pulled[0]
+    assert [e["type"] for e in events] == ["private", "private", "message_updated"]
+    # The sender's own entry too, with its client_msg_id (the event view).
+    own = [e for e in (await api.events(a)).body["events"] if e["id"] == sent["id"] and e["type"] == "private"]
+    assert [(e["content"], e["edited_at"], e["client_msg_id"]) for e in own] == [("hello", edited_at, "edit-me")]
+
+    # A resume from a cursor before the message, in either view.
+    original = await api.connect(b, cursor=start)
+    assert await original.take(2) == pulled
+    assert await original.nothing()
+    every = await api.connect(b, cursor=start, events=True)
+    assert await every.take(3) == events
+    assert await every.nothing()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_pull_and_resume_show_a_deleted_message_as_a_tombstone(api):
+    owner, member = await api.register(), await api.register()
+    group = await api.create_group(owner, members=[member])
+    await api.send_group(member, group["group_id"], "before")
+    start = await cursor_of_one(api, owner)
+    sent = (await api.send_group(member, group["group_id"], "oops")).body
+    assert (await edit(api, member, sent["id"], "oops!")).status == 200
+    assert (await delete(api, owner, sent["id"])).status == 204  # the group's owner may
+
+    pulled = (await api.pull(owner, start)).body["messages"]
+    assert pulled == [tombstone(sent, pulled[0]["cursor"])]
+    events = (await api.events(owner, start)).body["events"]
+    assert events[0] == pulled[0] and "content" not in events[0]
+    assert [e["type"] for e in events] == ["group", "message_updated", "message_deleted"]
+    # The member's own entry: a tombstone too (with its client_msg_id, had it one).
+    [own] = [e for e in (await api.events(member)).body["events"] if e["id"] == sent["id"] and e["type"] == "group"]
+    assert own == tombstone(sent, own["cursor"])
+
+    original = await api.connect(owner, cursor=start)
+    assert await original.take(1) == pulled
+    assert await original.nothing()
+    every = await api.connect(owner, cursor=start, events=True)
+    assert await every.take(3) == events
+    assert await every.nothing()

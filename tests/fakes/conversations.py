@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from application.ports import (
+    Announcement,
     ConversationPage,
     ConversationPosition,
     ConversationState,
@@ -17,6 +18,7 @@ from application.ports import (
     ReceiptPreferences,
 )
 from domain.model import GROUP, Message
+from tests.fakes.outbox import MemoryOutbox
 
 
 @dataclass
@@ -50,6 +52,7 @@ class MemoryConversationStore(ConversationStore):
         self._message = message  # the message as stored now (SQL: a join; edits, tombstones)
         self._activity = 0
         self.receipts_off: set[str] = set()  # users who turned read receipts off
+        self.outbox = MemoryOutbox()  # where a moved marker's announcement is stored with it
 
     def now(self) -> int:
         self._activity = max(self._activity + 1, time.time_ns() // 1000)
@@ -138,11 +141,14 @@ class MemoryConversationStore(ConversationStore):
         return 0 if state is None else state.last_seq
 
     async def mark_read(self, user_id: str, conversation: str, seq: int, *, peer_id: str | None = None,
-                        group_id: str | None = None) -> tuple[int, int]:
+                        group_id: str | None = None, announce: Announcement | None = None) -> tuple[int, int]:
         member = self.members.get((user_id, conversation))
         if member is None:  # production: the worker has not stored the first message yet
             member = self.members[user_id, conversation] = _Member(peer_id, group_id, seq, 0)
-        member.read_seq = max(member.read_seq, seq)
+            self.outbox.store(announce)
+        elif seq > member.read_seq:
+            member.read_seq = seq
+            self.outbox.store(announce)  # with the move, as SqlConversationStore's transaction
         return member.read_seq, max(0, await self.last_seq(conversation) - member.read_seq)
 
 

@@ -1,6 +1,8 @@
 """An Inbox kept in memory: the tests' fake, with the same trimming rules as the
 real streams (a bounded length per user, and CursorExpired past it), and the same
-confirm step of the sender's idempotency key as they take (ports.Inbox.deliver)."""
+confirm step of the sender's idempotency key as they take (ports.Inbox.deliver). A
+message reads as its latest appended change left it (edited, or a tombstone), as the
+Redis inbox's does (ports.Inbox.read)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +12,7 @@ from dataclasses import replace
 from adapters.memory.bus import InProcessBus
 from application.ports import Accepted, Inbox, Notification
 from domain import errors
-from domain.events import Appended, Delivery, Event
+from domain.events import Appended, Delivery, Event, MessageChange
 from domain.model import Message, cursor_position
 from tests.fakes.conversations import MemoryConversationStore
 from tests.fakes.idempotency import MemoryIdempotencyKeys
@@ -29,6 +31,7 @@ class MemoryInbox(Inbox):
         self.fail_next: Exception | None = None  # a test sets this to simulate an outage
         self.fail_reads: Exception | None = None  # every read raises this while set
         self.appended_changes: set[str] = set()
+        self.changed: dict[str, Message] = {}  # message id -> the message as its latest change left it
         # The conversation list, kept as a message is stored (SqliteInbox: its transaction).
         self.conversations: MemoryConversationStore | None = None
 
@@ -60,9 +63,31 @@ class MemoryInbox(Inbox):
         if change.id in self.appended_changes:
             return {}  # once per id, as the real inboxes
         self.appended_changes.add(change.id)
+        if isinstance(change, MessageChange):
+            self._keep_state(change.message)
         cursors = self._append(change, recipient_ids)
         self._bus.publish(Notification(change, cursors))
         return cursors
+
+    def _keep_state(self, message: Message) -> None:
+        """The latest change wins, as in changed.lua: a deletion over any edit, a later
+        edit over an earlier one (a relay may append an older change after a newer one)."""
+        kept = self.changed.get(message.id)
+        if kept is None or _rank(kept) <= _rank(message):
+            self.changed[message.id] = message
+
+    def _as_changed(self, page: list[Delivery]) -> list[Delivery]:
+        shown = []
+        for delivery in page:
+            event = delivery.event
+            changed = self.changed.get(event.id) if isinstance(event, Message) else None
+            if changed is not None:
+                assert isinstance(event, Message)
+                content = "" if changed.deleted_at is not None else changed.content
+                event = event.with_change(content, changed.edited_at, changed.deleted_at)
+                delivery = Delivery(event, delivery.cursor)
+            shown.append(delivery)
+        return shown
 
     def _append(self, event: Event, recipient_ids: Sequence[str]) -> dict[str, str]:
         cursors: dict[str, str] = {}
@@ -82,7 +107,7 @@ class MemoryInbox(Inbox):
             raise self.fail_reads
         stream = self._streams.get(user_id, [])
         if after is None:
-            return stream[:limit]
+            return self._as_changed(stream[:limit])
         position = cursor_position(after)
         trimmed = self._trimmed_up_to.get(user_id)
         if trimmed is not None and position < trimmed:
@@ -90,11 +115,17 @@ class MemoryInbox(Inbox):
         page = [d for d in stream if cursor_position(d.cursor) > position][:limit]
         if not page and position > (cursor_position(stream[-1].cursor) if stream else (0, 0)):
             raise errors.CursorUnknown()
-        return page
+        return self._as_changed(page)
 
     async def last_cursor(self, user_id: str) -> str | None:
         stream = self._streams.get(user_id)
         return stream[-1].cursor if stream else None
+
+
+def _rank(message: Message) -> tuple[int, int]:
+    if message.deleted_at is not None:
+        return 1, message.deleted_at
+    return 0, message.edited_at or 0
 
 
 class YieldingInbox(Inbox):

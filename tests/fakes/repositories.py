@@ -18,6 +18,7 @@ from application.ports import (
 from domain import errors
 from domain.model import Group, Message, User, normalised_username_key, username_key
 from tests.fakes.conversations import MemoryConversationStore
+from tests.fakes.outbox import MemoryOutbox
 
 
 class MemoryUserRepository(UserRepository):
@@ -59,7 +60,7 @@ class MemoryGroupRepository(GroupRepository):
         # When each (group, member) joined: a counter stands for the time.
         self._joined: dict[tuple[str, str], int] = {}
         self._ticks = itertools.count(1)
-        self.outbox: dict[str, Announcement] = {}  # event id -> not yet announced, in order
+        self.outbox = MemoryOutbox()  # shared with the other stores by the tests that look at it
         # The conversation list, kept in the group's transactions (SqlGroupRepository).
         self.conversations: MemoryConversationStore | None = None
 
@@ -107,15 +108,8 @@ class MemoryGroupRepository(GroupRepository):
         self._store(announce)
         self.by_id[group_id].name = name
 
-    async def announcements(self, older_than: float, limit: int) -> list[Announcement]:
-        return list(self.outbox.values())[:limit]  # the tests' relay takes every one, whatever its age
-
-    async def announced(self, event_id: str) -> None:
-        self.outbox.pop(event_id, None)
-
     def _store(self, announce: Announcement | None) -> None:
-        if announce is not None:
-            self.outbox[announce.change.id] = announce
+        self.outbox.store(announce)  # in the change's transaction (SqlGroupRepository)
 
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
                             announce: Announcement | None = None) -> None:
@@ -138,7 +132,7 @@ class MemoryMessageStore(MessageStore):
         self._conversations: dict[str, list[Message]] = {}  # conversation -> messages by seq
         self._ids: set[str] = set()
         self.changes: dict[str, Message] = {}  # message id -> its latest edit or deletion
-        self.announcements: list[Announcement] = []  # stored with each change
+        self.outbox = MemoryOutbox()  # where each change's announcement is stored with it
 
     async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None) -> None:
         for message in messages:
@@ -168,7 +162,7 @@ class MemoryMessageStore(MessageStore):
 
     async def change(self, message: Message, announce: Announcement) -> None:
         self.changes[message.id] = message
-        self.announcements.append(announce)
+        self.outbox.store(announce)
         for index, stored in enumerate(self.rows):
             if stored.id == message.id:
                 changed = replace(stored, content=message.content, edited_at=message.edited_at,

@@ -443,3 +443,48 @@ async def test_a_store_that_cannot_answer_a_seed_fails_the_send_and_appends_noth
     with pytest.raises(errors.ServiceUnavailable):
         await inbox.deliver(private(), ["b"])
     assert await redis_client.xlen("stream:persist") == 0 and await inbox.read("b", None, 10) == []
+
+
+@pytest.mark.gen_test
+async def test_a_changed_message_keeps_its_state_for_a_while_and_no_deleted_content(redis_client):
+    from adapters.redis.inbox import CHANGED_KEY, CHANGED_TTL
+    from domain.events import MESSAGE_DELETED, MESSAGE_UPDATED, MessageChange, delete_event_id, edit_event_id
+
+    inbox = RedisInbox(redis_client)
+    message = (await inbox.deliver(private("secret"), ["a", "b"])).message
+    edit = replace(message, content="secret!", edited_at=1_700_000_010)
+    await inbox.append(MessageChange(MESSAGE_UPDATED, edit_event_id(message.id, edit.content, 1_700_000_010), edit),
+                       ["a", "b"])
+    key = CHANGED_KEY.format(message.id)
+    assert orjson.loads(await redis_client.get(key)) == {"content": "secret!", "edited_at": 1_700_000_010,
+                                                          "deleted_at": None}
+    assert CHANGED_TTL - 60 < await redis_client.ttl(key) <= CHANGED_TTL
+    gone = replace(message, content="", deleted_at=1_700_000_020)
+    await inbox.append(MessageChange(MESSAGE_DELETED, delete_event_id(message.id), gone), ["a", "b"])
+    assert orjson.loads(await redis_client.get(key)) == {"content": "", "edited_at": None,
+                                                          "deleted_at": 1_700_000_020}
+    [shown, *_] = await inbox.read("b", None, 10)
+    assert shown.event == replace(message, content="", deleted_at=1_700_000_020)
+    # Once the state expired, a log entry still there shows the message as it was sent.
+    await redis_client.delete(key)
+    [shown, *_] = await inbox.read("b", None, 10)
+    assert shown.event == message
+
+
+@pytest.mark.gen_test
+async def test_a_page_without_messages_costs_no_second_round_trip(redis_client, monkeypatch):
+    from domain.events import GROUP_UPDATED, GroupChange
+
+    inbox = RedisInbox(redis_client)
+    renamed = GroupChange(type=GROUP_UPDATED, id=str(uuid.uuid4()), group_id=str(uuid.uuid4()), by_user_id="a",
+                          created_at=1_700_000_000, name="team")
+    await inbox.append(renamed, ["b"])
+    gets: list = []
+
+    async def mget(*args, **kwargs):
+        gets.append(args)
+        return []
+
+    monkeypatch.setattr(redis_client, "mget", mget)
+    assert [d.event for d in await inbox.read("b", None, 10)] == [renamed]
+    assert gets == []

@@ -1,14 +1,22 @@
 """The conversation list's state in SQL (SQLite and MariaDB): kept by the worker's
-save exactly once, whatever the order and however often a message is handed out."""
+save exactly once, whatever the order and however often a message is handed out; and
+the group members' markers for GET /groups/{id}/reads (group_reads, GroupReads)."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
+from sqlalchemy import insert
 
 from adapters.sql.conversations import SqlConversationStore
-from adapters.sql.groups import SqlGroupRepository
+from adapters.sql.groups import IN_CHUNK, SqlGroupRepository
 from adapters.sql.messages import SqlMessageStore
+from adapters.sql.tables import users
+from adapters.sql.users import SqlReceiptPreferences, SqlUserRepository
+from application.conversations import GroupReads
+from domain import errors
+from domain.model import Group, User
 from tests.integration.test_sql_messages import group_message, new_id, numbered, people, private  # noqa: F401
 
 MS = int(time.time() * 1000) + 86_400_000  # a day ahead: after the group's creation
@@ -68,3 +76,77 @@ async def test_pages_follow_activity(db, store, people):  # noqa: F811 - the fix
     third = await conversations.list(anna, second.next_before, 1)
     assert [c.peer_id for c in second.conversations] == [bob]
     assert [c.group_id for c in third.conversations] == [people["group"]] and third.next_before is None
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_group_reads_answers_each_members_marker_and_whether_it_sends_receipts(db, store, people):  # noqa: F811 - the fixture imported above
+    anna, bob, carol, group = people["anna"], people["bob"], people["carol"], people["group"]
+    conversation = "g:" + group
+    conversations = SqlConversationStore(db)
+    await store.save(numbered([group_message(anna, group, "1"), group_message(bob, group, "2"),
+                               group_message(anna, group, "3")]), [T0 + 1, T0 + 2, T0 + 3])
+    assert await conversations.mark_read(carol, conversation, 2, group_id=group) == (2, 1)
+    await SqlReceiptPreferences(db).set_sends_receipts(bob, False)
+    # The senders' own sends moved their markers; carol's POST moved hers; bob turned receipts off.
+    expected = {anna: (3, True), bob: (2, False), carol: (2, True)}
+    assert await conversations.group_reads(conversation, [anna, bob, carol]) == expected
+    # Only the ids asked for, and only those that are users: a user with no marker there reads 0.
+    dora = new_id()
+    await SqlUserRepository(db).add(User(id=dora, username="dora", password_hash="h"))
+    assert await conversations.group_reads(conversation, [carol, new_id(), dora]) == {carol: (2, True),
+                                                                                       dora: (0, True)}
+    assert await conversations.group_reads(conversation, []) == {}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_group_reads_as_each_member_sees_them_members_only(db, store, people):  # noqa: F811 - the fixture imported above
+    anna, bob, carol, group = people["anna"], people["bob"], people["carol"], people["group"]
+    await store.save(numbered([group_message(anna, group, "1"), group_message(anna, group, "2")]), [T0 + 1, T0 + 2])
+    conversations, groups = SqlConversationStore(db), SqlGroupRepository(db)
+    await conversations.mark_read(bob, "g:" + group, 1, group_id=group)
+    await SqlReceiptPreferences(db).set_sends_receipts(bob, False)
+    reads = GroupReads(conversations, groups)
+
+    async def seen_by(user_id: str) -> list[tuple[str, int | None]]:
+        return [(member.user_id, member.read_seq) for member in await reads(user_id, group)]
+
+    # In the group's member order; bob's marker is hidden (None) from all but bob.
+    assert await seen_by(anna) == [(anna, 2), (bob, None), (carol, 0)]
+    assert await seen_by(carol) == [(anna, 2), (bob, None), (carol, 0)]
+    assert await seen_by(bob) == [(anna, 2), (bob, 1), (carol, 0)]
+    dora = new_id()
+    await SqlUserRepository(db).add(User(id=dora, username="dora", password_hash="h"))
+    with pytest.raises(errors.NotAMember):
+        await reads(dora, group)
+    with pytest.raises(errors.GroupNotFound):
+        await reads(anna, new_id())
+    await groups.remove_member(group, carol, None)
+    assert await seen_by(anna) == [(anna, 2), (bob, None)]  # a member no more: not listed
+    with pytest.raises(errors.NotAMember):
+        await reads(carol, group)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_group_reads_of_a_group_larger_than_one_in_list(db, store, people):  # noqa: F811 - the fixture imported above
+    """More members than one IN (...) list holds (adapters/sql/groups.py's IN_CHUNK)."""
+    anna = people["anna"]
+    members = [anna] + [new_id() for _ in range(IN_CHUNK + 20)]
+    await db.write(_add_users, members[1:])
+    group = new_id()
+    await SqlGroupRepository(db).add(Group(id=group, name="big", owner_id=anna, member_ids=members))
+    await store.save(numbered([group_message(anna, group, str(n)) for n in range(3)]), [T0 + 1, T0 + 2, T0 + 3])
+    conversations = SqlConversationStore(db)
+    last = members[-1]
+    await conversations.mark_read(last, "g:" + group, 2, group_id=group)
+    await SqlReceiptPreferences(db).set_sends_receipts(last, False)
+    reads = await conversations.group_reads("g:" + group, members)
+    assert len(reads) == len(members)
+    assert reads[anna] == (3, True) and reads[last] == (2, False) and reads[members[1]] == (0, True)
+
+
+def _add_users(conn, user_ids: list[str]) -> None:
+    with conn.begin():
+        conn.execute(insert(users), [dict(id=user_id, username=f"u{index}", username_key=f"u{index}",
+                                          password_hash="h", created_at=datetime(2026, 1, 1),
+                                          normalised_key=f"u{index}")
+                                     for index, user_id in enumerate(user_ids)])

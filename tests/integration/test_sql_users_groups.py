@@ -278,39 +278,3 @@ async def test_existing_answers_which_users_exist_in_one_question(users):
     unknown = [new_id() for _ in range(700)]  # more than one IN (...) list
     assert await users.existing([*unknown, *ids, ids[0]]) == set(ids)
     assert await users.existing([]) == set()
-
-
-def announcement(kind: str, group_id: str, by: str, recipients: list[str], created_at: int, **fields):
-    from application.ports import Announcement
-    from domain.events import GroupChange
-
-    return Announcement(GroupChange(type=kind, id=new_id(), group_id=group_id, by_user_id=by,
-                                    created_at=created_at, **fields), recipients)
-
-
-@pytest.mark.gen_test
-async def test_a_changes_announcement_is_stored_with_it_or_not_at_all(users, groups):
-    import time
-
-    owner, b = await add_users(users, "owner", "bob")
-    now = int(time.time())
-    group = Group(id=new_id(), name="g", owner_id=owner, member_ids=[owner])
-    created = announcement("group_updated", group.id, owner, [owner], now - 60, name="g")
-    await groups.add(group, created)
-    added = announcement("member_added", group.id, owner, [owner, b], now - 30, user_id=b)
-    await groups.add_member(group.id, b, added)
-    refused = announcement("member_added", group.id, owner, [owner, b], now - 30, user_id=b)
-    with pytest.raises(errors.AlreadyAMember):
-        await groups.add_member(group.id, b, refused)  # refused: its announcement is not kept either
-    with pytest.raises(errors.GroupNotFound):
-        await groups.rename(new_id(), "x", announcement("group_updated", group.id, owner, [owner], now, name="x"))
-    renamed = announcement("group_updated", group.id, owner, [owner, b], now, name="h")
-    await groups.rename(group.id, "h", renamed)
-    removed = announcement("member_removed", group.id, b, [owner, b], now, user_id=b)
-    await groups.remove_member(group.id, b, None, removed)
-    assert await groups.announcements(0, 10) == [created, added, renamed, removed]  # oldest first
-    assert await groups.announcements(20, 10) == [created, added]  # stored 20 s ago or more
-    assert await groups.announcements(0, 1) == [created]
-    await groups.announced(created.change.id)
-    await groups.announced(created.change.id)  # twice: nothing more to forget
-    assert await groups.announcements(0, 10) == [added, renamed, removed]

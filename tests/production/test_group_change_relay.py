@@ -1,6 +1,6 @@
-"""A gateway that made a group change and died before appending its event (issue 14:
-group changes exactly once): the change's announcement, stored with it in MySQL, is
-relayed by `courier worker`, and appended once however often it is relayed."""
+"""A gateway that made a group change (issue 14), or moved a read marker (issue 15), and
+died before appending its event: the change's announcement, stored with it in MySQL,
+is relayed by `courier worker`, and appended once however often it is relayed."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +11,9 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, pool, text
 
+from application.conversations import private_conversation
+from domain.events import ReadMarker, read_marker_id
+from domain.model import PRIVATE
 from tests.production.support import production_settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
@@ -70,4 +73,43 @@ async def test_the_worker_relays_an_unannounced_change_once(redis_url, mysql_url
     assert await socket.nothing(within=1.0)
     events = (await client.events(bob)).body["events"]
     assert [e["id"] for e in events if e["id"] == renamed["id"]] == [renamed["id"]]
-    assert "relayed 1 group change event" in worker.output()
+    assert "relayed 1 event" in worker.output()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_the_worker_relays_a_read_marker_left_behind_once(redis_url, mysql_url, secret, commands, gateways,
+                                                               api):
+    settings = production_settings(redis_url, mysql_url, secret)
+    gateway = await gateways(settings).start()
+    client = api(gateway)
+    a, b = await client.register(), await client.register()
+    r = await client.send(a, b, "read me")
+    assert r.status == 201, r
+    sender, reader_device = await client.connect(a, events=True), await client.connect(b, events=True)
+    conversation = private_conversation(a.user_id, b.user_id)
+    marker = ReadMarker(id=read_marker_id(b.user_id, conversation, 1), user_id=b.user_id,
+                        conversation_type=PRIVATE, conversation_id=a.user_id, seq=1)
+    loop = asyncio.get_running_loop()
+    # b's gateway moved the marker and stored its announcement (reader, then the receipt's
+    # recipient), then died before appending it.
+    await loop.run_in_executor(None, store_announcement, mysql_url, marker.to_record(), [b.user_id, a.user_id], 60)
+    worker = commands("worker", settings, name="relay-read-worker").start()
+    await worker.ready()
+    for socket in (reader_device, sender):
+        frame = await socket.next(timeout=20)
+        assert {k: frame[k] for k in ("type", "id", "user_id", "seq")} == {
+            "type": "read", "id": marker.id, "user_id": b.user_id, "seq": 1}, frame
+    deadline = time.monotonic() + 20
+    while await loop.run_in_executor(None, announcements_left, mysql_url):
+        assert time.monotonic() < deadline, "the announcement was not marked done"
+        await asyncio.sleep(0.2)
+    # The worker died after the append and before the mark: relayed again, appended once.
+    await loop.run_in_executor(None, store_announcement, mysql_url, marker.to_record(), [b.user_id, a.user_id], 60)
+    deadline = time.monotonic() + 20
+    while await loop.run_in_executor(None, announcements_left, mysql_url):
+        assert time.monotonic() < deadline, "the announcement was not relayed again"
+        await asyncio.sleep(0.2)
+    assert await sender.nothing(within=1.0) and await reader_device.nothing()
+    for account in (a, b):
+        events = (await client.events(account)).body["events"]
+        assert [e["id"] for e in events if e["type"] == "read"] == [marker.id]

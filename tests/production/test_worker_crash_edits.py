@@ -4,8 +4,9 @@ messages the worker has not stored yet (kept in message_changes and applied when
 message is stored) and of messages it may have stored, markers moved before the worker
 stored the conversation's first message and after. Every message ends in MySQL once,
 with its final content or as a tombstone; message_updated / message_deleted and read
-events reach the event view exactly once; the conversation list agrees with the
-history (last message, last seq, markers, unread counts)."""
+events reach the event view exactly once; the pulled log shows every message as history
+does (edited, or a tombstone); the conversation list agrees with the history (last
+message, last seq, markers, unread counts)."""
 from __future__ import annotations
 
 import asyncio
@@ -164,6 +165,10 @@ async def test_a_worker_killed_mid_batch_with_edits_and_reads_in_the_stream(
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
         log, _ = await client.events_all(who)
+        # The pulled log shows each message as it is now, as history does.
+        shown = {f["id"]: {k: v for k, v in f.items() if k not in ("cursor", "client_msg_id")}
+                 for f in log if f["type"] in ("private", "group")}
+        assert shown == {m["id"]: m for m in pair + group}, name
         for frames in (socket.frames, log):
             changes = collections.Counter((f["type"], f["id"]) for f in frames
                                           if f["type"] in ("message_updated", "message_deleted"))

@@ -14,9 +14,10 @@ from adapters.memory.connection_counter import MemoryConnectionCounter
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.security import JwtTokenService
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
+from application.announcements import RelayAnnouncements
 from application.conversations import ListConversations, MarkRead
 from application.gateway import Gateway
-from application.group_events import GroupEvents, RelayGroupChanges
+from application.group_events import GroupEvents
 from application.groups import ManageGroups
 from application.messaging import PullMessages, ReadHistory, SendGroupMessage, SendPrivateMessage
 from application.ports import Inbox
@@ -29,6 +30,8 @@ from tests.fakes.conversations import MemoryConversationStore, MemoryReceiptPref
 from tests.fakes.hasher import FakePasswordHasher
 from tests.fakes.idempotency import MemoryIdempotencyKeys
 from tests.fakes.inbox import MemoryInbox, YieldingInbox
+from tests.fakes.outbox import MemoryOutbox
+from tests.fakes.presence import MemoryPresencePreferences
 from tests.fakes.repositories import MemoryGroupRepository, MemoryMessageStore, MemoryUserRepository
 from tests.fakes.revocations import MemoryTokenRevocations
 
@@ -72,7 +75,8 @@ class Courier:
     history: ReadHistory
     groups: ManageGroups
     group_events: GroupEvents
-    relay_group_changes: RelayGroupChanges
+    outbox: MemoryOutbox
+    relay: RelayAnnouncements
     gateway: Gateway
     conversations: MemoryConversationStore
     list_conversations: ListConversations
@@ -92,6 +96,12 @@ class Courier:
     def subscribe_gateway(self) -> None:
         """Wire the gateway to the in-process bus (what InProcessBus.run does, without a task)."""
         self.bus._subscribers.append(self.gateway.on_notification)
+
+    async def relay_due(self) -> int:
+        """What the relay appends once the announcements left behind are due (it leaves
+        younger ones to their use case): the clock moved past its wait, one round."""
+        self.clock.advance(self.relay.after)
+        return await self.relay.once()
 
     def unsubscribe_gateway(self) -> None:
         """The gateway loses the bus: notifications published now never reach it."""
@@ -114,6 +124,7 @@ def build(
     yielding_inbox: bool = False,
     pending_wait: float = 2.0,
     resync_retry_seconds: float = 0.3,  # the default (5 s) would make the tests of a store that stays down slow
+    receipts_max_group: int = 100,
 ) -> Courier:
     settings = Settings(
         jwt_secret=SECRET,
@@ -128,12 +139,14 @@ def build(
         group_changes=group_changes_per_minute,
         inbox_maxlen=inbox_max_length,
         account_check=30.0,
+        receipts_max_group=receipts_max_group,
     )
     assert settings.mode == EMBEDDED
     container = Container(settings=settings)
 
     # The ports that touch the outside world (files, threads, the time): fakes.
-    container.clock.override(providers.Object(FakeClock()))
+    clock = FakeClock()
+    container.clock.override(providers.Object(clock))
     now = container.clock.provided.now
     bus = InProcessBus()
     bus.keep_published = True
@@ -144,6 +157,10 @@ def build(
     container.users.override(providers.Object(users))
     container.groups.override(providers.Object(groups))
     container.messages.override(providers.Object(store))
+    # One outbox, as the SQL stores share one table: what each store writes with its change.
+    outbox = MemoryOutbox(clock.now)
+    groups.outbox = store.outbox = outbox
+    container.outbox.override(providers.Object(outbox))
 
     async def names(peer_id: str | None, group_id: str | None) -> str | None:
         if group_id is not None:
@@ -157,8 +174,10 @@ def build(
 
     conversations = MemoryConversationStore(names, stored)
     groups.conversations = conversations
+    conversations.outbox = outbox
     container.conversations.override(providers.Object(conversations))
     container.receipt_preferences.override(providers.Object(MemoryReceiptPreferences(conversations)))
+    container.presence_preferences.override(providers.Object(MemoryPresencePreferences()))
     container.idempotency.override(providers.Singleton(MemoryIdempotencyKeys, now=now))
     memory_inbox = MemoryInbox(bus, container.idempotency(), max_length=inbox_max_length)
     inbox: Inbox = memory_inbox
@@ -218,7 +237,8 @@ def build(
         history=container.history(),
         groups=container.manage_groups(),
         group_events=container.group_events(),
-        relay_group_changes=container.relay_group_changes(),
+        outbox=outbox,
+        relay=container.relay_announcements(),
         gateway=container.gateway(),
         conversations=conversations,
         list_conversations=container.list_conversations(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from application.announcements import Announcer
 from application.edits import ChangeMessages
 from application.ports import RecentMessages
 from domain import errors
@@ -48,7 +49,8 @@ MESSAGE = Message(type=PRIVATE, id=M1, from_user_id="a", content="helo", created
 
 
 def use_case(store, log, inbox, clock, window=100):
-    return ChangeMessages(store, log, MemoryGroupRepository(), inbox, clock, 4000, window)  # type: ignore[arg-type]
+    announcer = Announcer(inbox, store.outbox)  # type: ignore[arg-type]
+    return ChangeMessages(store, log, MemoryGroupRepository(), announcer, clock, 4000, window)
 
 
 @pytest.mark.gen_test
@@ -65,6 +67,7 @@ async def test_an_edit_before_the_persister_stores_the_message_ends_in_the_store
     [(change, recipients)] = inbox.appended
     assert change.type == "message_updated" and recipients == ["a", "b"]
     assert event_from_record(change.to_record()) == change
+    assert store.outbox.stored == {}  # stored with the edit, then marked announced
 
 
 @pytest.mark.gen_test

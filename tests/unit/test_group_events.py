@@ -1,5 +1,6 @@
-"""Group change events exactly once (application/group_events.py): stored with the
-change, appended at once, and appended by the relay when the use case could not."""
+"""Group change events exactly once (application/group_events.py, announcements.py):
+stored with the change, appended at once, and appended by the relay when the use case
+could not."""
 from __future__ import annotations
 
 import pytest
@@ -22,7 +23,7 @@ async def test_each_change_is_announced_at_once_and_nothing_is_left_stored(couri
     await courier.groups.remove_member(bob.id, group.id, bob.id)
     assert changes_in_log(courier, bob.id) == ["group_updated", "member_added", "group_updated", "member_removed"]
     assert changes_in_log(courier, carol.id) == ["member_added", "group_updated", "member_removed"]
-    assert courier.groups_repo.outbox == {}
+    assert courier.outbox.stored == {}
 
 
 @pytest.mark.gen_test
@@ -33,25 +34,25 @@ async def test_a_change_whose_event_could_not_be_appended_is_relayed_once(courie
     await courier.groups.add_member(alice.id, group.id, bob.id)  # the change is made all the same
     assert (await courier.groups.get(alice.id, group.id)).member_ids == [alice.id, bob.id]
     assert changes_in_log(courier, bob.id) == []
-    assert len(courier.groups_repo.outbox) == 1  # stored with the change
-    assert await courier.relay_group_changes.once() == 1
+    assert len(courier.outbox.stored) == 1  # stored with the change
+    assert await courier.relay_due() == 1
     assert changes_in_log(courier, bob.id) == ["member_added"]
-    assert await courier.relay_group_changes.once() == 0
-    assert courier.groups_repo.outbox == {}
+    assert await courier.relay_due() == 0
+    assert courier.outbox.stored == {}
 
 
 @pytest.mark.gen_test
 async def test_a_relay_after_an_append_whose_mark_was_lost_appends_nothing(courier):
     alice, bob = await courier.users_named("alice", "bob")
     group = await courier.groups.create(alice.id, "team", [bob.id])
-    [announcement] = list(courier.groups_repo.outbox.values()) or [None]
+    [announcement] = list(courier.outbox.stored.values()) or [None]
     assert announcement is None  # the creation was announced and marked
     renamed = courier.group_events.renamed(await courier.groups.get(alice.id, group.id), alice.id, "x")
-    courier.groups_repo.outbox[renamed.change.id] = renamed
-    await courier.inbox.append(renamed.change, renamed.recipient_ids)  # appended, then the process died
-    assert await courier.relay_group_changes.once() == 1  # relayed: the inbox appends it once only
+    courier.outbox.store(renamed)
+    await courier.inbox.append(renamed.event, renamed.recipient_ids)  # appended, then the process died
+    assert await courier.relay_due() == 1  # relayed: the inbox appends it once only
     assert changes_in_log(courier, bob.id) == ["group_updated", "group_updated"]
-    assert courier.groups_repo.outbox == {}
+    assert courier.outbox.stored == {}
 
 
 @pytest.mark.gen_test
@@ -60,4 +61,4 @@ async def test_a_refused_change_stores_no_announcement(courier):
     group = await courier.groups.create(alice.id, "team", [bob.id])
     with pytest.raises(errors.AlreadyAMember):
         await courier.groups.add_member(alice.id, group.id, bob.id)
-    assert courier.groups_repo.outbox == {}
+    assert courier.outbox.stored == {}
