@@ -1,0 +1,170 @@
+"""PresenceWatch and PresenceTracker against the in-process adapters: what a socket is
+answered and pushed, versions deciding between a snapshot and a change that cross, the
+bus watching only what some socket watches, and what others see of a hidden user."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import orjson
+import pytest
+
+from adapters.memory.presence import InProcessPresenceBus, MemoryPresenceStore
+from application.presence import PresencePublisher, PresenceTracker, PresenceWatch
+from domain.presence import PresenceStatus
+from tests.fakes.presence import MemoryPresencePreferences
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+class Socket:
+    def __init__(self, user_id: str = "watcher") -> None:
+        self.user_id = user_id
+        self.frames: list[dict] = []
+
+    def send(self, payload: bytes) -> bool:
+        self.frames.append(json.loads(payload))
+        return True
+
+
+class Presence:
+    def __init__(self, grace: float = 10.0) -> None:
+        self.clock = Clock()
+        self.store = MemoryPresenceStore(self.clock, grace)
+        self.bus = InProcessPresenceBus()
+        self.preferences = MemoryPresencePreferences()
+        self.tracker = PresenceTracker(self.store, PresencePublisher(self.bus, self.preferences), expire_every=0.01)
+        self.watch = PresenceWatch(self.store, self.bus, self.preferences, self.clock, orjson.dumps)
+        self.bus._subscribers.append(self.watch.on_change)
+
+    async def settled(self) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+BOB, CAROL, DAVE, A, B = (str(uuid.uuid4()) for _ in range(5))
+
+
+def subscribe(*user_ids: str) -> dict:
+    return {"type": "presence_subscribe", "user_ids": list(user_ids)}
+
+
+@pytest.mark.gen_test
+async def test_a_subscription_is_answered_then_told_changes_and_the_bus_watches_only_what_is_asked():
+    p = Presence()
+    watcher = Socket()
+    await p.watch.subscribe(watcher, subscribe(BOB, CAROL))
+    assert [(f["user_id"], f["status"], f["last_seen"]) for f in watcher.frames] == [
+        (BOB, "offline", None), (CAROL, "offline", None)]
+    assert p.bus.watched == {BOB, CAROL}
+    p.tracker.socket_opened(Socket(BOB))
+    p.tracker.socket_opened(Socket(DAVE))  # nobody watches dave
+    await p.settled()
+    assert watcher.frames[-1] == {"type": "presence", "user_id": BOB, "status": "online", "last_seen": 1000}
+    assert len(watcher.frames) == 3
+    await p.watch.subscribe(watcher, subscribe(DAVE))
+    assert p.bus.watched == {DAVE}
+    assert watcher.frames[-1]["status"] == "online"
+    p.watch.socket_closed(watcher)
+    await p.settled()
+    assert p.bus.watched == set() and p.watch.subscription_count == 0
+
+
+@pytest.mark.gen_test
+async def test_offline_after_the_grace_unless_back_within_it():
+    p = Presence(grace=10)
+    watcher, bob = Socket(), Socket(BOB)
+    await p.watch.subscribe(watcher, subscribe(BOB))
+    p.tracker.socket_opened(bob)
+    await p.settled()
+    p.tracker.socket_closed(bob)
+    await p.settled()
+    p.clock.t += 5
+    p.tracker.socket_opened(bob)  # a reload
+    await p.settled()
+    p.clock.t += 20
+    assert await p.store.expire() == []
+    p.tracker.socket_closed(bob)
+    await p.settled()
+    closed_at = int(p.clock.t)
+    p.clock.t += 10
+    [change] = await p.store.expire()
+    await p.tracker._publish([change])
+    assert [f["status"] for f in watcher.frames] == ["offline", "online", "offline"]
+    assert watcher.frames[-1]["last_seen"] == closed_at
+
+
+@pytest.mark.gen_test
+async def test_of_a_snapshot_and_a_change_that_cross_the_later_version_wins():
+    p = Presence()
+    watcher = Socket()
+    await p.watch.subscribe(watcher, subscribe(BOB))
+    p.watch.on_change(PresenceStatus(BOB, True, None, 5))
+    p.watch.on_change(PresenceStatus(BOB, False, 990, 4))  # older: not shown
+    assert [f["status"] for f in watcher.frames] == ["offline", "online"]
+    # A second socket subscribing now reads the store's (older) status: it is shown the later one.
+    other = Socket()
+    await p.watch.subscribe(other, subscribe(BOB))
+    assert other.frames == [{"type": "presence", "user_id": BOB, "status": "online", "last_seen": 1000}]
+
+
+@pytest.mark.gen_test
+async def test_others_see_a_hidden_user_offline_and_never_seen():
+    p = Presence()
+    watcher = Socket()
+    p.preferences.hidden.add(BOB)
+    p.tracker.socket_opened(Socket(BOB))
+    await p.settled()
+    await p.watch.subscribe(watcher, subscribe(BOB))
+    assert watcher.frames == [{"type": "presence", "user_id": BOB, "status": "offline", "last_seen": None}]
+    p.preferences.hidden.clear()
+    await p.tracker.preference_changed(BOB)
+    assert watcher.frames[-1]["status"] == "online"
+
+
+@pytest.mark.gen_test
+async def test_a_bad_subscription_is_an_error_frame_and_changes_nothing():
+    p = Presence()
+    watcher = Socket()
+    await p.watch.subscribe(watcher, subscribe(BOB))
+    await p.watch.subscribe(watcher, {"type": "presence_subscribe", "user_ids": [BOB] * 201})
+    assert watcher.frames[-1]["type"] == "error" and watcher.frames[-1]["code"] == "invalid_input"
+    assert p.bus.watched == {BOB}
+
+
+@pytest.mark.gen_test
+async def test_arrivals_and_leaves_reach_the_store_in_order_even_through_an_outage():
+    p = Presence()
+    calls = []
+    real_arrived, real_left = p.store.arrived, p.store.left
+    failures = [1]
+
+    async def arrived(user_ids):
+        if failures:
+            failures.pop()
+            from domain.errors import ServiceUnavailable
+            raise ServiceUnavailable("down")
+        calls.append(("arrived", list(user_ids)))
+        return await real_arrived(user_ids)
+
+    async def left(user_ids):
+        calls.append(("left", list(user_ids)))
+        await real_left(user_ids)
+
+    p.store.arrived, p.store.left = arrived, left
+    a, b = Socket(A), Socket(B)
+    p.tracker.socket_opened(a)
+    p.tracker.socket_opened(b)
+    p.tracker.socket_closed(a)
+    for _ in range(100):
+        if len(calls) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert calls == [("arrived", [A, B]), ("left", [A])]
