@@ -202,7 +202,7 @@ class RedisPresenceStore(PresenceStore):
             self._name, self._registered = self._new_name(), False
             # Who is here now (the entries still queued are in it already: they change nothing
             # more when they come), then a close if one was asked for.
-            redo = [_Entry(SYNC, list(self._here), entries[0].future)]
+            redo = [_Entry(SYNC, list(self._here), asyncio.get_running_loop().create_future())]
             redo += [entry for entry in entries if entry.kind == CLOSE]
             reply = await self._call(redo)
             self._registered = True

@@ -68,6 +68,10 @@ class Subscription:
                 return  # lost meanwhile (never reconnect it here): the reader resubscribes everything
             part = channels[start:start + CHUNK]
             if command == "SUBSCRIBE":
+                # A resubscription's long list: not those removed while it went out.
+                part = [channel for channel in part if channel in self._channels]
+                if not part:
+                    continue
                 loop = asyncio.get_running_loop()
                 for channel in part:
                     self._unconfirmed.setdefault(channel, deque()).append(loop.create_future())
