@@ -518,8 +518,11 @@ class PresenceStore(Protocol):
         """The last socket of each of these users on this gateway closed."""
 
     async def expire(self) -> list[PresenceStatus]:
-        """Users whose grace ran out, now offline (last_seen: when their last socket
-        closed). Each change is answered once, to one caller, however many gateways ask."""
+        """The changes to publish that no arrival answered: users whose grace ran out,
+        now offline (last_seen: when their last socket closed), and - production - users
+        back online when a gateway told the store again who is there (its lease had run
+        out, or a write had failed). Each change is answered once, to one caller,
+        however many gateways ask; the caller publishes every one."""
 
     async def statuses(self, user_ids: Sequence[str]) -> list[PresenceStatus]:
         """The current status of each (version 0, offline and never seen: a user the

@@ -39,11 +39,14 @@ from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
+from adapters.redis.presence_bus import RedisPresenceBus
+from adapters.redis.presence_store import RedisPresenceStore
 from adapters.redis.recent import RedisRecentMessages
 from adapters.redis.revocations import RedisTokenRevocations
 from adapters.redis.seq_counters import SeqCounters
 from adapters.redis.subscriber import RedisNotificationSubscriber
 from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
+from adapters.redis.typing_bus import RedisTypingBus
 from adapters.security import Argon2PasswordHasher, JwtTokenService
 from adapters.sql.conversations import SqlConversationStore
 from adapters.sql.database import Database
@@ -342,12 +345,13 @@ class Container(containers.DeclarativeContainer):
     presence_store = providers.Selector(
         mode,
         embedded=providers.Singleton(MemoryPresenceStore, clock, settings.provided.presence_grace),
-        production=providers.Singleton(MemoryPresenceStore, clock, settings.provided.presence_grace),
+        # Closed by the server's stop (PresenceTracker.close), before the Redis client.
+        production=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace),
     )
     presence_bus = providers.Selector(mode, embedded=providers.Singleton(InProcessPresenceBus),
-                                      production=providers.Singleton(InProcessPresenceBus))
+                                      production=providers.Singleton(RedisPresenceBus, redis))
     typing_bus = providers.Selector(mode, embedded=providers.Singleton(InProcessTypingBus),
-                                    production=providers.Singleton(InProcessTypingBus))
+                                    production=providers.Singleton(RedisTypingBus, redis))
     presence_preferences = providers.Singleton(SqlPresencePreferences, database)
     presence_tracker = providers.Singleton(
         PresenceTracker, presence_store, providers.Singleton(PresencePublisher, presence_bus, presence_preferences)
