@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -67,6 +68,20 @@ _UNAVAILABLE = (
     exc.DisconnectionError,
     exc.TimeoutError,  # no pooled connection came free in time
 )
+
+
+# InnoDB ends one of two transactions that wait on each other (error 1213) and rolls it
+# back whole: such a transaction is to be run again, not reported (MySQL's manual: "always
+# be prepared to re-issue a transaction if it fails due to deadlock"). An edit and the
+# worker storing the same conversation's messages can meet so.
+MYSQL_DEADLOCK = 1213
+DEADLOCK_ATTEMPTS = 4
+DEADLOCK_BACKOFF = 0.01  # seconds, doubled at each attempt
+
+
+def is_deadlock(error: exc.DBAPIError) -> bool:
+    args = getattr(error.orig, "args", ())
+    return bool(args) and args[0] == MYSQL_DEADLOCK
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -196,15 +211,27 @@ class Database:
         return await future
 
     def call(self, writing: bool, fn: Callable[..., T], *args: Any) -> T:
-        """The blocking part (also usable from scripts and tests, off the event loop)."""
-        try:
-            with self.engine.connect() as conn:
-                if writing and self.is_sqlite:
-                    conn.execution_options(courier_write=True)
-                return fn(conn, *args)
-        except _UNAVAILABLE as e:
-            log.warning("database unavailable: %s", e)
-            raise ServiceUnavailable("the database is unavailable") from e
+        """The blocking part (also usable from scripts and tests, off the event loop).
+        fn runs its own transactions; one that InnoDB ended as a deadlock's victim (rolled
+        back whole) is run again, a few times."""
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                with self.engine.connect() as conn:
+                    if writing and self.is_sqlite:
+                        conn.execution_options(courier_write=True)
+                    return fn(conn, *args)
+            except exc.OperationalError as e:
+                if is_deadlock(e) and attempt < DEADLOCK_ATTEMPTS:
+                    log.info("deadlock (attempt %d of %d): running the transaction again", attempt,
+                             DEADLOCK_ATTEMPTS)
+                    time.sleep(DEADLOCK_BACKOFF * 2 ** (attempt - 1))
+                    continue
+                log.warning("database unavailable: %s", e)
+                raise ServiceUnavailable("the database is unavailable") from e
+            except _UNAVAILABLE as e:
+                log.warning("database unavailable: %s", e)
+                raise ServiceUnavailable("the database is unavailable") from e
+        raise AssertionError("unreachable")
 
     async def ping(self) -> None:
         """Raise ServiceUnavailable unless the database answers (for /readyz)."""

@@ -2,6 +2,7 @@
 the partner it shares its store with (the inbox takes the confirm step of the keys)."""
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -33,7 +34,8 @@ class Store:
         """A message's edit or deletion as ChangeMessages makes it: stored (the SQL inbox
         reads the message table, which MessageStore.change changes), then appended."""
         if self.database is not None:
-            await SqlMessageStore(self.database).change(change.message, Announcement(change, list(recipient_ids)))
+            announce = Announcement(change, list(recipient_ids), time.time())
+            await SqlMessageStore(self.database).change(change.message, announce)
         return await self.inbox.append(change, recipient_ids)
 
 

@@ -1,6 +1,7 @@
 """Database: threads, SQLite settings, and driver failures turned into ServiceUnavailable."""
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -107,3 +108,34 @@ async def test_a_failed_statement_does_not_name_its_parameters(db):
     cause = refused.value.__cause__
     assert cause is not None and "no_such_table" in str(cause)
     assert secret not in str(cause) and secret not in repr(cause)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_transaction_ended_by_a_deadlock_is_run_again(db):
+    """Two transactions lock two rows in opposite orders: InnoDB ends one of them (1213),
+    and the Database runs it again instead of answering ServiceUnavailable."""
+    if db.is_sqlite:
+        pytest.skip("SQLite has one writer: no deadlock between transactions")
+    table = f"deadlock_{threading.get_ident()}"
+    await db.write(lambda conn: (conn.exec_driver_sql(f"CREATE TABLE {table} (id INT PRIMARY KEY, n INT)"),
+                                 conn.exec_driver_sql(f"INSERT INTO {table} VALUES (1, 0), (2, 0)"), conn.commit()))
+    both_hold_one = threading.Barrier(2, timeout=10)
+    runs = {"first": 0, "second": 0}
+
+    def locking(first: int, second: int, name: str):
+        def fn(conn):
+            runs[name] += 1
+            with conn.begin():
+                conn.exec_driver_sql(f"UPDATE {table} SET n = n + 1 WHERE id = {first}")
+                if runs[name] == 1:
+                    both_hold_one.wait()  # each holds one row and asks for the other's
+                conn.exec_driver_sql(f"UPDATE {table} SET n = n + 1 WHERE id = {second}")
+        return fn
+
+    try:
+        await asyncio.gather(db.write(locking(1, 2, "first")), db.write(locking(2, 1, "second")))
+        assert sorted(runs.values()) == [1, 2]  # the deadlock's victim ran twice
+        counts = await db.run(lambda conn: [r[0] for r in conn.exec_driver_sql(f"SELECT n FROM {table}")])
+        assert counts == [2, 2]  # each committed once: the victim's first run was rolled back
+    finally:
+        await db.write(lambda conn: (conn.exec_driver_sql(f"DROP TABLE {table}"), conn.commit()))
