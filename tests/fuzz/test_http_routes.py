@@ -28,8 +28,10 @@ ROUTES = [
     "/api/v1/users/logout",
     "/api/v1/users/logout-all",
     "/api/v1/users/me",
+    "/api/v1/users/me/settings",
     "/api/v1/users",
     "/api/v1/users/{}",
+    "/api/v1/users/{}/presence",
     "/api/v1/messages",
     "/api/v1/messages/{}",
     "/api/v1/events",
@@ -52,7 +54,7 @@ ROUTES = [
 ]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
 FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id", "seq",
-          "send_read_receipts"]
+          "send_read_receipts", "show_presence"]
 QUERY_KEYS = ["cursor", "limit", "before", "username", "token", "events"]
 PASSWORD = "fuzz-password-1"
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
