@@ -578,13 +578,17 @@ function dropConv(conv) {
 // The unread messages of a conversation now on screen: the count goes, a divider
 // stays before the first of them until another conversation is opened.
 function markSeen(conv) {
+  const unread = conv.unread;
+  if (unread) {
+    conv.divider = conv.firstUnreadId || null;
+    // What was seen on screen before is read, whether or not the server has answered
+    // its POST yet (readTarget): the divider goes after it.
+    conv.dividerSeq = Math.max(conv.readSeq, conv.readTarget || 0);
+    conv.unread = 0;
+    conv.firstUnreadId = null;
+  }
   markReadSoon(conv);
-  if (!conv.unread) return false;
-  conv.divider = conv.firstUnreadId || null;
-  conv.dividerSeq = conv.readSeq;
-  conv.unread = 0;
-  conv.firstUnreadId = null;
-  return true;
+  return Boolean(unread);
 }
 
 // ---------------------------------------------------------------------------

@@ -304,3 +304,27 @@ def test_a_group_one_was_removed_from_offers_no_message_menu(server, pages):
     assert status in (200, 204)
     expect(b.locator("#left-notice")).to_be_visible()
     expect(bubble(b, "mine").locator(".msg-menu-button")).to_have_count(0)
+
+
+def test_what_was_seen_is_read_for_the_divider_before_the_server_answers_the_read(server, pages):
+    """The read's POST is held: messages that came while the chat was on screen are still
+    above the "new messages" divider when it is opened again."""
+    alice, bob, carol = server.account("alice"), server.account("bob"), server.account("carol")
+    page = pages.open(server.base_url)
+    log_in(page, bob)
+    held = []
+    page.route("**/read", lambda route: held.append(route))
+    start_chat(page, alice.username)
+    server.send(alice, bob, "seen")
+    expect_shown(page, ["seen"])
+    page.wait_for_function("() => document.querySelectorAll('li.msg').length === 1")
+    start_chat(page, carol.username)
+    for text in ("new 1", "new 2"):
+        server.send(alice, bob, text)
+    item = conv_item(page, alice.user_id)
+    expect(item.locator(".badge")).to_have_text("2")
+    item.click()
+    expect(page.locator("#message-list li.divider + li.msg .content")).to_have_text("new 1")
+    page.unroute("**/read")
+    for route in held:
+        route.continue_()
