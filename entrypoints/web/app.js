@@ -166,6 +166,7 @@ function toLogin(notice) {
   const wasUser = store.session ? store.session.username : "";
   socket.stop();
   resetTyping();
+  closeSettings();
   store.save(); // unread counts and the cursor wait for the next login
   store.clearSession();
   store.reset();
@@ -1621,6 +1622,62 @@ function resetTyping() {
 }
 
 // ---------------------------------------------------------------------------
+// Settings: whether others see this user's presence and its read receipts
+
+const SETTINGS = { "setting-show-presence": "show_presence", "setting-read-receipts": "send_read_receipts" };
+
+function toggleSettings() {
+  const open = $("settings-panel").hidden;
+  show($("settings-panel"), open);
+  $("settings-button").setAttribute("aria-expanded", open ? "true" : "false");
+  if (open) loadSettings();
+}
+
+function closeSettings() {
+  show($("settings-panel"), false);
+  $("settings-button").setAttribute("aria-expanded", "false");
+}
+
+// Asked each time the panel opens: another device may have changed them.
+async function loadSettings() {
+  setError("settings-error", "");
+  for (const id of Object.keys(SETTINGS)) $(id).disabled = true;
+  try {
+    showSettings(await api.settings());
+  } catch (err) {
+    setError("settings-error", `Could not load the settings: ${err.message}`);
+  }
+}
+
+function showSettings(settings) {
+  for (const [id, field] of Object.entries(SETTINGS)) {
+    $(id).checked = Boolean(settings[field]);
+    $(id).disabled = false;
+  }
+}
+
+// Saved at once. The box stays enabled (disabling it would take the keyboard's focus
+// away); of two quick changes the last answer shows.
+let settingsSaving = 0;
+async function changeSetting(event) {
+  const box = event.target;
+  const field = SETTINGS[box.id];
+  const asked = (settingsSaving += 1);
+  setError("settings-error", "");
+  $("settings-panel").setAttribute("aria-busy", "true");
+  try {
+    const answer = await api.updateSettings({ [field]: box.checked });
+    if (asked === settingsSaving) showSettings(answer);
+  } catch (err) {
+    if (asked !== settingsSaving) return;
+    box.checked = !box.checked; // as it still is on the server
+    setError("settings-error", `Could not save: ${err.message}`);
+  } finally {
+    if (asked === settingsSaving) $("settings-panel").removeAttribute("aria-busy");
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Connection state
 
 let connTicker = null;
@@ -1652,6 +1709,13 @@ function wire() {
   });
   $("register-button").addEventListener("click", () => doLogin(true));
   $("logout-button").addEventListener("click", logOut);
+  $("settings-button").addEventListener("click", toggleSettings);
+  for (const id of Object.keys(SETTINGS)) $(id).addEventListener("change", changeSetting);
+  $("settings-panel").addEventListener("keydown", (e) => {
+    if (e.key !== "Escape") return;
+    closeSettings();
+    $("settings-button").focus();
+  });
   $("new-chat-form").addEventListener("submit", startPrivateChat);
   $("new-group-form").addEventListener("submit", createGroup);
   $("add-member-form").addEventListener("submit", addMember);

@@ -242,3 +242,32 @@ def test_a_hidden_user_shows_offline(server, pages):
     conv_item(a, carol.user_id).click()
     expect(a.locator("#conv-sub")).to_have_text("offline")
     expect(a.locator("#conv-avatar")).not_to_have_class(re.compile(r"\bonline\b"))
+
+
+def test_the_settings_hide_ones_presence_and_turn_receipts_off(server, pages):
+    alice, bob = server.account("alice"), server.account("bob")
+    server.send(bob, alice, "hi")
+    a, b = pages.open(server.base_url), pages.open(server.base_url)
+    log_in(a, alice)
+    log_in(b, bob)
+    expect(online_dot(a, bob.user_id)).to_have_count(1)
+    b.click("#settings-button")
+    expect(b.locator("#settings-panel")).to_be_visible()
+    expect(b.locator("#setting-show-presence")).to_be_checked()
+    expect(b.locator("#setting-read-receipts")).to_be_checked()
+    b.locator("#setting-show-presence").uncheck()
+    expect(online_dot(a, bob.user_id)).to_have_count(0)  # hidden: offline to others
+    b.locator("#setting-read-receipts").uncheck()
+    expect(b.locator("#settings-panel")).not_to_have_attribute("aria-busy", "true")  # the answer came
+    status, settings = server.call("GET", "/users/me/settings", token=bob.token)
+    assert status == 200 and settings == {"send_read_receipts": False, "show_presence": False}
+    b.keyboard.press("Escape")
+    expect(b.locator("#settings-panel")).to_be_hidden()
+    # Another window reads them from the server.
+    other = pages.open(server.base_url)
+    log_in(other, bob)
+    other.click("#settings-button")
+    expect(other.locator("#setting-show-presence")).not_to_be_checked()
+    expect(other.locator("#setting-read-receipts")).not_to_be_checked()
+    other.locator("#setting-show-presence").check()
+    expect(online_dot(a, bob.user_id)).to_have_count(1)
