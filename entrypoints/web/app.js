@@ -596,10 +596,12 @@ function dropConv(conv) {
 // The unread messages of a conversation now on screen: the count goes, a divider
 // stays before the first of them until another conversation is opened.
 function markSeen(conv) {
+  // What was on screen is read, also while its POST is still on its way (markReadSoon).
+  const readUpTo = Math.max(conv.readSeq, conv.readTarget || 0);
   markReadSoon(conv);
   if (!conv.unread) return false;
   conv.divider = conv.firstUnreadId || null;
-  conv.dividerSeq = conv.readSeq;
+  conv.dividerSeq = readUpTo;
   conv.unread = 0;
   conv.firstUnreadId = null;
   return true;
