@@ -1357,7 +1357,8 @@ async function addMember(event) {
     const user = await api.userByName(username);
     store.rememberName(user.user_id, user.username);
     applyGroup(conv, await api.addMember(conv.id, user.user_id));
-    input.value = "";
+    // The member_added event may have shown them already, and the next name be under way.
+    if (input.value.trim() === username) input.value = "";
     closeMenu();
     renderHeader(conv);
   } catch (err) {
