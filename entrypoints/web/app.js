@@ -412,7 +412,8 @@ function receive(event, { countUnread, live = false, first = false }) {
   // Pushed on the socket only, never in a pull: nothing stored, no cursor.
   else if (event.type === "typing") receiveTyping(event);
   else if (event.type === "presence") receivePresence(event);
-  // Any other type (and an "error" answering a typing frame the server refused) is one this page does not know yet: passed over.
+  // Any other type is one this page does not know yet: passed over (as is an "error"
+  // answering a typing frame the server refused, e.g. in a group just left).
 }
 
 function receiveMessage(msg, { countUnread, live }) {
@@ -1198,12 +1199,12 @@ function submitComposer(event) {
   const conv = store.active ? store.convs.get(store.active) : null;
   const input = $("composer-input");
   const content = input.value;
-  stopTyping();
   if (!conv || conv.left || !content.trim()) return;
   if (lengthOf(content) > contentLimit) {
     renderCounter(); // too long: not sent, the text stays to be shortened
     return;
   }
+  stopTyping(); // what was being typed is sent
   input.value = "";
   autoGrow();
   renderCounter();
