@@ -64,6 +64,14 @@ export class Api {
   me() {
     return this.request("GET", "/users/me");
   }
+  // {"send_read_receipts", "show_presence"}: this user's own choices.
+  settings() {
+    return this.request("GET", "/users/me/settings");
+  }
+  // Change one or both: 200 with the user and its settings.
+  updateSettings(changes) {
+    return this.request("PATCH", "/users/me", changes);
+  }
   userById(userId) {
     return this.request("GET", `/users/${encodeURIComponent(userId)}`);
   }

@@ -21,6 +21,12 @@ const COUNTER_FROM = 0.9; // the counter shows from 90 % of the limit
 const EDIT_WINDOW_SECONDS = 48 * 3600;
 const MARK_READ_AFTER_MS = 250; // reads while scrolling through a burst go as one
 const CONVERSATION_PAGES = 20; // at most 20 pages of 100 in the list
+// Typing: the server relays at most two typing frames a second per socket (more are
+// dropped, silently) and ends a start by itself when no new one comes within 6 s.
+const TYPING_FRAME_GAP_MS = 1000; // so the page sends at most one a second
+const TYPING_REPEAT_MS = 4000; // a start again while the user keeps typing, well within the 6 s
+const TYPING_IDLE_MS = 3000; // no key for this long: stop
+const PRESENCE_REFRESH_MS = 60_000; // "last seen 5 min ago" is written again each minute
 
 const store = new Store();
 let groupsLoaded = false;
@@ -56,7 +62,12 @@ const socket = new LiveSocket({
   },
   onState: (state, retryAt) => {
     renderConnState(state, retryAt);
-    if (state !== "online") return;
+    if (state !== "online") {
+      socketLost();
+      return;
+    }
+    // Presence is watched per socket: a new socket asks for it again.
+    subscribePresence({ force: true });
     // A socket opened without a cursor starts at the inbox's end: one pull
     // from the start closes the gap between the first pull and the socket.
     if (!store.cursor) catchUp().catch(() => {});
@@ -154,6 +165,8 @@ function renderListSoon() {
 function toLogin(notice) {
   const wasUser = store.session ? store.session.username : "";
   socket.stop();
+  resetTyping();
+  closeSettings();
   store.save(); // unread counts and the cursor wait for the next login
   store.clearSession();
   store.reset();
@@ -396,12 +409,18 @@ function receive(event, { countUnread, live = false, first = false }) {
     receiveGroupChange(event, { live, first });
   } else if (event.type === "read") receiveRead(event);
   else if (event.type === "message_updated" || event.type === "message_deleted") receiveChange(event);
-  // Any other type is one this page does not know yet: passed over.
+  // Pushed on the socket only, never in a pull: nothing stored, no cursor.
+  else if (event.type === "typing") receiveTyping(event);
+  else if (event.type === "presence") receivePresence(event);
+  // Any other type is one this page does not know yet: passed over (as is an "error"
+  // answering a typing frame the server refused, e.g. in a group just left).
 }
 
 function receiveMessage(msg, { countUnread, live }) {
   const mine = msg.from_user_id === store.me;
   const key = store.keyOfMessage(msg);
+  // What they were typing has arrived: their stop may come a moment later, or not at all.
+  if (!mine) showTyping(key, msg.from_user_id, false);
   // One's own send: sent from this window, it replaces its pending bubble (matched by
   // client_msg_id); sent from another window or device, it is shown like any other.
   let replaced = false;
@@ -602,7 +621,9 @@ function renderConvList() {
       const title = store.title(conv);
       const isGroup = conv.kind === "group";
       let preview = conv.preview || (isGroup ? "Group" : "");
+      const typers = store.typersOf(conv.key);
       if (conv.left) preview = "You are no longer in this group";
+      else if (typers.length) preview = isGroup ? typingText(typers) : "typing…";
       else if (conv.preview && conv.previewFrom === store.me) preview = `You: ${conv.preview}`;
       else if (conv.preview && isGroup && conv.previewFrom) preview = `${store.nameOf(conv.previewFrom)}: ${conv.preview}`;
       const item = el(
@@ -623,12 +644,12 @@ function renderConvList() {
             }
           },
         },
-        avatar(conv.id, isGroup ? conv.name || "#" : title, isGroup ? "group" : ""),
+        convAvatar(conv, title),
         el(
           "div",
           { className: "conv-text" },
           el("div", { className: "conv-title", text: isGroup ? `# ${title}` : title, title }),
-          el("div", { className: "conv-preview", text: preview }),
+          el("div", { className: `conv-preview${typers.length && !conv.left ? " typing" : ""}`, text: preview }),
         ),
         conv.unread
           ? el("span", { className: "badge", "aria-label": `${conv.unread} unread`, text: conv.unread > 99 ? "99+" : conv.unread })
@@ -640,6 +661,16 @@ function renderConvList() {
   show($("conv-empty"), convs.length === 0);
   const total = store.totalUnread();
   document.title = total ? `(${total}) Courier` : "Courier";
+  subscribePresence(); // the people listed may have changed
+}
+
+// A conversation's avatar: a private chat's shows a green dot while the other user is online.
+function convAvatar(conv, title) {
+  if (conv.kind === "group") return avatar(conv.id, conv.name || "#", "group");
+  const online = conv.id !== store.me && store.isOnline(conv.id);
+  const node = avatar(conv.id, title, online ? "online" : "");
+  if (online) node.title = "online";
+  return node;
 }
 
 async function startPrivateChat(event) {
@@ -697,6 +728,7 @@ function selectConv(key) {
     conv.dividerSeq = null;
     editing = null;
     menuFor = null;
+    stopTyping();
   }
   markSeen(conv);
   document.body.classList.add("pane-open");
@@ -736,13 +768,15 @@ function renderHeader(conv) {
   } else if (!store.knowsName(conv.id)) {
     sub = "This browser does not know their username yet: start a chat with them by username to name it.";
   } else {
-    sub = "Private chat";
+    sub = presenceText(store.presence.get(conv.id)) || "Private chat";
   }
   if (conv.kind === "group" && conv.left) {
     const by = conv.left.by;
     sub = by && by !== store.me ? `${store.nameOf(by)} removed you from this group` : "You left this group";
   }
   $("conv-sub").textContent = sub;
+  $("conv-avatar").replaceWith(Object.assign(convAvatar(conv, title), { id: "conv-avatar" }));
+  renderTyping(conv);
   const tools = conv.kind === "group" && !conv.left;
   show($("group-tools"), tools);
   show($("menu-button"), tools);
@@ -1172,6 +1206,7 @@ function submitComposer(event) {
     renderCounter(); // too long: not sent, the text stays to be shortened
     return;
   }
+  stopTyping(); // what was being typed is sent
   input.value = "";
   autoGrow();
   renderCounter();
@@ -1325,7 +1360,8 @@ async function addMember(event) {
     const user = await api.userByName(username);
     store.rememberName(user.user_id, user.username);
     applyGroup(conv, await api.addMember(conv.id, user.user_id));
-    input.value = "";
+    // The member_added event may have shown them already, and the next name be under way.
+    if (input.value.trim() === username) input.value = "";
     closeMenu();
     renderHeader(conv);
   } catch (err) {
@@ -1404,6 +1440,250 @@ function closeMenu() {
 }
 
 // ---------------------------------------------------------------------------
+// Presence: who of the people listed is online (pushed on the socket, stored nowhere)
+
+function activeConv() {
+  return store.active ? store.convs.get(store.active) || null : null;
+}
+
+let presenceWatched = null; // the ids this socket was asked to watch, as a key; null: none yet
+
+// The other users of the private chats listed, most recent first (at most 200): asked
+// again whenever that set changes (not its order), and on every new socket, since a
+// subscription belongs to the socket that sent it.
+function subscribePresence({ force = false } = {}) {
+  if (!store.session) return;
+  const ids = store.presenceIds();
+  const key = [...ids].sort().join(",");
+  if (!force && key === presenceWatched) return;
+  if (!ids.length && !presenceWatched) {
+    presenceWatched = key; // nobody to watch, and nothing watched on this socket yet
+    return;
+  }
+  if (socket.send({ type: "presence_subscribe", user_ids: ids })) presenceWatched = key;
+}
+
+// {"type": "presence", "user_id", "status", "last_seen"}: once per id when subscribed, then
+// on every change. A user who hides its presence comes as offline, never seen.
+function receivePresence(frame) {
+  if (!frame.user_id) return;
+  store.setPresence(frame);
+  renderListSoon();
+  const conv = activeConv();
+  if (conv && conv.kind === "private" && conv.id === frame.user_id) renderHeader(conv);
+}
+
+// "online", "last seen just now / 5 min ago / 3 h ago / on 4 Mar", or "offline" (never
+// seen, or hidden). Empty while nothing is known.
+function presenceText(presence) {
+  if (!presence) return "";
+  if (presence.status === "online") return "online";
+  if (presence.last_seen == null) return "offline";
+  const ago = Date.now() / 1000 - presence.last_seen; // the server's clock: a little off at worst
+  if (ago < 60) return "last seen just now";
+  if (ago < 3600) return `last seen ${Math.floor(ago / 60)} min ago`;
+  if (ago < 86_400) return `last seen ${Math.floor(ago / 3600)} h ago`;
+  const when = new Date(presence.last_seen * 1000);
+  const options = { day: "numeric", month: "short" };
+  if (when.getFullYear() !== new Date().getFullYear()) options.year = "numeric";
+  return `last seen on ${when.toLocaleDateString([], options)}`;
+}
+
+// The socket is gone: the server forgets its subscription and the typing it sent, and the
+// stops pushed meanwhile are lost.
+function socketLost() {
+  presenceWatched = null;
+  typingOut.to = null;
+  typingOut.told.clear();
+  forgetTyping();
+}
+
+// ---------------------------------------------------------------------------
+// Typing: "bob is typing…" under the header, and this user's own typing told to others
+
+// {"type": "typing", "user_id", "to_user_id" | "group_id", "state"}. The server sends the
+// stop itself when a start is not repeated within 6 s (a lost stop, a closed window), so an
+// indicator needs no timer here while the socket is up. (A repeated start only re-arms the
+// server's expiry and is not pushed again: a timer here could not tell a long message
+// being typed from a stop that was lost.)
+function receiveTyping(event) {
+  if (!event.user_id || event.user_id === store.me) return;
+  const key = event.group_id ? convKey("group", event.group_id) : convKey("private", event.user_id);
+  showTyping(key, event.user_id, event.state === "start");
+}
+
+function showTyping(key, userId, typing) {
+  if (!store.setTyping(key, userId, typing)) return;
+  renderListSoon();
+  if (store.active === key) renderTyping(store.convs.get(key));
+}
+
+function forgetTyping() {
+  if (!store.typing.size) return;
+  store.typing.clear();
+  renderListSoon();
+  renderTyping(activeConv());
+}
+
+// "bob is typing…", "bob and carol are typing…", "bob and 2 others are typing…".
+function typingText(userIds) {
+  const names = userIds.map((id) => store.nameOf(id));
+  if (names.length === 0) return "";
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  return `${names[0]} and ${names.length - 1} others are typing…`;
+}
+
+function renderTyping(conv) {
+  const line = $("typing-line");
+  const text = conv && !conv.left ? typingText(store.typersOf(conv.key)) : "";
+  line.textContent = text;
+  show(line, Boolean(text));
+}
+
+// This user's typing, told to the other side: a start when typing begins and again every
+// TYPING_REPEAT_MS while it goes on, a stop on send, on leaving the box, on another
+// conversation and after TYPING_IDLE_MS without a key. At most one frame a second leaves
+// the page (the server would drop more, silently): one that comes too soon waits its turn.
+const typingOut = {
+  to: null, // the conversation told "start" last, and not "stop" since
+  startedAt: 0,
+  idleTimer: null,
+  queue: [], // frames waiting for their turn, oldest first: {conv, state}
+  told: new Map(), // conversation key -> the state last sent there on this socket
+  lastFrameAt: 0,
+  queueTimer: null,
+};
+
+// Not in a group this user was removed from (read-only), not in its notes to itself.
+function mayType(conv) {
+  return Boolean(conv) && !conv.left && !(conv.kind === "private" && conv.id === store.me);
+}
+
+// A key in the composer (its input event).
+function noteTyping() {
+  const conv = activeConv();
+  if (!mayType(conv) || !$("composer-input").value.trim()) {
+    stopTyping(); // emptied: nothing is being written any more
+    return;
+  }
+  if (typingOut.to && typingOut.to !== conv) stopTyping();
+  clearTimeout(typingOut.idleTimer);
+  typingOut.idleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+  if (typingOut.to === conv && Date.now() - typingOut.startedAt < TYPING_REPEAT_MS) return;
+  typingOut.to = conv;
+  typingOut.startedAt = Date.now();
+  queueTyping(conv, "start");
+}
+
+function stopTyping() {
+  clearTimeout(typingOut.idleTimer);
+  typingOut.idleTimer = null;
+  const conv = typingOut.to;
+  if (!conv) return;
+  typingOut.to = null;
+  queueTyping(conv, "stop");
+}
+
+function queueTyping(conv, state) {
+  const queue = typingOut.queue;
+  const waiting = queue.filter((f) => f.conv === conv).pop();
+  if (state === "start") {
+    if (!waiting || waiting.state !== "start") queue.push({ conv, state });
+  } else {
+    // A start that has not left yet is taken back; a stop goes only after a start that did.
+    if (waiting && waiting.state === "start") queue.splice(queue.indexOf(waiting), 1);
+    const last = queue.filter((f) => f.conv === conv).pop();
+    if ((last ? last.state : typingOut.told.get(conv.key)) === "start") queue.push({ conv, state });
+  }
+  flushTyping();
+}
+
+function flushTyping() {
+  if (typingOut.queueTimer || !typingOut.queue.length) return;
+  const wait = typingOut.lastFrameAt + TYPING_FRAME_GAP_MS - Date.now();
+  if (wait > 0) {
+    typingOut.queueTimer = setTimeout(() => {
+      typingOut.queueTimer = null;
+      flushTyping();
+    }, wait);
+    return;
+  }
+  const { conv, state } = typingOut.queue.shift();
+  const frame = { type: "typing", state };
+  frame[conv.kind === "group" ? "group_id" : "to_user_id"] = conv.id;
+  // Offline the frame is dropped: the server ended this user's typing with the socket.
+  if (socket.send(frame)) {
+    typingOut.lastFrameAt = Date.now();
+    typingOut.told.set(conv.key, state);
+  }
+  flushTyping();
+}
+
+function resetTyping() {
+  clearTimeout(typingOut.idleTimer);
+  clearTimeout(typingOut.queueTimer);
+  Object.assign(typingOut, { to: null, idleTimer: null, queue: [], queueTimer: null });
+  typingOut.told.clear();
+}
+
+// ---------------------------------------------------------------------------
+// Settings: whether others see this user's presence and its read receipts
+
+const SETTINGS = { "setting-show-presence": "show_presence", "setting-read-receipts": "send_read_receipts" };
+
+function toggleSettings() {
+  const open = $("settings-panel").hidden;
+  show($("settings-panel"), open);
+  $("settings-button").setAttribute("aria-expanded", open ? "true" : "false");
+  if (open) loadSettings();
+}
+
+function closeSettings() {
+  show($("settings-panel"), false);
+  $("settings-button").setAttribute("aria-expanded", "false");
+}
+
+// Asked each time the panel opens: another device may have changed them.
+async function loadSettings() {
+  setError("settings-error", "");
+  for (const id of Object.keys(SETTINGS)) $(id).disabled = true;
+  try {
+    showSettings(await api.settings());
+  } catch (err) {
+    setError("settings-error", `Could not load the settings: ${err.message}`);
+  }
+}
+
+function showSettings(settings) {
+  for (const [id, field] of Object.entries(SETTINGS)) {
+    $(id).checked = Boolean(settings[field]);
+    $(id).disabled = false;
+  }
+}
+
+// Saved at once. The box stays enabled (disabling it would take the keyboard's focus
+// away); of two quick changes the last answer shows.
+let settingsSaving = 0;
+async function changeSetting(event) {
+  const box = event.target;
+  const field = SETTINGS[box.id];
+  const asked = (settingsSaving += 1);
+  setError("settings-error", "");
+  $("settings-panel").setAttribute("aria-busy", "true");
+  try {
+    const answer = await api.updateSettings({ [field]: box.checked });
+    if (asked === settingsSaving) showSettings(answer);
+  } catch (err) {
+    if (asked !== settingsSaving) return;
+    box.checked = !box.checked; // as it still is on the server
+    setError("settings-error", `Could not save: ${err.message}`);
+  } finally {
+    if (asked === settingsSaving) $("settings-panel").removeAttribute("aria-busy");
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Connection state
 
 let connTicker = null;
@@ -1435,6 +1715,13 @@ function wire() {
   });
   $("register-button").addEventListener("click", () => doLogin(true));
   $("logout-button").addEventListener("click", logOut);
+  $("settings-button").addEventListener("click", toggleSettings);
+  for (const id of Object.keys(SETTINGS)) $(id).addEventListener("change", changeSetting);
+  $("settings-panel").addEventListener("keydown", (e) => {
+    if (e.key !== "Escape") return;
+    closeSettings();
+    $("settings-button").focus();
+  });
   $("new-chat-form").addEventListener("submit", startPrivateChat);
   $("new-group-form").addEventListener("submit", createGroup);
   $("add-member-form").addEventListener("submit", addMember);
@@ -1453,7 +1740,14 @@ function wire() {
   input.addEventListener("input", () => {
     autoGrow();
     renderCounter();
+    noteTyping();
   });
+  input.addEventListener("blur", stopTyping);
+  // "last seen 5 min ago" ages.
+  setInterval(() => {
+    const conv = activeConv();
+    if (conv && conv.kind === "private") renderHeader(conv);
+  }, PRESENCE_REFRESH_MS);
   $("messages").addEventListener("scroll", maybeLoadOlder, { passive: true });
   document.addEventListener("visibilitychange", () => {
     const conv = store.active ? store.convs.get(store.active) : null;

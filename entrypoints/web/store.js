@@ -8,6 +8,7 @@ const SESSION_KEY = "courier.session";
 const NAMES_KEY = "courier.names";
 const userKey = (userId) => `courier.user.${userId}`;
 const PREVIEW_CHARS = 80;
+const MAX_PRESENCE_IDS = 200; // the server's cap on one presence_subscribe
 export const DELETED_PREVIEW = "message deleted";
 
 function readJson(key, fallback) {
@@ -61,6 +62,9 @@ export class Store {
     this.seen = new Set(); // message ids already placed somewhere
     this.seenEvents = new Set(); // ids of group changes already applied
     this.active = null;
+    // Pushed, never stored (neither here nor on the server): what the socket said last.
+    this.presence = new Map(); // user id -> {status, last_seen}
+    this.typing = new Map(); // conversation key -> user ids typing there, first started first
   }
 
   get me() {
@@ -380,6 +384,44 @@ export class Store {
     }
     conv.nextBefore = page.next_before || null;
     return fresh.length;
+  }
+
+  // --- presence and typing -------------------------------------------------------
+  // A presence frame: {user_id, status: "online" | "offline", last_seen (Unix seconds or null)}.
+  setPresence(frame) {
+    this.presence.set(frame.user_id, { status: frame.status, last_seen: frame.last_seen ?? null });
+  }
+
+  isOnline(userId) {
+    const p = this.presence.get(userId);
+    return Boolean(p && p.status === "online");
+  }
+
+  // The users whose presence the page shows: the other side of each private chat listed,
+  // most recent first, as many as one subscription takes.
+  presenceIds() {
+    const ids = [];
+    for (const conv of this.sortedConvs()) {
+      if (conv.kind !== "private" || conv.id === this.me) continue;
+      ids.push(conv.id);
+      if (ids.length === MAX_PRESENCE_IDS) break;
+    }
+    return ids;
+  }
+
+  // Answers whether anything changed.
+  setTyping(key, userId, typing) {
+    const now = this.typing.get(key) || [];
+    const has = now.includes(userId);
+    if (typing === has) return false;
+    const next = typing ? [...now, userId] : now.filter((id) => id !== userId);
+    if (next.length) this.typing.set(key, next);
+    else this.typing.delete(key);
+    return true;
+  }
+
+  typersOf(key) {
+    return this.typing.get(key) || [];
   }
 
   sortedConvs() {
