@@ -9,7 +9,9 @@ that has not ended yet is ended by a stop at once.
 TypingIndicators, on every gateway, pushes them to its event-view sockets of the
 recipients, and ends each indicator by itself when no new start comes within
 TYPING_EXPIRES seconds: a lost stop, a closed socket or a gateway that died never leaves
-"typing…" on. A start that repeats one already shown only re-arms its expiry."""
+"typing…" on. A start that repeats one already shown is pushed again too (a client keeps
+typing alive with one every few seconds): a socket that opened meanwhile learns of it,
+and a client may end an indicator by itself when no start came for a while."""
 from __future__ import annotations
 
 import asyncio
@@ -137,8 +139,7 @@ class TypingIndicators:
         if timer is not None:
             timer.cancel()
         if typing.state == TYPING_START:
-            if timer is None:
-                self._push(typing)
+            self._push(typing)
             loop = asyncio.get_running_loop()
             self._shown[typing.key] = loop.call_later(self._expires, self._expire, typing)
         elif timer is not None:

@@ -1506,10 +1506,28 @@ function socketLost() {
 // indicator needs no timer here while the socket is up. (A repeated start only re-arms the
 // server's expiry and is not pushed again: a timer here could not tell a long message
 // being typed from a stop that was lost.)
+// Each start is pushed again while its typer keeps typing (every few seconds): an
+// indicator with no start for TYPING_LOCAL_EXPIRY_MS ends here too, should its stop be lost.
+const TYPING_LOCAL_EXPIRY_MS = 7000;
+const typingTimers = new Map(); // "key|user" -> timer
+
 function receiveTyping(event) {
   if (!event.user_id || event.user_id === store.me) return;
   const key = event.group_id ? convKey("group", event.group_id) : convKey("private", event.user_id);
-  showTyping(key, event.user_id, event.state === "start");
+  const starting = event.state === "start";
+  const timerKey = `${key}|${event.user_id}`;
+  clearTimeout(typingTimers.get(timerKey));
+  typingTimers.delete(timerKey);
+  if (starting) {
+    typingTimers.set(
+      timerKey,
+      setTimeout(() => {
+        typingTimers.delete(timerKey);
+        showTyping(key, event.user_id, false);
+      }, TYPING_LOCAL_EXPIRY_MS),
+    );
+  }
+  showTyping(key, event.user_id, starting);
 }
 
 function showTyping(key, userId, typing) {

@@ -130,3 +130,16 @@ async def test_the_original_view_never_sees_typing(api):
     # The original view still gets its messages, and only them.
     sent = (await api.send(a, b, "hello")).body
     assert (await b_original.next())["id"] == sent["id"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_repeated_start_reaches_a_socket_opened_meanwhile(api):
+    a, b = await api.register(), await api.register()
+    a_ws, b_ws = await api.connect(a, events=True), await api.connect(b, events=True)
+    a_ws.send(typing("start", to_user_id=b.user_id))
+    assert (await b_ws.next())["state"] == "start"
+    late = await api.connect(b, events=True)  # b's other device, opened while a types
+    await asyncio.sleep(1.0)  # the cap
+    a_ws.send(typing("start", to_user_id=b.user_id))  # a keeps typing
+    assert (await late.next())["state"] == "start"
+    assert (await b_ws.next())["state"] == "start"
