@@ -196,10 +196,14 @@ class PresenceWatch:
             return
         added, removed = self._replace(socket, tuple(user_ids))
         try:
-            if removed:
-                await self._bus.unwatch(removed)
+            # The bus hears of what _replace decided in the order it was decided: the new
+            # users first, before anything here waits. Were the unwatch awaited first, a
+            # close meanwhile would unwatch the new users before they were watched, and
+            # the bus would keep them watched for good (a channel nobody here listens to).
             if added:
                 await self._bus.watch(added)  # before the snapshot: no change falls between
+            if removed:
+                await self._bus.unwatch(removed)
             statuses = await self._store.statuses(user_ids)
             hidden = await self._preferences.hidden_among(user_ids)
         except errors.CourierError as error:

@@ -72,6 +72,10 @@ class RelayTyping:
         except errors.CourierError as error:
             socket.send(self._encode(error_frame(error)))
             return
+        if socket not in self._relayed:
+            # Closed while its conversation was looked up: socket_closed has cleared what it
+            # left, and an entry made now would keep the closed socket here for good.
+            return
         started = self._started.setdefault(socket, {})
         if typing.state == TYPING_START:
             started[typing.key] = (typing, self._monotonic())

@@ -168,3 +168,38 @@ async def test_arrivals_and_leaves_reach_the_store_in_order_even_through_an_outa
             break
         await asyncio.sleep(0.05)
     assert calls == [("arrived", [A, B]), ("left", [A])]
+
+
+class SlowBus(InProcessPresenceBus):
+    """Counts at once, as RedisPresenceBus does, then waits (its SUBSCRIBE's or
+    UNSUBSCRIBE's round trip) until `gate` opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def watch(self, user_ids):
+        await super().watch(user_ids)
+        await self.gate.wait()
+
+    async def unwatch(self, user_ids):
+        await super().unwatch(user_ids)
+        await self.gate.wait()
+
+
+@pytest.mark.gen_test
+async def test_a_socket_closed_while_its_new_subscription_is_on_the_way_leaves_nothing_watched():
+    p = Presence()
+    p.bus = p.watch._bus = SlowBus()
+    watcher = Socket()
+    await p.watch.subscribe(watcher, subscribe(BOB))
+    p.bus.gate.clear()
+    changing = asyncio.ensure_future(p.watch.subscribe(watcher, subscribe(CAROL)))
+    await p.settled()
+    p.watch.socket_closed(watcher)  # the page went away while its new set was being watched
+    await p.settled()
+    p.bus.gate.set()
+    await changing
+    await p.settled()
+    assert p.bus.watched == set() and p.watch.watched_count == 0
