@@ -177,6 +177,7 @@ class PresenceWatch:
         # snapshot and a change that cross, the later one wins.
         self._current: dict[str, PresenceStatus] = {}
         self._unwatching: set[asyncio.Task] = set()
+        self._watch_pending: dict[str, asyncio.Future] = {}  # user -> its bus.watch under way
 
     @property
     def subscription_count(self) -> int:
@@ -200,8 +201,14 @@ class PresenceWatch:
             # users first, before anything here waits. Were the unwatch awaited first, a
             # close meanwhile would unwatch the new users before they were watched, and
             # the bus would keep them watched for good (a channel nobody here listens to).
+            # Before the snapshot, every user asked for is watched - also those another
+            # socket started watching a moment ago, whose watch may not be confirmed yet:
+            # no change falls between.
+            confirming = self._confirming_of(user_ids, added)
             if added:
-                await self._bus.watch(added)  # before the snapshot: no change falls between
+                await self._watch(added)
+            if confirming:
+                await asyncio.gather(*confirming)
             if removed:
                 await self._bus.unwatch(removed)
             statuses = await self._store.statuses(user_ids)
@@ -215,6 +222,25 @@ class PresenceWatch:
         for status in statuses:
             shown = self._latest(status.seen_by_others(status.user_id not in hidden))
             socket.send(self._encode(shown.public(now)))
+
+    async def _watch(self, user_ids: list[str]) -> None:
+        """bus.watch, with each user's watch known as under way until it returns."""
+        done = asyncio.get_running_loop().create_future()
+        for user_id in user_ids:
+            self._watch_pending[user_id] = done
+        try:
+            await self._bus.watch(user_ids)
+        finally:
+            for user_id in user_ids:
+                if self._watch_pending.get(user_id) is done:
+                    del self._watch_pending[user_id]
+            done.set_result(None)
+
+    def _confirming_of(self, user_ids: list[str], added: list[str]) -> list[asyncio.Future]:
+        """The watches under way (started by other subscriptions) of these users."""
+        new = set(added)
+        pending = {id(f): f for u in user_ids if u not in new and (f := self._watch_pending.get(u)) is not None}
+        return list(pending.values())
 
     def on_change(self, status: PresenceStatus) -> None:
         """A change from the bus (already as others see it): to every socket watching."""

@@ -203,3 +203,27 @@ async def test_a_socket_closed_while_its_new_subscription_is_on_the_way_leaves_n
     await changing
     await p.settled()
     assert p.bus.watched == set() and p.watch.watched_count == 0
+
+
+@pytest.mark.gen_test
+async def test_a_second_subscriber_waits_for_the_watch_another_one_started():
+    """Its answer is read only once the bus has confirmed watching the user, whoever asked
+    first: a change published in between could otherwise be missed by both answers."""
+    p = Presence()
+    confirmed = asyncio.Event()
+    real_watch = p.bus.watch
+
+    async def slow_watch(user_ids):
+        await confirmed.wait()
+        await real_watch(user_ids)
+
+    p.bus.watch = slow_watch
+    first, second = Socket(), Socket()
+    one = asyncio.ensure_future(p.watch.subscribe(first, subscribe(BOB)))
+    await p.settled()
+    two = asyncio.ensure_future(p.watch.subscribe(second, subscribe(BOB)))
+    await p.settled()
+    assert first.frames == second.frames == []  # neither answered before the watch holds
+    confirmed.set()
+    await asyncio.gather(one, two)
+    assert [f["user_id"] for f in second.frames] == [BOB]
