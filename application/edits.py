@@ -55,7 +55,11 @@ class ChangeMessages:
             return message
         if self.clock.now() - message.created_at > self.edit_window:
             raise errors.EditWindowClosed()
-        edited = dataclasses.replace(message, content=content, edited_at=int(self.clock.now()))
+        # Each edit takes a later edited_at than the one before, even within one second:
+        # the event's id is derived from it (edit_event_id), so editing A -> B -> A in a
+        # second would otherwise name the first A's event again, and append nothing.
+        edited_at = max(int(self.clock.now()), (message.edited_at or 0) + 1)
+        edited = dataclasses.replace(message, content=content, edited_at=edited_at)
         await self._store(self._updated(edited), await self._recipients(message))
         return edited
 

@@ -87,3 +87,17 @@ async def test_rules_window_and_delete_once():
     assert [c.type for c, _ in inbox.appended] == ["message_deleted"]
     stored = await store.get(M1)
     assert stored.content == "" and stored.public()["deleted"] is True and "content" not in stored.public()
+
+
+@pytest.mark.gen_test
+async def test_edits_back_and_forth_within_one_second_are_each_an_event():
+    store, inbox, clock = MemoryMessageStore(), Appends(), Clock()
+    await store.save([MESSAGE])
+    edits = use_case(store, Log(), inbox, clock)
+    clock.t = 1010.2
+    for content in ("hello", "helo", "hello"):
+        await edits.edit("a", M1, {"content": content})
+    updates = [change for change, _ in inbox.appended if change.type == "message_updated"]
+    assert [u.message.content for u in updates] == ["hello", "helo", "hello"]
+    assert [u.message.edited_at for u in updates] == [1010, 1011, 1012]  # later each time
+    assert (await store.get(M1)).content == "hello"
