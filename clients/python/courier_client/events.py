@@ -210,9 +210,10 @@ class EventStream:
         """The socket closed: decide what comes next from its close code."""
         if self._ws is ws:
             self._ws = None
+        code, reason = ws.close_code, ws.close_reason
+        ws.close()  # lets go of its protocol (an unclosed one warns when collected)
         if self._closed:
             return
-        code, reason = ws.close_code, ws.close_reason
         self._state("disconnected")
         if time.monotonic() - self._opened_at >= self.stable_after:
             self._attempt = 0
