@@ -159,14 +159,23 @@ class EventStream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Stop: the socket is closed and iteration ends."""
+    async def aclose(self, timeout: float = 2.0) -> None:
+        """Stop: iteration ends, and the socket is closed (its closing handshake is
+        awaited for up to `timeout` seconds, then the connection is dropped)."""
         self._closed = True
         if self._wake is not None:
             self._wake.set()
         ws, self._ws = self._ws, None
-        if ws is not None:
-            ws.close(1000, "client closed the stream")
+        if ws is None:
+            return
+        stream = ws.protocol.stream if ws.protocol is not None else None
+        ws.close(1000, "client closed the stream")
+        deadline = time.monotonic() + timeout
+        while stream is not None and not stream.closed():
+            if time.monotonic() > deadline:
+                stream.close()
+                break
+            await asyncio.sleep(0.01)
 
     @property
     def connected(self) -> bool:
