@@ -19,7 +19,14 @@ from courier_client import RESYNC, Client, CourierConnectionError, CourierError,
 
 
 def run(coroutine):
-    return asyncio.run(coroutine)
+    """asyncio.run, but leaving the policy's current loop alone: in the repository's run,
+    Tornado's test loops (pytest-tornado) keep one there, and asyncio.run would drop it."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 class Script:
