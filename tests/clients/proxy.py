@@ -7,8 +7,9 @@ import asyncio
 class Proxy:
     """Forwards 127.0.0.1:<port> to the server. `cut()` aborts every open connection (a
     dropped socket: no close frame, no FIN); `pause()` also stops listening (connections
-    are refused) until `resume()`; `lose_next_reply(marker)` lets the next request holding
-    `marker` reach the server and then cuts its connection before the answer comes back."""
+    are refused) until `resume()`; `freeze()` makes the open connections silent;
+    `lose_next_reply(marker)` lets the next request holding `marker` reach the server and
+    then cuts its connection before the answer comes back."""
 
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
@@ -17,6 +18,7 @@ class Proxy:
         self._transports: set[asyncio.BaseTransport] = set()
         self._lose: bytes | None = None
         self.replies_lost = 0
+        self._frozen: set[asyncio.Event] = set()  # the open connections' "frozen" flags
 
     @property
     def base_url(self) -> str:
@@ -43,6 +45,12 @@ class Proxy:
     async def resume(self) -> None:
         await self.start()
 
+    def freeze(self) -> None:
+        """The open connections stay open and carry nothing more, either way (a half-open
+        connection: only a ping that gets no pong tells); new connections work."""
+        for frozen in self._frozen:
+            frozen.set()
+
     def lose_next_reply(self, marker: bytes) -> None:
         self._lose = marker
 
@@ -57,6 +65,8 @@ class Proxy:
             return
         self._transports |= {writer.transport, up_writer.transport}
         lost = asyncio.Event()
+        frozen = asyncio.Event()
+        self._frozen.add(frozen)
 
         async def requests() -> None:
             try:
@@ -64,7 +74,8 @@ class Proxy:
                     if self._lose is not None and self._lose in data:
                         self._lose = None
                         lost.set()
-                    up_writer.write(data)
+                    if not frozen.is_set():
+                        up_writer.write(data)
             except OSError:
                 pass
 
@@ -75,7 +86,8 @@ class Proxy:
                         self.replies_lost += 1
                         await asyncio.sleep(0.2)  # the server finishes what it was asked
                         return
-                    writer.write(data)
+                    if not frozen.is_set():
+                        writer.write(data)
             except OSError:
                 pass
 
@@ -83,6 +95,7 @@ class Proxy:
             await asyncio.wait([asyncio.ensure_future(requests()), asyncio.ensure_future(replies())],
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._frozen.discard(frozen)
             for transport in (writer.transport, up_writer.transport):
                 self._transports.discard(transport)
                 transport.abort()

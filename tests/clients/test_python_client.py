@@ -328,3 +328,21 @@ async def test_a_revoked_token_ends_the_stream_with_401(deploy, clients, readers
     await bob.logout()
     await eventually(lambda: _true(bob_events.error is not None))
     assert isinstance(bob_events.error, CourierError) and bob_events.error.status == 401
+
+
+@pytest.mark.parametrize("mode", ["embedded"], indirect=True)
+@pytest.mark.gen_test(timeout=60)
+async def test_pings_keep_a_quiet_stream_and_find_a_dead_one(deploy, clients, proxies, readers):
+    courier = await deploy()
+    proxy = await proxies(courier)
+    alice, bob = await users(clients, courier.base_url, 2)
+    via_proxy = clients(proxy.base_url)
+    via_proxy.token = bob.token
+    bob_events = readers(via_proxy.events(ping_interval=0.2, ping_timeout=0.6, **FAST))
+    await eventually(lambda: _true(bob_events.stream.connected))
+    await asyncio.sleep(1.5)  # quiet, but its pings are answered: the socket stays
+    assert bob_events.stream.connects == 1
+    proxy.freeze()  # the connection is still open, but nothing comes through any more
+    sent = (await alice.send_private(bob.user_id, "through a dead connection"))["id"]
+    await bob_events.until(lambda r: r.message_ids == [sent], what="the message, after a new connection")
+    assert bob_events.stream.connects == 2

@@ -114,9 +114,9 @@ class Client:
             except CourierError as error:
                 if not retry or not is_retryable(error):
                     raise
-                delay = error.retry_after
-                if delay is None:
-                    delay = backoff_delay(attempt, self.backoff_base, self.backoff_max)
+                delay = backoff_delay(attempt, self.backoff_base, self.backoff_max)
+                if error.retry_after is not None:
+                    delay = max(error.retry_after, 0.05)  # as told (never a loop without a pause)
                 if time.monotonic() + delay > deadline:
                     raise
                 log.info("%s %s: %s; retrying in %.2f s", method, path, error, delay)

@@ -277,9 +277,9 @@ class EventStream:
                 if not is_retryable(error):
                     self._closed = True
                     raise
-                delay = error.retry_after
-                self._delay = delay if delay is not None else backoff_delay(
-                    self._attempt, self.backoff_base, self.backoff_max)
+                self._delay = backoff_delay(self._attempt, self.backoff_base, self.backoff_max)
+                if error.retry_after is not None:
+                    self._delay = max(error.retry_after, 0.05)
                 self._attempt += 1
                 log.info("event stream: %s; retrying in %.2f s", error, self._delay)
                 if self._pending:
