@@ -123,6 +123,13 @@ class Client:
                 attempt += 1
                 await asyncio.sleep(delay)
 
+    async def _object(self, method: str, path: str, body: Any = None, **options: Any) -> dict[str, Any]:
+        """request() of a call whose answer is a JSON object."""
+        answer = await self.request(method, path, body, **options)
+        if not isinstance(answer, dict):
+            raise CourierError(200, "unexpected_answer", f"{method} {path} did not answer a JSON object")
+        return answer
+
     async def _fetch(self, method: str, url: str, headers: dict, payload: bytes | None) -> Any:
         if self._http is None:
             # One client of its own (not Tornado's shared per-loop instance), closed by close().
@@ -145,13 +152,13 @@ class Client:
 
     async def register(self, username: str, password: str) -> dict:
         """Create an account: `{"user_id", "username"}`. Not logged in: call login()."""
-        return await self.request("POST", "/users/register", {"username": username, "password": password},
+        return await self._object("POST", "/users/register", {"username": username, "password": password},
                                   auth=False)
 
     async def login(self, username: str, password: str) -> dict:
         """Log in and keep the token for the calls that follow: `{"user_id", "username",
         "token", "expires_at"}`."""
-        answer = await self.request("POST", "/users/login", {"username": username, "password": password},
+        answer = await self._object("POST", "/users/login", {"username": username, "password": password},
                                     auth=False, retry=True)
         self.token = answer["token"]
         self.user_id = answer["user_id"]
@@ -170,32 +177,32 @@ class Client:
 
     async def me(self) -> dict:
         """`{"user_id", "username"}` of the logged-in user."""
-        answer = await self.request("GET", "/users/me", retry=True)
+        answer = await self._object("GET", "/users/me", retry=True)
         self.user_id, self.username = answer["user_id"], answer["username"]
         return answer
 
     async def settings(self) -> dict:
         """`{"send_read_receipts", "show_presence"}`."""
-        return await self.request("GET", "/users/me/settings", retry=True)
+        return await self._object("GET", "/users/me/settings", retry=True)
 
     async def update_settings(self, *, send_read_receipts: bool | None = None,
                               show_presence: bool | None = None) -> dict:
         """Change either setting: the user with both settings."""
         body = {k: v for k, v in (("send_read_receipts", send_read_receipts), ("show_presence", show_presence))
                 if v is not None}
-        return await self.request("PATCH", "/users/me", body, retry=True)
+        return await self._object("PATCH", "/users/me", body, retry=True)
 
     async def get_user(self, user_id: str) -> dict:
         """`{"user_id", "username"}` for an id (404 user_not_found)."""
-        return await self.request("GET", f"/users/{_segment(user_id)}", retry=True)
+        return await self._object("GET", f"/users/{_segment(user_id)}", retry=True)
 
     async def find_user(self, username: str) -> dict:
         """`{"user_id", "username"}` by username (any spelling that looks the same)."""
-        return await self.request("GET", "/users", query={"username": username}, retry=True)
+        return await self._object("GET", "/users", query={"username": username}, retry=True)
 
     async def presence(self, user_id: str) -> dict:
         """`{"type": "presence", "user_id", "status": "online" | "offline", "last_seen"}`."""
-        return await self.request("GET", f"/users/{_segment(user_id)}/presence", retry=True)
+        return await self._object("GET", f"/users/{_segment(user_id)}/presence", retry=True)
 
     # --- sending --------------------------------------------------------------
 
@@ -204,16 +211,16 @@ class Client:
         Retried with the same `client_msg_id` (a new uuid4 unless given) until the server
         takes it or `retry_for` runs out: delivered exactly once either way."""
         body = {"to_user_id": to_user_id, "content": content, "client_msg_id": client_msg_id or str(uuid.uuid4())}
-        return await self.request("POST", "/messages", body, retry=True)
+        return await self._object("POST", "/messages", body, retry=True)
 
     async def send_group(self, group_id: str, content: str, *, client_msg_id: str | None = None) -> dict:
         """Send a message to a group; retried as send_private is."""
         body = {"content": content, "client_msg_id": client_msg_id or str(uuid.uuid4())}
-        return await self.request("POST", f"/groups/{_segment(group_id)}/messages", body, retry=True)
+        return await self._object("POST", f"/groups/{_segment(group_id)}/messages", body, retry=True)
 
     async def edit_message(self, message_id: str, content: str) -> dict:
         """The sender edits a message (within the edit window): the message, with `edited_at`."""
-        return await self.request("PATCH", f"/messages/{_segment(message_id)}", {"content": content}, retry=True)
+        return await self._object("PATCH", f"/messages/{_segment(message_id)}", {"content": content}, retry=True)
 
     async def delete_message(self, message_id: str) -> None:
         """Delete one's own message (or, in a group one owns, anyone's)."""
@@ -226,13 +233,13 @@ class Client:
         """One page of the conversation with `user_id`, newest first:
         `{"messages": [...], "next_before"}` (pass next_before as `before` for the next,
         older page; None at the end)."""
-        return await self.request("GET", f"/conversations/{_segment(user_id)}/messages",
+        return await self._object("GET", f"/conversations/{_segment(user_id)}/messages",
                                   query={"before": before, "limit": limit}, retry=True)
 
     async def group_history(self, group_id: str, *, before: int | str | None = None,
                             limit: int | None = None) -> dict:
         """One page of a group's messages, newest first (as private_history)."""
-        return await self.request("GET", f"/groups/{_segment(group_id)}/messages",
+        return await self._object("GET", f"/groups/{_segment(group_id)}/messages",
                                   query={"before": before, "limit": limit}, retry=True)
 
     async def iter_private_history(self, user_id: str, *, page_size: int = 100) -> AsyncIterator[dict]:
@@ -261,7 +268,7 @@ class Client:
         """One page of the user's chats, most recent activity first:
         `{"conversations": [...], "next_before"}`; each has `type`, `user_id`/`username` or
         `group_id`/`name`, `last_message`, `last_seq`, `read_seq`, `unread_count`, `updated_at`."""
-        return await self.request("GET", "/conversations", query={"before": before, "limit": limit}, retry=True)
+        return await self._object("GET", "/conversations", query={"before": before, "limit": limit}, retry=True)
 
     async def iter_conversations(self, *, page_size: int = 100) -> AsyncIterator[dict]:
         """Every chat of the user, most recent activity first."""
@@ -276,30 +283,31 @@ class Client:
 
     async def mark_read_private(self, user_id: str, seq: int) -> dict:
         """Move the read marker of the chat with `user_id` to `seq`: `{"read_seq", "unread_count"}`."""
-        return await self.request("POST", f"/conversations/{_segment(user_id)}/read", {"seq": seq}, retry=True)
+        return await self._object("POST", f"/conversations/{_segment(user_id)}/read", {"seq": seq}, retry=True)
 
     async def mark_read_group(self, group_id: str, seq: int) -> dict:
         """Move the read marker of a group to `seq`: `{"read_seq", "unread_count"}`."""
-        return await self.request("POST", f"/groups/{_segment(group_id)}/read", {"seq": seq}, retry=True)
+        return await self._object("POST", f"/groups/{_segment(group_id)}/read", {"seq": seq}, retry=True)
 
     async def group_reads(self, group_id: str) -> list[dict]:
         """Each member's read marker: `[{"user_id", "read_seq"}, ...]`."""
-        return (await self.request("GET", f"/groups/{_segment(group_id)}/reads", retry=True))["reads"]
+        reads: list[dict] = (await self._object("GET", f"/groups/{_segment(group_id)}/reads", retry=True))["reads"]
+        return reads
 
     # --- groups ---------------------------------------------------------------
 
     async def create_group(self, name: str, member_ids: Iterable[str] = ()) -> dict:
         """A new group owned by the caller: `{"group_id", "name", "owner_id", "member_ids"}`."""
-        return await self.request("POST", "/groups", {"name": name, "member_ids": list(member_ids)})
+        return await self._object("POST", "/groups", {"name": name, "member_ids": list(member_ids)})
 
     async def get_group(self, group_id: str) -> dict:
         """A group the caller is in."""
-        return await self.request("GET", f"/groups/{_segment(group_id)}", retry=True)
+        return await self._object("GET", f"/groups/{_segment(group_id)}", retry=True)
 
     async def groups(self, *, before: str | None = None, limit: int | None = None) -> dict:
         """One page of the caller's groups, the most recently joined first:
         `{"groups": [...], "next_before"}`."""
-        return await self.request("GET", "/groups", query={"before": before, "limit": limit}, retry=True)
+        return await self._object("GET", "/groups", query={"before": before, "limit": limit}, retry=True)
 
     async def iter_groups(self, *, page_size: int = 100) -> AsyncIterator[dict]:
         """Every group of the caller, the most recently joined first."""
@@ -314,11 +322,11 @@ class Client:
 
     async def rename_group(self, group_id: str, name: str) -> dict:
         """The owner renames a group: the group."""
-        return await self.request("PATCH", f"/groups/{_segment(group_id)}", {"name": name}, retry=True)
+        return await self._object("PATCH", f"/groups/{_segment(group_id)}", {"name": name}, retry=True)
 
     async def add_member(self, group_id: str, user_id: str) -> dict:
         """Add a user to a group: the group."""
-        return await self.request("POST", f"/groups/{_segment(group_id)}/members", {"user_id": user_id})
+        return await self._object("POST", f"/groups/{_segment(group_id)}/members", {"user_id": user_id})
 
     async def remove_member(self, group_id: str, user_id: str) -> None:
         """Remove a member (the owner), or leave (one's own id)."""
@@ -336,7 +344,7 @@ class Client:
         """One page of the user's event log after `cursor` (from the oldest retained event
         without one): `{"events": [...], "next_cursor", "has_more"}`. A cursor older than
         the log retains is a CourierError 410 cursor_expired."""
-        return await self.request("GET", "/events", query={"cursor": cursor, "limit": limit}, retry=True)
+        return await self._object("GET", "/events", query={"cursor": cursor, "limit": limit}, retry=True)
 
     def events(self, cursor: str | None = None, *, from_start: bool = False, **options: Any) -> EventStream:
         """The event view as an async iterator: every event of the user's log once, in log

@@ -14,7 +14,7 @@ def backoff_delay(attempt: int, base: float, ceiling: float) -> float:
     """Exponential backoff with "equal jitter": attempt 0 waits base/2 to base, each next
     attempt up to twice as long, never more than `ceiling`; the random half keeps many
     clients cut off together from coming back all at once."""
-    top = min(ceiling, base * 2 ** min(attempt, 30))
+    top = min(ceiling, base * 2.0 ** min(attempt, 30))
     return top / 2 + random.random() * top / 2
 
 
