@@ -1,5 +1,5 @@
 # make run   : create .venv, install Courier, serve on 127.0.0.1:8080 (embedded mode, no settings)
-# make test  : install what the tests need (Redis, MariaDB, Chromium where missing) and run them all
+# make test  : install what the tests need (Redis, MariaDB, Chromium where missing, the Python client) and run them all
 # make bench : a short end-to-end benchmark of Courier itself
 PYTHON ?= python3
 VENV := .venv
@@ -13,8 +13,11 @@ $(BIN)/courier: setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.test-deps: $(BIN)/courier
+# The Python client (clients/python) is a package of its own; its tests (tests/clients,
+# clients/python/tests) import it from the venv. Editable, so they test the working tree.
+$(VENV)/.test-deps: $(BIN)/courier clients/python/pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e ./clients/python
 	touch $@
 
 install: $(BIN)/courier
