@@ -10,7 +10,7 @@
 #       one `courier serve` on a fresh temporary data directory (SQLite, in-process bus).
 #
 # Used as:  run_peers.sh --peers none --skip-check \
-#             --target courier_prod 8811 "/work/main/scripts/bench/courier-target.sh production 8811 {REDIS} --flush-redis"
+#             --target courier_prod 8811 "$COURIER/scripts/bench/courier-target.sh production 8811 {REDIS} --flush-redis"
 #
 # Settings for a benchmark, and why (every guarantee stays on: JWT checked on each call,
 # each message appended to the inbox streams and persisted once, cursors, idempotency):
