@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
 _LINE = re.compile(r"^(.*) (\d+)$")
 _REPO = str(Path(__file__).resolve().parents[2]) + "/"  # frames of Courier: shown from its root

@@ -51,6 +51,9 @@ ROUTES = [
     "/metrics",
     "/",
     "/static/{}",
+    "/api/v1/openapi.json",
+    "/docs",
+    "/docs/{}",
 ]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
 FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id", "seq",

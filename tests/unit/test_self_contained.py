@@ -3,9 +3,10 @@ the repository or to a path of one machine. A team adopting Courier gets a clone
 nothing else, so a link, a default or a command that reaches outside it is broken for
 them (issue 17).
 
-What counts: `../shared` (a folder beside the repository), and absolute paths of
-one machine's checkout or home (`/work/...`, `/root/...`, `/home/...`). Each pattern
-below is written so that it does not match its own text, so this file is checked too."""
+What counts: the folder `shared` beside the repository (`..` then `/shared`), and
+absolute paths of one machine's checkout or home (under /work, /root or /home). Each
+pattern and example below is written so that it does not match its own text, so this
+file is checked too."""
 from __future__ import annotations
 
 import re
@@ -32,8 +33,8 @@ def references_outside(text: str) -> list[tuple[int, str]]:
 
 
 def test_the_patterns_find_what_they_are_for():
-    assert references_outside("see ../shared/SPEC.md")
-    assert references_outside("BENCH_SRC=$REPO/../shared/bench")
+    assert references_outside("see .." + "/shared/SPEC.md")
+    assert references_outside("BENCH_SRC=$REPO/.." + "/shared/bench")
     assert references_outside("node " + "/wor" + "k/main/scripts/bench/hold_sockets.js")
     assert references_outside("  1230 KiB  " + "/roo" + "t/.pyenv/versions/3.11.7/lib/python3.11/asyncio/tasks.py")
     assert references_outside("cd " + "/hom" + "e/alice/courier")
