@@ -119,7 +119,7 @@ class Dispatcher:
         message, cursors = accepted.message, accepted.cursors
         if log.isEnabledFor(logging.INFO):
             for user_id in cursors:
-                if user_id != sender_id:  # the sender's own entry is no notification to it (SPEC section 6)
+                if user_id != sender_id:  # the sender's own entry is no notification to it (docs/api.md, Logs)
                     log.info("Notification published for message %s to user %s", message.id, user_id)
         return message
 

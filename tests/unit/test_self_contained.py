@@ -4,7 +4,8 @@ nothing else, so a link, a default or a command that reaches outside it is broke
 them (issue 17).
 
 What counts: the folder `shared` beside the repository (`..` then `/shared`), and
-absolute paths of one machine's checkout or home (under /work, /root or /home). Each
+absolute paths of one machine's checkout or home (under /work, /root or /home), and the
+contract document once kept beside it (docs/api.md is the reference now). Each
 pattern and example below is written so that it does not match its own text, so this
 file is checked too."""
 from __future__ import annotations
@@ -20,6 +21,8 @@ OUTSIDE = re.compile(
     r"|(?<![\w.~-])/wor[k]/"  # the checkouts of one machine
     r"|(?<![\w.~-])/roo[t]/"  # a home folder of one machine
     r"|(?<![\w.~-])/hom[e]/[\w.-]+"
+    # the contract document kept beside the repository, which docs/api.md replaced
+    r"|\bSPE[C](?:\.md\b|\s+section\b|\))"
 )
 
 
@@ -33,11 +36,12 @@ def references_outside(text: str) -> list[tuple[int, str]]:
 
 
 def test_the_patterns_find_what_they_are_for():
-    assert references_outside("see .." + "/shared/SPEC.md")
+    assert references_outside("see .." + "/shared/SPE" + "C.md")
     assert references_outside("BENCH_SRC=$REPO/.." + "/shared/bench")
     assert references_outside("node " + "/wor" + "k/main/scripts/bench/hold_sockets.js")
     assert references_outside("  1230 KiB  " + "/roo" + "t/.pyenv/versions/3.11.7/lib/python3.11/asyncio/tasks.py")
     assert references_outside("cd " + "/hom" + "e/alice/courier")
+    assert references_outside("(SPE" + "C section 6)") and references_outside("room for more (SPE" + "C).")
     assert not references_outside("docs/api.md, ./scripts/bench/make-bench.sh, /api/v1/users/me")
     assert not references_outside("useradd --system --home /app courier; ~/.cache/im-bench")
 
