@@ -124,9 +124,7 @@ def target(request, tmp_path_factory):
     command = CourierCommand("serve", tmp_path_factory.mktemp(f"fuzz-{request.param}"), env)
     command.start()
     try:
-        import asyncio
-
-        asyncio.run(command.ready())
+        command.wait_ready()
         yield Target(command)
     finally:
         command.cleanup()

@@ -11,7 +11,6 @@ document lists too. Bounded: a few examples per operation (COURIER_SCHEMATHESIS_
 10 by default) and a few steps per stateful scenario: about a minute on a 2-core machine."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -103,7 +102,7 @@ def test_the_server_keeps_its_openapi_document(tmp_path):
     server = CourierCommand("serve", tmp_path / "server", env)
     server.start()
     try:
-        asyncio.run(server.ready())
+        server.wait_ready(30.0)
         settings = config(tmp_path, seed(server.base_url))
         command = [
             sys.executable, "-m", "schemathesis.cli", "--config-file", str(settings),
