@@ -36,9 +36,10 @@ test: $(VENV)/.test-deps services
 	$(BIN)/pytest -q --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
 
-# about a minute: production mode, loopback only, the shared bench's load.js (BENCH_SRC: a copy of the shared bench, which this repository does not hold)
+# about a minute: production mode, loopback only, the bench's load.js. BENCH_SRC=DIR names the
+# bench's folder (this repository does not hold it); once copied to ~/.cache/im-bench it is not needed.
 bench: $(BIN)/courier services
-	bash scripts/bench/make-bench.sh
+	bash scripts/bench/make-bench.sh $(BENCH_SRC)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

@@ -95,7 +95,12 @@ class Dispatcher:
         if key is not None:
             original = await self._claim(message, key)
             if original is not None:
-                return original  # a retry: the first send reached everyone
+                # A retry: the first send reached everyone. The same id with another
+                # conversation is no retry of it: answering that message would answer a
+                # private send with a group message, or one to someone else.
+                if original.conversation != message.conversation:
+                    raise errors.ClientMsgIdReused()
+                return original
         try:
             # Confirms the key too (the answer is delivered with the append: Inbox.deliver).
             accepted = await self.inbox.deliver(message, recipient_ids)
@@ -114,7 +119,7 @@ class Dispatcher:
         message, cursors = accepted.message, accepted.cursors
         if log.isEnabledFor(logging.INFO):
             for user_id in cursors:
-                if user_id != sender_id:  # the sender's own entry is no notification to it (SPEC section 6)
+                if user_id != sender_id:  # the sender's own entry is no notification to it (docs/api.md, Logs)
                     log.info("Notification published for message %s to user %s", message.id, user_id)
         return message
 

@@ -133,6 +133,12 @@ class SendInProgress(Conflict):
     code = "send_in_progress"
 
 
+class ClientMsgIdReused(Conflict):
+    """This client_msg_id went with a message to another conversation: a client_msg_id retries one message."""
+
+    code = "client_msg_id_reused"
+
+
 class SendSuperseded(SendInProgress):
     """A retry with this client_msg_id sends the message now; retry shortly for its outcome."""
 

@@ -2,7 +2,7 @@
 
 entrypoints/ws.py reads a frame (a JSON object; anything else closes the socket with
 1008) and hands it to the handler registered for its "type". A frame of a type nobody
-registered, or with no "type", is ignored: room for future client messages (SPEC). A new
+registered, or with no "type", is ignored: room for future client messages (docs/api.md). A new
 type (typing, read receipts) is a new handler registered in the container
 (entrypoints/container.py): ws.py does not change.
 

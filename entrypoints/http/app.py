@@ -6,7 +6,7 @@ from __future__ import annotations
 import tornado.web
 
 from entrypoints.heartbeat import Heartbeat
-from entrypoints.http import conversations, groups, messages, static, users
+from entrypoints.http import api_docs, conversations, groups, messages, static, users
 from entrypoints.http.base import NotFoundHandler
 from entrypoints.http.client_address import ClientAddresses
 from entrypoints.http.fast_send import SendRouter
@@ -57,6 +57,7 @@ def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics) -
              client_frames=container.client_frames(), observers=container.socket_observers())),
         *ops_routes,
         *static.routes(),
+        *api_docs.routes(),
     ]
     application = tornado.web.Application(
         routes,

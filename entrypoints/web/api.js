@@ -1,4 +1,4 @@
-// The HTTP side of the contract (SPEC section 3), as small async functions.
+// The HTTP side of the API (docs/api.md, HTTP routes), as small async functions.
 // Every call answers the parsed JSON body, or throws an ApiError carrying the
 // status and the server's {"error": {"code", "message"}}.
 

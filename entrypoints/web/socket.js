@@ -1,4 +1,4 @@
-// The live side of the contract (SPEC section 5), in the event view (README "Events"):
+// The live side of the contract (docs/api.md, The WebSocket), in the event view (README "Events"):
 // one WebSocket that resumes
 // from the last cursor, reconnects with exponential backoff and jitter, pings
 // with a JSON {"type": "ping"} every 30 s and closes a socket whose pong does

@@ -10,13 +10,13 @@
 #       one `courier serve` on a fresh temporary data directory (SQLite, in-process bus).
 #
 # Used as:  run_peers.sh --peers none --skip-check \
-#             --target courier_prod 8811 "/work/main/scripts/bench/courier-target.sh production 8811 {REDIS} --flush-redis"
+#             --target courier_prod 8811 "$COURIER/scripts/bench/courier-target.sh production 8811 {REDIS} --flush-redis"
 #
 # Settings for a benchmark, and why (every guarantee stays on: JWT checked on each call,
 # each message appended to the inbox streams and persisted once, cursors, idempotency):
-#   COURIER_LOG_LEVEL=warning   the per-message info lines of SPEC section 6 are for normal
-#                               rates; the spec says operators at high rates, and benchmarks,
-#                               run at warning.
+#   COURIER_LOG_LEVEL=warning   the per-message info lines (docs/api.md, Logs) are for
+#                               normal rates; at high rates operators, and benchmarks, run
+#                               at warning.
 #   COURIER_ARGON2_TIME_COST=1 COURIER_ARGON2_MEMORY_KIB=8192 COURIER_ARGON2_PARALLELISM=1
 #                               registering thousands of bench users with the default argon2
 #                               (t=3, 64 MiB) takes minutes; hashing is not on any measured path.

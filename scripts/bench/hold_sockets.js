@@ -3,7 +3,7 @@
 // hold_sockets.js — register (or reuse) N users, open one WebSocket each and keep them open for
 // S seconds, counting the frames they get; for "N sockets on one gateway while load.js pushes".
 // Run from the bench work dir (it needs its node_modules: ws, undici):
-//   cd ~/.cache/im-bench && node /work/main/scripts/bench/hold_sockets.js \
+//   cd ~/.cache/im-bench && node $COURIER/scripts/bench/hold_sockets.js \
 //       --base http://127.0.0.1:8811 --n 20000 --seconds 120 [--users-file f.json] [--save-users f.json]
 // Prints one JSON line: sockets opened, handshake p50/p99, frames received, sockets closed early.
 const path = require('path');

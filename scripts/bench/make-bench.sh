@@ -9,19 +9,20 @@
 # group of 1000 at 50 msg/s. Prints load.js's table and the server's own summary (messages
 # accepted vs rows persisted, push time per notification).
 #
-# Needs node (load.js), redis-server, MariaDB; the bench is copied from BENCH_SRC (default
-# ../shared/bench beside the repository) to BENCH_DIR (default ~/.cache/im-bench) once, with
-# `npm ci` there. Figures on a busy machine are indicative only.
+# Needs node (load.js), redis-server, MariaDB, and the bench, which this repository does not
+# hold: it is copied from BENCH_SRC (the folder holding load.js: `make bench BENCH_SRC=DIR`,
+# or the script's first argument) to BENCH_DIR (default ~/.cache/im-bench) once, with
+# `npm ci` there; after that BENCH_SRC is not needed. Figures on a busy machine are indicative only.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-BENCH_SRC=${BENCH_SRC:-$REPO/../shared/bench}
+BENCH_SRC=${1:-${BENCH_SRC:-}}
 BENCH_DIR=${BENCH_DIR:-$HOME/.cache/im-bench}
 PORT=${BENCH_PORT:-8831}
 RPORT=${BENCH_REDIS_PORT:-6392}
 
 if [[ ! -f $BENCH_DIR/load.js ]]; then
-  [[ -f $BENCH_SRC/load.js ]] || { echo "make bench: no load.js in $BENCH_SRC (set BENCH_SRC)" >&2; exit 2; }
+  [[ -n $BENCH_SRC ]] || { echo "make bench: give the bench's folder (the one holding load.js): make bench BENCH_SRC=DIR" >&2; exit 2; }
+  [[ -f $BENCH_SRC/load.js ]] || { echo "make bench: no load.js in $BENCH_SRC (BENCH_SRC=DIR: the bench's folder)" >&2; exit 2; }
   mkdir -p "$BENCH_DIR" && cp -r --no-preserve=mode "$BENCH_SRC/." "$BENCH_DIR/"
 fi
 [[ -d $BENCH_DIR/node_modules/ws && -d $BENCH_DIR/node_modules/undici ]] || (cd "$BENCH_DIR" && npm ci --no-audit --no-fund >/dev/null)

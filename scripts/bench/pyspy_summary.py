@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from pathlib import Path
 
 _LINE = re.compile(r"^(.*) (\d+)$")
+_REPO = str(Path(__file__).resolve().parents[2]) + "/"  # frames of Courier: shown from its root
 
 
 def frame_name(frame: str) -> str:
@@ -20,7 +22,7 @@ def frame_name(frame: str) -> str:
     if not m:
         return frame
     func, path = m.groups()
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", _REPO, "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{func} ({path})"

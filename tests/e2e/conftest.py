@@ -1,7 +1,7 @@
 """The running app, in-process on the test's IOLoop, over real HTTP and WebSocket.
 
 `courier` starts a CourierServer exactly as `courier serve` does, on a free
-port, and is parametrised over the two run modes of SPEC section 2:
+port, and is parametrised over the two run modes (README, "Production"):
 
 - embedded: a data directory of the test's own (SQLite, in-process bus);
 - production: the claimed Redis database (emptied before each test), a MariaDB

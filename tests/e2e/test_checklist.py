@@ -1,4 +1,4 @@
-"""SPEC section 8, the original checklist: every item is a test (item 8, the log lines,
+"""The original checklist of the design: every item is a test (item 8, the log lines,
 is in test_logs.py)."""
 from __future__ import annotations
 

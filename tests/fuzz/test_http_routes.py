@@ -51,6 +51,9 @@ ROUTES = [
     "/metrics",
     "/",
     "/static/{}",
+    "/api/v1/openapi.json",
+    "/docs",
+    "/docs/{}",
 ]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
 FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id", "seq",
@@ -121,9 +124,7 @@ def target(request, tmp_path_factory):
     command = CourierCommand("serve", tmp_path_factory.mktemp(f"fuzz-{request.param}"), env)
     command.start()
     try:
-        import asyncio
-
-        asyncio.run(command.ready())
+        command.wait_ready()
         yield Target(command)
     finally:
         command.cleanup()

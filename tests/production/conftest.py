@@ -1,4 +1,4 @@
-"""Fixtures of the production-mode tests (SPEC section 2: MySQL + Redis, several
+"""Fixtures of the production-mode tests (MySQL + Redis, several
 gateways, `courier worker`).
 
 - mysql_url: the run's MariaDB database (shared server), migrated, emptied for the test.

@@ -1,4 +1,4 @@
-"""SPEC section 1: "run two `courier serve` processes on two ports against one
+"""The design's promise: "run two `courier serve` processes on two ports against one
 Redis, a user on one receives what is sent through the other", and a user with
 sockets on both gets every message on both, once. Real processes: two
 `courier serve` and one `courier worker`, on the claimed Redis database and the

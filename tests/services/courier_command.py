@@ -85,6 +85,19 @@ class CourierCommand(LoopbackUrls):
                 raise AssertionError(f"courier {self.command} was not ready in {timeout} s:\n{self.output()}")
             await asyncio.sleep(0.05)
 
+    def wait_ready(self, timeout: float = 20.0) -> CourierCommand:
+        """serve: /healthz answers - for a test with no event loop of its own. (asyncio.run
+        of ready() would drop, unclosed, the loop an earlier Tornado test left current, and
+        its ResourceWarning would fail whatever test the collector then runs in.)"""
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if self.process.poll() is not None:
+                raise AssertionError(f"courier {self.command} exited with {self.process.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"courier {self.command} was not ready in {timeout} s:\n{self.output()}")
+            time.sleep(0.05)
+        return self
+
     def _healthy(self) -> bool:
         try:
             with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as response:

@@ -397,6 +397,31 @@ async def test_group_sends_are_validated_rate_limited_and_idempotent(make_courie
 
 
 @pytest.mark.gen_test
+async def test_a_client_msg_id_used_for_another_conversation_is_a_conflict_not_that_message(courier):
+    """Found by schemathesis: a private send whose client_msg_id had gone with a group send
+    answered 201 with the group message (a private send's answer of another type, to
+    someone else). A client_msg_id retries one message: sent again to another
+    conversation, it is a 409 and sends nothing."""
+    alice, bob = await alice_and_bob(courier)
+    carol = await courier.user("carol")
+    group = await courier.groups.create(alice.id, "team", [bob.id])
+    first = await courier.send_group(alice.id, group.id, {"content": "hi", "client_msg_id": "k"})
+    with pytest.raises(errors.ClientMsgIdReused) as refused:
+        await courier.send_private(alice.id, {"to_user_id": bob.id, "content": "hi", "client_msg_id": "k"})
+    assert status_of(refused.value) == 409
+    to_bob = await courier.send_private(alice.id, {"to_user_id": bob.id, "content": "hi", "client_msg_id": "p"})
+    with pytest.raises(errors.ClientMsgIdReused):
+        await courier.send_private(alice.id, {"to_user_id": carol.id, "content": "hi", "client_msg_id": "p"})
+    other = await courier.groups.create(alice.id, "other", [bob.id])
+    with pytest.raises(errors.ClientMsgIdReused):
+        await courier.send_group(alice.id, other.id, {"content": "hi", "client_msg_id": "k"})
+    assert inbox_ids(courier, bob.id) == [first.id, to_bob.id]
+    assert inbox_ids(courier, carol.id) == []
+    # the very same send again is still the original
+    assert await courier.send_group(alice.id, group.id, {"content": "hi", "client_msg_id": "k"}) == first
+
+
+@pytest.mark.gen_test
 async def test_a_group_of_one_accepts_a_message_for_its_sender_alone(courier):
     alice = await courier.user("alice")
     group = await courier.groups.create(alice.id, "me", [])
