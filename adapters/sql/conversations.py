@@ -14,9 +14,10 @@ one lookup per row: O(page), however many messages or conversations there are.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Insert, Table, and_, case, delete, insert, select, tuple_, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -34,20 +35,30 @@ def _greatest(column, value: int):
     return case((column < value, value), else_=column)
 
 
-def _upsert(conn: Connection, table, key: str | tuple[str, ...], rows: list[dict], updates) -> None:
+_UPSERTS: dict[tuple[str, str], Insert] = {}
+
+
+def _upsert(conn: Connection, table: Table, key: str | tuple[str, ...], rows: list[dict],
+            updates: Callable[[Any, Any], list[tuple[str, Any]]]) -> None:
     """One INSERT of `rows` (an executemany) that, where a row's key is taken, sets the
     columns `updates(stored, proposed)` names instead: `stored` the table's columns,
     `proposed` the row's values. Each expression must read only the stored row as it was
     (SQLite's upsert reads it so; MySQL evaluates the assignments left to right, so an
-    expression may read a column only if that column is assigned after it)."""
-    if conn.dialect.name == "sqlite":
-        statement = sqlite_insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=[key] if isinstance(key, str) else list(key),
-            set_=dict(updates(table.c, statement.excluded)))
-    else:
-        statement = mysql_insert(table)
-        statement = statement.on_duplicate_key_update(updates(table.c, statement.inserted))
+    expression may read a column only if that column is assigned after it). The
+    statement is built once per table and dialect: building it (the `excluded` /
+    `inserted` alias of the table) costs more than executing it."""
+    dialect = conn.dialect.name
+    statement = _UPSERTS.get((table.name, dialect))
+    if statement is None:
+        if dialect == "sqlite":
+            lite = sqlite_insert(table)
+            statement = lite.on_conflict_do_update(
+                index_elements=[key] if isinstance(key, str) else list(key),
+                set_=dict(updates(table.c, lite.excluded)))
+        else:
+            my = mysql_insert(table)
+            statement = my.on_duplicate_key_update(updates(table.c, my.inserted))
+        _UPSERTS[(table.name, dialect)] = statement
     conn.execute(statement, rows)
 
 
