@@ -6,6 +6,9 @@
 # per send, so that start-up, imports and sign-ups cancel out. A few minutes. Compare two
 # commits by pointing COURIER_BIN at each one's .venv/bin/courier (same run, alternating).
 # Needs redis-server and the MariaDB of `make test` (root on 127.0.0.1:3306).
+# CG_MODE=embedded counts an embedded server instead (no Redis, SQLite in a fresh data
+# directory: each send is written, with the conversation's state, in SqliteInbox's
+# transaction), the sends spread over CG_PAIRS private chats (default 1).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -14,8 +17,26 @@ PY=$(dirname "$COURIER")/python
 PORT=${CG_PORT:-8851}
 RPORT=${CG_REDIS_PORT:-6396}
 OUT=$(mktemp -d)
-trap 'redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
+if [[ ${CG_MODE:-production} == embedded ]]; then trap 'rm -rf "$OUT"' EXIT
+else trap 'redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT; fi
 count() {
+  if [[ ${CG_MODE:-production} == embedded ]]; then
+    (
+      unset COURIER_REDIS_URL COURIER_DATABASE_URL
+      export COURIER_DATA_DIR="$OUT/data-$1" COURIER_JWT_SECRET=callgrind-secret-0123456789abcdef0123
+      export COURIER_PORT=$PORT COURIER_LOG_LEVEL=warning COURIER_SEND_RATE=0 COURIER_REGISTRATIONS=0
+      export COURIER_ARGON2_TIME_COST=1 COURIER_ARGON2_MEMORY_KIB=8192 COURIER_ARGON2_PARALLELISM=1
+      mkdir -p "$COURIER_DATA_DIR"
+      valgrind --tool=callgrind --callgrind-out-file="$OUT/$1.cg" "$COURIER" serve >"$OUT/serve-$1.log" 2>&1 &
+      server=$!
+      "$PY" "$HERE/send_client.py" --port "$PORT" --sends "$1" --concurrency "${CG_CONCURRENCY:-1}" \
+        --pairs "${CG_PAIRS:-1}"
+      kill -INT "$server"; wait "$server" || true
+    )
+    callgrind_annotate "$OUT/$1.cg" >"$OUT/$1.txt" 2>/dev/null
+    awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$OUT/$1.txt"
+    return
+  fi
   redis-server --port "$RPORT" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
     --logfile "$OUT/redis.log" >/dev/null
   for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
