@@ -94,6 +94,9 @@ def config(directory: Path, data: dict) -> Path:
     return path
 
 
+TOOL_CRASH = "AST constructor recursion depth mismatch"
+
+
 def test_the_server_keeps_its_openapi_document(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
     # The per-user limits off (they answer 429s the document lists, but stop the calls
@@ -110,10 +113,16 @@ def test_the_server_keeps_its_openapi_document(tmp_path):
             "--max-examples", str(EXAMPLES), "--phases", "examples,coverage,fuzzing,stateful",
             "--mode", "all", "--workers", "2", "--no-color", "--suppress-health-check", "all",
         ]
-        run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "SCHEMATHESIS_REPORTS": ""})
-        output = run.stdout + run.stderr
-        print(output)  # the run's summary (pytest -s, or on failure)
+        for _ in range(2):
+            run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                                 env={**os.environ, "SCHEMATHESIS_REPORTS": ""})
+            output = run.stdout + run.stderr
+            print(output)  # the run's summary (pytest -s, or on failure)
+            # CPython 3.11's compiler can fail inside Hypothesis while it describes a
+            # strategy ("AST constructor recursion depth mismatch"): the tool's own
+            # error, not a finding about the server. Such a run is made once more.
+            if not (run.returncode != 0 and TOOL_CRASH in output and "Failures:" not in output):
+                break
         assert run.returncode == 0, output[-20000:]
         # The chains ran: some of the document's links were followed.
         links = re.search(r"API Links:\s+(\d+) covered", output)
