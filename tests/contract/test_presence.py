@@ -17,10 +17,14 @@ GRACE = 0.4
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request):
+def store(request, io_loop):
     if request.param == "memory":
-        return MemoryPresenceStore(SystemClock(), GRACE)
-    return RedisPresenceStore(request.getfixturevalue("redis_client"), GRACE, gateway_id="contract")
+        yield MemoryPresenceStore(SystemClock(), GRACE)
+        return
+    redis_store = RedisPresenceStore(request.getfixturevalue("redis_client"), GRACE, gateway_id="contract")
+    yield redis_store
+    # Its writer done before the client closes: no connection left in use behind it.
+    io_loop.run_sync(redis_store.close)
 
 
 def ids(count: int) -> list[str]:
