@@ -38,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--rates", default="500,2000", help="push rates, messages/s")
     a("--push-seconds", type=float, default=10)
     a("--messages", type=int, default=0, help="push messages (default rate * push-seconds)")
-    a("--tp-concurrency", default="8,32,128", help="closed-loop senders; the best run with every message delivered counts")
+    a("--tp-concurrency", default="8,32,128", help="closed-loop senders; the best run with all delivered counts")
     a("--tp-seconds", type=float, default=5)
     a("--fanout", default="1000@50,1000@100", help="G@R: group size @ messages/s")
     a("--fanout-seconds", type=float, default=10)
@@ -51,7 +51,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--max-seconds", type=float, default=900, help="the whole run stops after this")
     a("--quiet-wait", type=float, default=0, help="wait at most this long before each scenario for other load to drop")
     a("--contended-pct", type=float, default=25, help="other load (%% of a core) that makes a scenario contended")
-    a("--retries", type=int, default=0, help="re-run a contended scenario up to this many times; keep the least disturbed")
+    a("--retries", type=int, default=0, help="run a contended scenario again, up to this many times")
     a("--quiet", action="store_true")
     opt = p.parse_args(argv)
     u = urlsplit(opt.base)
@@ -170,7 +170,32 @@ class Runner:
         self.emit({"scenario": "rows", "rows": rows.flat(self.results)})
 
 
+def tools(argv: list[str]) -> int:
+    """loadgen side-by-side [--label L] FILE...   the last rows of each label, side by side,
+                                                 with the ratio to the fastest Python server
+    loadgen compare A_FILE... -- B_FILE...       medians of A and B, and B/A (median of rounds)"""
+    if argv[0] == "side-by-side":
+        label = "courier"
+        files = argv[1:]
+        if files[:1] == ["--label"]:
+            label, files = files[1], files[2:]
+        runs = {k: v[-1] for k, v in rows.read_rows(files).items()}
+        print(rows.side_by_side(runs, label))
+        return 0
+    if argv[0] == "compare" and "--" in argv:
+        cut = argv.index("--")
+        a = [r for v in rows.read_rows(argv[1:cut]).values() for r in v]
+        b = [r for v in rows.read_rows(argv[cut + 1:]).values() for r in v]
+        print(rows.compare(a, b))
+        return 0
+    print(tools.__doc__, file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("side-by-side", "compare"):
+        sys.exit(tools(argv))
     opt = parse(argv)
     try:
         import uvloop  # a dependency of Courier: cheaper callbacks, futures and socket reads
@@ -191,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         asyncio.run(bounded())
-    except asyncio.TimeoutError:
+    except TimeoutError:
         print(f"loadgen: --max-seconds {opt.max_seconds} reached", file=sys.stderr)
         code = 3
     except Exception as e:  # noqa: BLE001 - the rows measured so far are still printed

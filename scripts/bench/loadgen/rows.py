@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+
 def flat(recs: list[dict]) -> dict[str, float]:
     """The run's figures by name (only those it measured): what make bench-compare compares."""
     out: dict[str, float] = {}
@@ -68,8 +69,8 @@ def table(recs: list[dict], label: str = "") -> str:
                      f"{errors} ({r['accepted']} accepted)"))
     tmax = (by.get("throughput_max") or [None])[0]
     if tmax:
-        runs = ", ".join(f"C={t['concurrency']}: {fmt(t['sends_per_s'])}{'' if t['all_delivered'] else ' (' + str(t['lost']) + ' lost)'}"
-                         for t in by.get("throughput", []))
+        runs = ", ".join(f"C={t['concurrency']}: {fmt(t['sends_per_s'])}"
+                         + ("" if t["all_delivered"] else f" ({t['lost']} lost)") for t in by.get("throughput", []))
         rows.append(("max sends/s, closed loop, every message delivered (C)",
                      f"{fmt(tmax['sends_per_s'])} (C={tmax['concurrency']})"
                      f"{'' if tmax['all_delivered'] else ' NOT ALL DELIVERED'}  [{runs}]"))
@@ -98,15 +99,16 @@ def table(recs: list[dict], label: str = "") -> str:
     cpu_rows = [r for r in recs if r.get("cpu")]
     if cpu_rows:
         out.append("")
-        out.append("CPU during each scenario, % of one core (other = machine - server - redis - worker - load generator)")
+        out.append("CPU during each scenario, % of one core "
+                   "(other = machine - server - redis - worker - load generator)")
         for r in cpu_rows:
             c = r["cpu"]
             name = {"connect": lambda r: f"connect {r['n']}", "push": lambda r: f"push {r['rate']}/s",
                     "throughput": lambda r: f"throughput C={r['concurrency']}",
                     "fanout": lambda r: f"fan-out {r['group_size']} @ {r['rate']}/s"}[r["scenario"]](r)
-            out.append(f"  {name.ljust(22)} server {fmt(c.get('server_cpu_pct'))}  worker {fmt(c.get('worker_cpu_pct'))}"
-                       f"  redis {fmt(c.get('redis_cpu_pct'))}  loadgen {fmt(c.get('loadgen_cpu_pct'))}"
-                       f"  other {fmt(c.get('other_cpu_pct'))}  (machine {fmt(c.get('machine_cpu_pct'))})"
+            figures = "  ".join(f"{k} {fmt(c.get(k + '_cpu_pct'))}"
+                                for k in ("server", "worker", "redis", "loadgen", "other"))
+            out.append(f"  {name.ljust(22)} {figures}  (machine {fmt(c.get('machine_cpu_pct'))})"
                        f"{'  contended' if r.get('contended') else ''}")
     ceiling = loadgen_ceiling(recs)
     if ceiling:
@@ -149,12 +151,13 @@ def compare(a_runs: list[dict[str, float]], b_runs: list[dict[str, float]], a_na
         bv = [r[k] for r in b_runs if k in r]
         if not av or not bv:
             continue
-        ratios = [b[k] / a[k] for a, b in zip(a_runs, b_runs) if k in a and k in b and a[k]]
+        ratios = [b[k] / a[k] for a, b in zip(a_runs, b_runs, strict=False) if k in a and k in b and a[k]]
         way = better(k)
         hint = "" if way == 0 else (" (higher is better)" if way > 0 else " (lower is better)")
         ratio = f"{statistics.median(ratios):.3f}" if ratios else "-"
-        lines.append(f"{k.ljust(28)} {fmt(statistics.median(av), 2).rjust(14)} {fmt(statistics.median(bv), 2).rjust(14)}"
-                     f" {ratio.rjust(24)}  {' '.join(f'{x:.2f}' for x in ratios)}{hint}")
+        am, bm = fmt(statistics.median(av), 2), fmt(statistics.median(bv), 2)
+        each = " ".join(f"{x:.2f}" for x in ratios)
+        lines.append(f"{k.ljust(28)} {am.rjust(14)} {bm.rjust(14)} {ratio.rjust(24)}  {each}{hint}")
     return "\n".join(lines)
 
 
@@ -164,3 +167,49 @@ def _order(runs: list[dict]) -> list[str]:
         for k in r:
             seen.setdefault(k, None)
     return list(seen)
+
+
+def read_rows(paths: list[str]) -> dict[str, list[dict[str, float]]]:
+    """Every "rows" record of the JSON-lines files, by label, in the order written."""
+    import json
+
+    out: dict[str, list[dict[str, float]]] = {}
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    rec = json.loads(line)
+                    if rec.get("scenario") == "rows":
+                        out.setdefault(rec.get("label", ""), []).append(rec["rows"])
+    return out
+
+
+def fastest(values: dict[str, float], key: str) -> tuple[str, float] | None:
+    """The label with the best figure of `key` among `values`, and the figure."""
+    way = better(key)
+    if way == 0 or not values:
+        return None
+    label = (max if way > 0 else min)(values, key=lambda k: values[k])
+    return label, values[label]
+
+
+def side_by_side(runs: dict[str, dict[str, float]], label: str = "courier") -> str:
+    """Each figure of each server, and `label`'s figure divided by the fastest Python server's
+    (labels ending in _py) of the same run: > 1 is more of the figure (better for a rate,
+    worse for a latency)."""
+    labels = list(runs)
+    python = [x for x in labels if x.endswith("_py")]
+    keys = _order(list(runs.values()))
+    w = max(len(k) for k in keys) if keys else 10
+    head = f"{'figure'.ljust(w)} " + " ".join(x.rjust(12) for x in labels)
+    if python and label in runs:
+        head += f"  {label} / fastest Python server"
+    lines = [head]
+    for k in keys:
+        cells = " ".join(fmt(runs[x].get(k), 2).rjust(12) for x in labels)
+        ratio = ""
+        best = fastest({x: runs[x][k] for x in python if runs[x].get(k) is not None}, k)
+        if best and label in runs and runs[label].get(k) is not None and best[1]:
+            ratio = f"  {runs[label][k] / best[1]:.2f} ({best[0]}; {'higher' if better(k) > 0 else 'lower'} is better)"
+        lines.append(f"{k.ljust(w)} {cells}{ratio}")
+    return "\n".join(lines)

@@ -345,7 +345,7 @@ class WsConn(asyncio.Protocol):
             self.transport.write(_CLOSE_1000)
         try:
             await asyncio.wait_for(asyncio.shield(self.closed_waiter), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.transport.abort()
 
 
