@@ -37,8 +37,8 @@ trap cleanup EXIT
 install() {  # install SHA DIR: a worktree of the commit with Courier in a venv of its own
   git -C "$REPO" worktree add --detach --quiet "$2" "$1"
   "$PYTHON" -m venv "$2/.venv"
-  "$2/.venv/bin/pip" install -q --upgrade pip >/dev/null
-  "$2/.venv/bin/pip" install -q "$2" >/dev/null
+  { "$2/.venv/bin/pip" install -q --upgrade pip && "$2/.venv/bin/pip" install -q "$2"; } >> "$WORK/install.log" 2>&1 \
+    || { echo "bench-compare: installing ${1:0:10} failed (see $WORK/install.log)" >&2; exit 1; }
   echo "bench-compare: installed ${1:0:10} in $2" >&2
 }
 install "$A_SHA" "$WORK/a"

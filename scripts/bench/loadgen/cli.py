@@ -52,6 +52,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--quiet-wait", type=float, default=0, help="wait at most this long before each scenario for other load to drop")
     a("--contended-pct", type=float, default=25, help="other load (%% of a core) that makes a scenario contended")
     a("--retries", type=int, default=0, help="run a contended scenario again, up to this many times")
+    a("--pause", type=float, default=1.0, help="seconds between scenarios")
     a("--quiet", action="store_true")
     opt = p.parse_args(argv)
     u = urlsplit(opt.base)
@@ -111,7 +112,7 @@ class Runner:
                 break
             if attempt <= self.opt.retries:
                 scenarios.log(self.opt, f"{recs[0]['scenario']}: other load {other}% of a core; running it again")
-            await asyncio.sleep(1)
+            await asyncio.sleep(self.opt.pause)
         assert best is not None
         for r in best[0]:
             r["contended"] = (r["cpu"].get("other_cpu_pct") or 0) > self.opt.contended_pct
@@ -132,7 +133,7 @@ class Runner:
         reg_pool.close()
         if ns:
             await self.guarded(lambda seq: scenarios.connect(opt, users, self.pids, ns))
-            await asyncio.sleep(1)
+            await asyncio.sleep(self.opt.pause)
         if sc & {"push", "throughput"}:
             pairs = [(2 * j, 2 * j + 1) for j in range(opt.pairs)]
             scenarios.log(opt, f"opening {2 * len(pairs)} sockets for {len(pairs)} pairs")
@@ -146,13 +147,13 @@ class Runner:
                     for rate in (int(x) for x in _list(opt.rates)):
                         await self.guarded(lambda seq, rate=rate: scenarios.push(opt, users, pool, pairs, rate,
                                                                                  self.pids, seq))
-                        await asyncio.sleep(1)
+                        await asyncio.sleep(self.opt.pause)
                 if "throughput" in sc:
                     tp = []
                     for c in (int(x) for x in _list(opt.tp_concurrency)):
                         tp += await self.guarded(lambda seq, c=c: scenarios.throughput(opt, users, pool, pairs, c,
                                                                                        self.pids, seq))
-                        await asyncio.sleep(1)
+                        await asyncio.sleep(self.opt.pause)
                     ok = [r for r in tp if r["all_delivered"] and not r["http_errors"]]
                     best = max(ok or tp, key=lambda r: r["sends_per_s"])
                     self.emit({"scenario": "throughput_max", "concurrency": best["concurrency"],
@@ -160,10 +161,10 @@ class Runner:
                                "all_delivered": bool(ok)})
             finally:
                 await scenarios.close_all(socks)
-            await asyncio.sleep(1)
+            await asyncio.sleep(self.opt.pause)
         for g, r in fans:
             await self.guarded(lambda seq, g=g, r=r: scenarios.fanout(opt, users, pool, g, r, self.pids, seq))
-            await asyncio.sleep(1)
+            await asyncio.sleep(self.opt.pause)
         pool.close()
         self.emit({"scenario": "protocol", "binary": Protocol.binary, "unparsable": Protocol.unparsable,
                    "unexpected_close": Protocol.unexpected_close})
