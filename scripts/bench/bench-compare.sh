@@ -3,9 +3,10 @@
 # of two commits, measured alternately in one run (A B A B ...), and each figure's ratio B/A.
 #
 # Each commit is checked out into a temporary worktree (git worktree add --detach) and installed
-# into a venv of its own there; both are then run by this checkout's make-bench.sh and load
-# generator (one yardstick for both, whatever the commits hold), ROUNDS times each, in turn,
-# every run on a fresh production Courier (its own Redis, a fresh MariaDB database).
+# into a venv of its own there (editable, as `make install` does: migrations run from the tree);
+# both are then run by this checkout's make-bench.sh and load generator (one yardstick for both,
+# whatever the commits hold), ROUNDS times each, in turn, every run on a fresh production
+# Courier (its own Redis, a fresh MariaDB database).
 # Prints, for every figure, the median of A's rounds, the median of B's, and the median of the
 # rounds' ratios B/A (round i's B against round i's A, which ran just before it): on a shared
 # machine the load of the moment moves both runs of a round alike, and the ratio less than the
@@ -37,7 +38,7 @@ trap cleanup EXIT
 install() {  # install SHA DIR: a worktree of the commit with Courier in a venv of its own
   git -C "$REPO" worktree add --detach --quiet "$2" "$1"
   "$PYTHON" -m venv "$2/.venv"
-  { "$2/.venv/bin/pip" install -q --upgrade pip && "$2/.venv/bin/pip" install -q "$2"; } >> "$WORK/install.log" 2>&1 \
+  { "$2/.venv/bin/pip" install -q --upgrade pip && "$2/.venv/bin/pip" install -q -e "$2"; } >> "$WORK/install.log" 2>&1 \
     || { echo "bench-compare: installing ${1:0:10} failed (see $WORK/install.log)" >&2; exit 1; }
   echo "bench-compare: installed ${1:0:10} in $2" >&2
 }
@@ -56,4 +57,5 @@ for round in $(seq "$ROUNDS"); do
 done
 echo
 echo "A = $A (${A_SHA:0:10}), B = $B (${B_SHA:0:10}), $ROUNDS rounds, alternating"
+[[ -s $WORK/a.jsonl && -s $WORK/b.jsonl ]] || { echo "bench-compare: no rows to compare" >&2; exit 1; }
 "$PY" "$HERE/loadgen" compare "$WORK/a.jsonl" -- "$WORK/b.jsonl"

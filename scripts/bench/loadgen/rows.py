@@ -26,19 +26,19 @@ def flat(recs: list[dict]) -> dict[str, float]:
             out[f"{k}_lost"] = r["lost_deliveries"] + r["late_over_loss_ms"]
         elif sc == "connect":
             k = f"connect_{r['n']}"
-            out[f"{k}_s"] = r["seconds"]
+            out[f"{k}_s"] = r.get("seconds")  # (load.js's records, read by side-by-side, have none)
             out[f"{k}_hs_p50_ms"] = r["handshake_ms"]["p50"]
             out[f"{k}_hs_p99_ms"] = r["handshake_ms"]["p99"]
-            out[f"{k}_errors"] = r["fail"] + (r["ok"] - r["open_after_settle"])
+            out[f"{k}_errors"] = r["n"] - r["open_after_settle"]  # failed, or closed before the settle
             out[f"kb_per_socket_{r['n']}"] = r["rss_per_conn_kb"]
     return {k: v for k, v in out.items() if v is not None}
 
 
 def better(key: str) -> int:
     """+1 if a higher figure is better, -1 if lower, 0 for counts that should be 0."""
-    if key.endswith(("_lost", "_errors")):
+    if key.endswith(("_lost", "_errors", "all_delivered")):
         return 0
-    if key.endswith(("per_s", "all_delivered")):
+    if key.endswith("per_s"):
         return 1
     return -1
 
@@ -85,7 +85,7 @@ def table(recs: list[dict], label: str = "") -> str:
                      f"delivered on time{lost_s}{errors}"))
     for r in by.get("connect", []):
         hs = r["handshake_ms"]
-        errors = r["fail"] + (r["ok"] - r["open_after_settle"])
+        errors = r["n"] - r["open_after_settle"]  # of all n: failed, or closed before the settle
         first = f" ({r['first_error']})" if r["first_error"] else ""
         rows.append((f"connect {r['n']}: time · handshake p50 / p99 · errors",
                      f"{fmt(r['seconds'], 2)} s ({fmt(r['conns_per_s'])}/s) · {fmt(hs['p50'])} / {fmt(hs['p99'])} ms · "
@@ -170,17 +170,26 @@ def _order(runs: list[dict]) -> list[str]:
 
 
 def read_rows(paths: list[str]) -> dict[str, list[dict[str, float]]]:
-    """Every "rows" record of the JSON-lines files, by label, in the order written."""
+    """Every "rows" record of the JSON-lines files, by label, in the order written; for a label
+    with none (JSON lines of the shared bench's load.js, as in docs/perf/runs/), the figures
+    of all its scenario records."""
     import json
 
     out: dict[str, list[dict[str, float]]] = {}
+    scenario_recs: dict[str, list[dict]] = {}
     for path in paths:
         with open(path) as f:
             for line in f:
                 if line.strip():
                     rec = json.loads(line)
+                    label = rec.get("label", "")
                     if rec.get("scenario") == "rows":
-                        out.setdefault(rec.get("label", ""), []).append(rec["rows"])
+                        out.setdefault(label, []).append(rec["rows"])
+                    else:
+                        scenario_recs.setdefault(label, []).append(rec)
+    for label, recs in scenario_recs.items():
+        if label not in out:
+            out[label] = [flat(recs)]
     return out
 
 
