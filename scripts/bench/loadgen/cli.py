@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("side-by-side", "compare"):
         sys.exit(tools(argv))
+    if argv and argv[0] == "ceiling":
+        from . import ceiling
+        sys.exit(ceiling.main(argv[1:]))
     opt = parse(argv)
     try:
         import uvloop  # a dependency of Courier: cheaper callbacks, futures and socket reads
