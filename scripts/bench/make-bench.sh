@@ -62,7 +62,7 @@ TARGET="" PEER=""
 stop_group() {  # TERM a process group we started, then KILL what is left after 10 s
   local pg=$1
   [[ -n $pg ]] || return 0
-  kill -TERM -- "-$pg" 2>/dev/null || true
+  kill -TERM -- "-$pg" 2>/dev/null || kill -TERM "$pg" 2>/dev/null || true
   for _ in $(seq 100); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
   kill -KILL -- "-$pg" 2>/dev/null || true
 }
@@ -75,8 +75,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() {  # wait_port PORT PGID: the port answers, or the group has died
-  for _ in $(seq 300); do in_use "$1" && return 0; kill -0 -- "-$2" 2>/dev/null || return 1; sleep 0.1; done
+wait_port() {  # wait_port PORT PID: the port answers, or the process (its group's leader) has died
+  for _ in $(seq 300); do in_use "$1" && return 0; kill -0 "$2" 2>/dev/null || return 1; sleep 0.1; done
   return 1
 }
 

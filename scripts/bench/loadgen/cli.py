@@ -47,6 +47,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--register-concurrency", type=int, default=32)
     a("--loss-ms", type=float, default=5000, help="a frame later than this after its send counts as lost")
     a("--user-prefix", default="")
+    a("--users-file", default="", help="take the users from this file (as --save-users wrote it) when it exists")
+    a("--save-users", default="", help="write the users (with their tokens) to this file")
     a("--out", default="", help="append the JSON lines here too")
     a("--max-seconds", type=float, default=900, help="the whole run stops after this")
     a("--quiet-wait", type=float, default=0, help="wait at most this long before each scenario for other load to drop")

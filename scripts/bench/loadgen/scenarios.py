@@ -17,6 +17,8 @@ frames of an earlier scenario or attempt are never counted.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import string
 
@@ -52,10 +54,21 @@ class Users:
 
 
 async def prepare_users(opt, pool: Pool, count: int) -> Users:
-    """Register and log in `count` users (not timed)."""
+    """Register and log in `count` users (not timed); or take them from --users-file
+    ([{username, password[, user_id, token]}], logging in those without a token)."""
     prefix = opt.user_prefix or "b" + "".join(random.choices(string.ascii_lowercase + string.digits, k=6)) + "_"
+    names = [(f"{prefix}{i}", f"pw-{prefix}{i}") for i in range(count)]
     ids: list[str] = [""] * count
     tokens: list[str] = [""] * count
+    kept: list[dict] = []
+    if opt.users_file and os.path.exists(opt.users_file):
+        with open(opt.users_file) as f:
+            kept = json.load(f)
+        if len(kept) < count:
+            raise RuntimeError(f"{opt.users_file} has {len(kept)} users, {count} are needed")
+        for i, u in enumerate(kept[:count]):
+            names[i] = (u["username"], u["password"])
+            ids[i], tokens[i] = u.get("user_id", ""), u.get("token", "")
     t0 = now()
 
     async def call(path: str, body: dict) -> dict:
@@ -69,14 +82,21 @@ async def prepare_users(opt, pool: Pool, count: int) -> Users:
         raise AssertionError
 
     async def one(i: int) -> None:
-        name, password = f"{prefix}{i}", f"pw-{prefix}{i}"
-        reg = await call("/users/register", {"username": name, "password": password})
+        if tokens[i] and ids[i]:
+            return
+        name, password = names[i]
+        if not kept:
+            ids[i] = (await call("/users/register", {"username": name, "password": password})).get("user_id", "")
         login = await call("/users/login", {"username": name, "password": password})
-        ids[i] = reg.get("user_id") or login["user_id"]
+        ids[i] = ids[i] or login["user_id"]
         tokens[i] = login["token"]
 
     await pmap(range(count), opt.register_concurrency, one)
-    log(opt, f"registered and logged in {count} users in {now() - t0:.1f} s (not timed)")
+    log(opt, f"{'logged in' if kept else 'registered and logged in'} {count} users in {now() - t0:.1f} s (not timed)")
+    if opt.save_users:
+        with open(opt.save_users, "w") as f:
+            json.dump([{"username": n, "password": p, "user_id": ids[i], "token": tokens[i]}
+                       for i, (n, p) in enumerate(names)], f)
     return Users(ids, tokens)
 
 
