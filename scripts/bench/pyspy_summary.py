@@ -8,10 +8,12 @@ the functions with the most samples on top of the stack (self) and anywhere in i
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections import Counter
 
 _LINE = re.compile(r"^(.*) (\d+)$")
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + "/"
 
 
 def frame_name(frame: str) -> str:
@@ -20,7 +22,7 @@ def frame_name(frame: str) -> str:
     if not m:
         return frame
     func, path = m.groups()
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", _REPO, "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{func} ({path})"
