@@ -164,12 +164,18 @@ def compare(a_runs: list[dict[str, float]], b_runs: list[dict[str, float]], a_na
     return "\n".join(lines)
 
 
+_ROW_ORDER = ("push_", "sends_", "fanout_", "connect_", "kb_per_socket")
+
+
 def _order(runs: list[dict]) -> list[str]:
+    """Every figure's name, in the yardstick's order of rows (push, sends, fan-out, connect,
+    memory), each row's figures as first seen."""
     seen: dict[str, None] = {}
     for r in runs:
         for k in r:
             seen.setdefault(k, None)
-    return list(seen)
+    rank = {k: next((i for i, p in enumerate(_ROW_ORDER) if k.startswith(p)), len(_ROW_ORDER)) for k in seen}
+    return sorted(seen, key=lambda k: rank[k])  # stable: first seen within a row
 
 
 def read_rows(paths: list[str]) -> dict[str, list[dict[str, float]]]:
