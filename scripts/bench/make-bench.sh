@@ -17,6 +17,8 @@
 #   BENCH_QUICK=1  small sizes (about a minute): 1000 sockets, 100 pairs, groups of 200
 #   BENCH_OUT      append the JSON lines (one per scenario, then "rows") to this file
 #   BENCH_LABEL    the label of Courier's rows (default courier)
+#   BENCH_MODE     production (default) or embedded (one `courier serve` on a fresh SQLite
+#                  data directory; the Redis started here is then only the peers')
 #   COURIER_BIN    the courier to run (default .venv/bin/courier: make bench-compare passes others)
 #   BENCH_PEERS    a folder of the other servers of docs/performance.md (floor_py/server.py,
 #                  aiohttp_py/server.py, ws_node/server.js): each is measured after Courier with
@@ -82,14 +84,22 @@ wait_port() {  # wait_port PORT PID: the port answers, or the process (its group
 
 # Argon2 at 64 KiB (the default 64 MiB; courier-target.sh's 8 MiB would still take a minute for
 # the 5000 users' 10,000 hashes on two cores): registering users is not on any measured path.
+MODE=${BENCH_MODE:-production}
+case $MODE in
+  production) TARGET_ARGS=(production "$PORT" "redis://127.0.0.1:$RPORT/0" --flush-redis) ;;
+  embedded) TARGET_ARGS=(embedded "$PORT") ;;
+  *) echo "make bench: BENCH_MODE is production or embedded" >&2; exit 2 ;;
+esac
 COURIER_ARGON2_MEMORY_KIB=${COURIER_ARGON2_MEMORY_KIB:-64} BENCH_PIDS_FILE="$LOG/pids" \
-  setsid "$HERE/courier-target.sh" production "$PORT" "redis://127.0.0.1:$RPORT/0" --flush-redis >"$LOG/server.log" 2>&1 &
+  setsid "$HERE/courier-target.sh" "${TARGET_ARGS[@]}" >"$LOG/server.log" 2>&1 &
 TARGET=$!
 wait_port "$PORT" "$TARGET" || { echo "make bench: Courier did not start (see $LOG/server.log)" >&2; tail -20 "$LOG/server.log" >&2; exit 1; }
 read -r SPID WPID < "$LOG/pids"
-echo "Courier production mode on 127.0.0.1:$PORT (gateway pid $SPID, worker pid $WPID, redis port $RPORT); logs in $LOG" >&2
+echo "Courier $MODE mode on 127.0.0.1:$PORT (gateway pid $SPID, worker pid $WPID, redis port $RPORT); logs in $LOG" >&2
+REDIS_ARGS=(--redis-pid "$REDIS_PID")
+[[ $MODE == production ]] || REDIS_ARGS=()
 timeout 900 "$PY" "$HERE/loadgen" --base "http://127.0.0.1:$PORT" --pid "$SPID" --worker-pid "$WPID" \
-  --redis-pid "$REDIS_PID" --label "$LABEL" --out "$OUT" "${SIZES[@]}" "${EXTRA[@]}" --max-seconds 850 \
+  "${REDIS_ARGS[@]}" --label "$LABEL" --out "$OUT" "${SIZES[@]}" "${EXTRA[@]}" --max-seconds 850 \
   > "$LOG/courier.txt" 2> "$LOG/courier.log" || echo "make bench: the load generator failed (see $LOG/courier.log)" >&2
 cat "$LOG/courier.txt"
 stop_group "$TARGET"; TARGET=""  # the target writes its summary (rows persisted) on its way out
