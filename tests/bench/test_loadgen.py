@@ -136,6 +136,6 @@ def test_a_smoke_run_of_every_scenario_against_embedded_courier(tmp_path) -> Non
                 "kb_per_socket_60"} <= set(figures)
         titles = ("push 50/s", "push 100/s", "max sends/s", "fan-out 30 @ 20/s", "connect 60", "memory per open socket")
         assert all(title in run.stdout for title in titles), run.stdout
-        assert "load generator:" in run.stdout
+        assert "load generator:" in run.stdout and "machine:" in run.stdout
     finally:
         server.cleanup()

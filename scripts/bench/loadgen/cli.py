@@ -64,6 +64,26 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return opt
 
 
+def machine_info() -> dict:
+    """What the figures were measured on: they move with the machine more than with the code."""
+    import platform
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    loop = "asyncio"
+    try:
+        import uvloop
+        loop = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        pass
+    return {"cores": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "python": platform.python_version(), "loop": loop}
+
+
 def _list(s: str) -> list[str]:
     return [x.strip() for x in str(s).split(",") if x.strip()]
 
@@ -131,6 +151,7 @@ class Runner:
         pool = Pool(opt.host, opt.port, opt.http_connections, opt.prefix)
         reg_pool = Pool(opt.host, opt.port, opt.register_concurrency, opt.prefix)
         scenarios.log(opt, f"target {opt.base}{opt.prefix} label={opt.label} pid={opt.pid or '-'} users needed={need}")
+        self.emit({"scenario": "machine", **machine_info()})
         users = await scenarios.prepare_users(opt, reg_pool, need)
         reg_pool.close()
         if ns:

@@ -94,9 +94,14 @@ def table(recs: list[dict], label: str = "") -> str:
                      f"{fmt(r['rss_per_conn_kb'])} KB (server RSS {fmt((r['rss_before_kb'] or 0) / 1024, 0)} -> "
                      f"{fmt((r['rss_after_kb'] or 0) / 1024, 0)} MB, {r['open_after_settle']} open)"))
     w = max((len(a) for a, _ in rows), default=0)
-    out = [f"{'row'.ljust(w)} | {label or 'figures'}", f"{'-' * w}-|-{'-' * 40}"]
+    out = []
+    m = (by.get("machine") or [None])[0]
+    if m:
+        out.append(f"machine: {m['cores']} cores ({m['cpu_model']}), Linux {m['kernel']}; load generator on Python "
+                   f"{m['python']}, {m['loop']}; everything on loopback, sharing the cores")
+    out += [f"{'row'.ljust(w)} | {label or 'figures'}", f"{'-' * w}-|-{'-' * 40}"]
     out += [f"{a.ljust(w)} | {b}" for a, b in rows]
-    cpu_rows = [r for r in recs if r.get("cpu")]
+    cpu_rows = [r for r in recs if isinstance(r.get("cpu"), dict)]
     if cpu_rows:
         out.append("")
         out.append("CPU during each scenario, % of one core "
