@@ -359,8 +359,12 @@ async def throughput(opt, users: Users, pool: Pool, pairs: list[tuple[int, int]]
             except Exception as e:  # noqa: BLE001
                 counters["err"] += 1
                 counters["first_err"] = counters["first_err"] or f"{type(e).__name__}: {e}"
-                conn = await pool.connect()
+                conn.close()
                 await asyncio.sleep(0.005)
+                try:
+                    conn = await pool.connect()
+                except OSError:
+                    return
                 continue
             if status == 201:
                 counters["acc"] += 1
