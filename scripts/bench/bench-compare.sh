@@ -12,7 +12,10 @@
 # machine the load of the moment moves both runs of a round alike, and the ratio less than the
 # figures. The worktrees are removed at the end; the JSON lines stay in the printed directory.
 #
-# Environment: ROUNDS (3), BENCH_ARGS / BENCH_QUICK (as make bench), KEEP_WORKTREES=1.
+# Environment: ROUNDS (3), BENCH_ARGS / BENCH_QUICK (as make bench), KEEP_WORKTREES=1;
+# BENCH_COMPARE_DIR=dir works there and keeps the worktrees: a later run with the same dir and
+# commits skips the installs (the JSON lines of each run are then appended to the earlier ones:
+# use a new dir, or remove its *.jsonl, for a new comparison); INSTALL_ONLY=1 stops after the installs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -23,7 +26,12 @@ PY=${BENCH_PYTHON:-$REPO/.venv/bin/python}
 PYTHON=${PYTHON:-python3}
 A_SHA=$(git -C "$REPO" rev-parse --verify "$A^{commit}")
 B_SHA=$(git -C "$REPO" rev-parse --verify "$B^{commit}")
-WORK=$(mktemp -d /tmp/courier-bench-compare.XXXXXX)
+if [[ -n ${BENCH_COMPARE_DIR:-} ]]; then
+  WORK=$BENCH_COMPARE_DIR KEEP_WORKTREES=1
+  mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d /tmp/courier-bench-compare.XXXXXX)
+fi
 echo "bench-compare: A = $A (${A_SHA:0:10}), B = $B (${B_SHA:0:10}), $ROUNDS rounds; results in $WORK" >&2
 
 cleanup() {
@@ -36,6 +44,10 @@ cleanup() {
 trap cleanup EXIT
 
 install() {  # install SHA DIR: a worktree of the commit with Courier in a venv of its own
+  if [[ -x $2/.venv/bin/courier && $(git -C "$2" rev-parse HEAD 2>/dev/null) == "$1" ]]; then
+    echo "bench-compare: ${1:0:10} is installed in $2 already" >&2
+    return 0
+  fi
   git -C "$REPO" worktree add --detach --quiet "$2" "$1"
   "$PYTHON" -m venv "$2/.venv"
   { "$2/.venv/bin/pip" install -q --upgrade pip && "$2/.venv/bin/pip" install -q -e "$2"; } >> "$WORK/install.log" 2>&1 \
@@ -45,6 +57,7 @@ install() {  # install SHA DIR: a worktree of the commit with Courier in a venv 
 install "$A_SHA" "$WORK/a"
 install "$B_SHA" "$WORK/b"
 
+[[ ${INSTALL_ONLY:-0} == 1 ]] && exit 0
 for round in $(seq "$ROUNDS"); do
   for x in a b; do
     name=$([[ $x == a ]] && echo A || echo B)
