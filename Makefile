@@ -1,11 +1,12 @@
 # make run   : create .venv, install Courier, serve on 127.0.0.1:8080 (embedded mode, no settings)
 # make test  : install what the tests need (Redis, MariaDB, Chromium where missing, the Python client) and run them all
-# make bench : a short end-to-end benchmark of Courier itself
+# make bench : the yardstick's rows for Courier in production mode (a few minutes; scripts/bench/loadgen)
+# make bench-compare A=<commit> B=<commit> [ROUNDS=3] : both, alternately, and each row's ratio B/A
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint services clean bench
+.PHONY: install run test lint services clean bench bench-compare
 
 $(BIN)/courier: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,10 +37,12 @@ test: $(VENV)/.test-deps services
 	$(BIN)/pytest -q --ignore=tests/browser
 	$(BIN)/pytest -q tests/browser
 
-# about a minute: production mode, loopback only, the bench's load.js. BENCH_SRC=DIR names the
-# bench's folder (this repository does not hold it); once copied to ~/.cache/im-bench it is not needed.
+# production mode, loopback only, the repository's own load generator (docs/perf-notes.md: how to measure)
 bench: $(BIN)/courier services
-	bash scripts/bench/make-bench.sh $(BENCH_SRC)
+	bash scripts/bench/make-bench.sh
+
+bench-compare: $(BIN)/courier services
+	A=$(A) B=$(B) ROUNDS=$(or $(ROUNDS),3) PYTHON=$(PYTHON) bash scripts/bench/bench-compare.sh
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Chart of a run_peers.sh run for docs/performance.md: push latency (p50 and p99 at each
-rate) and fan-out throughput (deliveries/s against offered, per group size and rate), one
-bar per server. Needs matplotlib (install it in the bench venv, not in Courier's):
+"""Chart of a run for docs/performance.md: push latency (p50 and p99 at each rate) and
+fan-out throughput (deliveries/s against offered, per group size and rate), one bar per
+server. Needs matplotlib (install it in a venv of its own, not in Courier's):
 
-    ~/.cache/im-bench/.venv/bin/python scripts/bench/chart.py RESULTS_DIR [RESULTS_DIR ...] -o docs/performance.png
+    python scripts/bench/chart.py RESULTS_DIR [RESULTS_DIR ...] -o docs/performance.png
 
-Each RESULTS_DIR holds load.js's JSON lines (NAME.jsonl, one file per server); a later
-directory's server of the same name replaces an earlier one's."""
+Each RESULTS_DIR holds JSON lines (NAME.jsonl, one file per server: the load generator's
+--out, or load.js's in docs/perf/runs/); a later directory's server of the same name
+replaces an earlier one's."""
 from __future__ import annotations
 
 import argparse

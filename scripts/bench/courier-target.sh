@@ -1,38 +1,36 @@
 #!/usr/bin/env bash
-# courier-target.sh — start Courier as a target of the shared bench's run_peers.sh.
+# courier-target.sh — start Courier for a benchmark (make-bench.sh; any harness that starts a
+# server in a process group and stops it with TERM).
 #
 #   courier-target.sh production PORT REDIS_URL [--flush-redis]
 #       one `courier serve` + one `courier worker`, a fresh MariaDB database
 #       (courier_bench_PORT on 127.0.0.1:3306, root, no password; `courier migrate` first)
-#       and the given Redis (run_peers.sh's own: pass {REDIS}). --flush-redis empties that
+#       and the given Redis (the benchmark's own). --flush-redis empties that
 #       Redis database first (only ever pass it for a Redis of the bench's own).
 #   courier-target.sh embedded PORT
 #       one `courier serve` on a fresh temporary data directory (SQLite, in-process bus).
 #
-# Used as:  run_peers.sh --peers none --skip-check \
-#             --target courier_prod 8811 "$COURIER/scripts/bench/courier-target.sh production 8811 {REDIS} --flush-redis"
-#
 # Settings for a benchmark, and why (every guarantee stays on: JWT checked on each call,
 # each message appended to the inbox streams and persisted once, cursors, idempotency):
-#   COURIER_LOG_LEVEL=warning   the per-message info lines (docs/api.md, Logs) are for
-#                               normal rates; at high rates operators, and benchmarks, run
-#                               at warning.
+#   COURIER_LOG_LEVEL=warning   the per-message info lines (docs/api.md, Logs) are for normal
+#                               rates; operators at high rates, and benchmarks (docs/api.md),
+#                               run at warning.
 #   COURIER_ARGON2_TIME_COST=1 COURIER_ARGON2_MEMORY_KIB=8192 COURIER_ARGON2_PARALLELISM=1
 #                               registering thousands of bench users with the default argon2
 #                               (t=3, 64 MiB) takes minutes; hashing is not on any measured path.
 #   COURIER_SEND_RATE=0         the per-user send limit (20/s) would refuse the closed-loop
 #                               throughput scenario's senders.
 #   COURIER_REGISTRATIONS=0 COURIER_WS_MAX_PER_ADDRESS=0 COURIER_HASH_QUEUE=100000
-#                               load.js signs up thousands of users and opens thousands of
+#                               the load generator signs up thousands of users and opens thousands of
 #                               sockets from one address, and registers them many at a time;
 #                               the defaults (30 sign-ups an hour, 2000 sockets per address, 8
 #                               hashes waiting) are for clients spread over the internet.
 # Any COURIER_* variable already set in the environment wins over these defaults.
 #
-# BENCH_REUSE=1 keeps the database (and Redis) of an earlier run, for load.js --users-file
-# with the users (and tokens: set the same COURIER_JWT_SECRET) saved by --save-users.
+# BENCH_REUSE=1 keeps the database (and Redis) of an earlier run, with its users (and tokens:
+# set the same COURIER_JWT_SECRET).
 #
-# Process handling: `courier serve` runs in this script's process group (run_peers.sh reads
+# Process handling: `courier serve` runs in this script's process group (the harness reads
 # the RSS/CPU of the process owning the port and checks it is in that group, and stops the
 # group with TERM then KILL). The worker runs in a process group of its own with a parent-death
 # signal, so that on TERM this script can stop the gateway first, let the worker drain
@@ -113,7 +111,7 @@ stop_all() {
     [[ -n "$pid" ]] && wait "$pid" 2>/dev/null
   done
   if [[ -n "$WORKER_PID" ]]; then
-    # Let the worker catch up with what the gateway accepted (run_peers.sh KILLs after 10 s).
+    # Let the worker catch up with what the gateway accepted (make-bench.sh KILLs after 10 s).
     for _ in $(seq 50); do
       [[ "$(redis-cli -u "$REDIS_URL" XLEN stream:persist 2>/dev/null)" == "0" ]] && break
       sleep 0.1
@@ -147,12 +145,12 @@ case "$MODE" in
     fi
     export COURIER_REDIS_URL="$REDIS_URL" COURIER_DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/$DB"
     "$COURIER" migrate || exit 1
-    # Own process group (so run_peers.sh's TERM to ours does not reach it before the gateway
+    # Own process group (so the harness's TERM to ours does not reach it before the gateway
     # has stopped), and KILL if this script dies without cleaning up.
     setsid setpriv --pdeathsig KILL "$COURIER" worker &
     WORKER_PID=$!
     if (( GATEWAYS > 1 )); then
-      # The first gateway is the one run_peers.sh measures (RSS, CPU): it owns the port
+      # The first gateway is the one the harness measures (RSS, CPU): it owns the port
       # first; the others join it and get about their share of the connections.
       export COURIER_REUSE_PORT=1
       for _ in $(seq 2 "$GATEWAYS"); do "$COURIER" serve & EXTRA_PIDS+=($!); done
@@ -175,6 +173,8 @@ case "$MODE" in
   *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac
 log "$MODE mode: serve pid $SERVE_PID${WORKER_PID:+, worker pid $WORKER_PID}, port $PORT"
+# BENCH_PIDS_FILE: where a caller (make-bench.sh) reads the gateway's and the worker's PIDs
+[[ -n ${BENCH_PIDS_FILE:-} ]] && echo "$SERVE_PID ${WORKER_PID:-0}" > "$BENCH_PIDS_FILE"
 scrape_loop &
 SCRAPER_PID=$!
 wait "$SERVE_PID"

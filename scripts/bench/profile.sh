@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# profile.sh — run one load.js scenario against Courier with py-spy recording the gateway
+# profile.sh — run one load generator scenario (scripts/bench/loadgen) against Courier with py-spy recording the gateway
 # (and, in production mode, the worker); write collapsed stacks, flame graphs and text summaries.
 #
 #   profile.sh MODE NAME "LOAD ARGS" [OUTDIR]
@@ -7,8 +7,9 @@
 #   profile.sh production fanout "--scenarios fanout --fanout 1000@50 --fanout-seconds 10"
 #
 # MODE is production (private Redis on port 6390, started and stopped here; MariaDB database
-# courier_bench_8821) or embedded. Needs the bench work dir (BENCH_DIR, default ~/.cache/im-bench,
-# made by run_peers.sh, with `npm ci` done) and py-spy (pip install py-spy==0.4.3 there).
+# courier_bench_8821) or embedded. Needs py-spy (pip install py-spy==0.4.3 in a venv of its own,
+# never Courier's; PYSPY=path, default py-spy on the PATH). "LOAD ARGS" are the load generator's
+# options (`.venv/bin/python scripts/bench/loadgen --help`).
 #
 # For quick iterations: REUSE=1 keeps the database and the users between runs (the first run
 # saves them to /tmp/courier-bench-users.MODE.json, later ones log in with them), PROFILE=0
@@ -17,9 +18,9 @@ set -euo pipefail
 MODE=${1:?mode}; NAME=${2:?name}; LOAD_ARGS=${3:?load args}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-BENCH_DIR=${BENCH_DIR:-$HOME/.cache/im-bench}
 OUT=${4:-/tmp/courier-profiles}
-PYSPY=${PYSPY:-$BENCH_DIR/.venv/bin/py-spy}
+PYSPY=${PYSPY:-py-spy}
+PY=${BENCH_PYTHON:-$REPO/.venv/bin/python}
 PORT=8821
 RPORT=6390
 mkdir -p "$OUT"
@@ -54,11 +55,12 @@ for _ in $(seq 300); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; 
 SPID=$(ss -Hltnp "sport = :$PORT" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
 WPID=$(grep -o 'worker pid [0-9]*' "$OUT/$NAME.server.log" | grep -o '[0-9]*$' || true)
 
-# Record only while the scenario runs: load.js registers its users first (not timed), so
-# py-spy starts when the log says the scenario began.
-( cd "$BENCH_DIR" && timeout 600 node load.js --base "http://127.0.0.1:$PORT" --pid "$SPID" \
+# Record only while the scenario runs: the load generator registers its users first (not
+# timed), so py-spy starts when the log says the scenario began.
+# shellcheck disable=SC2086
+timeout 600 "$PY" "$HERE/loadgen" --base "http://127.0.0.1:$PORT" --pid "$SPID" \
     --redis-pid "${REDIS_PID:-0}" --quiet-wait 3 --retries 0 "${USER_ARGS[@]}" $LOAD_ARGS \
-    >"$OUT/$NAME.load.txt" 2>"$OUT/$NAME.load.log" ) &
+    >"$OUT/$NAME.load.txt" 2>"$OUT/$NAME.load.log" &
 LOAD=$!
 for _ in $(seq 1200); do
   grep -qE '\] (push|fanout|throughput|connect):' "$OUT/$NAME.load.log" 2>/dev/null && break
@@ -76,4 +78,4 @@ wait ${SPY:-} 2>/dev/null || true
 sleep 1  # py-spy on the worker ends with the same --duration
 [[ -f "$OUT/$NAME.serve.folded" ]] && python3 "$HERE/pyspy_summary.py" "$OUT/$NAME.serve.folded" > "$OUT/$NAME.serve.txt" || true
 [[ -f "$OUT/$NAME.worker.folded" ]] && python3 "$HERE/pyspy_summary.py" "$OUT/$NAME.worker.folded" > "$OUT/$NAME.worker.txt" || true
-tail -n 5 "$OUT/$NAME.load.txt"
+sed -n '1,/^$/p' "$OUT/$NAME.load.txt"

@@ -8,12 +8,12 @@ the functions with the most samples on top of the stack (self) and anywhere in i
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections import Counter
-from pathlib import Path
 
 _LINE = re.compile(r"^(.*) (\d+)$")
-_REPO = str(Path(__file__).resolve().parents[2]) + "/"  # frames of Courier: shown from its root
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + "/"
 
 
 def frame_name(frame: str) -> str:
