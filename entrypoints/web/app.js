@@ -1,9 +1,8 @@
-// Courier's chat page: wires the API, the live socket and the store to the
-// DOM. Everything a user or the server wrote is put on the page with
+// Courier's chat page: wires the browser client (courier.js: the API and the event
+// stream) and the store to the DOM. Everything a user or the server wrote is put on the page with
 // textContent, never parsed as HTML.
 
-import { Api, ApiError, newId } from "./api.js";
-import { LiveSocket } from "./socket.js";
+import { CourierClient, CourierError, RESYNC, isRetryable, newClientMsgId } from "./courier.js";
 import { BEFORE_ALL, DELETED_PREVIEW, Store, convKey } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,10 +29,11 @@ const PRESENCE_REFRESH_MS = 60_000; // "last seen 5 min ago" is written again ea
 
 const store = new Store();
 let groupsLoaded = false;
-let catchUpRunning = null;
 
-const api = new Api({
-  getToken: () => (store.session ? store.session.token : null),
+// No retries inside the client: the page shows each failure as it happens, and sends
+// again by itself (sendPending) in ways the user sees.
+const client = new CourierClient({
+  retryFor: 0,
   onUnauthorized: () => toLogin("Your session has ended. Please log in again."),
 });
 
@@ -43,8 +43,8 @@ const namesAsked = new Set();
 store.onUnknownName = (userId) => {
   if (namesAsked.has(userId) || !store.session) return;
   namesAsked.add(userId);
-  api
-    .userById(userId)
+  client
+    .getUser(userId)
     .then((user) => {
       store.rememberName(user.user_id, user.username);
       renderListSoon();
@@ -53,34 +53,46 @@ store.onUnknownName = (userId) => {
     .catch(() => namesAsked.delete(userId));
 };
 
-const socket = new LiveSocket({
-  getToken: () => (store.session ? store.session.token : null),
-  getCursor: () => store.cursor,
-  onMessage: (event) => {
-    receive(event, { countUnread: true, live: true });
-    if (event.cursor) store.setCursor(event.cursor);
-  },
-  onState: (state, retryAt) => {
-    renderConnState(state, retryAt);
-    if (state !== "online") {
-      socketLost();
-      return;
-    }
-    // Presence is watched per socket: a new socket asks for it again.
-    subscribePresence({ force: true });
-    // A socket opened without a cursor starts at the inbox's end: one pull
-    // from the start closes the gap between the first pull and the socket.
-    if (!store.cursor) catchUp().catch(() => {});
-    // Back online: what could not be sent meanwhile goes now, with its client_msg_id.
-    resendWaiting();
-  },
-  onTokenExpired: () => toLogin("Your session expired. Please log in again."),
-  beforeRetry: async () => {
-    await api.me();
-    if (!groupsLoaded) await loadGroups();
-    await catchUp();
-  },
-});
+// The session's event stream (made by startApp): the pulls and the socket, every event once.
+let stream = null;
+
+function openStream() {
+  return client.events({
+    cursor: store.cursor,
+    fromStart: true, // a first login shows what the log retains
+    onEvent: (event, { live, first }) => {
+      if (event.type === RESYNC) {
+        // Older than what the inbox keeps: the stream takes what is retained, and the
+        // history calls fill the rest when a conversation is opened.
+        store.cursor = null;
+        for (const conv of store.convs.values()) conv.history = "none";
+        return;
+      }
+      // A first pull is old history, not news.
+      receive(event, live ? { countUnread: true, live: true } : { countUnread: !first, first });
+      if (event.cursor) store.setCursor(event.cursor);
+    },
+    onState: (state, retryAt) => {
+      renderConnState(state, retryAt);
+      if (state !== "online") {
+        socketLost();
+        return;
+      }
+      // Presence is watched per socket: a new socket asks for it again.
+      subscribePresence({ force: true });
+      // Back online: what could not be sent meanwhile goes now, with its client_msg_id.
+      resendWaiting();
+    },
+    onError: (error) => {
+      if (error.status === 401) toLogin("Your session expired. Please log in again.");
+    },
+    onCaughtUp: showArrivedWhileAway,
+    beforeReconnect: async () => {
+      await client.me();
+      if (!groupsLoaded) await loadGroups();
+    },
+  });
+}
 
 // ---------------------------------------------------------------------------
 // DOM helpers
@@ -164,11 +176,12 @@ function renderListSoon() {
 
 function toLogin(notice) {
   const wasUser = store.session ? store.session.username : "";
-  socket.stop();
+  if (stream) stream.stop();
   resetTyping();
   closeSettings();
   store.save(); // unread counts and the cursor wait for the next login
   store.clearSession();
+  client.token = null;
   store.reset();
   groupsLoaded = false;
   show($("chat-view"), false);
@@ -186,9 +199,9 @@ function toLogin(notice) {
 // The server forgets the token first (the page's socket closes with it); should it
 // not be reached, the page forgets the token all the same.
 async function logOut() {
-  socket.stop();
+  if (stream) stream.stop();
   try {
-    await api.logout();
+    await client.logout();
   } catch (err) {
     // offline, or the token already ended: nothing more can be done from here
   }
@@ -217,8 +230,8 @@ async function doLogin(register) {
   const buttons = [$("login-button"), $("register-button")];
   buttons.forEach((b) => (b.disabled = true));
   try {
-    if (register) await api.register(creds.username, creds.password);
-    const answer = await api.login(creds.username, creds.password);
+    if (register) await client.register(creds.username, creds.password);
+    const answer = await client.login(creds.username, creds.password);
     store.setSession({
       token: answer.token,
       user_id: answer.user_id,
@@ -228,9 +241,9 @@ async function doLogin(register) {
     $("login-password").value = "";
     await startApp();
   } catch (err) {
-    if (err instanceof ApiError && err.status === 409) setError("login-error", "That username is taken.");
-    else if (err instanceof ApiError && err.status === 401) setError("login-error", "Wrong username or password.");
-    else if (err instanceof ApiError && err.status === 429)
+    if (err instanceof CourierError && err.status === 409) setError("login-error", "That username is taken.");
+    else if (err instanceof CourierError && err.status === 401) setError("login-error", "Wrong username or password.");
+    else if (err instanceof CourierError && err.status === 429)
       setError("login-error", "Too many attempts. Wait a minute and try again.");
     else setError("login-error", err);
   } finally {
@@ -243,6 +256,7 @@ async function doLogin(register) {
 
 async function startApp() {
   store.load();
+  client.token = store.session.token;
   groupsLoaded = false;
   show($("login-view"), false);
   show($("chat-view"), true);
@@ -252,22 +266,21 @@ async function startApp() {
   renderPane();
   renderConnState("connecting");
   const session = store.session;
+  stream = openStream();
   try {
-    await api.me();
+    await client.me();
     await loadConversations();
     await loadGroups();
-    await catchUp();
+    await stream.catchUp();
   } catch (err) {
     if (store.session !== session) return; // sent back to login meanwhile
     // The server is unreachable: show what is known, keep trying.
-    socket.stopped = false;
-    socket.needsCheck = true;
-    socket.scheduleRetry();
+    stream.connectLater();
     if (store.active) selectConv(store.active);
     return;
   }
   if (store.session !== session) return;
-  socket.start();
+  stream.connect();
   if (store.active && store.convs.has(store.active)) selectConv(store.active);
 }
 
@@ -278,7 +291,7 @@ async function loadConversations() {
   let before = null;
   let rank = 0;
   for (let page = 0; page < CONVERSATION_PAGES; page += 1) {
-    const answer = await api.conversations(before, 100);
+    const answer = await client.conversations({ before, limit: 100 });
     for (const item of answer.conversations || []) store.applyServerConversation(item, (rank += 1));
     before = answer.next_before;
     if (!before || !(answer.conversations || []).length) break;
@@ -306,7 +319,7 @@ async function loadGroups() {
   const current = new Set();
   let before = null;
   do {
-    const answer = await api.groups(before);
+    const answer = await client.groups({ before, limit: 200 });
     for (const group of answer.groups || []) {
       const conv = store.conv(convKey("group", group.group_id));
       applyGroup(conv, group);
@@ -339,7 +352,7 @@ async function refreshGroup(conv) {
   const asked = (conv.groupAsked = (conv.groupAsked || 0) + 1);
   conv.fetchingGroup = true;
   try {
-    const group = await api.group(conv.id);
+    const group = await client.getGroup(conv.id);
     if (asked !== conv.groupAsked || conv.left) return;
     applyGroup(conv, group);
     renderListSoon();
@@ -351,42 +364,9 @@ async function refreshGroup(conv) {
   }
 }
 
-// Page through the pull (the event view) from the last cursor. Safe to call concurrently.
-function catchUp() {
-  if (!catchUpRunning) {
-    catchUpRunning = runCatchUp().finally(() => {
-      catchUpRunning = null;
-    });
-  }
-  return catchUpRunning;
-}
-
-async function runCatchUp() {
-  const countUnread = Boolean(store.cursor); // a first pull is old history, not news
-  let cursor = store.cursor;
-  for (;;) {
-    let page;
-    try {
-      page = await api.events(cursor, 200);
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 410 && cursor) {
-        // Older than what the inbox keeps: take what is retained, and let the
-        // history calls fill the rest when a conversation is opened.
-        cursor = null;
-        store.cursor = null;
-        for (const conv of store.convs.values()) conv.history = "none";
-        continue;
-      }
-      throw err;
-    }
-    for (const event of page.events || []) receive(event, { countUnread, first: !countUnread });
-    if (page.next_cursor) {
-      cursor = page.next_cursor;
-      store.setCursor(cursor);
-    }
-    if (!page.has_more || !(page.events || []).length) break;
-  }
-  // What arrived while away in the conversation on screen: under a "new messages" divider.
+// After each read of the log over HTTP (the stream's catch-up): what arrived while away in
+// the conversation on screen goes under a "new messages" divider.
+function showArrivedWhileAway() {
   const active = store.active ? store.convs.get(store.active) : null;
   if (active && onScreen(active) && markSeen(active)) {
     renderMessages(active);
@@ -501,8 +481,7 @@ function markReadSoon(conv) {
     conv.markReadTimer = null;
     const seq = conv.readTarget;
     if (seq <= conv.readSeq) return;
-    api
-      .markRead(conv.kind, conv.id, seq)
+    (conv.kind === "group" ? client.markReadGroup(conv.id, seq) : client.markReadPrivate(conv.id, seq))
       .then((answer) => {
         store.moveReadMarker(conv, answer.read_seq);
         renderListSoon();
@@ -521,8 +500,7 @@ function markReadSoon(conv) {
 async function loadReads(conv) {
   if (conv.kind !== "group" || conv.left) return;
   try {
-    const answer = await api.groupReads(conv.id);
-    for (const read of answer.reads || []) {
+    for (const read of await client.groupReads(conv.id)) {
       if (read.read_seq != null) store.noteGroupRead(conv, read.user_id, read.read_seq);
     }
     if (store.active === conv.key) renderMessages(conv);
@@ -680,7 +658,7 @@ async function startPrivateChat(event) {
   const username = input.value.trim();
   if (!username) return;
   try {
-    const user = await api.userByName(username);
+    const user = await client.findUser(username);
     store.rememberName(user.user_id, user.username);
     const conv = store.conv(convKey("private", user.user_id));
     if (!conv.lastTs) conv.lastTs = Date.now();
@@ -689,7 +667,7 @@ async function startPrivateChat(event) {
     selectConv(conv.key);
     $("composer-input").focus();
   } catch (err) {
-    if (err instanceof ApiError && err.status === 404) setError("sidebar-error", `No user named “${username}”.`);
+    if (err instanceof CourierError && err.status === 404) setError("sidebar-error", `No user named “${username}”.`);
     else setError("sidebar-error", err);
   }
 }
@@ -701,7 +679,7 @@ async function createGroup(event) {
   const name = input.value.trim();
   if (!name) return;
   try {
-    const group = await api.createGroup(name);
+    const group = await client.createGroup(name);
     const conv = store.conv(convKey("group", group.group_id));
     applyGroup(conv, group);
     conv.lastTs = Date.now();
@@ -800,8 +778,8 @@ async function loadHistory(conv, { first }) {
     const before = first ? null : conv.nextBefore;
     const page =
       conv.kind === "group"
-        ? await api.groupHistory(conv.id, before, 50)
-        : await api.privateHistory(conv.id, before, 50);
+        ? await client.groupHistory(conv.id, { before, limit: 50 })
+        : await client.privateHistory(conv.id, { before, limit: 50 });
     store.mergeHistory(conv, page, { first });
     conv.history = "loaded";
   } catch (err) {
@@ -1118,12 +1096,12 @@ async function saveEdit(msg) {
     return;
   }
   try {
-    const edited = await api.editMessage(msg.id, content);
+    const edited = await client.editMessage(msg.id, content);
     store.applyChange({ ...edited, type: "message_updated" });
     if (editing && editing.id === msg.id) editing = null;
   } catch (err) {
     if (!editing || editing.id !== msg.id) return;
-    if (err instanceof ApiError && err.code === "edit_window_closed") editing.error = "Too late to edit this message.";
+    if (err instanceof CourierError && err.code === "edit_window_closed") editing.error = "Too late to edit this message.";
     else editing.error = err.message;
   }
   if (store.active === conv.key) renderMessages(conv);
@@ -1135,7 +1113,7 @@ async function deleteMessage(conv, msg) {
   menuFor = null;
   deleteArmed = null;
   try {
-    await api.deleteMessage(msg.id);
+    await client.deleteMessage(msg.id);
     store.applyChange({
       type: "message_deleted",
       id: msg.id,
@@ -1215,7 +1193,7 @@ function submitComposer(event) {
   // it brings sort before by seq, see Store.placeOwn/mergeHistory).
   const last = conv.msgs[conv.msgs.length - 1];
   const afterId = last ? last.id : BEFORE_ALL;
-  const pending = { cid: newId(), content, state: "queued", afterId };
+  const pending = { cid: newClientMsgId(), content, state: "queued", afterId };
   conv.pending.push(pending);
   renderMessages(conv, { stickToBottom: true });
   pump(conv);
@@ -1266,12 +1244,6 @@ function resendWaiting() {
 // (with Retry); while the socket is down, when it comes back.
 const RESEND_AFTER_MS = [500, 1000, 2000, 4000];
 
-function passing(err) {
-  if (!(err instanceof ApiError)) return false;
-  if (err.status === 409) return err.code === "send_in_progress";
-  return err.status === 0 || err.status === 503 || err.status === 429;
-}
-
 // True when the message is in place: the 201, or its echo in the event view (which
 // took the pending bubble away) came first.
 const delivered = (conv, pending) => !conv.pending.includes(pending);
@@ -1285,8 +1257,8 @@ async function sendPending(conv, pending) {
       // The same client_msg_id on a retry makes the send idempotent.
       const msg =
         conv.kind === "group"
-          ? await api.sendGroup(conv.id, pending.content, pending.cid)
-          : await api.sendPrivate(conv.id, pending.content, pending.cid);
+          ? await client.sendGroup(conv.id, pending.content, { clientMsgId: pending.cid })
+          : await client.sendPrivate(conv.id, pending.content, { clientMsgId: pending.cid });
       conv.pending = conv.pending.filter((p) => p !== pending);
       // The 201 answer has no cursor: it is shown, never used to move the cursor.
       const placed = store.placeOwn(msg, pending.afterId);
@@ -1297,10 +1269,10 @@ async function sendPending(conv, pending) {
       saveSoon();
       return;
     } catch (err) {
-      if (err instanceof ApiError && err.status === 401) return; // back to login already
+      if (err instanceof CourierError && err.status === 401) return; // back to login already
       if (delivered(conv, pending)) return; // its echo came while this attempt failed
-      pending.passing = passing(err);
-      if (pending.passing && socket.state !== "online" && !socket.stopped) {
+      pending.passing = isRetryable(err);
+      if (pending.passing && stream.state !== "online" && !stream.stopped) {
         // Offline: it goes when the socket is back (resendWaiting).
         pending.state = "waiting";
         pending.error = "";
@@ -1313,9 +1285,9 @@ async function sendPending(conv, pending) {
         continue;
       }
       pending.state = "failed";
-      if (err instanceof ApiError && err.status === 429) pending.error = "Sending too fast.";
-      else if (err instanceof ApiError && err.status === 403) pending.error = "You are not a member of this group.";
-      else if (err instanceof ApiError && err.code === "content_too_long") {
+      if (err instanceof CourierError && err.status === 429) pending.error = "Sending too fast.";
+      else if (err instanceof CourierError && err.status === 403) pending.error = "You are not a member of this group.";
+      else if (err instanceof CourierError && err.code === "content_too_long") {
         const limit = Number((/(\d+)/.exec(err.message) || [])[1]);
         if (limit > 0) contentLimit = limit;
         pending.error = `Too long: at most ${contentLimit} characters.`;
@@ -1357,15 +1329,15 @@ async function addMember(event) {
   const username = input.value.trim();
   if (!username) return;
   try {
-    const user = await api.userByName(username);
+    const user = await client.findUser(username);
     store.rememberName(user.user_id, user.username);
-    applyGroup(conv, await api.addMember(conv.id, user.user_id));
+    applyGroup(conv, await client.addMember(conv.id, user.user_id));
     // The member_added event may have shown them already, and the next name be under way.
     if (input.value.trim() === username) input.value = "";
     closeMenu();
     renderHeader(conv);
   } catch (err) {
-    if (err instanceof ApiError && err.status === 404) setError("conv-error", `No user named “${username}”.`);
+    if (err instanceof CourierError && err.status === 404) setError("conv-error", `No user named “${username}”.`);
     else setError("conv-error", err);
   }
 }
@@ -1387,7 +1359,7 @@ async function leaveGroup() {
   button.classList.remove("armed");
   button.textContent = "Leave";
   try {
-    await api.removeMember(conv.id, store.me);
+    await client.removeMember(conv.id, store.me);
     dropConv(conv);
     renderConvList();
     saveSoon();
@@ -1405,14 +1377,14 @@ async function renameGroup(event) {
   const name = input.value.trim();
   if (!name) return;
   try {
-    applyGroup(conv, await api.renameGroup(conv.id, name));
+    applyGroup(conv, await client.renameGroup(conv.id, name));
     input.value = "";
     closeMenu();
     renderHeader(conv);
     renderListSoon();
     saveSoon();
   } catch (err) {
-    if (err instanceof ApiError && err.status === 403) setError("conv-error", "Only the group's owner can rename it.");
+    if (err instanceof CourierError && err.status === 403) setError("conv-error", "Only the group's owner can rename it.");
     else setError("conv-error", err);
   }
 }
@@ -1460,7 +1432,7 @@ function subscribePresence({ force = false } = {}) {
     presenceWatched = key; // nobody to watch, and nothing watched on this socket yet
     return;
   }
-  if (socket.send({ type: "presence_subscribe", user_ids: ids })) presenceWatched = key;
+  if (stream && stream.send({ type: "presence_subscribe", user_ids: ids })) presenceWatched = key;
 }
 
 // {"type": "presence", "user_id", "status", "last_seen"}: once per id when subscribed, then
@@ -1631,7 +1603,7 @@ function flushTyping() {
   const frame = { type: "typing", state };
   frame[conv.kind === "group" ? "group_id" : "to_user_id"] = conv.id;
   // Offline the frame is dropped: the server ended this user's typing with the socket.
-  if (socket.send(frame)) {
+  if (stream && stream.send(frame)) {
     typingOut.lastFrameAt = Date.now();
     typingOut.told.set(conv.key, state);
   }
@@ -1667,7 +1639,7 @@ async function loadSettings() {
   setError("settings-error", "");
   for (const id of Object.keys(SETTINGS)) $(id).disabled = true;
   try {
-    showSettings(await api.settings());
+    showSettings(await client.settings());
   } catch (err) {
     setError("settings-error", `Could not load the settings: ${err.message}`);
   }
@@ -1690,7 +1662,7 @@ async function changeSetting(event) {
   setError("settings-error", "");
   $("settings-panel").setAttribute("aria-busy", "true");
   try {
-    const answer = await api.updateSettings({ [field]: box.checked });
+    const answer = await client.updateSettings({ [field]: box.checked });
     if (asked === settingsSaving) showSettings(answer);
   } catch (err) {
     if (asked !== settingsSaving) return;
@@ -1790,7 +1762,7 @@ function wire() {
 // For people debugging in the console, and for the browser tests.
 window.courier = {
   get state() {
-    return socket.state;
+    return stream ? stream.state : "offline";
   },
   get cursor() {
     return store.cursor;
@@ -1798,8 +1770,8 @@ window.courier = {
   get session() {
     return store.session ? { user_id: store.session.user_id, username: store.session.username } : null;
   },
-  dropSocket: (options) => socket.drop(options || {}),
-  resumeSocket: () => socket.resume(),
+  dropSocket: (options) => stream && stream.drop(options || {}),
+  resumeSocket: () => stream && stream.resume(),
   store,
 };
 

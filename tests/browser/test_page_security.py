@@ -31,7 +31,7 @@ def directives(policy: str) -> dict[str, str]:
 
 
 def test_the_page_and_its_files_carry_the_security_headers(server):
-    for path in ("/", "/static/app.js", "/static/api.js", "/static/style.css", "/static/no-such-file.js"):
+    for path in ("/", "/static/app.js", "/static/courier.js", "/static/style.css", "/static/no-such-file.js"):
         headers = headers_of(server.base_url + path)
         policy = directives(headers.get("content-security-policy", ""))
         assert policy.get("script-src") == "'self'", (path, headers)

@@ -1,14 +1,11 @@
-// The live side of the contract (docs/api.md, The WebSocket), in the event view (README "Events"):
-// one WebSocket that resumes
-// from the last cursor, reconnects with exponential backoff and jitter, pings
-// with a JSON {"type": "ping"} every 30 s and closes a socket whose pong does
-// not come back, and reports 4001 (token expired) to the page.
+// Part of courier.js (the browser client; docs/browser-client.md): the live side of the
+// contract (docs/api.md, The WebSocket), in the event view (README "Events"): one
+// WebSocket that reconnects with exponential backoff and jitter, pings with a JSON
+// {"type": "ping"} every 30 s and closes a socket whose pong does not come back, and
+// reports 4001 (token expired). Where it resumes from is its owner's (EventStream).
 
-const PING_EVERY_MS = 30_000;
-const PONG_TIMEOUT_MS = 10_000;
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 15_000;
-const STABLE_AFTER_MS = 10_000; // a socket that lived this long resets the backoff
+import { backoffDelay } from "./courier-http.js";
+
 const TOKEN_EXPIRED = 4001;
 // Closes that say nothing more than "the connection went away": the next try
 // resumes over the socket at once. Any other close (or a socket that never
@@ -16,9 +13,12 @@ const TOKEN_EXPIRED = 4001;
 const PLAIN_CLOSES = new Set([1000, 1001, 1005, 1006]);
 
 export class LiveSocket {
-  constructor({ getToken, getCursor, onMessage, onState, onTokenExpired, beforeRetry }) {
+  // getUrl(): the socket's URL (with the cursor to resume from); the timings in ms.
+  constructor({ getToken, getUrl, onOpen, onMessage, onState, onTokenExpired, beforeRetry, timings }) {
     this.getToken = getToken;
-    this.getCursor = getCursor;
+    this.getUrl = getUrl;
+    this.onOpen = onOpen;
+    this.timings = timings; // {pingEvery, pongTimeout, backoffBase, backoffMax, stableAfter}
     this.onMessage = onMessage;
     this.onState = onState;
     this.onTokenExpired = onTokenExpired;
@@ -36,7 +36,6 @@ export class LiveSocket {
     this.onBrowserOnline = () => {
       if (!this.stopped && !this.held && this.state === "offline") this.retryNow();
     };
-    window.addEventListener("online", this.onBrowserOnline);
     // The browser knows the network is gone: a socket may not notice for a while (until
     // its ping goes unanswered), so it is given up now and retried when the network is back.
     this.onBrowserOffline = () => {
@@ -46,18 +45,33 @@ export class LiveSocket {
       this.setState("offline");
       if (!this.held) this.scheduleRetry();
     };
-    window.addEventListener("offline", this.onBrowserOffline);
   }
 
   start() {
+    this.run();
+    this.connect();
+  }
+
+  // Not connected yet, and what the socket resumes from needs checking first (the
+  // server could not be reached): the first try comes after a backoff.
+  startLater() {
+    this.run();
+    this.needsCheck = true;
+    this.scheduleRetry();
+  }
+
+  run() {
     this.stopped = false;
     this.held = false;
     this.attempt = 0;
-    this.connect();
+    window.addEventListener("online", this.onBrowserOnline);
+    window.addEventListener("offline", this.onBrowserOffline);
   }
 
   stop() {
     this.stopped = true;
+    window.removeEventListener("online", this.onBrowserOnline);
+    window.removeEventListener("offline", this.onBrowserOffline);
     this.clearRetry();
     this.abandon();
     this.setState("offline");
@@ -96,14 +110,9 @@ export class LiveSocket {
     const token = this.getToken();
     if (!token || this.stopped) return;
     this.setState("connecting");
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    // The event view: own sends (for this user's other windows) and group changes too.
-    let url = `${scheme}://${location.host}/ws?events=1`;
-    const cursor = this.getCursor();
-    if (cursor) url += `&cursor=${encodeURIComponent(cursor)}`;
     // The token goes as a subprotocol, not in the URL: the browser prints the URL of a
     // socket that fails to connect in the console, and proxies log URLs.
-    const ws = new WebSocket(url, ["courier", `bearer.${token}`]);
+    const ws = new WebSocket(this.getUrl(), ["courier", `bearer.${token}`]);
     this.ws = ws;
     let openedAt = 0;
     ws.onopen = () => {
@@ -112,6 +121,7 @@ export class LiveSocket {
       this.needsCheck = false;
       this.setState("online");
       this.startPing();
+      this.onOpen();
     };
     ws.onmessage = (event) => {
       if (this.ws !== ws) return;
@@ -136,7 +146,7 @@ export class LiveSocket {
         this.onTokenExpired();
         return;
       }
-      if (openedAt && Date.now() - openedAt >= STABLE_AFTER_MS) this.attempt = 0;
+      if (openedAt && Date.now() - openedAt >= this.timings.stableAfter) this.attempt = 0; // a stable socket
       this.needsCheck = !openedAt || !PLAIN_CLOSES.has(event.code);
       if (!this.held) this.scheduleRetry();
     };
@@ -164,8 +174,7 @@ export class LiveSocket {
 
   scheduleRetry() {
     this.clearRetry();
-    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-    const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2)); // "equal jitter"
+    const delay = Math.round(backoffDelay(this.attempt, this.timings.backoffBase, this.timings.backoffMax));
     this.attempt = Math.min(this.attempt + 1, 16);
     this.retryAt = Date.now() + delay;
     this.retryTimer = setTimeout(() => this.retry(), delay);
@@ -204,9 +213,9 @@ export class LiveSocket {
           this.abandon();
           this.setState("offline");
           if (!this.held) this.scheduleRetry();
-        }, PONG_TIMEOUT_MS);
+        }, this.timings.pongTimeout);
       }
-    }, PING_EVERY_MS);
+    }, this.timings.pingEvery);
   }
 
   clearPongTimer() {
