@@ -163,11 +163,11 @@ export class EventStream {
     this.ended = true;
     this.socket.stop();
     this.held = null;
-    if (this.waiter) {
-      const { resolve } = this.waiter;
-      this.waiter = null;
-      resolve({ done: true, value: undefined });
-    }
+    const waiter = this.waiter;
+    this.waiter = null;
+    if (!waiter) return;
+    if (this.error) waiter.reject(this.takeError());
+    else waiter.resolve({ done: true, value: undefined });
   }
 
   /**
@@ -244,26 +244,24 @@ export class EventStream {
 
   next() {
     if (this.queue.length) return Promise.resolve({ done: false, value: this.queue.shift() });
-    if (this.error) {
-      const error = this.error;
-      this.error = null;
-      return Promise.reject(error);
-    }
+    if (this.error) return Promise.reject(this.takeError());
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });
   }
 
+  // The end, for good: the iterator throws the error (once), onError hears of it.
   fail(error) {
+    if (this.queue) this.error = error;
     this.stop();
     if (this.onError) this.onError(error);
-    if (!this.queue) return;
-    if (this.waiter) {
-      const { reject } = this.waiter;
-      this.waiter = null;
-      reject(error);
-    } else this.error = error;
+  }
+
+  takeError() {
+    const error = this.error;
+    this.error = null;
+    return error;
   }
 
   // Whether an event is new: after the last one taken (its cursor is then the last).
