@@ -44,7 +44,44 @@ FAST_ENV = {
 }
 
 
-class ServerProcess(LoopbackUrls):
+class Http(LoopbackUrls):
+    """The HTTP API of the server on 127.0.0.1 at `port`, for setting things up and
+    sending from "elsewhere" (urllib: no event loop needed beside Playwright's)."""
+
+    def __init__(self, port: int):
+        self.port = port
+
+    def call(self, method: str, path: str, body=None, token: str | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + "/api/v1" + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                raw = answer.read()
+                return answer.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as error:
+            with error:
+                raw = error.read()
+            return error.code, (json.loads(raw) if raw else None)
+
+    def account(self, prefix: str = "u", username: str | None = None) -> Account:
+        username = username or f"{prefix}{uuid.uuid4().hex[:8]}"
+        password = "correct horse battery"
+        status, _ = self.call("POST", "/users/register", {"username": username, "password": password})
+        assert status == 201
+        status, body = self.call("POST", "/users/login", {"username": username, "password": password})
+        assert status == 200
+        return Account(body["user_id"], username, password, body["token"])
+
+    def send(self, sender: Account, to: Account, content: str) -> dict:
+        status, body = self.call("POST", "/messages", {"to_user_id": to.user_id, "content": content}, sender.token)
+        assert status == 201, body
+        return body
+
+
+class ServerProcess(Http, LoopbackUrls):
     """`courier serve` in a directory of its own; restart() keeps port and data."""
 
     def __init__(self, workdir: Path, **env):
@@ -90,36 +127,6 @@ class ServerProcess(LoopbackUrls):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-    # --- the HTTP API, for setting things up and sending from "elsewhere" ---
-    def call(self, method: str, path: str, body=None, token: str | None = None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + "/api/v1" + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                raw = answer.read()
-                return answer.status, (json.loads(raw) if raw else None)
-        except urllib.error.HTTPError as error:
-            with error:
-                raw = error.read()
-            return error.code, (json.loads(raw) if raw else None)
-
-    def account(self, prefix: str = "u", username: str | None = None) -> Account:
-        username = username or f"{prefix}{uuid.uuid4().hex[:8]}"
-        password = "correct horse battery"
-        status, _ = self.call("POST", "/users/register", {"username": username, "password": password})
-        assert status == 201
-        status, body = self.call("POST", "/users/login", {"username": username, "password": password})
-        assert status == 200
-        return Account(body["user_id"], username, password, body["token"])
-
-    def send(self, sender: Account, to: Account, content: str) -> dict:
-        status, body = self.call("POST", "/messages", {"to_user_id": to.user_id, "content": content}, sender.token)
-        assert status == 201, body
-        return body
 
 
 @dataclass

@@ -1,17 +1,15 @@
-"""Fixtures of the client libraries' tests: a live Courier in either mode.
+"""Fixtures of the Python client's tests: a live Courier in either mode.
 
-- deploy(**env): a started Courier, embedded (`courier serve` in a directory of its own,
-  SQLite) or production (`courier serve` + `courier worker` on the run's Redis database
-  and a MariaDB database of the run: tests/services, tests/production), as the test's
-  `mode` parameter says; `env` are more COURIER_* settings. restart_gateway() stops the
-  gateway (SIGTERM) and starts it again on the same port and data.
+- deploy(**env): a started Courier (tests/services/deployment.py), embedded or production
+  as the test's `mode` parameter says; `env` are more COURIER_* settings.
+  restart_gateway() stops the gateway (SIGTERM) and starts it again on the same port and
+  data.
 - proxy(deployment): a TCP proxy in front of its gateway (tests/clients/proxy.py).
 - clients: a factory of courier_client.Client, closed after the test; users(client, n)
   registers and logs in n users."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 import uuid
@@ -20,96 +18,18 @@ import pytest
 from courier_client import Client
 
 from tests.clients.proxy import Proxy
-from tests.production.support import production_settings, settings_env
-from tests.services.courier_command import FAST_ENV, CourierCommand
-from tests.services.mysql import empty_tables
+from tests.services.deployment import Deployment, deployments, mode, mysql_url, secret  # noqa: F401 - fixtures
 from tests.services.redis import PrivateRedis
 
-MODES = [
-    pytest.param("embedded", id="embedded"),
-    pytest.param("production", id="production", marks=[pytest.mark.redis, pytest.mark.mysql]),
-]
 PASSWORD = "correct horse battery"
 
 
-class Deployment:
-    def __init__(self, mode: str, gateway: CourierCommand, worker: CourierCommand | None):
-        self.mode = mode
-        self.gateway = gateway
-        self.worker = worker
-
-    @property
-    def base_url(self) -> str:
-        return self.gateway.base_url
-
-    @property
-    def port(self) -> int:
-        return self.gateway.port
-
-    async def start(self) -> Deployment:
-        if self.worker is not None:
-            await self.worker.start().ready()
-        await self.gateway.start().ready()
-        return self
-
-    async def stop_gateway(self) -> None:
-        await self.gateway.terminate()
-
-    async def start_gateway(self) -> None:
-        await self.gateway.start().ready()
-
-    async def restart_gateway(self) -> None:
-        await self.stop_gateway()
-        await self.start_gateway()
-
-    def cleanup(self) -> None:
-        self.gateway.cleanup()
-        if self.worker is not None:
-            self.worker.cleanup()
-
-
-@pytest.fixture(params=MODES)
-def mode(request) -> str:
-    return request.param
-
-
 @pytest.fixture
-def deploy(request, mode, tmp_path):
-    made: list[Deployment] = []
-
+def deploy(deployments):
     async def make(**env) -> Deployment:
-        extra = {k: str(v) for k, v in env.items()}
-        if mode == "embedded":
-            base = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
-            gateway = CourierCommand("serve", tmp_path / "run",
-                                     {**base, **FAST_ENV, "COURIER_SEND_RATE": "0", **extra})
-            deployment = Deployment(mode, gateway, None)
-        else:
-            redis_url = request.getfixturevalue("redis_url")
-            mysql_url = request.getfixturevalue("mysql_url")
-            secret = request.getfixturevalue("secret")
-            redis_url = extra.pop("COURIER_REDIS_URL", redis_url)
-            settings = production_settings(redis_url, mysql_url, secret)
-            gateway = CourierCommand("serve", tmp_path / "run", settings_env(settings, **extra), name="gateway")
-            worker = CourierCommand("worker", tmp_path / "run", settings_env(settings, **extra), name="worker")
-            deployment = Deployment(mode, gateway, worker)
-        made.append(deployment)
-        return await deployment.start()
+        return await deployments(**env).start()
 
-    yield make
-    for deployment in made:
-        deployment.cleanup()
-
-
-@pytest.fixture
-def mysql_url(mysql_migrated_url) -> str:
-    empty_tables(mysql_migrated_url)
-    return mysql_migrated_url
-
-
-@pytest.fixture
-def secret() -> str:
-    return uuid.uuid4().hex + uuid.uuid4().hex
+    return make
 
 
 @pytest.fixture

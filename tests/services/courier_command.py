@@ -26,6 +26,9 @@ FAST_ENV = {"COURIER_ARGON2_TIME_COST": "1", "COURIER_ARGON2_MEMORY_KIB": "8192"
             "COURIER_ARGON2_PARALLELISM": "1", "COURIER_REGISTRATIONS": "0", "COURIER_HASH_QUEUE": "1000"}
 
 
+WORKER_READY = "persisting stream:persist"  # what a worker logs once it persists
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,18 +82,18 @@ class CourierCommand(LoopbackUrls):
             if self.command == "serve":
                 if await asyncio.get_running_loop().run_in_executor(None, self._healthy):
                     return self
-            elif "persisting stream:persist" in self.output():
+            elif WORKER_READY in self.output():
                 return self
             if time.monotonic() > deadline:
                 raise AssertionError(f"courier {self.command} was not ready in {timeout} s:\n{self.output()}")
             await asyncio.sleep(0.05)
 
     def wait_ready(self, timeout: float = 20.0) -> CourierCommand:
-        """serve: /healthz answers - for a test with no event loop of its own. (asyncio.run
-        of ready() would drop, unclosed, the loop an earlier Tornado test left current, and
-        its ResourceWarning would fail whatever test the collector then runs in.)"""
+        """ready(), for a test with no event loop of its own. (asyncio.run of ready() would
+        drop, unclosed, the loop an earlier Tornado test left current, and its
+        ResourceWarning would fail whatever test the collector then runs in.)"""
         deadline = time.monotonic() + timeout
-        while not self._healthy():
+        while not (self._healthy() if self.command == "serve" else WORKER_READY in self.output()):
             if self.process.poll() is not None:
                 raise AssertionError(f"courier {self.command} exited with {self.process.returncode}:\n{self.output()}")
             if time.monotonic() > deadline:
@@ -130,6 +133,14 @@ class CourierCommand(LoopbackUrls):
 
     async def terminate(self, timeout: float = 10.0) -> int:
         return await self.stop(signal.SIGTERM, timeout)
+
+    def terminate_sync(self, timeout: float = 10.0) -> int:
+        """terminate(), for a test with no event loop of its own."""
+        self.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"courier {self.command} did not exit within {timeout} s:\n{self.output()}") from None
 
     async def kill(self) -> int:
         return await self.stop(signal.SIGKILL)  # no shutdown code runs
