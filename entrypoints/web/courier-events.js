@@ -99,7 +99,7 @@ export class EventStream {
     this.started = false;
     this.ended = false; // stop() was called: for good
     this.catchingUp = null;
-    this.held = null; // socket frames waiting for a pull to end
+    this.heldFrames = null; // socket frames waiting for a pull to end
     this.presenceIds = null;
     this.queue = null; // events waiting for the iterator (only when iterated)
     this.waiter = null;
@@ -162,7 +162,7 @@ export class EventStream {
   stop() {
     this.ended = true;
     this.socket.stop();
-    this.held = null;
+    this.heldFrames = null;
     const waiter = this.waiter;
     this.waiter = null;
     if (!waiter) return;
@@ -289,7 +289,7 @@ export class EventStream {
   }
 
   pushed(frame) {
-    if (this.held && typeof frame.cursor === "string") this.held.push(frame);
+    if (this.heldFrames && typeof frame.cursor === "string") this.heldFrames.push(frame);
     else this.handOut(frame, { live: true, first: false });
   }
 
@@ -299,17 +299,17 @@ export class EventStream {
     this.connects += 1;
     if (this.presenceIds) this.send({ type: "presence_subscribe", user_ids: this.presenceIds });
     if (this.cursor) return;
-    this.held = [];
+    this.heldFrames = [];
     this.catchUp().then(
       () => {
-        const held = this.held || [];
-        this.held = null;
+        const held = this.heldFrames || [];
+        this.heldFrames = null;
         for (const frame of held) this.handOut(frame, { live: true, first: false });
       },
       () => {
         // What the socket pushed cannot be taken past a gap: it comes again after the
         // reconnection, which reads the log first.
-        this.held = null;
+        this.heldFrames = null;
         if (!this.ended) this.socket.drop();
       },
     );

@@ -69,7 +69,11 @@ export function newClientMsgId() {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-// The query string of the parameters that have a value ("" when none has).
+/**
+ * The query string ("?a=1&b=2") of the parameters that have a value ("" when none has).
+ * @param {object|null} params
+ * @returns {string}
+ */
 export function queryString(params) {
   const parts = [];
   for (const [key, value] of Object.entries(params || {})) {

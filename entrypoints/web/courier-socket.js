@@ -9,11 +9,27 @@ import { backoffDelay } from "./courier-http.js";
 const TOKEN_EXPIRED = 4001;
 // Closes that say nothing more than "the connection went away": the next try
 // resumes over the socket at once. Any other close (or a socket that never
-// opened) first asks the page to check things over HTTP (token, cursor).
+// opened) first has its owner check things over HTTP (token, cursor): beforeRetry.
 const PLAIN_CLOSES = new Set([1000, 1001, 1005, 1006]);
 
+/**
+ * One event-view WebSocket, kept open: EventStream's part (use that rather than this).
+ * Its state is "connecting", "online" or "offline".
+ */
 export class LiveSocket {
-  // getUrl(): the socket's URL (with the cursor to resume from); the timings in ms.
+  /**
+   * @param {object} options
+   * @param {() => string|null} options.getToken the token it connects with
+   * @param {() => string} options.getUrl the socket's URL (with the cursor to resume from)
+   * @param {() => void} options.onOpen a socket opened
+   * @param {(frame: object) => void} options.onMessage each JSON object frame but pongs
+   * @param {(state: string, retryAt: number|null) => void} options.onState
+   * @param {() => void} options.onTokenExpired closed with 4001: it stays stopped
+   * @param {() => Promise<void>} options.beforeRetry awaited before a try that needs
+   *   checking; a rejection means "not yet"
+   * @param {{pingEvery: number, pongTimeout: number, backoffBase: number, backoffMax: number,
+   *   stableAfter: number}} options.timings in ms
+   */
   constructor({ getToken, getUrl, onOpen, onMessage, onState, onTokenExpired, beforeRetry, timings }) {
     this.getToken = getToken;
     this.getUrl = getUrl;

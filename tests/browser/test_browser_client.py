@@ -55,7 +55,7 @@ HARNESS = """async (baseUrl) => {
 
 
 @pytest.fixture
-def courier(deployments):
+def courier(deployments):  # noqa: F811 - the fixture imported above
     return deployments().start_sync()
 
 
@@ -320,7 +320,7 @@ def test_dropped_sockets_resume_from_their_cursor(pages, courier):
 
 
 @pytest.mark.parametrize("mode", ["embedded"], indirect=True)
-def test_an_expired_cursor_falls_back_to_the_retained_log_and_says_so(pages, deployments):
+def test_an_expired_cursor_falls_back_to_the_retained_log_and_says_so(pages, deployments):  # noqa: F811
     courier = deployments(COURIER_INBOX_MAXLEN=5).start_sync()
     http = Http(courier.port)
     alice, bob = users(http, 2)
@@ -406,7 +406,7 @@ def test_a_socket_opened_without_a_cursor_meets_the_log_without_a_gap_or_a_doubl
     while not reads:
         page.wait_for_timeout(20)
     m2 = http.send(alice, bob, "pushed while the log is read")["id"]
-    wait_for(page, "() => T.streams.bob.stream.held && T.streams.bob.stream.held.length === 1")
+    wait_for(page, "() => T.streams.bob.stream.heldFrames && T.streams.bob.stream.heldFrames.length === 1")
     reads.pop(0).continue_()
     wait_for(page, "() => T.ids('bob').length >= 2")
     page.wait_for_timeout(300)

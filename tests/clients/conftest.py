@@ -25,7 +25,7 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def deploy(deployments):
+def deploy(deployments):  # noqa: F811 - the fixture imported above
     async def make(**env) -> Deployment:
         return await deployments(**env).start()
 
