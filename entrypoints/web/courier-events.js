@@ -149,16 +149,19 @@ export class EventStream {
   /** Open the socket now (the log was read up to its end by catchUp()). */
   connect() {
     this.started = true;
-    this.socket.start();
+    if (!this.ended) this.socket.start();
   }
 
   /** Open the socket after a backoff, reading the log first (the server was not reached). */
   connectLater() {
     this.started = true;
-    this.socket.startLater();
+    if (!this.ended) this.socket.startLater();
   }
 
-  /** Stop: the socket closes, iteration ends, no event is handed out any more. */
+  /**
+   * Stop, for good (a new stream goes on from this one's `cursor`): the socket closes,
+   * iteration ends, no event is handed out any more.
+   */
   stop() {
     this.ended = true;
     this.socket.stop();
@@ -278,7 +281,7 @@ export class EventStream {
   }
 
   handOut(event, info) {
-    if (!this.take(event)) return;
+    if (this.ended || !this.take(event)) return;
     if (this.onEvent) this.onEvent(event, info);
     if (!this.queue) return;
     if (this.waiter) {
@@ -307,8 +310,8 @@ export class EventStream {
         for (const frame of held) this.handOut(frame, { live: true, first: false });
       },
       () => {
-        // What the socket pushed cannot be taken past a gap: it comes again after the
-        // reconnection, which reads the log first.
+        // What the socket pushed cannot be taken past a gap: this socket is given up,
+        // and the next one (again without a cursor) is met by a new read of the log.
         this.heldFrames = null;
         if (!this.ended) this.socket.drop();
       },
@@ -368,6 +371,7 @@ export class EventStream {
       const events = page.events || [];
       for (const event of events) this.handOut(event, { live: false, first });
       cursor = page.next_cursor || cursor;
+      if (this.ended) return;
       if (!page.has_more || !events.length) break;
     }
     if (this.onCaughtUp) this.onCaughtUp();
