@@ -551,7 +551,9 @@ class PresenceBus(Protocol):
 
     async def unwatch(self, user_ids: Sequence[str]) -> None: ...
 
-    async def publish(self, status: PresenceStatus) -> None: ...
+    async def publish(self, statuses: Sequence[PresenceStatus]) -> None:
+        """Each change to the gateways watching its user; several at once cost one trip
+        (a gateway's expiry look may publish thousands)."""
 
     async def run(self, on_change: Callable[[PresenceStatus], None],
                   on_resync: Callable[[], Awaitable[None]]) -> None:

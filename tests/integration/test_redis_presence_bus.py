@@ -80,7 +80,7 @@ async def test_a_change_published_once_watch_returned_arrives(redis_client, pref
     await bus.watch([a, b])
     sent = [status(a, True, None, 1), status(b, False, 1_700_000_000, 7)]
     for change in sent:
-        await bus.publish(change)  # at once: watch() returned after Redis confirmed
+        await bus.publish([change])  # at once: watch() returned after Redis confirmed
     await until(lambda: len(recorder.changes) == 2)
     assert recorder.changes == sent
     await stop(task)
@@ -92,12 +92,27 @@ async def test_only_the_changes_of_watched_users_arrive(redis_client, prefix):
     task = await started(bus, recorder)
     watched, stranger = ids(2)
     await bus.watch([watched])
-    await bus.publish(status(stranger))
-    await bus.publish(status(watched))
+    await bus.publish([status(stranger)])
+    await bus.publish([status(watched)])
     await until(lambda: recorder.changes)
     await asyncio.sleep(0.1)
     assert recorder.users() == [watched]
     assert await redis_client.pubsub_numsub((prefix + stranger).encode()) == [((prefix + stranger).encode(), 0)]
+    await stop(task)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_changes_published_together_arrive_in_order_to_their_watchers_only(redis_client, prefix):
+    bus, recorder = fast_bus(redis_client, prefix), Recorder()
+    task = await started(bus, recorder)
+    users = ids(300)
+    watched = users[::3]
+    await bus.watch(watched)
+    await bus.publish([status(user, version=n) for n, user in enumerate(users)])  # one expiry look's worth
+    await until(lambda: len(recorder.changes) == len(watched))
+    await asyncio.sleep(0.1)
+    assert recorder.users() == watched
+    assert [change.version for change in recorder.changes] == list(range(0, 300, 3))
     await stop(task)
 
 
@@ -109,11 +124,11 @@ async def test_watches_are_counted_and_unwatching_the_last_stops_the_changes(red
     await bus.watch([a, marker])
     await bus.watch([a])  # a second socket watches it
     await bus.unwatch([a])
-    await bus.publish(status(a, version=1))
+    await bus.publish([status(a, version=1)])
     await until(lambda: recorder.users() == [a])
     await bus.unwatch([a])  # the last one
-    await bus.publish(status(a, version=2))
-    await bus.publish(status(marker))  # after a's on the same connection: a's would be here by then
+    await bus.publish([status(a, version=2)])
+    await bus.publish([status(marker)])  # after a's on the same connection: a's would be here by then
     await until(lambda: marker in recorder.users())
     assert recorder.users() == [a, marker]
     assert bus.watched == {marker}
@@ -128,7 +143,7 @@ async def test_a_gateway_watching_nothing_gets_nothing(redis_client, prefix):
     users = ids(5)
     await watching.watch(users)
     for user in users:
-        await idle.publish(status(user))  # any gateway publishes
+        await idle.publish([status(user)])  # any gateway publishes
     await until(lambda: len(heard.changes) == 5)
     await asyncio.sleep(0.1)
     assert unheard.changes == []
@@ -146,7 +161,7 @@ async def test_many_tasks_watching_and_unwatching_at_once(redis_client, prefix):
         mine = random.Random(seed).sample(users, 10)
         await bus.watch(mine)
         for user in mine:  # each socket checks its own subscriptions are live
-            await bus.publish(status(user, version=seed))
+            await bus.publish([status(user, version=seed)])
         await until(lambda: all(any(s.user_id == u and s.version == seed for s in recorder.changes) for u in mine))
         dropped = mine[:5]
         await bus.unwatch(dropped)
@@ -157,10 +172,10 @@ async def test_many_tasks_watching_and_unwatching_at_once(redis_client, prefix):
     assert bus.watched == still
     recorder.changes.clear()
     for user in users:
-        await bus.publish(status(user, version=1000))
+        await bus.publish([status(user, version=1000)])
     marker = ids(1)[0]
     await bus.watch([marker])
-    await bus.publish(status(marker))
+    await bus.publish([status(marker)])
     await until(lambda: marker in recorder.users())
     assert set(recorder.users()) == still | {marker}
     await stop(task)
@@ -180,7 +195,7 @@ async def test_a_killed_subscription_is_made_again_then_resynced(private_redis, 
             assert bus.resubscriptions == round_
             recorder.changes.clear()
             for user in users:  # watched before the loss: subscribed again before on_resync
-                await bus.publish(status(user, version=round_))
+                await bus.publish([status(user, version=round_)])
             await until(lambda: len(recorder.changes) == 3)
             assert recorder.users() == users
         await stop(task)
@@ -201,7 +216,7 @@ async def test_watching_while_redis_is_down_returns_and_is_subscribed_when_it_is
         await asyncio.wait_for(bus.watch([user]), 1.0)  # no hang: the resync to come covers it
         private_redis.start()
         await until(lambda: recorder.resyncs == 2)
-        await bus.publish(status(user))
+        await bus.publish([status(user)])
         await until(lambda: recorder.users() == [user])
         await stop(task)
     finally:
@@ -216,7 +231,7 @@ async def test_malformed_changes_are_skipped(redis_client, prefix):
     await bus.watch([user])
     for garbage in (b"\xff", b"{}", b"[1]", b'{"user_id": "x", "online": true, "last_seen": "y", "version": 1}'):
         await redis_client.publish(prefix + user, garbage)
-    await bus.publish(status(user))
+    await bus.publish([status(user)])
     await until(lambda: recorder.changes)
     assert recorder.users() == [user]
     await stop(task)
