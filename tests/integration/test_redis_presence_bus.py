@@ -15,6 +15,7 @@ from adapters.redis.typing_bus import RedisTypingBus
 from domain.model import GROUP, PRIVATE
 from domain.presence import PresenceStatus, Typing
 from tests.services.redis import make_client
+from tests.services.waiting import eventually, stop, until
 
 pytestmark = pytest.mark.redis
 
@@ -46,20 +47,6 @@ class Recorder:
 
     def users(self) -> list[str]:
         return [status.user_id for status in self.changes]
-
-
-async def until(condition, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-async def stop(task: asyncio.Task) -> None:
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 def status(user_id: str, online: bool = True, last_seen: int | None = None, version: int = 1) -> PresenceStatus:
@@ -244,19 +231,9 @@ def fast_typing(client, channel: str) -> RedisTypingBus:
     return RedisTypingBus(client, channel, ping_interval=0.2, min_backoff=0.02, max_backoff=0.2)
 
 
-
-
 async def _subscribed(client, channel: bytes, expected) -> bool:
     ((_, count),) = await client.pubsub_numsub(channel)
     return count >= 1 if expected is None else count == expected
-
-
-async def until_async(condition, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -264,7 +241,7 @@ async def test_typing_reaches_every_gateway(redis_client, channel):
     one, two = fast_typing(redis_client, channel), fast_typing(redis_client, channel)
     got_one, got_two = [], []
     tasks = [asyncio.ensure_future(one.run(got_one.append)), asyncio.ensure_future(two.run(got_two.append))]
-    await until_async(lambda: _subscribed(redis_client, channel.encode(), expected=2))
+    await eventually(lambda: _subscribed(redis_client, channel.encode(), expected=2))
     a, b, c, group = ids(4)
     sent = [Typing(a, PRIVATE, b, "start", (b,)), Typing(a, GROUP, group, "stop", (b, c))]
     for typing in sent:
@@ -281,7 +258,7 @@ async def test_typing_comes_again_after_a_killed_subscription(private_redis, cha
     try:
         bus, received = fast_typing(client, channel), []
         task = asyncio.ensure_future(bus.run(received.append))
-        await until_async(lambda: _subscribed(client, channel.encode(), expected=1))
+        await eventually(lambda: _subscribed(client, channel.encode(), expected=1))
         assert private_redis.command("CLIENT", "KILL", "TYPE", "pubsub") == 1
         await until(lambda: bus.resubscriptions == 1)
         a, b = ids(2)
