@@ -319,9 +319,13 @@ class Inbox(Protocol):
 
 class RecentMessages(Protocol):
     """Messages accepted but perhaps not yet in the MessageStore (production: the
-    persister lags behind): found among the newest entries of a user's log."""
+    persister lags behind)."""
 
-    async def find(self, user_id: str, message_id: str) -> Message | None: ...
+    async def find(self, user_id: str, message_id: str) -> Message | None:
+        """The message, if it was accepted and is not stored yet (looked for first among
+        the newest entries of `user_id`'s log; whether the caller may touch it is the
+        caller's to check). None when it is not waiting to be stored; ServiceUnavailable
+        when that cannot be told now (a backlog too long to read at once)."""
 
 
 class NotificationSubscriber(Protocol):
