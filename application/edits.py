@@ -13,7 +13,7 @@ content) or a second DELETE appends that id again, which the inbox ignores when 
 there - it emits nothing new, and completes a change whose append had failed.
 
 Where the message is found: the MessageStore, else (production, the persister lags
-behind) the newest entries of the caller's own log (RecentMessages). The store then
+behind) among the messages accepted and not stored yet (RecentMessages). The store then
 inserts it as changed, and the persister's later insert of the original leaves it so."""
 from __future__ import annotations
 
@@ -82,8 +82,9 @@ class ChangeMessages:
         message = await self.messages.get(message_id)
         if message is None:
             recent = await self.recent.find(user_id, message_id)
-            if recent is not None:
-                message = await self.messages.get(message_id, recent)
+            # Not found there either: it may have been stored in between (the persister
+            # takes it off its queue once stored), so the store is asked once more.
+            message = await self.messages.get(message_id, recent)
         if message is None:
             raise errors.MessageNotFound()
         return message

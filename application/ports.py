@@ -319,9 +319,13 @@ class Inbox(Protocol):
 
 class RecentMessages(Protocol):
     """Messages accepted but perhaps not yet in the MessageStore (production: the
-    persister lags behind): found among the newest entries of a user's log."""
+    persister lags behind)."""
 
-    async def find(self, user_id: str, message_id: str) -> Message | None: ...
+    async def find(self, user_id: str, message_id: str) -> Message | None:
+        """The message, if it was accepted and is not stored yet (looked for first among
+        the newest entries of `user_id`'s log; whether the caller may touch it is the
+        caller's to check). None when it is not waiting to be stored; ServiceUnavailable
+        when that cannot be told now (a backlog too long to read at once)."""
 
 
 class NotificationSubscriber(Protocol):
@@ -551,7 +555,9 @@ class PresenceBus(Protocol):
 
     async def unwatch(self, user_ids: Sequence[str]) -> None: ...
 
-    async def publish(self, status: PresenceStatus) -> None: ...
+    async def publish(self, statuses: Sequence[PresenceStatus]) -> None:
+        """Each change to the gateways watching its user; several at once cost one trip
+        (a gateway's expiry look may publish thousands)."""
 
     async def run(self, on_change: Callable[[PresenceStatus], None],
                   on_resync: Callable[[], Awaitable[None]]) -> None:

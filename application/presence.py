@@ -54,8 +54,7 @@ class PresencePublisher:
         if not statuses:
             return
         hidden = await self.preferences.hidden_among([s.user_id for s in statuses])
-        for status in statuses:
-            await self.bus.publish(status.seen_by_others(status.user_id not in hidden))
+        await self.bus.publish([status.seen_by_others(status.user_id not in hidden) for status in statuses])
 
 
 class PresenceTracker:

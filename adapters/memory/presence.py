@@ -90,10 +90,11 @@ class InProcessPresenceBus(PresenceBus):
     def watched(self) -> set[str]:
         return set(self._watched)
 
-    async def publish(self, status: PresenceStatus) -> None:
-        if status.user_id in self._watched:
-            for on_change in tuple(self._subscribers):
-                on_change(status)
+    async def publish(self, statuses: Sequence[PresenceStatus]) -> None:
+        for status in statuses:
+            if status.user_id in self._watched:
+                for on_change in tuple(self._subscribers):
+                    on_change(status)
 
     async def run(self, on_change: Callable[[PresenceStatus], None],
                   on_resync: Callable[[], Awaitable[None]]) -> None:

@@ -74,9 +74,18 @@ class RedisPresenceBus(PresenceBus):
                 gone.append(self._channel(user_id))
         await self._subscription.remove(gone)
 
-    async def publish(self, status: PresenceStatus) -> None:
+    async def publish(self, statuses: Sequence[PresenceStatus]) -> None:
+        if not statuses:
+            return
         with unavailable("presence changes"):
-            await self._client.publish(self._channel(status.user_id), encode(status))
+            if len(statuses) == 1:
+                await self._client.publish(self._channel(statuses[0].user_id), encode(statuses[0]))
+                return
+            # One round trip, in order; not a transaction (each PUBLISH stands alone).
+            async with self._client.pipeline(transaction=False) as pipe:
+                for status in statuses:
+                    pipe.publish(self._channel(status.user_id), encode(status))
+                await pipe.execute()
 
     async def run(self, on_change: Callable[[PresenceStatus], None],
                   on_resync: Callable[[], Awaitable[None]]) -> None:

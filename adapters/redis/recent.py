@@ -1,34 +1,63 @@
-"""RecentMessages over the Redis logs: a message the persister has not stored yet is
-among the newest entries of its sender's log (and of every recipient's)."""
+"""RecentMessages over Redis: a message the persister has not stored yet is among the
+newest entries of its sender's log (and of every recipient's), and in any case in
+stream:persist, which holds exactly what is not stored yet (the persister deletes what
+it acked)."""
 from __future__ import annotations
 
 import orjson
 import redis.asyncio as aioredis
 
-from adapters.redis.inbox import INBOX_KEY
+from adapters.redis.inbox import INBOX_KEY, PERSIST_STREAM
 from adapters.redis.support import unavailable
 from application.ports import RecentMessages
+from domain import errors
 from domain.model import Message
 
-# How many of the newest entries are looked at: the persister lags by seconds, so a
-# message it has not stored is far more recent than this many entries of any log.
+# How many of the newest entries of the caller's log are looked at first: the persister
+# lags by seconds, so a message it has not stored is almost always that recent.
 LOOK_BACK = 2000
+# After that, the backlog is read from its oldest entry in pages of LOOK_BACK, at most
+# this many entries: a backlog longer than that (the worker stopped for long) answers
+# "not stored yet, try again" rather than costing Redis a read of all of it per call.
+BACKLOG_LIMIT = 50_000
 
 
 class RedisRecentMessages(RecentMessages):
-    def __init__(self, redis: aioredis.Redis, look_back: int = LOOK_BACK):
+    def __init__(self, redis: aioredis.Redis, look_back: int = LOOK_BACK, backlog_limit: int = BACKLOG_LIMIT,
+                 persist_stream: str = PERSIST_STREAM):
         self._redis = redis
         self._look_back = look_back
+        self._backlog_limit = backlog_limit
+        self._persist_stream = persist_stream
 
     async def find(self, user_id: str, message_id: str) -> Message | None:
+        wanted = message_id.encode()
         with unavailable("recent"):
             entries = await self._redis.xrevrange(INBOX_KEY.format(user_id), count=self._look_back)
-        wanted = message_id.encode()
-        for _, fields in entries:
-            record = fields.get(b"m", fields.get("m"))
-            if record is None or wanted not in (record if isinstance(record, bytes) else record.encode()):
-                continue
-            body = orjson.loads(record)
-            if body.get("id") == message_id and body.get("type") in ("private", "group"):
-                return Message.from_record(body)
-        return None
+            message = _matching(entries, message_id, wanted)
+            if message is not None:
+                return message
+            return await self._in_backlog(message_id, wanted)
+
+    async def _in_backlog(self, message_id: str, wanted: bytes) -> Message | None:
+        start, read = "-", 0
+        while read < self._backlog_limit:
+            entries = await self._redis.xrange(self._persist_stream, min=start, count=self._look_back)
+            message = _matching(entries, message_id, wanted)
+            if message is not None or len(entries) < self._look_back:
+                return message
+            read += len(entries)
+            last = entries[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else last)
+        raise errors.ServiceUnavailable("the message may not be stored yet: try again in a moment")
+
+
+def _matching(entries, message_id: str, wanted: bytes) -> Message | None:
+    for _, fields in entries:
+        record = fields.get(b"m", fields.get("m"))
+        if record is None or wanted not in (record if isinstance(record, bytes) else record.encode()):
+            continue
+        body = orjson.loads(record)
+        if body.get("id") == message_id and body.get("type") in ("private", "group"):
+            return Message.from_record(body)
+    return None

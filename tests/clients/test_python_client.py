@@ -7,24 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 import pytest
 from courier_client import RESYNC, Client, CourierError
 
 from tests.clients.conftest import PASSWORD, users
+from tests.services import waiting
 
 FAST = dict(backoff_base=0.1, backoff_max=1.0)  # the stream's reconnections, quick for tests
 
-
-async def eventually(check, timeout: float = 20.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s: {result!r}")
-        await asyncio.sleep(interval)
+# Live servers in both modes, restarted in some tests: a loaded run takes its time.
+eventually = partial(waiting.eventually, timeout=20.0, interval=0.1)
 
 
 async def history_ids(client: Client, peer_id: str) -> list[str]:

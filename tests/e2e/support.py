@@ -1,11 +1,12 @@
 """Helpers shared by the end-to-end tests."""
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
 import pytest
+
+from tests.services.waiting import eventually
 
 # The console script next to this interpreter (the venv's bin), as users run it.
 
@@ -33,18 +34,6 @@ def assert_error(reply, status: int, code: str | None = None) -> None:
     assert isinstance(body["error"]["message"], str) and body["error"]["message"], reply
     if code is not None:
         assert body["error"]["code"] == code, reply
-
-
-async def eventually(check, timeout: float = 5.0, interval: float = 0.02):
-    """Await `check()` until it returns a truthy value (returned), or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: last result {result!r}")
-        await asyncio.sleep(interval)
 
 
 def expired_token(running, user_id: str) -> str:

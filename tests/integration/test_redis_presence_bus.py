@@ -15,6 +15,7 @@ from adapters.redis.typing_bus import RedisTypingBus
 from domain.model import GROUP, PRIVATE
 from domain.presence import PresenceStatus, Typing
 from tests.services.redis import make_client
+from tests.services.waiting import eventually, stop, until
 
 pytestmark = pytest.mark.redis
 
@@ -48,20 +49,6 @@ class Recorder:
         return [status.user_id for status in self.changes]
 
 
-async def until(condition, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-async def stop(task: asyncio.Task) -> None:
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-
-
 def status(user_id: str, online: bool = True, last_seen: int | None = None, version: int = 1) -> PresenceStatus:
     return PresenceStatus(user_id, online, last_seen, version)
 
@@ -80,7 +67,7 @@ async def test_a_change_published_once_watch_returned_arrives(redis_client, pref
     await bus.watch([a, b])
     sent = [status(a, True, None, 1), status(b, False, 1_700_000_000, 7)]
     for change in sent:
-        await bus.publish(change)  # at once: watch() returned after Redis confirmed
+        await bus.publish([change])  # at once: watch() returned after Redis confirmed
     await until(lambda: len(recorder.changes) == 2)
     assert recorder.changes == sent
     await stop(task)
@@ -92,12 +79,27 @@ async def test_only_the_changes_of_watched_users_arrive(redis_client, prefix):
     task = await started(bus, recorder)
     watched, stranger = ids(2)
     await bus.watch([watched])
-    await bus.publish(status(stranger))
-    await bus.publish(status(watched))
+    await bus.publish([status(stranger)])
+    await bus.publish([status(watched)])
     await until(lambda: recorder.changes)
     await asyncio.sleep(0.1)
     assert recorder.users() == [watched]
     assert await redis_client.pubsub_numsub((prefix + stranger).encode()) == [((prefix + stranger).encode(), 0)]
+    await stop(task)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_changes_published_together_arrive_in_order_to_their_watchers_only(redis_client, prefix):
+    bus, recorder = fast_bus(redis_client, prefix), Recorder()
+    task = await started(bus, recorder)
+    users = ids(300)
+    watched = users[::3]
+    await bus.watch(watched)
+    await bus.publish([status(user, version=n) for n, user in enumerate(users)])  # one expiry look's worth
+    await until(lambda: len(recorder.changes) == len(watched))
+    await asyncio.sleep(0.1)
+    assert recorder.users() == watched
+    assert [change.version for change in recorder.changes] == list(range(0, 300, 3))
     await stop(task)
 
 
@@ -109,11 +111,11 @@ async def test_watches_are_counted_and_unwatching_the_last_stops_the_changes(red
     await bus.watch([a, marker])
     await bus.watch([a])  # a second socket watches it
     await bus.unwatch([a])
-    await bus.publish(status(a, version=1))
+    await bus.publish([status(a, version=1)])
     await until(lambda: recorder.users() == [a])
     await bus.unwatch([a])  # the last one
-    await bus.publish(status(a, version=2))
-    await bus.publish(status(marker))  # after a's on the same connection: a's would be here by then
+    await bus.publish([status(a, version=2)])
+    await bus.publish([status(marker)])  # after a's on the same connection: a's would be here by then
     await until(lambda: marker in recorder.users())
     assert recorder.users() == [a, marker]
     assert bus.watched == {marker}
@@ -128,7 +130,7 @@ async def test_a_gateway_watching_nothing_gets_nothing(redis_client, prefix):
     users = ids(5)
     await watching.watch(users)
     for user in users:
-        await idle.publish(status(user))  # any gateway publishes
+        await idle.publish([status(user)])  # any gateway publishes
     await until(lambda: len(heard.changes) == 5)
     await asyncio.sleep(0.1)
     assert unheard.changes == []
@@ -146,7 +148,7 @@ async def test_many_tasks_watching_and_unwatching_at_once(redis_client, prefix):
         mine = random.Random(seed).sample(users, 10)
         await bus.watch(mine)
         for user in mine:  # each socket checks its own subscriptions are live
-            await bus.publish(status(user, version=seed))
+            await bus.publish([status(user, version=seed)])
         await until(lambda: all(any(s.user_id == u and s.version == seed for s in recorder.changes) for u in mine))
         dropped = mine[:5]
         await bus.unwatch(dropped)
@@ -157,10 +159,10 @@ async def test_many_tasks_watching_and_unwatching_at_once(redis_client, prefix):
     assert bus.watched == still
     recorder.changes.clear()
     for user in users:
-        await bus.publish(status(user, version=1000))
+        await bus.publish([status(user, version=1000)])
     marker = ids(1)[0]
     await bus.watch([marker])
-    await bus.publish(status(marker))
+    await bus.publish([status(marker)])
     await until(lambda: marker in recorder.users())
     assert set(recorder.users()) == still | {marker}
     await stop(task)
@@ -180,7 +182,7 @@ async def test_a_killed_subscription_is_made_again_then_resynced(private_redis, 
             assert bus.resubscriptions == round_
             recorder.changes.clear()
             for user in users:  # watched before the loss: subscribed again before on_resync
-                await bus.publish(status(user, version=round_))
+                await bus.publish([status(user, version=round_)])
             await until(lambda: len(recorder.changes) == 3)
             assert recorder.users() == users
         await stop(task)
@@ -201,7 +203,7 @@ async def test_watching_while_redis_is_down_returns_and_is_subscribed_when_it_is
         await asyncio.wait_for(bus.watch([user]), 1.0)  # no hang: the resync to come covers it
         private_redis.start()
         await until(lambda: recorder.resyncs == 2)
-        await bus.publish(status(user))
+        await bus.publish([status(user)])
         await until(lambda: recorder.users() == [user])
         await stop(task)
     finally:
@@ -216,7 +218,7 @@ async def test_malformed_changes_are_skipped(redis_client, prefix):
     await bus.watch([user])
     for garbage in (b"\xff", b"{}", b"[1]", b'{"user_id": "x", "online": true, "last_seen": "y", "version": 1}'):
         await redis_client.publish(prefix + user, garbage)
-    await bus.publish(status(user))
+    await bus.publish([status(user)])
     await until(lambda: recorder.changes)
     assert recorder.users() == [user]
     await stop(task)
@@ -229,19 +231,9 @@ def fast_typing(client, channel: str) -> RedisTypingBus:
     return RedisTypingBus(client, channel, ping_interval=0.2, min_backoff=0.02, max_backoff=0.2)
 
 
-
-
 async def _subscribed(client, channel: bytes, expected) -> bool:
     ((_, count),) = await client.pubsub_numsub(channel)
     return count >= 1 if expected is None else count == expected
-
-
-async def until_async(condition, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.gen_test(timeout=10)
@@ -249,7 +241,7 @@ async def test_typing_reaches_every_gateway(redis_client, channel):
     one, two = fast_typing(redis_client, channel), fast_typing(redis_client, channel)
     got_one, got_two = [], []
     tasks = [asyncio.ensure_future(one.run(got_one.append)), asyncio.ensure_future(two.run(got_two.append))]
-    await until_async(lambda: _subscribed(redis_client, channel.encode(), expected=2))
+    await eventually(lambda: _subscribed(redis_client, channel.encode(), expected=2))
     a, b, c, group = ids(4)
     sent = [Typing(a, PRIVATE, b, "start", (b,)), Typing(a, GROUP, group, "stop", (b, c))]
     for typing in sent:
@@ -266,7 +258,7 @@ async def test_typing_comes_again_after_a_killed_subscription(private_redis, cha
     try:
         bus, received = fast_typing(client, channel), []
         task = asyncio.ensure_future(bus.run(received.append))
-        await until_async(lambda: _subscribed(client, channel.encode(), expected=1))
+        await eventually(lambda: _subscribed(client, channel.encode(), expected=1))
         assert private_redis.command("CLIENT", "KILL", "TYPE", "pubsub") == 1
         await until(lambda: bus.resubscriptions == 1)
         a, b = ids(2)

@@ -16,6 +16,7 @@ from application.gateway import Gateway
 from domain.model import PRIVATE, Message
 from entrypoints.container import encode_delivery
 from tests.services.redis import make_client
+from tests.services.waiting import stop, until
 
 pytestmark = pytest.mark.redis
 
@@ -35,20 +36,6 @@ class Recorder:
 
     async def on_resync(self):
         self.resyncs += 1
-
-
-async def until(condition, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-async def stop(task: asyncio.Task) -> None:
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 def fast(source, channel: str) -> RedisNotificationSubscriber:

@@ -9,11 +9,13 @@ import json
 import os
 import time
 import uuid
+from functools import partial
 
 from sqlalchemy import bindparam, create_engine, pool, text
 
 from entrypoints.settings import Settings
 from tests.e2e.client import Api, WsClient
+from tests.services import waiting
 from tests.services.courier_command import FAST_ENV, CourierCommand  # noqa: F401 - CourierCommand re-exported
 from tests.services.urls import LoopbackUrls
 
@@ -222,15 +224,8 @@ def assert_stored_exactly_once(stored: collections.Counter, ids: set[str]) -> No
     assert set(stored) == ids, f"{len(ids - set(stored))} lost, {len(set(stored) - ids)} unexpected rows"
 
 
-async def eventually(check, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: last result {result!r}")
-        await asyncio.sleep(interval)
+# Gateways, workers and Redis restarts in these tests: waits are longer than in e2e.
+eventually = partial(waiting.eventually, timeout=10.0, interval=0.05)
 
 
 # --- the event view (issue 14): own sends and group changes in the log ------------

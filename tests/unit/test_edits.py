@@ -101,3 +101,25 @@ async def test_edits_back_and_forth_within_one_second_are_each_an_event():
     assert [u.message.content for u in updates] == ["hello", "helo", "hello"]
     assert [u.message.edited_at for u in updates] == [1010, 1011, 1012]  # later each time
     assert (await store.get(M1)).content == "hello"
+
+
+class StoredMeanwhile(RecentMessages):
+    """The persister stores the message while the log is searched (and so it is no
+    longer waiting to be stored when the search gets there)."""
+
+    def __init__(self, store: MemoryMessageStore, message: Message) -> None:
+        self.store, self.message = store, message
+
+    async def find(self, user_id: str, message_id: str) -> Message | None:
+        await self.store.save([self.message])
+        return None
+
+
+@pytest.mark.gen_test
+async def test_a_message_stored_while_it_is_looked_for_is_found():
+    store, clock = MemoryMessageStore(), Clock()
+    edits = use_case(store, StoredMeanwhile(store, MESSAGE), Appends(), clock)
+    clock.t = 1010
+    edited = await edits.edit("a", M1, {"content": "hello"})
+    assert (edited.content, edited.edited_at) == ("hello", 1010)
+    assert (await store.get(M1)).content == "hello"

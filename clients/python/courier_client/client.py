@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -242,27 +242,13 @@ class Client:
         return await self._object("GET", f"/groups/{_segment(group_id)}/messages",
                                   query={"before": before, "limit": limit}, retry=True)
 
-    async def iter_private_history(self, user_id: str, *, page_size: int = 100) -> AsyncIterator[dict]:
+    def iter_private_history(self, user_id: str, *, page_size: int = 100) -> AsyncIterator[dict]:
         """Every message with `user_id`, newest first, a page at a time."""
-        before = None
-        while True:
-            page = await self.private_history(user_id, before=before, limit=page_size)
-            for message in page["messages"]:
-                yield message
-            before = page["next_before"]
-            if before is None:
-                return
+        return _every(lambda before: self.private_history(user_id, before=before, limit=page_size), "messages")
 
-    async def iter_group_history(self, group_id: str, *, page_size: int = 100) -> AsyncIterator[dict]:
+    def iter_group_history(self, group_id: str, *, page_size: int = 100) -> AsyncIterator[dict]:
         """Every message of a group, newest first, a page at a time."""
-        before = None
-        while True:
-            page = await self.group_history(group_id, before=before, limit=page_size)
-            for message in page["messages"]:
-                yield message
-            before = page["next_before"]
-            if before is None:
-                return
+        return _every(lambda before: self.group_history(group_id, before=before, limit=page_size), "messages")
 
     async def conversations(self, *, before: str | None = None, limit: int | None = None) -> dict:
         """One page of the user's chats, most recent activity first:
@@ -270,16 +256,9 @@ class Client:
         `group_id`/`name`, `last_message`, `last_seq`, `read_seq`, `unread_count`, `updated_at`."""
         return await self._object("GET", "/conversations", query={"before": before, "limit": limit}, retry=True)
 
-    async def iter_conversations(self, *, page_size: int = 100) -> AsyncIterator[dict]:
+    def iter_conversations(self, *, page_size: int = 100) -> AsyncIterator[dict]:
         """Every chat of the user, most recent activity first."""
-        before = None
-        while True:
-            page = await self.conversations(before=before, limit=page_size)
-            for conversation in page["conversations"]:
-                yield conversation
-            before = page["next_before"]
-            if before is None:
-                return
+        return _every(lambda before: self.conversations(before=before, limit=page_size), "conversations")
 
     async def mark_read_private(self, user_id: str, seq: int) -> dict:
         """Move the read marker of the chat with `user_id` to `seq`: `{"read_seq", "unread_count"}`."""
@@ -309,16 +288,9 @@ class Client:
         `{"groups": [...], "next_before"}`."""
         return await self._object("GET", "/groups", query={"before": before, "limit": limit}, retry=True)
 
-    async def iter_groups(self, *, page_size: int = 100) -> AsyncIterator[dict]:
+    def iter_groups(self, *, page_size: int = 100) -> AsyncIterator[dict]:
         """Every group of the caller, the most recently joined first."""
-        before = None
-        while True:
-            page = await self.groups(before=before, limit=page_size)
-            for group in page["groups"]:
-                yield group
-            before = page["next_before"]
-            if before is None:
-                return
+        return _every(lambda before: self.groups(before=before, limit=page_size), "groups")
 
     async def rename_group(self, group_id: str, name: str) -> dict:
         """The owner renames a group: the group."""
@@ -352,3 +324,16 @@ class Client:
         at the end of the log as it is now (`from_start=True`: at the oldest retained
         event); with one, right after it."""
         return EventStream(self, cursor, from_start=from_start, **options)
+
+
+async def _every(fetch: Callable[[Any], Awaitable[dict]], key: str) -> AsyncIterator[dict]:
+    """Every item of a listing paged backwards: page[key], then the page before
+    page["next_before"], until it is None."""
+    before = None
+    while True:
+        page = await fetch(before)
+        for item in page[key]:
+            yield item
+        before = page["next_before"]
+        if before is None:
+            return

@@ -1,0 +1,81 @@
+"""RedisRecentMessages against a real Redis: a message accepted and not stored yet is
+found among the newest entries of the caller's log, else in stream:persist however far
+back it is in the log; what is in neither is None; a backlog longer than the adapter
+reads at once answers "try again" (503) rather than "no such message"."""
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+
+from adapters.redis.inbox import INBOX_KEY
+from adapters.redis.recent import RedisRecentMessages
+from domain import errors
+from domain.model import PRIVATE, Message
+
+pytestmark = pytest.mark.redis
+
+LOOK_BACK = 5
+
+
+def message(sender: str, to: str, seq: int) -> Message:
+    return Message(PRIVATE, str(uuid.uuid4()), sender, f"hello {seq}", 1_700_000_000 + seq, to_user_id=to,
+                   client_msg_id=f"c{seq}", seq=seq)
+
+
+async def accepted(redis, persist: str, inbox_users: list[str], sent: Message, stored: bool) -> None:
+    """As deliver.lua leaves it: an entry in each log, and one in the backlog until stored."""
+    record = orjson.dumps(sent.to_record())
+    for user_id in inbox_users:
+        await redis.xadd(INBOX_KEY.format(user_id), {"m": record})
+    if not stored:
+        await redis.xadd(persist, {"m": record})
+
+
+@pytest.fixture
+def persist() -> str:
+    return f"courier-test:persist:{uuid.uuid4().hex}"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_found_in_the_log_or_in_the_backlog_however_far_back(redis_client, persist):
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    recent = RedisRecentMessages(redis_client, look_back=LOOK_BACK, backlog_limit=100, persist_stream=persist)
+    old_unstored = message(alice, bob, 1)
+    await accepted(redis_client, persist, [alice, bob], old_unstored, stored=False)
+    later = [message(alice, bob, seq) for seq in range(2, 40)]  # the log moves on, partly stored
+    for sent in later:
+        await accepted(redis_client, persist, [alice, bob], sent, stored=sent.seq % 2 == 0)
+    newest = later[-1]
+
+    assert await recent.find(alice, newest.id) == newest  # among the newest LOOK_BACK of the log
+    assert await recent.find(bob, old_unstored.id) == old_unstored  # 39 entries back: from the backlog
+    assert await recent.find(alice, later[2].id) is None  # seq 4: stored (the MessageStore has it)
+    assert await recent.find(alice, later[1].id) == later[1]  # seq 3, unstored, beyond the look-back
+    assert await recent.find(alice, str(uuid.uuid4())) is None
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_stored_message_beyond_the_look_back_is_not_waiting(redis_client, persist):
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    recent = RedisRecentMessages(redis_client, look_back=LOOK_BACK, backlog_limit=100, persist_stream=persist)
+    stored = message(alice, bob, 1)
+    await accepted(redis_client, persist, [alice, bob], stored, stored=True)
+    for seq in range(2, 12):
+        await accepted(redis_client, persist, [alice, bob], message(alice, bob, seq), stored=False)
+    assert await recent.find(alice, stored.id) is None  # the MessageStore has it
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_backlog_too_long_to_read_answers_try_again(redis_client, persist):
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    recent = RedisRecentMessages(redis_client, look_back=LOOK_BACK, backlog_limit=3 * LOOK_BACK,
+                                 persist_stream=persist)
+    for seq in range(1, 4 * LOOK_BACK):
+        await accepted(redis_client, persist, [alice, bob], message(alice, bob, seq), stored=False)
+    last_in_reach = 3 * LOOK_BACK
+    reachable = orjson.loads((await redis_client.xrange(persist, count=last_in_reach))[-1][1][b"m"])
+    assert (await recent.find(alice, reachable["id"])).id == reachable["id"]
+    with pytest.raises(errors.ServiceUnavailable):
+        await recent.find(alice, str(uuid.uuid4()))
