@@ -32,6 +32,11 @@ def bearer_token_in(headers) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+# A page on another origin reads Retry-After too (a 429 or 503 says when to try again):
+# CORS lets a script see only the simple headers unless it is named here.
+EXPOSED = ("Access-Control-Expose-Headers", "Retry-After")
+
+
 def cors_headers(origin: str | None, allowed: frozenset | set | None) -> list[tuple[str, str]]:
     """The CORS headers of an answer to a request from `origin` (none without one).
     Any origin when no list is set: auth is by bearer token, never by cookie, so a
@@ -39,9 +44,9 @@ def cors_headers(origin: str | None, allowed: frozenset | set | None) -> list[tu
     if origin is None:
         return []
     if allowed is None:
-        return [("Access-Control-Allow-Origin", "*")]
+        return [("Access-Control-Allow-Origin", "*"), EXPOSED]
     if origin.rstrip("/") in allowed:
-        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin"), EXPOSED]
     return []
 
 

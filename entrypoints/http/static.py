@@ -5,7 +5,7 @@ from pathlib import Path
 
 import tornado.web
 
-from entrypoints.http.base import ServerHeader
+from entrypoints.http.base import ServerHeader, cors_headers
 from entrypoints.http.errors import finish_with_error
 from entrypoints.http.page_headers import set_page_headers
 
@@ -26,10 +26,20 @@ class IndexHandler(ServerHeader, tornado.web.RequestHandler):
         self.finish((WEB_DIR / "index.html").read_bytes())
 
 
+# The browser client (docs/browser-client.md): a page on another origin imports it from
+# here, which a module script may only do with CORS. The same origins as the API's.
+CLIENT_MODULES = frozenset({"courier.js", "courier-http.js", "courier-socket.js", "courier-events.js"})
+
+
 class StaticHandler(ServerHeader, tornado.web.StaticFileHandler):
     def set_default_headers(self) -> None:
         super().set_default_headers()
         set_page_headers(self)
+
+    def set_extra_headers(self, path: str) -> None:
+        if path in CLIENT_MODULES:
+            for name, value in cors_headers(self.request.headers.get("Origin"), self.settings.get("courier_origins")):
+                self.set_header(name, value)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         finish_with_error(self, status_code)  # the contract's error shape here too

@@ -411,3 +411,30 @@ def test_a_socket_opened_without_a_cursor_meets_the_log_without_a_gap_or_a_doubl
     wait_for(page, "() => T.ids('bob').length >= 2")
     page.wait_for_timeout(300)
     assert page.evaluate("T.ids('bob')") == [m1, m2]
+
+
+@pytest.mark.parametrize("mode", ["embedded"], indirect=True)
+def test_a_page_of_another_origin_imports_the_module_from_the_server_and_uses_it(pages, courier):
+    http = Http(courier.port)
+    alice, bob = users(http, 2)
+    page = pages.open(courier.base_url)
+    other_origin = courier.base_url.replace("127.0.0.1", "localhost")  # another host: another origin
+    page.goto(other_origin + "/healthz")
+    # A module script from another origin is fetched with CORS: this import fails unless
+    # the server answers it with Access-Control-Allow-Origin.
+    got = page.evaluate("""async ([baseUrl, token, bobId]) => {
+      const courier = await import(baseUrl + "/static/courier.js");
+      const client = new courier.CourierClient({ baseUrl, token });
+      const sent = await client.sendPrivate(bobId, "from another origin");
+      // A refusal that says when to try again: its Retry-After is readable from here.
+      let retryAfter = null;
+      for (let i = 0; i < 30 && retryAfter === null; i++) {
+        const answer = await fetch(baseUrl + "/api/v1/users/login", {
+          method: "POST", body: JSON.stringify({ username: "nobody-here", password: "wrong password" }),
+        });
+        if (answer.status === 429) retryAfter = answer.headers.get("Retry-After");
+      }
+      return { origin: location.origin, content: sent.content, retryAfter };
+    }""", [courier.base_url, alice.token, bob.user_id])
+    assert got["origin"] == other_origin and got["content"] == "from another origin"
+    assert got["retryAfter"] is not None and int(got["retryAfter"]) >= 1

@@ -62,6 +62,7 @@ async def test_a_send_from_an_allowed_origin_carries_cors_headers_and_others_do_
     body = {"to_user_id": b.user_id, "content": "from the web app"}
     r = await api.call("POST", "/api/v1/messages", body, a.token, headers={"Origin": ALLOWED})
     assert r.status == 201 and r.headers["Access-Control-Allow-Origin"] == ALLOWED and r.headers["Vary"] == "Origin"
+    assert r.headers["Access-Control-Expose-Headers"] == "Retry-After"  # a web app reads when to try again
     r = await api.call("POST", "/api/v1/messages", body, headers={"Origin": ALLOWED})
     assert_error(r, 401)
     assert r.headers["Access-Control-Allow-Origin"] == ALLOWED  # errors are readable by the web app too
@@ -75,6 +76,7 @@ async def test_any_origin_is_allowed_when_no_list_is_set(api):
     r = await api.call("POST", "/api/v1/messages", {"to_user_id": b.user_id, "content": "x"}, a.token,
                        headers={"Origin": "https://anywhere.example.com"})
     assert r.status == 201 and r.headers["Access-Control-Allow-Origin"] == "*"
+    assert r.headers["Access-Control-Expose-Headers"] == "Retry-After"
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -88,3 +90,15 @@ async def test_a_send_writes_the_access_log_line_without_the_token(api, caplog):
     assert any(line.startswith("201 POST /api/v1/messages (127.0.0.1) ") for line in lines), lines
     assert any(line.startswith("401 POST /api/v1/messages (127.0.0.1) ") for line in lines), lines
     assert not any(a.token in line for line in caplog.text.splitlines())
+
+
+@with_settings(allowed_origins=ALLOWED)
+@pytest.mark.gen_test(timeout=30)
+async def test_the_browser_client_module_is_served_with_cors_the_page_files_are_not(api):
+    for name in ("courier.js", "courier-http.js", "courier-socket.js", "courier-events.js"):
+        r = await api.call("GET", f"/static/{name}", headers={"Origin": ALLOWED})
+        assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == ALLOWED, name
+        r = await api.call("GET", f"/static/{name}", headers={"Origin": "https://evil.example.com"})
+        assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers, name
+    r = await api.call("GET", "/static/app.js", headers={"Origin": ALLOWED})
+    assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers
