@@ -114,6 +114,9 @@ class MemoryGroupStreams(GroupStreams):
             group.trimmed_up_to = group.entries[-keep - 1][0]
             del group.entries[:-keep]
 
+    def group_ids(self) -> list[str]:
+        return sorted(self._groups)
+
     def stream_of(self, group_id: str) -> int:
         return self._groups[group_id].stream
 
