@@ -10,13 +10,15 @@ domain.errors.ServiceUnavailable; use cases never see driver exceptions."""
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from domain.cursor import Position
 from domain.events import Appended, Delivery, Event
 from domain.model import Group, Message, User
 from domain.presence import PresenceStatus, Typing
+from domain.vector import Interval
 
 
 class UserRepository(Protocol):
@@ -315,6 +317,65 @@ class Inbox(Protocol):
 
     async def last_cursor(self, user_id: str) -> str | None:
         """The cursor of the newest entry in the user's inbox; None when it is empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMembership:
+    """A large group a user is or was in, as its stream stands: its stream number (sno,
+    what a cursor names it by), the user's intervals in it and the stream's newest id."""
+
+    group_id: str
+    stream: int
+    intervals: tuple[Interval, ...]  # oldest first, disjoint; () when no record is kept (or not yet)
+    newest: Position  # the id of the stream's newest entry (its internal markers count)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """An event at its id in a group's stream."""
+
+    position: Position
+    event: Event
+
+
+class GroupStreams(Protocol):
+    """The streams of the large groups (docs/design/large-groups.md): one log per group,
+    read by each member within its membership intervals, instead of a copy in every
+    member's own log. This is the side that Timeline reads; the writes (deliver, apply a
+    membership change) come with the Redis adapter."""
+
+    @abstractmethod
+    async def memberships(self, user_id: str, streams: Collection[int]) -> list[GroupMembership]:
+        """Every large group the user is or was in (production: lgm:<U>), and the groups
+        of `streams` (the stream numbers a cursor names), each once, with the user's
+        intervals. A stream number no group has is left out."""
+
+    @abstractmethod
+    async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
+        """Up to `limit` entries of the group's stream after `after` that are inside the
+        user's intervals as they stand at this read (clipped in the same atomic step as
+        the read, so a leave applied meanwhile is never read past), oldest first, with the
+        internal markers passed over. Fewer than `limit` only when there are no more.
+
+        Raise CursorExpired when entries that the user would read were trimmed: the
+        effective start - `after`, or the join of the first interval after it - is
+        before what the stream retains. Raise CursorUnknown (a CursorExpired) when
+        `after` is after the stream's newest entry."""
+
+
+class CursorCheckpoints(Protocol):
+    """Vectors kept by the server for a while, so that a cursor of a user whose
+    position moved in many groups names one by its id instead of listing them
+    (docs/design/large-groups.md, section 3.4)."""
+
+    @abstractmethod
+    async def save(self, user_id: str, groups: Mapping[int, Position]) -> int:
+        """Keep the user's positions (sno -> position) and answer their checkpoint's id."""
+
+    @abstractmethod
+    async def load(self, user_id: str, checkpoint: int) -> dict[int, Position]:
+        """The positions of one of the user's checkpoints; CursorExpired when it is no
+        longer kept (its time ran out, or a later checkpoint took its place)."""
 
 
 class RecentMessages(Protocol):

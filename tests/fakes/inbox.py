@@ -92,8 +92,7 @@ class MemoryInbox(Inbox):
     def _append(self, event: Event, recipient_ids: Sequence[str]) -> dict[str, str]:
         cursors: dict[str, str] = {}
         for user_id in dict.fromkeys(recipient_ids):  # one entry per recipient, even if listed twice
-            self._seq += 1
-            cursor = f"{self._seq}-0"
+            cursor = f"{self.next_id()}-0"
             stream = self._streams.setdefault(user_id, [])
             stream.append(Delivery(event, cursor))
             if len(stream) > self._max_length:
@@ -101,6 +100,12 @@ class MemoryInbox(Inbox):
                 self._trimmed_up_to[user_id] = cursor_position(dropped.cursor)
             cursors[user_id] = cursor
         return cursors
+
+    def next_id(self) -> int:
+        """The next entry id: one counter for every log here, as stream:last-id is in
+        Redis; a fake group stream may take its ids from it too (tests/fakes/group_streams.py)."""
+        self._seq += 1
+        return self._seq
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
         if self.fail_reads is not None:
