@@ -29,6 +29,7 @@ log = logging.getLogger("courier.presence")
 EXPIRE_EVERY = 2.0  # seconds between two looks for grace periods that ran out
 RETRY_FIRST, RETRY_MAX = 0.2, 5.0  # backoff while the store refuses an arrival or a leave
 WATCH_CHUNK = 500  # user ids per statuses() call when reading everything watched again
+PUBLISH_CHUNK = 100  # changes per preferences query and per bus call
 
 Encode = Callable[[dict], bytes]
 
@@ -51,10 +52,12 @@ class PresencePublisher:
     preferences: PresencePreferences
 
     async def publish(self, statuses: Sequence[PresenceStatus]) -> None:
-        if not statuses:
-            return
-        hidden = await self.preferences.hidden_among([s.user_id for s in statuses])
-        await self.bus.publish([status.seen_by_others(status.user_id not in hidden) for status in statuses])
+        """In chunks of PUBLISH_CHUNK: an expiry look may publish thousands of changes
+        (everyone a stopped gateway held), and the loop serves its sockets between two."""
+        for start in range(0, len(statuses), PUBLISH_CHUNK):
+            chunk = statuses[start:start + PUBLISH_CHUNK]
+            hidden = await self.preferences.hidden_among([s.user_id for s in chunk])
+            await self.bus.publish([status.seen_by_others(status.user_id not in hidden) for status in chunk])
 
 
 class PresenceTracker:

@@ -47,9 +47,10 @@ USER_PREFIX = "presence:user:"
 GATEWAY_PREFIX = "presence:gw:"
 LEASE_SECONDS = 12.0
 # Per expire script: Redis serves nobody else while a script runs, so a big sweep (a dead
-# gateway's ten thousand users) is done in several short calls rather than one long one.
-EXPIRE_LIMIT = 500
-EXPIRE_ROUNDS = 40  # calls at most per expire(): the rest waits for the next one
+# gateway's ten thousand users, or thousands whose grace ends together) is done in many
+# short calls rather than one long one, and sends go on between them.
+EXPIRE_LIMIT = 100
+EXPIRE_ROUNDS = 200  # calls at most per expire(): the rest waits for the next one
 
 ARRIVE, LEAVE, SYNC, CLOSE, RENEW = "a", "l", "s", "c", "r"
 

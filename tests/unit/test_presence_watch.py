@@ -227,3 +227,25 @@ async def test_a_second_subscriber_waits_for_the_watch_another_one_started():
     confirmed.set()
     await asyncio.gather(one, two)
     assert [f["user_id"] for f in second.frames] == [BOB]
+
+
+class RecordingBus(InProcessPresenceBus):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[PresenceStatus]] = []
+
+    async def publish(self, statuses):
+        self.calls.append(list(statuses))
+        await super().publish(statuses)
+
+
+@pytest.mark.gen_test
+async def test_thousands_of_changes_are_published_in_chunks_in_order_as_others_see_them():
+    bus, preferences = RecordingBus(), MemoryPresencePreferences()
+    users = [str(uuid.uuid4()) for _ in range(1050)]
+    await preferences.set_shows_presence(users[7], False)
+    await PresencePublisher(bus, preferences).publish([PresenceStatus(u, False, 1_700_000_000, 2) for u in users])
+    assert [len(call) for call in bus.calls] == [100] * 10 + [50]  # the loop runs between two chunks
+    published = [status for call in bus.calls for status in call]
+    assert [status.user_id for status in published] == users
+    assert published[7].last_seen is None and published[8].last_seen == 1_700_000_000  # hidden: never seen
