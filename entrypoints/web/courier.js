@@ -277,6 +277,27 @@ export class CourierClient {
   }
 
   /**
+   * Every message with a user, newest first, a page at a time:
+   * `for await (const message of client.everyPrivateMessage(userId)) ...`
+   * @param {string} userId
+   * @param {{pageSize?: number}} [options]
+   * @returns {AsyncGenerator<object>}
+   */
+  everyPrivateMessage(userId, { pageSize = 100 } = {}) {
+    return every((before) => this.privateHistory(userId, { before, limit: pageSize }), "messages");
+  }
+
+  /**
+   * Every message of a group, newest first, a page at a time.
+   * @param {string} groupId
+   * @param {{pageSize?: number}} [options]
+   * @returns {AsyncGenerator<object>}
+   */
+  everyGroupMessage(groupId, { pageSize = 100 } = {}) {
+    return every((before) => this.groupHistory(groupId, { before, limit: pageSize }), "messages");
+  }
+
+  /**
    * One page of the user's chats, most recent activity first; each with `type`,
    * `user_id`/`username` or `group_id`/`name`, `last_message`, `last_seq`, `read_seq`,
    * `unread_count`, `updated_at`.
@@ -285,6 +306,15 @@ export class CourierClient {
    */
   conversations({ before = null, limit = null } = {}) {
     return this.request("GET", "/conversations", undefined, { query: { before, limit }, retry: true });
+  }
+
+  /**
+   * Every chat of the user, most recent activity first, a page at a time.
+   * @param {{pageSize?: number}} [options]
+   * @returns {AsyncGenerator<object>}
+   */
+  everyConversation({ pageSize = 100 } = {}) {
+    return every((before) => this.conversations({ before, limit: pageSize }), "conversations");
   }
 
   /**
@@ -344,6 +374,15 @@ export class CourierClient {
    */
   groups({ before = null, limit = null } = {}) {
     return this.request("GET", "/groups", undefined, { query: { before, limit }, retry: true });
+  }
+
+  /**
+   * Every group of the caller, the most recently joined first, a page at a time.
+   * @param {{pageSize?: number}} [options]
+   * @returns {AsyncGenerator<object>}
+   */
+  everyGroup({ pageSize = 100 } = {}) {
+    return every((before) => this.groups({ before, limit: pageSize }), "groups");
   }
 
   /**
@@ -410,4 +449,15 @@ export class CourierClient {
   events(options = {}) {
     return new EventStream(this, options);
   }
+}
+
+// Every item of a listing paged backwards: page[key], then the page before
+// page.next_before, until it is null.
+async function* every(fetchPage, key) {
+  let before = null;
+  do {
+    const page = await fetchPage(before);
+    yield* page[key];
+    before = page.next_before;
+  } while (before !== null && before !== undefined);
 }

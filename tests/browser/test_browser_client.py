@@ -438,3 +438,26 @@ def test_a_page_of_another_origin_imports_the_module_from_the_server_and_uses_it
     }""", [courier.base_url, alice.token, bob.user_id])
     assert got["origin"] == other_origin and got["content"] == "from another origin"
     assert got["retryAfter"] is not None and int(got["retryAfter"]) >= 1
+
+
+@pytest.mark.parametrize("mode", ["embedded"], indirect=True)
+def test_the_every_helpers_page_through_a_whole_listing(pages, courier):
+    http = Http(courier.port)
+    alice, bob, carol = users(http, 3)
+    sent = [http.send(alice, bob, f"m {i}")["id"] for i in range(7)]
+    http.send(alice, carol, "hi carol")
+    groups = [http.call("POST", "/groups", {"name": f"g{i}", "member_ids": [bob.user_id]}, alice.token)[1]
+              for i in range(3)]
+    page = open_client_page(pages, courier.base_url)
+    got = page.evaluate("""async ([token, bobId]) => {
+      const client = T.client("alice", token);
+      const all = async (iterable) => { const items = []; for await (const item of iterable) items.push(item); return items; };
+      return {
+        messages: (await all(client.everyPrivateMessage(bobId, { pageSize: 3 }))).map((m) => m.id),
+        chats: (await all(client.everyConversation({ pageSize: 2 }))).length,
+        groups: (await all(client.everyGroup({ pageSize: 1 }))).map((g) => g.group_id),
+      };
+    }""", [alice.token, bob.user_id])
+    assert got["messages"] == sent[::-1]  # newest first, each once across three pages
+    assert got["chats"] == 2 + 3  # two private chats and three groups
+    assert sorted(got["groups"]) == sorted(g["group_id"] for g in groups)
