@@ -451,7 +451,11 @@ def test_the_every_helpers_page_through_a_whole_listing(pages, courier):
     page = open_client_page(pages, courier.base_url)
     got = page.evaluate("""async ([token, bobId]) => {
       const client = T.client("alice", token);
-      const all = async (iterable) => { const items = []; for await (const item of iterable) items.push(item); return items; };
+      const all = async (iterable) => {
+        const items = [];
+        for await (const item of iterable) items.push(item);
+        return items;
+      };
       return {
         messages: (await all(client.everyPrivateMessage(bobId, { pageSize: 3 }))).map((m) => m.id),
         chats: (await all(client.everyConversation({ pageSize: 2 }))).length,
