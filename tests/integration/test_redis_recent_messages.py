@@ -38,9 +38,13 @@ def persist() -> str:
     return f"courier-test:persist:{uuid.uuid4().hex}"
 
 
+def users() -> tuple[str, str]:
+    return str(uuid.uuid4()), str(uuid.uuid4())
+
+
 @pytest.mark.gen_test(timeout=20)
 async def test_found_in_the_log_or_in_the_backlog_however_far_back(redis_client, persist):
-    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    alice, bob = users()
     recent = RedisRecentMessages(redis_client, look_back=LOOK_BACK, backlog_limit=100, persist_stream=persist)
     old_unstored = message(alice, bob, 1)
     await accepted(redis_client, persist, [alice, bob], old_unstored, stored=False)
@@ -58,7 +62,7 @@ async def test_found_in_the_log_or_in_the_backlog_however_far_back(redis_client,
 
 @pytest.mark.gen_test(timeout=20)
 async def test_a_stored_message_beyond_the_look_back_is_not_waiting(redis_client, persist):
-    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    alice, bob = users()
     recent = RedisRecentMessages(redis_client, look_back=LOOK_BACK, backlog_limit=100, persist_stream=persist)
     stored = message(alice, bob, 1)
     await accepted(redis_client, persist, [alice, bob], stored, stored=True)
@@ -69,7 +73,7 @@ async def test_a_stored_message_beyond_the_look_back_is_not_waiting(redis_client
 
 @pytest.mark.gen_test(timeout=20)
 async def test_a_backlog_too_long_to_read_answers_try_again(redis_client, persist):
-    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    alice, bob = users()
     recent = RedisRecentMessages(redis_client, look_back=LOOK_BACK, backlog_limit=3 * LOOK_BACK,
                                  persist_stream=persist)
     for seq in range(1, 4 * LOOK_BACK):

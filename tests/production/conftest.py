@@ -15,26 +15,14 @@ Fault tests use a redis-server (private_redis) or a mariadbd (private_mariadb) o
 their own, since they stop, kill or disconnect them."""
 from __future__ import annotations
 
-import secrets as _secrets
 import shutil
 
 import pytest
 
 from tests.e2e.client import Api
 from tests.production.support import CourierCommand, Gateway, settings_env
-from tests.services.mysql import empty_tables
+from tests.services.deployment import mysql_url, secret  # noqa: F401 - fixtures, one copy for every suite
 from tests.services.redis import PrivateRedis
-
-
-@pytest.fixture
-def mysql_url(mysql_migrated_url) -> str:
-    empty_tables(mysql_migrated_url)
-    return mysql_migrated_url
-
-
-@pytest.fixture
-def secret() -> str:
-    return _secrets.token_hex(32)
 
 
 @pytest.fixture
