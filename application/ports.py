@@ -290,7 +290,11 @@ class Inbox(Protocol):
         the use cases never confirm. The inbox also appends nothing when another message
         holds the key now (this attempt was so slow that its pending answer expired and
         a retry took the key): it raises SendSuperseded, and the retry is the one that
-        delivers."""
+        delivers.
+
+        A group that became large (its messages go to its stream: GroupStreams.deliver)
+        is refused with GroupIsLarge, before anything is written: no seq, no idempotency
+        answer, no entry. Only the Redis inbox knows large groups yet."""
 
     async def append(self, change: Appended, recipient_ids: Sequence[str]) -> dict[str, str]:
         """Append a group change, a message's edit or deletion, or a read marker

@@ -83,6 +83,13 @@ class NotAMember(Forbidden):
     code = "not_a_member"
 
 
+class NotAllowed(Forbidden):
+    """Only the channel's owner may post in it."""
+
+    # Its own code, not_allowed, comes with channels (docs/design/large-groups.md, section
+    # 9), together with its place in docs/api.md; until then it answers as any Forbidden.
+
+
 # 404 ---------------------------------------------------------------------
 class NotFound(CourierError):
     """Not found."""
@@ -177,6 +184,23 @@ class ServiceUnavailable(CourierError):
     """A backing service is unavailable; retry later."""
 
     code = "service_unavailable"
+
+
+class GroupIsLarge(ServiceUnavailable):
+    """The group became large: its messages go to its own stream now; send again."""
+
+    # Raised by Inbox.deliver for a group whose small-era counter was switched off
+    # (docs/design/large-groups.md, section 4.2): nothing was written, and the caller sends
+    # the message again by the large path. A caller that does not know large groups lets it
+    # through as the 503 it is (a gateway of the previous version answers 503 there too).
+
+
+class NoGroupStream(ServiceUnavailable):
+    """The group's stream is not set up yet; send by the small path."""
+
+    # Raised by GroupStreams.deliver when the group's switch is not applied yet (its
+    # announcement is in flight, or waiting for the relay): the small path is still the
+    # right one then, as the old counter is not switched off yet.
 
 
 class Overloaded(ServiceUnavailable):

@@ -37,6 +37,13 @@
 -- calls it again with ARGV[9], the highest seq the database holds for the conversation
 -- (SET NX: of two gateways seeding at once, the first wins). An event that is not a
 -- message (ARGV[9] is '-') takes no seq.
+-- A group that became large (docs/design/large-groups.md, section 4.2) has its counter
+-- switched off: lg_change.lua sets it to 'L', and its messages go to the group's own
+-- stream (lg_deliver.lua). INCR fails on 'L', and the script then answers LARGE, having
+-- written nothing: the checks above only read (a seed is SET NX, a no-op on 'L'), so the
+-- sender's idempotency answer, the seq and the logs are untouched, and RedisInbox raises
+-- GroupIsLarge for the caller to send the message again by the large path. (The INCR's
+-- failure tells it, rather than a GET before it: no extra call on every send.)
 -- The records in ARGV[3] and ARGV[4] come without their seq; it is added here, to them
 -- and to the notification's tail.
 --
@@ -67,7 +74,8 @@
 -- Returns {cursor, {position, own cursor, ...}, seq}: the cursor of every recipient but
 -- those listed (1-based position among the recipients, and that one's cursor);
 -- {'', {}, seq} when there is no recipient; seq is '' for an event without one. An
--- error reply NOSEED when KEYS[3] and KEYS[4] are missing and ARGV[9] is ''.
+-- error reply NOSEED when KEYS[3] and KEYS[4] are missing and ARGV[9] is '', and LARGE
+-- when KEYS[3] is 'L'.
 -- Publishes the head with its tail: ,"seq": n, "cursor": id, "own": {id: cursor}}
 -- ("seq" for a message, "own" only when some recipient has a cursor of its own).
 local function parse_id(id)
@@ -110,7 +118,16 @@ if ARGV[9] ~= '-' then
   else
     redis.call('SET', KEYS[3], ARGV[9], 'NX')
   end
-  message_seq = string.format('%d', redis.call('INCR', KEYS[3]))
+  local taken = redis.pcall('INCR', KEYS[3])
+  if type(taken) == 'table' and taken.err then
+    if redis.call('GET', KEYS[3]) == 'L' then
+      -- A large group (see LARGE above): nothing was written yet - not the seq, not the
+      -- idempotency answer, not a marker - so the message can go again by the large path.
+      return redis.error_reply('LARGE the group has a stream of its own')
+    end
+    return taken
+  end
+  message_seq = string.format('%d', taken)
   local seq_part = ',"seq":' .. message_seq .. '}'
   record = string.sub(ARGV[3], 1, -2) .. seq_part
   full = string.sub(ARGV[4], 1, -2) .. seq_part

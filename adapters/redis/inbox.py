@@ -119,6 +119,8 @@ class RedisInbox(Inbox):
         except ResponseError as error:
             if str(error).startswith("SUPERSEDED"):
                 raise errors.SendSuperseded() from None
+            if str(error).startswith("LARGE"):
+                raise errors.GroupIsLarge() from None  # nothing was written (deliver.lua)
             raise
         return Accepted(message.with_seq(int(seq)), cursors)
 

@@ -488,3 +488,55 @@ async def test_a_page_without_messages_costs_no_second_round_trip(redis_client, 
     monkeypatch.setattr(redis_client, "mget", mget)
     assert [d.event for d in await inbox.read("b", None, 10)] == [renamed]
     assert gets == []
+
+
+@pytest.mark.gen_test
+async def test_a_group_whose_counter_is_switched_off_is_refused_large_with_nothing_written(redis_client, channel):
+    """deliver.lua's LARGE (docs/design/large-groups.md, section 4.2): once the switch set
+    seq:g:<G> to 'L', a send by the small path writes nothing - no seq, no idempotency
+    answer, no entry, no persisted record, no notification - so it can go again by the
+    large path and be delivered once. Every other conversation is untouched."""
+    from adapters.redis.idempotency import RedisIdempotencyKeys, idempotency_key
+
+    inbox = RedisInbox(redis_client, channel=channel)
+    keys = RedisIdempotencyKeys(redis_client)
+    before = (await inbox.deliver(group_message("small era"), ["a", "b"])).message
+    large = replace(group_message("too late"), group_id=before.group_id, client_msg_id="c-1")
+    await redis_client.set("seq:" + large.conversation, "L")
+    assert await keys.remember("a", "c-1", large) is None  # the send's pending answer
+    pending = await redis_client.get(idempotency_key("a", "c-1"))
+    generator = await redis_client.get(CURSOR_GENERATOR)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(channel)
+    try:
+        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+        for seeded in (False, True):  # with the seq:complete marker, and without (NOSEED's path)
+            if seeded:
+                await redis_client.set("seq:complete", "1")
+            with pytest.raises(errors.GroupIsLarge):
+                await inbox.deliver(large, ["a", "b"])
+        assert await pubsub.get_message(timeout=0.2) is None
+    finally:
+        await pubsub.aclose()
+    assert await redis_client.get("seq:" + large.conversation) == b"L"
+    assert await redis_client.get(idempotency_key("a", "c-1")) == pending
+    assert await redis_client.get(CURSOR_GENERATOR) == generator
+    assert await redis_client.xlen("stream:persist") == 1
+    for user in ("a", "b"):
+        assert [d.event.id for d in await inbox.read(user, None, 10)] == [before.id]
+    # A private message and another group go on as before.
+    assert (await inbox.deliver(private("still here"), ["b"])).message.seq == 1
+    assert (await inbox.deliver(group_message("other group"), ["a"])).message.seq == 1
+
+
+@pytest.mark.gen_test
+async def test_a_group_change_is_appended_whatever_the_groups_counter_holds(redis_client):
+    """Only a message takes a seq: a change of a large group (an event without one) is not
+    refused by the switched-off counter."""
+    from domain.events import MEMBER_ADDED, GroupChange
+
+    group_id = str(uuid.uuid4())
+    await redis_client.set(f"seq:g:{group_id}", "L")
+    change = GroupChange(MEMBER_ADDED, str(uuid.uuid4()), group_id, "a", 1_700_000_000, user_id="b")
+    cursors = await RedisInbox(redis_client).append(change, ["b"])
+    assert list(cursors) == ["b"]
