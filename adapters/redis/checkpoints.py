@@ -1,0 +1,60 @@
+"""The production CursorCheckpoints (docs/design/large-groups.md, section 3.4): a user's
+checkpoint k is kept under ckpt:<U>:<k mod ring> as "<k>:<sno>=<ms>-<n>,...", for the
+TTL (14 days), and a later checkpoint that takes its slot replaces it. A cursor naming k
+whose slot holds another k, or nothing, answers CursorExpired (410: history fills in).
+
+Ids come from ckpt:<U>:next. It lives as long as the newest checkpoint, and a counter
+that is made anew (it expired with every checkpoint, or Redis lost its data) starts from
+the clock in milliseconds, not from 1: an id is never handed out twice, so an old cursor
+can never load a newer checkpoint that took its number (it would resume in the wrong
+place, silently). That costs a checkpoint id 7 characters in a cursor.
+
+The id is taken first, then the checkpoint written (its key depends on the id): a
+failure in between leaves an id unused and nothing else."""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import redis.asyncio as aioredis
+
+from adapters.redis.support import text, unavailable
+from application.ports import CursorCheckpoints
+from domain import errors
+from domain.cursor import Position, stream_id
+from domain.model import cursor_position
+
+SLOT = "ckpt:{}:{}"
+NEXT = "ckpt:{}:next"
+RING = 64
+TTL = 14 * 24 * 3600  # COURIER_CURSOR_CHECKPOINT_TTL
+
+
+class RedisCursorCheckpoints(CursorCheckpoints):
+    def __init__(self, client: aioredis.Redis, *, ttl: int = TTL, ring: int = RING):
+        self._client = client
+        self._ttl = int(ttl)
+        self._ring = ring
+
+    async def save(self, user_id: str, groups: Mapping[int, Position]) -> int:
+        counter = NEXT.format(user_id)
+        vector = ",".join(f"{stream}={stream_id(position)}" for stream, position in sorted(groups.items()))
+        with unavailable("checkpoint"):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(counter, int(time.time() * 1000), nx=True)
+                pipe.incr(counter)
+                pipe.expire(counter, self._ttl)
+                _, checkpoint, _ = await pipe.execute()
+            await self._client.set(SLOT.format(user_id, checkpoint % self._ring), f"{checkpoint}:{vector}",
+                                   ex=self._ttl)
+        return int(checkpoint)
+
+    async def load(self, user_id: str, checkpoint: int) -> dict[int, Position]:
+        with unavailable("checkpoint"):
+            kept = await self._client.get(SLOT.format(user_id, checkpoint % self._ring))
+        if kept is not None:
+            number, _, vector = text(kept).partition(":")
+            if int(number) == checkpoint:
+                return {int(stream): cursor_position(position)
+                        for stream, position in (part.split("=") for part in vector.split(",") if part)}
+        raise errors.CursorExpired("the cursor's checkpoint is no longer kept; use the history calls")

@@ -1,0 +1,81 @@
+"""The CursorCheckpoints port (application/ports.py), over its adapters: memory (the
+tests' fake) and Redis (production, adapters/redis/checkpoints.py). A checkpoint keeps a
+user's positions under an id of that user's; it is gone (CursorExpired: 410) once its
+time ran out or a later checkpoint took its slot in the ring, and an id never handed out
+is no checkpoint (docs/design/large-groups.md, section 3.4)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from adapters.redis.checkpoints import SLOT, RedisCursorCheckpoints
+from domain import errors
+from tests.fakes.checkpoints import MemoryCursorCheckpoints
+
+RING = 4
+
+
+class Expiring:
+    """An adapter, and a way to let one checkpoint's time run out."""
+
+    def __init__(self, kind: str, request):
+        if kind == "memory":
+            self.checkpoints = MemoryCursorCheckpoints(ring=RING)
+            self.client = None
+        else:
+            self.client = request.getfixturevalue("redis_client")
+            self.checkpoints = RedisCursorCheckpoints(self.client, ring=RING)
+
+    async def expire(self, user_id: str, checkpoint: int) -> None:
+        if self.client is None:
+            self.checkpoints.expire(user_id, checkpoint)
+        else:
+            await self.client.delete(SLOT.format(user_id, checkpoint % RING))
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request) -> Expiring:
+    return Expiring(request.param, request)
+
+
+def new_user() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.mark.gen_test
+async def test_a_checkpoint_loads_the_positions_it_kept(store):
+    user = new_user()
+    kept = {1: (1_700_000_000_000, 0), 7: (1_700_000_000_123, 4), 2**40: (2**64 - 1, 2**64 - 1)}
+    checkpoint = await store.checkpoints.save(user, kept)
+    assert await store.checkpoints.load(user, checkpoint) == kept
+    empty = await store.checkpoints.save(user, {})
+    assert await store.checkpoints.load(user, empty) == {}
+    assert empty > checkpoint >= 0
+    with pytest.raises(errors.CursorExpired):
+        await store.checkpoints.load(new_user(), checkpoint)  # ids are the user's own
+
+
+@pytest.mark.gen_test
+async def test_a_later_checkpoint_takes_the_slot_of_one_ring_before_it(store):
+    user = new_user()
+    saved = [await store.checkpoints.save(user, {1: (i, 0)}) for i in range(RING + 1)]
+    assert saved == sorted(set(saved))
+    with pytest.raises(errors.CursorExpired):
+        await store.checkpoints.load(user, saved[0])
+    for i, checkpoint in enumerate(saved[1:], 1):
+        assert await store.checkpoints.load(user, checkpoint) == {1: (i, 0)}
+
+
+@pytest.mark.gen_test
+async def test_an_expired_or_made_up_checkpoint_answers_410(store):
+    user = new_user()
+    first = await store.checkpoints.save(user, {3: (5, 5)})
+    second = await store.checkpoints.save(user, {3: (6, 0)})
+    await store.expire(user, first)
+    with pytest.raises(errors.CursorExpired):
+        await store.checkpoints.load(user, first)
+    assert await store.checkpoints.load(user, second) == {3: (6, 0)}
+    for made_up in (second + 1, second + RING, 2**64 - 1):
+        with pytest.raises(errors.CursorExpired):
+            await store.checkpoints.load(user, made_up)
