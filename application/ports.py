@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from domain.cursor import Position
-from domain.events import Appended, Delivery, Event
+from domain.events import Appended, Delivery, Event, GroupChange
 from domain.model import Group, Message, User
 from domain.presence import PresenceStatus, Typing
 from domain.vector import Interval
@@ -342,17 +342,75 @@ class StreamEntry:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class GroupPosted:
+    """A message accepted into a large group's stream: with its seq, at its stream id."""
+
+    message: Message
+    position: Position
+    duplicate: bool = False  # the message was accepted before under its (sender, client_msg_id): the original
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSwitch:
+    """A group becoming large (docs/design/large-groups.md, section 4.2), as SQL decided
+    it under the group's row lock: the members at that version, read with it."""
+
+    group_id: str
+    event_id: str  # the switch announcement's event id
+    version: int  # the group's member version at the switch
+    stream: int  # the group's stream number (sno), which SQL hands out
+    owner_id: str
+    channel: bool  # a broadcast channel: only the owner posts, and joins and leaves are not logged
+    member_ids: tuple[str, ...]
+
+
+JOIN, LEAVE, OWNER = "join", "leave", "owner"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """A change of a large group's membership, at the group's member version that SQL gave
+    it (section 4.3). JOIN opens an interval for each of `user_ids` and LEAVE closes it;
+    OWNER names a new owner only. `owner_id` sets the owner with any kind (an owner's leave
+    names its successor). `record` is what the other members read in the stream
+    (member_added / member_removed); a channel logs none, whatever is passed."""
+
+    kind: str  # JOIN, LEAVE or OWNER
+    group_id: str
+    event_id: str  # the announcement's event id: the change is applied once
+    version: int  # the group's member version after this change
+    user_ids: tuple[str, ...] = ()
+    record: GroupChange | None = None
+    owner_id: str | None = None
+
+
+APPLIED, DONE, WAIT = "applied", "done", "wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What GroupStreams.apply did: APPLIED, now or before (`position` is the change's
+    place in the stream: a join's or a leave's, the switch's floor); DONE, applied so long
+    ago that its place is forgotten (position None); WAIT, an earlier change of the group
+    is not applied yet (nothing was done: apply it again later)."""
+
+    status: str
+    position: Position | None = None
+
+
 class GroupStreams(Protocol):
     """The streams of the large groups (docs/design/large-groups.md): one log per group,
     read by each member within its membership intervals, instead of a copy in every
-    member's own log. This is the side that Timeline reads; the writes (deliver, apply a
-    membership change) come with the Redis adapter."""
+    member's own log. Timeline reads it; the large send path delivers into it, and the
+    announcer applies the membership changes to it."""
 
     @abstractmethod
     async def memberships(self, user_id: str, streams: Collection[int]) -> list[GroupMembership]:
         """Every large group the user is or was in (production: lgm:<U>), and the groups
         of `streams` (the stream numbers a cursor names), each once, with the user's
-        intervals. A stream number no group has is left out."""
+        intervals. A stream number no group has is left out, and so is a group whose
+        switch is not applied yet."""
 
     @abstractmethod
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
@@ -365,6 +423,32 @@ class GroupStreams(Protocol):
         effective start - `after`, or the join of the first interval after it - is
         before what the stream retains. Raise CursorUnknown (a CursorExpired) when
         `after` is after the stream's newest entry."""
+
+    @abstractmethod
+    async def deliver(self, message: Message) -> GroupPosted:
+        """Accept a group message into its group's stream, in one atomic step: the next
+        seq of the group, the check that the sender is a member now (and, in a channel,
+        the owner), the append, and its persistence and notification.
+
+        A message with a client_msg_id that its sender had accepted into this group
+        before (within a day) is not appended again: the original comes back, marked
+        duplicate. Raise NoGroupStream when the group's switch is not applied yet (send by
+        the small path), NotAMember when the sender has no open interval, NotAllowed when
+        a member who is not a channel's owner posts in it."""
+
+    @abstractmethod
+    async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
+        """Apply a switch or a membership change, once (by its event id), in the order of
+        the group's member versions: a change whose predecessor is not applied yet WAITs.
+        A switch, applied once whatever its version, starts the stream with an internal
+        marker (the floor: every present member's join), takes over the group's seq
+        counter and switches the small path off (Inbox.deliver raises GroupIsLarge).
+
+        Where a change is placed (docs/design/large-groups.md, section 15, item 5): a
+        join is the id of its member_added record, so the joiner does not read it; a
+        leave is the id just before its member_removed record; in a channel, which logs
+        neither, both are the stream's newest id. Each affected user's set of large groups
+        is written before the change is applied, so a resume never misses a group."""
 
 
 class CursorCheckpoints(Protocol):

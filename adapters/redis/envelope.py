@@ -32,6 +32,29 @@ def head(record: bytes, recipient_json_ids: Iterable[bytes]) -> bytes:
     return b'{"kind":"event","event":%s,"to":[%s]' % (record, b",".join(recipient_json_ids))
 
 
+# The large groups' envelopes (docs/design/large-groups.md, section 6.1): their heads are
+# made here and their tails in the scripts (lg_deliver.lua, lg_change.lua), as above.
+# Nothing reads them yet: the gateway learns them with the large groups (the design's
+# step 3); parse() below knows none of them, and a subscriber drops what it cannot parse.
+GROUP, MEMBER, SWITCHED = "group", "member", "switched"
+
+
+def group_head(group_id: str, record: bytes) -> bytes:
+    """A large group's message on lg:{G}:n, up to its tail ,"seq":n,"pos":"<id>"}."""
+    return b'{"kind":"group","group":%s,"event":%s' % (orjson.dumps(group_id), record)
+
+
+def member_head(group_id: str, user_ids: Iterable[str]) -> bytes:
+    """A join or leave on lg:{G}:n, up to its tail ,"join"|"leave":"<id>"}."""
+    return b'{"kind":"member","group":%s,"users":%s' % (orjson.dumps(group_id), orjson.dumps(list(user_ids)))
+
+
+def switched_head(group_id: str, stream: int, member_ids: Iterable[str]) -> bytes:
+    """A switch on the main channel, up to its tail ,"floor":"<id>"}."""
+    return b'{"kind":"switched","group":%s,"stream":%d,"members":%s' % (
+        orjson.dumps(group_id), stream, orjson.dumps(list(member_ids)))
+
+
 def parse(data: bytes | str) -> Notification:
     """An envelope back into a Notification. (Also the untyped notification of Courier
     before the event log, {"message": record, "cursor", "to", "own"} and, older,

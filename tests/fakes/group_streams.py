@@ -1,7 +1,8 @@
 """GroupStreams kept in memory: one log per large group, the members' intervals and
-each user's set of large groups, with the rules the Redis scripts will follow
-(docs/design/large-groups.md, sections 4.2-4.3 and 7.1). The writes are the tests'
-own helpers (switch, post, join, leave, trim), since the port has only the read side yet.
+each user's set of large groups, with the rules the Redis scripts follow
+(docs/design/large-groups.md, sections 4.2-4.4 and 7.1; adapters/redis/lg_*.lua). The
+port's writes (deliver, apply) and the tests' shortcuts (switch, post, join, leave,
+trim: no versions, no checks) share one implementation.
 
 Ids come from `next_id`, which a test shares with the MemoryInbox (its next_id), so
 that every log's ids grow with one clock, as stream:last-id and the stream ids in Redis
@@ -11,10 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from application.ports import GroupMembership, GroupStreams, StreamEntry
+from application.ports import (
+    APPLIED,
+    DONE,
+    JOIN,
+    LEAVE,
+    WAIT,
+    Applied,
+    GroupMembership,
+    GroupPosted,
+    GroupStreams,
+    GroupSwitch,
+    MemberChange,
+    StreamEntry,
+)
 from domain import errors
 from domain.cursor import Position
 from domain.events import MEMBER_ADDED, MEMBER_REMOVED, Event, GroupChange
+from domain.model import Message
 from domain.vector import Interval
 
 
@@ -26,6 +41,12 @@ class _Group:
     entries: list[tuple[Position, Event | None]]  # None: the internal `switched` marker
     intervals: dict[str, list[Interval]] = field(default_factory=dict)
     trimmed_up_to: Position | None = None  # the newest entry trimmed away
+    floor: Position = (0, 0)  # the switched marker's id
+    owner: str = ""
+    seq: int = 0  # the group's last seq (lg:{G} seq)
+    version: int = 0  # the last member version applied (lg:{G} mv)
+    done: dict[str, Position] = field(default_factory=dict)  # event id -> its place (lg:{G}:done:<event>)
+    sent: dict[tuple[str, str], GroupPosted] = field(default_factory=dict)  # (sender, client_msg_id) -> original
 
     @property
     def newest(self) -> Position:
@@ -33,8 +54,14 @@ class _Group:
 
 
 class MemoryGroupStreams(GroupStreams):
-    def __init__(self, next_id: Callable[[], int]):
+    def __init__(self, next_id: Callable[[], int], small_seqs: dict[str, int] | None = None,
+                 max_length: int | None = None):
+        """`small_seqs`: the small path's counters by conversation (MemoryInbox's
+        conversation_seqs), whose group counter a switch takes over. `max_length`: each
+        log is trimmed to it, exactly, when a message is delivered (as MAXLEN = does)."""
         self._next_id = next_id
+        self._small_seqs = small_seqs if small_seqs is not None else {}
+        self._max_length = max_length
         self._groups: dict[str, _Group] = {}
         self._by_stream: dict[int, _Group] = {}
         self._large_groups_of: dict[str, set[str]] = {}  # lgm:<U>
@@ -44,7 +71,9 @@ class MemoryGroupStreams(GroupStreams):
     async def memberships(self, user_id: str, streams: Collection[int]) -> list[GroupMembership]:
         named = [self._by_stream[stream].group_id for stream in streams if stream in self._by_stream]
         group_ids = dict.fromkeys([*sorted(self._large_groups_of.get(user_id, ())), *named])
-        return [self._membership(self._groups[group_id], user_id) for group_id in group_ids]
+        # A group whose switch is not applied yet has no stream to list.
+        return [self._membership(self._groups[group_id], user_id) for group_id in group_ids
+                if group_id in self._groups]
 
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         self.reads.append((group_id, user_id, after, limit))
@@ -61,12 +90,79 @@ class MemoryGroupStreams(GroupStreams):
                   if event is not None and position > after and any(i.holds(position) for i in intervals)]
         return inside[:limit]
 
-    # The writes, as the scripts will make them --------------------------------------------------
+    async def deliver(self, message: Message) -> GroupPosted:
+        group = self._groups.get(str(message.group_id))
+        if group is None:
+            raise errors.NoGroupStream()
+        key = (message.from_user_id, message.client_msg_id or "")
+        if message.client_msg_id is not None and key in group.sent:
+            original = group.sent[key]
+            return GroupPosted(original.message, original.position, duplicate=True)
+        intervals = group.intervals.get(message.from_user_id)
+        if not intervals or intervals[-1].leave is not None:
+            raise errors.NotAMember()
+        if group.channel and message.from_user_id != group.owner:
+            raise errors.NotAllowed()
+        group.seq += 1
+        accepted = message.with_seq(group.seq)
+        posted = GroupPosted(accepted, self.post(group.group_id, accepted))
+        if self._max_length is not None:
+            self.trim(group.group_id, self._max_length)
+        if message.client_msg_id is not None:
+            group.sent[key] = posted
+        return posted
+
+    async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
+        if isinstance(change, GroupSwitch):
+            existing = self._groups.get(change.group_id)
+            if existing is None:
+                seq = self._small_seqs.get("g:" + change.group_id, 0)
+                self._switch(change.group_id, change.member_ids, change.channel, change.stream)
+                existing = self._groups[change.group_id]
+                existing.owner, existing.seq, existing.version = change.owner_id, seq, change.version
+            return Applied(APPLIED, existing.floor)
+        for user_id in change.user_ids:  # step 1 of a change: lgm:<U>, whatever comes next
+            self._large_groups_of.setdefault(user_id, set()).add(change.group_id)
+        group = self._groups.get(change.group_id)
+        if group is not None and change.event_id in group.done:
+            return Applied(APPLIED, group.done[change.event_id])
+        if group is None or change.version != group.version + 1:
+            if group is not None and change.version <= group.version:
+                return Applied(DONE)
+            return Applied(WAIT)
+        record = None if group.channel else change.record
+        if change.kind == JOIN:
+            if record is not None:
+                self.post(group.group_id, record)
+            position = group.newest
+            for user_id in change.user_ids:
+                kept = group.intervals.setdefault(user_id, [])
+                if not kept or kept[-1].leave is not None:  # an open interval stays as it is
+                    kept.append(Interval(position))
+        else:
+            position = group.newest
+            if change.kind == LEAVE:
+                for user_id in change.user_ids:
+                    kept = group.intervals.get(user_id, [])
+                    if kept and kept[-1].leave is None:
+                        kept[-1] = Interval(kept[-1].join, position)
+                if record is not None:
+                    self.post(group.group_id, record)
+        if change.owner_id is not None:
+            group.owner = change.owner_id
+        group.version = change.version
+        group.done[change.event_id] = position
+        return Applied(APPLIED, position)
+
+    # The tests' shortcuts: the writes without versions or checks ------------------------------
     def switch(self, group_id: str, member_ids: Collection[str], channel: bool = False) -> int:
         """The group becomes large: its stream begins with the `switched` marker (the
         floor), which is every present member's join. Answers the stream number."""
+        return self._switch(group_id, member_ids, channel, len(self._groups) + 1)
+
+    def _switch(self, group_id: str, member_ids: Collection[str], channel: bool, stream: int) -> int:
         floor = self._id()
-        group = _Group(group_id, len(self._groups) + 1, channel, [(floor, None)])
+        group = _Group(group_id, stream, channel, [(floor, None)], floor=floor)
         group.intervals = {user_id: [Interval(floor)] for user_id in member_ids}
         self._groups[group_id] = self._by_stream[group.stream] = group
         for user_id in member_ids:

@@ -1,0 +1,228 @@
+"""The production GroupStreams (docs/design/large-groups.md, sections 2.1 and 4-5): one
+stream per large group, lg:{G}:log, and everything else about the group in the same slot
+(hash tag {G}), written by two scripts - lg_deliver.lua (a message) and lg_change.lua
+(the switch, joins, leaves, owner changes) - and read by a third, lg_read.lua (a page
+clipped to one member's intervals). Beside them, outside the group's slot:
+- lgm:<U>, the large groups a user is or was in (written before a change is applied,
+  so a resume always knows the group), and lg:streams, sno -> group id;
+- the small path's counter seq:g:<G>, which the switch switches off ('L': deliver.lua
+  then answers LARGE), and stream:last-id, which places the floor.
+
+Not wired yet: nothing calls it outside the tests (the design's step 6 does)."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from adapters.redis import envelope, resp
+from adapters.redis.batched_script import BatchedScript
+from adapters.redis.idempotency import idempotency_key
+from adapters.redis.inbox import CURSOR_GENERATOR, NOTIFICATION_CHANNEL, SEQ_COMPLETE, SEQ_COUNTER, trim_every
+from adapters.redis.support import lua, text, unavailable
+from application.ports import (
+    APPLIED,
+    DONE,
+    WAIT,
+    Applied,
+    GroupMembership,
+    GroupPosted,
+    GroupStreams,
+    GroupSwitch,
+    MemberChange,
+    StreamEntry,
+)
+from domain import errors
+from domain.cursor import Position, stream_id
+from domain.events import event_from_record
+from domain.model import Message, cursor_position
+from domain.vector import Interval
+
+STATE = "lg:{{{}}}"  # hash: sno, seq, mv, owner, kind, floor
+LOG = "lg:{{{}}}:log"
+PERSIST = "lg:{{{}}}:persist"
+MEMBERS = "lg:{{{}}}:members"
+SENT = "lg:{{{}}}:sent:{}"  # a message accepted under (sender, client_msg_id): its id and record
+DONE_MARKER = "lg:{{{}}}:done:{}"  # an applied change's place
+CHANNEL = "lg:{{{}}}:n"
+LARGE_GROUPS_OF = "lgm:{}"
+STREAMS = "lg:streams"  # sno -> group id
+SENT_TTL = 24 * 3600
+DONE_TTL = 7 * 24 * 3600
+
+
+class RedisGroupStreams(GroupStreams):
+    """`max_length` bounds each group's log (COURIER_GROUP_STREAM_MAXLEN), trimmed as an
+    inbox is (RedisInbox: approximate unless `exact_trim`). `channel` is the main
+    notification channel, where a switch is announced. `last_seq` (MessageStore.last_seq)
+    seeds a switch whose small counter is missing while seq:complete is missing too, as
+    RedisInbox seeds a send."""
+
+    def __init__(self, client: aioredis.Redis, max_length: int = 10_000, *, exact_trim: bool = False,
+                 channel: str = NOTIFICATION_CHANNEL, sent_ttl: int = SENT_TTL, done_ttl: int = DONE_TTL,
+                 last_seq: Callable[[str], Awaitable[int]] | None = None):
+        self._client = client
+        self._channel = channel
+        self._done_ttl = int(done_ttl)
+        self._last_seq = last_seq
+        # lg_deliver.lua's fixed arguments, packed once (resp.py says why).
+        self._max_length_arg = resp.bulk(int(max_length))
+        self._trim_arg = resp.bulk("=" if exact_trim else "~")
+        self._trim_every_arg = resp.bulk(trim_every(max_length, exact_trim))
+        self._sent_ttl_arg = resp.bulk(int(sent_ttl))
+        # The send goes at most once, batched with the other sends of the turn (BatchedScript).
+        self._deliver = BatchedScript(client, lua("lg_deliver.lua"))
+        self._change = client.register_script(lua("lg_change.lua"))
+        self._read = client.register_script(lua("lg_read.lua"))
+
+    async def memberships(self, user_id: str, streams: Collection[int]) -> list[GroupMembership]:
+        wanted = list(dict.fromkeys(streams))
+        with unavailable("memberships"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.smembers(LARGE_GROUPS_OF.format(user_id))
+                if wanted:
+                    pipe.hmget(STREAMS, wanted)
+                found = await pipe.execute()
+        group_ids = sorted(text(group_id) for group_id in found[0])
+        if wanted:
+            group_ids += [text(group_id) for group_id in found[1] if group_id is not None]
+        group_ids = list(dict.fromkeys(group_ids))
+        if not group_ids:
+            return []
+        with unavailable("memberships"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for group_id in group_ids:
+                    pipe.hget(STATE.format(group_id), "sno")
+                    pipe.hget(MEMBERS.format(group_id), user_id)
+                    pipe.xrevrange(LOG.format(group_id), count=1)
+                replies = await pipe.execute()
+        memberships = []
+        for index, group_id in enumerate(group_ids):
+            stream, intervals, newest = replies[3 * index: 3 * index + 3]
+            if stream is None or not newest:
+                continue  # its switch is not applied yet (lgm:<U> is written first)
+            memberships.append(GroupMembership(group_id, int(stream), _intervals(intervals),
+                                               cursor_position(text(newest[0][0]))))
+        return memberships
+
+    async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
+        with unavailable("read"):
+            reply = await self._read(keys=[LOG.format(group_id), MEMBERS.format(group_id)],
+                                     args=[user_id, stream_id(after), max(0, limit)])
+        status = text(reply[0])
+        if status == "UNKNOWN":
+            raise errors.CursorUnknown()
+        if status == "EXPIRED":
+            raise errors.CursorExpired()
+        return [_entry(entry) for entry in reply[1]]
+
+    async def deliver(self, message: Message) -> GroupPosted:
+        group_id = str(message.group_id)
+        record = orjson.dumps(message.to_record())  # seq is added by the script
+        sent = SENT.format(group_id, "")
+        if message.client_msg_id is not None:
+            # The digest of the sender's idempotency key: the same (sender, client_msg_id).
+            sent = SENT.format(group_id, idempotency_key(message.from_user_id, message.client_msg_id)[5:])
+        keys = [STATE.format(group_id), LOG.format(group_id), PERSIST.format(group_id), MEMBERS.format(group_id),
+                sent]
+        args = [resp.bulk_bytes(record), resp.bulk(message.from_user_id), self._max_length_arg, self._trim_arg,
+                self._trim_every_arg, resp.bulk("1" if message.client_msg_id is not None else ""),
+                self._sent_ttl_arg, resp.bulk_bytes(envelope.group_head(group_id, record)),
+                resp.bulk(CHANNEL.format(group_id))]
+        try:
+            with unavailable("deliver"):
+                reply = await self._deliver(len(keys), [resp.bulk(key) for key in keys] + args)
+        except ResponseError as error:
+            refusal = _refusal(str(error))
+            if refusal is None:
+                raise
+            raise refusal from None
+        if text(reply[0]) == "DUP":
+            original = Message.from_record(orjson.loads(reply[2]))
+            return GroupPosted(original, cursor_position(text(reply[1])), duplicate=True)
+        return GroupPosted(message.with_seq(int(reply[1])), cursor_position(text(reply[0])))
+
+    async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
+        if isinstance(change, GroupSwitch):
+            return await self._switch(change)
+        group_id = change.group_id
+        await self._note_groups(group_id, change.user_ids)
+        keys = [STATE.format(group_id), LOG.format(group_id), MEMBERS.format(group_id),
+                DONE_MARKER.format(group_id, change.event_id)]
+        record = b"" if change.record is None else orjson.dumps(change.record.to_record())
+        head = b"" if not change.user_ids else envelope.member_head(group_id, change.user_ids)
+        args = [change.kind, change.version, self._done_ttl, CHANNEL.format(group_id), change.owner_id or "",
+                record, head, *change.user_ids]
+        with unavailable("apply"):
+            return _applied(await self._change(keys=keys, args=args))
+
+    async def _switch(self, switch: GroupSwitch) -> Applied:
+        group_id = switch.group_id
+        # Step 1 of section 4.3: a resume that starts after the switch knows the group.
+        await self._note_groups(group_id, switch.member_ids, stream=switch.stream)
+        keys = [STATE.format(group_id), LOG.format(group_id), MEMBERS.format(group_id),
+                DONE_MARKER.format(group_id, switch.event_id), SEQ_COUNTER.format("g:" + group_id), SEQ_COMPLETE,
+                CURSOR_GENERATOR]
+        head = envelope.switched_head(group_id, switch.stream, switch.member_ids)
+        args = ["switch", switch.version, self._done_ttl, self._channel, switch.owner_id, switch.stream,
+                "channel" if switch.channel else "group"]
+        with unavailable("switch"):
+            try:
+                return _applied(await self._change(keys=keys, args=[*args, "", head, *switch.member_ids]))
+            except ResponseError as error:
+                if not str(error).startswith("NOSEED"):
+                    raise
+            # The script changed nothing: call it again with the counter's start.
+            seed = await self._last_seq("g:" + group_id) if self._last_seq is not None else 0
+            return _applied(await self._change(keys=keys, args=[*args, seed, head, *switch.member_ids]))
+
+    async def _note_groups(self, group_id: str, user_ids: Collection[str], stream: int | None = None) -> None:
+        """lgm:<U> for each user (and lg:streams at a switch): idempotent, and written
+        before the script, so a user whose change is applied always finds the group."""
+        if not user_ids and stream is None:
+            return
+        with unavailable("apply"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                if stream is not None:
+                    pipe.hset(STREAMS, str(stream), group_id)
+                for user_id in user_ids:
+                    pipe.sadd(LARGE_GROUPS_OF.format(user_id), group_id)
+                await pipe.execute()
+
+
+def _refusal(reply: str) -> errors.CourierError | None:
+    """lg_deliver.lua's refusals (it wrote nothing) as the domain's errors."""
+    if reply.startswith("NOSTATE"):
+        return errors.NoGroupStream()
+    if reply.startswith("NOTMEMBER"):
+        return errors.NotAMember()
+    if reply.startswith("NOTALLOWED"):
+        return errors.NotAllowed()
+    return None
+
+
+def _applied(reply: list) -> Applied:
+    status = text(reply[0])
+    if status == "APPLIED":
+        return Applied(APPLIED, cursor_position(text(reply[1])))
+    return Applied(DONE if status == "DONE" else WAIT)
+
+
+def _intervals(kept: bytes | str | None) -> tuple[Interval, ...]:
+    """lg:{G}:members' 'join,leave;join,+' as intervals, oldest first."""
+    if kept is None:
+        return ()
+    intervals = []
+    for part in text(kept).split(";"):
+        join, leave = part.split(",")
+        intervals.append(Interval(cursor_position(join), None if leave == "+" else cursor_position(leave)))
+    return tuple(intervals)
+
+
+def _entry(entry) -> StreamEntry:
+    entry_id, fields = entry
+    values = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
+    record = values.get(b"m", values.get("m"))
+    return StreamEntry(cursor_position(text(entry_id)), event_from_record(orjson.loads(record)))

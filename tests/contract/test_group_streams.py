@@ -1,0 +1,367 @@
+"""The GroupStreams port (application/ports.py), over its adapters: memory (the tests'
+fake, tests/fakes/group_streams.py) and Redis (production: adapters/redis/lg_*.lua). What
+the port promises (docs/design/large-groups.md, sections 4-5 and 15): a group's messages
+take seqs 1, 2, 3... from where its small era stopped; each member reads exactly the
+entries inside its intervals, across them; a join starts after its member_added record, a
+leave ends before its member_removed record, and a channel logs neither; only members
+post, and only the owner in a channel; a retried client_msg_id gets its original; changes
+apply once and in version order (WAIT); trimmed and made-up positions answer 410."""
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+from adapters.redis.group_streams import RedisGroupStreams
+from application.ports import (
+    APPLIED,
+    DONE,
+    JOIN,
+    LEAVE,
+    OWNER,
+    WAIT,
+    Applied,
+    GroupStreams,
+    GroupSwitch,
+    MemberChange,
+)
+from domain import errors
+from domain.cursor import Position
+from domain.events import MEMBER_ADDED, MEMBER_REMOVED, GroupChange
+from domain.model import GROUP, Message
+from domain.vector import Interval
+from tests.fakes.group_streams import MemoryGroupStreams
+
+EVERYTHING = 1000
+
+
+@dataclass
+class Harness:
+    """One adapter, and the group's member versions as SQL would hand them out."""
+
+    streams: GroupStreams
+    small_seqs: dict[str, int]  # the fake's small counters; Redis's are set through `client`
+    client: object | None = None
+    versions: dict[str, int] = field(default_factory=dict)
+    snos: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    async def small_counter(self, group_id: str, seq: int) -> None:
+        """Where the small path's counter of the group stands before the switch."""
+        if self.client is None:
+            self.small_seqs["g:" + group_id] = seq
+        else:
+            await self.client.set(f"seq:g:{group_id}", seq)
+
+    async def switch(self, members: list[str], channel: bool = False, group_id: str | None = None) -> Group:
+        group_id = group_id or new_id()
+        self.versions[group_id] = 5  # a group switches at some version of its own
+        sno = next(self.snos)
+        applied = await self.streams.apply(GroupSwitch(group_id, new_id(), 5, sno, members[0], channel,
+                                                       tuple(members)))
+        assert applied.status == APPLIED and applied.position is not None
+        return Group(group_id, sno, applied.position, members[0])
+
+    def change(self, group: Group, kind: str, user_id: str | None, version: int | None = None,
+               owner_id: str | None = None, by: str | None = None) -> MemberChange:
+        """The next change of the group (or one at `version`), with the record others see."""
+        if version is None:
+            version = self.versions[group.id] = self.versions[group.id] + 1
+        record = None
+        if kind in (JOIN, LEAVE):
+            record = GroupChange(MEMBER_ADDED if kind == JOIN else MEMBER_REMOVED, new_id(), group.id,
+                                 by or group.owner, 1_700_000_000, user_id=user_id)
+        return MemberChange(kind, group.id, new_id(), version, (user_id,) if user_id else (), record, owner_id)
+
+    async def join(self, group: Group, user_id: str) -> Position:
+        return await self._apply(self.change(group, JOIN, user_id))
+
+    async def leave(self, group: Group, user_id: str, owner_id: str | None = None) -> Position:
+        return await self._apply(self.change(group, LEAVE, user_id, owner_id=owner_id, by=user_id))
+
+    async def _apply(self, change: MemberChange) -> Position:
+        applied = await self.streams.apply(change)
+        assert applied.status == APPLIED and applied.position is not None
+        return applied.position
+
+    async def post(self, group: Group, sender: str, content: str = "hi", client_msg_id: str | None = None):
+        return await self.streams.deliver(message(group.id, sender, content, client_msg_id))
+
+    async def read(self, group: Group, user_id: str, after: Position | None = None, limit: int = EVERYTHING):
+        return await self.streams.read(group.id, user_id, group.floor if after is None else after, limit)
+
+
+@dataclass(frozen=True)
+class Group:
+    id: str
+    sno: int
+    floor: Position
+    owner: str
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def message(group_id: str, sender: str, content: str = "hi", client_msg_id: str | None = None) -> Message:
+    return Message(type=GROUP, id=new_id(), from_user_id=sender, content=content, created_at=1_700_000_000,
+                   group_id=group_id, client_msg_id=client_msg_id)
+
+
+def make(kind: str, request, max_length: int = 10_000) -> Harness:
+    if kind == "memory":
+        small: dict[str, int] = {}
+        return Harness(MemoryGroupStreams(itertools.count(1).__next__, small, max_length=max_length), small)
+    client, channel = request.getfixturevalue("redis_client"), request.getfixturevalue("channel")
+    return Harness(RedisGroupStreams(client, max_length, exact_trim=True, channel=channel), {}, client)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def harness(kind, request) -> Harness:
+    return make(kind, request)
+
+
+def ids(entries) -> list[str]:
+    return [entry.event.id for entry in entries]
+
+
+@pytest.mark.gen_test
+async def test_a_groups_messages_take_seqs_in_order_and_every_member_reads_them(harness):
+    a, b = new_id(), new_id()
+    group = await harness.switch([a, b])
+    posted = [await harness.post(group, sender, f"m{i}") for i, sender in enumerate([a, b, a, a, b])]
+    assert [p.message.seq for p in posted] == [1, 2, 3, 4, 5]
+    assert not any(p.duplicate for p in posted)
+    positions = [p.position for p in posted]
+    assert group.floor < positions[0] and positions == sorted(set(positions))
+    for reader in (a, b):
+        got = await harness.read(group, reader)
+        assert [entry.event for entry in got] == [p.message for p in posted]  # the switch marker passed over
+        assert [entry.position for entry in got] == positions
+    assert ids(await harness.read(group, b, limit=2)) == ids(await harness.read(group, a))[:2]
+    assert ids(await harness.read(group, b, positions[1], 2)) == [p.message.id for p in posted[2:4]]
+    assert await harness.read(group, b, positions[-1]) == []
+    assert await harness.read(group, b, limit=0) == []
+    (membership,) = await harness.streams.memberships(a, ())
+    assert (membership.group_id, membership.stream, membership.intervals, membership.newest) == (
+        group.id, group.sno, (Interval(group.floor),), positions[-1])
+
+
+@pytest.mark.gen_test
+async def test_the_switch_takes_over_the_small_counter_and_is_applied_once(harness):
+    a, b = new_id(), new_id()
+    group_id = new_id()
+    await harness.small_counter(group_id, 41)
+    group = await harness.switch([a, b], group_id=group_id)
+    assert (await harness.post(group, a)).message.seq == 42
+    again = await harness.streams.apply(GroupSwitch(group_id, new_id(), 5, group.sno, a, False, (a, b, new_id())))
+    assert again == Applied(APPLIED, group.floor)  # a relay, or a second announcer: nothing changes
+    assert (await harness.post(group, b)).message.seq == 43
+    assert [m.intervals for m in await harness.streams.memberships(b, ())] == [(Interval(group.floor),)]
+
+
+@pytest.mark.gen_test
+async def test_memberships_list_the_users_groups_and_the_named_streams_once(harness):
+    a, b, outsider = new_id(), new_id(), new_id()
+    first = await harness.switch([a, b])
+    second = await harness.switch([a])
+    assert {m.group_id for m in await harness.streams.memberships(a, [first.sno, second.sno])} == {first.id,
+                                                                                                  second.id}
+    assert [m.group_id for m in await harness.streams.memberships(b, ())] == [first.id]
+    # Named by a cursor: the group comes with no interval for one who never was in it.
+    named = await harness.streams.memberships(outsider, [second.sno, 999_999])
+    assert [(m.group_id, m.stream, m.intervals) for m in named] == [(second.id, second.sno, ())]
+    assert await harness.streams.memberships(outsider, ()) == []
+
+
+@pytest.mark.gen_test
+async def test_a_join_starts_after_its_member_added_record(harness):
+    a, b, c = new_id(), new_id(), new_id()
+    group = await harness.switch([a, b])
+    before = await harness.post(group, a, "before")
+    join = await harness.join(group, c)
+    after = await harness.post(group, c, "after")
+    assert before.position < join < after.position
+    assert ids(await harness.read(group, c, join)) == [after.message.id]
+    assert await harness.read(group, c, before.position) == [(await harness.read(group, c, join))[0]]
+    # The others read the record at the join's place; the joiner has it in its own log.
+    seen = await harness.read(group, b)
+    assert [(e.position, e.event.type) for e in seen] == [(before.position, GROUP), (join, MEMBER_ADDED),
+                                                           (after.position, GROUP)]
+    assert seen[1].event.user_id == c
+    (membership,) = await harness.streams.memberships(c, ())
+    assert membership.intervals == (Interval(join),)
+
+
+@pytest.mark.gen_test
+async def test_a_leave_ends_before_its_member_removed_record(harness):
+    a, b = new_id(), new_id()
+    group = await harness.switch([a, b])
+    kept = [await harness.post(group, a, f"m{i}") for i in range(2)]
+    leave = await harness.leave(group, b)
+    gone = await harness.post(group, a, "after")
+    assert leave == kept[-1].position
+    assert ids(await harness.read(group, b)) == [p.message.id for p in kept]
+    assert await harness.read(group, b, leave) == []
+    assert [e.event.type for e in await harness.read(group, a, leave)] == [MEMBER_REMOVED, GROUP]
+    assert ids(await harness.read(group, a, leave))[1] == gone.message.id
+    (membership,) = await harness.streams.memberships(b, ())
+    assert membership.intervals == (Interval(group.floor, leave),)
+    with pytest.raises(errors.NotAMember):
+        await harness.post(group, b)
+
+
+@pytest.mark.gen_test
+async def test_a_rejoined_member_reads_both_stretches_and_nothing_between(harness):
+    a, b = new_id(), new_id()
+    group = await harness.switch([a, b])
+    first = await harness.post(group, a, "first")
+    leave = await harness.leave(group, b)
+    missed = await harness.post(group, a, "missed")
+    join = await harness.join(group, b)
+    second = await harness.post(group, a, "second")
+    (membership,) = await harness.streams.memberships(b, ())
+    assert membership.intervals == (Interval(group.floor, leave), Interval(join))
+    assert ids(await harness.read(group, b)) == [first.message.id, second.message.id]
+    # One page across both intervals, however small, and from a place between them.
+    assert ids(await harness.read(group, b, limit=1)) == [first.message.id]
+    assert ids(await harness.read(group, b, first.position, 1)) == [second.message.id]
+    assert ids(await harness.read(group, b, missed.position)) == [second.message.id]
+    assert missed.message.id in ids(await harness.read(group, a))
+
+
+@pytest.mark.gen_test
+async def test_only_members_post_and_a_group_not_yet_switched_has_no_stream(harness):
+    a, outsider = new_id(), new_id()
+    group = await harness.switch([a])
+    with pytest.raises(errors.NotAMember):
+        await harness.post(group, outsider)
+    with pytest.raises(errors.NoGroupStream):
+        await harness.streams.deliver(message(new_id(), a))
+    assert await harness.read(group, a) == []
+    assert (await harness.post(group, a)).message.seq == 1  # the refusals took no seq
+
+
+@pytest.mark.gen_test
+async def test_in_a_channel_only_the_owner_posts_and_joins_and_leaves_are_not_logged(harness):
+    owner, member, newcomer = new_id(), new_id(), new_id()
+    channel = await harness.switch([owner, member], channel=True)
+    with pytest.raises(errors.NotAllowed):
+        await harness.post(channel, member)
+    first = await harness.post(channel, owner, "first")
+    assert first.message.seq == 1
+    join = await harness.join(channel, newcomer)
+    assert join == first.position  # no record: the stream's newest id
+    leave = await harness.leave(channel, member)
+    assert leave == first.position
+    second = await harness.post(channel, owner, "second")
+    assert ids(await harness.read(channel, owner)) == [first.message.id, second.message.id]
+    assert ids(await harness.read(channel, newcomer, join)) == [second.message.id]
+    assert ids(await harness.read(channel, member)) == [first.message.id]
+    with pytest.raises(errors.NotAllowed):
+        await harness.post(channel, newcomer)
+
+
+@pytest.mark.gen_test
+async def test_an_owner_change_moves_the_right_to_post_in_a_channel(harness):
+    owner, heir = new_id(), new_id()
+    channel = await harness.switch([owner, heir], channel=True)
+    applied = await harness.streams.apply(harness.change(channel, OWNER, None, owner_id=heir))
+    assert applied.status == APPLIED
+    with pytest.raises(errors.NotAllowed):
+        await harness.post(channel, owner)
+    assert (await harness.post(channel, heir)).message.seq == 1
+    # An owner leaving names its successor in the same change.
+    await harness.leave(channel, heir, owner_id=owner)
+    assert (await harness.post(channel, owner)).message.seq == 2
+
+
+@pytest.mark.gen_test
+async def test_a_retried_client_msg_id_gets_its_original_even_after_its_sender_left(harness):
+    a, b = new_id(), new_id()
+    group = await harness.switch([a, b])
+    original = await harness.post(group, a, "once", client_msg_id="c-1")
+    retry = await harness.post(group, a, "once", client_msg_id="c-1")
+    assert retry.duplicate and (retry.message, retry.position) == (original.message, original.position)
+    assert retry.message.seq == 1 and retry.message.client_msg_id == "c-1"
+    other = await harness.post(group, b, "b's own", client_msg_id="c-1")  # another sender's key
+    assert not other.duplicate and other.message.seq == 2
+    await harness.leave(group, a)
+    late = await harness.post(group, a, "once", client_msg_id="c-1")
+    assert late.duplicate and late.message == original.message
+    assert ids(await harness.read(group, b)) == [original.message.id, other.message.id, ids(
+        await harness.read(group, b))[2]]  # and the member_removed record: nothing doubled
+    with pytest.raises(errors.NotAMember):
+        await harness.post(group, a, "new", client_msg_id="c-2")
+
+
+@pytest.mark.gen_test
+async def test_changes_apply_in_version_order_and_once(harness):
+    a, b, c = new_id(), new_id(), new_id()
+    group = await harness.switch([a])
+    first = harness.change(group, JOIN, b)
+    second = harness.change(group, JOIN, c)
+    assert await harness.streams.apply(second) == Applied(WAIT)  # its predecessor is not applied yet
+    assert [m.intervals for m in await harness.streams.memberships(c, ())] == [()]  # lgm:<U> first, then WAIT
+    applied = await harness.streams.apply(first)
+    assert applied.status == APPLIED
+    assert (await harness.streams.apply(second)).status == APPLIED
+    assert await harness.streams.apply(first) == applied  # a relay: its place, from its done marker
+    stale = harness.change(group, JOIN, b, version=first.version)  # applied before, under another event id
+    assert await harness.streams.apply(stale) == Applied(DONE)
+    assert sum(e.event.type == MEMBER_ADDED for e in await harness.read(group, a)) == 2
+    # A change of a group whose switch is not applied yet waits too.
+    unknown = MemberChange(JOIN, new_id(), new_id(), 9, (a,))
+    assert await harness.streams.apply(unknown) == Applied(WAIT)
+
+
+@pytest.mark.parametrize("kind", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.gen_test
+async def test_a_start_before_what_the_stream_retains_answers_410(kind, request):
+    harness = make(kind, request, max_length=4)
+    a, b, late = new_id(), new_id(), new_id()
+    group = await harness.switch([a, b])
+    early = [await harness.post(group, a, f"m{i}") for i in range(6)]
+    join = await harness.join(group, late)
+    rest = [await harness.post(group, a, f"n{i}") for i in range(3)]  # keeps the join's record, trims m5
+    with pytest.raises(errors.CursorExpired):
+        await harness.read(group, b)  # from its join, the floor: long trimmed
+    with pytest.raises(errors.CursorExpired):
+        await harness.read(group, b, early[2].position)
+    assert ids(await harness.read(group, late, join)) == [p.message.id for p in rest]
+    assert ids(await harness.read(group, b, join)) == [p.message.id for p in rest]
+
+
+@pytest.mark.parametrize("kind", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.gen_test
+async def test_a_trimmed_stretch_the_reader_left_answers_no_410(kind, request):
+    harness = make(kind, request, max_length=3)
+    a, b = new_id(), new_id()
+    group = await harness.switch([a, b])
+    await harness.post(group, a, "read before leaving")
+    leave = await harness.leave(group, b)
+    for i in range(6):
+        await harness.post(group, a, f"m{i}")
+    assert await harness.read(group, b, leave) == []  # nothing of b's is after its leave
+    join = await harness.join(group, b)
+    last = await harness.post(group, a, "back")
+    assert ids(await harness.read(group, b, leave)) == [last.message.id]  # straight to the new stretch
+    assert ids(await harness.read(group, b, join)) == [last.message.id]
+
+
+@pytest.mark.gen_test
+async def test_a_position_after_the_streams_newest_entry_is_unknown(harness):
+    a = new_id()
+    group = await harness.switch([a])
+    posted = await harness.post(group, a)
+    ms, n = posted.position
+    for made_up in [(ms, n + 1), (ms + 1, 0), (2**64 - 1, 2**64 - 1)]:
+        with pytest.raises(errors.CursorUnknown):
+            await harness.read(group, a, made_up)
+    assert await harness.read(group, a, posted.position) == []
