@@ -2,12 +2,12 @@
 announcement (adapters/sql/outbox.py), in one transaction."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
 
 from adapters.sql import conversations
+from adapters.sql.batches import chunks
 from adapters.sql.database import Database
 from adapters.sql.outbox import store_announcement
 from adapters.sql.tables import group_members, groups
@@ -15,8 +15,6 @@ from adapters.sql.users import utcnow
 from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository
 from domain import errors
 from domain.model import Group
-
-IN_CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
 
 # A GroupPosition's `joined` is group_members.joined_at (naive UTC) in microseconds.
 EPOCH = datetime(1970, 1, 1)
@@ -32,11 +30,6 @@ def joined_at(micros: int) -> datetime:
         return EPOCH + micros * MICROSECOND
     except OverflowError:  # a made-up position past year 9999: after every row
         return datetime.max
-
-
-def chunks(items: list, size: int = IN_CHUNK) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _load(conn: Connection, group_ids: list[str]) -> list[Group]:

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, delete, exc, insert, select, update
 
+from adapters.sql.batches import chunks
 from adapters.sql.database import Database
-from adapters.sql.groups import chunks
 from adapters.sql.tables import idempotency_keys
 from application.ports import Answer, IdempotencyKeys
 from domain import errors

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Connection, delete, select, update
 
 from adapters.memory.revocation_listeners import RevocationListeners
+from adapters.sql.batches import chunks
 from adapters.sql.database import Database
-from adapters.sql.groups import chunks
 from adapters.sql.tables import revoked_tokens, token_floors
 from application.ports import Clock, TokenClaims, TokenRevocations
 

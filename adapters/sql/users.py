@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, exc, false, insert, select, update
 
+from adapters.sql.batches import chunks
 from adapters.sql.database import Database
 from adapters.sql.tables import users
 from application.ports import PresencePreferences, ReceiptPreferences, UserRepository
@@ -75,7 +76,6 @@ class SqlUserRepository(UserRepository):
 
     @staticmethod
     def _existing(conn: Connection, user_ids: list[str]) -> set[str]:
-        from adapters.sql.groups import chunks  # groups imports this module: import when used
 
         found: set[str] = set()
         with conn.begin():

@@ -9,8 +9,9 @@ from datetime import datetime
 import pytest
 from sqlalchemy import insert
 
+from adapters.sql.batches import IN_CHUNK
 from adapters.sql.conversations import SqlConversationStore
-from adapters.sql.groups import IN_CHUNK, SqlGroupRepository
+from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.messages import SqlMessageStore
 from adapters.sql.tables import users
 from adapters.sql.users import SqlReceiptPreferences, SqlUserRepository
@@ -62,6 +63,38 @@ async def test_groups_and_markers(db, store, people):  # noqa: F811 - the fixtur
     await groups.add_member(group, carol)
     (back,) = (await conversations.list(carol, None, 10)).conversations
     assert back.read_seq == 2 and back.unread_count == 0  # what came before joining is not unread
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_one_batch_of_every_kind_written_from_the_rows_inserted(db, store, people):  # noqa: F811 - the fixture imported above
+    """Private chats, a note to oneself and a group in one batch: the rows are written by
+    the database from the inserted messages (adapters/sql/stored_messages.py), and agree
+    with what the Python side writes for the group's members."""
+    anna, bob, group = people["anna"], people["bob"], people["group"]
+    to_bob, note, in_group = private(anna, bob).with_seq(1), private(anna, anna).with_seq(1), group_message(bob, group)
+    # entry n = 1500 of its millisecond: counted as its 999th microsecond, as accepted_micros did
+    await store.save([to_bob, note, in_group.with_seq(1)], [T0 + 1500, T0 + 1501, (MS + 1 << 20) + 7])
+    conversations = SqlConversationStore(db)
+    listed = {(c.peer_id or c.group_id): c for c in (await conversations.list(anna, None, 10)).conversations}
+    assert listed[bob].activity == MS * 1000 + 999 and listed[bob].read_seq == 1 and listed[bob].unread_count == 0
+    assert listed[anna].activity == MS * 1000 + 999 and listed[anna].read_seq == 1  # notes to self: one row
+    assert listed[group].activity == (MS + 1) * 1000 + 7 and listed[group].unread_count == 1
+    theirs = {(c.peer_id or c.group_id): c for c in (await conversations.list(bob, None, 10)).conversations}
+    assert theirs[anna].read_seq == 0 and theirs[anna].unread_count == 1
+    assert theirs[group].read_seq == 1 and theirs[group].activity == listed[group].activity
+    assert [c.peer_id or c.group_id for c in (await conversations.list(anna, None, 10)).conversations][0] == group
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_rows_saved_without_an_order_take_the_clock(db, store, people):  # noqa: F811 - the fixture imported above
+    anna, bob, carol = people["anna"], people["bob"], people["carol"]
+    before = time.time_ns() // 1000
+    await store.save([private(anna, bob).with_seq(1), private(anna, carol).with_seq(1)])
+    after = time.time_ns() // 1000
+    first, second = (await SqlConversationStore(db).list(anna, None, 10)).conversations[:2]
+    assert second.activity < first.activity  # in the order of the table's numbers
+    assert before <= second.activity and first.activity <= after + 10
+    assert {first.peer_id, second.peer_id} == {bob, carol} and first.peer_id == carol
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -128,7 +161,7 @@ async def test_group_reads_as_each_member_sees_them_members_only(db, store, peop
 
 @pytest.mark.gen_test(timeout=60)
 async def test_group_reads_of_a_group_larger_than_one_in_list(db, store, people):  # noqa: F811 - the fixture imported above
-    """More members than one IN (...) list holds (adapters/sql/groups.py's IN_CHUNK)."""
+    """More members than one IN (...) list holds (adapters/sql/batches.py IN_CHUNK)."""
     anna = people["anna"]
     members = [anna] + [new_id() for _ in range(IN_CHUNK + 20)]
     await db.write(_add_users, members[1:])
