@@ -1,9 +1,12 @@
 """The conversation list and read markers in SQL (conversations, conversation_members).
 
-The state is kept as messages are stored, in the transaction that stores them
-(adapters/sql/stored_messages.py), with the messages that transaction inserted, and only
-those, so a message handed to the worker again changes nothing. The group store keeps
-the members' rows in the transactions that change the group (group_joined, group_left).
+The state is kept as messages are stored, in the transaction that stores them:
+record_messages() is called by SqliteInbox (embedded) and SqlMessageStore.save (the
+worker, production) with the messages that transaction inserted, and only those, so a
+message handed to the worker again changes nothing; and the state only ever moves
+forward (a seq below the stored last one leaves it, an activity never goes back), so
+the order in which persisters store messages does not matter. The group store keeps the
+members' rows in the transactions that change the group (group_joined, group_left).
 
 A page of the list is one range of the (user_id, activity, conversation) index plus
 one lookup per row: O(page), however many messages or conversations there are.
@@ -11,9 +14,12 @@ one lookup per row: O(page), however many messages or conversations there are.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Insert, Table, and_, case, delete, insert, select, tuple_, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from adapters.sql.batches import chunks
 from adapters.sql.database import Database
@@ -26,10 +32,99 @@ from application.ports import (
     ConversationState,
     ConversationStore,
 )
+from domain.model import GROUP, Message
 
 
 def now_micros() -> int:
     return time.time_ns() // 1000
+
+
+def _greatest(column, value: int):
+    return case((column < value, value), else_=column)
+
+
+_UPSERTS: dict[tuple[str, str], Insert] = {}
+
+
+def _upsert(conn: Connection, table: Table, key: str | tuple[str, ...], rows: list[dict],
+            updates: Callable[[Any, Any], list[tuple[str, Any]]]) -> None:
+    """One INSERT of `rows` (an executemany) that, where a row's key is taken, sets the
+    columns `updates(stored, proposed)` names instead: `stored` the table's columns,
+    `proposed` the row's values. Each expression must read only the stored row as it was
+    (SQLite's upsert reads it so; MySQL evaluates the assignments left to right, so an
+    expression may read a column only if that column is assigned after it). The
+    statement is built once per table and dialect: building it (the `excluded` /
+    `inserted` alias of the table) costs more than executing it."""
+    dialect = conn.dialect.name
+    statement = _UPSERTS.get((table.name, dialect))
+    if statement is None:
+        if dialect == "sqlite":
+            lite = sqlite_insert(table)
+            statement = lite.on_conflict_do_update(
+                index_elements=[key] if isinstance(key, str) else list(key),
+                set_=dict(updates(table.c, lite.excluded)))
+        else:
+            my = mysql_insert(table)
+            statement = my.on_duplicate_key_update(updates(table.c, my.inserted))
+        _UPSERTS[(table.name, dialect)] = statement
+    conn.execute(statement, rows)
+
+
+def record_messages(conn: Connection, stored: Sequence[tuple[Message, int]]) -> None:
+    """In the caller's transaction: the state after these newly stored messages (each
+    with its seq, and its activity in microseconds). Once per message: the caller passes
+    only the messages its transaction inserted.
+
+    A fixed number of statements however many conversations the messages belong to (a
+    worker's batch holds hundreds): one upsert of the conversations' rows, one of the
+    private chats' member rows (both users: the activity, and the sender's marker), and
+    per group one update of its members' activity and one per sender (its marker). Rows
+    are written in key order, so that two persisters lock them in the same order."""
+    by_conversation: dict[str, list[tuple[Message, int]]] = {}
+    for message, activity in stored:
+        by_conversation.setdefault(message.conversation, []).append((message, activity))
+    states: list[dict] = []
+    private: list[dict] = []
+    in_groups: list[tuple[str, int, dict[str, int]]] = []
+    for conversation in sorted(by_conversation):
+        items = by_conversation[conversation]
+        top, _ = max(items, key=lambda item: item[0].seq or 0)
+        activity = max(a for _, a in items)
+        states.append({"conversation": conversation, "last_seq": top.seq or 0, "last_message_id": top.id,
+                       "activity": activity})
+        # A sender's own send moves its marker to it (no read event: the send implies it).
+        own: dict[str, int] = {}
+        for message, _ in items:
+            own[message.from_user_id] = max(own.get(message.from_user_id, 0), message.seq or 0)
+        if top.type == GROUP:
+            in_groups.append((conversation, activity, own))
+            continue
+        low, _, high = conversation[2:].partition(":")
+        for user_id, peer_id in dict([(low, high), (high, low)]).items():  # one row for notes to self
+            private.append({"user_id": user_id, "conversation": conversation, "peer_id": peer_id,
+                            "group_id": None, "read_seq": own.get(user_id, 0), "activity": activity})
+    if not states:
+        return
+    _upsert(conn, conversations, "conversation", states, lambda c, new: [
+        # (last_message_id first: it compares with the stored last_seq, assigned after it)
+        ("last_message_id", case((c.last_seq < new.last_seq, new.last_message_id), else_=c.last_message_id)),
+        ("last_seq", _greatest(c.last_seq, new.last_seq)),
+        ("activity", _greatest(c.activity, new.activity)),
+    ])
+    if private:
+        private.sort(key=lambda row: (row["user_id"], row["conversation"]))
+        _upsert(conn, conversation_members, ("user_id", "conversation"), private, lambda m, new: [
+            ("read_seq", _greatest(m.read_seq, new.read_seq)),
+            ("activity", _greatest(m.activity, new.activity)),
+        ])
+    m = conversation_members.c
+    for conversation, activity, own in in_groups:
+        conn.execute(update(conversation_members).where(m.conversation == conversation)
+                     .values(activity=_greatest(m.activity, activity)))
+        for sender_id, sent_seq in own.items():
+            conn.execute(update(conversation_members)
+                         .where(m.user_id == sender_id, m.conversation == conversation)
+                         .values(read_seq=_greatest(m.read_seq, sent_seq)))
 
 
 def group_created(conn: Connection, group_id: str, member_ids: Sequence[str]) -> None:

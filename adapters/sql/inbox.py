@@ -32,7 +32,7 @@ import orjson
 from sqlalchemy import Connection, delete, exc, insert, select, update
 
 from adapters.memory.bus import InProcessBus
-from adapters.sql.conversations import now_micros
+from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
 from adapters.sql.idempotency import confirm_delivered, held_by_others
 from adapters.sql.messages import (
@@ -43,7 +43,6 @@ from adapters.sql.messages import (
     number_rows,
     release_taken_client_ids,
 )
-from adapters.sql.stored_messages import NEVER_PACKED, record_messages
 from adapters.sql.tables import appended_events, inbox_entries, inbox_trims, messages
 from application.ports import Accepted, Inbox, Notification
 from domain import errors
@@ -196,13 +195,10 @@ class SqliteInbox(Inbox):
                 for send, row, seq in zip(sent_now, rows, _insert_returning_seqs(conn, messages, rows), strict=True):
                     numbered[send.event.id] = send.event.with_seq(row["conversation_seq"])
                     message_seqs[send.event.id] = seq
-                # The conversation list, in the same transaction (adapters/sql/stored_messages.py):
-                # the messages' activities follow the clock, one microsecond apart at least.
-                activity = max(self._activity + 1, now_micros())
-                first = min(message_seqs.values())
-                record_messages(conn, [(m, message_seqs[m.id]) for m in numbered.values()], activity - first,
-                                NEVER_PACKED)
-                self._activity = activity + max(message_seqs.values()) - first
+                # The conversation list, in the same transaction (adapters/sql/conversations.py).
+                activity = self._activity = max(self._activity + 1, now_micros())
+                record_messages(conn, [(m, activity + i) for i, m in enumerate(numbered.values())])
+                self._activity += len(numbered)
             entries = []
             for send in appended:
                 if send.event.id in message_seqs:

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, exc, func, insert, select, update
 
 from adapters.sql.batches import chunks
-from adapters.sql.conversations import now_micros
+from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
 from adapters.sql.outbox import store_announcement
-from adapters.sql.stored_messages import NEVER_PACKED, TIME_PACKED, record_messages
 from adapters.sql.tables import message_changes, messages
 from application.ports import Announcement, HistoryPage, MessageStore
 from domain import errors
@@ -155,14 +154,18 @@ def number_rows(conn: Connection, rows: list[dict], *, renumber_taken: bool = Fa
             row["conversation_seq"] = last[conversation]
 
 
-def _row_numbers(conn: Connection, rows: list[dict]) -> dict[str, int]:
-    """Each inserted row's messages.seq: its order of acceptance when it was given one
-    (always, from the worker), else the number the table gave it, read back."""
-    numbers = {row["id"]: row["seq"] for row in rows if "seq" in row}
-    missing = [row["id"] for row in rows if "seq" not in row]
-    for chunk in chunks(missing):
-        numbers.update(conn.execute(select(messages.c.id, messages.c.seq).where(messages.c.id.in_(chunk))).all())
-    return numbers
+ORDER_SEQ_BITS = 20  # adapters/redis/persist_queue.py's packing of an order: (ms << 20) | n
+TIME_PACKED = 1 << 60  # an order at least this large is such a packed time (after 2004)
+
+
+def accepted_micros(order: int | None, default: int) -> int:
+    """When a message was accepted, in microseconds, from its place in the order of
+    acceptance when that is a stream entry's time (stream:persist's <ms>-<n>): the
+    conversation list's order is then the order of acceptance, not of storing, however
+    far the worker lags. Otherwise (no order, or a plain counter) `default`."""
+    if order is None or order < TIME_PACKED:
+        return default
+    return (order >> ORDER_SEQ_BITS) * 1000 + min(order & ((1 << ORDER_SEQ_BITS) - 1), 999)
 
 
 def _row_at(message: Message, order: int | None) -> dict:
@@ -250,12 +253,12 @@ class SqlMessageStore(MessageStore):
             apply_changes(conn, [row["id"] for row in rows])
             # The conversation list, with the messages this transaction inserted (and only
             # them: one handed out again is in `existing`), in the same transaction.
-            numbers = _row_numbers(conn, rows)
-            offset = now_micros() - min(numbers.values())  # for numbers that are not a time
-            by_table = any("seq" not in row for row in rows)  # save() without an order
-            seqs = {row["id"]: row["conversation_seq"] for row in rows}
-            record_messages(conn, [(m.with_seq(seqs[m.id]), numbers[m.id]) for m, _ in batch if m.id in seqs],
-                            offset, NEVER_PACKED if by_table else TIME_PACKED)
+            now = now_micros()
+            inserted = {row["id"]: row["conversation_seq"] for row in rows}
+            record_messages(conn, [
+                (m.with_seq(inserted[m.id]), accepted_micros(order, now + i))
+                for i, (m, order) in enumerate(item for item in batch if item[0].id in inserted)
+            ])
         return [row["id"] for row in rows]
 
     @classmethod

@@ -67,9 +67,8 @@ async def test_groups_and_markers(db, store, people):  # noqa: F811 - the fixtur
 
 @pytest.mark.gen_test(timeout=30)
 async def test_one_batch_of_every_kind_written_from_the_rows_inserted(db, store, people):  # noqa: F811 - the fixture imported above
-    """Private chats, a note to oneself and a group in one batch: the rows are written by
-    the database from the inserted messages (adapters/sql/stored_messages.py), and agree
-    with what the Python side writes for the group's members."""
+    """Private chats, a note to oneself and a group in one batch: one upsert for the
+    conversations, one for the private chats' member rows, the group's members updated."""
     anna, bob, group = people["anna"], people["bob"], people["group"]
     to_bob, note, in_group = private(anna, bob).with_seq(1), private(anna, anna).with_seq(1), group_message(bob, group)
     # entry n = 1500 of its millisecond: counted as its 999th microsecond, as accepted_micros did
@@ -161,7 +160,7 @@ async def test_group_reads_as_each_member_sees_them_members_only(db, store, peop
 
 @pytest.mark.gen_test(timeout=60)
 async def test_group_reads_of_a_group_larger_than_one_in_list(db, store, people):  # noqa: F811 - the fixture imported above
-    """More members than one IN (...) list holds (adapters/sql/batches.py IN_CHUNK)."""
+    """More members than one IN (...) list holds (adapters/sql/batches.py's IN_CHUNK)."""
     anna = people["anna"]
     members = [anna] + [new_id() for _ in range(IN_CHUNK + 20)]
     await db.write(_add_users, members[1:])
