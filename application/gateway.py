@@ -9,23 +9,47 @@ notifications are held back and released after the replay, minus what the
 replay already sent.
 
 A push without a cursor (typing, presence: pushed, never stored, never replayed) goes
-through push_cursorless, beside all of that: it touches no cursor and no replay."""
+through push_cursorless, beside all of that: it touches no cursor and no replay.
+
+Large groups (docs/design/large-groups.md, section 6), with a Timeline only: a
+connection whose user is in one keeps a position per stream (VectorConnection), the
+gateway keeps the group index (application/group_index.py) and follows the channel of
+each group with a local member, and a replay reads through the Timeline. A join, a
+switch or one's own member_added / member_removed makes the connection replay, which
+first brings its memberships up to date from the streams. Without a Timeline (no large
+groups yet: today's wiring) nothing of that runs."""
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from functools import partial
 
-from application.ports import Inbox, Notification
+from application.connection import MAX_HELD as MAX_HELD  # re-exported: the tests know it here
+from application.connection import ClientChannel as ClientChannel
+from application.connection import Connection
+from application.group_index import GroupIndex
+from application.ports import (
+    JOIN,
+    AnyNotification,
+    GroupNotification,
+    Inbox,
+    MembershipNotification,
+    Notification,
+    NotificationSubscriber,
+    SwitchNotification,
+)
+from application.timeline import Timeline
+from application.vector_connection import VectorConnection
 from domain import errors
-from domain.events import Delivery
+from domain.cursor import stream_id
+from domain.events import MEMBER_ADDED, MEMBER_REMOVED, Delivery, Event, GroupChange
 from domain.model import Message, cursor_position
+from domain.vector import Vector
 
 log = logging.getLogger("courier.gateway")
 
 REPLAY_PAGE = 200
-MAX_HELD = 1000  # live pushes kept back during one connection's replay
 START = "0-0"  # before every cursor an inbox hands out
 # How long a resync keeps reading through a store that is coming back (Redis
 # still loading its data right after a restart answers reads with an error while
@@ -35,87 +59,24 @@ RESYNC_FIRST_BACKOFF = 0.05
 RESYNC_CONCURRENCY = 256  # replays of one resync running at once
 
 
-class ClientChannel(Protocol):
-    """One client's open socket, as the gateway sees it."""
-
-    def send(self, payload: bytes) -> bool:
-        """Queue a frame; False when the connection is gone (closed, or dropped as too slow)."""
-
-    async def drain(self) -> None:
-        """Wait until the queued frames have been handed to the network (a replay
-        paces itself on this, so a large backlog never outgrows the buffer)."""
-
-    def resume_later(self, cursor_expired: bool) -> None:
-        """Close the connection so the client resumes from its last cursor
-        (telling it when that cursor has expired)."""
-
-
-_NOWHERE = (-1, -1)  # before every position: a connection without a cursor takes anything
-
-
-class Connection:
-    """One socket of a user. `events` chooses its view of the user's log (domain.events):
-    True, every event (own sends, group changes); False, the original view: messages
-    from others (never one's own, not even a note to oneself: the sender has it)."""
-
-    __slots__ = ("user_id", "channel", "events", "_last_cursor", "_last_position", "_replaying", "_read_again",
-                 "_held")
-
-    def __init__(self, user_id: str, channel: ClientChannel, last_cursor: str | None, events: bool = False):
-        self.user_id = user_id
-        self.channel = channel
-        self.events = events
-        self.last_cursor = last_cursor
-        self._replaying = False
-        self._read_again = False
-        self._held: list[tuple[Delivery, tuple[int, int], bytes]] = []
-
-    @property
-    def last_cursor(self) -> str | None:
-        return self._last_cursor
-
-    @last_cursor.setter
-    def last_cursor(self, cursor: str | None) -> None:
-        # The position is kept beside the cursor (parsed at the next push) so that a
-        # push compares two tuples instead of parsing two cursors per socket.
-        self._last_cursor = cursor
-        self._last_position: tuple[int, int] | None = None
-
-    def push(self, delivery: Delivery, payload: bytes, position: tuple[int, int] | None = None) -> bool:
-        """`position` is cursor_position(delivery.cursor), when the caller has it already."""
-        if position is None:
-            position = cursor_position(delivery.cursor)
-        if self._replaying:
-            if len(self._held) < MAX_HELD:
-                self._held.append((delivery, position, payload))
-            else:
-                # Everything held is in the inbox too: let the replay read it
-                # from there instead of holding an unbounded list in memory.
-                self._held.clear()
-                self._read_again = True
-            return False
-        last = self._last_position
-        if last is None:
-            cursor = self._last_cursor
-            last = self._last_position = _NOWHERE if cursor is None else cursor_position(cursor)
-        if position <= last:
-            return False  # already sent by a replay
-        self._last_cursor = delivery.cursor
-        self._last_position = position
-        return self.channel.send(payload)
-
-
 class Gateway:
     def __init__(
         self, inbox: Inbox, encode: Callable[[Delivery, str | None], bytes],
-        resync_retry_seconds: float = RESYNC_RETRY_SECONDS,
+        resync_retry_seconds: float = RESYNC_RETRY_SECONDS, *,
+        timeline: Timeline | None = None, subscriber: NotificationSubscriber | None = None,
     ):
         """encode(delivery, None) is the frame of a delivery for everyone; encode(delivery,
-        user_id) its frame in the event view of `user_id` (Delivery.public_for)."""
+        user_id) its frame in the event view of `user_id` (Delivery.public_for).
+        `timeline` and `subscriber` (both or neither): large groups, read through the
+        timeline, their channels followed through the subscriber."""
+        assert (timeline is None) == (subscriber is None), "large groups need both"
         self._inbox = inbox
         self._encode = encode
         self._resync_retry_seconds = resync_retry_seconds
         self._by_user: dict[str, set[Connection]] = {}
+        self._timeline = timeline
+        self._by_group = GroupIndex(subscriber) if subscriber is not None else None
+        self._refreshes: set[asyncio.Future] = set()  # replays started by a notification
         self.pushed = 0  # frames handed to sockets, for metrics
 
     @property
@@ -129,6 +90,8 @@ class Gateway:
         """Where a connection without a cursor starts: the inbox's current end.
         Read it before the client learns its socket is open (before the 101), so
         every message accepted after that comes after this cursor and is sent."""
+        if self._timeline is not None:
+            return await self._timeline.live_cursor(user_id)
         return await self._inbox.last_cursor(user_id) or START
 
     async def attach(self, user_id: str, channel: ClientChannel, cursor: str | None,
@@ -140,6 +103,12 @@ class Gateway:
         if cursor is None:
             cursor = await self.live_cursor(user_id)
         conn = Connection(user_id, channel, cursor, events)
+        if self._timeline is not None:
+            vector = await self._timeline.resolve(user_id, cursor)
+            if vector.slots or vector.checkpoint is not None or vector.own is None:
+                conn = VectorConnection.of(conn, vector, self._encode)
+            else:
+                conn.last_cursor = stream_id(vector.own)  # the legacy form, whichever the client sent
         self._by_user.setdefault(user_id, set()).add(conn)
         try:
             await self.replay(conn)
@@ -154,6 +123,8 @@ class Gateway:
             conns.discard(conn)
             if not conns:
                 del self._by_user[conn.user_id]
+        if self._by_group is not None and isinstance(conn, VectorConnection):
+            self._by_group.drop(conn)
 
     async def replay(self, conn: Connection) -> None:
         """Send everything after conn.last_cursor from the inbox, then release
@@ -178,6 +149,8 @@ class Gateway:
         """Send what the inbox holds after conn.last_cursor, page by page, pacing on the
         socket draining; False when the socket went away meanwhile. The connection is
         held (conn._replaying) by the caller, who releases it after."""
+        if self._timeline is not None:
+            return await self._read_up_streams(conn)
         while True:
             conn._read_again = False
             page = await self._inbox.read(conn.user_id, conn.last_cursor, REPLAY_PAGE)
@@ -196,6 +169,36 @@ class Gateway:
                 return True
             await conn.channel.drain()
 
+    async def _read_up_streams(self, conn: Connection) -> bool:
+        """_read_up through the Timeline: the own log and every large group's stream.
+        Each round first brings the connection's memberships up to date (a group joined
+        becomes a slot, and its channel is followed before its stream is read, so that
+        nothing is missed between the read and the live pushes)."""
+        assert self._timeline is not None and self._by_group is not None
+        user_id = conn.user_id
+        while True:
+            conn._read_again = False
+            if isinstance(conn, VectorConnection):
+                vector = conn.vector
+            else:
+                vector = Vector(own=cursor_position(conn.last_cursor or START))
+            newest = await self._timeline.refresh(user_id, vector)
+            if vector.slots:
+                conn = VectorConnection.of(conn, vector, self._encode)
+                await self._by_group.place(conn)
+            page, more = await self._timeline.read_on(user_id, vector, newest, REPLAY_PAGE,
+                                                      partial(_shows, conn.events, user_id))
+            if not isinstance(conn, VectorConnection) and vector.own is not None:
+                conn.last_cursor = stream_id(vector.own)
+            for delivery in page:
+                payload = self._encode(delivery, user_id if conn.events else None)
+                if not conn.channel.send(payload):
+                    return False
+                self.pushed += 1
+            if not more and not conn._read_again:
+                return True
+            await conn.channel.drain()
+
     def _end_replay(self, conn: Connection, caught_up: bool) -> None:
         if caught_up:
             self._release(conn)
@@ -205,6 +208,9 @@ class Gateway:
     def _release(self, conn: Connection) -> None:
         """The replay has caught up: hand over the live pushes held meanwhile (those the
         replay sent already are skipped by their position)."""
+        if isinstance(conn, VectorConnection):
+            self.pushed += conn.release()
+            return
         conn._replaying = False
         held, conn._held = conn._held, []
         for delivery, position, payload in held:
@@ -277,7 +283,10 @@ class Gateway:
         self.detach(conn)
         conn.channel.resume_later(cursor_expired=isinstance(error, errors.CursorExpired))
 
-    def on_notification(self, notification: Notification) -> None:
+    def on_notification(self, notification: AnyNotification) -> None:
+        if notification.__class__ is not Notification:
+            return self._on_group_notification(notification)
+        assert isinstance(notification, Notification)
         event = notification.event
         by_user = self._by_user
         log_pushes = log.isEnabledFor(logging.INFO)  # asked once: no work per push at warning
@@ -310,6 +319,8 @@ class Gateway:
                     if log_pushes:
                         log.info("Message pushed to user %s via WebSocket", user_id)
         self.pushed += pushed
+        if not is_message and self._timeline is not None:
+            self._on_own_group_change(event)
 
     def _push_to_event_views(self, conns: set[Connection], delivery: Delivery, position: tuple[int, int],
                              own: bool, payload: bytes) -> int:
@@ -324,6 +335,82 @@ class Gateway:
                 if conn.push(delivery, payload, position):
                     pushed += 1
         return pushed
+
+    # Large groups (section 6.2) --------------------------------------------------------------
+    def _on_group_notification(self, notification: AnyNotification) -> None:
+        by_group = self._by_group
+        if by_group is None:
+            return  # a gateway without large groups follows no group: a switch is not for it
+        if isinstance(notification, GroupNotification):
+            self._push_group(notification)
+        elif isinstance(notification, MembershipNotification):
+            if notification.kind == JOIN:
+                if notification.record is not None:
+                    self._push_group(notification.record)  # the joiner's interval starts at it
+                self._refresh_users(notification.user_ids)
+                return
+            # A leave: every entry up to it came before it on this channel, so the leavers
+            # leave the index at once; then the others read the member_removed record.
+            found = by_group.get(notification.group_id)
+            if found is not None:
+                stream, _ = found
+                for user_id in notification.user_ids:
+                    for conn in tuple(self._by_user.get(user_id, ())):
+                        if isinstance(conn, VectorConnection):
+                            conn.leave_at(stream, notification.position)
+                            by_group.leave(conn, notification.group_id)
+            if notification.record is not None:
+                self._push_group(notification.record)
+        elif isinstance(notification, SwitchNotification):
+            # Every member starts at the floor; this comes after all of the group's
+            # small-era notifications, so no post-switch entry overtakes a pre-switch one.
+            self._refresh_users(notification.member_ids)
+
+    def _push_group(self, notification: GroupNotification) -> None:
+        assert self._by_group is not None
+        found = self._by_group.get(notification.group_id)
+        if found is None:
+            return
+        stream, conns = found
+        pushed = 0
+        for conn in tuple(conns):
+            pushed += conn.push_group(stream, notification.position, notification.event)
+        self.pushed += pushed
+
+    def _on_own_group_change(self, event: Event) -> None:
+        """One's own member_added or member_removed (in the own log, small group or large):
+        the connections of that user bring their memberships up to date by a replay. (The
+        record names no stream yet: step 6 adds `stream` and `at`, section 4.3.)"""
+        if isinstance(event, GroupChange) and event.type in (MEMBER_ADDED, MEMBER_REMOVED) \
+                and event.user_id is not None:
+            self._refresh_users((event.user_id,))
+
+    def _refresh_users(self, user_ids: Iterable[str]) -> None:
+        by_user = self._by_user
+        for user_id in user_ids:
+            for conn in by_user.get(user_id, ()):
+                self._refresh_soon(conn)
+
+    def _refresh_soon(self, conn: Connection) -> None:
+        """Replay `conn` in the background: its memberships first (a slot for a group
+        joined, a leave closed), then the streams that are behind. Live pushes to it are
+        held meanwhile, as in a resync; a replay under way is asked to read once more."""
+        if conn._replaying:
+            conn._read_again = True
+            return
+        conn._replaying = True
+        give_up_at = asyncio.get_running_loop().time() + self._resync_retry_seconds
+        task = asyncio.ensure_future(self._resync_one(conn, give_up_at))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def settled(self) -> None:
+        """Wait until the replays that notifications started, and the unfollows, are done
+        (for tests)."""
+        while self._refreshes:
+            await asyncio.gather(*self._refreshes)
+        if self._by_group is not None:
+            await self._by_group.settled()
 
     def push_cursorless(self, user_ids: Iterable[str], payload: bytes, events_only: bool = False) -> int:
         """Hand `payload` (a whole frame, encoded) as it is to every local socket of
@@ -344,3 +431,9 @@ class Gateway:
                         pushed += 1
         self.pushed += pushed
         return pushed
+
+
+def _shows(events: bool, user_id: str, event: Event) -> bool:
+    """The gateway's views: every event, or messages from others (not even a note to
+    oneself: the sender has it)."""
+    return events or (isinstance(event, Message) and event.from_user_id != user_id)

@@ -477,10 +477,58 @@ class RecentMessages(Protocol):
         when that cannot be told now (a backlog too long to read at once)."""
 
 
+@dataclass(frozen=True, slots=True)
+class GroupNotification:
+    """An entry of a large group's stream (a message, or a change record the other
+    members read), on the group's channel (lg:{G}:n): in stream order per group."""
+
+    event: Event
+    group_id: str
+    position: Position  # its id in the group's stream
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipNotification:
+    """Users joined (JOIN: `position` is the join) or left (LEAVE: the leave) a large
+    group, on the group's channel, in stream order with its entries."""
+
+    group_id: str
+    user_ids: tuple[str, ...]
+    kind: str  # JOIN or LEAVE
+    position: Position
+    # The change record the other members read (not in a channel), at its own id: a
+    # join's is the join itself, a leave's the entry after the leave.
+    record: GroupNotification | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchNotification:
+    """A group became large (section 4.2): on the main channel, after every notification
+    of its small era. `floor` is the join of every member listed."""
+
+    group_id: str
+    stream: int
+    floor: Position
+    member_ids: tuple[str, ...]
+
+
+# What a NotificationSubscriber hands over: the own logs' notifications and the large
+# groups' (docs/design/large-groups.md, section 6.1).
+AnyNotification = Notification | GroupNotification | MembershipNotification | SwitchNotification
+
+
 class NotificationSubscriber(Protocol):
+    async def follow(self, group_ids: Collection[str]) -> None:
+        """Receive the notifications of these large groups' channels too; returns once the
+        subscription is confirmed (from then on nothing published there is missed). While
+        the bus is lost it returns at once: on_resync follows the resubscription."""
+
+    async def unfollow(self, group_ids: Collection[str]) -> None:
+        """No longer receive these groups' channels (a message on its way may still come)."""
+
     async def run(
         self,
-        on_notification: Callable[[Notification], None],
+        on_notification: Callable[[AnyNotification], None],
         on_resync: Callable[[], Awaitable[None]],
     ) -> None:
         """Deliver every published notification to on_notification until cancelled.

@@ -1,8 +1,9 @@
 """What a user reads: its own log merged with the streams of its large groups, each
 clipped to the user's membership intervals (docs/design/large-groups.md, section 5).
 
-Not used by the pulls and sockets yet (that is step 6 of the design's plan): they read
-Inbox.read directly, with legacy cursors only.
+Not used by the pulls yet (that is step 6 of the design's plan): they read Inbox.read
+directly, with legacy cursors only. A gateway given a Timeline (application/gateway.py)
+replays through it, reading on from the vector each connection keeps (read_on).
 
 Exactly once is kept per stream: each stream is read once, after the vector's position
 in it, and every delivery carries the vector just after it as its cursor. Across
@@ -22,6 +23,8 @@ from domain.cursor import Cursor, Position, parse_cursor, stream_id
 from domain.events import Delivery, Event, in_original_view
 from domain.model import cursor_position
 from domain.vector import Slot, Vector
+
+_LAST: Position = (2**64 - 1, 2**64 - 1)  # after every stream id
 
 # The fewest entries read from a group's stream at a time: a page of 50 over 50 busy
 # groups reads about a page in all, not 50 pages (the merge reads a stream again when
@@ -56,8 +59,37 @@ class Timeline:
         resumes right after it. `events` False: the original view (messages from others,
         domain.events.in_original_view); what it passes over still moves the vector on."""
         vector, newest = await self._resolve(user_id, cursor)
+        shown, has_more = await self.read_on(
+            user_id, vector, newest, limit, lambda event: events or in_original_view(event, user_id))
+        return TimelinePage(shown, shown[-1].cursor if shown else cursor, has_more)
+
+    async def refresh(self, user_id: str, vector: Vector) -> dict[int, Position]:
+        """For a vector kept live (a gateway's connection): the user's memberships as they
+        stand now - the intervals of its groups brought up to date, a group joined since
+        added at its start (where a cursor that does not list it puts it) - and each
+        stream's newest id, for read_on."""
+        newest: dict[int, Position] = {}
+        for membership in await self.streams.memberships(user_id, vector.slots.keys()):
+            newest[membership.stream] = membership.newest
+            if not membership.intervals:
+                continue  # a join under way, or a record no longer kept: the vector keeps what it has
+            slot = vector.slots.get(membership.stream)
+            if slot is None:
+                vector.slots[membership.stream] = Slot(membership.group_id, membership.stream,
+                                                       membership.intervals, membership.intervals[0].join)
+            else:
+                slot.intervals = membership.intervals
+        return newest
+
+    async def read_on(self, user_id: str, vector: Vector, newest: dict[int, Position], limit: int,
+                      shows: Callable[[Event], bool]) -> tuple[list[Delivery], bool]:
+        """Up to `limit` deliveries that `shows` lets through, after the vector, which is
+        moved past each entry read (shown or passed over), each with the cursor of the
+        vector just after it; and whether more may follow. `newest`: each stream's newest
+        id (a stream not in it is read whenever the slot's intervals reach past it)."""
         sources = [_Stream(0, vector.own, limit + 1, partial(self._own_entries, user_id), vector.advance_own)]
-        readable = [slot for slot in vector.slots.values() if slot.may_read_past(newest[slot.stream])]
+        readable = [slot for slot in vector.slots.values()
+                    if slot.may_read_past(newest.get(slot.stream, _LAST))]
         batch = max(MIN_GROUP_BATCH, 2 * (limit + 1) // max(1, len(readable)))
         sources.extend(_Stream(1 + slot.stream, slot.pos, batch, partial(self._group_entries, slot.group_id, user_id),
                                partial(vector.advance, slot.stream)) for slot in readable)
@@ -66,12 +98,12 @@ class Timeline:
             await asyncio.gather(*(source.fill() for source in sources if source.wants_more))
             ready = [source for source in sources if source.buffer]
             if not ready:
-                return TimelinePage(shown, shown[-1].cursor if shown else cursor, False)
+                return shown, False
             source = min(ready, key=lambda s: (s.buffer[0].position, s.rank))
             entry = source.buffer[0]
-            visible = events or in_original_view(entry.event, user_id)
+            visible = shows(entry.event)
             if visible and len(shown) == limit:
-                return TimelinePage(shown, shown[-1].cursor, True)
+                return shown, True
             source.buffer.popleft()
             source.advance(entry.position)
             if visible:

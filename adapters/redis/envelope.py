@@ -20,8 +20,18 @@ from collections.abc import Iterable
 
 import orjson
 
-from application.ports import Notification
+from application.ports import (
+    JOIN,
+    LEAVE,
+    AnyNotification,
+    GroupNotification,
+    MembershipNotification,
+    Notification,
+    SwitchNotification,
+)
+from domain.cursor import Position
 from domain.events import event_from_record
+from domain.model import cursor_position
 
 EVENT = "event"
 
@@ -33,9 +43,8 @@ def head(record: bytes, recipient_json_ids: Iterable[bytes]) -> bytes:
 
 
 # The large groups' envelopes (docs/design/large-groups.md, section 6.1): their heads are
-# made here and their tails in the scripts (lg_deliver.lua, lg_change.lua), as above.
-# Nothing reads them yet: the gateway learns them with the large groups (the design's
-# step 3); parse() below knows none of them, and a subscriber drops what it cannot parse.
+# made here and their tails in the scripts (lg_deliver.lua, lg_change.lua), as above;
+# parse() reads them back (the gateway's multi-position bookkeeping, application/gateway.py).
 GROUP, MEMBER, SWITCHED = "group", "member", "switched"
 
 
@@ -45,7 +54,8 @@ def group_head(group_id: str, record: bytes) -> bytes:
 
 
 def member_head(group_id: str, user_ids: Iterable[str]) -> bytes:
-    """A join or leave on lg:{G}:n, up to its tail ,"join"|"leave":"<id>"}."""
+    """A join or leave on lg:{G}:n, up to its tail ,"join"|"leave":"<id>"} - or, when the
+    change logged a record for the others, ,"join"|"leave":"<id>","event":<record>,"pos":"<id>"}."""
     return b'{"kind":"member","group":%s,"users":%s' % (orjson.dumps(group_id), orjson.dumps(list(user_ids)))
 
 
@@ -55,13 +65,17 @@ def switched_head(group_id: str, stream: int, member_ids: Iterable[str]) -> byte
         orjson.dumps(group_id), stream, orjson.dumps(list(member_ids)))
 
 
-def parse(data: bytes | str) -> Notification:
-    """An envelope back into a Notification. (Also the untyped notification of Courier
+def parse(data: bytes | str) -> AnyNotification:
+    """An envelope back into a Notification, or a large group's notification (the kinds
+    group, member and switched). (Also the untyped notification of Courier
     before the event log, {"message": record, "cursor", "to", "own"} and, older,
     {"message": record, "cursors": {...}}, which a gateway of the previous version
     publishes during a rolling upgrade.)"""
     body = orjson.loads(data)
-    record = body["event"] if body.get("kind") == EVENT else body["message"]
+    kind = body.get("kind")
+    if kind is not None and kind != EVENT:
+        return _parse_large(kind, body)
+    record = body["event"] if kind == EVENT else body["message"]
     if "seq" in body:
         record["seq"] = body["seq"]
     if "cursor" in body:
@@ -77,6 +91,40 @@ def parse(data: bytes | str) -> Notification:
         if not isinstance(cursors, dict) or not _all_strings(cursors.values()):
             raise ValueError("cursors must map user ids to cursor strings")
     return Notification(event_from_record(record), cursors)
+
+
+def _parse_large(kind: str, body: dict) -> AnyNotification:
+    group_id = body["group"]
+    if not isinstance(group_id, str):
+        raise ValueError("group must be a group id")
+    if kind == GROUP:
+        return _group_entry(group_id, body)
+    if kind == MEMBER:
+        side = JOIN if "join" in body else LEAVE
+        users = body["users"]
+        if not isinstance(users, list) or not _all_strings(users):
+            raise ValueError("users must list user ids")
+        record = _group_entry(group_id, body) if "event" in body else None
+        return MembershipNotification(group_id, tuple(users), side, _position(body[side]), record)
+    if kind == SWITCHED:
+        stream, members = body["stream"], body["members"]
+        if type(stream) is not int or not isinstance(members, list) or not _all_strings(members):
+            raise ValueError("stream must be a number, members a list of user ids")
+        return SwitchNotification(group_id, stream, _position(body["floor"]), tuple(members))
+    raise ValueError(f"unknown notification kind {kind!r}")
+
+
+def _group_entry(group_id: str, body: dict) -> GroupNotification:
+    record = body["event"]
+    if "seq" in body:
+        record["seq"] = body["seq"]
+    return GroupNotification(event_from_record(record), group_id, _position(body["pos"]))
+
+
+def _position(text) -> Position:
+    if not isinstance(text, str):
+        raise ValueError("a stream position is a string")
+    return cursor_position(text)
 
 
 def _all_strings(items) -> bool:

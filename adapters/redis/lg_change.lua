@@ -125,11 +125,13 @@ if state[2] ~= 'channel' then
   record = ARGV[6]
 end
 local position
+local record_id  -- the change record's id, when one was logged
 if kind == 'join' then
   -- The join is the member_added record itself: the joiner's interval starts after it,
   -- so the joiner reads it only in its own log (section 15, item 5).
   if record ~= '' then
     position = redis.call('XADD', KEYS[2], '*', 'm', record)
+    record_id = position
   else
     position = newest_id()
   end
@@ -154,7 +156,7 @@ elseif kind == 'leave' then
     end
   end
   if record ~= '' then
-    redis.call('XADD', KEYS[2], '*', 'm', record)
+    record_id = redis.call('XADD', KEYS[2], '*', 'm', record)
   end
 elseif kind == 'owner' then
   position = newest_id()
@@ -172,6 +174,12 @@ if kind ~= 'owner' and ARGV[7] ~= '' then
   if kind == 'leave' then
     side = 'leave'
   end
-  redis.call('PUBLISH', ARGV[4], ARGV[7] .. ',"' .. side .. '":"' .. position .. '"}')
+  -- The record rides along, so that the other members' sockets get it live (a gateway
+  -- that pushed a later entry without it would have passed over it for good).
+  local carried = ''
+  if record_id then
+    carried = ',"event":' .. record .. ',"pos":"' .. record_id .. '"'
+  end
+  redis.call('PUBLISH', ARGV[4], ARGV[7] .. ',"' .. side .. '":"' .. position .. '"' .. carried .. '}')
 end
 return {'APPLIED', position}

@@ -1,19 +1,27 @@
 """The gateway's end of the bus: SUBSCRIBE message_notifications, hand every
 notification to the gateway in arrival order, and when the connection was
-lost, reconnect and ask the gateway to read the gap from the inbox streams."""
+lost, reconnect and ask the gateway to read the gap from the inbox streams.
+
+Beside it, the channels of the large groups the gateway follows (lg:{G}:n, one per
+group with a local member: docs/design/large-groups.md, section 6.1), on a
+Subscription of their own, which resubscribes them all and asks for a resync in
+the same way when its connection is lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import redis.asyncio as aioredis
 
 from adapters.redis import envelope
+from adapters.redis.group_streams import CHANNEL as GROUP_CHANNEL
 from adapters.redis.inbox import NOTIFICATION_CHANNEL
 from adapters.redis.pubsub import Resyncs, SilentConnection, own_client, read_replies
-from application.ports import Notification, NotificationSubscriber
+from adapters.redis.subscription import Subscription
+from application.ports import AnyNotification, NotificationSubscriber
 
 log = logging.getLogger("courier.redis.subscriber")
 
@@ -52,16 +60,38 @@ class RedisNotificationSubscriber(NotificationSubscriber):
         self._max_backoff = max_backoff
         self.resubscriptions = 0  # subscriptions made after a lost connection, for metrics and tests
         self._resyncs = Resyncs()
+        self.groups = Subscription(source, "courier-groups", ping_interval=ping_interval,
+                                   min_backoff=min_backoff, max_backoff=max_backoff)
+
+    async def follow(self, group_ids: Collection[str]) -> None:
+        await self.groups.add([_group_channel(group_id) for group_id in group_ids])
+
+    async def unfollow(self, group_ids: Collection[str]) -> None:
+        await self.groups.remove([_group_channel(group_id) for group_id in group_ids])
 
     async def run(
         self,
-        on_notification: Callable[[Notification], None],
+        on_notification: Callable[[AnyNotification], None],
         on_resync: Callable[[], Awaitable[None]],
     ) -> None:
         client = own_client(self._source, "courier-subscriber")
+        # The groups' channels come in on their own connection: a message there is in
+        # order with the rest of its group (one script per group publishes it), which is
+        # all the gateway needs; across channels Redis promises no order anyway.
+        async def on_groups_resync() -> None:
+            # A (re)subscription of the groups' channels closes a gap only when a group
+            # is followed: with none, nothing could be missed there.
+            if self.groups.channels:
+                await on_resync()
+
+        groups = asyncio.ensure_future(self.groups.run(
+            lambda channel, data: self._dispatch(data, on_notification), on_groups_resync))
         try:
             await self._subscribe_forever(client, on_notification, on_resync)
         finally:
+            groups.cancel()
+            with contextlib.suppress(BaseException):
+                await groups
             self._resyncs.cancel()
             await client.aclose()
 
@@ -128,4 +158,8 @@ class RedisNotificationSubscriber(NotificationSubscriber):
         try:
             on_notification(notification)
         except Exception:
-            log.exception("on_notification failed for event %s", notification.event.id)
+            log.exception("on_notification failed for %r", notification)
+
+
+def _group_channel(group_id: str) -> bytes:
+    return GROUP_CHANNEL.format(group_id).encode()

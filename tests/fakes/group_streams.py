@@ -4,6 +4,10 @@ each user's set of large groups, with the rules the Redis scripts follow
 port's writes (deliver, apply) and the tests' shortcuts (switch, post, join, leave,
 trim: no versions, no checks) share one implementation.
 
+With `publish` (an InProcessBus's), it publishes what the scripts publish, in the same
+order: each message on the group's channel, a join or leave there too (with the change
+record the others read), a switch on the main channel.
+
 Ids come from `next_id`, which a test shares with the MemoryInbox (its next_id), so
 that every log's ids grow with one clock, as stream:last-id and the stream ids in Redis
 do: a group's entries after its switch then come after its own-log entries before it."""
@@ -17,14 +21,19 @@ from application.ports import (
     DONE,
     JOIN,
     LEAVE,
+    OWNER,
     WAIT,
+    AnyNotification,
     Applied,
     GroupMembership,
+    GroupNotification,
     GroupPosted,
     GroupStreams,
     GroupSwitch,
     MemberChange,
+    MembershipNotification,
     StreamEntry,
+    SwitchNotification,
 )
 from domain import errors
 from domain.cursor import Position
@@ -55,13 +64,14 @@ class _Group:
 
 class MemoryGroupStreams(GroupStreams):
     def __init__(self, next_id: Callable[[], int], small_seqs: dict[str, int] | None = None,
-                 max_length: int | None = None):
+                 max_length: int | None = None, publish: Callable[[AnyNotification], None] | None = None):
         """`small_seqs`: the small path's counters by conversation (MemoryInbox's
         conversation_seqs), whose group counter a switch takes over. `max_length`: each
         log is trimmed to it, exactly, when a message is delivered (as MAXLEN = does)."""
         self._next_id = next_id
         self._small_seqs = small_seqs if small_seqs is not None else {}
         self._max_length = max_length
+        self._publish = publish if publish is not None else (lambda notification: None)
         self._groups: dict[str, _Group] = {}
         self._by_stream: dict[int, _Group] = {}
         self._large_groups_of: dict[str, set[str]] = {}  # lgm:<U>
@@ -131,9 +141,10 @@ class MemoryGroupStreams(GroupStreams):
                 return Applied(DONE)
             return Applied(WAIT)
         record = None if group.channel else change.record
+        logged = None
         if change.kind == JOIN:
             if record is not None:
-                self.post(group.group_id, record)
+                logged = GroupNotification(record, group.group_id, self.post(group.group_id, record, publish=False))
             position = group.newest
             for user_id in change.user_ids:
                 kept = group.intervals.setdefault(user_id, [])
@@ -147,7 +158,9 @@ class MemoryGroupStreams(GroupStreams):
                     if kept and kept[-1].leave is None:
                         kept[-1] = Interval(kept[-1].join, position)
                 if record is not None:
-                    self.post(group.group_id, record)
+                    logged = GroupNotification(record, group.group_id, self.post(group.group_id, record, publish=False))
+        if change.kind != OWNER and change.user_ids:
+            self._publish(MembershipNotification(group.group_id, change.user_ids, change.kind, position, logged))
         if change.owner_id is not None:
             group.owner = change.owner_id
         group.version = change.version
@@ -167,12 +180,17 @@ class MemoryGroupStreams(GroupStreams):
         self._groups[group_id] = self._by_stream[group.stream] = group
         for user_id in member_ids:
             self._large_groups_of.setdefault(user_id, set()).add(group_id)
+        self._publish(SwitchNotification(group_id, group.stream, floor, tuple(member_ids)))
         return group.stream
 
-    def post(self, group_id: str, event: Event) -> Position:
+    def post(self, group_id: str, event: Event, publish: bool = True) -> Position:
+        """Append an entry; published on the group's channel unless `publish` is False
+        (a change record, which rides on its membership notification)."""
         group = self._groups[group_id]
         position = self._id()
         group.entries.append((position, event))
+        if publish:
+            self._publish(GroupNotification(event, group_id, position))
         return position
 
     def join(self, group_id: str, user_id: str, by_user_id: str, created_at: int = 0) -> Position:
@@ -181,10 +199,13 @@ class MemoryGroupStreams(GroupStreams):
         joiner reads (it has its own copy in its own log)."""
         group = self._groups[group_id]
         self._large_groups_of.setdefault(user_id, set()).add(group_id)
+        logged = None
         if not group.channel:
-            self.post(group_id, self._change(MEMBER_ADDED, group, user_id, by_user_id, created_at))
+            record = self._change(MEMBER_ADDED, group, user_id, by_user_id, created_at)
+            logged = GroupNotification(record, group_id, self.post(group_id, record, publish=False))
         join = group.newest
         group.intervals.setdefault(user_id, []).append(Interval(join))
+        self._publish(MembershipNotification(group_id, (user_id,), JOIN, join, logged))
         return join
 
     def leave(self, group_id: str, user_id: str, by_user_id: str, created_at: int = 0) -> Position:
@@ -195,8 +216,11 @@ class MemoryGroupStreams(GroupStreams):
         assert intervals[-1].leave is None, "not a member"
         leave = group.newest
         intervals[-1] = Interval(intervals[-1].join, leave)
+        logged = None
         if not group.channel:
-            self.post(group_id, self._change(MEMBER_REMOVED, group, user_id, by_user_id, created_at))
+            record = self._change(MEMBER_REMOVED, group, user_id, by_user_id, created_at)
+            logged = GroupNotification(record, group_id, self.post(group_id, record, publish=False))
+        self._publish(MembershipNotification(group_id, (user_id,), LEAVE, leave, logged))
         return leave
 
     def announce(self, group_id: str, user_id: str) -> None:

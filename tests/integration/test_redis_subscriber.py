@@ -248,3 +248,60 @@ async def test_cancelling_stops_cleanly_even_while_redis_is_down(down_url, chann
     await stop(task)
     await asyncio.sleep(0.05)
     assert b"courier-subscriber" not in private_redis.command("CLIENT", "LIST")  # the pub/sub connection is closed
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_followed_group_channel_is_heard_and_parsed_until_it_is_unfollowed(redis_client, channel):
+    """The large groups' kinds (docs/design/large-groups.md, section 6.1) as the scripts
+    publish them: the switch on the main channel, a message and a join (with its record
+    for the others) on the followed group's channel; nothing from it once unfollowed."""
+    from adapters.redis.group_streams import RedisGroupStreams
+    from application.ports import (
+        JOIN,
+        GroupNotification,
+        GroupSwitch,
+        MemberChange,
+        MembershipNotification,
+        SwitchNotification,
+    )
+    from domain.events import MEMBER_ADDED, GroupChange
+    from domain.model import GROUP
+
+    def post(group_id: str, sender: str) -> Message:
+        return Message(type=GROUP, id=str(uuid.uuid4()), from_user_id=sender, content="hi",
+                       created_at=1_700_000_000, group_id=group_id)
+
+    group_id, other_group, owner, newcomer = (str(uuid.uuid4()) for _ in range(4))
+    await redis_client.set("seq:complete", "1")
+    streams = RedisGroupStreams(redis_client, channel=channel)
+    subscriber = fast(redis_client, channel)
+    recorder = Recorder()
+    task = asyncio.ensure_future(subscriber.run(recorder.on_notification, recorder.on_resync))
+    await until(lambda: recorder.resyncs == 1)
+    await subscriber.follow([group_id])
+    floor = (await streams.apply(GroupSwitch(group_id, str(uuid.uuid4()), 3, 7, owner, False, (owner,)))).position
+    posted = await streams.deliver(post(group_id, owner))
+    record = GroupChange(MEMBER_ADDED, str(uuid.uuid4()), group_id, owner, 1, user_id=newcomer)
+    join = (await streams.apply(MemberChange(JOIN, group_id, str(uuid.uuid4()), 4, (newcomer,), record))).position
+    await until(lambda: len(recorder.notifications) == 3)
+    switched, entry, joined = recorder.notifications
+    assert switched == SwitchNotification(group_id, 7, floor, (owner,))
+    assert isinstance(entry, GroupNotification)
+    assert (entry.event.id, entry.event.seq, entry.position) == (posted.message.id, 1, posted.position)
+    assert isinstance(joined, MembershipNotification)
+    assert (joined.kind, joined.user_ids, joined.position) == (JOIN, (newcomer,), join)
+    assert joined.record == GroupNotification(record, group_id, join)  # a join is its record's id
+
+    await subscriber.unfollow([group_id])
+    assert subscriber.groups.channels == set()
+    await streams.deliver(post(group_id, owner))  # not heard
+    await streams.apply(GroupSwitch(other_group, str(uuid.uuid4()), 3, 8, owner, False, (owner,)))
+    await subscriber.follow([other_group])
+    later = await streams.deliver(post(other_group, owner))
+    # The group channels share one connection: once the other group's message is here,
+    # the unfollowed group's (published before it) would have been too.
+    await until(lambda: len(recorder.notifications) == 5)
+    assert isinstance(recorder.notifications[3], SwitchNotification)
+    assert recorder.notifications[4].event.id == later.message.id
+    await stop(task)
+    assert recorder.resyncs == 1  # the group channels followed nothing at their subscription: no resync
