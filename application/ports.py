@@ -302,7 +302,8 @@ class Inbox(Protocol):
 
         A group that became large (its messages go to its stream: GroupStreams.deliver)
         is refused with GroupIsLarge, before anything is written: no seq, no idempotency
-        answer, no entry. Only the Redis inbox knows large groups yet."""
+        answer, no entry. The Redis inbox knows it by the poisoned counter, the SQLite inbox
+        by the group's group_streams row, read in its transaction."""
 
     async def append(self, change: Appended, recipient_ids: Sequence[str]) -> dict[str, str]:
         """Append a group change, a message's edit or deletion, or a read marker
