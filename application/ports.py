@@ -90,9 +90,16 @@ class Outbox(Protocol):
 
 class GroupRepository(Protocol):
     """Every change takes its Announcement, stored with the change in one transaction
-    (the Outbox lists it until it is announced)."""
+    (the Outbox lists it until it is announced).
 
-    async def add(self, group: Group, announce: Announcement | None = None) -> None: ...
+    Every add and remove moves the group's member_count and member_version under the
+    group's row lock. A group that is not large and passes the repository's threshold
+    becomes large in the same transaction (docs/design/large-groups.md, section 4.2): the
+    change then answers the GroupSwitch to apply to the GroupStreams; a change of a group
+    that is large already answers its MemberChange; a small group's answers None. (A
+    repository that knows no large groups always answers None.)"""
+
+    async def add(self, group: Group, announce: Announcement | None = None) -> GroupSwitch | None: ...
 
     async def get(self, group_id: str) -> Group | None:
         """The group with its members in the order they joined."""
@@ -103,14 +110,15 @@ class GroupRepository(Protocol):
         a group joined while a client pages comes before its first page, not inside
         it. In O(limit), however many groups the user is in."""
 
-    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
+    async def add_member(self, group_id: str, user_id: str,
+                         announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
         """Add a member; raise AlreadyAMember if they are one."""
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         """Give the group a new name (GroupNotFound when there is no such group)."""
 
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
-                            announce: Announcement | None = None) -> None:
+                            announce: Announcement | None = None) -> MemberChange | None:
         """Remove a member; when new_owner_id is given the group's owner becomes that member."""
 
 
@@ -294,7 +302,8 @@ class Inbox(Protocol):
 
         A group that became large (its messages go to its stream: GroupStreams.deliver)
         is refused with GroupIsLarge, before anything is written: no seq, no idempotency
-        answer, no entry. Only the Redis inbox knows large groups yet."""
+        answer, no entry. The Redis inbox knows it by the poisoned counter, the SQLite inbox
+        by the group's group_streams row, read in its transaction."""
 
     async def append(self, change: Appended, recipient_ids: Sequence[str]) -> dict[str, str]:
         """Append a group change, a message's edit or deletion, or a read marker

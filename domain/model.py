@@ -138,12 +138,32 @@ class User:
         return {"user_id": self.id, "username": self.username}
 
 
+KIND_GROUP, KIND_CHANNEL = "group", "channel"  # a channel: only the owner posts (large from creation)
+
+
 @dataclass(slots=True)
 class Group:
+    """A group and, when members_loaded, its members in join order. The large-group
+    fields (docs/design/large-groups.md, section 4.1) have defaults, so a group made
+    without them is a small one whose count is its member list's."""
+
     id: str
     name: str
     owner_id: str
     member_ids: list[str] = field(default_factory=list)
+    kind: str = KIND_GROUP
+    stream: int | None = None  # the stream number (sno) once the group is large; None while small
+    member_count: int = -1  # -1: len(member_ids), filled in below
+    member_version: int = 0  # one more with every add and remove (orders the streams' changes)
+    members_loaded: bool = True  # False: member_ids is not given (a large group read without them)
+
+    def __post_init__(self) -> None:
+        if self.member_count < 0:
+            self.member_count = len(self.member_ids)
+
+    @property
+    def large(self) -> bool:
+        return self.stream is not None
 
     def is_member(self, user_id: str) -> bool:
         return user_id in self.member_ids

@@ -15,14 +15,16 @@ appends the member it added) without touching the cached one. Bounded by the
 members held (a few MB): past `max_members` the oldest entries are dropped."""
 from __future__ import annotations
 
-from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository
+from dataclasses import replace
+
+from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository, GroupSwitch, MemberChange
 from domain.model import Group
 
 MAX_MEMBERS = 200_000
 
 
 def _copy(group: Group) -> Group:
-    return Group(id=group.id, name=group.name, owner_id=group.owner_id, member_ids=list(group.member_ids))
+    return replace(group, member_ids=list(group.member_ids))  # the large-group fields too
 
 
 class CachedGroups(GroupRepository):
@@ -35,8 +37,8 @@ class CachedGroups(GroupRepository):
         # read only if the count did not move while it waited on the store.
         self._changes = 0
 
-    async def add(self, group: Group, announce: Announcement | None = None) -> None:
-        await self._inner.add(group, announce)
+    async def add(self, group: Group, announce: Announcement | None = None) -> GroupSwitch | None:
+        return await self._inner.add(group, announce)
 
     async def get(self, group_id: str) -> Group | None:
         cached = self._groups.get(group_id)
@@ -51,10 +53,11 @@ class CachedGroups(GroupRepository):
     async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
         return await self._inner.list_for_member(user_id, before, limit)
 
-    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
+    async def add_member(self, group_id: str, user_id: str,
+                         announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
         self._forget(group_id)
         try:
-            await self._inner.add_member(group_id, user_id, announce)
+            return await self._inner.add_member(group_id, user_id, announce)
         finally:
             self._forget(group_id)
 
@@ -66,10 +69,10 @@ class CachedGroups(GroupRepository):
             self._forget(group_id)
 
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
-                            announce: Announcement | None = None) -> None:
+                            announce: Announcement | None = None) -> MemberChange | None:
         self._forget(group_id)
         try:
-            await self._inner.remove_member(group_id, user_id, new_owner_id, announce)
+            return await self._inner.remove_member(group_id, user_id, new_owner_id, announce)
         finally:
             self._forget(group_id)
 

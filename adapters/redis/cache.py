@@ -44,9 +44,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from adapters.redis.support import text, unavailable
-from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository, UserRepository
+from application.ports import (
+    Announcement,
+    GroupPage,
+    GroupPosition,
+    GroupRepository,
+    GroupSwitch,
+    MemberChange,
+    UserRepository,
+)
 from domain.errors import ServiceUnavailable
-from domain.model import Group, User
+from domain.model import KIND_GROUP, Group, User
 
 log = logging.getLogger("courier.redis.cache")
 
@@ -193,11 +201,14 @@ class RedisCachedGroupRepository(GroupRepository):
         self._store_script = client.register_script(_STORE_IF_UNCHANGED)
         self._skipped = _Skips("group")
 
-    async def add(self, group: Group, announce: Announcement | None = None) -> None:
+    async def add(self, group: Group, announce: Announcement | None = None) -> GroupSwitch | None:
         generation = await self._generation(group.id)
-        await self._inner.add(group, announce)
-        if generation is not None:
-            await self._store(group, generation)  # write-through, unless a change came first
+        switch = await self._inner.add(group, announce)
+        if generation is not None and switch is None:
+            # Write-through, unless a change came first (or the group became large: its
+            # stream number is the store's to give; the next read caches it).
+            await self._store(group, generation)
+        return switch
 
     async def get(self, group_id: str) -> Group | None:
         generation = None  # None: do not store what is read now
@@ -210,8 +221,7 @@ class RedisCachedGroupRepository(GroupRepository):
                         raw, generation = await pipe.execute()
                 if raw is not None:
                     record = orjson.loads(raw)
-                    return Group(id=record["id"], name=record["name"], owner_id=record["owner_id"],
-                                 member_ids=list(record["member_ids"]))
+                    return _group_of(record)
                 generation = _text(generation)
             except _SKIPPED as e:
                 self._skipped("read", e)
@@ -224,10 +234,11 @@ class RedisCachedGroupRepository(GroupRepository):
     async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
         return await self._inner.list_for_member(user_id, before, limit)
 
-    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
+    async def add_member(self, group_id: str, user_id: str,
+                         announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
         await self._invalidate(group_id, required=True)
         try:
-            await self._inner.add_member(group_id, user_id, announce)
+            return await self._inner.add_member(group_id, user_id, announce)
         finally:
             await self._invalidate(group_id, required=False)
 
@@ -239,10 +250,10 @@ class RedisCachedGroupRepository(GroupRepository):
             await self._invalidate(group_id, required=False)
 
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
-                            announce: Announcement | None = None) -> None:
+                            announce: Announcement | None = None) -> MemberChange | None:
         await self._invalidate(group_id, required=True)
         try:
-            await self._inner.remove_member(group_id, user_id, new_owner_id, announce)
+            return await self._inner.remove_member(group_id, user_id, new_owner_id, announce)
         finally:
             await self._invalidate(group_id, required=False)
 
@@ -260,7 +271,8 @@ class RedisCachedGroupRepository(GroupRepository):
 
     async def _store(self, group: Group, generation: str) -> None:
         value = orjson.dumps({"id": group.id, "name": group.name, "owner_id": group.owner_id,
-                              "member_ids": list(group.member_ids)})
+                              "member_ids": list(group.member_ids), "kind": group.kind, "stream": group.stream,
+                              "member_count": group.member_count, "member_version": group.member_version})
         try:
             with unavailable("group cache"):
                 await self._store_script(keys=[group_key(group.id), generation_key(group.id)],
@@ -287,3 +299,11 @@ class RedisCachedGroupRepository(GroupRepository):
 
 def _text(value: bytes | str | None) -> str:
     return "" if value is None else text(value)
+
+
+def _group_of(record: dict) -> Group:
+    """A cached group; one cached by the version before large groups is a small one."""
+    return Group(id=record["id"], name=record["name"], owner_id=record["owner_id"],
+                 member_ids=list(record["member_ids"]), kind=record.get("kind", KIND_GROUP),
+                 stream=record.get("stream"), member_count=record.get("member_count", -1),
+                 member_version=record.get("member_version", 0))

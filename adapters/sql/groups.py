@@ -1,7 +1,19 @@
 """Groups and their members in SQL (groups, group_members); each change with its
-announcement (adapters/sql/outbox.py), in one transaction."""
+announcement (adapters/sql/outbox.py), in one transaction.
+
+Large groups (docs/design/large-groups.md, sections 2.2 and 4.2): every add and remove
+moves groups.member_count and member_version under the group's row lock, so versions
+follow the order of the changes. A group that is not large and passes `large_group`
+members becomes large in that transaction: its group_streams row (the authority for its
+stream number) is inserted, and the change answers the GroupSwitch, with the members at
+that version read in the same transaction. A change of a large group answers its
+MemberChange. Applying them to the streams is the caller's (the announcer's, step 6),
+except where `apply_in_transaction` is given: the embedded mode's SqliteGroupStreams then
+applies each one inside the membership transaction itself (section 8)."""
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
@@ -10,11 +22,24 @@ from adapters.sql import conversations
 from adapters.sql.batches import chunks
 from adapters.sql.database import Database
 from adapters.sql.outbox import store_announcement
-from adapters.sql.tables import group_members, groups
+from adapters.sql.tables import group_members, group_streams, groups
 from adapters.sql.users import utcnow
-from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository
+from application.ports import (
+    JOIN,
+    LEAVE,
+    Announcement,
+    GroupPage,
+    GroupPosition,
+    GroupRepository,
+    GroupSwitch,
+    MemberChange,
+)
 from domain import errors
-from domain.model import Group
+from domain.events import GroupChange
+from domain.model import KIND_CHANNEL, Group
+
+# Applies a switch or a change to the streams in the caller's transaction (embedded mode).
+ApplyInTransaction = Callable[[Connection, GroupSwitch | MemberChange], object]
 
 # A GroupPosition's `joined` is group_members.joined_at (naive UTC) in microseconds.
 EPOCH = datetime(1970, 1, 1)
@@ -36,9 +61,15 @@ def _load(conn: Connection, group_ids: list[str]) -> list[Group]:
     """The groups with these ids, oldest first, each with its members in join order."""
     rows = []
     for chunk in chunks(group_ids):
-        rows.extend(conn.execute(select(groups).where(groups.c.id.in_(chunk))))
+        rows.extend(conn.execute(
+            select(groups, group_streams.c.stream_no)
+            .outerjoin_from(groups, group_streams, group_streams.c.group_id == groups.c.id)
+            .where(groups.c.id.in_(chunk))
+        ))
     rows.sort(key=lambda row: (row.created_at, row.id))
-    found = {row.id: Group(id=row.id, name=row.name, owner_id=row.owner_id, member_ids=[]) for row in rows}
+    found = {row.id: Group(id=row.id, name=row.name, owner_id=row.owner_id, member_ids=[], kind=row.kind,
+                           stream=row.stream_no, member_count=row.member_count,
+                           member_version=row.member_version) for row in rows}
     for chunk in chunks(list(found)):
         members = conn.execute(
             select(group_members.c.group_id, group_members.c.user_id)
@@ -50,20 +81,33 @@ def _load(conn: Connection, group_ids: list[str]) -> list[Group]:
     return list(found.values())
 
 
+def _event_id(announce: Announcement | None) -> str:
+    """A change's event id: its announcement's (the relay applies it once by that id)."""
+    return announce.event.id if announce is not None else str(uuid.uuid4())
+
+
+def _record(announce: Announcement | None) -> GroupChange | None:
+    return announce.event if announce is not None and isinstance(announce.event, GroupChange) else None
+
+
 class SqlGroupRepository(GroupRepository):
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, large_group: int = 0, apply_in_transaction: ApplyInTransaction | None = None):
+        """`large_group`: a group with more members becomes large (0: never; channels are
+        large from creation whatever it is)."""
         self._db = db
+        self._large_group = large_group
+        self._apply = apply_in_transaction
 
-    async def add(self, group: Group, announce: Announcement | None = None) -> None:
-        await self._db.write(self._add, group, announce)
+    async def add(self, group: Group, announce: Announcement | None = None) -> GroupSwitch | None:
+        return await self._db.write(self._add, group, announce)
 
-    @staticmethod
-    def _add(conn: Connection, group: Group, announce: Announcement | None) -> None:
+    def _add(self, conn: Connection, group: Group, announce: Announcement | None) -> GroupSwitch | None:
         now = utcnow()
         with conn.begin():
             store_announcement(conn, announce)
             conn.execute(
-                insert(groups).values(id=group.id, name=group.name, owner_id=group.owner_id, created_at=now)
+                insert(groups).values(id=group.id, name=group.name, owner_id=group.owner_id, created_at=now,
+                                      kind=group.kind, member_count=len(group.member_ids), member_version=0)
             )
             if group.member_ids:
                 conn.execute(
@@ -74,6 +118,37 @@ class SqlGroupRepository(GroupRepository):
                     ],
                 )
             conversations.group_created(conn, group.id, group.member_ids)
+            # Large from creation: a channel, or more initial members than the threshold.
+            if group.kind == KIND_CHANNEL or self._passes(len(group.member_ids)):
+                return self._switch(conn, group.id, 0, _event_id(announce))
+            return None
+
+    def _passes(self, member_count: int) -> bool:
+        return 0 < self._large_group < member_count
+
+    def _switch(self, conn: Connection, group_id: str, version: int, event_id: str) -> GroupSwitch:
+        """Make the group large at this version (the caller holds its row lock): its stream
+        number, and what the switch needs, all read in this transaction."""
+        stream = conn.execute(insert(group_streams).values(group_id=group_id, large_at_version=version))
+        row = conn.execute(select(groups.c.owner_id, groups.c.kind).where(groups.c.id == group_id)).one()
+        member = group_members.c
+        members = conn.execute(
+            select(member.user_id).where(member.group_id == group_id).order_by(member.position)
+        ).scalars()
+        switch = GroupSwitch(group_id, event_id, version, stream.inserted_primary_key[0], row.owner_id,
+                             row.kind == KIND_CHANNEL, tuple(members))
+        if self._apply is not None:
+            self._apply(conn, switch)
+        return switch
+
+    def _changed(self, conn: Connection, group_id: str, change: MemberChange) -> MemberChange | None:
+        """The change of a large group (None for a small one), applied here when embedded."""
+        large = conn.execute(select(group_streams.c.stream_no).where(group_streams.c.group_id == group_id)).first()
+        if large is None:
+            return None
+        if self._apply is not None:
+            self._apply(conn, change)
+        return change
 
     async def get(self, group_id: str) -> Group | None:
         found = await self._db.run(self._get, [group_id])
@@ -109,16 +184,17 @@ class SqlGroupRepository(GroupRepository):
             GroupPosition(joined_micros(last.joined_at), last.group_id) if last is not None else None,
         )
 
-    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
-        await self._db.write(self._add_member, group_id, user_id, announce)
+    async def add_member(self, group_id: str, user_id: str,
+                         announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+        return await self._db.write(self._add_member, group_id, user_id, announce)
 
-    @staticmethod
-    def _add_member(conn: Connection, group_id: str, user_id: str, announce: Announcement | None) -> None:
+    def _add_member(self, conn: Connection, group_id: str, user_id: str,
+                    announce: Announcement | None) -> GroupSwitch | MemberChange | None:
         with conn.begin():
             store_announcement(conn, announce)
-            # Locking the group row (MySQL; SQLite has one writer) serialises joins
-            # to one group, so two never take the same position.
-            locked = conn.execute(select(groups.c.id).where(groups.c.id == group_id).with_for_update()).first()
+            # Locking the group row (MySQL; SQLite has one writer) serialises joins and
+            # leaves of one group: two never take the same position or member version.
+            locked = _lock(conn, group_id)
             if locked is None:
                 raise errors.GroupNotFound()
             member = group_members.c
@@ -137,6 +213,13 @@ class SqlGroupRepository(GroupRepository):
             except exc.IntegrityError as e:  # the group exists and the row did not: the user does not
                 raise errors.UserNotFound() from e
             conversations.group_joined(conn, group_id, user_id)
+            count, version = _count(conn, group_id, locked, +1)
+            event_id = _event_id(announce)
+            change = self._changed(conn, group_id, MemberChange(JOIN, group_id, event_id, version, (user_id,),
+                                                                _record(announce)))
+            if change is None and self._passes(count):
+                return self._switch(conn, group_id, version, event_id)  # the joiner is among its members
+            return change
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         await self._db.write(self._rename, group_id, name, announce)
@@ -151,16 +234,36 @@ class SqlGroupRepository(GroupRepository):
                     raise errors.GroupNotFound()
 
     async def remove_member(self, group_id: str, user_id: str, new_owner_id: str | None,
-                            announce: Announcement | None = None) -> None:
-        await self._db.write(self._remove_member, group_id, user_id, new_owner_id, announce)
+                            announce: Announcement | None = None) -> MemberChange | None:
+        return await self._db.write(self._remove_member, group_id, user_id, new_owner_id, announce)
 
-    @staticmethod
-    def _remove_member(conn: Connection, group_id: str, user_id: str, new_owner_id: str | None,
-                       announce: Announcement | None) -> None:
+    def _remove_member(self, conn: Connection, group_id: str, user_id: str, new_owner_id: str | None,
+                       announce: Announcement | None) -> MemberChange | None:
         with conn.begin():
             store_announcement(conn, announce)
+            locked = _lock(conn, group_id)  # as _add_member: the version follows the order of changes
             member = group_members.c
-            conn.execute(delete(group_members).where(member.group_id == group_id, member.user_id == user_id))
+            removed = conn.execute(delete(group_members).where(member.group_id == group_id,
+                                                               member.user_id == user_id)).rowcount
             conversations.group_left(conn, group_id, user_id)
             if new_owner_id is not None:
                 conn.execute(update(groups).where(groups.c.id == group_id).values(owner_id=new_owner_id))
+            if locked is None or not removed:
+                return None  # no change of membership: no new version (a large group never switches back)
+            _, version = _count(conn, group_id, locked, -1)
+            return self._changed(conn, group_id, MemberChange(LEAVE, group_id, _event_id(announce), version,
+                                                              (user_id,), _record(announce), new_owner_id))
+
+
+def _lock(conn: Connection, group_id: str):
+    """The group's row, locked (FOR UPDATE; SQLite: the one writer), with its counts."""
+    return conn.execute(
+        select(groups.c.member_count, groups.c.member_version).where(groups.c.id == group_id).with_for_update()
+    ).first()
+
+
+def _count(conn: Connection, group_id: str, locked, delta: int) -> tuple[int, int]:
+    """Move the group's member count by `delta` and its version by one: (count, version) after."""
+    count, version = locked.member_count + delta, locked.member_version + 1
+    conn.execute(update(groups).where(groups.c.id == group_id).values(member_count=count, member_version=version))
+    return count, version

@@ -43,7 +43,7 @@ from adapters.sql.messages import (
     number_rows,
     release_taken_client_ids,
 )
-from adapters.sql.tables import appended_events, inbox_entries, inbox_trims, messages
+from adapters.sql.tables import appended_events, group_streams, inbox_entries, inbox_trims, messages
 from application.ports import Accepted, Inbox, Notification
 from domain import errors
 from domain.events import Appended, Delivery, Event, event_from_record
@@ -179,9 +179,11 @@ class SqliteInbox(Inbox):
         change has no row in `messages`: its entries hold its record."""
         sent = [send.event for send in sends if isinstance(send.event, Message)]
         superseded = held_by_others(conn, sent)
+        large = _large_groups(conn, sent)
         now = int(time.time())
         repeated = _appended_before(conn, [send for send in sends if not isinstance(send.event, Message)], now)
         skipped = {id(send) for send in repeated}
+        skipped.update(id(send) for send in sends if _refused_as_large(send, large))
         appended = [send for send in sends if send.event.id not in superseded and id(send) not in skipped]
         results: dict[int, dict[str, str]] = {id(send): {} for send in repeated}  # by send: an id may repeat
         if appended:
@@ -219,7 +221,9 @@ class SqliteInbox(Inbox):
                 # Accepted with this commit: so is the sender's idempotency answer, in the same one.
                 confirm_delivered(conn, message, now)
         return [
-            errors.SendSuperseded() if send.event.id in superseded else results[id(send)] for send in sends
+            errors.SendSuperseded() if send.event.id in superseded
+            else errors.GroupIsLarge() if _refused_as_large(send, large)
+            else results[id(send)] for send in sends
         ]
 
     def _trim(self, conn: Connection, user_id: str) -> None:
@@ -305,6 +309,22 @@ def _appended_before(conn: Connection, changes: list[_Send], now: int) -> list[_
         conn.execute(insert(appended_events), list(new.values()))
         conn.execute(delete(appended_events).where(appended_events.c.appended_at < now - APPENDED_EVENTS_KEPT))
     return repeated
+
+
+def _large_groups(conn: Connection, sent: list[Message]) -> set[str]:
+    """Of the groups these messages go to, those that became large (design, section 8):
+    read in this transaction, which holds SQLite's write lock, so a send that saw its group
+    small before a switch committed is refused here, before anything is written, and sent
+    again by the large path (SqliteGroupStreams). No group_streams row: no large group."""
+    group_ids = {str(message.group_id) for message in sent if message.group_id is not None}
+    if not group_ids:
+        return set()
+    found = conn.execute(select(group_streams.c.group_id).where(group_streams.c.group_id.in_(group_ids)))
+    return set(found.scalars())
+
+
+def _refused_as_large(send: _Send, large: set[str]) -> bool:
+    return isinstance(send.event, Message) and send.event.group_id in large
 
 
 def _newest_seq(conn: Connection, user_id: str) -> int | None:

@@ -95,7 +95,43 @@ groups = Table(
     Column("name", String(100), nullable=False),
     Column("owner_id", IdType, ForeignKey("users.id"), nullable=False),
     Column("created_at", TimestampType, nullable=False),
+    # Large groups (docs/design/large-groups.md, section 2.2; revision 0012). "group" or
+    # "channel" (only the owner posts; large from creation).
+    Column("kind", String(16), nullable=False, server_default=text("'group'")),
+    # Kept by every add and remove under the group row lock (adapters/sql/groups.py): the
+    # count decides the switch to a stream, and the version orders the membership changes
+    # that the streams apply (GroupStreams.apply: WAIT for an earlier one).
+    Column("member_count", Integer, nullable=False, server_default=text("0")),
+    Column("member_version", BigInteger, nullable=False, server_default=text("0")),
     Index(None, "owner_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# A group's stream, one row from the moment it became large (never switches back):
+# immutable, the authority for the stream number (sno) that cursors name. AUTOINCREMENT on
+# SQLite, so an sno is never handed out twice.
+group_streams = Table(
+    "group_streams",
+    metadata,
+    Column("stream_no", SeqType, primary_key=True, autoincrement=True),
+    Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
+    Column("large_at_version", BigInteger, nullable=False),  # groups.member_version at the switch
+    UniqueConstraint("group_id"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# Invitations to a channel by its owner (design, section 9): joining by oneself needs one.
+group_invitations = Table(
+    "group_invitations",
+    metadata,
+    Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
+    Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
+    Column("invited_by", IdType, ForeignKey("users.id"), nullable=False),
+    Column("created_at", TimestampType, nullable=False),
+    PrimaryKeyConstraint("group_id", "user_id"),
+    Index(None, "user_id"),
+    Index(None, "invited_by"),
     **MYSQL_TABLE_OPTIONS,
 )
 
@@ -291,9 +327,83 @@ conversation_members = Table(
     # one's own sends move it to themselves, so unread = last_seq - read_seq (when above 0).
     Column("read_seq", BigInteger, nullable=False),
     Column("activity", BigInteger, nullable=False),  # a copy of the conversation's, or the join time
+    # A large group's row keeps its join activity: no write per message per member (design, section 10).
+    Column("large", Boolean, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("user_id", "conversation"),
     # A user's list, most recent first, paged by (activity, conversation).
     Index(None, "user_id", "activity", "conversation"),
     Index(None, "conversation"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# The embedded mode's group streams (adapters/sql/group_streams.py; design, section 8).
+# One schema: MySQL has these tables too, but production keeps the streams in Redis.
+
+# A large group's stream: a message's entry names its row, a change record is in `event`,
+# and the switch's marker (the floor) has neither. `seq` is the position "<seq>-0", taken
+# from the same counter as inbox_entries.seq (SqliteGroupStreams), so the own logs and the
+# streams merge in the order they were written.
+group_entries = Table(
+    "group_entries",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
+    Column("message_seq", SeqType, ForeignKey("messages.seq"), nullable=True),
+    Column("event", Text, nullable=True),
+    Index(None, "group_id", "seq"),
+    Index(None, "message_seq"),
+    sqlite_autoincrement=True,
+    **MYSQL_TABLE_OPTIONS,
+)
+
+group_entry_trims = Table(
+    "group_entry_trims",
+    metadata,
+    Column("group_id", IdType, ForeignKey("groups.id"), primary_key=True),
+    Column("trimmed_up_to", SeqType, nullable=False),  # the seq of the newest entry trimmed away
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# A member's intervals (joined_after, left_at] in a group's stream, as seqs; left_at NULL
+# while the interval is open. No foreign key on user_id: the stream's record of a user
+# outlives nothing it needs from users.
+group_intervals = Table(
+    "group_intervals",
+    metadata,
+    Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
+    Column("user_id", IdType, nullable=False),
+    Column("joined_after", SeqType, nullable=False),
+    Column("left_at", SeqType, nullable=True),
+    PrimaryKeyConstraint("group_id", "user_id", "joined_after"),
+    Index(None, "user_id"),  # a user's large groups (production: lgm:<U>)
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# Where each change of a large group's membership was applied to its stream, by member
+# version (the switch at groups' version then, its position the floor): the highest
+# version is the one applied last (production: lg:{G}'s mv), and the event id answers a
+# relay with the change's place (production: lg:{G}:done:<event>).
+group_stream_changes = Table(
+    "group_stream_changes",
+    metadata,
+    Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("event_id", IdType, nullable=False),
+    Column("position", SeqType, nullable=False),
+    PrimaryKeyConstraint("group_id", "version"),
+    UniqueConstraint("event_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# Checkpoints of cursors (design, section 3.4): a user's positions by sno, "<sno>=<ms>-<n>,...".
+cursor_checkpoints = Table(
+    "cursor_checkpoints",
+    metadata,
+    Column("user_id", IdType, nullable=False),
+    Column("id", BigInteger, nullable=False),
+    Column("vector", ContentType, nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # Unix seconds: kept for the TTL after it
+    PrimaryKeyConstraint("user_id", "id"),
+    Index(None, "created_at"),
     **MYSQL_TABLE_OPTIONS,
 )

@@ -1,5 +1,6 @@
 """The CursorCheckpoints port (application/ports.py), over its adapters: memory (the
-tests' fake) and Redis (production, adapters/redis/checkpoints.py). A checkpoint keeps a
+tests' fake), SQLite (the embedded mode's, adapters/sql/checkpoints.py) and Redis
+(production, adapters/redis/checkpoints.py). A checkpoint keeps a
 user's positions under an id of that user's; it is gone (CursorExpired: 410) once its
 time ran out or a later checkpoint took its slot in the ring, and an id never handed out
 is no checkpoint (docs/design/large-groups.md, section 3.4)."""
@@ -8,33 +9,50 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import update
 
 from adapters.redis.checkpoints import SLOT, RedisCursorCheckpoints
+from adapters.sql.checkpoints import SqliteCursorCheckpoints
+from adapters.sql.tables import cursor_checkpoints
 from domain import errors
 from tests.fakes.checkpoints import MemoryCursorCheckpoints
 
 RING = 4
+TTL = 3600
 
 
 class Expiring:
     """An adapter, and a way to let one checkpoint's time run out."""
 
     def __init__(self, kind: str, request):
+        self.client = None
+        self.database = None
         if kind == "memory":
             self.checkpoints = MemoryCursorCheckpoints(ring=RING)
-            self.client = None
+        elif kind == "sqlite":
+            self.database = request.getfixturevalue("sql_database")("sqlite")
+            self.checkpoints = SqliteCursorCheckpoints(self.database, ring=RING, ttl=TTL)
         else:
             self.client = request.getfixturevalue("redis_client")
             self.checkpoints = RedisCursorCheckpoints(self.client, ring=RING)
 
     async def expire(self, user_id: str, checkpoint: int) -> None:
-        if self.client is None:
+        if self.database is not None:  # saved longer ago than the TTL
+            await self.database.write(_saved_long_ago, user_id, checkpoint)
+        elif self.client is None:
             self.checkpoints.expire(user_id, checkpoint)
         else:
             await self.client.delete(SLOT.format(user_id, checkpoint % RING))
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def _saved_long_ago(conn, user_id: str, checkpoint: int) -> None:
+    row = cursor_checkpoints.c
+    with conn.begin():
+        conn.execute(update(cursor_checkpoints).where(row.user_id == user_id, row.id == checkpoint)
+                     .values(created_at=row.created_at - TTL - 1))
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def store(request) -> Expiring:
     return Expiring(request.param, request)
 

@@ -98,6 +98,7 @@ class MemoryGroupRepository(GroupRepository):
             raise errors.AlreadyAMember()
         self._store(announce)
         group.member_ids.append(user_id)
+        group.member_count, group.member_version = group.member_count + 1, group.member_version + 1
         self._joined[group_id, user_id] = next(self._ticks)
         if self.conversations is not None:
             self.conversations.group_joined(group_id, user_id)
@@ -116,6 +117,7 @@ class MemoryGroupRepository(GroupRepository):
         group = self.by_id[group_id]
         self._store(announce)
         group.member_ids.remove(user_id)
+        group.member_count, group.member_version = group.member_count - 1, group.member_version + 1
         del self._joined[group_id, user_id]
         if self.conversations is not None:
             self.conversations.group_left(group_id, user_id)

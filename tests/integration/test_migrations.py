@@ -200,3 +200,75 @@ def test_courier_migrate_refused_by_the_server_says_so_in_one_line():
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1 and "cannot migrate mysql+pymysql://root:***@127.0.0.1:3306/courier_nope" in lines[0]
     assert "not-the-password" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_0012_counts_the_members_of_every_group_and_downgrades_keeping_them(empty_database_url):
+    """Revision 0012 (large groups) on 0011's data: every group becomes a small "group" at
+    member version 0 with its members counted (an empty group: 0), every conversation row
+    is not large; a large group's stream written after it goes away with the downgrade,
+    and the groups, their members and messages stay."""
+    from datetime import datetime
+
+    from sqlalchemy import column, table
+
+    url = empty_database_url
+    migrate.upgrade(url, "0011")
+    users = [f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 5)]
+    groups = {"00000000-0000-4000-8000-000000000101": users, "00000000-0000-4000-8000-000000000102": users[:1],
+              "00000000-0000-4000-8000-000000000103": []}
+    users_0011 = table("users", column("id"), column("username"), column("username_key"), column("password_hash"),
+                       column("created_at"), column("normalised_key"))
+    groups_0011 = table("groups", column("id"), column("name"), column("owner_id"), column("created_at"))
+    members_0011 = table("group_members", column("group_id"), column("user_id"), column("position"),
+                         column("joined_at"))
+    conversation_members_0011 = table("conversation_members", column("user_id"), column("conversation"),
+                                      column("group_id"), column("read_seq"), column("activity"))
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    at = datetime(2026, 1, 1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(users_0011.insert(), [dict(id=u, username=f"u{i}", username_key=f"u{i}", password_hash="h",
+                                                    created_at=at, normalised_key=f"u{i}")
+                                               for i, u in enumerate(users)])
+            conn.execute(groups_0011.insert(), [dict(id=g, name=g[-3:], owner_id=users[0], created_at=at)
+                                                for g in groups])
+            conn.execute(members_0011.insert(), [dict(group_id=g, user_id=u, position=p, joined_at=at)
+                                                 for g, members in groups.items()
+                                                 for p, u in enumerate(members, start=1)])
+            conn.execute(conversation_members_0011.insert(), [dict(user_id=u, conversation="g:" + g, group_id=g,
+                                                                   read_seq=0, activity=1)
+                                                              for g, members in groups.items() for u in members])
+        migrate.upgrade(url, "0012")
+        with engine.begin() as conn:
+            rows = conn.execute(text("SELECT id, kind, member_count, member_version FROM `groups`"
+                                     if conn.dialect.name != "sqlite" else
+                                     'SELECT id, kind, member_count, member_version FROM "groups"')).all()
+            assert {r.id: (r.kind, r.member_count, r.member_version) for r in rows} == {
+                g: ("group", len(members), 0) for g, members in groups.items()}
+            assert set(conn.execute(text("SELECT large FROM conversation_members")).scalars()) == {False}
+            # A stream, as the embedded mode writes one, and a checkpoint.
+            big = next(iter(groups))
+            conn.execute(text("INSERT INTO group_streams (group_id, large_at_version) VALUES (:g, 4)"), {"g": big})
+            conn.execute(text("INSERT INTO group_entries (group_id, message_seq, event) VALUES (:g, NULL, NULL)"),
+                         {"g": big})
+            conn.execute(text("INSERT INTO group_intervals (group_id, user_id, joined_after) VALUES (:g, :u, 1)"),
+                         {"g": big, "u": users[1]})
+            conn.execute(text("INSERT INTO cursor_checkpoints (user_id, id, vector, created_at) "
+                              "VALUES (:u, 1, '1=1-0', 0)"), {"u": users[1]})
+        migrate.downgrade(url, "0011")
+        assert table_names(url) == set(metadata.tables) - {
+            "group_streams", "group_invitations", "group_entries", "group_entry_trims", "group_intervals",
+            "group_stream_changes", "cursor_checkpoints"}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM group_members")).scalar() == 5
+            assert conn.execute(text("SELECT COUNT(*) FROM conversation_members")).scalar() == 5
+            columns = {c["name"] for c in inspect(conn).get_columns("groups")}
+            assert columns == {"id", "name", "owner_id", "created_at"}
+        migrate.upgrade(url)  # and up again: counted anew, the stream gone
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM group_streams")).scalar() == 0
+            counts = conn.execute(text("SELECT SUM(member_count) FROM `groups`" if conn.dialect.name != "sqlite"
+                                       else 'SELECT SUM(member_count) FROM "groups"')).scalar()
+            assert counts == 5
+    finally:
+        engine.dispose()

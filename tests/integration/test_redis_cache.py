@@ -210,13 +210,35 @@ async def test_a_group_is_read_through_then_served_from_the_cache(sql_users, sql
     assert await groups.get(group.id) == group  # a miss: members in join order
     assert sql_groups.calls == ["get"]
     assert orjson.loads(await redis_client.get(group_key(group.id))) == {
-        "id": group.id, "name": "team ✓", "owner_id": owner, "member_ids": [owner, c, b]}
+        "id": group.id, "name": "team ✓", "owner_id": owner, "member_ids": [owner, c, b],
+        "kind": "group", "stream": None, "member_count": 3, "member_version": 0}  # the large-group fields too
     assert 3500 < await redis_client.ttl(group_key(group.id)) <= 3600
 
     assert await groups.get(group.id) == group  # a hit
     assert sql_groups.calls == ["get"]
     assert await groups.get(new_id()) is None  # not found: not cached
     assert await redis_client.keys("cache:group:*") == [group_key(group.id).encode()]
+
+
+@pytest.mark.gen_test
+async def test_a_large_group_is_cached_with_its_stream_and_counts(db, sql_users, redis_client):
+    """The cache keeps what the send path decides on (design, section 4.1): the stream
+    number, the count and the version; a record cached by the version before them reads
+    as a small group whose count is its member list's."""
+    owner, b, c = await add_users(sql_users.repository, 3)
+    groups = RedisCachedGroupRepository(SqlGroupRepository(db, large_group=2), redis_client)
+    group = Group(id=new_id(), name="big", owner_id=owner, member_ids=[owner, b])
+    assert await groups.add(group) is None
+    switch = await groups.add_member(group.id, c)
+    assert switch is not None
+    read = await groups.get(group.id)  # a miss, then cached
+    cached = await groups.get(group.id)  # a hit
+    assert cached == read
+    assert (cached.stream, cached.member_count, cached.member_version) == (switch.stream, 3, 1)
+    await redis_client.set(group_key(group.id), orjson.dumps({"id": group.id, "name": "big", "owner_id": owner,
+                                                              "member_ids": [owner, b]}))
+    old = await groups.get(group.id)
+    assert (old.stream, old.kind, old.member_count, old.member_version) == (None, "group", 2, 0)
 
 
 @pytest.mark.gen_test
