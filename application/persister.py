@@ -28,6 +28,8 @@ log = logging.getLogger("courier.persister")
 
 Entry = tuple[str, Message]
 
+LINGER_STEP = 0.05  # seconds between two looks for more while a batch fills (Persister's linger)
+
 
 class StoreRefused(Exception):
     """Some messages of the batch were refused by the store; they are kept for a retry."""
@@ -57,9 +59,11 @@ class Persister:
         self.consumer = consumer or default_consumer_name()
         self._batch_size = batch_size
         self._block_ms = block_ms
-        # When a take brings less than a full batch, wait this long (seconds) and take
-        # what came meanwhile: a batch costs the same round trips and commit whatever
-        # its size, so at a steady rate few larger batches cost far less than many small.
+        # When a take brings less than a full batch, look again every LINGER_STEP seconds
+        # for what came meanwhile, for at most `linger` seconds, and stop at the first look
+        # that brings nothing: a batch costs the same round trips and commit whatever its
+        # size, so at a steady rate few larger batches cost far less than many small, while
+        # a lone message (a quiet queue) waits one step only.
         self._linger = linger
         self._max_attempts = max_attempts
         self._min_backoff = min_backoff
@@ -74,12 +78,7 @@ class Persister:
         unsaved entries are kept and retried by the next call."""
         if not self._unsaved:
             self._unsaved = await self._queue.take(self.consumer, self._batch_size, self._block_ms)
-            if self._unsaved and len(self._unsaved) < self._batch_size and self._linger > 0:
-                await asyncio.sleep(self._linger)
-                # self._unsaved already holds the first take: a failure here keeps it.
-                self._unsaved = self._unsaved + await self._queue.take(
-                    self.consumer, self._batch_size - len(self._unsaved), 0
-                )
+            await self._linger_for_more()
         if not self._unsaved:
             return 0
         entries = self._unsaved
@@ -97,6 +96,18 @@ class Persister:
         self._done(entries)
         self.saved += len(entries)
         return len(entries)
+
+    async def _linger_for_more(self) -> None:
+        waited = 0.0
+        while self._unsaved and len(self._unsaved) < self._batch_size and waited < self._linger:
+            step = min(LINGER_STEP, self._linger - waited)
+            await asyncio.sleep(step)
+            waited += step
+            # self._unsaved already holds what was taken: a failure here keeps it.
+            more = await self._queue.take(self.consumer, self._batch_size - len(self._unsaved), 0)
+            if not more:
+                return  # nothing came during a whole step: the queue is quiet, store now
+            self._unsaved = self._unsaved + more
 
     def _order_of(self, entries: Sequence[Entry]) -> list[int]:
         return [self._queue.acceptance_order(entry_id) for entry_id, _ in entries]

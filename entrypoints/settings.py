@@ -55,7 +55,9 @@ class Settings:
     # mode) share one port and the kernel spreads connections among them.
     reuse_port: int = 0
     worker_claim_idle: float = 30.0  # seconds an entry stays pending before another worker claims it
-    worker_linger: float = 0.05  # seconds a worker waits to fill a batch it found less than full
+    # seconds a worker may wait to fill a batch it found less than full (it looks every 0.05 s,
+    # and stops at the first look that finds nothing new)
+    worker_linger: float = 0.2
     # Addresses or networks (comma-separated) of the proxies in front of the gateways:
     # X-Forwarded-For and Forwarded are believed only from them. Empty: never believed.
     trusted_proxies: str = ""

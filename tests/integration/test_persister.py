@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.persist_queue import RedisPersistQueue
+from application import persister as persister_module
 from application.persister import Persister, StoreRefused
 from domain.errors import ServiceUnavailable
 from domain.model import PRIVATE, Message
@@ -197,15 +198,17 @@ async def deliver_between_real_users(client, db, count: int):
 
 
 @pytest.mark.gen_test
-async def test_linger_fills_a_batch_with_what_arrives_meanwhile(redis_client):
-    """A take that brings less than a full batch waits `linger` and takes what came in the
-    meantime, so a steady trickle is stored in few batches; nothing is lost or doubled."""
+async def test_linger_fills_a_batch_with_what_arrives_meanwhile(redis_client, monkeypatch):
+    """A take that brings less than a full batch looks again a step later and takes what
+    came in the meantime, so a steady trickle is stored in few batches; the first look
+    that finds nothing stores the batch. Nothing is lost or doubled."""
+    monkeypatch.setattr(persister_module, "LINGER_STEP", 0.3)
     first = await deliver(redis_client, 2)
     queue, store = RedisPersistQueue(redis_client), MemoryMessageStore()
-    persister = Persister(queue, store, "p1", batch_size=10, block_ms=10, linger=0.2)
+    persister = Persister(queue, store, "p1", batch_size=10, block_ms=10, linger=1.0)
     saving = asyncio.ensure_future(persister.run_once())
     await asyncio.sleep(0.05)
-    later = await deliver(redis_client, 3)  # arrives while the persister lingers
+    later = await deliver(redis_client, 3)  # arrives before the first look
     assert await saving == 5
     assert store.rows == first + later and await queue.backlog() == 0
     assert await persister.run_once() == 0
