@@ -765,6 +765,11 @@ class PresenceBus(Protocol):
         """Each change to the gateways watching its user; several at once cost one trip
         (a gateway's expiry look may publish thousands)."""
 
+    async def watched_among(self, user_ids: Sequence[str]) -> set[str]:
+        """The users among these that a gateway watches now. A change stored before
+        this call need not be published for the others: a gateway that starts watching
+        one later reads the stored statuses once its watch is confirmed."""
+
     async def run(self, on_change: Callable[[PresenceStatus], None],
                   on_resync: Callable[[], Awaitable[None]]) -> None:
         """Until cancelled. on_resync: the bus was lost and is back (changes may have

@@ -53,9 +53,17 @@ class PresencePublisher:
 
     async def publish(self, statuses: Sequence[PresenceStatus]) -> None:
         """In chunks of PUBLISH_CHUNK: an expiry look may publish thousands of changes
-        (everyone a stopped gateway held), and the loop serves its sockets between two."""
+        (everyone a stopped gateway held), and the loop serves its sockets between two.
+        Only the changes of users someone watches are published (and only their
+        preferences read): the changes are stored already, and a watch that starts later
+        reads them (PresenceBus.watched_among). A mass arrival or departure of users
+        nobody watches costs no query and no message."""
         for start in range(0, len(statuses), PUBLISH_CHUNK):
             chunk = statuses[start:start + PUBLISH_CHUNK]
+            watched = await self.bus.watched_among([s.user_id for s in chunk])
+            chunk = [status for status in chunk if status.user_id in watched]
+            if not chunk:
+                continue
             hidden = await self.preferences.hidden_among([s.user_id for s in chunk])
             await self.bus.publish([status.seen_by_others(status.user_id not in hidden) for status in chunk])
 

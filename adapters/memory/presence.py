@@ -90,6 +90,9 @@ class InProcessPresenceBus(PresenceBus):
     def watched(self) -> set[str]:
         return set(self._watched)
 
+    async def watched_among(self, user_ids: Sequence[str]) -> set[str]:
+        return {user_id for user_id in user_ids if user_id in self._watched}
+
     async def publish(self, statuses: Sequence[PresenceStatus]) -> None:
         for status in statuses:
             if status.user_id in self._watched:

@@ -87,6 +87,16 @@ class RedisPresenceBus(PresenceBus):
                     pipe.publish(self._channel(status.user_id), encode(status))
                 await pipe.execute()
 
+    async def watched_among(self, user_ids: Sequence[str]) -> set[str]:
+        """PUBSUB NUMSUB: whether each user's channel has a subscriber on this server."""
+        if not user_ids:
+            return set()
+        with unavailable("presence changes"):
+            counts = await self._client.pubsub_numsub(*(self._channel(user_id) for user_id in user_ids))
+        prefix = len(self._prefix)
+        return {(channel.decode() if isinstance(channel, bytes) else channel)[prefix:]
+                for channel, subscribers in counts if subscribers}
+
     async def run(self, on_change: Callable[[PresenceStatus], None],
                   on_resync: Callable[[], Awaitable[None]]) -> None:
         def on_message(channel: bytes, data: bytes) -> None:

@@ -89,6 +89,27 @@ async def test_only_the_changes_of_watched_users_arrive(redis_client, prefix):
 
 
 @pytest.mark.gen_test(timeout=10)
+async def test_watched_among_names_the_users_some_gateway_watches(redis_client, prefix):
+    """Across gateways (another bus on its own connection watches too), counted by Redis."""
+    here, there = fast_bus(redis_client, prefix), fast_bus(redis_client, prefix)  # two subscriptions
+    mine, theirs, nobodys = ids(3)
+    tasks = [await started(here, Recorder()), await started(there, Recorder())]
+    assert await here.watched_among([mine, theirs, nobodys]) == set()
+    await here.watch([mine])
+    await there.watch([theirs])
+    assert await here.watched_among([mine, theirs, nobodys]) == {mine, theirs}
+    assert await there.watched_among([]) == set()
+    await there.unwatch([theirs])
+
+    async def only_mine():
+        return await here.watched_among([mine, theirs]) == {mine}
+
+    await eventually(only_mine)  # an unsubscribe is told to Redis without waiting for its answer
+    for task in tasks:
+        await stop(task)
+
+
+@pytest.mark.gen_test(timeout=10)
 async def test_changes_published_together_arrive_in_order_to_their_watchers_only(redis_client, prefix):
     bus, recorder = fast_bus(redis_client, prefix), Recorder()
     task = await started(bus, recorder)

@@ -244,8 +244,37 @@ async def test_thousands_of_changes_are_published_in_chunks_in_order_as_others_s
     bus, preferences = RecordingBus(), MemoryPresencePreferences()
     users = [str(uuid.uuid4()) for _ in range(1050)]
     await preferences.set_shows_presence(users[7], False)
+    await bus.watch(users)
     await PresencePublisher(bus, preferences).publish([PresenceStatus(u, False, 1_700_000_000, 2) for u in users])
     assert [len(call) for call in bus.calls] == [100] * 10 + [50]  # the loop runs between two chunks
     published = [status for call in bus.calls for status in call]
     assert [status.user_id for status in published] == users
     assert published[7].last_seen is None and published[8].last_seen == 1_700_000_000  # hidden: never seen
+
+
+class CountingPreferences(MemoryPresencePreferences):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[list[str]] = []
+
+    async def hidden_among(self, user_ids):
+        self.asked.append(list(user_ids))
+        return await super().hidden_among(user_ids)
+
+
+@pytest.mark.gen_test
+async def test_only_the_changes_of_watched_users_are_published_and_their_preferences_read():
+    """A mass departure of users nobody watches (a gateway's sockets closing) costs no
+    preferences query and no message; the watched ones among them go out as before."""
+    bus, preferences = RecordingBus(), CountingPreferences()
+    users = [str(uuid.uuid4()) for _ in range(250)]
+    watched = [users[3], users[120], users[249]]
+    await bus.watch(watched)
+    await PresencePublisher(bus, preferences).publish([PresenceStatus(u, False, 1_700_000_000, 2) for u in users])
+    assert [[status.user_id for status in call] for call in bus.calls] == [[users[3]], [users[120]], [users[249]]]
+    assert preferences.asked == [[users[3]], [users[120]], [users[249]]]
+    bus.calls.clear()
+    preferences.asked.clear()
+    await bus.unwatch(watched)
+    await PresencePublisher(bus, preferences).publish([PresenceStatus(u, True, None, 3) for u in users])
+    assert bus.calls == [] and preferences.asked == []
