@@ -35,6 +35,7 @@ from adapters.memory.recent import NoRecentMessages
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.connection_counter import RedisConnectionCounter
 from adapters.redis.conversation_seqs import RedisConversationSeqs
+from adapters.redis.group_persist_queue import RedisGroupPersistQueue
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
@@ -287,6 +288,10 @@ class Container(containers.DeclarativeContainer):
     persist_queue = providers.Singleton(
         RedisPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms
     )
+    # The large groups' lg:{G}:persist streams (docs/design/large-groups.md, section 7.2).
+    group_persist_queue = providers.Singleton(
+        RedisGroupPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms
+    )
 
     # --- security -----------------------------------------------------------
     hasher = providers.Resource(
@@ -375,5 +380,6 @@ class Container(containers.DeclarativeContainer):
         SocketObservers, providers.List(presence_tracker, presence_watch, relay_typing)
     )
     persister = providers.Factory(Persister, persist_queue, messages)
+    group_persister = providers.Factory(Persister, group_persist_queue, messages)
     # Production only (courier worker): keeps seq:complete (adapters/redis/seq_counters.py).
     seq_counters = providers.Singleton(SeqCounters, redis, messages.provided.highest_seqs)

@@ -1,4 +1,5 @@
-"""`courier worker`: the persister on its own process (production mode), the keeper
+"""`courier worker`: the persisters on their own process (production mode: one for
+stream:persist, one for the large groups' lg:{G}:persist streams), the keeper
 of the seq counters' marker (adapters/redis/seq_counters.py), and the relay of the
 events a gateway left unannounced (application/announcements.py)."""
 from __future__ import annotations
@@ -23,6 +24,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     persister = container.persister(
         consumer=consumer, batch_size=settings.worker_batch, linger=settings.worker_linger
     )
+    # The large groups' streams, beside stream:persist and with the same settings. With no
+    # large group its queue only reads lg:streams every 10 s (RedisGroupPersistQueue).
+    group_persister = container.group_persister(
+        consumer=consumer, batch_size=settings.worker_batch, linger=settings.worker_linger
+    )
     seq_counters = container.seq_counters()
     # Built before the persister is said to run, so that a worker that is ready has made
     # the counters complete when the database answered (else keep() retries every few
@@ -31,13 +37,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     keeper = asyncio.ensure_future(seq_counters.keep(stop))
     # Events whose gateway died before appending them (application/announcements.py).
     relay = asyncio.ensure_future(container.relay_announcements().run(stop))
-    log.info("worker %s persisting stream:persist into the database", consumer)
+    log.info("worker %s persisting stream:persist and the large groups' streams into the database", consumer)
+    groups = asyncio.ensure_future(group_persister.run(stop))
     try:
         await persister.run(stop)
+        await groups  # both stop on `stop`, each leaving its queue
     finally:
+        groups.cancel()  # an unacked batch stays pending: claimed by the next worker, saved once
         keeper.cancel()  # a rebuild cut short sets no marker: the next worker does it again
         relay.cancel()  # an announcement cut short stays stored: relayed again, appended once
-        for task in (keeper, relay):
+        for task in (keeper, relay, groups):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await shutdown(container)

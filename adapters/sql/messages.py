@@ -168,6 +168,35 @@ def accepted_micros(order: int | None, default: int) -> int:
     return (order >> ORDER_SEQ_BITS) * 1000 + min(order & ((1 << ORDER_SEQ_BITS) - 1), 999)
 
 
+def free_taken_orders(conn: Connection, rows: list[dict]) -> None:
+    """In the caller's transaction: a row whose `seq` (its acceptance order, the primary
+    key) another row holds gets a free one, past the highest, with a warning. Orders
+    are time ids of the persist streams, unique within one stream only: stream:persist
+    and every large group's lg:{G}:persist append in the same millisecond with the same
+    <ms>-<n> (docs/design/large-groups.md, 20). Only the key moves: the conversation
+    list keeps the acceptance time the order gave (accepted_micros), and history pages
+    by conversation_seq. Checked on a retry only, so a batch without a clash costs
+    nothing more."""
+    wanted = [row["seq"] for row in rows if row.get("seq") is not None]
+    taken: set[int] = set()
+    for chunk in chunks(wanted):
+        taken.update(conn.execute(select(messages.c.seq).where(messages.c.seq.in_(chunk))).scalars())
+    clashing = [row for row in rows if row.get("seq") is not None and row["seq"] in taken]
+    seen: set[int] = set()
+    for row in rows:  # two rows of the batch with one order: the second moves
+        if row.get("seq") is not None and row not in clashing:
+            if row["seq"] in seen:
+                clashing.append(row)
+            seen.add(row["seq"])
+    if not clashing:
+        return
+    free = max([conn.execute(select(func.max(messages.c.seq))).scalar() or 0, *seen])
+    for row in clashing:
+        free += 1
+        log.warning("message %s: order %d is another message's key; stored at %d", row["id"], row["seq"], free)
+        row["seq"] = free
+
+
 def _row_at(message: Message, order: int | None) -> dict:
     row = message_row(message)
     if order is not None:
@@ -249,6 +278,8 @@ class SqlMessageStore(MessageStore):
         if rows:
             release_taken_client_ids(conn, rows)
             number_rows(conn, rows, renumber_taken=renumber_taken)
+            if renumber_taken:
+                free_taken_orders(conn, rows)
             conn.execute(insert(messages), rows)  # executemany
             apply_changes(conn, [row["id"] for row in rows])
             # The conversation list, with the messages this transaction inserted (and only

@@ -212,3 +212,16 @@ async def test_a_checkpoint_lives_for_its_ttl_and_a_new_counter_never_reuses_an_
     assert second > first
     with pytest.raises(errors.CursorExpired):
         await checkpoints.load(user, first)
+
+
+@pytest.mark.gen_test
+async def test_the_switch_names_the_group_in_lg_streams_where_the_worker_finds_it(redis_client):
+    """lg:streams (sno -> group id) is the worker's only way to a group's persist stream
+    (RedisGroupPersistQueue's sweep): apply writes it at the switch, before the script,
+    and applying the switch again keeps it."""
+    group_id, members = new_id(), [new_id()]
+    streams = RedisGroupStreams(redis_client, last_seq=lambda conversation: asyncio.sleep(0, 0))
+    assert (await streams.apply(switch(group_id, members, sno=7))).status == APPLIED
+    assert await redis_client.hgetall("lg:streams") == {b"7": group_id.encode()}
+    await streams.apply(switch(group_id, members, sno=7))
+    assert await redis_client.hgetall("lg:streams") == {b"7": group_id.encode()}

@@ -264,3 +264,23 @@ async def test_a_seq_another_message_holds_is_guarded_and_the_message_kept(db, s
     in_group = replace(group_message(a, people["group"]), seq=1)
     await store.save([in_group])
     assert (await store.group_history(people["group"], None, 5)).messages == [in_group]
+
+
+@pytest.mark.gen_test
+async def test_an_order_another_stream_gave_already_moves_only_the_key(db, store, people, caplog):
+    """Orders are time ids unique within one persist stream only: stream:persist and a
+    large group's lg:{G}:persist (or two groups') give the same <ms>-<n>. The second
+    message is stored, at a free key past the highest, with the order's acceptance time."""
+    a, b, g = people["anna"], people["bob"], people["group"]
+    order = (1_700_000_000_000 << 20) | 0
+    first = replace(private(a, b, "first"), seq=1)
+    await store.save([first], [order])
+    same_batch = [replace(group_message(a, g, f"g{i}"), seq=i + 1) for i in range(2)]
+    with caplog.at_level(logging.WARNING, logger="courier.sql"):
+        await store.save(same_batch, [order, order])  # taken by `first`, and twice in the batch
+        await store.save(same_batch, [order, order])  # handed out again: no new row
+    assert "stored at" in caplog.text
+    assert count_rows(db) == 3
+    assert (await store.group_history(g, None, 5)).messages == same_batch[::-1]
+    keys = db.call(False, lambda conn: conn.execute(select(messages_table.c.seq)).scalars().all())
+    assert sorted(keys) == [order, order + 1, order + 2]
