@@ -18,6 +18,10 @@ class ClientChannel(Protocol):
     def send(self, payload: bytes) -> bool:
         """Queue a frame; False when the connection is gone (closed, or dropped as too slow)."""
 
+    def send_parts(self, parts: tuple[bytes, ...]) -> bool:
+        """Queue a frame whose payload is b"".join(parts) (a spliced frame: its parts are
+        shared with other sockets, only the join is this socket's); False as send."""
+
     async def drain(self) -> None:
         """Wait until the queued frames have been handed to the network (a replay
         paces itself on this, so a large backlog never outgrows the buffer)."""
@@ -35,10 +39,11 @@ class Connection:
     True, every event (own sends, group changes); False, the original view: messages
     from others (never one's own, not even a note to oneself: the sender has it)."""
 
-    # `vector` and `encode` are VectorConnection's (the same layout, so that a connection
-    # can become one when its user joins a large group); a plain connection never reads them.
+    # `vector`, `frames` and `_prefix` are VectorConnection's (the same layout, so that a
+    # connection can become one when its user joins a large group); a plain connection
+    # never reads them.
     __slots__ = ("user_id", "channel", "events", "_last_cursor", "_last_position", "_replaying", "_read_again",
-                 "_held", "vector", "encode")
+                 "_held", "vector", "frames", "_prefix")
 
     def __init__(self, user_id: str, channel: ClientChannel, last_cursor: str | None, events: bool = False):
         self.user_id = user_id

@@ -28,6 +28,7 @@ from functools import partial
 from application.connection import MAX_HELD as MAX_HELD  # re-exported: the tests know it here
 from application.connection import ClientChannel as ClientChannel
 from application.connection import Connection
+from application.frames import EncodeParts, Frames, parts_from
 from application.group_index import GroupIndex
 from application.ports import (
     JOIN,
@@ -64,14 +65,18 @@ class Gateway:
         self, inbox: Inbox, encode: Callable[[Delivery, str | None], bytes],
         resync_retry_seconds: float = RESYNC_RETRY_SECONDS, *,
         timeline: Timeline | None = None, subscriber: NotificationSubscriber | None = None,
+        encode_parts: EncodeParts | None = None,
     ):
         """encode(delivery, None) is the frame of a delivery for everyone; encode(delivery,
         user_id) its frame in the event view of `user_id` (Delivery.public_for).
+        encode_parts: the same frame cut around its cursor (application/frames.py; by
+        default cut from what `encode` writes).
         `timeline` and `subscriber` (both or neither): large groups, read through the
         timeline, their channels followed through the subscriber."""
         assert (timeline is None) == (subscriber is None), "large groups need both"
         self._inbox = inbox
         self._encode = encode
+        self._frames = Frames(encode_parts or parts_from(encode))
         self._resync_retry_seconds = resync_retry_seconds
         self._by_user: dict[str, set[Connection]] = {}
         self._timeline = timeline
@@ -106,7 +111,7 @@ class Gateway:
         if self._timeline is not None:
             vector = await self._timeline.resolve(user_id, cursor)
             if vector.slots or vector.checkpoint is not None or vector.own is None:
-                conn = VectorConnection.of(conn, vector, self._encode)
+                conn = VectorConnection.of(conn, vector, self._frames)
             else:
                 conn.last_cursor = stream_id(vector.own)  # the legacy form, whichever the client sent
         self._by_user.setdefault(user_id, set()).add(conn)
@@ -184,7 +189,7 @@ class Gateway:
                 vector = Vector(own=cursor_position(conn.last_cursor or START))
             newest = await self._timeline.refresh(user_id, vector)
             if vector.slots:
-                conn = VectorConnection.of(conn, vector, self._encode)
+                conn = VectorConnection.of(conn, vector, self._frames)
                 await self._by_group.place(conn)
             page, more = await self._timeline.read_on(user_id, vector, newest, REPLAY_PAGE,
                                                       partial(_shows, conn.events, user_id))
@@ -222,6 +227,8 @@ class Gateway:
         # The replay failed: what was held is in the inbox, for whoever reads it next.
         conn._replaying = False
         conn._held = []
+        if isinstance(conn, VectorConnection):
+            conn.forget_prefix()  # the replay may have moved the vector
 
     def resync_all(self) -> asyncio.Future:
         """After the bus was lost: every connection reads the gap from its inbox.
@@ -372,9 +379,12 @@ class Gateway:
         if found is None:
             return
         stream, conns = found
+        position = notification.position
+        # The entry's parts once for every socket here (encoded when the first one takes it).
+        splice = self._frames.group(notification.event, stream, position)
         pushed = 0
         for conn in tuple(conns):
-            pushed += conn.push_group(stream, notification.position, notification.event)
+            pushed += conn.push_group(stream, position, splice)
         self.pushed += pushed
 
     def _on_own_group_change(self, event: Event) -> None:

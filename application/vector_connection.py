@@ -12,36 +12,47 @@ outside the user's intervals (join, leave] is not for this user. Either is skipp
 anything else moves its stream's position on, also when the view does not show it,
 so that the cursor keeps each stream's consumed prefix. While the connection
 replays, pushes are held with their stream and released after it through the same
-tests."""
+tests.
+
+Frames are spliced (application/frames.py): the entry's JSON is built once per
+notification, and each socket adds its cursor from two cached texts, the parts of its
+vector before and after the stream that moved (`prefix`). Those stay valid while only
+that stream moves, which is what a socket in one busy group sees."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from application.connection import MAX_HELD, Connection
-from domain.cursor import Position
-from domain.events import Delivery, Event
+from application.frames import Frames, Splice
+from domain.cursor import INLINE_GROUPS, MAX_CURSOR_LENGTH, Position, stream_id
+from domain.events import Delivery
 from domain.model import Message, cursor_position
 from domain.vector import Interval, Slot, Vector
 
-OWN = None  # the own log, in a held push: (stream, position, delivery or event, payload)
+OWN = None  # the own log, in a held push: (stream, position, delivery or splice, payload)
+
+# A connection's cached prefix (`prefix`): the stream it is for, the cursor's text before
+# and after that stream's part (before None: the own log's legacy form), the room left for
+# the part within MAX_CURSOR_LENGTH (-1: too many groups already), and where the cursor
+# puts the stream when it does not list it (None for the own log).
+Prefix = tuple[int | None, bytes | None, bytes, int, Position | None]
 
 
 class VectorConnection(Connection):
     __slots__ = ()
 
     vector: Vector
-    encode: Callable[[Delivery, str | None], bytes]
+    frames: Frames
+    _prefix: Prefix | None
 
     @classmethod
-    def of(cls, conn: Connection, vector: Vector, encode: Callable[[Delivery, str | None], bytes]) -> VectorConnection:
+    def of(cls, conn: Connection, vector: Vector, frames: Frames) -> VectorConnection:
         """`conn` as a VectorConnection at `vector` (which includes its own position)."""
         if isinstance(conn, VectorConnection):
-            conn.vector = vector
+            conn.vector, conn._prefix = vector, None
             return conn
         held = conn._held
         conn.__class__ = cls  # the same slots: only the methods change (see the module's doc)
         assert isinstance(conn, VectorConnection)
-        conn.vector, conn.encode = vector, encode
+        conn.vector, conn.frames, conn._prefix = vector, frames, None
         conn._held = [(OWN, position, delivery, payload) for delivery, position, payload in held]
         return conn
 
@@ -63,41 +74,84 @@ class VectorConnection(Connection):
         if vector.own is not None and position <= vector.own:
             return False  # already sent by a replay
         vector.own = position
-        cursor = self._cursor()
-        if cursor is None:
-            return False
-        if cursor != delivery.cursor:
-            # The cursor names the groups too: a frame of its own (step 4 splices it instead).
-            payload = self.encode(Delivery(delivery.event, cursor), self.user_id if self.events else None)
-        return self.channel.send(payload)
+        prefix = self._prefix
+        if prefix is None or prefix[0] is not OWN:
+            prefix = self.prefix(OWN)
+        if prefix[1] is None and delivery.cursor == stream_id(position):
+            return self.channel.send(payload)  # the legacy form: the very frame of everyone
+        # The cursor names the groups too: the entry's parts, shared, and this cursor's.
+        return self._send(prefix, self.frames.own(delivery, payload, position), position)
 
-    def push_group(self, stream: int, position: Position, event: Event) -> bool:
-        """An entry of a large group's stream."""
+    def push_group(self, stream: int, position: Position, splice: Splice) -> bool:
+        """An entry of a large group's stream (`splice`: its parts, shared by every socket)."""
         if self._replaying:
-            return self._hold(stream, position, event, None)
+            return self._hold(stream, position, splice, None)
         slot = self.vector.slots.get(stream)
         if slot is None or position <= slot.pos or not _inside(slot, position):
             return False  # not this user's (yet: a replay reads it), or sent already
         slot.pos = position
+        prefix = self._prefix
+        if prefix is not None and prefix[0] != stream:
+            # Another stream's texts hold this one's part: they are stale now, even when
+            # nothing is sent below.
+            prefix = self._prefix = None
+        event = splice.event
         if not (self.events or (isinstance(event, Message) and event.from_user_id != self.user_id)):
             return False  # outside the original view: the position moved, nothing is sent
+        if prefix is None:
+            prefix = self.prefix(stream)
+        return self._send(prefix, splice, position)
+
+    def prefix(self, stream: int | None) -> Prefix:
+        """The cursor's texts around `stream`'s part (None: the own log), kept until the
+        vector changes elsewhere: a push to this stream moves only its own part. A push
+        to another stream asks again (the cache is for the last stream pushed), and
+        anything else that changes the vector (a replay, a leave) forgets it."""
+        vector = self.vector
+        around, others = vector.around(stream)
+        if around is None:
+            before, after = None, b""
+            room = MAX_CURSOR_LENGTH
+        else:
+            before, after = around[0].encode(), around[1].encode()
+            listed = others + (stream is not None)  # a group pushed is listed (see _send)
+            room = MAX_CURSOR_LENGTH - len(before) - len(after) if listed <= INLINE_GROUPS else -1
+        default = None if stream is None else vector.default(stream)
+        prefix = self._prefix = (stream, before, after, room, default)
+        return prefix
+
+    def forget_prefix(self) -> None:
+        self._prefix = None
+
+    def _send(self, prefix: Prefix, splice: Splice, position: Position) -> bool:
+        _, before, after, room, default = prefix
+        part = splice.part
+        if before is None or position == default or len(part) > room:
+            # Rare: a legacy own cursor told apart from the notification's, a group the
+            # cursor does not list at this position, or a cursor that no longer fits.
+            return self._send_whole(splice)
+        head, close = splice.view(self.user_id if self.events else None)
+        return self.channel.send_parts((head, before, part, after, close))
+
+    def _send_whole(self, splice: Splice) -> bool:
         cursor = self._cursor()
         if cursor is None:
             return False
-        # TODO(step 4, frame splicing): the body once per notification and only the cursor
-        # per socket (encode_parts, queue_parts); for now the whole frame per connection.
-        return self.channel.send(self.encode(Delivery(event, cursor), self.user_id if self.events else None))
+        head, close = splice.view(self.user_id if self.events else None)
+        return self.channel.send(b"".join((head, cursor.encode(), close)))
 
     def leave_at(self, stream: int, leave: Position) -> None:
         """Close the open interval of a group at `leave` (a leave notification)."""
         slot = self.vector.slots.get(stream)
         if slot is not None and slot.intervals[-1].leave is None and slot.intervals[-1].join <= leave:
             slot.intervals = (*slot.intervals[:-1], Interval(slot.intervals[-1].join, leave))
+            self._prefix = None
 
     def release(self) -> int:
         """The replay has caught up: the held pushes through the duplicate tests; the
         number of frames sent."""
         self._replaying = False
+        self._prefix = None  # the replay moved the vector (and perhaps its memberships)
         held, self._held = self._held, []
         sent = 0
         for stream, position, item, payload in held:

@@ -88,6 +88,39 @@ def fits_inline(cursor: Cursor) -> bool:
     return len(cursor.groups) <= INLINE_GROUPS and len(_text(cursor)) <= MAX_CURSOR_LENGTH
 
 
+def own_part(position: Position) -> str:
+    """The own position's part of a v2 text, with its leading "." (for spliced_around)."""
+    return ".o" + _position(position)
+
+
+def group_part(stream: int, position: Position) -> str:
+    """A group's part of a v2 text, with its leading "." (for spliced_around)."""
+    return f".g{_n64(stream)}~{_position(position)}"
+
+
+def spliced_around(cursor: Cursor, stream: int | None) -> tuple[str, str] | None:
+    """The text of `cursor` around the part of `stream` (None: the own position), which
+    the caller adds: before + own_part(p) (or group_part(stream, p)) + after is exactly
+    format_cursor of `cursor` with that stream at p, whatever `cursor` says of it. None
+    when that cursor is written in the legacy form (the own log, with no checkpoint and
+    no group). A gateway keeps the two per connection, so that a push to many sockets
+    formats only the one part that moved (docs/design/large-groups.md, section 6.3).
+    The caller checks the length (MAX_CURSOR_LENGTH, INLINE_GROUPS) itself."""
+    groups = cursor.groups
+    if stream is None and cursor.checkpoint is None and not groups:
+        return None
+    parts = [VERSION]  # every part but the stream's, in _text's order
+    at = 1  # where the stream's part goes: the own position comes first
+    if stream is not None and cursor.own is not None:
+        parts.append("o" + _position(cursor.own))
+    if cursor.checkpoint is not None:
+        parts.append("k" + _n64(cursor.checkpoint))
+    if stream is not None:
+        at = len(parts) + sum(1 for other in groups if other < stream)
+    parts.extend(f"g{_n64(other)}~{_position(groups[other])}" for other in sorted(groups) if other != stream)
+    return ".".join(parts[:at]), "".join("." + part for part in parts[at:])
+
+
 def stream_id(position: Position) -> str:
     """A position as a stream id and legacy cursor: "<ms>-<n>"."""
     return f"{position[0]}-{position[1]}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domain.cursor import Cursor, Position, fits_inline, format_cursor
+from domain.cursor import Cursor, Position, fits_inline, format_cursor, spliced_around
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,18 @@ class Vector:
         """The vector's group positions are kept as `checkpoint` (moved() as it was saved):
         the cursor names it and lists only the groups that move on from it."""
         self.checkpoint, self.base = checkpoint, base
+
+    def around(self, stream: int | None) -> tuple[tuple[str, str] | None, int]:
+        """The cursor's text around the part of `stream` (None: the own log), as
+        domain.cursor.spliced_around gives it, and how many groups it lists besides."""
+        listed = self.listed()
+        if stream is not None:
+            listed.pop(stream, None)
+        return spliced_around(Cursor(own=self.own, groups=listed, checkpoint=self.checkpoint), stream), len(listed)
+
+    def default(self, stream: int) -> Position:
+        """Where the cursor puts a group it does not list."""
+        return self.base.get(stream, self.slots[stream].start)
 
     def text(self) -> str | None:
         """The cursor's text; None for a vector that is at the very start of everything."""

@@ -62,6 +62,7 @@ from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterU
 from application.announcements import Announcer, RelayAnnouncements
 from application.conversations import GroupReads, ListConversations, MarkRead
 from application.edits import ChangeMessages
+from application.frames import split_at_cursor
 from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
 from application.group_events import GroupEvents
@@ -79,7 +80,7 @@ from application.presence import GetPresence, PresencePublisher, PresenceTracker
 from application.sockets import AdmitSocket
 from application.typing_indicators import RelayTyping, TypingIndicators
 from application.user_settings import UserSettings
-from domain.events import Delivery
+from domain.events import Delivery, Event
 from entrypoints.client_frames import ClientFrames, answer_ping
 from entrypoints.socket_observers import SocketObservers
 
@@ -91,6 +92,13 @@ REVOCATION_RECHECK = 60.0
 
 def encode_delivery(delivery: Delivery, user_id: str | None = None) -> bytes:
     return orjson.dumps(delivery.public() if user_id is None else delivery.public_for(user_id))
+
+
+def encode_parts(event: Event, user_id: str | None = None) -> tuple[bytes, bytes]:
+    """encode_delivery cut around the cursor: (head, close), the public JSON up to
+    `,"cursor":"` and the rest, so that head + cursor + close is the frame of the event
+    at any cursor (application/frames.py; one encoding per notification for every socket)."""
+    return split_at_cursor(encode_delivery(Delivery(event, ""), user_id))
 
 
 encode_frame = orjson.dumps  # a frame pushed without a cursor (presence, typing, errors)
@@ -344,7 +352,8 @@ class Container(containers.DeclarativeContainer):
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter),
         group_events,
     )
-    gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery))
+    gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery),
+                                  encode_parts=providers.Object(encode_parts))
 
     # --- presence and typing (pushed, never stored) ---------------------------
     presence_store = providers.Selector(

@@ -45,6 +45,22 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", _TEXT_FIN, 127, length) + payload
 
 
+def text_frame_parts(parts: tuple[bytes, ...]) -> bytes:
+    """text_frame(b"".join(parts)), joining once: the header is computed from the parts'
+    total length, and the header and the parts are copied into one bytes object. (A
+    spliced frame: docs/design/large-groups.md, section 6.3.)"""
+    length = 0
+    for part in parts:
+        length += len(part)
+    if length < 126:
+        header = bytes((_TEXT_FIN, length))
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", _TEXT_FIN, 126, length)
+    else:
+        header = struct.pack("!BBQ", _TEXT_FIN, 127, length)
+    return b"".join((header, *parts))
+
+
 class WritableSocket(Protocol):
     """What the writer needs of a socket (entrypoints/ws.py's SocketHandler)."""
 
@@ -88,6 +104,11 @@ class SocketWriter:
             queued.append(frame)
         else:
             pending[socket] = [queued, frame]
+
+    def queue_parts(self, socket: WritableSocket, parts: tuple[bytes, ...]) -> None:
+        """Write a frame whose payload is the parts joined (a frame of this socket's
+        own, made of parts it shares with others) at the end of this turn of the loop."""
+        self.queue(socket, text_frame_parts(parts))
 
     def flush(self) -> None:
         self._scheduled = False

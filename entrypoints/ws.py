@@ -196,6 +196,12 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
         self.writer.queue(self, self.writer.frame(payload))  # written at the end of this turn
         return True
 
+    def send_parts(self, parts: tuple[bytes, ...]) -> bool:
+        if self.gone:
+            return False
+        self.writer.queue_parts(self, parts)
+        return True
+
     def drain(self) -> Awaitable[None]:
         return self.writer.drain(self)
 

@@ -6,9 +6,15 @@ entrypoints.socket_writer) over
 socketpairs drained by a child process. Prints microseconds per notification and per frame.
 
     fanout_micro.py [--members 1000] [--notifications 300] [--per-recipient-cursors] [--null]
+    fanout_micro.py --large [--members 2000] [--notifications 100] [--other-groups 3] [--rounds 5] [--null]
 
 --per-recipient-cursors publishes one cursor per recipient (the notification of Courier before
 the shared cursor); --null replaces the sockets with channels that drop the frame (Python only).
+--large: N VectorConnections in one large group, each with its own cursor (own position plus
+--other-groups other moved groups); each notification is one entry of the group's stream
+(Gateway._push_group). It measures, on the same sockets and in alternating rounds, the
+per-connection build of step 3 (the whole vector formatted, the whole entry encoded per
+socket) against the spliced frame of step 4 (docs/design/large-groups.md, section 6.3).
 Run it with the Courier checkout to measure on PYTHONPATH (python -P keeps the cwd out)."""
 from __future__ import annotations
 
@@ -79,6 +85,96 @@ def make_channel(sock, writer):
     return handler
 
 
+class _Follows:
+    async def follow(self, group_ids):
+        pass
+
+    async def unfollow(self, group_ids):
+        pass
+
+
+def _per_connection_class():
+    """VectorConnection with step 3's push_group: the frame built whole for each socket."""
+    from application.vector_connection import VectorConnection, _inside
+    from domain.events import Delivery
+    from domain.model import Message
+
+    class PerConnection(VectorConnection):
+        __slots__ = ()
+
+        def push_group(self, stream, position, splice):
+            slot = self.vector.slots.get(stream)
+            if slot is None or position <= slot.pos or not _inside(slot, position):
+                return False
+            slot.pos = position
+            event = splice.event
+            if not (self.events or (isinstance(event, Message) and event.from_user_id != self.user_id)):
+                return False
+            cursor = self._cursor()
+            if cursor is None:
+                return False
+            return self.channel.send(encode_delivery(Delivery(event, cursor), self.user_id if self.events else None))
+
+    return PerConnection
+
+
+async def large(args, handlers) -> None:
+    """--large: see the module's doc. Prints microseconds per socket of each build, and
+    their ratio, from the same run."""
+    from application.connection import Connection
+    from application.ports import GroupNotification
+    from application.vector_connection import VectorConnection
+    from domain.model import GROUP, Message
+    from domain.vector import Interval, Slot, Vector
+    from entrypoints.container import encode_parts
+
+    gateway = Gateway(inbox=None, encode=encode_delivery, timeline=object(), subscriber=_Follows(),
+                      encode_parts=encode_parts)
+    group_id, sno, join = str(uuid.uuid4()), 4, (1_799_000_000_000, 0)  # others: 100 and up
+    conns = []
+    for n, handler in enumerate(handlers):
+        user = str(uuid.uuid4())
+        slots = {sno: Slot(group_id, sno, (Interval(join),), join)}
+        for other in range(args.other_groups):  # other groups, moved past their join: listed
+            stream = 100 + (n * 7 + other * 131) % 5000
+            slots[stream] = Slot(str(other), stream, (Interval(join),), (join[0] + 1 + other, n % 5))
+        vector = Vector(own=(1_799_500_000_000 + n, 0), slots=slots)
+        conn = VectorConnection.of(Connection(user, handler, "0-0"), vector, gateway._frames)
+        gateway._by_user.setdefault(user, set()).add(conn)
+        await gateway._by_group.place(conn)
+        conns.append(conn)
+    sender = str(uuid.uuid4())
+    spliced, per_connection = VectorConnection, _per_connection_class()
+    results: dict[str, list[float]] = {"per-connection": [], "spliced": []}
+    ms = 1_800_000_000_000
+    for round_ in range(args.rounds):
+        for name, cls in (("per-connection", per_connection), ("spliced", spliced)):
+            for conn in conns:
+                conn.__class__ = cls
+                conn._prefix = None
+            pushed = gateway.pushed
+            started = time.process_time()
+            for i in range(args.notifications):
+                ms += 1
+                event = Message(GROUP, str(uuid.uuid4()), sender, "bench|x|1|12345.678 " + "x" * 60,
+                                1_700_000_000, group_id=group_id, seq=ms - 1_800_000_000_000)
+                gateway.on_notification(GroupNotification(event, group_id, (ms, 0)))
+                if (i + 1) % args.per_turn == 0:
+                    await asyncio.sleep(0)  # end of the loop's turn: queued frames are written
+            await asyncio.sleep(0)
+            cpu = time.process_time() - started
+            assert gateway.pushed - pushed == len(conns) * args.notifications, (name, gateway.pushed - pushed)
+            results[name].append(cpu / args.notifications / len(conns) * 1e6)
+            print(f"round {round_ + 1} {name:>14}: {results[name][-1]:.2f} us per socket")
+    old, new = sorted(results["per-connection"]), sorted(results["spliced"])
+    mid = len(old) // 2
+    print(f"{len(conns)} VectorConnections in one large group (+{args.other_groups} other groups each),"
+          f" {args.notifications} notifications x {args.rounds} rounds"
+          f"{' (null channels)' if args.null else ''}: median per socket per-connection {old[mid]:.2f} us,"
+          f" spliced {new[mid]:.2f} us, spliced/per-connection x{new[mid] / old[mid]:.2f}"
+          f" (best x{new[0] / old[0]:.2f})")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--members", type=int, default=1000)
@@ -87,6 +183,9 @@ async def main() -> None:
     parser.add_argument("--null", action="store_true")
     parser.add_argument("--per-turn", type=int, default=1,
                         help="notifications handled in one turn of the event loop (a subscriber behind)")
+    parser.add_argument("--large", action="store_true", help="large-group frames: per-connection vs spliced")
+    parser.add_argument("--other-groups", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     from entrypoints import socket_writer
@@ -111,6 +210,12 @@ async def main() -> None:
     try:
         from application.gateway import Connection
 
+        if args.large:
+            handlers = []
+            for a, _ in pairs:
+                a.setblocking(False)
+                handlers.append(make_channel(a, writer))
+            return await large(args, handlers)
         for user, (a, _) in zip(users, pairs, strict=True):
             a.setblocking(False)
             handler = make_channel(a, writer)

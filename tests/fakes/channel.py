@@ -22,6 +22,9 @@ class RecordingChannel:
         self.payloads.append(payload)
         return True
 
+    def send_parts(self, parts: tuple[bytes, ...]) -> bool:
+        return self.send(b"".join(parts))
+
     async def drain(self) -> None:
         self.drains += 1
 

@@ -17,7 +17,7 @@ from application.ports import GroupNotification
 from application.timeline import Timeline
 from application.vector_connection import VectorConnection
 from domain.cursor import parse_cursor
-from domain.events import MEMBER_ADDED, MEMBER_REMOVED, GroupChange
+from domain.events import MEMBER_ADDED, MEMBER_REMOVED, Delivery, GroupChange
 from domain.model import GROUP, PRIVATE, Message
 from entrypoints.container import encode_delivery
 from tests.fakes.channel import RecordingChannel
@@ -98,6 +98,33 @@ async def test_the_event_view_gets_its_own_send_with_its_client_msg_id():
     message = Message(GROUP, "m1", DAVE, "hi", 0, group_id="G", client_msg_id="k1")
     await w.streams.deliver(message)
     assert channel.messages[0]["client_msg_id"] == "k1"
+
+
+@pytest.mark.gen_test
+async def test_spliced_frames_are_each_entry_encoded_whole_at_each_sockets_cursor():
+    # Section 6.3 / 19: the frames of several sockets, in two groups and the own log, in
+    # both views, with the sender's own client_msg_id: byte for byte what encoding the
+    # entry with that socket's whole cursor gives.
+    w = world()
+    w.streams.switch("G", [BOB, CAROL, DAVE])
+    w.streams.switch("H", [BOB, DAVE])
+    sockets = {(BOB, False): (await w.attach(BOB))[1], (BOB, True): (await w.attach(BOB, events=True))[1],
+               (CAROL, False): (await w.attach(CAROL))[1], (DAVE, True): (await w.attach(DAVE, events=True))[1]}
+    sent = {}
+    for n in range(4):
+        for group_id, sender in (("G", DAVE), ("H", BOB), ("G", CAROL)):
+            message = Message(GROUP, f"m{n}{group_id}{sender}", sender, f"hi {n}", 0, group_id=group_id,
+                              client_msg_id=f"k{n}")
+            sent[message.id] = (await w.streams.deliver(message)).message
+        private = await w.private(BOB)
+        sent[private.id] = private
+    for (user_id, events), channel in sockets.items():
+        assert channel.payloads, (user_id, events)
+        for payload, body in zip(channel.payloads, channel.messages, strict=True):
+            delivery = Delivery(sent[body["id"]], body["cursor"])
+            assert payload == encode_delivery(delivery, user_id if events else None)
+    assert parse_cursor(sockets[BOB, False].cursors[-1]).groups.keys() == {w.streams.stream_of("G"),
+                                                                           w.streams.stream_of("H")}
 
 
 @pytest.mark.gen_test

@@ -12,7 +12,7 @@ import pytest
 import tornado.iostream
 
 from entrypoints.http.tornado_overrides import SocketKeepingIOStream, write_to_stream
-from entrypoints.socket_writer import SocketWriter, text_frame
+from entrypoints.socket_writer import SocketWriter, text_frame, text_frame_parts
 
 
 class Socket:
@@ -53,6 +53,25 @@ def received(sock: socket.socket) -> bytes:
 def test_a_text_frame_is_unmasked_with_the_shortest_length(length, header):
     payload = b"x" * length
     assert text_frame(payload) == header + payload
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_a_frame_of_parts_is_the_frame_of_the_parts_joined(length):
+    payload = bytes(range(256)) * (length // 256 + 1)
+    cuts = sorted({0, length // 5, length // 2, length - length // 3, length})
+    parts = tuple(payload[a:b] for a, b in zip(cuts, cuts[1:], strict=False)) or (b"",)
+    assert text_frame_parts(parts) == text_frame(payload[:length])
+
+
+@pytest.mark.gen_test
+async def test_queued_parts_are_written_as_one_frame_in_order_with_the_others(pair):
+    stream, peer = pair
+    writer, target = SocketWriter(), Socket(stream)
+    writer.queue(target, writer.frame(b"one"))
+    writer.queue_parts(target, (b'{"a":', b'"2', b'.gB~C~D', b'"}'))
+    assert received(peer) == b""  # not before the end of the turn
+    await asyncio.sleep(0)
+    assert received(peer) == text_frame(b"one") + text_frame(b'{"a":"2.gB~C~D"}')
 
 
 def test_the_same_payload_object_is_framed_once():
