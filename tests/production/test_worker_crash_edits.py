@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
 MESSAGES = 1200
 BATCH = 10
+PAIR_READ = MESSAGES * 6 // 8 + 3  # the pair: 900 sends, then a's 5 while no worker runs
+GROUP_READ = MESSAGES * 2 // 8 + 3  # the group: 300 sends, then b's 5 while no worker runs
 CLAIM_IDLE = 1.0
 
 
@@ -123,9 +125,12 @@ async def test_a_worker_killed_mid_batch_with_edits_and_reads_in_the_stream(
     edited[last_private] = "the last, edited"
     await delete(client, b, last_group)
     deleted.add(last_group)
-    await read(client, b, pair_read, 200)
+    # Forward moves that must move whatever the killed worker stored: above every own send
+    # of the reader (the pair's first 900 seqs hold all of b's, the group's first 300 all of
+    # a's), since a stored own send moves its sender's marker to it.
+    await read(client, b, pair_read, PAIR_READ)
     await read(client, b, pair_read, 150)  # not forward: no event
-    await read(client, a, group_read, 30)
+    await read(client, a, group_read, GROUP_READ)
     ids = a_sends.ids | b_sends.ids
     assert len(ids) == MESSAGES + 10
 
@@ -175,15 +180,16 @@ async def test_a_worker_killed_mid_batch_with_edits_and_reads_in_the_stream(
             assert set(changes) == expected_changes and set(changes.values()) == {1}, (name, changes)
             reads = [(f["conversation"]["type"], f["seq"]) for f in frames
                      if f["type"] == "read" and f["user_id"] == who.user_id]
-            assert reads == ([("private", 100), ("private", 200)] if who is b else [("group", 30)]), (name, reads)
+            assert reads == ([("private", 100), ("private", PAIR_READ)] if who is b else [("group", GROUP_READ)]), \
+                (name, reads)
 
     # The conversation list agrees with the history.
     def own_last(messages, account) -> int:
         return max(m["seq"] for m in messages if m["from_user_id"] == account.user_id)
 
     expected = {
-        b.user_id: [(gid, group, max(0, own_last(group, b))), (a.user_id, pair, max(200, own_last(pair, b)))],
-        a.user_id: [(gid, group, max(30, own_last(group, a))), (b.user_id, pair, own_last(pair, a))],
+        b.user_id: [(gid, group, max(0, own_last(group, b))), (a.user_id, pair, max(PAIR_READ, own_last(pair, b)))],
+        a.user_id: [(gid, group, max(GROUP_READ, own_last(group, a))), (b.user_id, pair, own_last(pair, a))],
     }
     for who in (a, b):
         r = await client.call("GET", "/api/v1/conversations", token=who.token)
