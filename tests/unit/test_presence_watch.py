@@ -278,3 +278,34 @@ async def test_only_the_changes_of_watched_users_are_published_and_their_prefere
     await bus.unwatch(watched)
     await PresencePublisher(bus, preferences).publish([PresenceStatus(u, True, None, 3) for u in users])
     assert bus.calls == [] and preferences.asked == []
+
+
+@pytest.mark.gen_test
+async def test_thousands_of_leaves_reach_the_store_in_calls_of_at_most_a_hundred_in_order():
+    p = Presence()
+    calls: list[tuple[str, list[str]]] = []
+    real_arrived, real_left = p.store.arrived, p.store.left
+
+    async def arrived(user_ids):
+        calls.append(("arrived", list(user_ids)))
+        return await real_arrived(user_ids)
+
+    async def left(user_ids):
+        calls.append(("left", list(user_ids)))
+        await real_left(user_ids)
+
+    p.store.arrived, p.store.left = arrived, left
+    sockets = [Socket(str(uuid.uuid4())) for _ in range(250)]
+    for socket in sockets:
+        p.tracker.socket_opened(socket)
+    for socket in sockets:
+        p.tracker.socket_closed(socket)
+    for _ in range(100):
+        if sum(len(users) for kind, users in calls if kind == "left") == 250:
+            break
+        await asyncio.sleep(0.01)
+    assert max(len(users) for _, users in calls) <= 100
+    everyone = [socket.user_id for socket in sockets]
+    assert [user for kind, users in calls if kind == "arrived" for user in users] == everyone
+    assert [user for kind, users in calls if kind == "left" for user in users] == everyone
+    assert [kind for kind, _ in calls][:3] == ["arrived"] * 3  # 100, 100, 50: then the leaves
