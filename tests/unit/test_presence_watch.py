@@ -12,6 +12,7 @@ import pytest
 
 from adapters.memory.presence import InProcessPresenceBus, MemoryPresenceStore
 from application.presence import PresencePublisher, PresenceTracker, PresenceWatch
+from domain.errors import ServiceUnavailable
 from domain.presence import PresenceStatus
 from tests.fakes.presence import MemoryPresencePreferences
 
@@ -139,17 +140,16 @@ async def test_a_bad_subscription_is_an_error_frame_and_changes_nothing():
     assert p.bus.watched == {BOB}
 
 
-@pytest.mark.gen_test
-async def test_arrivals_and_leaves_reach_the_store_in_order_even_through_an_outage():
-    p = Presence()
-    calls = []
-    real_arrived, real_left = p.store.arrived, p.store.left
-    failures = [1]
+def record_store_calls(store, failures: int = 0) -> list[tuple[str, list[str]]]:
+    """Wrap the store's arrived/left: each call that reaches it is recorded, in order;
+    the first `failures` arrivals are refused as an outage."""
+    calls: list[tuple[str, list[str]]] = []
+    real_arrived, real_left = store.arrived, store.left
+    refusals = [failures]
 
     async def arrived(user_ids):
-        if failures:
-            failures.pop()
-            from domain.errors import ServiceUnavailable
+        if refusals[0]:
+            refusals[0] -= 1
             raise ServiceUnavailable("down")
         calls.append(("arrived", list(user_ids)))
         return await real_arrived(user_ids)
@@ -158,7 +158,14 @@ async def test_arrivals_and_leaves_reach_the_store_in_order_even_through_an_outa
         calls.append(("left", list(user_ids)))
         await real_left(user_ids)
 
-    p.store.arrived, p.store.left = arrived, left
+    store.arrived, store.left = arrived, left
+    return calls
+
+
+@pytest.mark.gen_test
+async def test_arrivals_and_leaves_reach_the_store_in_order_even_through_an_outage():
+    p = Presence()
+    calls = record_store_calls(p.store, failures=1)
     a, b = Socket(A), Socket(B)
     p.tracker.socket_opened(a)
     p.tracker.socket_opened(b)
@@ -283,18 +290,7 @@ async def test_only_the_changes_of_watched_users_are_published_and_their_prefere
 @pytest.mark.gen_test
 async def test_thousands_of_leaves_reach_the_store_in_calls_of_at_most_a_hundred_in_order():
     p = Presence()
-    calls: list[tuple[str, list[str]]] = []
-    real_arrived, real_left = p.store.arrived, p.store.left
-
-    async def arrived(user_ids):
-        calls.append(("arrived", list(user_ids)))
-        return await real_arrived(user_ids)
-
-    async def left(user_ids):
-        calls.append(("left", list(user_ids)))
-        await real_left(user_ids)
-
-    p.store.arrived, p.store.left = arrived, left
+    calls = record_store_calls(p.store)
     sockets = [Socket(str(uuid.uuid4())) for _ in range(250)]
     for socket in sockets:
         p.tracker.socket_opened(socket)
