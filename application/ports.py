@@ -68,6 +68,10 @@ class Announcement:
     event: Appended
     recipient_ids: list[str]
     created_at: int  # Unix seconds: when the change was made (the relay leaves it alone for a while)
+    # What the change does to a large group's stream, as the store decided it in the same
+    # transaction (GroupRepository): the announcer (or the relay) applies it to the
+    # GroupStreams before it appends the event. None for every other change.
+    stream_change: GroupSwitch | MemberChange | None = None
 
 
 class Outbox(Protocol):
