@@ -269,6 +269,9 @@ group_announcements = Table(
     Column("record", Text, nullable=False),  # the event's record (JSON; domain.events.Appended)
     Column("recipient_ids", ContentType, nullable=False),  # JSON list of user ids
     Column("created_at", BigInteger, nullable=False),  # Unix seconds: when the change was made
+    # What the change does to a large group's stream (JSON; adapters/sql/stream_changes.py),
+    # NULL for every other change. MEDIUMTEXT on MySQL: a channel's switch lists its members.
+    Column("stream_change", ContentType, nullable=True),
     UniqueConstraint("event_id"),
     Index(None, "created_at"),
     sqlite_autoincrement=True,

@@ -272,3 +272,57 @@ def test_0012_counts_the_members_of_every_group_and_downgrades_keeping_them(empt
             assert counts == 5
     finally:
         engine.dispose()
+
+
+def test_0013_keeps_the_stored_announcements_and_their_sequence_both_ways(empty_database_url):
+    """Revision 0013 (group_announcements.stream_change) on 0012's data: every stored
+    announcement stays, with no stream change (NULL). Down again, one stored with a change
+    loses that column only, and the next one stored gets a seq after every one handed out
+    before, those deleted (announced) included: SQLite copies the table, and keeps its
+    AUTOINCREMENT counter (seq is the order the changes were made). Up again, each one is
+    there with no change."""
+    import json
+
+    from sqlalchemy import column, table
+
+    url = empty_database_url
+    migrate.upgrade(url, "0012")
+    ids = [f"00000000-0000-4000-8000-00000000020{n}" for n in range(1, 5)]
+    announcements_0012 = table("group_announcements", column("event_id"), column("record"),
+                               column("recipient_ids"), column("created_at"))
+
+    def stored(n: int) -> dict:
+        record = {"type": "group_updated", "id": ids[n], "group_id": "00000000-0000-4000-8000-000000000101",
+                  "name": f"g{n}", "by_user_id": "00000000-0000-4000-8000-000000000001", "created_at": 100 + n}
+        return dict(event_id=ids[n], record=json.dumps(record), recipient_ids=json.dumps([f"u{n}"]),
+                    created_at=100 + n)
+
+    every = "SELECT seq, event_id, record, recipient_ids, created_at FROM group_announcements ORDER BY seq"
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(announcements_0012.insert(), [stored(n) for n in range(3)])
+            conn.execute(text("DELETE FROM group_announcements WHERE event_id = :e"), {"e": ids[2]})  # announced
+            before = [tuple(r) for r in conn.execute(text(every))]
+        assert [(r[0], r[1]) for r in before] == [(1, ids[0]), (2, ids[1])]
+        migrate.upgrade(url, "0013")
+        with engine.begin() as conn:
+            assert [tuple(r) for r in conn.execute(text(every))] == before
+            assert list(conn.execute(text("SELECT stream_change FROM group_announcements")).scalars()) == [None] * 2
+            change = '{"type":"member","kind":"join","group_id":"g","event_id":"e","version":3,"user_ids":["u1"]}'
+            conn.execute(text("UPDATE group_announcements SET stream_change = :c WHERE event_id = :e"),
+                         {"c": change, "e": ids[1]})
+        migrate.downgrade(url, "0012")
+        with engine.begin() as conn:
+            assert {c["name"] for c in inspect(conn).get_columns("group_announcements")} == {
+                "seq", "event_id", "record", "recipient_ids", "created_at"}
+            assert [tuple(r) for r in conn.execute(text(every))] == before
+            conn.execute(announcements_0012.insert(), [stored(3)])
+            assert conn.execute(text("SELECT seq FROM group_announcements WHERE event_id = :e"),
+                                {"e": ids[3]}).scalar() == 4
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT seq, event_id, stream_change FROM group_announcements ORDER BY seq"))
+            assert [tuple(r) for r in rows] == [(1, ids[0], None), (2, ids[1], None), (4, ids[3], None)]
+    finally:
+        engine.dispose()
