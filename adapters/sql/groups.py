@@ -9,11 +9,17 @@ stream number) is inserted, and the change answers the GroupSwitch, with the mem
 that version read in the same transaction. A change of a large group answers its
 MemberChange. Applying them to the streams is the caller's (the announcer's, step 6),
 except where `apply_in_transaction` is given: the embedded mode's SqliteGroupStreams then
-applies each one inside the membership transaction itself (section 8)."""
+applies each one inside the membership transaction itself (section 8).
+
+A membership change (add, add_member, remove_member) stores its announcement last in its
+transaction, carrying what it answers as the announcement's stream_change, so that the
+relay applies the same change if the announcer never does. Stored under the group's row
+lock, a group's announcements also follow its member versions in the outbox's order."""
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
@@ -90,6 +96,12 @@ def _record(announce: Announcement | None) -> GroupChange | None:
     return announce.event if announce is not None and isinstance(announce.event, GroupChange) else None
 
 
+def _store(conn: Connection, announce: Announcement | None, change: GroupSwitch | MemberChange | None) -> None:
+    """The announcement with the stream change the transaction decided (the relay's to
+    apply, should the announcer not), in that transaction."""
+    store_announcement(conn, replace(announce, stream_change=change) if announce is not None else None)
+
+
 class SqlGroupRepository(GroupRepository):
     def __init__(self, db: Database, large_group: int = 0, apply_in_transaction: ApplyInTransaction | None = None):
         """`large_group`: a group with more members becomes large (0: never; channels are
@@ -104,7 +116,6 @@ class SqlGroupRepository(GroupRepository):
     def _add(self, conn: Connection, group: Group, announce: Announcement | None) -> GroupSwitch | None:
         now = utcnow()
         with conn.begin():
-            store_announcement(conn, announce)
             conn.execute(
                 insert(groups).values(id=group.id, name=group.name, owner_id=group.owner_id, created_at=now,
                                       kind=group.kind, member_count=len(group.member_ids), member_version=0)
@@ -118,10 +129,12 @@ class SqlGroupRepository(GroupRepository):
                     ],
                 )
             conversations.group_created(conn, group.id, group.member_ids)
+            switch = None
             # Large from creation: a channel, or more initial members than the threshold.
             if group.kind == KIND_CHANNEL or self._passes(len(group.member_ids)):
-                return self._switch(conn, group.id, 0, _event_id(announce))
-            return None
+                switch = self._switch(conn, group.id, 0, _event_id(announce))
+            _store(conn, announce, switch)
+            return switch
 
     def _passes(self, member_count: int) -> bool:
         return 0 < self._large_group < member_count
@@ -191,7 +204,6 @@ class SqlGroupRepository(GroupRepository):
     def _add_member(self, conn: Connection, group_id: str, user_id: str,
                     announce: Announcement | None) -> GroupSwitch | MemberChange | None:
         with conn.begin():
-            store_announcement(conn, announce)
             # Locking the group row (MySQL; SQLite has one writer) serialises joins and
             # leaves of one group: two never take the same position or member version.
             locked = _lock(conn, group_id)
@@ -215,10 +227,11 @@ class SqlGroupRepository(GroupRepository):
             conversations.group_joined(conn, group_id, user_id)
             count, version = _count(conn, group_id, locked, +1)
             event_id = _event_id(announce)
-            change = self._changed(conn, group_id, MemberChange(JOIN, group_id, event_id, version, (user_id,),
-                                                                _record(announce)))
+            change: GroupSwitch | MemberChange | None = self._changed(
+                conn, group_id, MemberChange(JOIN, group_id, event_id, version, (user_id,), _record(announce)))
             if change is None and self._passes(count):
-                return self._switch(conn, group_id, version, event_id)  # the joiner is among its members
+                change = self._switch(conn, group_id, version, event_id)  # the joiner is among its members
+            _store(conn, announce, change)
             return change
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
@@ -240,7 +253,6 @@ class SqlGroupRepository(GroupRepository):
     def _remove_member(self, conn: Connection, group_id: str, user_id: str, new_owner_id: str | None,
                        announce: Announcement | None) -> MemberChange | None:
         with conn.begin():
-            store_announcement(conn, announce)
             locked = _lock(conn, group_id)  # as _add_member: the version follows the order of changes
             member = group_members.c
             removed = conn.execute(delete(group_members).where(member.group_id == group_id,
@@ -248,11 +260,13 @@ class SqlGroupRepository(GroupRepository):
             conversations.group_left(conn, group_id, user_id)
             if new_owner_id is not None:
                 conn.execute(update(groups).where(groups.c.id == group_id).values(owner_id=new_owner_id))
-            if locked is None or not removed:
-                return None  # no change of membership: no new version (a large group never switches back)
-            _, version = _count(conn, group_id, locked, -1)
-            return self._changed(conn, group_id, MemberChange(LEAVE, group_id, _event_id(announce), version,
-                                                              (user_id,), _record(announce), new_owner_id))
+            change = None  # no change of membership: no new version (a large group never switches back)
+            if locked is not None and removed:
+                _, version = _count(conn, group_id, locked, -1)
+                change = self._changed(conn, group_id, MemberChange(LEAVE, group_id, _event_id(announce), version,
+                                                                    (user_id,), _record(announce), new_owner_id))
+            _store(conn, announce, change)
+            return change
 
 
 def _lock(conn: Connection, group_id: str):

@@ -13,13 +13,15 @@ import orjson
 from sqlalchemy import Connection, delete, insert, select
 
 from adapters.sql.database import Database
+from adapters.sql.stream_changes import stream_change_from_text, stream_change_text
 from adapters.sql.tables import group_announcements
 from application.ports import Announcement, Outbox
 from domain.events import Appended, event_from_record
 
 
 def store_announcement(conn: Connection, announce: Announcement | None) -> None:
-    """The change's announcement, in the change's own transaction."""
+    """The change's announcement, in the change's own transaction, with its
+    stream_change (a large group's; adapters/sql/stream_changes.py)."""
     if announce is None:
         return
     conn.execute(insert(group_announcements).values(
@@ -27,6 +29,7 @@ def store_announcement(conn: Connection, announce: Announcement | None) -> None:
         record=orjson.dumps(announce.event.to_record()).decode(),
         recipient_ids=orjson.dumps(announce.recipient_ids).decode(),
         created_at=announce.created_at,
+        stream_change=stream_change_text(announce.stream_change, announce.event),
     ))
 
 
@@ -42,11 +45,10 @@ class SqlOutbox(Outbox):
         row = group_announcements.c
         with conn.begin():
             rows = conn.execute(
-                select(row.record, row.recipient_ids, row.created_at).where(row.created_at <= before)
-                .order_by(row.seq).limit(limit)
+                select(row.record, row.recipient_ids, row.created_at, row.stream_change)
+                .where(row.created_at <= before).order_by(row.seq).limit(limit)
             ).all()
-        return [Announcement(_appended(orjson.loads(r.record)), orjson.loads(r.recipient_ids), int(r.created_at))
-                for r in rows]
+        return [_announcement(r) for r in rows]
 
     async def announced(self, event_id: str) -> None:
         await self._db.write(self._announced, event_id)
@@ -55,6 +57,12 @@ class SqlOutbox(Outbox):
     def _announced(conn: Connection, event_id: str) -> None:
         with conn.begin():
             conn.execute(delete(group_announcements).where(group_announcements.c.event_id == event_id))
+
+
+def _announcement(row) -> Announcement:
+    event = _appended(orjson.loads(row.record))
+    return Announcement(event, orjson.loads(row.recipient_ids), int(row.created_at),
+                        stream_change_from_text(row.stream_change, event))
 
 
 def _appended(record: dict) -> Appended:

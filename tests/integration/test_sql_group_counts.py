@@ -3,22 +3,25 @@ large-groups.md, sections 2.2 and 4.2), against SQLite and MariaDB: every add an
 moves them under the group's row lock, so concurrent changes get versions 1, 2, 3...
 without a gap or a repeat; a group that is not large switches once it passes the
 threshold, in the change's transaction, with the members at that version; a large group's
-changes answer their MemberChange; 0 never switches."""
+changes answer their MemberChange; 0 never switches. The announcement stored with each
+change carries what it answered (stream_change), for the relay: SqlOutbox lists it so."""
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
 
 from adapters.sql.groups import SqlGroupRepository
+from adapters.sql.outbox import SqlOutbox
 from adapters.sql.tables import group_streams
 from adapters.sql.users import SqlUserRepository
 from application.ports import JOIN, LEAVE, Announcement, GroupSwitch, MemberChange
 from domain import errors
-from domain.events import MEMBER_ADDED, MEMBER_REMOVED, GroupChange
+from domain.events import GROUP_UPDATED, MEMBER_ADDED, MEMBER_REMOVED, GroupChange
 from domain.model import KIND_CHANNEL, Group, User
 
 
@@ -137,3 +140,86 @@ async def test_a_group_created_large_or_as_a_channel_switches_at_creation_and_0_
     for user_id in members[1:]:
         assert await never.add_member(group.id, user_id) is None
     assert (await never.get(group.id)).stream is None
+
+
+def created(group: Group) -> Announcement:
+    return Announcement(GroupChange(GROUP_UPDATED, new_id(), group.id, group.owner_id, 1_700_000_000,
+                                    name=group.name), list(group.member_ids), int(time.time()))
+
+
+async def new_announced_group(groups: SqlGroupRepository, members: list[str], kind: str = "group"):
+    group = Group(id=new_id(), name="g", owner_id=members[0], member_ids=list(members), kind=kind)
+    announce = created(group)
+    return group, announce, await groups.add(group, announce)
+
+
+@pytest.mark.gen_test
+async def test_the_join_that_makes_a_group_large_stores_its_switch_with_its_announcement(db):
+    """What the relay reads back is the announcement as stored, with the very GroupSwitch
+    the join answered; the group's creation, small, carries none."""
+    groups, outbox = SqlGroupRepository(db, large_group=3), SqlOutbox(db)
+    a, b, c, d = await people(db, 4)
+    group, creation, answered = await new_announced_group(groups, [a, b, c])
+    assert answered is None
+    join = announcement(MEMBER_ADDED, group.id, d)
+    switch = await groups.add_member(group.id, d, join)
+    assert isinstance(switch, GroupSwitch)
+    stored = await outbox.announcements(0, 10)
+    assert stored == [creation, replace(join, stream_change=switch)]
+    assert stored[0].stream_change is None and stored[1].stream_change == switch
+
+
+@pytest.mark.gen_test
+async def test_a_group_or_a_channel_large_from_creation_stores_its_switch_with_the_creation(db):
+    members = await people(db, 4)
+    outbox = SqlOutbox(db)
+    _, creation, switch = await new_announced_group(SqlGroupRepository(db, large_group=3), members)
+    channel, channel_creation, channel_switch = await new_announced_group(SqlGroupRepository(db), members[:2],
+                                                                          kind=KIND_CHANNEL)
+    assert isinstance(switch, GroupSwitch) and isinstance(channel_switch, GroupSwitch) and channel_switch.channel
+    assert await outbox.announcements(0, 10) == [replace(creation, stream_change=switch),
+                                                 replace(channel_creation, stream_change=channel_switch)]
+
+
+@pytest.mark.gen_test
+async def test_the_joins_and_leaves_of_a_large_group_store_their_member_changes(db):
+    """A join's and a leave's MemberChange, each with its record (the announcement's event)
+    and, when the leaving owner hands the group on, the new owner."""
+    groups, outbox = SqlGroupRepository(db, large_group=2), SqlOutbox(db)
+    a, b, c, d = await people(db, 4)
+    group, _, switch = await new_announced_group(groups, [a, b, c])
+    assert isinstance(switch, GroupSwitch)
+    await outbox.announced(switch.event_id)
+    joined = announcement(MEMBER_ADDED, group.id, d)
+    join = await groups.add_member(group.id, d, joined)
+    owner_left = announcement(MEMBER_REMOVED, group.id, a)
+    handed_on = await groups.remove_member(group.id, a, b, owner_left)
+    left = announcement(MEMBER_REMOVED, group.id, c)
+    leave = await groups.remove_member(group.id, c, None, left)
+    assert join == MemberChange(JOIN, group.id, joined.event.id, 1, (d,), joined.event)
+    assert handed_on == MemberChange(LEAVE, group.id, owner_left.event.id, 2, (a,), owner_left.event, b)
+    assert leave == MemberChange(LEAVE, group.id, left.event.id, 3, (c,), left.event)
+    stored = await outbox.announcements(0, 10)
+    assert [x.stream_change for x in stored] == [join, handed_on, leave]
+    assert stored == [replace(joined, stream_change=join), replace(owner_left, stream_change=handed_on),
+                      replace(left, stream_change=leave)]
+    assert stored[1].stream_change.owner_id == b and stored[2].stream_change.owner_id is None
+
+
+@pytest.mark.gen_test
+async def test_a_small_groups_announcements_carry_no_stream_change(db):
+    """Below the threshold (and with none, 0), whatever the caller put in the announcement:
+    the repository decides it."""
+    groups, outbox = SqlGroupRepository(db, large_group=5), SqlOutbox(db)
+    a, b, c = await people(db, 3)
+    group, creation, _ = await new_announced_group(groups, [a, b])
+    bogus = MemberChange(JOIN, group.id, new_id(), 9, (c,))
+    joined = replace(announcement(MEMBER_ADDED, group.id, c), stream_change=bogus)
+    assert await groups.add_member(group.id, c, joined) is None
+    left = announcement(MEMBER_REMOVED, group.id, b)
+    assert await groups.remove_member(group.id, b, None, left) is None
+    not_a_member = announcement(MEMBER_REMOVED, group.id, b)  # no change of membership: stored all the same
+    assert await groups.remove_member(group.id, b, None, not_a_member) is None
+    stored = await outbox.announcements(0, 10)
+    assert stored == [creation, replace(joined, stream_change=None), left, not_a_member]
+    assert [x.stream_change for x in stored] == [None] * 4
