@@ -15,23 +15,57 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from application.ports import Announcement, Inbox, Outbox
+from application.ports import APPLIED, WAIT, Announcement, GroupStreams, Inbox, MemberChange, Outbox
 
 log = logging.getLogger("courier.announcements")
 
 
 @dataclass
-class Announcer:
+class AnnouncementSteps:
+    """The steps that put one announcement's event where it goes, each idempotent, so
+    that the use case and the relay may both take them (docs/design/large-groups.md,
+    section 4.3): a large group's stream change first (its switch, or a join or leave:
+    the members' intervals and the record the others read in the stream), then the
+    event in its recipients' own logs, then the outbox forgets it.
+
+    A change of a large group's membership goes to the own logs of the users it is
+    about only: everyone else reads its record in the group's stream. A change whose
+    group has an earlier change not applied yet (WAIT) is left stored: the relay takes
+    it again once that one is in."""
+
     inbox: Inbox
     outbox: Outbox
+    streams: GroupStreams | None = None  # None: large groups are off
+
+    async def take(self, announcement: Announcement) -> bool:
+        """Take every step; False when the stream said WAIT (nothing else was done)."""
+        event, recipients = announcement.event, announcement.recipient_ids
+        change = announcement.stream_change
+        if change is not None and self.streams is not None:
+            applied = await self.streams.apply(change)
+            if applied.status == WAIT:
+                return False
+            if isinstance(change, MemberChange):
+                recipients = [user_id for user_id in recipients if user_id in change.user_ids]
+            if applied.status != APPLIED:
+                log.debug("stream change %s was applied long ago", event.id)
+        if recipients:
+            await self.inbox.append(event, recipients)
+        await self.outbox.announced(event.id)
+        return True
+
+
+@dataclass
+class Announcer:
+    steps: AnnouncementSteps
 
     async def announce(self, announcement: Announcement) -> None:
         """Append a change's event now that the change is stored; on failure the relay
         appends it later (the announcement stays stored), so the caller's change stands."""
         event = announcement.event
         try:
-            await self.inbox.append(event, announcement.recipient_ids)
-            await self.outbox.announced(event.id)
+            if not await self.steps.take(announcement):
+                log.info("the %s event %s waits for an earlier change of its group", event.type, event.id)
         except Exception as error:  # noqa: BLE001 - the change is made; its event comes with the relay
             log.warning("the %s event %s is left to the relay: %r", event.type, event.id, error)
 
@@ -46,8 +80,7 @@ class RelayAnnouncements:
     """Appends the events whose use case did not (it died, or the log's store failed):
     every RELAY_EVERY seconds, those made more than RELAY_AFTER ago."""
 
-    inbox: Inbox
-    outbox: Outbox
+    steps: AnnouncementSteps
     every: float = RELAY_EVERY
     after: float = RELAY_AFTER
 
@@ -55,12 +88,15 @@ class RelayAnnouncements:
         """Relay what is due now; how many were relayed."""
         relayed = 0
         while True:
-            due = await self.outbox.announcements(self.after, RELAY_BATCH)
+            due = await self.steps.outbox.announcements(self.after, RELAY_BATCH)
+            taken = 0
             for announcement in due:
-                await self.inbox.append(announcement.event, announcement.recipient_ids)
-                await self.outbox.announced(announcement.event.id)
-                relayed += 1
-            if len(due) < RELAY_BATCH:
+                if await self.steps.take(announcement):
+                    taken += 1
+            relayed += taken
+            # A full batch of which nothing could be taken (all waiting) would come back
+            # the same: the next round tries again.
+            if len(due) < RELAY_BATCH or taken == 0:
                 return relayed
 
     async def run(self, stop: asyncio.Event) -> None:

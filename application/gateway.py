@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Any
 
 from application.connection import MAX_HELD as MAX_HELD  # re-exported: the tests know it here
 from application.connection import ClientChannel as ClientChannel
@@ -43,9 +44,9 @@ from application.ports import (
 from application.timeline import Timeline
 from application.vector_connection import VectorConnection
 from domain import errors
-from domain.cursor import stream_id
+from domain.cursor import parse_cursor, stream_id
 from domain.events import MEMBER_ADDED, MEMBER_REMOVED, Delivery, Event, GroupChange
-from domain.model import Message, cursor_position
+from domain.model import Message, cursor_position, validate_cursor
 from domain.vector import Vector
 
 log = logging.getLogger("courier.gateway")
@@ -90,6 +91,15 @@ class Gateway:
 
     def connections(self) -> list[Connection]:
         return [conn for conns in self._by_user.values() for conn in conns]
+
+    def check_cursor(self, cursor: Any) -> str | None:
+        """The cursor a client asked to resume from, if this gateway can read it (None:
+        none asked); InvalidCursor otherwise. With large groups, any cursor form
+        (domain/cursor.py); without, the own log's `<ms>-<n>` only."""
+        if cursor is None or cursor == "" or self._timeline is None:
+            return validate_cursor(cursor)
+        parse_cursor(cursor)
+        return str(cursor)
 
     async def live_cursor(self, user_id: str) -> str:
         """Where a connection without a cursor starts: the inbox's current end.

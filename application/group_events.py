@@ -4,10 +4,10 @@ the change, then announced, exactly once (application/announcements.py)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from application.announcements import Announcer
-from application.ports import Announcement, Clock, IdGenerator
+from application.ports import Announcement, Clock, GroupSwitch, IdGenerator, MemberChange
 from domain.events import GROUP_UPDATED, MEMBER_ADDED, MEMBER_REMOVED, GroupChange
 from domain.model import Group
 
@@ -26,15 +26,23 @@ class GroupEvents:
         return self._announcement(GROUP_UPDATED, group, by_user_id, group.member_ids, name=name)
 
     def member_added(self, group: Group, user_id: str, by_user_id: str) -> Announcement:
-        """To every member, the one added included."""
-        return self._announcement(MEMBER_ADDED, group, by_user_id, [*group.member_ids, user_id], user_id=user_id)
+        """To every member, the one added included (in a large group, to that one only:
+        the others read it in the group's stream)."""
+        recipients = [user_id] if group.stream is not None else [*group.member_ids, user_id]
+        return self._announcement(MEMBER_ADDED, group, by_user_id, recipients, user_id=user_id)
 
     def member_removed(self, group: Group, user_id: str, by_user_id: str) -> Announcement:
-        """To every member before the removal, the one removed (or leaving) included."""
-        return self._announcement(MEMBER_REMOVED, group, by_user_id, group.member_ids, user_id=user_id)
+        """To every member before the removal, the one removed (or leaving) included (in a
+        large group, to that one only)."""
+        recipients = [user_id] if group.stream is not None else group.member_ids
+        return self._announcement(MEMBER_REMOVED, group, by_user_id, recipients, user_id=user_id)
 
-    async def announce(self, announcement: Announcement) -> None:
-        """Append a change's event now that the change is made (or leave it to the relay)."""
+    async def announce(self, announcement: Announcement,
+                       stream_change: GroupSwitch | MemberChange | None = None) -> None:
+        """Append a change's event now that the change is made (or leave it to the relay),
+        with what the group store said the change does to a large group's stream."""
+        if stream_change is not None:
+            announcement = replace(announcement, stream_change=stream_change)
         await self.announcer.announce(announcement)
 
     def _announcement(self, kind: str, group: Group, by_user_id: str, recipients: Sequence[str],

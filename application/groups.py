@@ -49,8 +49,8 @@ class ManageGroups:
                 raise errors.UserNotFound(f"no user {member_id}")
         group = Group(id=self.ids.new_id(), name=name, owner_id=owner_id, member_ids=members)
         announcement = self.events.created(group)
-        await self.groups.add(group, announcement)
-        await self.events.announce(announcement)
+        switch = await self.groups.add(group, announcement)
+        await self.events.announce(announcement, switch)
         return group
 
     async def list_mine(self, user_id: str, before: Any = None, limit: Any = None) -> MyGroups:
@@ -75,9 +75,9 @@ class ManageGroups:
         if await self.users.get(user_id) is None:
             raise errors.UserNotFound()
         announcement = self.events.member_added(group, user_id, actor_id)
-        await self.groups.add_member(group.id, user_id, announcement)
+        change = await self.groups.add_member(group.id, user_id, announcement)
         group.member_ids.append(user_id)
-        await self.events.announce(announcement)
+        await self.events.announce(announcement, change)
         return group
 
     async def rename(self, actor_id: str, group_id: Any, name: Any) -> Group:
@@ -103,8 +103,8 @@ class ManageGroups:
             raise errors.NotFound("this user is not a member of the group")
         new_owner = group.successor_owner(user_id) if user_id == group.owner_id else None
         announcement = self.events.member_removed(group, user_id, actor_id)
-        await self.groups.remove_member(group.id, user_id, new_owner, announcement)
-        await self.events.announce(announcement)
+        change = await self.groups.remove_member(group.id, user_id, new_owner, announcement)
+        await self.events.announce(announcement, change)
 
     async def _load(self, group_id: Any) -> Group:
         group = await self.groups.get(validate_id(group_id, "group_id"))

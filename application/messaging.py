@@ -10,23 +10,25 @@ from typing import Any
 from application.ports import (
     Clock,
     GroupRepository,
+    GroupStreams,
     HistoryPage,
     IdempotencyKeys,
     IdGenerator,
     Inbox,
+    LogReader,
     MessageStore,
     RateLimiter,
+    TimelinePage,
     UserRepository,
 )
 from domain import errors
-from domain.events import Delivery, in_original_view
 from domain.model import (
     GROUP,
     PRIVATE,
+    Group,
     Message,
     validate_client_msg_id,
     validate_content,
-    validate_cursor,
     validate_id,
 )
 
@@ -90,17 +92,74 @@ class Dispatcher:
         )
 
     async def dispatch(self, message: Message, recipient_ids: list[str]) -> Message:
+        """Append the message to each recipient's log (the sender's included)."""
+        original = await self._claim_key(message)
+        if original is not None:
+            return original
+        return await self._deliver_claimed(message, recipient_ids)
+
+    async def dispatch_to_stream(self, message: Message, streams: GroupStreams, member_ids: list[str],
+                                 *, again: bool = False) -> Message:
+        """A large group's message: one append to the group's stream, which checks the
+        sender's membership itself (docs/design/large-groups.md, section 4.4). A group whose
+        switch is not applied in the streams yet (NoGroupStream: its announcement is on its
+        way) is still small there, and its old counter still counts: fanned out to
+        `member_ids`, as before the switch."""
+        original = await self._claim_key(message)
+        if original is not None:
+            return original
+        key = message.client_msg_id
+        try:
+            posted = await streams.deliver(message)
+        except errors.NoGroupStream:
+            try:
+                return await self._deliver_claimed(message, member_ids)
+            except errors.GroupIsLarge:
+                # The switch was applied between the two tries: nothing was written (the
+                # key was let go), and the stream takes the message now. A group switches
+                # once; both answers again mean Redis lost part of its state: 503.
+                if again:
+                    raise
+                return await self.dispatch_to_stream(message, streams, member_ids, again=True)
+        except Exception:
+            if key is not None:  # nothing was appended: a retry may send it (as dispatch)
+                await self.idempotency.forget(message.from_user_id, key, message)
+            raise
+        if key is not None:
+            await self._confirm(posted.message, key, message if posted.duplicate else None)
+        log.info("Message %s posted to the stream of group %s", posted.message.id, message.group_id)
+        return posted.message
+
+    async def _confirm(self, accepted: Message, key: str, attempt: Message | None) -> None:
+        """The stream took the message (or had it: `attempt` is then this try, whose pending
+        answer gives way to the original). Unlike the inbox, the stream cannot confirm the
+        sender's key itself (another slot in a cluster); a failure here leaves the answer
+        pending, so a retry waits for it to expire and then gets the original from the
+        stream's own record of the key: the message stands, so the send answers 201."""
+        sender_id = accepted.from_user_id
+        try:
+            if attempt is not None:
+                await self.idempotency.forget(sender_id, key, attempt)
+            await self.idempotency.confirm(sender_id, key, accepted)
+        except Exception as error:  # noqa: BLE001 - accepted all the same (see above)
+            log.warning("message %s accepted, its client_msg_id left pending: %r", accepted.id, error)
+
+    async def _claim_key(self, message: Message) -> Message | None:
+        """Take the message's client_msg_id (None), or answer the original of a retry."""
+        key = message.client_msg_id
+        if key is None:
+            return None
+        original = await self._claim(message, key)
+        # A retry: the first send reached everyone. The same id with another
+        # conversation is no retry of it: answering that message would answer a
+        # private send with a group message, or one to someone else.
+        if original is not None and original.conversation != message.conversation:
+            raise errors.ClientMsgIdReused()
+        return original
+
+    async def _deliver_claimed(self, message: Message, recipient_ids: list[str]) -> Message:
         key = message.client_msg_id
         sender_id = message.from_user_id
-        if key is not None:
-            original = await self._claim(message, key)
-            if original is not None:
-                # A retry: the first send reached everyone. The same id with another
-                # conversation is no retry of it: answering that message would answer a
-                # private send with a group message, or one to someone else.
-                if original.conversation != message.conversation:
-                    raise errors.ClientMsgIdReused()
-                return original
         try:
             # Confirms the key too (the answer is delivered with the append: Inbox.deliver).
             accepted = await self.inbox.deliver(message, recipient_ids)
@@ -166,46 +225,45 @@ class SendPrivateMessage:
 class SendGroupMessage:
     dispatcher: Dispatcher
     groups: GroupRepository
+    # The large groups' streams (None: large groups are off, every group fans out).
+    streams: GroupStreams | None = None
 
     async def __call__(self, sender_id: str, group_id: str, body: dict) -> Message:
         group_id = validate_id(group_id, "group_id")
         message = self.dispatcher.new_message(sender_id, body, type=GROUP, group_id=group_id)
+        group = await self._load(group_id)
+        group.require_member(sender_id)
+        await self.dispatcher.check_rate(sender_id)
+        if group.stream is not None and self.streams is not None:
+            return await self.dispatcher.dispatch_to_stream(message, self.streams, list(group.member_ids))
+        try:
+            # Every member's log, the sender's included (its other devices, in the event view).
+            return await self.dispatcher.dispatch(message, list(group.member_ids))
+        except errors.GroupIsLarge:
+            # The group switched after it was read: nothing was written (not even the key),
+            # so the message goes to the stream now, once (section 4.2).
+            if self.streams is None:
+                raise
+            group = await self._load(group_id)
+            if group.stream is None:  # a cache not caught up yet: the client retries
+                raise
+            return await self.dispatcher.dispatch_to_stream(message, self.streams, list(group.member_ids))
+
+    async def _load(self, group_id: str) -> Group:
         group = await self.groups.get(group_id)
         if group is None:
             raise errors.GroupNotFound()
-        group.require_member(sender_id)
-        await self.dispatcher.check_rate(sender_id)
-        # Every member's log, the sender's included (its other devices, in the event view).
-        return await self.dispatcher.dispatch(message, list(group.member_ids))
-
-
-@dataclass
-class PullResult:
-    deliveries: list[Delivery]
-    next_cursor: str | None
-    has_more: bool
+        return group
 
 
 @dataclass
 class PullEvents:
     """Everything in the caller's log after a cursor, oldest first (the event view)."""
 
-    inbox: Inbox
+    reader: LogReader
 
-    async def __call__(self, user_id: str, cursor: Any, limit: Any) -> PullResult:
-        cursor = validate_cursor(cursor)
-        limit = parse_limit(limit)
-        # One extra entry tells whether there is more without a second read.
-        deliveries = await self.inbox.read(user_id, cursor, limit + 1)
-        has_more = len(deliveries) > limit
-        deliveries = deliveries[:limit]
-        next_cursor = deliveries[-1].cursor if deliveries else cursor
-        return PullResult(deliveries, next_cursor, has_more)
-
-
-# How many entries the original view's pull reads at a time: the log also holds what
-# that view passes over (one's own sends), so it reads on until the page is full.
-SCAN_PAGE = 200
+    async def __call__(self, user_id: str, cursor: Any, limit: Any) -> TimelinePage:
+        return await self.reader.read(user_id, cursor, parse_limit(limit), events=True)
 
 
 @dataclass
@@ -217,23 +275,10 @@ class PullMessages:
     (domain.events.in_original_view) - are passed over; a cursor of either view
     resumes the other."""
 
-    inbox: Inbox
+    reader: LogReader
 
-    async def __call__(self, user_id: str, cursor: Any, limit: Any) -> PullResult:
-        cursor = validate_cursor(cursor)
-        limit = parse_limit(limit)
-        shown: list[Delivery] = []
-        position = cursor
-        while True:
-            page = await self.inbox.read(user_id, position, max(limit + 1, SCAN_PAGE))
-            for delivery in page:
-                if in_original_view(delivery.event, user_id):
-                    if len(shown) == limit:
-                        return PullResult(shown, shown[-1].cursor, True)
-                    shown.append(delivery)
-                position = delivery.cursor
-            if len(page) < max(limit + 1, SCAN_PAGE):
-                return PullResult(shown, shown[-1].cursor if shown else cursor, False)
+    async def __call__(self, user_id: str, cursor: Any, limit: Any) -> TimelinePage:
+        return await self.reader.read(user_id, cursor, parse_limit(limit), events=False)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from domain.cursor import Position
 from domain.events import Appended, Delivery, Event, GroupChange
@@ -72,6 +72,26 @@ class Announcement:
     # transaction (GroupRepository): the announcer (or the relay) applies it to the
     # GroupStreams before it appends the event. None for every other change.
     stream_change: GroupSwitch | MemberChange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePage:
+    deliveries: list[Delivery]
+    next_cursor: str | None  # the last delivery's cursor; the one asked with when there is none
+    has_more: bool
+
+
+class LogReader(Protocol):
+    """What a user's pulls read: its own log (application/inbox_reader.py), or its own
+    log merged with its large groups' streams (application/timeline.py)."""
+
+    @abstractmethod
+    async def read(self, user_id: str, cursor: Any, limit: int, *, events: bool = True) -> TimelinePage:
+        """Up to `limit` deliveries after `cursor` (None or "": from the start of what is
+        kept), oldest first, each with the cursor that resumes right after it. `events`
+        False: the original view (domain.events.in_original_view), which passes over the
+        rest. InvalidCursor for a text that is no cursor this reader knows;
+        CursorExpired / CursorUnknown as Inbox.read."""
 
 
 class Outbox(Protocol):

@@ -1,9 +1,10 @@
 """What a user reads: its own log merged with the streams of its large groups, each
 clipped to the user's membership intervals (docs/design/large-groups.md, section 5).
 
-Not used by the pulls yet (that is step 6 of the design's plan): they read Inbox.read
-directly, with legacy cursors only. A gateway given a Timeline (application/gateway.py)
-replays through it, reading on from the vector each connection keeps (read_on).
+With large groups on (COURIER_LARGE_GROUP), the pulls read through it (it is their
+LogReader), and the gateway replays through it, reading on from the vector each
+connection keeps (read_on). With them off, application/inbox_reader.py reads the own log
+alone, as before.
 
 Exactly once is kept per stream: each stream is read once, after the vector's position
 in it, and every delivery carries the vector just after it as its cursor. Across
@@ -16,8 +17,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
-from application.ports import CursorCheckpoints, GroupMembership, GroupStreams, Inbox
+from application.ports import CursorCheckpoints, GroupMembership, GroupStreams, Inbox, LogReader, TimelinePage
 from domain import errors
 from domain.cursor import Cursor, Position, parse_cursor, stream_id
 from domain.events import Delivery, Event, in_original_view
@@ -32,15 +34,8 @@ _LAST: Position = (2**64 - 1, 2**64 - 1)  # after every stream id
 MIN_GROUP_BATCH = 16
 
 
-@dataclass(frozen=True, slots=True)
-class TimelinePage:
-    deliveries: list[Delivery]
-    next_cursor: str | None  # the last delivery's cursor; the one asked with when there is none
-    has_more: bool
-
-
 @dataclass
-class Timeline:
+class Timeline(LogReader):
     inbox: Inbox
     streams: GroupStreams
     checkpoints: CursorCheckpoints
@@ -54,7 +49,7 @@ class Timeline:
         vector, _ = await self._resolve(user_id, cursor)
         return vector
 
-    async def read(self, user_id: str, cursor: str | None, limit: int, *, events: bool = True) -> TimelinePage:
+    async def read(self, user_id: str, cursor: Any, limit: int, *, events: bool = True) -> TimelinePage:
         """Up to `limit` deliveries after `cursor`, oldest first, each with the cursor that
         resumes right after it. `events` False: the original view (messages from others,
         domain.events.in_original_view); what it passes over still moves the vector on."""

@@ -33,9 +33,11 @@ from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.memory.presence import InProcessPresenceBus, InProcessTypingBus, MemoryPresenceStore
 from adapters.memory.recent import NoRecentMessages
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
+from adapters.redis.checkpoints import RedisCursorCheckpoints
 from adapters.redis.connection_counter import RedisConnectionCounter
 from adapters.redis.conversation_seqs import RedisConversationSeqs
 from adapters.redis.group_persist_queue import RedisGroupPersistQueue
+from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
@@ -49,8 +51,10 @@ from adapters.redis.subscriber import RedisNotificationSubscriber
 from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
 from adapters.redis.typing_bus import RedisTypingBus
 from adapters.security import Argon2PasswordHasher, JwtTokenService
+from adapters.sql.checkpoints import SqliteCursorCheckpoints
 from adapters.sql.conversations import SqlConversationStore
 from adapters.sql.database import Database
+from adapters.sql.group_streams import SqliteGroupStreams
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.idempotency import SqlIdempotencyKeys
 from adapters.sql.inbox import SqliteInbox
@@ -59,7 +63,7 @@ from adapters.sql.outbox import SqlOutbox
 from adapters.sql.revocations import SqlTokenRevocations
 from adapters.sql.users import SqlPresencePreferences, SqlReceiptPreferences, SqlUserRepository
 from application.accounts import Authenticate, GetUser, LogIn, LogOut, RegisterUser
-from application.announcements import Announcer, RelayAnnouncements
+from application.announcements import AnnouncementSteps, Announcer, RelayAnnouncements
 from application.conversations import GroupReads, ListConversations, MarkRead
 from application.edits import ChangeMessages
 from application.frames import split_at_cursor
@@ -67,6 +71,7 @@ from application.gateway import Gateway
 from application.group_changes import GroupChangeAllowance
 from application.group_events import GroupEvents
 from application.groups import ManageGroups
+from application.inbox_reader import InboxReader
 from application.messaging import (
     Dispatcher,
     PullEvents,
@@ -78,6 +83,7 @@ from application.messaging import (
 from application.persister import Persister
 from application.presence import GetPresence, PresencePublisher, PresenceTracker, PresenceWatch
 from application.sockets import AdmitSocket
+from application.timeline import Timeline
 from application.typing_indicators import RelayTyping, TypingIndicators
 from application.user_settings import UserSettings
 from domain.events import Delivery, Event
@@ -175,7 +181,35 @@ class Container(containers.DeclarativeContainer):
     # Production reads users and groups through a cache in Redis: a send looks its
     # recipient or group up, and must be accepted while MySQL is down.
     sql_users = providers.Singleton(SqlUserRepository, database)
-    sql_groups = providers.Singleton(SqlGroupRepository, database)
+    messages = providers.Singleton(SqlMessageStore, database)
+    # Large groups (docs/design/large-groups.md): one stream per group past
+    # COURIER_LARGE_GROUP members. The embedded mode applies each switch and membership
+    # change to its SQLite streams inside the membership transaction (section 8);
+    # production applies them to Redis afterwards (the announcer, or the relay).
+    group_streams = providers.Selector(
+        mode,
+        embedded=providers.Singleton(SqliteGroupStreams, database, settings.provided.inbox_maxlen,
+                                     publish=bus.provided.publish),
+        production=providers.Singleton(RedisGroupStreams, redis, settings.provided.inbox_maxlen,
+                                       last_seq=messages.provided.last_seq),
+    )
+    cursor_checkpoints = providers.Selector(
+        mode,
+        embedded=providers.Singleton(SqliteCursorCheckpoints, database),
+        production=providers.Singleton(RedisCursorCheckpoints, redis),
+    )
+    # The streams while large groups are on, None while they are off (every group fans out).
+    large_group_streams = providers.Selector(
+        settings.provided.large_groups, on=group_streams, off=providers.Object(None),
+    )
+    sql_groups = providers.Singleton(
+        SqlGroupRepository, database, settings.provided.large_group,
+        apply_in_transaction=providers.Selector(
+            mode, embedded=providers.Selector(settings.provided.large_groups, on=group_streams.provided.apply_in,
+                                              off=providers.Object(None)),
+            production=providers.Object(None),
+        ),
+    )
     # In both modes a user once found is remembered in the process (users are never
     # deleted nor renamed): a send to a known recipient asks neither Redis nor SQL.
     users = providers.Singleton(
@@ -193,7 +227,6 @@ class Container(containers.DeclarativeContainer):
         embedded=providers.Singleton(CachedGroups, sql_groups),
         production=providers.Singleton(RedisCachedGroupRepository, sql_groups, redis),
     )
-    messages = providers.Singleton(SqlMessageStore, database)
     # What the stores above (and the conversations') wrote with their changes and is not
     # yet in the logs: one table, whichever store wrote it.
     outbox = providers.Singleton(SqlOutbox, database)
@@ -327,17 +360,23 @@ class Container(containers.DeclarativeContainer):
         Dispatcher, inbox, idempotency, send_limiter, clock, ids, settings.provided.max_content_length
     )
     send_private = providers.Singleton(SendPrivateMessage, dispatcher, users)
-    send_group = providers.Singleton(SendGroupMessage, dispatcher, groups)
-    pull = providers.Singleton(PullMessages, inbox)
-    pull_events = providers.Singleton(PullEvents, inbox)
+    send_group = providers.Singleton(SendGroupMessage, dispatcher, groups, large_group_streams)
+    timeline = providers.Singleton(Timeline, inbox, group_streams, cursor_checkpoints)
+    # What the pulls read: the own log alone, or merged with the large groups' streams.
+    log_reader = providers.Selector(
+        settings.provided.large_groups, on=timeline, off=providers.Singleton(InboxReader, inbox),
+    )
+    pull = providers.Singleton(PullMessages, log_reader)
+    pull_events = providers.Singleton(PullEvents, log_reader)
     history = providers.Singleton(ReadHistory, messages, groups, users)
-    announcer = providers.Singleton(Announcer, inbox, outbox)
+    announcement_steps = providers.Singleton(AnnouncementSteps, inbox, outbox, large_group_streams)
+    announcer = providers.Singleton(Announcer, announcement_steps)
     group_events = providers.Singleton(GroupEvents, announcer, ids, clock)
     change_messages = providers.Singleton(
         ChangeMessages, messages, recent_messages, groups, announcer, clock, settings.provided.max_content_length,
         settings.provided.edit_window,
     )
-    relay_announcements = providers.Singleton(RelayAnnouncements, inbox, outbox)
+    relay_announcements = providers.Singleton(RelayAnnouncements, announcement_steps)
     conversations = providers.Singleton(SqlConversationStore, database)
     list_conversations = providers.Singleton(ListConversations, conversations)
     receipt_preferences = providers.Singleton(SqlReceiptPreferences, database)
@@ -352,8 +391,12 @@ class Container(containers.DeclarativeContainer):
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter),
         group_events,
     )
-    gateway = providers.Singleton(Gateway, inbox, providers.Object(encode_delivery),
-                                  encode_parts=providers.Object(encode_parts))
+    gateway = providers.Singleton(
+        Gateway, inbox, providers.Object(encode_delivery), encode_parts=providers.Object(encode_parts),
+        # Large groups on: replays read through the timeline, group channels are followed.
+        timeline=providers.Selector(settings.provided.large_groups, on=timeline, off=providers.Object(None)),
+        subscriber=providers.Selector(settings.provided.large_groups, on=subscriber, off=providers.Object(None)),
+    )
 
     # --- presence and typing (pushed, never stored) ---------------------------
     presence_store = providers.Selector(

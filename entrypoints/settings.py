@@ -29,6 +29,11 @@ class Settings:
     max_content_length: int = 4000
     edit_window: int = 48 * 3600  # seconds after sending that its sender may edit a message
     receipts_max_group: int = 100  # groups of at most this many members get read receipts as events
+    # A group with more members keeps one stream of its own instead of a copy of each
+    # message in every member's log (docs/design/large-groups.md); 0: off, every group
+    # fans out. Every gateway and worker of a deployment must run a version that knows
+    # large groups before it is turned on.
+    large_group: int = 0
     presence_grace: float = 10.0  # seconds a user stays online after its last socket closed
     allowed_origins: str = ""  # empty: any origin
     log_level: str = "info"
@@ -78,6 +83,11 @@ class Settings:
     @property
     def mode(self) -> str:
         return PRODUCTION if self.redis_url else EMBEDDED
+
+    @property
+    def large_groups(self) -> str:
+        """"on" when groups past large_group members become large, "off" when none does."""
+        return "on" if self.large_group > 0 else "off"
 
     @property
     def origins(self) -> list[str] | None:
@@ -141,6 +151,8 @@ class Settings:
             raise SettingsError("presence_grace must be 0 or more seconds")
         if self.receipts_max_group < 0:
             raise SettingsError("receipts_max_group must not be negative")
+        if self.large_group < 0:
+            raise SettingsError("large_group must not be negative")
         if self.edit_window < 0:
             raise SettingsError("edit_window must be 0 or more seconds")
         if self.token_ttl <= 0 or self.max_content_length <= 0:

@@ -37,7 +37,6 @@ from application.gateway import Connection, Gateway
 from application.sockets import Admission, AdmitSocket
 from domain import errors
 from domain.events import parse_view
-from domain.model import validate_cursor
 from entrypoints.client_frames import ClientFrames
 from entrypoints.heartbeat import Heartbeat
 from entrypoints.http.base import ServerHeader, bearer_token
@@ -93,7 +92,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
         token = self.get_query_argument("token", None) or bearer_token(request) or protocol_token(request.headers)
         try:
             claims = await self.authenticate(token)
-            self.cursor = validate_cursor(self.get_query_argument("cursor", None))
+            self.cursor = self.gateway.check_cursor(self.get_query_argument("cursor", None))
             self.events = parse_view(self.get_query_argument("events", None))
         except errors.CourierError as error:
             return self._refuse(status_of(error), error)

@@ -138,11 +138,23 @@ class RedisGroupStreams(GroupStreams):
             refusal = _refusal(str(error))
             if refusal is None:
                 raise
+            if isinstance(refusal, errors.NoGroupStream):
+                await self._check_not_lost()
             raise refusal from None
         if text(reply[0]) == "DUP":
             original = Message.from_record(orjson.loads(reply[2]))
             return GroupPosted(original, cursor_position(text(reply[1])), duplicate=True)
         return GroupPosted(message.with_seq(int(reply[1])), cursor_position(text(reply[0])))
+
+    async def _check_not_lost(self) -> None:
+        """No state for a group SQL says is large: its switch is on its way (the caller
+        sends by the small path, whose counter still counts) - unless Redis lost its data
+        (seq:complete is gone too): the small path would then fan a large group out, so
+        the send waits for the worker's rebuild (section 4.1)."""
+        with unavailable("deliver"):
+            complete = await self._client.exists(SEQ_COMPLETE)
+        if not complete:
+            raise errors.ServiceUnavailable("the message store is being rebuilt; retry shortly")
 
     async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
         if isinstance(change, GroupSwitch):

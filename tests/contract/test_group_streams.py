@@ -282,6 +282,8 @@ async def test_only_members_post_and_a_group_not_yet_switched_has_no_stream(harn
     group = await harness.switch([a])
     with pytest.raises(errors.NotAMember):
         await harness.post(group, outsider)
+    if harness.client is not None:
+        await harness.client.set("seq:complete", "1")  # the worker's mark: Redis holds its data
     with pytest.raises(errors.NoGroupStream):
         await harness.streams.deliver(message(new_id(), a))
     assert await harness.read(group, a) == []

@@ -225,3 +225,16 @@ async def test_the_switch_names_the_group_in_lg_streams_where_the_worker_finds_i
     assert await redis_client.hgetall("lg:streams") == {b"7": group_id.encode()}
     await streams.apply(switch(group_id, members, sno=7))
     assert await redis_client.hgetall("lg:streams") == {b"7": group_id.encode()}
+
+
+@pytest.mark.gen_test
+async def test_a_group_with_no_stream_state_after_redis_lost_its_data_answers_503_not_the_small_path(redis_client):
+    # No lg:{G} and no seq:complete: Redis lost its data, and the small path would seed the
+    # old counter and fan a large group out. With seq:complete, the switch is only on its way.
+    streams, group_id, sender = RedisGroupStreams(redis_client), new_id(), new_id()
+    with pytest.raises(errors.ServiceUnavailable) as lost:
+        await streams.deliver(message(group_id, sender, "hi"))
+    assert not isinstance(lost.value, errors.NoGroupStream)
+    await redis_client.set("seq:complete", "1")
+    with pytest.raises(errors.NoGroupStream):
+        await streams.deliver(message(group_id, sender, "hi"))

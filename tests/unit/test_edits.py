@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from application.announcements import Announcer
+from application.announcements import AnnouncementSteps, Announcer
 from application.edits import ChangeMessages
 from application.ports import RecentMessages
 from domain import errors
@@ -49,7 +49,7 @@ MESSAGE = Message(type=PRIVATE, id=M1, from_user_id="a", content="helo", created
 
 
 def use_case(store, log, inbox, clock, window=100):
-    announcer = Announcer(inbox, store.outbox)  # type: ignore[arg-type]
+    announcer = Announcer(AnnouncementSteps(inbox, store.outbox))  # type: ignore[arg-type]
     return ChangeMessages(store, log, MemoryGroupRepository(), announcer, clock, 4000, window)
 
 
