@@ -368,6 +368,9 @@ class Gateway:
                 return
             # A leave: every entry up to it came before it on this channel, so the leavers
             # leave the index at once; then the others read the member_removed record.
+            # A leave published again (the embedded mode publishes a change at each apply
+            # that answers it: the announcer's, then a relay's) finds a rejoin's interval
+            # open after it: it closes nothing, and the connection stays in the index.
             found = by_group.get(notification.group_id)
             if found is not None:
                 stream, _ = found
@@ -375,7 +378,8 @@ class Gateway:
                     for conn in tuple(self._by_user.get(user_id, ())):
                         if isinstance(conn, VectorConnection):
                             conn.leave_at(stream, notification.position)
-                            by_group.leave(conn, notification.group_id)
+                            if notification.group_id not in conn.open_groups():
+                                by_group.leave(conn, notification.group_id)
             if notification.record is not None:
                 self._push_group(notification.record)
         elif isinstance(notification, SwitchNotification):

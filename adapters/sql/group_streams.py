@@ -23,10 +23,28 @@ apply_in(conn, change) applies a switch or a change in the caller's transaction:
 embedded SqlGroupRepository passes it (apply_in_transaction), so that a group becomes
 large, and each join or leave takes its place, in the membership transaction itself.
 apply() does the same in a transaction of its own, and answers a change applied before by
-its place (a relay). SQLite only."""
+its place (a relay). SQLite only.
+
+With `publish` (the InProcessBus's), it publishes what the Redis scripts publish (the fake,
+tests/fakes/group_streams.py, does the same), each after its transaction committed: a
+GroupNotification per message accepted (not for a retry answered with the original); a
+MembershipNotification per join or leave, with its change record at the record's own
+place (none in a channel); a SwitchNotification at the switch; nothing for an owner
+change. apply_in publishes nothing (the caller's transaction is not committed yet): in
+embedded mode the repository applies every change through it, and the announcer's
+apply(), which finds the change applied, publishes it. So apply() publishes a change
+whenever it answers APPLIED, applied now or before - unlike Redis, whose script
+publishes only when it applies (see apply for why publishing twice is harmless).
+Not yet in stream order, unlike Redis (which publishes in the script that applies): a
+message delivered between the membership transaction's commit and the announcer's
+apply() is published before the change, though it comes after it in the stream. The
+gateway then passes over a join's record on the others' sockets (pushed later, at a
+position they have passed), and pushes to a leaver what was posted right after its
+leave, until the leave arrives."""
 from __future__ import annotations
 
-from collections.abc import Collection
+import logging
+from collections.abc import Callable, Collection
 
 import orjson
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
@@ -48,14 +66,19 @@ from application.ports import (
     DONE,
     JOIN,
     LEAVE,
+    OWNER,
     WAIT,
+    AnyNotification,
     Applied,
     GroupMembership,
+    GroupNotification,
     GroupPosted,
     GroupStreams,
     GroupSwitch,
     MemberChange,
+    MembershipNotification,
     StreamEntry,
+    SwitchNotification,
 )
 from domain import errors
 from domain.cursor import Position
@@ -63,17 +86,23 @@ from domain.events import Event, event_from_record
 from domain.model import KIND_CHANNEL, Message
 from domain.vector import Interval
 
+log = logging.getLogger("courier.group_streams")
+
 DEFAULT_MAX_LENGTH = 10_000
 ENTRY, CHANGE, INTERVAL = group_entries.c, group_stream_changes.c, group_intervals.c
+_Published = GroupNotification | MembershipNotification | SwitchNotification  # what this publishes
 
 
 class SqliteGroupStreams(GroupStreams):
-    def __init__(self, db: Database, max_length: int = DEFAULT_MAX_LENGTH, trim_every: int | None = None):
+    def __init__(self, db: Database, max_length: int = DEFAULT_MAX_LENGTH, trim_every: int | None = None,
+                 publish: Callable[[AnyNotification], None] | None = None):
         """`max_length`: entries kept per stream (trimmed every `trim_every` messages to
-        it, exactly then; as the inbox, every 1% of it by default)."""
+        it, exactly then; as the inbox, every 1% of it by default). `publish`: where the
+        notifications go (the InProcessBus's publish; by default nowhere)."""
         if not db.is_sqlite:
             raise ValueError("SqliteGroupStreams keeps its counter in sqlite_sequence: SQLite only")
         self._db = db
+        self._publish = publish
         self._max_length = max_length
         self._trim_every = trim_every or max(1, min(1000, max_length // 100))
         self._since_trim: dict[str, int] = {}
@@ -138,7 +167,10 @@ class SqliteGroupStreams(GroupStreams):
         count = self._since_trim.get(group_id, self._trim_every - 1) + 1
         trim = count >= self._trim_every
         self._since_trim[group_id] = 0 if trim else count
-        return await self._db.write(self._deliver, message, trim)
+        posted = await self._db.write(self._deliver, message, trim)
+        if not posted.duplicate:  # committed; the original of a retry was published with it
+            self._notify(GroupNotification(posted.message, group_id, posted.position))
+        return posted
 
     def _deliver(self, conn: Connection, message: Message, trim: bool) -> GroupPosted:
         group_id = str(message.group_id)
@@ -177,11 +209,41 @@ class SqliteGroupStreams(GroupStreams):
             conn.execute(insert(group_entry_trims).values(group_id=group_id, trimmed_up_to=cutoff))
 
     async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
-        return await self._db.write(self._apply, change)
+        """Apply the change (or find it applied) and, once committed, publish it whenever
+        the answer is APPLIED: in embedded mode the membership transaction applied it
+        already (apply_in, which cannot publish), and this is the announcer's call.
 
-    def _apply(self, conn: Connection, change: GroupSwitch | MemberChange) -> Applied:
+        So a change may be published twice (the announcer's call, then a relay's), and the
+        gateway (application/gateway.py, vector_connection.py) takes it again harmlessly:
+        - a switch or a join makes its users' connections replay, and a replay brings
+          their memberships up to date from the streams and reads on from where they
+          are: a second one finds nothing new;
+        - a change record is pushed at its own place, which every socket that got it the
+          first time has passed (a duplicate by position, push_group), and which is
+          outside the joiner's and the leaver's intervals;
+        - a leave closes a connection's interval only while it is open and began at or
+          before the leave (leave_at), so it closes nothing the second time, not even a
+          rejoin's interval, and the gateway takes a connection out of the group's index
+          only when its interval is closed (a rejoined one stays)."""
+        applied, notification = await self._db.write(self._apply, change)
+        if notification is not None:
+            self._notify(notification)
+        return applied
+
+    def _apply(self, conn: Connection, change: GroupSwitch | MemberChange) -> tuple[Applied, _Published | None]:
         with conn.begin():
-            return self.apply_in(conn, change)
+            applied = self.apply_in(conn, change)
+            if self._publish is None or applied.status != APPLIED:
+                return applied, None  # WAIT and DONE publish nothing, as in Redis
+            return applied, _notification(conn, change, applied)
+
+    def _notify(self, notification: _Published) -> None:
+        if self._publish is None:
+            return
+        try:
+            self._publish(notification)
+        except Exception:  # a subscriber's bug must not undo what is committed (as SqliteInbox)
+            log.exception("a subscriber failed on a notification of group %s", notification.group_id)
 
     def apply_in(self, conn: Connection, change: GroupSwitch | MemberChange) -> Applied:
         """Apply the switch or the change in the caller's transaction (see the module)."""
@@ -222,6 +284,40 @@ class SqliteGroupStreams(GroupStreams):
         conn.execute(insert(group_stream_changes).values(group_id=group_id, version=change.version,
                                                          event_id=change.event_id, position=position))
         return Applied(APPLIED, (position, 0))
+
+
+def _notification(conn: Connection, change: GroupSwitch | MemberChange,
+                  applied: Applied) -> SwitchNotification | MembershipNotification | None:
+    """What lg_change.lua publishes for the change, which is applied at `applied`."""
+    assert applied.position is not None
+    if isinstance(change, GroupSwitch):
+        stream = conn.execute(select(group_streams.c.stream_no)
+                              .where(group_streams.c.group_id == change.group_id)).scalar()
+        return SwitchNotification(change.group_id, change.stream if stream is None else stream, applied.position,
+                                  tuple(change.member_ids))
+    if change.kind == OWNER or not change.user_ids:
+        return None  # gateways do not need the owner
+    return MembershipNotification(change.group_id, tuple(change.user_ids), change.kind, applied.position,
+                                  _logged(conn, change, applied.position[0]))
+
+
+def _logged(conn: Connection, change: MemberChange, position: int) -> GroupNotification | None:
+    """The change's record as the other members read it, at its own place: a join's is
+    the join itself, a leave's the group's next entry after the leave (section 15, item
+    5: the change's transaction wrote both, nothing of the group came between). Found by
+    that place (the index on group_id, seq) and confirmed by the record's event id; None
+    when no record was logged (a channel, or none given) or it was trimmed away since."""
+    if change.record is None:
+        return None
+    place = ENTRY.seq == position if change.kind == JOIN else ENTRY.seq > position
+    row = conn.execute(select(ENTRY.seq, ENTRY.event).where(ENTRY.group_id == change.group_id, place)
+                       .order_by(ENTRY.seq).limit(1)).first()
+    if row is None or row.event is None:
+        return None
+    record = event_from_record(orjson.loads(row.event))
+    if record.id != change.record.id:
+        return None
+    return GroupNotification(record, change.group_id, (row.seq, 0))
 
 
 def _switch(conn: Connection, switch: GroupSwitch) -> Applied:

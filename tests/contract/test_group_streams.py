@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -27,10 +28,15 @@ from application.ports import (
     LEAVE,
     OWNER,
     WAIT,
+    AnyNotification,
     Applied,
+    GroupNotification,
+    GroupPosted,
     GroupStreams,
     GroupSwitch,
     MemberChange,
+    MembershipNotification,
+    SwitchNotification,
 )
 from domain import errors
 from domain.cursor import Position
@@ -143,13 +149,17 @@ def _insert(conn, table, row: dict) -> None:
         conn.execute(table.insert().values(row))
 
 
-def make(kind: str, request, max_length: int = 10_000) -> Harness:
+def make(kind: str, request, max_length: int = 10_000,
+         publish: Callable[[AnyNotification], None] | None = None) -> Harness:
+    """`publish`: where the memory and SQLite adapters publish (Redis publishes on its channels)."""
     if kind == "memory":
         small: dict[str, int] = {}
-        return Harness(MemoryGroupStreams(itertools.count(1).__next__, small, max_length=max_length), small)
+        return Harness(MemoryGroupStreams(itertools.count(1).__next__, small, max_length=max_length,
+                                          publish=publish), small)
     if kind == "sqlite":
         database = request.getfixturevalue("sql_database")("sqlite")
-        return Harness(SqliteGroupStreams(database, max_length, trim_every=1), {}, database=database)
+        return Harness(SqliteGroupStreams(database, max_length, trim_every=1, publish=publish), {},
+                       database=database)
     client, channel = request.getfixturevalue("redis_client"), request.getfixturevalue("channel")
     return Harness(RedisGroupStreams(client, max_length, exact_trim=True, channel=channel), {}, client)
 
@@ -410,3 +420,148 @@ async def test_a_position_after_the_streams_newest_entry_is_unknown(harness):
         with pytest.raises(errors.CursorUnknown):
             await harness.read(group, a, made_up)
     assert await harness.read(group, a, posted.position) == []
+
+
+@dataclass
+class Recorded:
+    """An adapter and what it published. `embedded`: each change is applied first through
+    apply_in, in a transaction of its own, as the embedded SqlGroupRepository does in its
+    membership transaction, and then through apply(), as the announcer does."""
+
+    harness: Harness
+    published: list[AnyNotification]
+    embedded: bool = False
+
+    async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
+        if self.embedded:
+            streams, database = self.harness.streams, self.harness.database
+            assert isinstance(streams, SqliteGroupStreams) and database is not None
+            await database.write(_apply_in, streams, change)
+            assert self.published == []  # not committed yet when apply_in returns: nothing to publish
+        return await self.harness.streams.apply(change)
+
+    async def deliver(self, posted: Message) -> GroupPosted:
+        return await self.harness.streams.deliver(posted)
+
+    def taken(self) -> list[AnyNotification]:
+        taken, self.published[:] = list(self.published), []
+        return taken
+
+
+def _apply_in(conn, streams: SqliteGroupStreams, change: GroupSwitch | MemberChange) -> Applied:
+    with conn.begin():
+        return streams.apply_in(conn, change)
+
+
+def shown(notification: AnyNotification, places: dict[Position, object]) -> tuple:
+    """A notification with its events as their ids and its positions as what the adapter's
+    own read() finds there (`places`; a position that holds no entry is shown as it is):
+    each adapter places entries on its own clock."""
+
+    def at(position: Position) -> object:
+        return places.get(position, position)
+
+    if isinstance(notification, SwitchNotification):
+        return ("switch", notification.group_id, notification.stream, at(notification.floor),
+                notification.member_ids)
+    if isinstance(notification, GroupNotification):
+        return ("entry", notification.group_id, notification.event.id, at(notification.position))
+    assert isinstance(notification, MembershipNotification)
+    record = None if notification.record is None else shown(notification.record, places)
+    return ("member", notification.group_id, notification.user_ids, notification.kind, at(notification.position),
+            record)
+
+
+@pytest.mark.parametrize("via", ["apply", "apply_in then apply"])
+@pytest.mark.gen_test
+async def test_sqlite_publishes_what_the_fake_and_the_scripts_publish(via, request):
+    """One script over the fake and SQLite: the switch, messages, a join and a leave with
+    the records the others read (at the records' own places), nothing for an owner change,
+    a channel's join without a record, nothing for a retried client_msg_id, a stale change
+    (DONE) or an early one (WAIT). Then every change is applied again: the fake (as Redis)
+    publishes nothing, while SQLite publishes each again as the first time, because in
+    embedded mode the membership transaction applies it (apply_in, publishing nothing) and
+    the announcer's apply() finds it applied and is the one to publish it."""
+    a, b, c, owner, newcomer = (new_id() for _ in range(5))
+    g, h = new_id(), new_id()
+
+    def record(kind: str, group_id: str, user_id: str, by: str) -> GroupChange:
+        return GroupChange(kind, new_id(), group_id, by, 1_700_000_000, user_id=user_id)
+
+    switch_g = GroupSwitch(g, new_id(), 5, 1, a, False, (a, b))
+    first, second = message(g, a, "first", client_msg_id="c-1"), message(g, c, "second")
+    join_c = MemberChange(JOIN, g, new_id(), 6, (c,), record(MEMBER_ADDED, g, c, a))
+    leave_b = MemberChange(LEAVE, g, new_id(), 7, (b,), record(MEMBER_REMOVED, g, b, b))
+    owner_c = MemberChange(OWNER, g, new_id(), 8, owner_id=c)
+    switch_h = GroupSwitch(h, new_id(), 5, 2, owner, True, (owner, b))
+    post = message(h, owner, "post")
+    join_n = MemberChange(JOIN, h, new_id(), 6, (newcomer,), record(MEMBER_ADDED, h, newcomer, owner))  # dropped
+    stale = MemberChange(JOIN, g, new_id(), 6, (b,), record(MEMBER_ADDED, g, b, a))  # v6 is join_c's: DONE
+    early = MemberChange(JOIN, g, new_id(), 10, (b,), record(MEMBER_ADDED, g, b, a))  # v9 is missing: WAIT
+    script: list[tuple[str, Callable[[Recorded], Awaitable[object]]]] = [
+        ("switch g", lambda run: run.apply(switch_g)),
+        ("first", lambda run: run.deliver(first)),
+        ("join c", lambda run: run.apply(join_c)),
+        ("second", lambda run: run.deliver(second)),
+        ("leave b", lambda run: run.apply(leave_b)),
+        ("owner c", lambda run: run.apply(owner_c)),
+        ("switch h", lambda run: run.apply(switch_h)),
+        ("post", lambda run: run.deliver(post)),
+        ("join n", lambda run: run.apply(join_n)),
+        ("retry", lambda run: run.deliver(first)),
+        ("stale", lambda run: run.apply(stale)),
+        ("early", lambda run: run.apply(early)),
+    ]
+    again = {"join c": join_c, "leave b": leave_b, "owner c": owner_c, "switch g": switch_g, "switch h": switch_h,
+             "join n": join_n}
+    runs = []
+    for kind, embedded in (("memory", False), ("sqlite", via != "apply")):
+        published: list[AnyNotification] = []
+        run = Recorded(make(kind, request, publish=published.append), published, embedded)
+        await run.harness.rows(g, a, [a, b, c, owner, newcomer])
+        await run.harness.rows(h, owner, [])
+        runs.append(run)
+
+    first_time: list[dict[str, list[AnyNotification]]] = [{}, {}]
+    answers: list[dict[str, object]] = [{}, {}]
+    for name, step in script:
+        for index, run in enumerate(runs):
+            answers[index][name] = await step(run)
+            first_time[index][name] = run.taken()
+    second_time: list[dict[str, list[AnyNotification]]] = [{}, {}]
+    for name, change in again.items():
+        for index, run in enumerate(runs):
+            assert (await run.apply(change)).status == APPLIED
+            second_time[index][name] = run.taken()
+
+    expected = {
+        "switch g": [("switch", g, 1, "floor", (a, b))],
+        "first": [("entry", g, first.id, first.id)],
+        "join c": [("member", g, (c,), JOIN, join_c.record.id, ("entry", g, join_c.record.id, join_c.record.id))],
+        "second": [("entry", g, second.id, second.id)],
+        "leave b": [("member", g, (b,), LEAVE, second.id, ("entry", g, leave_b.record.id, leave_b.record.id))],
+        "owner c": [],
+        "switch h": [("switch", h, 2, "floor", (owner, b))],
+        "post": [("entry", h, post.id, post.id)],
+        "join n": [("member", h, (newcomer,), JOIN, post.id, None)],
+        "retry": [], "stale": [], "early": [],
+    }
+    for index, run in enumerate(runs):
+        assert answers[index]["retry"].duplicate
+        assert answers[index]["stale"] == Applied(DONE) and answers[index]["early"] == Applied(WAIT)
+        # Each adapter's positions, as the entries its read() finds there.
+        floors = {answers[index]["switch g"].position, answers[index]["switch h"].position}
+        found: dict[Position, object] = dict.fromkeys(floors, "floor")
+        for group_id, reader, switched in ((g, a, "switch g"), (h, owner, "switch h")):
+            entries = await run.harness.streams.read(group_id, reader, answers[index][switched].position, EVERYTHING)
+            found.update((entry.position, entry.event.id) for entry in entries)
+        assert {name: [shown(n, found) for n in got] for name, got in first_time[index].items()} == expected
+        repeated = {name: [shown(n, found) for n in got] for name, got in second_time[index].items()}
+        if run.harness.database is None:
+            assert repeated == dict.fromkeys(again, [])
+        else:
+            assert repeated == {name: expected[name] for name in again}
+    # The same events, record for record (SQLite's records as read back from its stream).
+    memory, sqlite = ([getattr(n.record if isinstance(n, MembershipNotification) else n, "event", None)
+                       for got in by_step.values() for n in got] for by_step in first_time)
+    assert sqlite == memory and len(memory) == 8

@@ -19,7 +19,19 @@ from adapters.sql.group_streams import SqliteGroupStreams
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.inbox import SqliteInbox
 from adapters.sql.users import SqlUserRepository
-from application.ports import APPLIED, Announcement, Applied, GroupSwitch, MemberChange
+from application.ports import (
+    APPLIED,
+    JOIN,
+    LEAVE,
+    Announcement,
+    AnyNotification,
+    Applied,
+    GroupNotification,
+    GroupSwitch,
+    MemberChange,
+    MembershipNotification,
+    SwitchNotification,
+)
 from domain import errors
 from domain.events import MEMBER_ADDED, MEMBER_REMOVED, GroupChange
 from domain.model import GROUP, PRIVATE, Group, Message, User
@@ -60,6 +72,12 @@ def position(cursor: str) -> tuple[int, int]:
     return int(ms), int(n)
 
 
+def taken(published: list[AnyNotification]) -> list[AnyNotification]:
+    """What was published since the last look."""
+    taken, published[:] = list(published), []
+    return taken
+
+
 async def send(inbox: SqliteInbox, streams: SqliteGroupStreams, message: Message, members: list[str]):
     """The send path of step 6: the small path, and on GroupIsLarge the large one."""
     try:
@@ -71,7 +89,8 @@ async def send(inbox: SqliteInbox, streams: SqliteGroupStreams, message: Message
 @pytest.mark.gen_test
 async def test_the_switch_and_later_changes_are_applied_in_the_membership_transaction(sqlite_db):
     db = sqlite_db
-    inbox, streams = SqliteInbox(db, InProcessBus()), SqliteGroupStreams(db)
+    published: list[AnyNotification] = []
+    inbox, streams = SqliteInbox(db, InProcessBus()), SqliteGroupStreams(db, publish=published.append)
     repository = SqlGroupRepository(db, large_group=2, apply_in_transaction=streams.apply_in)
     a, b, c, d = await people(db, 4)
     group = Group(id=new_id(), name="g", owner_id=a, member_ids=[a, b])
@@ -85,13 +104,16 @@ async def test_the_switch_and_later_changes_are_applied_in_the_membership_transa
     floor = membership.intervals[0].join
     assert membership.intervals == (Interval(floor),) and membership.stream == switch.stream
     assert floor > position(small[a])  # after the group's small era in the own logs
-    assert await streams.apply(switch) == Applied(APPLIED, floor)  # the relay finds it applied
+    assert published == []  # applied in the membership transaction (apply_in): published by the announcer
+    assert await streams.apply(switch) == Applied(APPLIED, floor)  # the announcer finds it applied
+    assert taken(published) == [SwitchNotification(group.id, switch.stream, floor, (a, b, c))]
 
     with pytest.raises(errors.GroupIsLarge):
         await inbox.deliver(group_message(group.id, a, "refused"), [a, b, c])
     assert [d.event.content for d in await inbox.read(b, None, 10)] == ["small"]  # nothing written
     posted = await streams.deliver(group_message(group.id, b, "large"))
     assert posted.message.seq == 2 and posted.position > floor
+    assert taken(published) == [GroupNotification(posted.message, group.id, posted.position)]
     private = await inbox.deliver(Message(type=PRIVATE, id=new_id(), from_user_id=a, to_user_id=d,
                                           content="later", created_at=1_700_000_000), [a, d])
     assert position(private[d]) > posted.position  # one sequence for the own logs and the streams
@@ -99,15 +121,30 @@ async def test_the_switch_and_later_changes_are_applied_in_the_membership_transa
     joined = await repository.add_member(group.id, d, change(MEMBER_ADDED, group.id, d))
     assert isinstance(joined, MemberChange) and joined.version == 2
     (membership,) = await streams.memberships(d, ())
+    assert published == []
     applied = await streams.apply(joined)  # the announcer's call finds it applied, at the join
     assert applied.status == APPLIED and membership.intervals == (Interval(applied.position),)
     assert await streams.read(group.id, d, applied.position, 10) == []
+    # The others read the member_added record at the join itself: it rides along.
+    assert joined.record is not None and applied.position is not None
+    assert taken(published) == [MembershipNotification(group.id, (d,), JOIN, applied.position,
+                                                       GroupNotification(joined.record, group.id, applied.position))]
     left = await repository.remove_member(group.id, b, None, change(MEMBER_REMOVED, group.id, b))
     assert isinstance(left, MemberChange) and left.version == 3
     with pytest.raises(errors.NotAMember):
         await streams.deliver(group_message(group.id, b, "gone"))
-    seen = [(e.event.type, getattr(e.event, "user_id", None)) for e in await streams.read(group.id, a, floor, 10)]
+    entries = await streams.read(group.id, a, floor, 10)
+    seen = [(e.event.type, getattr(e.event, "user_id", None)) for e in entries]
     assert seen == [(GROUP, None), (MEMBER_ADDED, d), (MEMBER_REMOVED, b)]
+    assert published == []
+    gone = await streams.apply(left)
+    # A leave is the entry before its member_removed record, which comes at its own place.
+    assert gone == Applied(APPLIED, entries[1].position) and left.record is not None
+    leave = MembershipNotification(group.id, (b,), LEAVE, entries[1].position,
+                                   GroupNotification(left.record, group.id, entries[2].position))
+    assert taken(published) == [leave]
+    assert await streams.apply(left) == gone  # a relay: published again, the same
+    assert taken(published) == [leave]
 
 
 @pytest.mark.gen_test

@@ -13,7 +13,7 @@ import pytest
 from adapters.memory.bus import InProcessBus
 from application.connection import Connection
 from application.gateway import Gateway
-from application.ports import GroupNotification
+from application.ports import GroupNotification, MembershipNotification, SwitchNotification
 from application.timeline import Timeline
 from application.vector_connection import VectorConnection
 from domain.cursor import parse_cursor
@@ -321,3 +321,34 @@ async def test_an_entry_between_a_leave_and_a_rejoin_arriving_late_is_not_pushed
     inside = w.post("G")
     assert outside.id not in channel.ids
     assert channel.ids == [inside.id]
+
+
+@pytest.mark.gen_test
+async def test_a_switch_join_or_leave_published_twice_is_taken_once():
+    """The embedded mode publishes a change at each apply that answers it (the announcer's
+    call, then a relay's): the second copy of a switch or a join replays to where the
+    first one left the connection, its record is a duplicate by position, and a leave
+    published again after a rejoin closes nothing and keeps the connection in the group."""
+    w = world()
+    w.bus.keep_published = True
+    w.streams.switch("G", [BOB, CAROL, DAVE])
+    _, bobs = await w.attach(BOB)
+    _, carols = await w.attach(CAROL, events=True)
+    w.gateway.on_notification(w.bus.published[0])  # the switch again
+    before = w.post("G")
+    w.streams.leave("G", BOB, by_user_id=BOB)
+    outside = w.post("G")
+    w.streams.join("G", BOB, by_user_id=DAVE)
+    await w.own_copy(MEMBER_ADDED, "G", BOB)
+    await w.gateway.settled()
+    leave, join = [n for n in w.bus.published if isinstance(n, MembershipNotification)]
+    assert isinstance(w.bus.published[0], SwitchNotification) and leave.record and join.record
+    w.gateway.on_notification(leave)
+    inside = w.post("G")
+    assert bobs.ids == [before.id, inside.id]  # live: still in the group's index
+    w.gateway.on_notification(join)
+    await w.gateway.settled()
+    last = w.post("G")
+    assert bobs.ids == [before.id, inside.id, last.id] and outside.id not in bobs.ids
+    assert [m["type"] for m in carols.messages] == [GROUP, MEMBER_REMOVED, GROUP, MEMBER_ADDED, GROUP, GROUP]
+    assert w.bus.followed == {"G"}
