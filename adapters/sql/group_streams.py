@@ -26,28 +26,28 @@ apply() does the same in a transaction of its own, and answers a change applied 
 its place (a relay). SQLite only.
 
 With `publish` (the InProcessBus's), it publishes what the Redis scripts publish (the fake,
-tests/fakes/group_streams.py, does the same), each after its transaction committed: a
+tests/fakes/group_streams.py, does the same), once, when it is applied or accepted: a
 GroupNotification per message accepted (not for a retry answered with the original); a
 MembershipNotification per join or leave, with its change record at the record's own
 place (none in a channel); a SwitchNotification at the switch; nothing for an owner
-change. apply_in publishes nothing (the caller's transaction is not committed yet): in
-embedded mode the repository applies every change through it, and the announcer's
-apply(), which finds the change applied, publishes it. So apply() publishes a change
-whenever it answers APPLIED, applied now or before - unlike Redis, whose script
-publishes only when it applies (see apply for why publishing twice is harmless).
-Not yet in stream order, unlike Redis (which publishes in the script that applies): a
-message delivered between the membership transaction's commit and the announcer's
-apply() is published before the change, though it comes after it in the stream. The
-gateway then passes over a join's record on the others' sockets (pushed later, at a
-position they have passed), and pushes to a leaver what was posted right after its
-leave, until the leave arrives."""
+change.
+
+In stream order, as Redis publishes in the script that writes: each notification is
+queued by its transaction's commit (SQLAlchemy's commit event, in the one writer thread,
+so in the order of writing), and the queue is published, oldest first, by the next
+deliver() or apply() back on the event loop. A change applied in the caller's
+membership transaction (apply_in) is therefore published by the announcer's apply()
+that follows it - or by any send that comes first - and never before a message
+written before it, nor after one written after it."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Collection
+from functools import partial
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, event, func, insert, or_, select, update
 
 from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
@@ -103,6 +103,8 @@ class SqliteGroupStreams(GroupStreams):
             raise ValueError("SqliteGroupStreams keeps its counter in sqlite_sequence: SQLite only")
         self._db = db
         self._publish = publish
+        # Notifications of committed transactions, in commit order, not yet published.
+        self._committed: deque[_Published] = deque()
         self._max_length = max_length
         self._trim_every = trim_every or max(1, min(1000, max_length // 100))
         self._since_trim: dict[str, int] = {}
@@ -167,10 +169,10 @@ class SqliteGroupStreams(GroupStreams):
         count = self._since_trim.get(group_id, self._trim_every - 1) + 1
         trim = count >= self._trim_every
         self._since_trim[group_id] = 0 if trim else count
-        posted = await self._db.write(self._deliver, message, trim)
-        if not posted.duplicate:  # committed; the original of a retry was published with it
-            self._notify(GroupNotification(posted.message, group_id, posted.position))
-        return posted
+        try:
+            return await self._db.write(self._deliver, message, trim)
+        finally:
+            self._flush()
 
     def _deliver(self, conn: Connection, message: Message, trim: bool) -> GroupPosted:
         group_id = str(message.group_id)
@@ -194,6 +196,7 @@ class SqliteGroupStreams(GroupStreams):
             position = _append(conn, group_id, message_seq=message_seq)
             if trim:
                 self._trim(conn, group_id)
+            self._publish_at_commit(conn, GroupNotification(accepted, group_id, (position, 0)))
         return GroupPosted(accepted, (position, 0))
 
     def _trim(self, conn: Connection, group_id: str) -> None:
@@ -209,46 +212,46 @@ class SqliteGroupStreams(GroupStreams):
             conn.execute(insert(group_entry_trims).values(group_id=group_id, trimmed_up_to=cutoff))
 
     async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
-        """Apply the change (or find it applied) and, once committed, publish it whenever
-        the answer is APPLIED: in embedded mode the membership transaction applied it
-        already (apply_in, which cannot publish), and this is the announcer's call.
-
-        So a change may be published twice (the announcer's call, then a relay's), and the
-        gateway (application/gateway.py, vector_connection.py) takes it again harmlessly:
-        - a switch or a join makes its users' connections replay, and a replay brings
-          their memberships up to date from the streams and reads on from where they
-          are: a second one finds nothing new;
-        - a change record is pushed at its own place, which every socket that got it the
-          first time has passed (a duplicate by position, push_group), and which is
-          outside the joiner's and the leaver's intervals;
-        - a leave closes a connection's interval only while it is open and began at or
-          before the leave (leave_at), so it closes nothing the second time, not even a
-          rejoin's interval, and the gateway takes a connection out of the group's index
-          only when its interval is closed (a rejoined one stays)."""
-        applied, notification = await self._db.write(self._apply, change)
-        if notification is not None:
-            self._notify(notification)
-        return applied
-
-    def _apply(self, conn: Connection, change: GroupSwitch | MemberChange) -> tuple[Applied, _Published | None]:
-        with conn.begin():
-            applied = self.apply_in(conn, change)
-            if self._publish is None or applied.status != APPLIED:
-                return applied, None  # WAIT and DONE publish nothing, as in Redis
-            return applied, _notification(conn, change, applied)
-
-    def _notify(self, notification: _Published) -> None:
-        if self._publish is None:
-            return
         try:
-            self._publish(notification)
-        except Exception:  # a subscriber's bug must not undo what is committed (as SqliteInbox)
-            log.exception("a subscriber failed on a notification of group %s", notification.group_id)
+            return await self._db.write(self._apply, change)
+        finally:
+            self._flush()  # this change's notification, or the membership transaction's
+
+    def _apply(self, conn: Connection, change: GroupSwitch | MemberChange) -> Applied:
+        with conn.begin():
+            return self.apply_in(conn, change)
+
+    def _publish_at_commit(self, conn: Connection, notification: _Published | None) -> None:
+        """Queue the notification when the transaction commits (in the writer thread, so
+        in commit order); a rolled-back transaction queues nothing. The event fires just
+        before SQLite's COMMIT: one that then fails would leave a notification of nothing
+        written - a replay of the connections concerned, which reads nothing new."""
+        if self._publish is not None and notification is not None:
+            event.listen(conn, "commit", partial(_queue, self._committed, notification), once=True)
+
+    def _flush(self) -> None:
+        while self._committed:
+            notification = self._committed.popleft()
+            assert self._publish is not None
+            try:
+                self._publish(notification)
+            except Exception:  # a subscriber's bug must not undo what is committed (as SqliteInbox)
+                log.exception("a subscriber failed on a notification of group %s", notification.group_id)
 
     def apply_in(self, conn: Connection, change: GroupSwitch | MemberChange) -> Applied:
-        """Apply the switch or the change in the caller's transaction (see the module)."""
+        """Apply the switch or the change in the caller's transaction (see the module);
+        published when that transaction commits, if it was applied now."""
         if isinstance(change, GroupSwitch):
-            return _switch(conn, change)
+            fresh = _floor(conn, change.group_id) is None
+            applied = _switch(conn, change)
+        else:
+            fresh = conn.execute(select(CHANGE.position).where(CHANGE.event_id == change.event_id)).scalar() is None
+            applied = self._apply_change(conn, change)
+        if fresh and applied.status == APPLIED:
+            self._publish_at_commit(conn, _notification(conn, change, applied))
+        return applied
+
+    def _apply_change(self, conn: Connection, change: MemberChange) -> Applied:
         done = conn.execute(select(CHANGE.position).where(CHANGE.event_id == change.event_id)).scalar()
         if done is not None:
             return Applied(APPLIED, (done, 0))
@@ -432,3 +435,7 @@ def _event_of(row) -> Event:
     if row.event_record is not None:
         return event_from_record(orjson.loads(row.event_record))
     return message_from_row(row)
+
+
+def _queue(committed: deque, notification: _Published, _conn: Connection) -> None:
+    committed.append(notification)
