@@ -10,9 +10,16 @@ can never load a newer checkpoint that took its number (it would resume in the w
 place, silently). That costs a checkpoint id 7 characters in a cursor.
 
 The id is taken first, then the checkpoint written (its key depends on the id): a
-failure in between leaves an id unused and nothing else."""
+failure in between leaves an id unused and nothing else.
+
+The same positions saved again answer the checkpoint that keeps them, while it is kept
+(ckpt:<U>:d:<digest> -> its id, checked against the slot), and its time starts again:
+a client that resumes a page from one cursor again and again (a retry, a second device)
+cuts the same vectors, and must not push the user's other checkpoints out of the ring
+(docs/design/large-groups.md, section 22)."""
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping
 
@@ -26,6 +33,7 @@ from domain.model import cursor_position
 
 SLOT = "ckpt:{}:{}"
 NEXT = "ckpt:{}:next"
+DIGEST = "ckpt:{}:d:{}"
 RING = 64
 TTL = 14 * 24 * 3600  # COURIER_CURSOR_CHECKPOINT_TTL
 
@@ -39,14 +47,28 @@ class RedisCursorCheckpoints(CursorCheckpoints):
     async def save(self, user_id: str, groups: Mapping[int, Position]) -> int:
         counter = NEXT.format(user_id)
         vector = ",".join(f"{stream}={stream_id(position)}" for stream, position in sorted(groups.items()))
+        digest = DIGEST.format(user_id, hashlib.blake2b(vector.encode(), digest_size=12).hexdigest())
         with unavailable("checkpoint"):
+            same = await self._client.get(digest)
+            if same is not None:
+                checkpoint = int(same)
+                slot = SLOT.format(user_id, checkpoint % self._ring)
+                if await self._client.get(slot) == f"{checkpoint}:{vector}".encode():
+                    async with self._client.pipeline(transaction=True) as pipe:
+                        pipe.expire(slot, self._ttl)
+                        pipe.expire(digest, self._ttl)
+                        pipe.expire(counter, self._ttl)
+                        await pipe.execute()
+                    return checkpoint
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.set(counter, int(time.time() * 1000), nx=True)
                 pipe.incr(counter)
                 pipe.expire(counter, self._ttl)
                 _, checkpoint, _ = await pipe.execute()
-            await self._client.set(SLOT.format(user_id, checkpoint % self._ring), f"{checkpoint}:{vector}",
-                                   ex=self._ttl)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(SLOT.format(user_id, checkpoint % self._ring), f"{checkpoint}:{vector}", ex=self._ttl)
+                pipe.set(digest, checkpoint, ex=self._ttl)
+                await pipe.execute()
         return int(checkpoint)
 
     async def load(self, user_id: str, checkpoint: int) -> dict[int, Position]:

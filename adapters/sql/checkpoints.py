@@ -7,13 +7,17 @@ answers CursorExpired (410).
 Ids grow per user and are never handed out twice: the next is one above the user's newest
 row, and a user with no row left (all expired) starts again from the clock in
 milliseconds, above every id the rows that expired had. SQLite has one writer, so two
-saves never take the same id."""
+saves never take the same id.
+
+The same positions saved again answer the checkpoint that keeps them, while it is kept,
+and its time starts again (as the Redis adapter: a resume repeated must not push the
+user's other checkpoints out of the ring)."""
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from adapters.sql.database import Database
 from adapters.sql.messages import MAX_SEQ
@@ -48,6 +52,12 @@ class SqliteCursorCheckpoints(CursorCheckpoints):
             # The user's expired rows go first, so that "no row left" means a new counter.
             conn.execute(delete(cursor_checkpoints).where(row.user_id == user_id, row.created_at < now - self._ttl))
             newest = conn.execute(select(func.max(row.id)).where(row.user_id == user_id)).scalar()
+            same = conn.execute(select(row.id).where(row.user_id == user_id, row.vector == vector)
+                                .order_by(row.id.desc()).limit(1)).scalar()
+            if same is not None:
+                conn.execute(update(cursor_checkpoints).where(row.user_id == user_id, row.id == same)
+                             .values(created_at=int(now)))
+                return same
             checkpoint = newest + 1 if newest is not None else int(now * 1000)
             conn.execute(insert(cursor_checkpoints).values(user_id=user_id, id=checkpoint, vector=vector,
                                                            created_at=int(now)))

@@ -97,3 +97,20 @@ async def test_an_expired_or_made_up_checkpoint_answers_410(store):
     for made_up in (second + 1, second + RING, 2**64 - 1):
         with pytest.raises(errors.CursorExpired):
             await store.checkpoints.load(user, made_up)
+
+
+@pytest.mark.gen_test
+async def test_the_same_positions_saved_again_answer_the_checkpoint_that_keeps_them(store):
+    user = new_user()
+    first = await store.checkpoints.save(user, {1: (5, 0), 2: (6, 1)})
+    other = await store.checkpoints.save(user, {1: (5, 0)})
+    # A resume repeated cuts the same vector: it takes no new slot of the ring.
+    for _ in range(2 * RING):
+        assert await store.checkpoints.save(user, {2: (6, 1), 1: (5, 0)}) == first
+    assert await store.checkpoints.load(user, first) == {1: (5, 0), 2: (6, 1)}
+    assert await store.checkpoints.load(user, other) == {1: (5, 0)}
+    # Once it is no longer kept, the same positions make a new checkpoint.
+    await store.expire(user, first)
+    again = await store.checkpoints.save(user, {1: (5, 0), 2: (6, 1)})
+    assert again > other
+    assert await store.checkpoints.load(user, again) == {1: (5, 0), 2: (6, 1)}
