@@ -121,6 +121,7 @@ async def test_a_socket_in_forty_large_groups_replays_the_rest_then_gets_every_l
     assert sorted(m["id"] for m in got) == sorted(live)  # every live message, none twice
     assert await ws.nothing()
     assert all(code == CLOSE_TRY_AGAIN for code in closes), closes
+    assert closes == [], f"a live socket was closed for resume {len(closes)} times"  # checkpointed instead
     # (b) for the socket's cursors: a pull from each gives exactly what the socket got after it.
     pushed = replayed + got
     for index, frame in enumerate(pushed):
