@@ -16,7 +16,12 @@ The same positions saved again answer the checkpoint that keeps them, while it i
 (ckpt:<U>:d:<digest> -> its id, checked against the slot), and its time starts again:
 a client that resumes a page from one cursor again and again (a retry, a second device)
 cuts the same vectors, and must not push the user's other checkpoints out of the ring
-(docs/design/large-groups.md, section 22)."""
+(docs/design/large-groups.md, section 22).
+
+A checkpoint that is read (a cursor naming it resolved: a pull, a socket's attach) when
+more than half of its time is gone is kept for another whole TTL: a client that keeps
+resuming from cursors naming one checkpoint (few groups moved since) never sees it
+expire under it."""
 from __future__ import annotations
 
 import hashlib
@@ -47,7 +52,7 @@ class RedisCursorCheckpoints(CursorCheckpoints):
     async def save(self, user_id: str, groups: Mapping[int, Position]) -> int:
         counter = NEXT.format(user_id)
         vector = ",".join(f"{stream}={stream_id(position)}" for stream, position in sorted(groups.items()))
-        digest = DIGEST.format(user_id, hashlib.blake2b(vector.encode(), digest_size=12).hexdigest())
+        digest = _digest(user_id, vector)
         with unavailable("checkpoint"):
             same = await self._client.get(digest)
             if same is not None:
@@ -72,11 +77,26 @@ class RedisCursorCheckpoints(CursorCheckpoints):
         return int(checkpoint)
 
     async def load(self, user_id: str, checkpoint: int) -> dict[int, Position]:
+        slot = SLOT.format(user_id, checkpoint % self._ring)
         with unavailable("checkpoint"):
-            kept = await self._client.get(SLOT.format(user_id, checkpoint % self._ring))
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(slot)
+                pipe.ttl(slot)
+                kept, left = await pipe.execute()
         if kept is not None:
             number, _, vector = text(kept).partition(":")
             if int(number) == checkpoint:
+                if 0 <= left < self._ttl // 2:  # read with more than half of its time gone
+                    with unavailable("checkpoint"):
+                        async with self._client.pipeline(transaction=True) as pipe:
+                            pipe.expire(slot, self._ttl)
+                            pipe.expire(_digest(user_id, vector), self._ttl)
+                            pipe.expire(NEXT.format(user_id), self._ttl)
+                            await pipe.execute()
                 return {int(stream): cursor_position(position)
                         for stream, position in (part.split("=") for part in vector.split(",") if part)}
         raise errors.CursorExpired("the cursor's checkpoint is no longer kept; use the history calls")
+
+
+def _digest(user_id: str, vector: str) -> str:
+    return DIGEST.format(user_id, hashlib.blake2b(vector.encode(), digest_size=12).hexdigest())

@@ -11,7 +11,8 @@ saves never take the same id.
 
 The same positions saved again answer the checkpoint that keeps them, while it is kept,
 and its time starts again (as the Redis adapter: a resume repeated must not push the
-user's other checkpoints out of the ring)."""
+user's other checkpoints out of the ring). A checkpoint read with more than half of its
+time gone is kept for another whole TTL (as the Redis adapter; one write per half TTL)."""
 from __future__ import annotations
 
 import time
@@ -67,16 +68,26 @@ class SqliteCursorCheckpoints(CursorCheckpoints):
         return checkpoint
 
     async def load(self, user_id: str, checkpoint: int) -> dict[int, Position]:
-        vector = None
+        kept = None
         if 0 <= checkpoint <= MAX_SEQ:  # a larger one was never handed out (nor fits the column)
-            vector = await self._db.run(self._load, user_id, checkpoint)
-        if vector is None:
+            kept = await self._db.run(self._load, user_id, checkpoint)
+        if kept is None:
             raise errors.CursorExpired("the cursor's checkpoint is no longer kept; use the history calls")
+        vector, created_at = kept
+        if created_at < self._clock() - self._ttl / 2:  # read with more than half of its time gone
+            await self._db.write(self._keep, user_id, checkpoint)
         return {int(stream): cursor_position(position)
                 for stream, position in (part.split("=") for part in vector.split(",") if part)}
 
-    def _load(self, conn: Connection, user_id: str, checkpoint: int) -> str | None:
+    def _load(self, conn: Connection, user_id: str, checkpoint: int) -> tuple[str, int] | None:
         row = cursor_checkpoints.c
         with conn.begin():
-            return conn.execute(select(row.vector).where(
-                row.user_id == user_id, row.id == checkpoint, row.created_at >= self._clock() - self._ttl)).scalar()
+            found = conn.execute(select(row.vector, row.created_at).where(
+                row.user_id == user_id, row.id == checkpoint, row.created_at >= self._clock() - self._ttl)).first()
+        return None if found is None else (found.vector, found.created_at)
+
+    def _keep(self, conn: Connection, user_id: str, checkpoint: int) -> None:
+        row = cursor_checkpoints.c
+        with conn.begin():
+            conn.execute(update(cursor_checkpoints).where(row.user_id == user_id, row.id == checkpoint)
+                         .values(created_at=int(self._clock())))
