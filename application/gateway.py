@@ -16,8 +16,10 @@ connection whose user is in one keeps a position per stream (VectorConnection), 
 gateway keeps the group index (application/group_index.py) and follows the channel of
 each group with a local member, and a replay reads through the Timeline. A join, a
 switch or one's own member_added / member_removed makes the connection replay, which
-first brings its memberships up to date from the streams. Without a Timeline (no large
-groups yet: today's wiring) nothing of that runs."""
+first brings its memberships up to date from the streams. A connection whose cursor lists
+12 groups gets a checkpoint written in the background; a push that would list a 17th
+before it landed holds the connection until it has (section 6.4; _checkpoint_due).
+Without a Timeline (no large groups yet: today's wiring) nothing of that runs."""
 from __future__ import annotations
 
 import asyncio
