@@ -11,6 +11,7 @@ short parts (ClientChannel.send_parts), not a JSON encoding of the whole entry."
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from domain.cursor import Position, group_part, own_part
 from domain.events import Delivery, Event
@@ -68,10 +69,14 @@ class Splice:
 class Frames:
     """A gateway's maker of Splices, shared by its VectorConnections."""
 
-    __slots__ = ("encode_parts", "_payload", "_own")
+    __slots__ = ("encode_parts", "_payload", "_own", "checkpoint_due")
 
     def __init__(self, encode_parts: EncodeParts):
         self.encode_parts = encode_parts
+        # The gateway's: a connection whose cursor lists many groups asks for a checkpoint
+        # (docs/design/large-groups.md, section 6.4): (connection, urgent). Urgent: a push
+        # was not sent because the cursor would not fit; the connection must be held.
+        self.checkpoint_due: Callable[[Any, bool], None] | None = None
         self._payload: bytes | None = None
         self._own: Splice | None = None
 

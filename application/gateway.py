@@ -16,8 +16,10 @@ connection whose user is in one keeps a position per stream (VectorConnection), 
 gateway keeps the group index (application/group_index.py) and follows the channel of
 each group with a local member, and a replay reads through the Timeline. A join, a
 switch or one's own member_added / member_removed makes the connection replay, which
-first brings its memberships up to date from the streams. Without a Timeline (no large
-groups yet: today's wiring) nothing of that runs."""
+first brings its memberships up to date from the streams. A connection whose cursor lists
+12 groups gets a checkpoint written in the background; a push that would list a 17th
+before it landed holds the connection until it has (section 6.4; _checkpoint_due).
+Without a Timeline (no large groups yet: today's wiring) nothing of that runs."""
 from __future__ import annotations
 
 import asyncio
@@ -83,6 +85,12 @@ class Gateway:
         self._timeline = timeline
         self._by_group = GroupIndex(subscriber) if subscriber is not None else None
         self._refreshes: set[asyncio.Future] = set()  # replays started by a notification
+        # Checkpoints of live connections (section 6.4): those being written, and the
+        # connections held until theirs lands (a push needed it).
+        self._saving: set[Connection] = set()
+        self._blocked: set[Connection] = set()
+        if timeline is not None:
+            self._frames.checkpoint_due = self._checkpoint_due
         self.pushed = 0  # frames handed to sockets, for metrics
 
     @property
@@ -427,6 +435,52 @@ class Gateway:
         task = asyncio.ensure_future(self._resync_one(conn, give_up_at))
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
+
+    # Checkpoints of live connections (section 6.4) ---------------------------------------------
+    def _checkpoint_due(self, conn: Connection, urgent: bool) -> None:
+        """A connection's cursor lists many groups: write a checkpoint of its vector in the
+        background. `urgent`: a push was not sent because the cursor would not fit; the
+        connection is held (as during a replay) until the write lands, then replayed from
+        its vector, which sends that push and releases what was held."""
+        assert isinstance(conn, VectorConnection)
+        if urgent:
+            conn._replaying = True
+            self._blocked.add(conn)
+        if conn in self._saving:
+            return
+        self._saving.add(conn)
+        task = asyncio.ensure_future(self._save_checkpoint(conn))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def _save_checkpoint(self, conn: VectorConnection) -> None:
+        assert self._timeline is not None
+        vector = conn.vector
+        cut_from = vector.checkpoint
+        moved = vector.moved()
+        try:
+            checkpoint = await self._timeline.checkpoints.save(conn.user_id, moved)
+        except Exception as error:
+            # The connection cannot be given a cursor that fits: it resumes from its last
+            # one (still good; 1013), whose resume cuts the checkpoint.
+            self._saving.discard(conn)
+            self._blocked.discard(conn)
+            if conn in self._by_user.get(conn.user_id, ()):
+                self._close_for_resume(conn, error)
+            return
+        self._saving.discard(conn)
+        if conn.vector is vector and vector.checkpoint == cut_from:
+            # Not rebased meanwhile (a replay's Timeline may have cut a later one): the
+            # cursor names it and lists only the groups that moved since `moved`.
+            vector.rebase(checkpoint, moved)
+            conn.forget_prefix()
+        if conn in self._blocked:
+            self._blocked.discard(conn)
+            if conn in self._by_user.get(conn.user_id, ()):
+                give_up_at = asyncio.get_running_loop().time() + self._resync_retry_seconds
+                await self._resync_one(conn, give_up_at)
+            else:
+                self._drop_hold(conn)
 
     async def settled(self) -> None:
         """Wait until the replays that notifications started, and the unfollows, are done

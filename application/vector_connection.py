@@ -35,6 +35,10 @@ OWN = None  # the own log, in a held push: (stream, position, delivery or splice
 # puts the stream when it does not list it (None for the own log).
 Prefix = tuple[int | None, bytes | None, bytes, int, Position | None]
 
+# A cursor that lists this many groups asks the gateway for a checkpoint ahead of time,
+# so that the write has landed before a 17th group needs it (section 6.4).
+PRE_CHECKPOINT = 12
+
 
 class VectorConnection(Connection):
     __slots__ = ()
@@ -71,7 +75,8 @@ class VectorConnection(Connection):
         if self._replaying:
             return self._hold(OWN, position, delivery, payload)
         vector = self.vector
-        if vector.own is not None and position <= vector.own:
+        before = vector.own
+        if before is not None and position <= before:
             return False  # already sent by a replay
         vector.own = position
         prefix = self._prefix
@@ -80,7 +85,12 @@ class VectorConnection(Connection):
         if prefix[1] is None and delivery.cursor == stream_id(position):
             return self.channel.send(payload)  # the legacy form: the very frame of everyone
         # The cursor names the groups too: the entry's parts, shared, and this cursor's.
-        return self._send(prefix, self.frames.own(delivery, payload, position), position)
+        sent = self._send(prefix, self.frames.own(delivery, payload, position), position)
+        if sent is None:
+            vector.own = before  # not pushed: the replay after the checkpoint reads it
+            self._full()
+            return False
+        return sent
 
     def push_group(self, stream: int, position: Position, splice: Splice) -> bool:
         """An entry of a large group's stream (`splice`: its parts, shared by every socket)."""
@@ -89,6 +99,7 @@ class VectorConnection(Connection):
         slot = self.vector.slots.get(stream)
         if slot is None or position <= slot.pos or not _inside(slot, position):
             return False  # not this user's (yet: a replay reads it), or sent already
+        before = slot.pos
         slot.pos = position
         prefix = self._prefix
         if prefix is not None and prefix[0] != stream:
@@ -100,7 +111,12 @@ class VectorConnection(Connection):
             return False  # outside the original view: the position moved, nothing is sent
         if prefix is None:
             prefix = self.prefix(stream)
-        return self._send(prefix, splice, position)
+        sent = self._send(prefix, splice, position)
+        if sent is None:
+            slot.pos = before  # not pushed: the replay after the checkpoint reads it
+            self._full()
+            return False
+        return sent
 
     def prefix(self, stream: int | None) -> Prefix:
         """The cursor's texts around `stream`'s part (None: the own log), kept until the
@@ -116,6 +132,8 @@ class VectorConnection(Connection):
             before, after = around[0].encode(), around[1].encode()
             listed = others + (stream is not None)  # a group pushed is listed (see _send)
             room = MAX_CURSOR_LENGTH - len(before) - len(after) if listed <= INLINE_GROUPS else -1
+            if listed >= PRE_CHECKPOINT and self.frames.checkpoint_due is not None:
+                self.frames.checkpoint_due(self, False)  # ahead of time: nothing is held
         default = None if stream is None else vector.default(stream)
         prefix = self._prefix = (stream, before, after, room, default)
         return prefix
@@ -123,7 +141,9 @@ class VectorConnection(Connection):
     def forget_prefix(self) -> None:
         self._prefix = None
 
-    def _send(self, prefix: Prefix, splice: Splice, position: Position) -> bool:
+    def _send(self, prefix: Prefix, splice: Splice, position: Position) -> bool | None:
+        """Send the entry with this connection's cursor; None when the cursor does not fit
+        inline any more (nothing was sent: the caller puts the position back)."""
         _, before, after, room, default = prefix
         part = splice.part
         if before is None or position == default or len(part) > room:
@@ -133,8 +153,10 @@ class VectorConnection(Connection):
         head, close = splice.view(self.user_id if self.events else None)
         return self.channel.send_parts((head, before, part, after, close))
 
-    def _send_whole(self, splice: Splice) -> bool:
-        cursor = self._cursor()
+    def _send_whole(self, splice: Splice) -> bool | None:
+        if self.vector.needs_checkpoint():
+            return None
+        cursor = self.vector.text()
         if cursor is None:
             return False
         head, close = splice.view(self.user_id if self.events else None)
@@ -175,14 +197,16 @@ class VectorConnection(Connection):
             self._read_again = True
         return False
 
-    def _cursor(self) -> str | None:
-        """The vector's cursor. None when it no longer fits inline: the socket is closed
-        for resume (the resume cuts a checkpoint; the client's last cursor is still
-        good). Step 8 checkpoints a live connection ahead of time instead (section 6.4)."""
-        if self.vector.needs_checkpoint():
+    def _full(self) -> None:
+        """A push was not sent: the cursor would need a checkpoint. The gateway holds the
+        connection until one is written, then replays it from its vector (which reads
+        that push again); without a gateway that checkpoints, the socket is closed for
+        resume (the client's last cursor is still good; the resume cuts a checkpoint)."""
+        self._prefix = None
+        if self.frames.checkpoint_due is not None:
+            self.frames.checkpoint_due(self, True)
+        else:
             self.channel.resume_later(cursor_expired=False)
-            return None
-        return self.vector.text()
 
 
 def _inside(slot: Slot, position: Position) -> bool:

@@ -10,9 +10,21 @@ can never load a newer checkpoint that took its number (it would resume in the w
 place, silently). That costs a checkpoint id 7 characters in a cursor.
 
 The id is taken first, then the checkpoint written (its key depends on the id): a
-failure in between leaves an id unused and nothing else."""
+failure in between leaves an id unused and nothing else.
+
+The same positions saved again answer the checkpoint that keeps them, while it is kept
+(ckpt:<U>:d:<digest> -> its id, checked against the slot), and its time starts again:
+a client that resumes a page from one cursor again and again (a retry, a second device)
+cuts the same vectors, and must not push the user's other checkpoints out of the ring
+(docs/design/large-groups.md, section 22).
+
+A checkpoint that is read (a cursor naming it resolved: a pull, a socket's attach) when
+more than half of its time is gone is kept for another whole TTL: a client that keeps
+resuming from cursors naming one checkpoint (few groups moved since) never sees it
+expire under it."""
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping
 
@@ -26,6 +38,7 @@ from domain.model import cursor_position
 
 SLOT = "ckpt:{}:{}"
 NEXT = "ckpt:{}:next"
+DIGEST = "ckpt:{}:d:{}"
 RING = 64
 TTL = 14 * 24 * 3600  # COURIER_CURSOR_CHECKPOINT_TTL
 
@@ -39,22 +52,51 @@ class RedisCursorCheckpoints(CursorCheckpoints):
     async def save(self, user_id: str, groups: Mapping[int, Position]) -> int:
         counter = NEXT.format(user_id)
         vector = ",".join(f"{stream}={stream_id(position)}" for stream, position in sorted(groups.items()))
+        digest = _digest(user_id, vector)
         with unavailable("checkpoint"):
+            same = await self._client.get(digest)
+            if same is not None:
+                checkpoint = int(same)
+                slot = SLOT.format(user_id, checkpoint % self._ring)
+                if await self._client.get(slot) == f"{checkpoint}:{vector}".encode():
+                    async with self._client.pipeline(transaction=True) as pipe:
+                        pipe.expire(slot, self._ttl)
+                        pipe.expire(digest, self._ttl)
+                        pipe.expire(counter, self._ttl)
+                        await pipe.execute()
+                    return checkpoint
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.set(counter, int(time.time() * 1000), nx=True)
                 pipe.incr(counter)
                 pipe.expire(counter, self._ttl)
                 _, checkpoint, _ = await pipe.execute()
-            await self._client.set(SLOT.format(user_id, checkpoint % self._ring), f"{checkpoint}:{vector}",
-                                   ex=self._ttl)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(SLOT.format(user_id, checkpoint % self._ring), f"{checkpoint}:{vector}", ex=self._ttl)
+                pipe.set(digest, checkpoint, ex=self._ttl)
+                await pipe.execute()
         return int(checkpoint)
 
     async def load(self, user_id: str, checkpoint: int) -> dict[int, Position]:
+        slot = SLOT.format(user_id, checkpoint % self._ring)
         with unavailable("checkpoint"):
-            kept = await self._client.get(SLOT.format(user_id, checkpoint % self._ring))
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(slot)
+                pipe.ttl(slot)
+                kept, left = await pipe.execute()
         if kept is not None:
             number, _, vector = text(kept).partition(":")
             if int(number) == checkpoint:
+                if 0 <= left < self._ttl // 2:  # read with more than half of its time gone
+                    with unavailable("checkpoint"):
+                        async with self._client.pipeline(transaction=True) as pipe:
+                            pipe.expire(slot, self._ttl)
+                            pipe.expire(_digest(user_id, vector), self._ttl)
+                            pipe.expire(NEXT.format(user_id), self._ttl)
+                            await pipe.execute()
                 return {int(stream): cursor_position(position)
                         for stream, position in (part.split("=") for part in vector.split(",") if part)}
         raise errors.CursorExpired("the cursor's checkpoint is no longer kept; use the history calls")
+
+
+def _digest(user_id: str, vector: str) -> str:
+    return DIGEST.format(user_id, hashlib.blake2b(vector.encode(), digest_size=12).hexdigest())

@@ -34,7 +34,7 @@ class Expiring:
             self.checkpoints = SqliteCursorCheckpoints(self.database, ring=RING, ttl=TTL)
         else:
             self.client = request.getfixturevalue("redis_client")
-            self.checkpoints = RedisCursorCheckpoints(self.client, ring=RING)
+            self.checkpoints = RedisCursorCheckpoints(self.client, ring=RING, ttl=TTL)
 
     async def expire(self, user_id: str, checkpoint: int) -> None:
         if self.database is not None:  # saved longer ago than the TTL
@@ -43,6 +43,30 @@ class Expiring:
             self.checkpoints.expire(user_id, checkpoint)
         else:
             await self.client.delete(SLOT.format(user_id, checkpoint % RING))
+
+
+    async def age(self, user_id: str, checkpoint: int, fraction: float) -> None:
+        """Let `fraction` of the TTL pass for one checkpoint (memory: its time never runs
+        out, except past the whole TTL, which expires it)."""
+        if self.database is not None:
+            await self.database.write(_older, user_id, checkpoint, int(fraction * TTL))
+        elif self.client is None:
+            if fraction >= 1:
+                self.checkpoints.expire(user_id, checkpoint)
+        else:
+            slot = SLOT.format(user_id, checkpoint % RING)
+            left = await self.client.ttl(slot)
+            if left - fraction * TTL <= 0:
+                await self.client.delete(slot)
+            else:
+                await self.client.expire(slot, int(left - fraction * TTL))
+
+
+def _older(conn, user_id: str, checkpoint: int, seconds: int) -> None:
+    row = cursor_checkpoints.c
+    with conn.begin():
+        conn.execute(update(cursor_checkpoints).where(row.user_id == user_id, row.id == checkpoint)
+                     .values(created_at=row.created_at - seconds))
 
 
 def _saved_long_ago(conn, user_id: str, checkpoint: int) -> None:
@@ -97,3 +121,32 @@ async def test_an_expired_or_made_up_checkpoint_answers_410(store):
     for made_up in (second + 1, second + RING, 2**64 - 1):
         with pytest.raises(errors.CursorExpired):
             await store.checkpoints.load(user, made_up)
+
+
+@pytest.mark.gen_test
+async def test_the_same_positions_saved_again_answer_the_checkpoint_that_keeps_them(store):
+    user = new_user()
+    first = await store.checkpoints.save(user, {1: (5, 0), 2: (6, 1)})
+    other = await store.checkpoints.save(user, {1: (5, 0)})
+    # A resume repeated cuts the same vector: it takes no new slot of the ring.
+    for _ in range(2 * RING):
+        assert await store.checkpoints.save(user, {2: (6, 1), 1: (5, 0)}) == first
+    assert await store.checkpoints.load(user, first) == {1: (5, 0), 2: (6, 1)}
+    assert await store.checkpoints.load(user, other) == {1: (5, 0)}
+    # Once it is no longer kept, the same positions make a new checkpoint.
+    await store.expire(user, first)
+    again = await store.checkpoints.save(user, {1: (5, 0), 2: (6, 1)})
+    assert again > other
+    assert await store.checkpoints.load(user, again) == {1: (5, 0), 2: (6, 1)}
+
+
+@pytest.mark.gen_test
+async def test_a_checkpoint_read_with_more_than_half_of_its_time_gone_is_kept_another_ttl(store):
+    user = new_user()
+    checkpoint = await store.checkpoints.save(user, {4: (9, 0)})
+    for _ in range(3):  # 3 x 0.6 TTL: long gone, had reads not kept it
+        await store.age(user, checkpoint, 0.6)
+        assert await store.checkpoints.load(user, checkpoint) == {4: (9, 0)}
+    await store.age(user, checkpoint, 1.1)  # not read for longer than the TTL
+    with pytest.raises(errors.CursorExpired):
+        await store.checkpoints.load(user, checkpoint)

@@ -550,11 +550,15 @@ def test_a_checkpoint_no_longer_kept_answers_410():
     w = world(ring=2)
 
     async def check() -> None:
-        for i in range(20):
-            w.post(w.group(f"g{i:02}"))
+        groups = [w.group(f"g{i:02}") for i in range(20)]
+        for group in groups:
+            w.post(group)
         first = await w.timeline.live_cursor(READER)
-        await w.timeline.live_cursor(READER)
         assert [d.event.id for d in await w.drain(first)] == []
+        # (The same positions would answer the same checkpoint: each live cursor here is new.)
+        w.post(groups[0])
+        await w.timeline.live_cursor(READER)
+        w.post(groups[1])
         await w.timeline.live_cursor(READER)  # checkpoint 3 takes checkpoint 1's place in a ring of 2
         with pytest.raises(errors.CursorExpired):
             await w.timeline.read(READER, first, 10)
