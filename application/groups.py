@@ -11,7 +11,7 @@ from application.group_pages import parse_position, position_token
 from application.messaging import parse_limit
 from application.ports import GroupRepository, IdGenerator, UserRepository
 from domain import errors
-from domain.model import Group, validate_group_name, validate_id
+from domain.model import KIND_CHANNEL, Group, validate_group_name, validate_id, validate_kind
 
 MAX_INITIAL_MEMBERS = 10_000
 
@@ -31,9 +31,15 @@ class ManageGroups:
     ids: IdGenerator
     changes: GroupChangeAllowance
     events: GroupEvents
+    # Channels are large from creation, and a large group needs the streams: while large
+    # groups are off (COURIER_LARGE_GROUP=0) nothing would deliver a channel's posts.
+    channels: bool = False
 
-    async def create(self, owner_id: str, name: Any, member_ids: Any) -> Group:
+    async def create(self, owner_id: str, name: Any, member_ids: Any, kind: Any = None) -> Group:
         name = validate_group_name(name)
+        kind = validate_kind(kind)
+        if kind == KIND_CHANNEL and not self.channels:
+            raise errors.InvalidInput("channels need large groups, off on this server (COURIER_LARGE_GROUP=0)")
         if member_ids is None:
             member_ids = []
         if not isinstance(member_ids, list) or len(member_ids) > MAX_INITIAL_MEMBERS:
@@ -47,7 +53,7 @@ class ManageGroups:
         for member_id in members[1:]:
             if await self.users.get(member_id) is None:
                 raise errors.UserNotFound(f"no user {member_id}")
-        group = Group(id=self.ids.new_id(), name=name, owner_id=owner_id, member_ids=members)
+        group = Group(id=self.ids.new_id(), name=name, owner_id=owner_id, member_ids=members, kind=kind)
         announcement = self.events.created(group)
         switch = await self.groups.add(group, announcement)
         await self.events.announce(announcement, switch)
@@ -77,6 +83,7 @@ class ManageGroups:
         announcement = self.events.member_added(group, user_id, actor_id)
         change = await self.groups.add_member(group.id, user_id, announcement)
         group.member_ids.append(user_id)
+        group.member_count += 1
         await self.events.announce(announcement, change)
         return group
 

@@ -139,6 +139,17 @@ class User:
 
 
 KIND_GROUP, KIND_CHANNEL = "group", "channel"  # a channel: only the owner posts (large from creation)
+KINDS = (KIND_GROUP, KIND_CHANNEL)
+
+
+def validate_kind(kind: Any) -> str:
+    """POST /groups' `kind`: "group" (also when absent) or "channel"."""
+    if kind is None:
+        return KIND_GROUP
+    for known in KINDS:
+        if kind == known:
+            return known
+    raise errors.InvalidInput('kind must be "group" or "channel"')
 
 
 @dataclass(slots=True)
@@ -189,6 +200,8 @@ class Group:
             "name": self.name,
             "owner_id": self.owner_id,
             "member_ids": list(self.member_ids),
+            "kind": self.kind,
+            "member_count": self.member_count,
         }
 
 

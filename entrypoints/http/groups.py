@@ -7,7 +7,7 @@ from entrypoints.http.base import BaseHandler
 class GroupsHandler(BaseHandler):
     async def post(self) -> None:
         body = self.json_body()
-        group = await self.groups.create(self.user_id, body.get("name"), body.get("member_ids"))
+        group = await self.groups.create(self.user_id, body.get("name"), body.get("member_ids"), body.get("kind"))
         self.reply(201, group.public())
 
     async def get(self) -> None:

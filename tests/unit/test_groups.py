@@ -17,8 +17,48 @@ async def test_create_a_group_with_members(courier):
         "name": "team",
         "owner_id": alice.id,
         "member_ids": [alice.id, bob.id, carol.id],
+        "kind": "group",
+        "member_count": 3,
     }
     assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id, bob.id, carol.id]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("kind", [None, "group"])
+async def test_a_group_is_of_kind_group_unless_asked_otherwise(courier, kind):
+    alice = await courier.user("alice")
+    group = await courier.groups.create(alice.id, "team", [], kind)
+    assert group.kind == "group"
+    assert (await courier.groups_repo.get(group.id)).kind == "group"
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("kind", ["Channel", "", "broadcast", 1, ["channel"], {}])
+async def test_any_other_kind_is_invalid_input_and_creates_nothing(courier, kind):
+    courier.groups.channels = True
+    alice = await courier.user("alice")
+    with pytest.raises(errors.InvalidInput, match="kind"):
+        await courier.groups.create(alice.id, "team", [], kind)
+    assert courier.groups_repo.by_id == {}
+
+
+@pytest.mark.gen_test
+async def test_a_channel_is_refused_while_large_groups_are_off(courier):
+    # The default build runs with COURIER_LARGE_GROUP=0: nothing would deliver its posts.
+    alice = await courier.user("alice")
+    assert courier.groups.channels is False
+    with pytest.raises(errors.InvalidInput, match="COURIER_LARGE_GROUP"):
+        await courier.groups.create(alice.id, "news", [], "channel")
+    assert courier.groups_repo.by_id == {}
+
+
+@pytest.mark.gen_test
+async def test_a_channel_is_created_while_large_groups_are_on(courier):
+    courier.groups.channels = True
+    alice, bob = await courier.users_named("alice", "bob")
+    group = await courier.groups.create(alice.id, "news", [bob.id], "channel")
+    assert group.public()["kind"] == "channel"
+    assert (await courier.groups_repo.get(group.id)).kind == "channel"
 
 
 @pytest.mark.gen_test

@@ -276,7 +276,8 @@ class Client:
     # --- groups ---------------------------------------------------------------
 
     async def create_group(self, name: str, member_ids: Iterable[str] = ()) -> dict:
-        """A new group owned by the caller: `{"group_id", "name", "owner_id", "member_ids"}`."""
+        """A new group owned by the caller: `{"group_id", "name", "owner_id", "member_ids", "kind",
+        "member_count"}`."""
         return await self._object("POST", "/groups", {"name": name, "member_ids": list(member_ids)})
 
     async def get_group(self, group_id: str) -> dict:
