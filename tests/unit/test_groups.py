@@ -331,3 +331,19 @@ def test_a_position_survives_its_token():
         assert token.isascii() and "=" not in token
         assert parse_position(token) == position
     assert parse_position(None) is None and parse_position("") is None
+
+
+@pytest.mark.gen_test
+async def test_only_the_owner_posts_in_a_channel_even_by_the_small_path(courier):
+    # The unit build has no streams (large groups off): the send goes by the small path,
+    # which must refuse as the stream's script does (a channel whose switch is on its way).
+    courier.groups.channels = True
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "news", [bob.id], "channel")
+    with pytest.raises(errors.NotAllowed) as refused:
+        await courier.send_group(bob.id, group.id, {"content": "me too"})
+    assert refused.value.code == "not_allowed"
+    with pytest.raises(errors.NotAMember):
+        await courier.send_group(carol.id, group.id, {"content": "hello?"})
+    posted = await courier.send_group(alice.id, group.id, {"content": "news"})
+    assert posted.seq == 1
