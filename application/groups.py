@@ -1,4 +1,4 @@
-"""Use cases of groups: create, list, get, rename, add a member, leave or remove.
+"""Use cases of groups: create, list, get, rename, add a member, invite, leave or remove.
 Each change is announced in the members' logs (GroupEvents)."""
 from __future__ import annotations
 
@@ -22,6 +22,19 @@ class MyGroups:
 
     groups: list[Group]
     next_before: str | None  # `before` of the next page (opaque); None: this is the last
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """The owner's invitation of a user to its group (POST /groups/{id}/invitations)."""
+
+    group_id: str
+    user_id: str
+    invited_by: str
+    new: bool  # False: the user was invited before (nothing was stored nor told again)
+
+    def public(self) -> dict:
+        return {"group_id": self.group_id, "user_id": self.user_id, "invited_by": self.invited_by}
 
 
 @dataclass
@@ -72,20 +85,44 @@ class ManageGroups:
         return group
 
     async def add_member(self, actor_id: str, group_id: Any, user_id: Any) -> Group:
+        """Any member adds a user; a user who is not a member adds itself when the owner
+        invited it (the store checks the invitation and spends it with the join)."""
         user_id = validate_id(user_id, "user_id")
         group_id = validate_id(group_id, "group_id")
         await self.changes.spend(actor_id)  # a malformed request spends nothing; any other does
-        group = await self.get(actor_id, group_id)
+        group = await self._load(group_id)
+        invited = not group.is_member(actor_id)
+        if invited and actor_id != user_id:
+            raise errors.NotAMember()
         if group.is_member(user_id):
             raise errors.AlreadyAMember()
         if await self.users.get(user_id) is None:
             raise errors.UserNotFound()
         announcement = self.events.member_added(group, user_id, actor_id)
-        change = await self.groups.add_member(group.id, user_id, announcement)
+        change = await self.groups.add_member(group.id, user_id, announcement, invited=invited)
         group.member_ids.append(user_id)
         group.member_count += 1
         await self.events.announce(announcement, change)
         return group
+
+    async def invite(self, actor_id: str, group_id: Any, user_id: Any) -> Invitation:
+        """The owner invites a user, who is told in its own log (group_invited) and may
+        then join (add_member with its own id). Inviting again tells nothing again."""
+        user_id = validate_id(user_id, "user_id")
+        group_id = validate_id(group_id, "group_id")
+        await self.changes.spend(actor_id)  # it writes to another's log, as an addition does
+        group = await self.get(actor_id, group_id)
+        if actor_id != group.owner_id:
+            raise errors.Forbidden("only the owner may invite")
+        if group.is_member(user_id):
+            raise errors.AlreadyAMember()
+        if await self.users.get(user_id) is None:
+            raise errors.UserNotFound()
+        announcement = self.events.invited(group, user_id, actor_id)
+        new = await self.groups.invite(group.id, user_id, actor_id, announcement)
+        if new:
+            await self.events.announce(announcement)
+        return Invitation(group.id, user_id, actor_id, new)
 
     async def rename(self, actor_id: str, group_id: Any, name: Any) -> Group:
         """The owner gives the group a new name (PATCH /groups/{id} {"name"})."""

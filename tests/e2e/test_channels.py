@@ -76,3 +76,72 @@ async def test_the_owners_posts_reach_every_member_once_and_others_may_not_post(
     assert [m["id"] for m in history] == [b["id"] for b in reversed(bodies)]
     after = await api.send_group(owner, gid, "p3")
     assert after.status == 201 and after.body["seq"] == 4, after  # the refusals took no seq
+
+
+async def invite(api, actor, group_id: str, user) -> object:
+    return await api.call("POST", f"{GROUPS}/{group_id}/invitations", {"user_id": user.user_id}, actor.token)
+
+
+async def join(api, user, group_id: str) -> object:
+    return await api.call("POST", f"{GROUPS}/{group_id}/members", {"user_id": user.user_id}, user.token)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_invitee_is_told_joins_by_itself_and_receives_the_posts_after(api):
+    owner, bob, carol = [await api.register() for _ in range(3)]
+    gid = (await channel(api, owner, [bob], name="daily news"))["group_id"]
+    before = await api.send_group(owner, gid, "before carol")
+    assert before.status == 201, before
+    told = await api.connect(carol, events=True)
+    original = await api.connect(carol)
+    r = await invite(api, owner, gid, carol)
+    assert r.status == 201 and r.body == {"group_id": gid, "user_id": carol.user_id, "invited_by": owner.user_id}, r
+    event = await told.next()
+    assert {k: v for k, v in event.items() if k not in ("id", "created_at", "cursor")} == {
+        "type": "group_invited", "group_id": gid, "user_id": carol.user_id, "name": "daily news",
+        "by_user_id": owner.user_id}
+    assert await original.nothing()  # the original view shows messages only
+    again = await invite(api, owner, gid, carol)
+    assert again.status == 200 and again.body == r.body, again
+    assert await told.nothing()  # told once
+    # Not a member yet: the invitee reads nothing of the channel.
+    assert_error(await api.call("GET", f"{GROUPS}/{gid}", None, carol.token), 403, "not_a_member")
+    joined = await join(api, carol, gid)
+    assert joined.status == 200, joined
+    assert (joined.body["member_ids"], joined.body["member_count"]) == ([owner.user_id, bob.user_id, carol.user_id], 3)
+    added = await told.next()
+    assert (added["type"], added["user_id"], added["by_user_id"]) == ("member_added", carol.user_id, carol.user_id)
+    after = await api.send_group(owner, gid, "after carol")
+    assert after.status == 201, after
+    assert (await original.next())["id"] == after.body["id"]
+    assert (await told.next())["id"] == after.body["id"]
+    events, _ = await api.events_all(carol)
+    assert [e["type"] for e in events] == ["group_invited", "member_added", "group"]
+    assert [m["id"] for m in posts(events, gid)] == [after.body["id"]]
+    # The invitation is spent: once out, carol needs another to come back.
+    r = await api.call("DELETE", f"{GROUPS}/{gid}/members/{carol.user_id}", None, carol.token)
+    assert r.status == 204, r
+    assert_error(await join(api, carol, gid), 403, "not_a_member")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_only_the_owner_invites_and_only_oneself_joins_by_invitation(api):
+    owner, bob, carol, dave = [await api.register() for _ in range(4)]
+    gid = (await channel(api, owner, [bob]))["group_id"]
+    assert_error(await invite(api, bob, gid, carol), 403, "forbidden")
+    assert_error(await invite(api, dave, gid, carol), 403, "not_a_member")
+    assert_error(await invite(api, owner, gid, bob), 409, "already_a_member")
+    assert_error(await api.call("POST", f"{GROUPS}/{gid}/invitations", {"user_id": "0" * 8}, owner.token),
+                 400, "invalid_input")
+    unknown = {"user_id": "00000000-0000-4000-8000-000000000000"}
+    assert_error(await api.call("POST", f"{GROUPS}/{gid}/invitations", unknown, owner.token), 404, "user_not_found")
+    assert_error(await api.call("POST", f"{GROUPS}/{unknown['user_id']}/invitations", {"user_id": carol.user_id},
+                                owner.token), 404, "group_not_found")
+    assert_error(await join(api, carol, gid), 403, "not_a_member")  # not invited
+    assert (await invite(api, owner, gid, carol)).status == 201
+    r = await api.call("POST", f"{GROUPS}/{gid}/members", {"user_id": dave.user_id}, carol.token)
+    assert_error(r, 403, "not_a_member")  # an invitee adds itself, no one else
+    events, _ = await api.events_all(carol)
+    assert [e["type"] for e in events] == ["group_invited"]
+    assert (await api.events_all(dave))[0] == []
+
