@@ -145,3 +145,27 @@ async def test_only_the_owner_invites_and_only_oneself_joins_by_invitation(api):
     assert [e["type"] for e in events] == ["group_invited"]
     assert (await api.events_all(dave))[0] == []
 
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_members_of_a_channel_see_posts_only_and_a_joiner_its_own_join(api):
+    owner, bob, carol, dave = [await api.register() for _ in range(4)]
+    watcher = await api.connect(bob, events=True)
+    gid = (await channel(api, owner, [bob]))["group_id"]
+    assert (await watcher.next())["type"] == "group_updated"
+    r = await api.call("POST", f"{GROUPS}/{gid}/members", {"user_id": carol.user_id}, bob.token)  # a member adds
+    assert r.status == 200, r
+    assert (await invite(api, owner, gid, dave)).status == 201
+    assert (await join(api, dave, gid)).status == 200
+    r = await api.call("DELETE", f"{GROUPS}/{gid}/members/{carol.user_id}", None, carol.token)
+    assert r.status == 204, r
+    post = await api.send_group(owner, gid, "only this")
+    assert post.status == 201, post
+    assert (await watcher.next())["id"] == post.body["id"]  # no join nor leave before it
+    assert await watcher.nothing()
+    for member, expected in ((bob, ["group_updated", "group"]), (owner, ["group_updated", "group"]),
+                             (dave, ["group_invited", "member_added", "group"])):
+        events, _ = await api.events_all(member)
+        assert [e["type"] for e in events] == expected, member
+    events, _ = await api.events_all(carol)
+    assert [(e["type"], e["user_id"]) for e in events] == [("member_added", carol.user_id),
+                                                           ("member_removed", carol.user_id)]
