@@ -37,6 +37,12 @@ class GroupEvents:
         recipients = [user_id] if group.stream is not None else group.member_ids
         return self._announcement(MEMBER_REMOVED, group, by_user_id, recipients, user_id=user_id)
 
+    def joined_in_bulk(self, group: Group, user_ids: Sequence[str], by_user_id: str) -> Announcement:
+        """A bulk join (tests and seeding) tells its joiners as a creation tells the first
+        members: the group, with its name, appears for them. The other members are not
+        told (one event cannot name a thousand joins)."""
+        return self._announcement(GROUP_UPDATED, group, by_user_id, user_ids, name=group.name)
+
     def invited(self, group: Group, user_id: str, by_user_id: str) -> Announcement:
         """To the invitee alone (the members see the join, if it comes), with the group's
         name: it may not read the group before it joins."""

@@ -2,6 +2,7 @@
 Each change is announced in the members' logs (GroupEvents)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from domain import errors
 from domain.model import KIND_CHANNEL, Group, validate_group_name, validate_id, validate_kind
 
 MAX_INITIAL_MEMBERS = 10_000
+BULK_BATCH = 1_000  # users per transaction of a bulk join (design section 9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,27 @@ class ManageGroups:
         group.member_count += 1
         await self.events.announce(announcement, change)
         return group
+
+    async def add_members(self, actor_id: str, group_id: Any, user_ids: Sequence[Any],
+                          batch: int = BULK_BATCH) -> int:
+        """A member adds many users (tests and seeding, e.g. a channel of 100,000; no HTTP
+        route), `batch` per transaction: each batch is one member version and one
+        announcement (GroupEvents.joined_in_bulk), and, in a large group, one change of
+        its stream. Users who are members already are passed over; an unknown user adds
+        no one. Not counted against COURIER_GROUP_CHANGES. Answers how many were added."""
+        group_id = validate_id(group_id, "group_id")
+        ids = list(dict.fromkeys(validate_id(user_id, "user_ids[]") for user_id in user_ids))
+        group = await self.get(actor_id, group_id)
+        members = set(group.member_ids)
+        new = [user_id for user_id in ids if user_id not in members]
+        if len(await self.users.existing(new)) != len(new):
+            raise errors.UserNotFound("some of user_ids are no users")
+        for start in range(0, len(new), batch):
+            joiners = new[start:start + batch]
+            announcement = self.events.joined_in_bulk(group, joiners, actor_id)
+            change = await self.groups.add_members(group.id, joiners, announcement)
+            await self.events.announce(announcement, change)
+        return len(new)
 
     async def invite(self, actor_id: str, group_id: Any, user_id: Any) -> Invitation:
         """The owner invites a user, who is told in its own log (group_invited) and may

@@ -140,6 +140,13 @@ class GroupRepository(Protocol):
         the group, if any, goes in the same transaction; `invited`: the join is by that
         invitation, so NotAMember when there is none (and nothing changes)."""
 
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+        """Add many users at once (a bulk join: tests and seeding), in one transaction:
+        one member version, one announcement, and for a large group one MemberChange of
+        them all, with no record (no one else is told). Their invitations are spent.
+        AlreadyAMember if any is one, UserNotFound if any does not exist: nothing changes."""
+
     async def invite(self, group_id: str, user_id: str, invited_by: str,
                      announce: Announcement | None = None) -> bool:
         """Store the owner's invitation of a user who is not a member, with its announcement,

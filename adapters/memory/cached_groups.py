@@ -15,6 +15,7 @@ appends the member it added) without touching the cached one. Bounded by the
 members held (a few MB): past `max_members` the oldest entries are dropped."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository, GroupSwitch, MemberChange
@@ -58,6 +59,14 @@ class CachedGroups(GroupRepository):
         self._forget(group_id)
         try:
             return await self._inner.add_member(group_id, user_id, announce, invited)
+        finally:
+            self._forget(group_id)
+
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+        self._forget(group_id)
+        try:
+            return await self._inner.add_members(group_id, user_ids, announce)
         finally:
             self._forget(group_id)
 

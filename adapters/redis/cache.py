@@ -242,6 +242,14 @@ class RedisCachedGroupRepository(GroupRepository):
         finally:
             await self._invalidate(group_id, required=False)
 
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+        await self._invalidate(group_id, required=True)
+        try:
+            return await self._inner.add_members(group_id, user_ids, announce)
+        finally:
+            await self._invalidate(group_id, required=False)
+
     async def invite(self, group_id: str, user_id: str, invited_by: str,
                      announce: Announcement | None = None) -> bool:
         return await self._inner.invite(group_id, user_id, invited_by, announce)  # the group is unchanged

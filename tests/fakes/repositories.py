@@ -108,6 +108,21 @@ class MemoryGroupRepository(GroupRepository):
         if self.conversations is not None:
             self.conversations.group_joined(group_id, user_id)
 
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> None:
+        group = self.by_id[group_id]
+        if any(user_id in group.member_ids for user_id in user_ids):
+            raise errors.AlreadyAMember()
+        self._store(announce)
+        tick = next(self._ticks)  # one transaction: they join at once
+        for user_id in user_ids:
+            self.invitations.pop((group_id, user_id), None)
+            group.member_ids.append(user_id)
+            self._joined[group_id, user_id] = tick
+            if self.conversations is not None:
+                self.conversations.group_joined(group_id, user_id)
+        group.member_count, group.member_version = group.member_count + len(user_ids), group.member_version + 1
+
     async def invite(self, group_id: str, user_id: str, invited_by: str,
                      announce: Announcement | None = None) -> bool:
         if group_id not in self.by_id:

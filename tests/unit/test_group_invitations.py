@@ -103,3 +103,39 @@ async def test_an_invitation_whose_event_could_not_be_appended_is_relayed_once(c
     assert await courier.relay_due() == 1
     assert [c.type for c in changes_in_log(courier, bob.id)] == ["group_invited"]
     assert await courier.relay_due() == 0
+
+
+# --- bulk joins (ManageGroups.add_members: tests and seeding) ----------------------
+
+
+@pytest.mark.gen_test
+async def test_a_bulk_join_goes_in_batches_each_one_version_and_one_announcement(courier):
+    alice, bob, *others = await courier.users_named("alice", "bob", "cat1", "cat2", "cat3", "cat4", "cat5")
+    group = await courier.groups.create(alice.id, "news", [bob.id])
+    await courier.groups.invite(alice.id, group.id, others[0].id)
+    ids = [u.id for u in others]
+    added = await courier.groups.add_members(alice.id, group.id, [*ids, bob.id, ids[0]], batch=2)
+    assert added == 5  # bob is a member already; c1 once
+    got = await courier.groups_repo.get(group.id)
+    assert got.member_ids == [alice.id, bob.id, *ids]
+    assert (got.member_count, got.member_version) == (7, 3)  # three batches: 2, 2, 1
+    assert courier.groups_repo.invitations == {}
+    assert courier.outbox.stored == {}
+    # Each joiner finds the group as a creation's first members do; the others are not told.
+    for user in others:
+        assert [c.type for c in changes_in_log(courier, user.id) if c.type != "group_invited"] == ["group_updated"]
+    assert [c.type for c in changes_in_log(courier, bob.id)] == ["group_updated"]
+    assert await courier.groups.add_members(alice.id, group.id, ids) == 0
+
+
+@pytest.mark.gen_test
+async def test_a_bulk_join_with_an_unknown_user_adds_no_one(courier):
+    alice, bob = await courier.users_named("alice", "bob")
+    group = await courier.groups.create(alice.id, "news", [])
+    with pytest.raises(errors.UserNotFound):
+        await courier.groups.add_members(alice.id, group.id, [bob.id, UNKNOWN_ID])
+    with pytest.raises(errors.NotAMember):
+        await courier.groups.add_members(bob.id, group.id, [bob.id])
+    with pytest.raises(errors.InvalidInput):
+        await courier.groups.add_members(alice.id, group.id, ["nope"])
+    assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id]
