@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from application.announcements import Announcer
 from application.ports import Announcement, Clock, GroupSwitch, IdGenerator, MemberChange
-from domain.events import GROUP_UPDATED, MEMBER_ADDED, MEMBER_REMOVED, GroupChange
+from domain.events import GROUP_INVITED, GROUP_UPDATED, MEMBER_ADDED, MEMBER_REMOVED, GroupChange
 from domain.model import Group
 
 
@@ -36,6 +36,17 @@ class GroupEvents:
         large group, to that one only)."""
         recipients = [user_id] if group.stream is not None else group.member_ids
         return self._announcement(MEMBER_REMOVED, group, by_user_id, recipients, user_id=user_id)
+
+    def joined_in_bulk(self, group: Group, user_ids: Sequence[str], by_user_id: str) -> Announcement:
+        """A bulk join (tests and seeding) tells its joiners as a creation tells the first
+        members: the group, with its name, appears for them. The other members are not
+        told (one event cannot name a thousand joins)."""
+        return self._announcement(GROUP_UPDATED, group, by_user_id, user_ids, name=group.name)
+
+    def invited(self, group: Group, user_id: str, by_user_id: str) -> Announcement:
+        """To the invitee alone (the members see the join, if it comes), with the group's
+        name: it may not read the group before it joins."""
+        return self._announcement(GROUP_INVITED, group, by_user_id, [user_id], user_id=user_id, name=group.name)
 
     async def announce(self, announcement: Announcement,
                        stream_change: GroupSwitch | MemberChange | None = None) -> None:

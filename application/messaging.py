@@ -232,7 +232,7 @@ class SendGroupMessage:
         group_id = validate_id(group_id, "group_id")
         message = self.dispatcher.new_message(sender_id, body, type=GROUP, group_id=group_id)
         group = await self._load(group_id)
-        group.require_member(sender_id)
+        group.require_poster(sender_id)
         await self.dispatcher.check_rate(sender_id)
         if group.stream is not None and self.streams is not None:
             return await self.dispatcher.dispatch_to_stream(message, self.streams, list(group.member_ids))

@@ -134,9 +134,24 @@ class GroupRepository(Protocol):
         a group joined while a client pages comes before its first page, not inside
         it. In O(limit), however many groups the user is in."""
 
-    async def add_member(self, group_id: str, user_id: str,
-                         announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
-        """Add a member; raise AlreadyAMember if they are one."""
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None,
+                         invited: bool = False) -> GroupSwitch | MemberChange | None:
+        """Add a member; raise AlreadyAMember if they are one. The user's invitation to
+        the group, if any, goes in the same transaction; `invited`: the join is by that
+        invitation, so NotAMember when there is none (and nothing changes)."""
+
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+        """Add many users at once (a bulk join: tests and seeding), in one transaction:
+        one member version, one announcement, and for a large group one MemberChange of
+        them all, with no record (no one else is told). Their invitations are spent.
+        AlreadyAMember if any is one, UserNotFound if any does not exist: nothing changes."""
+
+    async def invite(self, group_id: str, user_id: str, invited_by: str,
+                     announce: Announcement | None = None) -> bool:
+        """Store the owner's invitation of a user who is not a member, with its announcement,
+        in one transaction: True. An invitation stored before is kept as it is, and
+        nothing is stored: False. AlreadyAMember, UserNotFound, GroupNotFound."""
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         """Give the group a new name (GroupNotFound when there is no such group)."""

@@ -86,8 +86,7 @@ class NotAMember(Forbidden):
 class NotAllowed(Forbidden):
     """Only the channel's owner may post in it."""
 
-    # Its own code, not_allowed, comes with channels (docs/design/large-groups.md, section
-    # 9), together with its place in docs/api.md; until then it answers as any Forbidden.
+    code = "not_allowed"
 
 
 # 404 ---------------------------------------------------------------------

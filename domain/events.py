@@ -2,7 +2,7 @@
 
 Three kinds are stored: messages (domain.model.Message, types "private" and "group"),
 group changes (GroupChange below: "member_added", "member_removed",
-"group_updated"), message changes (MessageChange: "message_updated",
+"group_updated", "group_invited"), message changes (MessageChange: "message_updated",
 "message_deleted") and read markers moved by the user (ReadMarker: "read"). Each has
 `type`, `public(cursor)` (the object a client gets) and `to_record()` /
 `event_from_record()` (what the stores keep).
@@ -24,7 +24,9 @@ from domain import errors
 from domain.model import GROUP, PRIVATE, Message
 
 MEMBER_ADDED, MEMBER_REMOVED, GROUP_UPDATED = "member_added", "member_removed", "group_updated"
-GROUP_CHANGES = frozenset({MEMBER_ADDED, MEMBER_REMOVED, GROUP_UPDATED})
+# The owner invited the user (POST /groups/{id}/invitations): in the invitee's own log only.
+GROUP_INVITED = "group_invited"
+GROUP_CHANGES = frozenset({MEMBER_ADDED, MEMBER_REMOVED, GROUP_UPDATED, GROUP_INVITED})
 MESSAGE_UPDATED, MESSAGE_DELETED = "message_updated", "message_deleted"
 MESSAGE_CHANGES = frozenset({MESSAGE_UPDATED, MESSAGE_DELETED})
 MESSAGE_TYPES = frozenset({PRIVATE, GROUP})
@@ -34,15 +36,16 @@ MESSAGE_TYPES = frozenset({PRIVATE, GROUP})
 class GroupChange:
     """A change of a group that its members see: someone added or removed (leaving is
     a removal by oneself), or the group renamed (also sent to the first members when
-    a group is created, so that it appears for them at once)."""
+    a group is created, so that it appears for them at once). And an invitation, which
+    its invitee alone sees: not a member yet, it is told the group's name too."""
 
-    type: str  # MEMBER_ADDED, MEMBER_REMOVED or GROUP_UPDATED
+    type: str  # MEMBER_ADDED, MEMBER_REMOVED, GROUP_UPDATED or GROUP_INVITED
     id: str  # the event's own id
     group_id: str
     by_user_id: str
     created_at: int
-    user_id: str | None = None  # who was added or removed
-    name: str | None = None  # the group's name (group_updated)
+    user_id: str | None = None  # who was added, removed or invited
+    name: str | None = None  # the group's name (group_updated, group_invited)
 
     def public(self, cursor: str | None = None) -> dict:
         body: dict[str, Any] = {"type": self.type, "id": self.id, "group_id": self.group_id}
@@ -50,6 +53,8 @@ class GroupChange:
             body["name"] = self.name
         else:
             body["user_id"] = self.user_id
+            if self.type == GROUP_INVITED:
+                body["name"] = self.name
         body["by_user_id"] = self.by_user_id
         body["created_at"] = self.created_at
         if cursor is not None:

@@ -139,6 +139,17 @@ class User:
 
 
 KIND_GROUP, KIND_CHANNEL = "group", "channel"  # a channel: only the owner posts (large from creation)
+KINDS = (KIND_GROUP, KIND_CHANNEL)
+
+
+def validate_kind(kind: Any) -> str:
+    """POST /groups' `kind`: "group" (also when absent) or "channel"."""
+    if kind is None:
+        return KIND_GROUP
+    for known in KINDS:
+        if kind == known:
+            return known
+    raise errors.InvalidInput('kind must be "group" or "channel"')
 
 
 @dataclass(slots=True)
@@ -172,6 +183,14 @@ class Group:
         if not self.is_member(user_id):
             raise errors.NotAMember()
 
+    def require_poster(self, user_id: str) -> None:
+        """A member may post; in a channel, only the owner. (The stream's script checks
+        again, atomically with the append: this is what a send by the small path, before a
+        channel's switch is applied, or with large groups off, has.)"""
+        self.require_member(user_id)
+        if self.kind == KIND_CHANNEL and user_id != self.owner_id:
+            raise errors.NotAllowed()
+
     def may_remove(self, actor_id: str, target_id: str) -> bool:
         """A member may leave; the owner may remove anyone."""
         return actor_id == target_id or actor_id == self.owner_id
@@ -189,6 +208,8 @@ class Group:
             "name": self.name,
             "owner_id": self.owner_id,
             "member_ids": list(self.member_ids),
+            "kind": self.kind,
+            "member_count": self.member_count,
         }
 
 

@@ -390,6 +390,8 @@ class Container(containers.DeclarativeContainer):
     manage_groups = providers.Singleton(
         ManageGroups, groups, users, ids, providers.Singleton(GroupChangeAllowance, group_change_limiter),
         group_events,
+        channels=providers.Selector(settings.provided.large_groups, on=providers.Object(True),
+                                    off=providers.Object(False)),
     )
     gateway = providers.Singleton(
         Gateway, inbox, providers.Object(encode_delivery), encode_parts=providers.Object(encode_parts),

@@ -15,6 +15,7 @@ appends the member it added) without touching the cached one. Bounded by the
 members held (a few MB): past `max_members` the oldest entries are dropped."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from application.ports import Announcement, GroupPage, GroupPosition, GroupRepository, GroupSwitch, MemberChange
@@ -53,13 +54,25 @@ class CachedGroups(GroupRepository):
     async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
         return await self._inner.list_for_member(user_id, before, limit)
 
-    async def add_member(self, group_id: str, user_id: str,
-                         announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None,
+                         invited: bool = False) -> GroupSwitch | MemberChange | None:
         self._forget(group_id)
         try:
-            return await self._inner.add_member(group_id, user_id, announce)
+            return await self._inner.add_member(group_id, user_id, announce, invited)
         finally:
             self._forget(group_id)
+
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+        self._forget(group_id)
+        try:
+            return await self._inner.add_members(group_id, user_ids, announce)
+        finally:
+            self._forget(group_id)
+
+    async def invite(self, group_id: str, user_id: str, invited_by: str,
+                     announce: Announcement | None = None) -> bool:
+        return await self._inner.invite(group_id, user_id, invited_by, announce)  # the group is unchanged
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         self._forget(group_id)

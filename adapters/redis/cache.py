@@ -234,13 +234,25 @@ class RedisCachedGroupRepository(GroupRepository):
     async def list_for_member(self, user_id: str, before: GroupPosition | None, limit: int) -> GroupPage:
         return await self._inner.list_for_member(user_id, before, limit)
 
-    async def add_member(self, group_id: str, user_id: str,
-                         announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None,
+                         invited: bool = False) -> GroupSwitch | MemberChange | None:
         await self._invalidate(group_id, required=True)
         try:
-            return await self._inner.add_member(group_id, user_id, announce)
+            return await self._inner.add_member(group_id, user_id, announce, invited)
         finally:
             await self._invalidate(group_id, required=False)
+
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+        await self._invalidate(group_id, required=True)
+        try:
+            return await self._inner.add_members(group_id, user_ids, announce)
+        finally:
+            await self._invalidate(group_id, required=False)
+
+    async def invite(self, group_id: str, user_id: str, invited_by: str,
+                     announce: Announcement | None = None) -> bool:
+        return await self._inner.invite(group_id, user_id, invited_by, announce)  # the group is unchanged
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         await self._invalidate(group_id, required=True)

@@ -18,17 +18,17 @@ lock, a group's announcements also follow its member versions in the outbox's or
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
 
 from adapters.sql import conversations
-from adapters.sql.batches import chunks
+from adapters.sql.batches import IN_CHUNK, chunks
 from adapters.sql.database import Database
 from adapters.sql.outbox import store_announcement
-from adapters.sql.tables import group_members, group_streams, groups
+from adapters.sql.tables import group_invitations, group_members, group_streams, groups
 from adapters.sql.users import utcnow
 from application.ports import (
     JOIN,
@@ -197,12 +197,12 @@ class SqlGroupRepository(GroupRepository):
             GroupPosition(joined_micros(last.joined_at), last.group_id) if last is not None else None,
         )
 
-    async def add_member(self, group_id: str, user_id: str,
-                         announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
-        return await self._db.write(self._add_member, group_id, user_id, announce)
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None,
+                         invited: bool = False) -> GroupSwitch | MemberChange | None:
+        return await self._db.write(self._add_member, group_id, user_id, announce, invited)
 
-    def _add_member(self, conn: Connection, group_id: str, user_id: str,
-                    announce: Announcement | None) -> GroupSwitch | MemberChange | None:
+    def _add_member(self, conn: Connection, group_id: str, user_id: str, announce: Announcement | None,
+                    invited: bool) -> GroupSwitch | MemberChange | None:
         with conn.begin():
             # Locking the group row (MySQL; SQLite has one writer) serialises joins and
             # leaves of one group: two never take the same position or member version.
@@ -215,6 +215,12 @@ class SqlGroupRepository(GroupRepository):
             ).first()
             if already is not None:
                 raise errors.AlreadyAMember()
+            # A join spends the user's invitation, whoever adds it; a join by invitation
+            # needs one (raising here rolls the transaction back).
+            spent = conn.execute(delete(group_invitations).where(
+                group_invitations.c.group_id == group_id, group_invitations.c.user_id == user_id)).rowcount
+            if invited and not spent:
+                raise errors.NotAMember("you are not a member of this group, nor invited to it")
             last = conn.execute(select(func.max(member.position)).where(member.group_id == group_id)).scalar()
             try:
                 conn.execute(
@@ -233,6 +239,76 @@ class SqlGroupRepository(GroupRepository):
                 change = self._switch(conn, group_id, version, event_id)  # the joiner is among its members
             _store(conn, announce, change)
             return change
+
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> GroupSwitch | MemberChange | None:
+        return await self._db.write(self._add_members, group_id, list(user_ids), announce)
+
+    def _add_members(self, conn: Connection, group_id: str, user_ids: list[str],
+                     announce: Announcement | None) -> GroupSwitch | MemberChange | None:
+        """_add_member for many users in a few statements (the caller keeps the batch to
+        about a thousand: one transaction, one lock of the group row)."""
+        with conn.begin():
+            locked = _lock(conn, group_id)
+            if locked is None:
+                raise errors.GroupNotFound()
+            member = group_members.c
+            for chunk in chunks(user_ids):
+                if conn.execute(select(member.user_id).where(member.group_id == group_id,
+                                                             member.user_id.in_(chunk)).limit(1)).first():
+                    raise errors.AlreadyAMember()
+            last = conn.execute(select(func.max(member.position)).where(member.group_id == group_id)).scalar() or 0
+            now = utcnow()
+            try:
+                for start in range(0, len(user_ids), IN_CHUNK):
+                    conn.execute(insert(group_members), [
+                        {"group_id": group_id, "user_id": user_id, "position": last + start + offset, "joined_at": now}
+                        for offset, user_id in enumerate(user_ids[start:start + IN_CHUNK], start=1)
+                    ])
+            except exc.IntegrityError as e:  # the group exists and no row did: a user does not
+                raise errors.UserNotFound() from e
+            for chunk in chunks(user_ids):
+                conn.execute(delete(group_invitations).where(group_invitations.c.group_id == group_id,
+                                                             group_invitations.c.user_id.in_(chunk)))
+            conversations.group_joined_by(conn, group_id, user_ids)
+            count, version = _count(conn, group_id, locked, len(user_ids))
+            event_id = _event_id(announce)
+            # No record: one event cannot tell of a thousand joins (the joiners are told
+            # in their own logs; the other members are not).
+            change: GroupSwitch | MemberChange | None = self._changed(
+                conn, group_id, MemberChange(JOIN, group_id, event_id, version, tuple(user_ids), None))
+            if change is None and self._passes(count):
+                change = self._switch(conn, group_id, version, event_id)
+            _store(conn, announce, change)
+            return change
+
+    async def invite(self, group_id: str, user_id: str, invited_by: str,
+                     announce: Announcement | None = None) -> bool:
+        return await self._db.write(self._invite, group_id, user_id, invited_by, announce)
+
+    @staticmethod
+    def _invite(conn: Connection, group_id: str, user_id: str, invited_by: str,
+                announce: Announcement | None) -> bool:
+        with conn.begin():
+            # Under the group's row lock, as joins: an invitee who joins meanwhile is a
+            # member here, never a member with an invitation left over.
+            if _lock(conn, group_id) is None:
+                raise errors.GroupNotFound()
+            member = group_members.c
+            if conn.execute(select(member.user_id).where(member.group_id == group_id,
+                                                         member.user_id == user_id)).first() is not None:
+                raise errors.AlreadyAMember()
+            invitation = group_invitations.c
+            if conn.execute(select(invitation.user_id).where(invitation.group_id == group_id,
+                                                             invitation.user_id == user_id)).first() is not None:
+                return False  # invited before: that invitation (and its event) stands
+            try:
+                conn.execute(insert(group_invitations).values(group_id=group_id, user_id=user_id,
+                                                              invited_by=invited_by, created_at=utcnow()))
+            except exc.IntegrityError as e:  # the group exists: the user does not
+                raise errors.UserNotFound() from e
+            store_announcement(conn, announce)
+            return True
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         await self._db.write(self._rename, group_id, name, announce)

@@ -42,6 +42,7 @@ def make_app(container, open_sockets: set, ops_routes: list, metrics: Metrics) -
         (api + f"/groups/{ID}", groups.GroupHandler, use(groups=container.manage_groups())),
         (api + f"/groups/{ID}/members", groups.GroupMembersHandler, use(groups=container.manage_groups())),
         (api + f"/groups/{ID}/members/{ID}", groups.GroupMemberHandler, use(groups=container.manage_groups())),
+        (api + f"/groups/{ID}/invitations", groups.GroupInvitationsHandler, use(groups=container.manage_groups())),
         (api + f"/groups/{ID}/messages", messages.GroupMessagesHandler,
          use(send_group=container.send_group(), history=container.history())),
         (api + "/conversations", conversations.ConversationsHandler,

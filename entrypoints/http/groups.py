@@ -1,4 +1,4 @@
-"""Groups: create, list, get, rename, add a member, leave or remove."""
+"""Groups: create, list, get, rename, add a member, invite, leave or remove."""
 from __future__ import annotations
 
 from entrypoints.http.base import BaseHandler
@@ -7,7 +7,7 @@ from entrypoints.http.base import BaseHandler
 class GroupsHandler(BaseHandler):
     async def post(self) -> None:
         body = self.json_body()
-        group = await self.groups.create(self.user_id, body.get("name"), body.get("member_ids"))
+        group = await self.groups.create(self.user_id, body.get("name"), body.get("member_ids"), body.get("kind"))
         self.reply(201, group.public())
 
     async def get(self) -> None:
@@ -30,6 +30,12 @@ class GroupMembersHandler(BaseHandler):
     async def post(self, group_id: str) -> None:
         group = await self.groups.add_member(self.user_id, group_id, self.json_body().get("user_id"))
         self.reply(200, group.public())
+
+
+class GroupInvitationsHandler(BaseHandler):
+    async def post(self, group_id: str) -> None:
+        invitation = await self.groups.invite(self.user_id, group_id, self.json_body().get("user_id"))
+        self.reply(201 if invitation.new else 200, invitation.public())
 
 
 class GroupMemberHandler(BaseHandler):

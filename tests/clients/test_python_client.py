@@ -55,6 +55,10 @@ async def test_every_call_of_the_api(deploy, clients, readers):
     assert (await carol.get_group(group["group_id"]))["name"] == "team"
     assert (await alice.rename_group(group["group_id"], "the team"))["name"] == "the team"
     await alice.remove_member(group["group_id"], carol.user_id)
+    side = await alice.create_group("side")
+    assert await alice.invite(side["group_id"], carol.user_id) == {
+        "group_id": side["group_id"], "user_id": carol.user_id, "invited_by": alice.user_id}
+    assert (await carol.add_member(side["group_id"], carol.user_id))["member_count"] == 2  # by invitation
     with pytest.raises(CourierError) as refused:
         await carol.get_group(group["group_id"])
     assert refused.value.status == 403

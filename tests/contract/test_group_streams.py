@@ -321,6 +321,27 @@ async def test_in_a_channel_only_the_owner_posts_and_joins_and_leaves_are_not_lo
 
 
 @pytest.mark.gen_test
+@pytest.mark.parametrize("in_channel", [True, False])
+async def test_a_bulk_join_is_one_change_for_all_its_users_and_logs_nothing(harness, in_channel):
+    """ManageGroups.add_members: one version, several users, no record (design section 9)."""
+    owner, *joiners = [new_id() for _ in range(5)]
+    group = await harness.switch([owner], channel=in_channel)
+    first = await harness.post(group, owner, "first")
+    await harness.rows(None, None, joiners)
+    harness.versions[group.id] += 1
+    bulk = MemberChange(JOIN, group.id, new_id(), harness.versions[group.id], tuple(joiners))
+    applied = await harness.streams.apply(bulk)
+    assert applied == Applied(APPLIED, first.position)  # no record: at the stream's newest id
+    assert await harness.streams.apply(bulk) == applied  # once
+    second = await harness.post(group, owner, "second")
+    assert ids(await harness.read(group, owner)) == [first.message.id, second.message.id]
+    for joiner in joiners:
+        assert ids(await harness.read(group, joiner, applied.position)) == [second.message.id]
+    if not in_channel:
+        assert (await harness.post(group, joiners[-1], "mine")).message.seq == 3
+
+
+@pytest.mark.gen_test
 async def test_an_owner_change_moves_the_right_to_post_in_a_channel(harness):
     owner, heir = new_id(), new_id()
     channel = await harness.switch([owner, heir], channel=True)

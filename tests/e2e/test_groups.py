@@ -18,7 +18,8 @@ async def test_create_answers_201_with_the_group(api):
     a, b, c = await api.register(), await api.register(), await api.register()
     r = await api.call("POST", GROUPS, {"name": "Team <Rocket> 🚀 ", "member_ids": [b.user_id, c.user_id]}, a.token)
     assert r.status == 201, r
-    assert set(r.body) == {"group_id", "name", "owner_id", "member_ids"}
+    assert set(r.body) == {"group_id", "name", "owner_id", "member_ids", "kind", "member_count"}
+    assert (r.body["kind"], r.body["member_count"]) == ("group", 3)
     assert is_uuid(r.body["group_id"])
     assert r.body["name"] == "Team <Rocket> 🚀 "
     assert r.body["owner_id"] == a.user_id
@@ -77,7 +78,7 @@ async def test_members_add_members(api):
     members = f"{GROUPS}/{group['group_id']}/members"
     r = await api.call("POST", members, {"user_id": c.user_id}, b.token)  # any member may add
     assert r.status == 200, r
-    assert r.body == {**group, "member_ids": [a.user_id, b.user_id, c.user_id]}
+    assert r.body == {**group, "member_ids": [a.user_id, b.user_id, c.user_id], "member_count": 3}
     assert_error(await api.call("POST", members, {"user_id": c.user_id}, a.token), 409, "already_a_member")
     assert_error(await api.call("POST", members, {"user_id": a.user_id}, c.token), 409, "already_a_member")
     assert_error(await api.call("POST", members, {"user_id": c.user_id}, d.token), 403)  # not a member
@@ -177,3 +178,13 @@ async def test_concurrent_adds_of_one_user_add_it_once(api):
     assert sorted(r.status for r in replies) == [200, 409, 409, 409], replies
     r = await api.call("GET", f"{GROUPS}/{group['group_id']}", token=c.token)
     assert r.body["member_ids"] == [a.user_id, b.user_id, c.user_id], r
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_channel_is_refused_while_large_groups_are_off(api):
+    # COURIER_LARGE_GROUP=0 (the default): nothing would carry a channel's stream.
+    a = await api.register()
+    r = await api.call("POST", GROUPS, {"name": "news", "kind": "channel"}, a.token)
+    assert_error(r, 400, "invalid_input")
+    assert "COURIER_LARGE_GROUP" in r.body["error"]["message"]
+    assert (await api.call("GET", GROUPS, None, a.token)).body["groups"] == []

@@ -60,6 +60,7 @@ class MemoryGroupRepository(GroupRepository):
         # When each (group, member) joined: a counter stands for the time.
         self._joined: dict[tuple[str, str], int] = {}
         self._ticks = itertools.count(1)
+        self.invitations: dict[tuple[str, str], str] = {}  # (group, invitee) -> who invited
         self.outbox = MemoryOutbox()  # shared with the other stores by the tests that look at it
         # The conversation list, kept in the group's transactions (SqlGroupRepository).
         self.conversations: MemoryConversationStore | None = None
@@ -92,16 +93,47 @@ class MemoryGroupRepository(GroupRepository):
             GroupPosition(*page[-1]) if more else None,
         )
 
-    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None) -> None:
+    async def add_member(self, group_id: str, user_id: str, announce: Announcement | None = None,
+                         invited: bool = False) -> None:
         group = self.by_id[group_id]
         if user_id in group.member_ids:
             raise errors.AlreadyAMember()
+        spent = self.invitations.pop((group_id, user_id), None) is not None  # as SQL: any join spends it
+        if invited and not spent:
+            raise errors.NotAMember()
         self._store(announce)
         group.member_ids.append(user_id)
         group.member_count, group.member_version = group.member_count + 1, group.member_version + 1
         self._joined[group_id, user_id] = next(self._ticks)
         if self.conversations is not None:
             self.conversations.group_joined(group_id, user_id)
+
+    async def add_members(self, group_id: str, user_ids: Sequence[str],
+                          announce: Announcement | None = None) -> None:
+        group = self.by_id[group_id]
+        if any(user_id in group.member_ids for user_id in user_ids):
+            raise errors.AlreadyAMember()
+        self._store(announce)
+        tick = next(self._ticks)  # one transaction: they join at once
+        for user_id in user_ids:
+            self.invitations.pop((group_id, user_id), None)
+            group.member_ids.append(user_id)
+            self._joined[group_id, user_id] = tick
+            if self.conversations is not None:
+                self.conversations.group_joined(group_id, user_id)
+        group.member_count, group.member_version = group.member_count + len(user_ids), group.member_version + 1
+
+    async def invite(self, group_id: str, user_id: str, invited_by: str,
+                     announce: Announcement | None = None) -> bool:
+        if group_id not in self.by_id:
+            raise errors.GroupNotFound()
+        if user_id in self.by_id[group_id].member_ids:
+            raise errors.AlreadyAMember()
+        if (group_id, user_id) in self.invitations:
+            return False
+        self._store(announce)
+        self.invitations[group_id, user_id] = invited_by
+        return True
 
     async def rename(self, group_id: str, name: str, announce: Announcement | None = None) -> None:
         if group_id not in self.by_id:

@@ -39,6 +39,7 @@ ROUTES = [
     "/api/v1/groups/{}",
     "/api/v1/groups/{}/members",
     "/api/v1/groups/{}/members/{}",
+    "/api/v1/groups/{}/invitations",
     "/api/v1/groups/{}/messages",
     "/api/v1/groups/{}/read",
     "/api/v1/groups/{}/reads",
@@ -56,8 +57,8 @@ ROUTES = [
     "/docs/{}",
 ]
 METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
-FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "user_id", "seq",
-          "send_read_receipts", "show_presence"]
+FIELDS = ["username", "password", "to_user_id", "content", "client_msg_id", "name", "member_ids", "kind", "user_id",
+          "seq", "send_read_receipts", "show_presence"]
 QUERY_KEYS = ["cursor", "limit", "before", "username", "token", "events"]
 PASSWORD = "fuzz-password-1"
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",

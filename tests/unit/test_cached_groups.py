@@ -80,8 +80,8 @@ async def test_a_read_racing_a_change_does_not_put_the_old_members_back():
 class LostAnswer(CountingGroups):
     """The store takes the write, then the answer is lost (the database went away)."""
 
-    async def add_member(self, group_id: str, user_id: str, announce=None) -> None:
-        await super().add_member(group_id, user_id, announce)
+    async def add_member(self, group_id: str, user_id: str, announce=None, invited=False) -> None:
+        await super().add_member(group_id, user_id, announce, invited)
         raise ConnectionError("lost the answer")
 
 

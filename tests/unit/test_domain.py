@@ -282,7 +282,8 @@ def test_group_rules():
     assert group.successor_owner("o") == "a"  # the longest-standing member
     assert group.successor_owner("a") == "o"
     assert Group(id="g", name="n", owner_id="o", member_ids=["o"]).successor_owner("o") is None
-    assert group.public() == {"group_id": "g", "name": "n", "owner_id": "o", "member_ids": ["o", "a", "b"]}
+    assert group.public() == {"group_id": "g", "name": "n", "owner_id": "o", "member_ids": ["o", "a", "b"],
+                              "kind": "group", "member_count": 3}
 
 
 def test_group_public_is_a_copy():

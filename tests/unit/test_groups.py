@@ -17,8 +17,48 @@ async def test_create_a_group_with_members(courier):
         "name": "team",
         "owner_id": alice.id,
         "member_ids": [alice.id, bob.id, carol.id],
+        "kind": "group",
+        "member_count": 3,
     }
     assert (await courier.groups_repo.get(group.id)).member_ids == [alice.id, bob.id, carol.id]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("kind", [None, "group"])
+async def test_a_group_is_of_kind_group_unless_asked_otherwise(courier, kind):
+    alice = await courier.user("alice")
+    group = await courier.groups.create(alice.id, "team", [], kind)
+    assert group.kind == "group"
+    assert (await courier.groups_repo.get(group.id)).kind == "group"
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("kind", ["Channel", "", "broadcast", 1, ["channel"], {}])
+async def test_any_other_kind_is_invalid_input_and_creates_nothing(courier, kind):
+    courier.groups.channels = True
+    alice = await courier.user("alice")
+    with pytest.raises(errors.InvalidInput, match="kind"):
+        await courier.groups.create(alice.id, "team", [], kind)
+    assert courier.groups_repo.by_id == {}
+
+
+@pytest.mark.gen_test
+async def test_a_channel_is_refused_while_large_groups_are_off(courier):
+    # The default build runs with COURIER_LARGE_GROUP=0: nothing would deliver its posts.
+    alice = await courier.user("alice")
+    assert courier.groups.channels is False
+    with pytest.raises(errors.InvalidInput, match="COURIER_LARGE_GROUP"):
+        await courier.groups.create(alice.id, "news", [], "channel")
+    assert courier.groups_repo.by_id == {}
+
+
+@pytest.mark.gen_test
+async def test_a_channel_is_created_while_large_groups_are_on(courier):
+    courier.groups.channels = True
+    alice, bob = await courier.users_named("alice", "bob")
+    group = await courier.groups.create(alice.id, "news", [bob.id], "channel")
+    assert group.public()["kind"] == "channel"
+    assert (await courier.groups_repo.get(group.id)).kind == "channel"
 
 
 @pytest.mark.gen_test
@@ -291,3 +331,19 @@ def test_a_position_survives_its_token():
         assert token.isascii() and "=" not in token
         assert parse_position(token) == position
     assert parse_position(None) is None and parse_position("") is None
+
+
+@pytest.mark.gen_test
+async def test_only_the_owner_posts_in_a_channel_even_by_the_small_path(courier):
+    # The unit build has no streams (large groups off): the send goes by the small path,
+    # which must refuse as the stream's script does (a channel whose switch is on its way).
+    courier.groups.channels = True
+    alice, bob, carol = await courier.users_named("alice", "bob", "carol")
+    group = await courier.groups.create(alice.id, "news", [bob.id], "channel")
+    with pytest.raises(errors.NotAllowed) as refused:
+        await courier.send_group(bob.id, group.id, {"content": "me too"})
+    assert refused.value.code == "not_allowed"
+    with pytest.raises(errors.NotAMember):
+        await courier.send_group(carol.id, group.id, {"content": "hello?"})
+    posted = await courier.send_group(alice.id, group.id, {"content": "news"})
+    assert posted.seq == 1

@@ -275,9 +275,14 @@ class Client:
 
     # --- groups ---------------------------------------------------------------
 
-    async def create_group(self, name: str, member_ids: Iterable[str] = ()) -> dict:
-        """A new group owned by the caller: `{"group_id", "name", "owner_id", "member_ids"}`."""
-        return await self._object("POST", "/groups", {"name": name, "member_ids": list(member_ids)})
+    async def create_group(self, name: str, member_ids: Iterable[str] = (), kind: str | None = None) -> dict:
+        """A new group owned by the caller: `{"group_id", "name", "owner_id", "member_ids", "kind",
+        "member_count"}`. `kind="channel"`: a broadcast channel, in which only the owner posts
+        (a server without large groups answers 400)."""
+        body: dict = {"name": name, "member_ids": list(member_ids)}
+        if kind is not None:
+            body["kind"] = kind
+        return await self._object("POST", "/groups", body)
 
     async def get_group(self, group_id: str) -> dict:
         """A group the caller is in."""
@@ -299,6 +304,12 @@ class Client:
     async def add_member(self, group_id: str, user_id: str) -> dict:
         """Add a user to a group: the group."""
         return await self._object("POST", f"/groups/{_segment(group_id)}/members", {"user_id": user_id})
+
+    async def invite(self, group_id: str, user_id: str) -> dict:
+        """Invite a user to the caller's group (its owner): `{"group_id", "user_id", "invited_by"}`.
+        The invitee gets a `group_invited` event and joins with `add_member(group_id, <its own id>)`."""
+        return await self._object("POST", f"/groups/{_segment(group_id)}/invitations", {"user_id": user_id},
+                                  retry=True)  # inviting again answers the same (200)
 
     async def remove_member(self, group_id: str, user_id: str) -> None:
         """Remove a member (the owner), or leave (one's own id)."""
