@@ -59,8 +59,10 @@ class BatchedScript:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, calls: list[_Call]) -> None:
-        pool = self._client.connection_pool
         try:
+            # Inside the try: whatever fails before the write (a client without a pool, as
+            # a cluster client is; a refused connection) answers every waiting call.
+            pool = self._client.connection_pool
             connection = await pool.get_connection()
         except BaseException as error:
             _fail(calls, error)  # the callers raise it
