@@ -21,6 +21,10 @@ _UNAVAILABLE = (
     rx.OutOfMemoryError,
     rx.TryAgainError,
     rx.ClusterDownError,  # includes MasterDownError
+    # A key's slot is served elsewhere (a plain client on a cluster node, or a slot on its
+    # way to another node): nothing was done, and a retry may find it.
+    rx.AskError,  # includes MovedError
+    rx.SlotNotCoveredError,
 )
 
 
