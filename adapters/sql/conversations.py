@@ -10,6 +10,11 @@ members' rows in the transactions that change the group (group_joined, group_lef
 
 A page of the list is one range of the (user_id, activity, conversation) index plus
 one lookup per row: O(page), however many messages or conversations there are.
+
+A large group's members (docs/design/large-groups.md, section 10) keep their rows'
+join activity (`large` = 1): a message to a group of 100,000 does not write 100,000 rows.
+Their groups are sorted by the conversation's own activity instead, merged into the
+page: O(page + the user's large groups).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from adapters.sql.batches import chunks
 from adapters.sql.database import Database
 from adapters.sql.outbox import store_announcement
-from adapters.sql.tables import conversation_members, conversations, groups, messages, users
+from adapters.sql.tables import conversation_members, conversations, group_streams, groups, messages, users
 from application.ports import (
     Announcement,
     ConversationPage,
@@ -118,13 +123,30 @@ def record_messages(conn: Connection, stored: Sequence[tuple[Message, int]]) -> 
             ("activity", _greatest(m.activity, new.activity)),
         ])
     m = conversation_members.c
+    large = _large_groups(conn, [conversation[2:] for conversation, _, _ in in_groups])
     for conversation, activity, own in in_groups:
-        conn.execute(update(conversation_members).where(m.conversation == conversation)
-                     .values(activity=_greatest(m.activity, activity)))
+        if conversation[2:] not in large:  # a large group's list place is its conversation's
+            conn.execute(update(conversation_members).where(m.conversation == conversation)
+                         .values(activity=_greatest(m.activity, activity)))
         for sender_id, sent_seq in own.items():
             conn.execute(update(conversation_members)
                          .where(m.user_id == sender_id, m.conversation == conversation)
                          .values(read_seq=_greatest(m.read_seq, sent_seq)))
+
+
+def _large_groups(conn: Connection, group_ids: list[str]) -> set[str]:
+    """Which of these groups are large (one query, none when there are no groups)."""
+    found: set[str] = set()
+    for chunk in chunks(group_ids):
+        found.update(conn.execute(select(group_streams.c.group_id).where(group_streams.c.group_id.in_(chunk)))
+                     .scalars())
+    return found
+
+
+def group_became_large(conn: Connection, group_id: str) -> None:
+    """In the switching transaction: the members' rows keep their activity from now on."""
+    m = conversation_members.c
+    conn.execute(update(conversation_members).where(m.conversation == "g:" + group_id).values(large=True))
 
 
 def group_created(conn: Connection, group_id: str, member_ids: Sequence[str]) -> None:
@@ -154,7 +176,7 @@ def group_joined(conn: Connection, group_id: str, user_id: str) -> None:
     conn.execute(delete(conversation_members).where(m.user_id == user_id, m.conversation == conversation))
     conn.execute(insert(conversation_members).values(
         user_id=user_id, conversation=conversation, peer_id=None, group_id=group_id, read_seq=last or 0,
-        activity=now))
+        activity=now, large=bool(_large_groups(conn, [group_id]))))
 
 
 def group_joined_by(conn: Connection, group_id: str, user_ids: list[str]) -> None:
@@ -167,11 +189,12 @@ def group_joined_by(conn: Connection, group_id: str, user_ids: list[str]) -> Non
         conn.execute(insert(conversations).values(conversation=conversation, last_seq=0, last_message_id=None,
                                                   activity=now))
     m = conversation_members.c
+    large = bool(_large_groups(conn, [group_id]))
     for chunk in chunks(user_ids):
         conn.execute(delete(conversation_members).where(m.user_id.in_(chunk), m.conversation == conversation))
         conn.execute(insert(conversation_members), [
             {"user_id": user_id, "conversation": conversation, "peer_id": None, "group_id": group_id,
-             "read_seq": last or 0, "activity": now} for user_id in chunk
+             "read_seq": last or 0, "activity": now, "large": large} for user_id in chunk
         ])
 
 
@@ -193,20 +216,27 @@ class SqlConversationStore(ConversationStore):
         from adapters.sql.messages import MESSAGE_COLUMNS, message_from_row  # (messages imports groups, this)
 
         m, c = conversation_members.c, conversations.c
+        # Ordinary rows: one range of the user's index. Large groups' rows: all of them,
+        # placed by their conversation's activity (section 10); the two merged below.
+        activity = case((m.large, c.activity), else_=m.activity).label("activity")
         query = (
-            select(m.conversation, m.peer_id, m.group_id, m.read_seq, m.activity, c.last_seq, c.last_message_id,
+            select(m.conversation, m.peer_id, m.group_id, m.read_seq, activity, c.last_seq, c.last_message_id,
                    users.c.username, groups.c.name)
             .join_from(conversation_members, conversations, c.conversation == m.conversation)
             .outerjoin(users, users.c.id == m.peer_id)
             .outerjoin(groups, groups.c.id == m.group_id)
-            .where(m.user_id == user_id)
         )
+        ordinary = query.where(m.user_id == user_id, m.large.is_(False))
         if before is not None:
-            query = query.where(m.activity <= before.activity,
-                                tuple_(m.activity, m.conversation) < tuple_(before.activity, before.conversation))
-        query = query.order_by(m.activity.desc(), m.conversation.desc()).limit(limit + 1)
+            ordinary = ordinary.where(m.activity <= before.activity,
+                                      tuple_(m.activity, m.conversation) < tuple_(before.activity, before.conversation))
+        ordinary = ordinary.order_by(m.activity.desc(), m.conversation.desc()).limit(limit + 1)
+        large = query.where(m.user_id == user_id, m.large.is_(True))
         with conn.begin():
-            rows = conn.execute(query).all()
+            rows = [*conn.execute(ordinary), *(row for row in conn.execute(large)
+                                               if before is None or (row.activity, row.conversation)
+                                               < (before.activity, before.conversation))]
+            rows.sort(key=lambda row: (row.activity, row.conversation), reverse=True)
             more = len(rows) > limit
             rows = rows[:limit]
             ids = [row.last_message_id for row in rows if row.last_message_id is not None]

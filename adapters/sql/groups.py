@@ -150,6 +150,7 @@ class SqlGroupRepository(GroupRepository):
         ).scalars()
         switch = GroupSwitch(group_id, event_id, version, stream.inserted_primary_key[0], row.owner_id,
                              row.kind == KIND_CHANNEL, tuple(members))
+        conversations.group_became_large(conn, group_id)
         if self._apply is not None:
             self._apply(conn, switch)
         return switch

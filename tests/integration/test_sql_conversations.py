@@ -182,3 +182,48 @@ def _add_users(conn, user_ids: list[str]) -> None:
                                           password_hash="h", created_at=datetime(2026, 1, 1),
                                           normalised_key=f"u{index}")
                                      for index, user_id in enumerate(user_ids)])
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_large_groups_messages_write_no_member_row_and_the_list_places_it_by_its_activity(
+        db, store, people):  # noqa: F811 - the fixture imported above
+    """Design section 10: a large group's member rows keep their join activity (a message
+    to 100,000 members writes none of their rows); the list places the group by its
+    conversation's activity, merged with the ordinary rows, paging across both."""
+    from sqlalchemy import select
+
+    from adapters.sql.tables import conversation_members
+
+    anna, bob, carol, small = people["anna"], people["bob"], people["carol"], people["group"]
+    big = new_id()
+    # large_group=3: a group of four is large from creation (the switch marks its rows).
+    await SqlGroupRepository(db, large_group=3).add(
+        Group(id=big, name="big", owner_id=anna, member_ids=[anna, bob, carol, await one_more(db)]))
+    await store.save(numbered([group_message(bob, small)]), [T0 + 1])
+    await store.save([private(anna, bob, "p").with_seq(1)], [T0 + 2])
+    await store.save(numbered([group_message(bob, big, "newest")]), [T0 + 3])
+
+    def activities(conn):
+        m = conversation_members.c
+        return dict(conn.execute(select(m.user_id, m.activity).where(m.conversation == "g:" + big)).all())
+
+    joined = await db.run(activities)
+    assert all(activity < MS * 1000 for activity in joined.values())  # untouched by the message
+    conversations = SqlConversationStore(db)
+    listed = (await conversations.list(carol, None, 10)).conversations
+    assert [c.group_id for c in listed] == [big, small]
+    assert listed[0].activity == MS * 1000 + 3 and listed[0].unread_count == 1
+    assert listed[0].last_message is not None and listed[0].last_message.content == "newest"
+    # Anna's list pages across both kinds of row, each once, most recent first.
+    first = await conversations.list(anna, None, 1)
+    assert [c.group_id for c in first.conversations] == [big]
+    second = await conversations.list(anna, first.next_before, 1)
+    assert [c.peer_id for c in second.conversations] == [bob]
+    third = await conversations.list(anna, second.next_before, 5)
+    assert [c.group_id for c in third.conversations] == [small] and third.next_before is None
+
+
+async def one_more(db) -> str:
+    user_id = new_id()
+    await SqlUserRepository(db).add(User(id=user_id, username="u" + user_id[:8], password_hash="h"))
+    return user_id
