@@ -336,6 +336,7 @@ conversation_members = Table(
     # A user's list, most recent first, paged by (activity, conversation).
     Index(None, "user_id", "activity", "conversation"),
     Index(None, "conversation"),
+    Index(None, "user_id", "large"),  # a user's large groups, merged into its list by their own activity
     **MYSQL_TABLE_OPTIONS,
 )
 
