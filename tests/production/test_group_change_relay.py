@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, pool, text
 from application.conversations import private_conversation
 from domain.events import ReadMarker, read_marker_id
 from domain.model import PRIVATE
-from tests.production.support import production_settings
+from tests.production.support import announcements_left, production_settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
@@ -29,15 +29,6 @@ def store_announcement(database_url: str, event: dict, recipients: list[str], ag
                 " VALUES (:id, :record, :recipients, :at)"),
                 {"id": event["id"], "record": json.dumps(event), "recipients": json.dumps(recipients),
                  "at": int(time.time()) - age})
-    finally:
-        engine.dispose()
-
-
-def announcements_left(database_url: str) -> int:
-    engine = create_engine(database_url, poolclass=pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text("SELECT COUNT(*) FROM group_announcements")).scalar()
     finally:
         engine.dispose()
 
