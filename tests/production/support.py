@@ -205,6 +205,15 @@ def announcements_left(database_url: str) -> int:
         engine.dispose()
 
 
+async def until_announced(database_url: str, timeout: float = 20.0) -> None:
+    """Wait (bounded) until no stored announcement is left (the relay marked them done)."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout
+    while left := await loop.run_in_executor(None, announcements_left, database_url):
+        assert time.monotonic() < deadline, f"{left} announcement(s) not relayed within {timeout} s"
+        await asyncio.sleep(0.2)
+
+
 def stored_ids(database_url: str) -> collections.Counter:
     """Message ids in the messages table, with how many rows each has."""
     engine = create_engine(database_url, poolclass=pool.NullPool, connect_args={"connect_timeout": 3})

@@ -11,7 +11,6 @@ own in Redis (lg:{G}:log), which every gateway reads and `courier worker` persis
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -22,8 +21,10 @@ from tests.production.support import (
     assert_stored_exactly_once,
     production_settings,
     start_stack,
+    until_announced,
     until_stored,
 )
+from tests.services.waiting import until
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
@@ -86,14 +87,6 @@ async def test_members_of_a_large_group_on_two_gateways_get_every_message_once_i
     assert worker.running and one.running and two.running
 
 
-async def until_announced(mysql_url: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = time.monotonic() + timeout
-    while await loop.run_in_executor(None, announcements_left, mysql_url):
-        assert time.monotonic() < deadline, "the announcement was not relayed"
-        await asyncio.sleep(0.2)
-
-
 @pytest.mark.gen_test(timeout=90)
 async def test_the_worker_relays_a_join_the_gateway_committed_and_never_applied(
         redis_url, mysql_url, secret, commands, gateways, api):
@@ -129,15 +122,12 @@ async def test_the_worker_relays_a_join_the_gateway_committed_and_never_applied(
     worker = commands("worker", settings, name="relay-worker", **LARGE).start()
     await worker.ready()
     await until_announced(mysql_url)
-    assert "relayed 1 event" in worker.output()
+    await until(lambda: "relayed 1 event" in worker.output())
     # eve's own log has her member_added; from the join on she gets the group's posts.
     after = {(await client.send_group(sender, gid, f"after {i}")).body["id"]
              for i, sender in enumerate((owner, bob, carol, dave))}
-    deadline = time.monotonic() + 15
-    while not after <= {f["id"] for f in eve_events.frames}:
-        assert time.monotonic() < deadline, f"eve got {eve_events.frames}"
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await eve_events.until_has(after)
+    await asyncio.sleep(0.3)  # room for a late duplicate to show up
     kinds = [(f["type"], f.get("user_id")) for f in eve_events.frames]
     assert kinds[0] == ("member_added", eve.user_id), kinds
     assert [f["id"] for f in eve_events.frames[1:]] == [f["id"] for f in group_frames(eve_events, gid)]
