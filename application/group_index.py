@@ -39,7 +39,7 @@ class GroupIndex:
         the groups the connection was not in before: an entry of theirs pushed just
         before reached it neither live nor held."""
         open_groups = conn.open_groups()
-        entered = set()
+        entered: set[str] = set()
         for group_id, stream in open_groups.items():
             self._streams[group_id] = stream
             members = self._members.setdefault(group_id, set())

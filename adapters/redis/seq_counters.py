@@ -100,10 +100,11 @@ class SeqCounters:
             return bool(await self._client.exists(SEQ_COMPLETE))
 
     async def rebuild(self) -> int | None:
-        """Give every conversation of the database a counter (those missing one), then set
-        the marker. Returns how many conversations the database has, or None when Redis
-        lost its data meanwhile (no marker set: call again). Raises ServiceUnavailable when
-        Redis or the database cannot answer."""
+        """Restore the large groups (when given them), give every conversation of the
+        database a counter (those missing one), then set the marker. Returns how many
+        conversations the database has, or None when Redis lost its data meanwhile (no
+        marker set: call again). Raises ServiceUnavailable when Redis or the database
+        cannot answer."""
         rebuild_id = uuid.uuid4().hex
         own = REBUILDING.format(rebuild_id)
         with unavailable("seq counters"):
