@@ -208,7 +208,12 @@ class Gateway:
             newest = await self._timeline.refresh(user_id, vector)
             if vector.slots:
                 conn = VectorConnection.of(conn, vector, self._frames)
-                await self._by_group.place(conn)
+                # Groups the connection has just entered: their newest ids are read again
+                # now that it is in their index (held: it is replaying), since an entry
+                # appended after `newest` was read and pushed before was neither sent to it
+                # nor held, and the read below passes over a stream `newest` says is read.
+                while await self._by_group.place(conn):
+                    newest = await self._timeline.refresh(user_id, vector)
             page, more = await self._timeline.read_on(user_id, vector, newest, REPLAY_PAGE,
                                                       partial(_shows, conn.events, user_id))
             if not isinstance(conn, VectorConnection) and vector.own is not None:

@@ -32,14 +32,20 @@ class GroupIndex:
         conns = self._members.get(group_id)
         return None if conns is None else (self._streams[group_id], conns)
 
-    async def place(self, conn: VectorConnection) -> None:
+    async def place(self, conn: VectorConnection) -> set[str]:
         """Put the connection in the groups where it is a member now and take it out of
         the others; returns once every channel of its groups is followed for sure (so a
-        read of the streams after this misses nothing that comes later live)."""
+        read of the streams after this misses nothing that comes later live). Returns
+        the groups the connection was not in before: an entry of theirs pushed just
+        before reached it neither live nor held."""
         open_groups = conn.open_groups()
+        entered: set[str] = set()
         for group_id, stream in open_groups.items():
             self._streams[group_id] = stream
-            self._members.setdefault(group_id, set()).add(conn)
+            members = self._members.setdefault(group_id, set())
+            if conn not in members:
+                members.add(conn)
+                entered.add(group_id)
         for slot in conn.vector.slots.values():
             if slot.group_id not in open_groups:
                 self.leave(conn, slot.group_id)
@@ -47,6 +53,7 @@ class GroupIndex:
             # Every group, not only those new here: one whose SUBSCRIBE another connection
             # sent a moment ago may not be confirmed yet, and the subscriber waits for it.
             await self._subscriber.follow(list(open_groups))
+        return entered
 
     def leave(self, conn: VectorConnection, group_id: str) -> None:
         conns = self._members.get(group_id)

@@ -435,5 +435,7 @@ class Container(containers.DeclarativeContainer):
     )
     persister = providers.Factory(Persister, persist_queue, messages)
     group_persister = providers.Factory(Persister, group_persist_queue, messages)
-    # Production only (courier worker): keeps seq:complete (adapters/redis/seq_counters.py).
-    seq_counters = providers.Singleton(SeqCounters, redis, messages.provided.highest_seqs)
+    # Production only (courier worker): keeps seq:complete (adapters/redis/seq_counters.py),
+    # restoring the large groups' state first.
+    seq_counters = providers.Singleton(SeqCounters, redis, messages.provided.highest_seqs,
+                                       large_groups=sql_groups.provided.large_groups, streams=group_streams)

@@ -8,7 +8,8 @@ clipped to one member's intervals). Beside them, outside the group's slot:
 - the small path's counter seq:g:<G>, which the switch switches off ('L': deliver.lua
   then answers LARGE), and stream:last-id, which places the floor.
 
-Not wired yet: nothing calls it outside the tests (the design's step 6 does)."""
+After a loss of Redis's data, `courier worker` restores each large group's state from SQL
+through the switch (restore; adapters/redis/seq_counters.py) before it sets seq:complete."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
@@ -170,7 +171,29 @@ class RedisGroupStreams(GroupStreams):
         with unavailable("apply"):
             return _applied(await self._change(keys=keys, args=args))
 
-    async def _switch(self, switch: GroupSwitch) -> Applied:
+    async def restore(self, switch: GroupSwitch, seq: int) -> Applied:
+        """A large group's state again after Redis lost its data (section 7.3: the worker's
+        rebuild, adapters/redis/seq_counters.py), by the switch itself, from what SQL holds
+        now: `switch` carries the group's member version, owner, kind and current members,
+        and `seq` is the highest seq the database holds of it. As at a switch: lgm:<U> and
+        lg:streams first, then lg_change.lua puts every member open at a new floor (a
+        `switched` marker after every id the log and stream:last-id hold), writes lg:{G}
+        with the counter seeded at `seq` (unless a counter exists: seeded from the
+        database too, by SET NX) and poisons seq:g:<G>. A group whose state exists is left
+        as it is. A counter left at 'L' without the state (LOST: a partial loss) is dropped
+        and the switch made again, from `seq`."""
+        try:
+            return await self._switch(switch, seed=seq)
+        except ResponseError as error:
+            if not str(error).startswith("LOST"):
+                raise
+        with unavailable("switch"):
+            await self._client.delete(SEQ_COUNTER.format("g:" + switch.group_id))
+        return await self._switch(switch, seed=seq)
+
+    async def _switch(self, switch: GroupSwitch, seed: int | None = None) -> Applied:
+        """The switch; with `seed`, the counter's start should the counter be missing
+        (else asked from the database only when the script answers NOSEED)."""
         group_id = switch.group_id
         # Step 1 of section 4.3: a resume that starts after the switch knows the group.
         await self._note_groups(group_id, switch.member_ids, stream=switch.stream)
@@ -181,13 +204,14 @@ class RedisGroupStreams(GroupStreams):
         args = ["switch", switch.version, self._done_ttl, self._channel, switch.owner_id, switch.stream,
                 "channel" if switch.channel else "group"]
         with unavailable("switch"):
-            try:
-                return _applied(await self._change(keys=keys, args=[*args, "", head, *switch.member_ids]))
-            except ResponseError as error:
-                if not str(error).startswith("NOSEED"):
-                    raise
-            # The script changed nothing: call it again with the counter's start.
-            seed = await self._last_seq("g:" + group_id) if self._last_seq is not None else 0
+            if seed is None:
+                try:
+                    return _applied(await self._change(keys=keys, args=[*args, "", head, *switch.member_ids]))
+                except ResponseError as error:
+                    if not str(error).startswith("NOSEED"):
+                        raise
+                # The script changed nothing: call it again with the counter's start.
+                seed = await self._last_seq("g:" + group_id) if self._last_seq is not None else 0
             return _applied(await self._change(keys=keys, args=[*args, seed, head, *switch.member_ids]))
 
     async def _note_groups(self, group_id: str, user_ids: Collection[str], stream: int | None = None) -> None:

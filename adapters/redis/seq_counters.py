@@ -21,6 +21,19 @@ Why the marker cannot be set while a conversation with stored messages lacks a c
   key of its own (seq:rebuilding:<id>), lost with the rest, and the marker is set by a
   script only if that key still exists (finish below). A loss before the rebuild started
   leaves no marker, hence the rebuild.
+Large groups (docs/design/large-groups.md, section 7.3) are restored first, when the worker
+is given them (`large_groups`, SqlGroupRepository.large_groups, and `streams`): for each
+group_streams row, RedisGroupStreams.restore makes the switch again from what SQL holds now
+(lg:{G} with the counter seeded from the database's highest seq, mv, owner, kind; every
+current member open at a new floor, after every id the log held; lgm:<U>, lg:streams; the
+small counter seq:g:<G> poisoned with 'L', so the counters' pages below leave it). Until the
+marker is set a large group's send answers 503 (RedisGroupStreams.deliver), so no message
+is accepted between the loss and the group's state. Cursors from before the loss name
+places before the new floor (410: CursorExpired) or after the new log's newest entry
+(CursorUnknown), as inbox cursors do. Members whose joins or leaves were announced to Redis
+but not committed cannot exist (SQL commits first); changes committed after the page was read
+are applied by their announcer or the relay on top (their versions follow the page's).
+
 Gateways seeding a counter (NOSEED) while the worker scans are harmless: both use SET NX,
 and each seeds from a highest seq that was in the database, so whichever comes first
 stands and the other changes nothing. Two workers rebuilding at once are as harmless.
@@ -38,11 +51,14 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import redis.asyncio as aioredis
 
+from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.inbox import SEQ_COMPLETE, SEQ_COUNTER
 from adapters.redis.support import unavailable
+from application.ports import GroupSwitch
 from domain.errors import ServiceUnavailable
 
 log = logging.getLogger("courier.seq")
@@ -61,15 +77,20 @@ return 0
 """
 
 HighestSeqs = Callable[[str | None, int], Awaitable[list[tuple[str, int]]]]
+# SqlGroupRepository.large_groups: pages of (switch as of now, highest stored seq) by stream number.
+LargeGroups = Callable[[int | None, int], Awaitable[list[tuple[GroupSwitch, int]]]]
 
 
 class SeqCounters:
-    """`highest_seqs` is MessageStore.highest_seqs (pages of (conversation, highest seq))."""
+    """`highest_seqs` is MessageStore.highest_seqs (pages of (conversation, highest seq));
+    `large_groups` and `streams` (both or neither) restore the large groups' state."""
 
-    def __init__(self, client: aioredis.Redis, highest_seqs: HighestSeqs, *, page: int = PAGE,
-                 interval: float = 2.0):
+    def __init__(self, client: aioredis.Redis, highest_seqs: HighestSeqs, *, large_groups: LargeGroups | None = None,
+                 streams: RedisGroupStreams | None = None, page: int = PAGE, interval: float = 2.0):
         self._client = client
         self._highest_seqs = highest_seqs
+        self._large_groups = large_groups if streams is not None else None
+        self._streams = streams
         self._page = page
         self._interval = interval
         self._finish = client.register_script(_FINISH)
@@ -79,14 +100,17 @@ class SeqCounters:
             return bool(await self._client.exists(SEQ_COMPLETE))
 
     async def rebuild(self) -> int | None:
-        """Give every conversation of the database a counter (those missing one), then set
-        the marker. Returns how many conversations the database has, or None when Redis
-        lost its data meanwhile (no marker set: call again). Raises ServiceUnavailable when
-        Redis or the database cannot answer."""
-        own = REBUILDING.format(uuid.uuid4().hex)
+        """Restore the large groups (when given them), give every conversation of the
+        database a counter (those missing one), then set the marker. Returns how many
+        conversations the database has, or None when Redis lost its data meanwhile (no
+        marker set: call again). Raises ServiceUnavailable when Redis or the database
+        cannot answer."""
+        rebuild_id = uuid.uuid4().hex
+        own = REBUILDING.format(rebuild_id)
         with unavailable("seq counters"):
             await self._client.set(own, "1", ex=REBUILDING_TTL)
         try:
+            await self._restore_large_groups(rebuild_id)
             count, after = 0, None
             while True:
                 page = await self._highest_seqs(after, self._page)
@@ -109,6 +133,23 @@ class SeqCounters:
                 pass
             raise
         return count if finished else None
+
+    async def _restore_large_groups(self, rebuild_id: str) -> None:
+        """Every large group's state from SQL, page by page (before the counters: each
+        group's small counter is then 'L', which their SET NX leaves)."""
+        if self._large_groups is None or self._streams is None:
+            return
+        restored, after = 0, None
+        while True:
+            page = await self._large_groups(after, self._page)
+            for switch, seq in page:
+                await self._streams.restore(replace(switch, event_id="rebuild-" + rebuild_id), seq)
+            restored += len(page)
+            if len(page) < self._page:
+                break
+            after = page[-1][0].stream
+        if restored:
+            log.info("large groups restored from the database: %d", restored)
 
     async def check(self) -> bool:
         """Rebuild the counters if the marker is missing; True when it exists after. Never

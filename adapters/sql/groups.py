@@ -27,6 +27,7 @@ from sqlalchemy import Connection, delete, exc, func, insert, or_, select, updat
 from adapters.sql import conversations
 from adapters.sql.batches import IN_CHUNK, chunks
 from adapters.sql.database import Database
+from adapters.sql.messages import last_seq
 from adapters.sql.outbox import store_announcement
 from adapters.sql.tables import group_invitations, group_members, group_streams, groups
 from adapters.sql.users import utcnow
@@ -163,6 +164,35 @@ class SqlGroupRepository(GroupRepository):
         if self._apply is not None:
             self._apply(conn, change)
         return change
+
+    async def large_groups(self, after: int | None, limit: int) -> list[tuple[GroupSwitch, int]]:
+        """A page of the large groups, by stream number (at most `limit`, after the stream
+        `after`; None: from the first), each as the switch that would make it large now -
+        its member version, owner, kind and members, read in one transaction - with the
+        highest seq the database holds of it. What `courier worker` rebuilds a large
+        group's Redis state from when Redis lost its data (design, section 7.3;
+        adapters/redis/seq_counters.py). The switches' event ids are empty: the rebuild
+        gives its own. A page shorter than `limit` is the last."""
+        return await self._db.run(self._large_groups, after, limit)
+
+    @staticmethod
+    def _large_groups(conn: Connection, after: int | None, limit: int) -> list[tuple[GroupSwitch, int]]:
+        member = group_members.c
+        query = (select(group_streams.c.stream_no, groups.c.id, groups.c.owner_id, groups.c.kind,
+                        groups.c.member_version)
+                 .join_from(group_streams, groups, groups.c.id == group_streams.c.group_id))
+        if after is not None:
+            query = query.where(group_streams.c.stream_no > after)
+        found = []
+        with conn.begin():  # one snapshot: each group's version agrees with its members
+            for row in conn.execute(query.order_by(group_streams.c.stream_no).limit(limit)).all():
+                members = conn.execute(
+                    select(member.user_id).where(member.group_id == row.id).order_by(member.position)
+                ).scalars()
+                switch = GroupSwitch(row.id, "", row.member_version, row.stream_no, row.owner_id,
+                                     row.kind == KIND_CHANNEL, tuple(members))
+                found.append((switch, last_seq(conn, "g:" + row.id)))
+        return found
 
     async def get(self, group_id: str) -> Group | None:
         found = await self._db.run(self._get, [group_id])

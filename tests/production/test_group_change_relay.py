@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, pool, text
 from application.conversations import private_conversation
 from domain.events import ReadMarker, read_marker_id
 from domain.model import PRIVATE
-from tests.production.support import production_settings
+from tests.production.support import production_settings, until_announced
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
@@ -29,15 +29,6 @@ def store_announcement(database_url: str, event: dict, recipients: list[str], ag
                 " VALUES (:id, :record, :recipients, :at)"),
                 {"id": event["id"], "record": json.dumps(event), "recipients": json.dumps(recipients),
                  "at": int(time.time()) - age})
-    finally:
-        engine.dispose()
-
-
-def announcements_left(database_url: str) -> int:
-    engine = create_engine(database_url, poolclass=pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text("SELECT COUNT(*) FROM group_announcements")).scalar()
     finally:
         engine.dispose()
 
@@ -59,17 +50,11 @@ async def test_the_worker_relays_an_unannounced_change_once(redis_url, mysql_url
     await worker.ready()
     frame = await socket.next(timeout=20)
     assert {k: frame[k] for k in renamed} == renamed and frame["cursor"]
-    deadline = time.monotonic() + 20
-    while await loop.run_in_executor(None, announcements_left, mysql_url):
-        assert time.monotonic() < deadline, "the announcement was not marked done"
-        await asyncio.sleep(0.2)
+    await until_announced(mysql_url)
     # Relayed again (the worker died after the append, before it marked it done): the
     # log's marker keeps it from being appended twice.
     await loop.run_in_executor(None, store_announcement, mysql_url, renamed, [owner.user_id, bob.user_id], 60)
-    deadline = time.monotonic() + 20
-    while await loop.run_in_executor(None, announcements_left, mysql_url):
-        assert time.monotonic() < deadline, "the announcement was not relayed again"
-        await asyncio.sleep(0.2)
+    await until_announced(mysql_url)
     assert await socket.nothing(within=1.0)
     events = (await client.events(bob)).body["events"]
     assert [e["id"] for e in events if e["id"] == renamed["id"]] == [renamed["id"]]
@@ -99,16 +84,10 @@ async def test_the_worker_relays_a_read_marker_left_behind_once(redis_url, mysql
         frame = await socket.next(timeout=20)
         assert {k: frame[k] for k in ("type", "id", "user_id", "seq")} == {
             "type": "read", "id": marker.id, "user_id": b.user_id, "seq": 1}, frame
-    deadline = time.monotonic() + 20
-    while await loop.run_in_executor(None, announcements_left, mysql_url):
-        assert time.monotonic() < deadline, "the announcement was not marked done"
-        await asyncio.sleep(0.2)
+    await until_announced(mysql_url)
     # The worker died after the append and before the mark: relayed again, appended once.
     await loop.run_in_executor(None, store_announcement, mysql_url, marker.to_record(), [b.user_id, a.user_id], 60)
-    deadline = time.monotonic() + 20
-    while await loop.run_in_executor(None, announcements_left, mysql_url):
-        assert time.monotonic() < deadline, "the announcement was not relayed again"
-        await asyncio.sleep(0.2)
+    await until_announced(mysql_url)
     assert await sender.nothing(within=1.0) and await reader_device.nothing()
     for account in (a, b):
         events = (await client.events(account)).body["events"]

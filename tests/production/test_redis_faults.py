@@ -1,7 +1,8 @@
 """Redis faults while messages flow, on a redis-server of the test's own
 (appendonly yes, appendfsync always): the gateway's subscriber connection dropped
 (CLIENT KILL TYPE pubsub), the server restarted (SIGTERM, and kill -9), and the
-server down long enough for requests to fail. Every check counts by message id:
+server down long enough for requests to fail; the first two also with a large group in
+the flow (COURIER_LARGE_GROUP=3). Every check counts by message id:
 each socket open across the fault receives every accepted message exactly once,
 and the worker (`courier worker`, a process) stores each exactly once."""
 from __future__ import annotations
@@ -30,14 +31,17 @@ from tests.production.support import (
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
 
-async def start(own_redis, mysql_url, secret, commands, gateways, api):
-    settings = production_settings(own_redis.url, mysql_url, secret)
+async def start(own_redis, mysql_url, secret, commands, gateways, api, large: bool = False):
+    """A gateway and a worker; a, b, c in a group. `large`: COURIER_LARGE_GROUP=3 for both,
+    and a fourth member (d, never connected), so the group is large: its messages go by
+    its own stream (lg:{G}:log), not to b's and c's inboxes."""
+    settings = production_settings(own_redis.url, mysql_url, secret, large_group=3 if large else 0)
     gateway = await gateways(settings).start()
-    worker = commands("worker", settings).start()
+    worker = commands("worker", settings, **({"COURIER_LARGE_GROUP": 3} if large else {})).start()
     await worker.ready()
     client = api(gateway)
     a, b, c = await client.register(), await client.register(), await client.register()
-    group = await client.create_group(a, "flow", [b, c])
+    group = await client.create_group(a, "flow", [b, c, await client.register()] if large else [b, c])
     # b has two sockets (two devices), c one; a only sends.
     sockets = {"b1": Collector(await client.connect(b), "b1"), "b2": Collector(await client.connect(b), "b2"),
                "c": Collector(await client.connect(c), "c")}
@@ -54,6 +58,15 @@ async def flow(sender: Sender, b, group_id: str, count: int, pause: float = 0.00
         await asyncio.sleep(pause)
 
 
+def check_large_group(sockets: dict[str, Collector], large: bool) -> None:
+    """A large group's member has v2 cursors (its group's stream beside its own log); c,
+    who sends nothing, got the whole group: seqs 1..N in order."""
+    if large:
+        assert all(frame["cursor"].startswith("2.") for frame in sockets["c"].frames)
+        seqs = [frame["seq"] for frame in sockets["c"].frames]
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
 async def check_everything_once(sender, client, b, sockets, mysql_url, worker) -> None:
     accepted = sender.ids
     # b's pull has every accepted message, each with its type; c gets the group ones.
@@ -62,6 +75,7 @@ async def check_everything_once(sender, client, b, sockets, mysql_url, worker) -
     assert not missing, f"accepted but not in b's inbox: {[(i, sender.attempts[i]) for i in missing]}"
     assert sorted(m["id"] for m in pulled) == sorted(accepted), "b's inbox is not exactly what was accepted"
     group_ids = {m["id"] for m in pulled if m["type"] == "group"}
+    assert group_ids, "no group message in the flow"
     expected = {"b1": accepted, "b2": accepted, "c": group_ids}
     for name, socket in sockets.items():
         await socket.until_has(expected[name])
@@ -74,11 +88,12 @@ async def check_everything_once(sender, client, b, sockets, mysql_url, worker) -
     assert (await client.call("GET", "/readyz")).status == 200
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["small-group", "large-group"])
 @pytest.mark.gen_test(timeout=60)
 async def test_the_subscribers_connection_dropped_while_messages_flow(
-        own_redis, mysql_url, secret, commands, gateways, api):
+        own_redis, mysql_url, secret, commands, gateways, api, large):
     gateway, worker, client, (a, b, c), group, sockets = await start(
-        own_redis, mysql_url, secret, commands, gateways, api)
+        own_redis, mysql_url, secret, commands, gateways, api, large)
     sender = Sender(client, a)
     sending = asyncio.ensure_future(flow(sender, b, group["group_id"], 300))
     killed = 0
@@ -99,13 +114,16 @@ async def test_the_subscribers_connection_dropped_while_messages_flow(
     assert killed >= 3, "the subscriber's connection was not there to kill"
     assert gateway.subscriber.resubscriptions >= 3
     await check_everything_once(sender, client, b, sockets, mysql_url, worker)
+    check_large_group(sockets, large)
 
 
-@pytest.mark.parametrize("how", ["sigterm", "kill-9"])
+@pytest.mark.parametrize(("how", "large"), [("sigterm", False), ("kill-9", False), ("kill-9", True)],
+                         ids=["sigterm", "kill-9", "kill-9-large-group"])
 @pytest.mark.gen_test(timeout=90)
-async def test_a_redis_restart_while_messages_flow(own_redis, mysql_url, secret, commands, gateways, api, how):
+async def test_a_redis_restart_while_messages_flow(own_redis, mysql_url, secret, commands, gateways, api, how,
+                                                   large):
     gateway, worker, client, (a, b, c), group, sockets = await start(
-        own_redis, mysql_url, secret, commands, gateways, api)
+        own_redis, mysql_url, secret, commands, gateways, api, large)
     sender = Sender(client, a)
     sending = asyncio.ensure_future(flow(sender, b, group["group_id"], 400))
     try:
@@ -122,6 +140,7 @@ async def test_a_redis_restart_while_messages_flow(own_redis, mysql_url, secret,
     assert at_stop < 400, "the flow was over before the restart"
     assert gateway.subscriber.resubscriptions >= 1
     await check_everything_once(sender, client, b, sockets, mysql_url, worker)
+    check_large_group(sockets, large)
 
 
 @pytest.mark.gen_test(timeout=60)

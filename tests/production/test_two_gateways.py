@@ -17,20 +17,11 @@ from tests.production.support import (
     assert_stored_exactly_once,
     check_event_view,
     check_original_view,
-    production_settings,
+    start_stack,
     until_stored,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
-
-
-async def start_stack(commands, redis_url, mysql_url, secret):
-    settings = production_settings(redis_url, mysql_url, secret)
-    one = commands("serve", settings, name="gateway-1").start()
-    two = commands("serve", settings, name="gateway-2").start()
-    worker = commands("worker", settings).start()
-    await asyncio.gather(one.ready(), two.ready(), worker.ready())
-    return one, two, worker
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -173,6 +173,32 @@ async def test_entries_live_during_a_replay_are_held_and_released_in_stream_orde
 
 
 @pytest.mark.gen_test
+async def test_an_entry_posted_while_a_connection_reads_its_memberships_reaches_it():
+    # The entry lands after the replay's refresh read the streams' newest ids and before
+    # the new connection is in the group's index: not pushed to it live, not held, so only
+    # the replay's read can bring it, whatever the newest read before said (found by the
+    # two-gateway production test: a socket missed a group's first message).
+    w = world()
+    w.streams.switch("G", [BOB, CAROL, DAVE])
+    await w.attach(CAROL)  # G is followed: the entries are pushed to the index at once
+    timeline = w.gateway._timeline
+    assert timeline is not None
+    refresh = timeline.refresh
+    posted: list[Message] = []
+
+    async def then_a_post(user_id, vector):
+        newest = await refresh(user_id, vector)
+        if user_id == BOB and not posted:
+            posted.append(w.post("G"))
+        return newest
+
+    timeline.refresh = then_a_post  # type: ignore[method-assign]
+    _, bobs = await w.attach(BOB)
+    later = w.post("G")
+    assert posted and bobs.ids == [posted[0].id, later.id]
+
+
+@pytest.mark.gen_test
 async def test_join_mid_stream_replays_from_the_join_and_then_goes_live():
     w = world()
     w.streams.switch("G", [CAROL, DAVE])
