@@ -1,9 +1,10 @@
-"""courier serve | worker | migrate"""
+"""courier serve | worker | migrate | seed-channel"""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import signal
 import sys
@@ -23,6 +24,15 @@ def main(argv: list[str] | None = None) -> int:
         ("migrate", "alembic upgrade head against the configured database"),
     ):
         add_flags(commands.add_parser(name, help=text, description=text))
+    text = ("a broadcast channel of N new members, for benchmarks (COURIER_LARGE_GROUP must be on); "
+            "prints the channel's id, its owner and the members' names as JSON")
+    seed = commands.add_parser("seed-channel", help=text, description=text)
+    seed.add_argument("--members", type=int, required=True, help="members, the owner included")
+    seed.add_argument("--password", default="password-123", help="every seeded user's password")
+    seed.add_argument("--prefix", default=None,
+                      help="the users' names: <prefix>owner and <prefix>000001 ... (default: a random one)")
+    seed.add_argument("--channel-name", default="seeded channel")
+    add_flags(seed)
     args = parser.parse_args(argv)
     try:
         settings = load(args)
@@ -34,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_file)
     if args.command == "migrate":
         return _migrate(settings.resolved_database_url())
+    if args.command == "seed-channel":
+        return _seed_channel(settings, args)
     if args.command == "worker":
         if settings.mode == EMBEDDED:
             log.info("embedded mode: `courier serve` persists every message itself; no worker is needed")
@@ -87,6 +99,25 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     _, threshold1, threshold2 = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD0, threshold1, threshold2)
+
+
+def _seed_channel(settings, args: argparse.Namespace) -> int:
+    from domain import errors
+    from entrypoints.seed import seed_channel
+
+    if settings.large_group <= 0:
+        print("courier: seed-channel needs large groups on (COURIER_LARGE_GROUP > 0)", file=sys.stderr)
+        return 2
+    if args.members < 1:
+        print("courier: --members must be at least 1 (the owner)", file=sys.stderr)
+        return 2
+    try:
+        seeded = asyncio.run(seed_channel(settings, args.members, args.password, args.prefix, args.channel_name))
+    except errors.CourierError as error:
+        print(f"courier: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(seeded.public()))
+    return 0
 
 
 def _migrate(database_url: str) -> int:

@@ -71,6 +71,28 @@ class SqlUserRepository(UserRepository):
         with conn.begin():
             return _user(conn.execute(select(users).where(condition)).first())
 
+    async def add_many(self, new: Sequence[User], per_statement: int = 5000) -> None:
+        """Many users at once, `per_statement` rows per insert and transaction (seeding:
+        `courier seed-channel`; no rate limit, no hashing, no look-alike check beyond the
+        unique keys). A name taken raises UsernameTaken; the statements before it stand."""
+        rows = list(new)
+        for start in range(0, len(rows), per_statement):
+            await self._db.write(self._add_many, rows[start:start + per_statement])
+
+    @staticmethod
+    def _add_many(conn: Connection, new: list[User]) -> None:
+        now = utcnow()
+        try:
+            with conn.begin():
+                conn.execute(insert(users), [
+                    dict(id=user.id, username=user.username, username_key=username_key(user.username),
+                         normalised_key=normalised_username_key(user.username), password_hash=user.password_hash,
+                         created_at=now)
+                    for user in new
+                ])
+        except exc.IntegrityError:
+            raise errors.UsernameTaken() from None
+
     async def existing(self, user_ids: Sequence[str]) -> set[str]:
         return await self._db.run(self._existing, list(user_ids))
 

@@ -45,6 +45,19 @@ async def test_add_and_get_a_user(users):
 
 
 @pytest.mark.gen_test
+async def test_add_many_writes_every_user_in_statements_and_refuses_a_taken_name(users):
+    many = [User(id=new_id(), username=f"seed-{i:04d}", password_hash="shared") for i in range(25)]
+    await users.add_many(many, per_statement=10)
+    assert await users.existing([u.id for u in many]) == {u.id for u in many}
+    assert await users.get_by_username("SEED-0024") == many[-1]
+    later = [User(id=new_id(), username="seed-late", password_hash="h"),
+             User(id=new_id(), username="Seed-0003", password_hash="h")]
+    with pytest.raises(errors.UsernameTaken):
+        await users.add_many(later)
+    assert await users.get_by_username("seed-late") is None  # one statement: all of it or none
+
+
+@pytest.mark.gen_test
 async def test_usernames_are_found_and_unique_regardless_of_case(users):
     user = User(id=new_id(), username="Straße.Bob", password_hash="h")
     await users.add(user)
