@@ -11,14 +11,24 @@ Never losing nor doubling a message rests on three rules:
 A message the store refuses for itself (not an outage) is moved aside by the
 queue (kept for an operator) so it cannot block the rest: at once when the
 store names it (a CourierError with details["message_ids"], e.g. the SQL
-store's MessagesRejected), else after a few failed attempts."""
+store's MessagesRejected), else after a few failed attempts.
+
+With a `list_window`, the conversation list's state is written apart from the messages:
+each batch is inserted at once (history, edits), and the list's rows for everything
+inserted during the window are written together when it ends (MessageStore.record_list),
+one row per conversation however many of its messages came, and only then are the
+entries acked. A message whose list row is not written yet is still pending, so a worker
+that dies in between leaves it to be handed out again: its insert is then no-op, and its
+list row is written by whoever takes it (the list only moves forward, so a second write
+changes nothing). The list trails the messages by at most the window."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from application.ports import MessageStore, PersistQueue
 from domain.errors import CourierError, ServiceUnavailable
@@ -29,6 +39,9 @@ log = logging.getLogger("courier.persister")
 Entry = tuple[str, Message]
 
 LINGER_STEP = 0.05  # seconds between two looks for more while a batch fills (Persister's linger)
+# With a list window: at most this many batches saved and not yet acked before the list
+# rows are written whatever the window says (they are retried, not taken anew).
+LIST_CAP = 20
 
 
 class StoreRefused(Exception):
@@ -53,6 +66,8 @@ class Persister:
         max_attempts: int = 5,
         min_backoff: float = 0.2,
         max_backoff: float = 30.0,
+        list_window: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._queue = queue
         self._store = store
@@ -68,7 +83,12 @@ class Persister:
         self._max_attempts = max_attempts
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
-        self._unsaved: list[Entry] = []  # taken but not yet acked: retried before taking more
+        self._list_window = list_window
+        self._clock = clock
+        self._unsaved: list[Entry] = []  # taken but not yet saved: retried before taking more
+        # Saved, their list rows not yet written (list_window): acked once they are.
+        self._unlisted: list[Entry] = []
+        self._unlisted_since = 0.0
         self._attempts: dict[str, int] = {}  # entry id -> refusals by the store
         self.saved = 0  # messages stored and acked, for metrics
 
@@ -76,14 +96,18 @@ class Persister:
         """Store one batch and ack it; returns how many messages were stored.
         Raises ServiceUnavailable (queue or store down) or StoreRefused; the
         unsaved entries are kept and retried by the next call."""
+        if len(self._unlisted) >= LIST_CAP * self._batch_size:
+            await self._write_list()  # a store that keeps failing: nothing more is taken
         if not self._unsaved:
             self._unsaved = await self._queue.take(self.consumer, self._batch_size, self._block_ms)
             await self._linger_for_more()
         if not self._unsaved:
+            await self._write_list_when_due()
             return 0
         entries = self._unsaved
         try:
-            await self._store.save([message for _, message in entries], self._order_of(entries))
+            await self._store.save([message for _, message in entries], self._order_of(entries),
+                                   with_list=not self._list_window)
         except ServiceUnavailable:
             raise
         except Exception as e:
@@ -92,10 +116,35 @@ class Persister:
                 return await self._settle_refused(entries, refused, e)
             log.exception("the store refused a batch of %d messages; saving them one by one", len(entries))
             return await self._save_one_by_one(entries)
-        await self._queue.ack([entry_id for entry_id, _ in entries])
-        self._done(entries)
-        self.saved += len(entries)
+        await self._saved(entries)
+        await self._write_list_when_due()
         return len(entries)
+
+    async def _saved(self, entries: Sequence[Entry]) -> None:
+        """Inserted: acked now, or once their list rows are written (list_window)."""
+        if not self._list_window:
+            await self._queue.ack([entry_id for entry_id, _ in entries])
+            self.saved += len(entries)
+        else:
+            if not self._unlisted:
+                self._unlisted_since = self._clock()
+            self._unlisted.extend(entries)
+        self._done(entries)
+
+    async def _write_list_when_due(self) -> None:
+        if self._unlisted and self._clock() - self._unlisted_since >= self._list_window:
+            await self._write_list()
+
+    async def _write_list(self) -> None:
+        """The list rows of every message saved since the last write, then their acks.
+        On failure nothing is acked and the same entries are written next time."""
+        entries = self._unlisted
+        if not entries:
+            return
+        await self._store.record_list([message for _, message in entries], self._order_of(entries))
+        await self._queue.ack([entry_id for entry_id, _ in entries])
+        self._unlisted = self._unlisted[len(entries):]
+        self.saved += len(entries)
 
     async def _linger_for_more(self) -> None:
         waited = 0.0
@@ -123,9 +172,7 @@ class Persister:
         await self._queue.reject([entry_id for entry_id, _ in rejected], f"refused by the store: {error}")
         self._done(rejected)
         if stored:
-            await self._queue.ack([entry_id for entry_id, _ in stored])
-            self._done(stored)
-            self.saved += len(stored)
+            await self._saved(stored)  # stored as the batch was asked: with or without its list rows
         return len(stored)
 
     async def run(self, stop_event: asyncio.Event) -> None:
@@ -147,13 +194,17 @@ class Persister:
                 log.exception("persister failed; retrying in %.1f s", backoff)
             await _wait(stop_event, backoff)
             backoff = min(backoff * 2, self._max_backoff)
+        try:
+            await self._write_list()
+        except Exception as e:  # noqa: BLE001 - left pending: handed out again, written then
+            log.warning("persister %s stops with %d list rows unwritten: %r", self.consumer, len(self._unlisted), e)
         await self._leave()
         log.info("persister %s stopped", self.consumer)
 
     async def _leave(self) -> None:
         """Stopping for good: the queue forgets this consumer, unless it still holds
         entries (kept then, and claimed by another persister after claim_idle)."""
-        if self._unsaved:
+        if self._unsaved or self._unlisted:
             return
         try:
             await self._queue.leave(self.consumer)

@@ -170,13 +170,22 @@ class HistoryPage:
 class MessageStore(Protocol):
     """The durable message table that the history calls read."""
 
-    async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None) -> None:
+    async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None, *,
+                   with_list: bool = True) -> None:
         """Insert messages idempotently by id (a message already stored is not doubled).
         Used by the persister; raise on any other failure, never drop a row silently.
         `order` gives each message its place in the order messages were accepted
         (PersistQueue.acceptance_order): history is newest first by it, whatever order
         the persisters store them in (a batch a dead persister left is stored late).
-        Without it, the order of insertion stands for it."""
+        Without it, the order of insertion stands for it. `with_list`: the conversation
+        list's state after the messages inserted is written in the same transaction;
+        False leaves it to record_list."""
+
+    async def record_list(self, messages: Sequence[Message], order: Sequence[int]) -> None:
+        """The conversation list's state after these stored messages (each with its seq,
+        and its acceptance order as its activity), in one transaction. It only ever moves
+        forward, so writing it again, or late, or for messages of several batches at once
+        (one row per conversation), changes nothing more."""
 
     async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage: ...
 

@@ -63,6 +63,9 @@ class Settings:
     # seconds a worker may wait to fill a batch it found less than full (it looks every 0.05 s,
     # and stops at the first look that finds nothing new)
     worker_linger: float = 0.2
+    # seconds of stored messages whose conversation-list rows a worker writes together (one
+    # row per conversation however many of its messages came; acked then); 0: with each batch
+    worker_list_window: float = 1.0
     # Addresses or networks (comma-separated) of the proxies in front of the gateways:
     # X-Forwarded-For and Forwarded are believed only from them. Empty: never believed.
     trusted_proxies: str = ""
@@ -159,6 +162,10 @@ class Settings:
             raise SettingsError("token_ttl and max_content_length must be positive")
         if self.worker_claim_idle <= 0:
             raise SettingsError("worker_claim_idle must be positive (seconds)")
+        if not 0 <= self.worker_list_window < self.worker_claim_idle / 2:
+            # Entries wait un-acked through the window: past the claim time another worker
+            # would take them over (harmless, but work for nothing).
+            raise SettingsError("worker_list_window must be 0 or more seconds, under half of worker_claim_idle")
         for name in ("login_address_failures", "registrations", "hash_queue", "ws_max_per_user", "ws_max_per_address"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")

@@ -244,22 +244,33 @@ class SqlMessageStore(MessageStore):
     def __init__(self, db: Database):
         self._db = db
 
-    async def save(self, batch: Sequence[Message], order: Sequence[int] | None = None) -> None:
+    async def save(self, batch: Sequence[Message], order: Sequence[int] | None = None, *,
+                   with_list: bool = True) -> None:
         """A message's seq (the history's order and paging key) is its place in `order`
         when given: the order of acceptance, which the order of the persisters' inserts
         is not (a batch a dead persister left pending is stored after later ones). Without
         it, the table's own sequence (SqliteInbox inserts in the order of acceptance)."""
         if batch:
             ordered = list(zip(batch, order, strict=True)) if order is not None else [(m, None) for m in batch]
-            await self._db.write(self._save, ordered)
+            await self._db.write(self._save, ordered, with_list)
+
+    async def record_list(self, batch: Sequence[Message], order: Sequence[int]) -> None:
+        if batch:
+            await self._db.write(self._record_list, list(zip(batch, order, strict=True)))
+
+    @staticmethod
+    def _record_list(conn: Connection, batch: list[tuple[Message, int]]) -> None:
+        now = now_micros()
+        with conn.begin():
+            record_messages(conn, [(m, accepted_micros(order, now + i)) for i, (m, order) in enumerate(batch)])
 
     @classmethod
-    def _save(cls, conn: Connection, batch: list[tuple[Message, int | None]]) -> None:
+    def _save(cls, conn: Connection, batch: list[tuple[Message, int | None]], with_list: bool = True) -> None:
         unique = list({m.id: (m, o) for m, o in reversed(batch)}.values())[::-1]  # first of each id, in order
         for attempt in range(1, SAVE_ATTEMPTS + 1):
             try:
                 with conn.begin():
-                    cls._insert_missing(conn, unique, renumber_taken=attempt > 1)
+                    cls._insert_missing(conn, unique, renumber_taken=attempt > 1, with_list=with_list)
                 return
             except exc.IntegrityError as e:
                 # Most likely another persister inserted some of these ids between our
@@ -269,7 +280,8 @@ class SqlMessageStore(MessageStore):
 
     @staticmethod
     def _insert_missing(
-        conn: Connection, batch: list[tuple[Message, int | None]], *, renumber_taken: bool = False
+        conn: Connection, batch: list[tuple[Message, int | None]], *, renumber_taken: bool = False,
+        with_list: bool = True,
     ) -> list[str]:
         existing: set[str] = set()
         for chunk in chunks([m.id for m, _ in batch]):
@@ -282,6 +294,8 @@ class SqlMessageStore(MessageStore):
                 free_taken_orders(conn, rows)
             conn.execute(insert(messages), rows)  # executemany
             apply_changes(conn, [row["id"] for row in rows])
+            if not with_list:
+                return [row["id"] for row in rows]
             # The conversation list, with the messages this transaction inserted (and only
             # them: one handed out again is in `existing`), in the same transaction.
             now = now_micros()

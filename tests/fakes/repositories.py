@@ -167,8 +167,15 @@ class MemoryMessageStore(MessageStore):
         self._ids: set[str] = set()
         self.changes: dict[str, Message] = {}  # message id -> its latest edit or deletion
         self.outbox = MemoryOutbox()  # where each change's announcement is stored with it
+        self.listed: list[Message] = []  # what the conversation list was told of (SQL: record_messages)
 
-    async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None) -> None:
+    async def record_list(self, messages: Sequence[Message], order: Sequence[int]) -> None:
+        self.listed.extend(messages)
+
+    async def save(self, messages: Sequence[Message], order: Sequence[int] | None = None, *,
+                   with_list: bool = True) -> None:
+        if with_list:
+            self.listed.extend(messages)
         for message in messages:
             if message.id in self._ids:
                 continue
