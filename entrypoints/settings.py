@@ -88,6 +88,13 @@ class Settings:
         return PRODUCTION if self.redis_url else EMBEDDED
 
     @property
+    def list_window(self) -> float:
+        """worker_list_window, at most half of worker_claim_idle: entries wait un-acked
+        through the window, and past the claim time another worker would take them over
+        (harmless, but work for nothing)."""
+        return min(self.worker_list_window, self.worker_claim_idle / 2)
+
+    @property
     def large_groups(self) -> str:
         """"on" when groups past large_group members become large, "off" when none does."""
         return "on" if self.large_group > 0 else "off"
@@ -162,10 +169,8 @@ class Settings:
             raise SettingsError("token_ttl and max_content_length must be positive")
         if self.worker_claim_idle <= 0:
             raise SettingsError("worker_claim_idle must be positive (seconds)")
-        if not 0 <= self.worker_list_window < self.worker_claim_idle / 2:
-            # Entries wait un-acked through the window: past the claim time another worker
-            # would take them over (harmless, but work for nothing).
-            raise SettingsError("worker_list_window must be 0 or more seconds, under half of worker_claim_idle")
+        if self.worker_list_window < 0:
+            raise SettingsError("worker_list_window must be 0 or more seconds")
         for name in ("login_address_failures", "registrations", "hash_queue", "ws_max_per_user", "ws_max_per_address"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")

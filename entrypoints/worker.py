@@ -23,13 +23,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     persister = container.persister(
         consumer=consumer, batch_size=settings.worker_batch, linger=settings.worker_linger,
-        list_window=settings.worker_list_window,
+        list_window=settings.list_window,
     )
     # The large groups' streams, beside stream:persist and with the same settings. With no
     # large group its queue only reads lg:streams every 10 s (RedisGroupPersistQueue).
     group_persister = container.group_persister(
         consumer=consumer, batch_size=settings.worker_batch, linger=settings.worker_linger,
-        list_window=settings.worker_list_window,
+        list_window=settings.list_window,
     )
     seq_counters = container.seq_counters()
     # Built before the persister is said to run, so that a worker that is ready has made
