@@ -3,9 +3,10 @@ started: the second worker's RedisGroupPersistQueue finds the streams by its fir
 (lg:streams), claims the dead worker's entries once idle (CLAIM_IDLE), and every message
 of every group ends up in MySQL exactly once (docs/design/large-groups.md, 7.2 and 20).
 
-Step 6 has not wired the large path into the gateways yet, so the groups are made with
-the API (their rows and members in MySQL) and switched and posted to with
-RedisGroupStreams directly, as the gateway's large send path will."""
+The groups are made with the API (their rows and members in MySQL, on a deployment with
+large groups off) and switched and posted to with RedisGroupStreams directly, as the
+gateway's large send path does (tests/production/test_large_groups.py goes through the
+gateways), so that the backlog is thousands of entries over several streams at once."""
 from __future__ import annotations
 
 import asyncio
