@@ -15,7 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from application.ports import APPLIED, WAIT, Announcement, GroupStreams, Inbox, MemberChange, Outbox
+from application.ports import WAIT, Announcement, GroupStreams, Inbox, MemberChange, Outbox
 
 log = logging.getLogger("courier.announcements")
 
@@ -47,8 +47,6 @@ class AnnouncementSteps:
                 return False
             if isinstance(change, MemberChange):
                 recipients = [user_id for user_id in recipients if user_id in change.user_ids]
-            if applied.status != APPLIED:
-                log.debug("stream change %s was applied long ago", event.id)
         if recipients:
             await self.inbox.append(event, recipients)
         await self.outbox.announced(event.id)

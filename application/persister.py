@@ -143,7 +143,7 @@ class Persister:
             return
         await self._store.record_list([message for _, message in entries], self._order_of(entries))
         await self._queue.ack([entry_id for entry_id, _ in entries])
-        self._unlisted = self._unlisted[len(entries):]
+        self._unlisted = []
         self.saved += len(entries)
 
     async def _linger_for_more(self) -> None:

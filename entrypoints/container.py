@@ -178,10 +178,10 @@ class Container(containers.DeclarativeContainer):
     redis = providers.Resource(_closed_at_shutdown, _redis_client, settings.provided.redis_url, closing=closing)
     bus = providers.Singleton(InProcessBus)
 
+    messages = providers.Singleton(SqlMessageStore, database)
     # Production reads users and groups through a cache in Redis: a send looks its
     # recipient or group up, and must be accepted while MySQL is down.
     sql_users = providers.Singleton(SqlUserRepository, database)
-    messages = providers.Singleton(SqlMessageStore, database)
     # Large groups (docs/design/large-groups.md): one stream per group past
     # COURIER_LARGE_GROUP members. The embedded mode applies each switch and membership
     # change to its SQLite streams inside the membership transaction (section 8);

@@ -283,6 +283,9 @@ async def test_an_expired_cursor_falls_back_to_the_retained_log_and_says_so(depl
     assert retained == missed[-5:]
     await proxy.resume()
     await bob_events.until(lambda r: r.of_type(RESYNC), what="the resync")
+    # The stream reads the retained log after it says resync: a send before that read would
+    # trim the log's oldest entry away (the inbox keeps 5), so wait for what it retained.
+    await bob_events.until(lambda r: set(retained) <= set(r.message_ids), what="the retained log")
     later = await alice.send_private(bob.user_id, "after the gap")
     await bob_events.until(lambda r: later["id"] in r.message_ids, what="the live message")
     await asyncio.sleep(0.3)

@@ -32,6 +32,13 @@ def group_messages(events: list, group_id: str) -> list:
     return [e for e in events if e["type"] == "group" and e["group_id"] == group_id]
 
 
+async def club(api, name: str = "club"):
+    """Four new users and their group of four: large from creation (large_group=3)."""
+    owner, bob, carol, dave = [await api.register() for _ in range(4)]
+    gid = (await api.create_group(owner, name, [bob, carol, dave]))["group_id"]
+    return owner, bob, carol, dave, gid
+
+
 async def sent(api, sender, group_id: str, content: str, **extra) -> dict:
     r = await api.send_group(sender, group_id, content, **extra)
     assert r.status == 201, r
@@ -149,8 +156,7 @@ async def test_joining_starts_at_the_join_and_a_member_removed_while_offline_get
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_member_who_leaves_and_rejoins_reads_both_stretches_and_nothing_between(api):
-    owner, bob, carol, dave = [await api.register() for _ in range(4)]
-    gid = (await api.create_group(owner, "club", [bob, carol, dave]))["group_id"]
+    owner, bob, carol, dave, gid = await club(api)
     ws = await api.connect(dave)
     one = await sent(api, owner, gid, "one")
     assert (await ws.next())["id"] == one["id"]
@@ -167,8 +173,7 @@ async def test_a_member_who_leaves_and_rejoins_reads_both_stretches_and_nothing_
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_socket_resumes_from_a_large_group_cursor_exactly(api):
-    owner, bob, carol, dave = [await api.register() for _ in range(4)]
-    gid = (await api.create_group(owner, "club", [bob, carol, dave]))["group_id"]
+    owner, bob, carol, dave, gid = await club(api)
     ws = await api.connect(bob)
     first = await sent(api, owner, gid, "first")
     cursor = (await ws.next())["cursor"]

@@ -63,7 +63,8 @@ class ScriptedInbox:
         return Accepted(accepted, dict.fromkeys(recipient_ids, "1-0"))
 
 
-def make(streams, *, large_in_sql: bool, inbox_large: int = 0):
+async def make(streams, *, large_in_sql: bool, inbox_large: int = 0):
+    """The use case over fakes, with its group stored (large in SQL or not)."""
     clock = FakeClock()
     keys = MemoryIdempotencyKeys(now=clock.now)
     inbox = ScriptedInbox(keys, inbox_large)
@@ -71,14 +72,14 @@ def make(streams, *, large_in_sql: bool, inbox_large: int = 0):
                             pending_wait=0)
     groups = MemoryGroupRepository()
     group = Group(id=GROUP, name="big", owner_id=OWNER, member_ids=[OWNER, BOB], stream=7 if large_in_sql else None)
+    await groups.add(group)
     return SendGroupMessage(dispatcher, groups, streams), groups, group, inbox, keys  # type: ignore[arg-type]
 
 
 @pytest.mark.gen_test
 async def test_a_large_groups_message_is_one_append_to_its_stream_and_its_key_is_confirmed():
     streams = ScriptedStreams()
-    send, groups, group, inbox, keys = make(streams, large_in_sql=True)
-    await groups.add(group)
+    send, groups, group, inbox, keys = await make(streams, large_in_sql=True)
     message = await send(BOB, GROUP, {"content": "hi", "client_msg_id": "k1"})
     assert message.seq == 1 and [m.id for m in streams.delivered] == [message.id]
     assert inbox.appended == []
@@ -92,8 +93,7 @@ async def test_a_retry_the_stream_already_holds_gets_the_original_and_the_key_an
     # The first attempt's answer was lost (its key expired while pending): the retry takes
     # the key, the stream says DUP, and the key then answers the original.
     streams = ScriptedStreams()
-    send, groups, group, inbox, keys = make(streams, large_in_sql=True)
-    await groups.add(group)
+    send, groups, group, inbox, keys = await make(streams, large_in_sql=True)
     first = await send(BOB, GROUP, {"content": "hi", "client_msg_id": "k1"})
     del keys.entries[(BOB, "k1")]
     retry = await send(BOB, GROUP, {"content": "hi", "client_msg_id": "k1"})
@@ -104,8 +104,7 @@ async def test_a_retry_the_stream_already_holds_gets_the_original_and_the_key_an
 @pytest.mark.gen_test
 async def test_a_group_whose_switch_is_not_applied_yet_fans_out_as_before():
     streams = ScriptedStreams(errors.NoGroupStream())
-    send, groups, group, inbox, keys = make(streams, large_in_sql=True)
-    await groups.add(group)
+    send, groups, group, inbox, keys = await make(streams, large_in_sql=True)
     message = await send(BOB, GROUP, {"content": "hi", "client_msg_id": "k1"})
     assert streams.delivered == [] and [(m.id, r) for m, r in inbox.appended] == [(message.id, [OWNER, BOB])]
     assert keys.entries[(BOB, "k1")].delivered
@@ -114,8 +113,7 @@ async def test_a_group_whose_switch_is_not_applied_yet_fans_out_as_before():
 @pytest.mark.gen_test
 async def test_a_switch_applied_between_the_streams_no_and_the_small_paths_large_goes_to_the_stream_once():
     streams = ScriptedStreams(errors.NoGroupStream())
-    send, groups, group, inbox, keys = make(streams, large_in_sql=True, inbox_large=1)
-    await groups.add(group)
+    send, groups, group, inbox, keys = await make(streams, large_in_sql=True, inbox_large=1)
     message = await send(BOB, GROUP, {"content": "hi", "client_msg_id": "k1"})
     assert [m.id for m in streams.delivered] == [message.id] and inbox.appended == []
     assert keys.entries[(BOB, "k1")].delivered
@@ -124,8 +122,7 @@ async def test_a_switch_applied_between_the_streams_no_and_the_small_paths_large
 @pytest.mark.gen_test
 async def test_no_stream_state_and_a_poisoned_counter_together_answer_503_not_a_loop():
     streams = ScriptedStreams(errors.NoGroupStream(), errors.NoGroupStream())
-    send, groups, group, inbox, keys = make(streams, large_in_sql=True, inbox_large=2)
-    await groups.add(group)
+    send, groups, group, inbox, keys = await make(streams, large_in_sql=True, inbox_large=2)
     with pytest.raises(errors.GroupIsLarge):
         await send(BOB, GROUP, {"content": "hi", "client_msg_id": "k1"})
     assert (BOB, "k1") not in keys.entries  # let go: a retry may send it
@@ -134,8 +131,7 @@ async def test_no_stream_state_and_a_poisoned_counter_together_answer_503_not_a_
 @pytest.mark.gen_test
 async def test_a_group_read_as_small_that_switched_meanwhile_goes_to_the_stream():
     streams = ScriptedStreams()
-    send, groups, group, inbox, keys = make(streams, large_in_sql=False, inbox_large=1)
-    await groups.add(group)
+    send, groups, group, inbox, keys = await make(streams, large_in_sql=False, inbox_large=1)
 
     async def switched(group_id: str) -> Group | None:  # the reload after LARGE reads the switch
         return Group(id=GROUP, name="big", owner_id=OWNER, member_ids=[OWNER, BOB], stream=7)
@@ -153,8 +149,7 @@ async def test_a_group_read_as_small_that_switched_meanwhile_goes_to_the_stream(
 @pytest.mark.gen_test
 async def test_a_failed_append_to_the_stream_lets_the_key_go():
     streams = ScriptedStreams(errors.ServiceUnavailable("redis down"))
-    send, groups, group, inbox, keys = make(streams, large_in_sql=True)
-    await groups.add(group)
+    send, groups, group, inbox, keys = await make(streams, large_in_sql=True)
     with pytest.raises(errors.ServiceUnavailable):
         await send(BOB, GROUP, {"content": "hi", "client_msg_id": "k1"})
     assert (BOB, "k1") not in keys.entries
@@ -164,7 +159,6 @@ async def test_a_failed_append_to_the_stream_lets_the_key_go():
 
 @pytest.mark.gen_test
 async def test_with_large_groups_off_a_switched_group_is_a_503():
-    send, groups, group, inbox, keys = make(None, large_in_sql=False, inbox_large=1)
-    await groups.add(group)
+    send, groups, group, inbox, keys = await make(None, large_in_sql=False, inbox_large=1)
     with pytest.raises(errors.GroupIsLarge):
         await send(BOB, GROUP, {"content": "hi"})
