@@ -1,12 +1,16 @@
 """RecentMessages over Redis: a message the persister has not stored yet is among the
 newest entries of its sender's log (and of every recipient's), and in any case in
 stream:persist, which holds exactly what is not stored yet (the persister deletes what
-it acked)."""
+it acked). A large group's message is in no member's log but in its group's stream, and
+waits in lg:{G}:persist: for one not in the caller's log, the persist streams of the
+caller's large groups (lgm:<U>: the sender's, or the deleting owner's) are read too -
+each holds only what is not stored yet, so they are short."""
 from __future__ import annotations
 
 import orjson
 import redis.asyncio as aioredis
 
+from adapters.redis.group_streams import LARGE_GROUPS_OF, PERSIST
 from adapters.redis.inbox import INBOX_KEY, PERSIST_STREAM
 from adapters.redis.support import unavailable
 from application.ports import RecentMessages
@@ -37,7 +41,25 @@ class RedisRecentMessages(RecentMessages):
             message = _matching(entries, message_id, wanted)
             if message is not None:
                 return message
+            message = await self._in_large_groups(user_id, message_id, wanted)
+            if message is not None:
+                return message
             return await self._in_backlog(message_id, wanted)
+
+    async def _in_large_groups(self, user_id: str, message_id: str, wanted: bytes) -> Message | None:
+        group_ids = await self._redis.smembers(LARGE_GROUPS_OF.format(user_id))
+        if not group_ids:
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for group_id in group_ids:
+                pipe.xrange(PERSIST.format(group_id.decode() if isinstance(group_id, bytes) else group_id),
+                            count=self._look_back)
+            pages = await pipe.execute()
+        for entries in pages:
+            message = _matching(entries, message_id, wanted)
+            if message is not None:
+                return message
+        return None
 
     async def _in_backlog(self, message_id: str, wanted: bytes) -> Message | None:
         start, read = "-", 0

@@ -83,3 +83,19 @@ async def test_a_backlog_too_long_to_read_answers_try_again(redis_client, persis
     assert (await recent.find(alice, reachable["id"])).id == reachable["id"]
     with pytest.raises(errors.ServiceUnavailable):
         await recent.find(alice, str(uuid.uuid4()))
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_large_groups_message_is_found_in_its_groups_persist_stream(redis_client, persist):
+    """In no member's log: in lg:{G}:persist, for a user whose lgm:<U> names the group."""
+    from adapters.redis.group_streams import LARGE_GROUPS_OF, PERSIST
+    from domain.model import GROUP
+
+    member, outsider = users()
+    group_id = str(uuid.uuid4())
+    sent = Message(GROUP, str(uuid.uuid4()), member, "in the stream", 1_700_000_000, group_id=group_id, seq=1)
+    await redis_client.xadd(PERSIST.format(group_id), {"m": orjson.dumps(sent.to_record())})
+    await redis_client.sadd(LARGE_GROUPS_OF.format(member), group_id)
+    recent = RedisRecentMessages(redis_client, look_back=LOOK_BACK, backlog_limit=100, persist_stream=persist)
+    assert await recent.find(member, sent.id) == sent
+    assert await recent.find(outsider, sent.id) is None
