@@ -12,6 +12,11 @@ changes (domain.events.edit_event_id / delete_event_id): a retried PATCH (the sa
 content) or a second DELETE appends that id again, which the inbox ignores when it is
 there - it emits nothing new, and completes a change whose append had failed.
 
+In a large group (docs/design/large-groups.md, section 10) the event goes once into the
+group's stream (a LoggedChange, applied by the announcer as a message is delivered:
+once by its event id), which the members read within their intervals, instead of into
+every member's own log; a sender who has left the group gets its copy in its own log.
+
 Where the message is found: the MessageStore, else (production, the persister lags
 behind) among the messages accepted and not stored yet (RecentMessages). The store then
 inserts it as changed, and the persister's later insert of the original leaves it so."""
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from application.announcements import Announcer
-from application.ports import Announcement, Clock, GroupRepository, MessageStore, RecentMessages
+from application.ports import Announcement, Clock, GroupRepository, LoggedChange, MessageStore, RecentMessages
 from domain import errors
 from domain.events import MESSAGE_DELETED, MESSAGE_UPDATED, MessageChange, delete_event_id, edit_event_id
 from domain.model import GROUP, Message, validate_content, validate_id
@@ -39,6 +44,9 @@ class ChangeMessages:
     clock: Clock
     max_content_length: int
     edit_window: int = DEFAULT_EDIT_WINDOW
+    # COURIER_LARGE_GROUP > 0: a large group's changes go into its stream. Off, every
+    # group fans out, a group left large from a time they were on too (as its sends do).
+    large_groups: bool = False
 
     async def edit(self, user_id: str, message_id: Any, body: Any) -> Message:
         """PATCH /api/v1/messages/{id} {"content"}: the message as edited."""
@@ -51,7 +59,7 @@ class ChangeMessages:
             raise errors.MessageNotFound("this message was deleted")
         if message.content == content:
             if message.edited_at is not None:  # a retry: completes its append, if it failed
-                await self._publish(self._updated(message), await self._recipients(message))
+                await self._publish(self._updated(message), await self._audience(message))
             return message
         if self.clock.now() - message.created_at > self.edit_window:
             raise errors.EditWindowClosed()
@@ -60,7 +68,7 @@ class ChangeMessages:
         # second would otherwise name the first A's event again, and append nothing.
         edited_at = max(int(self.clock.now()), (message.edited_at or 0) + 1)
         edited = dataclasses.replace(message, content=content, edited_at=edited_at)
-        await self._store(self._updated(edited), await self._recipients(message))
+        await self._store(self._updated(edited), await self._audience(message))
         return edited
 
     async def delete(self, user_id: str, message_id: Any) -> None:
@@ -70,12 +78,12 @@ class ChangeMessages:
             group = await self.groups.get(message.group_id) if message.type == GROUP and message.group_id else None
             if group is None or group.owner_id != user_id:
                 await self._refuse(user_id, message)
-        recipients = await self._recipients(message)
+        audience = await self._audience(message)
         if message.deleted_at is not None:  # a second DELETE: nothing new
-            await self._publish(MessageChange(MESSAGE_DELETED, delete_event_id(message.id), message), recipients)
+            await self._publish(MessageChange(MESSAGE_DELETED, delete_event_id(message.id), message), audience)
             return
         deleted = dataclasses.replace(message, content="", deleted_at=int(self.clock.now()))
-        await self._store(MessageChange(MESSAGE_DELETED, delete_event_id(message.id), deleted), recipients)
+        await self._store(MessageChange(MESSAGE_DELETED, delete_event_id(message.id), deleted), audience)
 
     async def _find(self, user_id: str, message_id: Any) -> Message:
         message_id = validate_id(message_id, "message id")
@@ -100,24 +108,40 @@ class ChangeMessages:
             raise errors.NotYourMessage()
         raise errors.MessageNotFound()
 
-    async def _recipients(self, message: Message) -> list[str]:
+    async def _audience(self, message: Message) -> _Audience:
+        """Who is told: the own logs of the participants, or a large group's stream."""
         if message.type == GROUP:
             group = await self.groups.get(message.group_id or "")
+            if group is not None and group.large and self.large_groups:
+                # No copy per member: they read it in the stream. A sender no longer
+                # in the group reads the stream no more past its leave: its own copy.
+                sender = [] if group.is_member(message.from_user_id) else [message.from_user_id]
+                return _Audience(sender, group.id)
             members = list(group.member_ids) if group is not None else []
-            return list(dict.fromkeys([*members, message.from_user_id]))
-        return list(dict.fromkeys([message.from_user_id, str(message.to_user_id)]))
+            return _Audience(list(dict.fromkeys([*members, message.from_user_id])))
+        return _Audience(list(dict.fromkeys([message.from_user_id, str(message.to_user_id)])))
 
     @staticmethod
     def _updated(message: Message) -> MessageChange:
         assert message.edited_at is not None
         return MessageChange(MESSAGE_UPDATED, edit_event_id(message.id, message.content, message.edited_at), message)
 
-    async def _store(self, change: MessageChange, recipients: list[str]) -> None:
-        announcement = Announcement(change, recipients, change.created_at)
+    async def _store(self, change: MessageChange, audience: _Audience) -> None:
+        announcement = audience.announcement(change)
         await self.messages.change(change.message, announcement)
         await self.announcer.announce(announcement)
 
-    async def _publish(self, change: MessageChange, recipients: list[str]) -> None:
+    async def _publish(self, change: MessageChange, audience: _Audience) -> None:
         """A retry's event again: appended once (its id is the first attempt's), it
         completes a first attempt whose append failed, without waiting for the relay."""
-        await self.announcer.announce(Announcement(change, recipients, change.created_at))
+        await self.announcer.announce(audience.announcement(change))
+
+
+@dataclass(frozen=True, slots=True)
+class _Audience:
+    recipients: list[str]  # own logs
+    stream_of: str | None = None  # a large group whose stream takes the event
+
+    def announcement(self, change: MessageChange) -> Announcement:
+        logged = None if self.stream_of is None else LoggedChange(self.stream_of, change)
+        return Announcement(change, self.recipients, change.created_at, logged)

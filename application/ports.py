@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from domain.cursor import Position
-from domain.events import Appended, Delivery, Event, GroupChange
+from domain.events import Appended, Delivery, Event, GroupChange, MessageChange
 from domain.model import Group, Message, User
 from domain.presence import PresenceStatus, Typing
 from domain.vector import Interval
@@ -71,7 +71,7 @@ class Announcement:
     # What the change does to a large group's stream, as the store decided it in the same
     # transaction (GroupRepository): the announcer (or the relay) applies it to the
     # GroupStreams before it appends the event. None for every other change.
-    stream_change: GroupSwitch | MemberChange | None = None
+    stream_change: GroupSwitch | MemberChange | LoggedChange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +442,21 @@ class MemberChange:
     owner_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedChange:
+    """A message's edit or deletion in a large group (docs/design/large-groups.md, section
+    10): its event, once in the group's stream, which every member reads within its
+    intervals, instead of a copy in every member's own log. It changes no membership, so
+    it has no member version: it waits for nothing but the group's switch."""
+
+    group_id: str
+    record: MessageChange  # the announcement's event
+
+    @property
+    def event_id(self) -> str:
+        return self.record.id
+
+
 APPLIED, DONE, WAIT = "applied", "done", "wait"
 
 
@@ -494,7 +509,7 @@ class GroupStreams(Protocol):
         a member who is not a channel's owner posts in it."""
 
     @abstractmethod
-    async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
+    async def apply(self, change: GroupSwitch | MemberChange | LoggedChange) -> Applied:
         """Apply a switch or a membership change, once (by its event id), in the order of
         the group's member versions: a change whose predecessor is not applied yet WAITs.
         A switch, applied once whatever its version, starts the stream with an internal
@@ -505,7 +520,14 @@ class GroupStreams(Protocol):
         join is the id of its member_added record, so the joiner does not read it; a
         leave is the id just before its member_removed record; in a channel, which logs
         neither, both are the stream's newest id. Each affected user's set of large groups
-        is written before the change is applied, so a resume never misses a group."""
+        is written before the change is applied, so a resume never misses a group.
+
+        A LoggedChange (a message's edit or deletion) is appended once by its event id,
+        whatever the member version, and published on the group's channel like a message;
+        WAIT while the group's switch is not applied. Its applied again answers APPLIED
+        (at its place) or DONE, and appends and publishes nothing. From then on read()
+        shows the message's entry as it is now (edited, or a tombstone), as Inbox.read
+        does for own-log entries."""
 
 
 class CursorCheckpoints(Protocol):

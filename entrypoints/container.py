@@ -372,9 +372,12 @@ class Container(containers.DeclarativeContainer):
     announcement_steps = providers.Singleton(AnnouncementSteps, inbox, outbox, large_group_streams)
     announcer = providers.Singleton(Announcer, announcement_steps)
     group_events = providers.Singleton(GroupEvents, announcer, ids, clock)
+    # Large groups on: true, else false (what ChangeMessages, MarkRead and RelayTyping ask).
+    large_groups_on = providers.Selector(settings.provided.large_groups, on=providers.Object(True),
+                                         off=providers.Object(False))
     change_messages = providers.Singleton(
         ChangeMessages, messages, recent_messages, groups, announcer, clock, settings.provided.max_content_length,
-        settings.provided.edit_window,
+        settings.provided.edit_window, large_groups=large_groups_on,
     )
     relay_announcements = providers.Singleton(RelayAnnouncements, announcement_steps)
     conversations = providers.Singleton(SqlConversationStore, database)

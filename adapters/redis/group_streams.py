@@ -2,7 +2,10 @@
 stream per large group, lg:{G}:log, and everything else about the group in the same slot
 (hash tag {G}), written by two scripts - lg_deliver.lua (a message) and lg_change.lua
 (the switch, joins, leaves, owner changes) - and read by a third, lg_read.lua (a page
-clipped to one member's intervals). Beside them, outside the group's slot:
+clipped to one member's intervals). A message's edit or deletion is a fourth,
+lg_record.lua (its event once in the log), with the message's state kept in
+changed:{message_id} (adapters/redis/message_states.py), which read() lays over the
+message's entry. Beside them, outside the group's slot:
 - lgm:<U>, the large groups a user is or was in (written before a change is applied,
   so a resume always knows the group), and lg:streams, sno -> group id;
 - the small path's counter seq:g:<G>, which the switch switches off ('L': deliver.lua
@@ -22,6 +25,7 @@ from adapters.redis import envelope, resp
 from adapters.redis.batched_script import BatchedScript
 from adapters.redis.idempotency import idempotency_key
 from adapters.redis.inbox import CURSOR_GENERATOR, NOTIFICATION_CHANNEL, SEQ_COMPLETE, SEQ_COUNTER, trim_every
+from adapters.redis.message_states import CHANGED_TTL, MessageStates
 from adapters.redis.support import lua, text, unavailable
 from application.ports import (
     APPLIED,
@@ -32,6 +36,7 @@ from application.ports import (
     GroupPosted,
     GroupStreams,
     GroupSwitch,
+    LoggedChange,
     MemberChange,
     StreamEntry,
 )
@@ -63,11 +68,13 @@ class RedisGroupStreams(GroupStreams):
 
     def __init__(self, client: aioredis.Redis, max_length: int = 10_000, *, exact_trim: bool = False,
                  channel: str = NOTIFICATION_CHANNEL, sent_ttl: int = SENT_TTL, done_ttl: int = DONE_TTL,
-                 last_seq: Callable[[str], Awaitable[int]] | None = None):
+                 last_seq: Callable[[str], Awaitable[int]] | None = None, changed_ttl: int = CHANGED_TTL):
         self._client = client
+        self._states = MessageStates(client, changed_ttl)
         self._channel = channel
         self._done_ttl = int(done_ttl)
         self._last_seq = last_seq
+        self._max_length, self._trim = int(max_length), "=" if exact_trim else "~"
         # lg_deliver.lua's fixed arguments, packed once (resp.py says why).
         self._max_length_arg = resp.bulk(int(max_length))
         self._trim_arg = resp.bulk("=" if exact_trim else "~")
@@ -77,6 +84,7 @@ class RedisGroupStreams(GroupStreams):
         self._deliver = BatchedScript(client, lua("lg_deliver.lua"))
         self._change = client.register_script(lua("lg_change.lua"))
         self._read = client.register_script(lua("lg_read.lua"))
+        self._record = client.register_script(lua("lg_record.lua"))
 
     async def memberships(self, user_id: str, streams: Collection[int]) -> list[GroupMembership]:
         wanted = list(dict.fromkeys(streams))
@@ -117,7 +125,7 @@ class RedisGroupStreams(GroupStreams):
             raise errors.CursorUnknown()
         if status == "EXPIRED":
             raise errors.CursorExpired()
-        return [_entry(entry) for entry in reply[1]]
+        return await self._states.lay_over([_entry(entry) for entry in reply[1]], _event_of, _with_event)
 
     async def deliver(self, message: Message) -> GroupPosted:
         group_id = str(message.group_id)
@@ -157,9 +165,11 @@ class RedisGroupStreams(GroupStreams):
         if not complete:
             raise errors.ServiceUnavailable("the message store is being rebuilt; retry shortly")
 
-    async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
+    async def apply(self, change: GroupSwitch | MemberChange | LoggedChange) -> Applied:
         if isinstance(change, GroupSwitch):
             return await self._switch(change)
+        if isinstance(change, LoggedChange):
+            return await self._log(change)
         group_id = change.group_id
         await self._note_groups(group_id, change.user_ids)
         keys = [STATE.format(group_id), LOG.format(group_id), MEMBERS.format(group_id),
@@ -170,6 +180,19 @@ class RedisGroupStreams(GroupStreams):
                 record, head, *change.user_ids]
         with unavailable("apply"):
             return _applied(await self._change(keys=keys, args=args))
+
+    async def _log(self, change: LoggedChange) -> Applied:
+        """A message's edit or deletion: its state first (should the script fail, the relay
+        does both again, each idempotent; a read may then show the change before its
+        event, as history does), then its event once in the log."""
+        await self._states.keep(change.record, "apply")
+        group_id = change.group_id
+        record = orjson.dumps(change.record.to_record())
+        keys = [STATE.format(group_id), LOG.format(group_id), DONE_MARKER.format(group_id, change.event_id)]
+        args = [record, self._max_length, self._trim, self._done_ttl, CHANNEL.format(group_id),
+                envelope.group_head(group_id, record)]
+        with unavailable("apply"):
+            return _applied(await self._record(keys=keys, args=args))
 
     async def restore(self, switch: GroupSwitch, seq: int) -> Applied:
         """A large group's state again after Redis lost its data (section 7.3: the worker's
@@ -255,6 +278,14 @@ def _intervals(kept: bytes | str | None) -> tuple[Interval, ...]:
         join, leave = part.split(",")
         intervals.append(Interval(cursor_position(join), None if leave == "+" else cursor_position(leave)))
     return tuple(intervals)
+
+
+def _event_of(entry: StreamEntry):
+    return entry.event
+
+
+def _with_event(entry: StreamEntry, message: Message) -> StreamEntry:
+    return StreamEntry(entry.position, message)
 
 
 def _entry(entry) -> StreamEntry:

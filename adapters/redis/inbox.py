@@ -20,6 +20,7 @@ from adapters.redis import envelope, resp
 from adapters.redis.batched_script import BatchedScript
 from adapters.redis.idempotency import DEFAULT_TTL as IDEMPOTENCY_TTL
 from adapters.redis.idempotency import idempotency_key
+from adapters.redis.message_states import CHANGED_KEY, CHANGED_TTL, MessageStates  # noqa: F401 - CHANGED_KEY: its home was here
 from adapters.redis.support import lua, text, unavailable
 from application.ports import Accepted, Inbox
 from domain import errors
@@ -34,13 +35,6 @@ SEQ_COUNTER = "seq:{}"  # a conversation's last Message.seq (Message.conversatio
 # Set by `courier worker` once every conversation with stored messages has a counter: a
 # missing counter then starts from 0 (adapters/redis/seq_counters.py).
 SEQ_COMPLETE = "seq:complete"
-# A message's state after its latest edit or deletion: {"content", "edited_at",
-# "deleted_at"} (changed.lua keeps the latest of them).
-CHANGED_KEY = "changed:{}"
-# How long that state is kept (seconds) - 30 days: a message edited more than that ago
-# and still in a log (not trimmed yet) then reads as it was sent again in a pull or a
-# resume. History (the MessageStore) always shows it as it is now.
-CHANGED_TTL = 30 * 24 * 3600
 _MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
 
 
@@ -74,7 +68,7 @@ class RedisInbox(Inbox):
         changed_ttl: int = CHANGED_TTL,
     ):
         self._client = client
-        self._changed_ttl = int(changed_ttl)
+        self._states = MessageStates(client, changed_ttl)
         self._last_seq = last_seq
         # The deliver script's fixed arguments, packed once (resp.py says why).
         self._persist_key = resp.bulk(persist_stream)
@@ -92,7 +86,6 @@ class RedisInbox(Inbox):
         # per message (BatchedScript says why), with the other sends of the same turn.
         self._deliver = BatchedScript(client, lua("deliver.lua"))
         self._read = client.register_script(lua("read.lua"))
-        self._keep_change = client.register_script(lua("changed.lua"))
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         recipients = list(dict.fromkeys(recipient_ids))  # one entry per recipient, even if listed twice
@@ -129,7 +122,7 @@ class RedisInbox(Inbox):
             # The message's state first: should this fail, nothing is appended and the
             # announcement's relay does both again (each is idempotent). Should the append
             # fail after it, a read shows the change before its event: as history does.
-            await self._keep_state(change)
+            await self._states.keep(change)
         recipients = list(dict.fromkeys(recipient_ids))
         record = orjson.dumps(change.to_record())
         cursors, _ = await self._append(recipients, record, record, None, 0, None, change.id,
@@ -171,17 +164,6 @@ class RedisInbox(Inbox):
             cursors[recipients[int(position) - 1]] = text(cursor)
         return cursors, seq
 
-    async def _keep_state(self, change: MessageChange) -> None:
-        message = change.message
-        deleted = message.deleted_at is not None
-        # A deleted message's content is gone: none is kept here either.
-        state = {"content": "" if deleted else message.content, "edited_at": None if deleted else message.edited_at,
-                 "deleted_at": message.deleted_at}
-        at = message.deleted_at if deleted else message.edited_at
-        with unavailable("append"):
-            await self._keep_change(keys=[CHANGED_KEY.format(message.id)],
-                                    args=[orjson.dumps(state), 1 if deleted else 0, at or 0, self._changed_ttl])
-
     async def _seed(self, conversation: str) -> int:
         """Where a missing seq counter starts: the highest seq the database holds for the
         conversation. A counter is lost with Redis's data, and stream:persist with it: the
@@ -213,19 +195,8 @@ class RedisInbox(Inbox):
         return await self._as_changed([_delivery(entry) for entry in entries])
 
     async def _as_changed(self, page: list[Delivery]) -> list[Delivery]:
-        """The page with each edited or deleted message as it is now (its changed: key):
-        one MGET for the page's messages; the live push (the notification) never needs it."""
-        ids = list(dict.fromkeys(d.event.id for d in page if isinstance(d.event, Message)))
-        if not ids:
-            return page
-        with unavailable("read"):
-            states = await self._client.mget([CHANGED_KEY.format(message_id) for message_id in ids])
-        changed = {message_id: orjson.loads(state) for message_id, state in zip(ids, states, strict=True)
-                   if state is not None}
-        if not changed:
-            return page
-        return [_changed(d, changed[d.event.id]) if isinstance(d.event, Message) and d.event.id in changed else d
-                for d in page]
+        """The page with each edited or deleted message as it is now (its changed: key)."""
+        return await self._states.lay_over(page, _event_of, _with_event)
 
     async def last_cursor(self, user_id: str) -> str | None:
         with unavailable("last_cursor"):
@@ -278,11 +249,12 @@ def _retained_from(first_retained: str, max_deleted: str) -> tuple[int, int]:
     return boundary
 
 
-def _changed(delivery: Delivery, state: dict) -> Delivery:
-    message = delivery.event
-    assert isinstance(message, Message)
-    changed = message.with_change(state.get("content") or "", state.get("edited_at"), state.get("deleted_at"))
-    return Delivery(changed, delivery.cursor)
+def _event_of(delivery: Delivery):
+    return delivery.event
+
+
+def _with_event(delivery: Delivery, message: Message) -> Delivery:
+    return Delivery(message, delivery.cursor)
 
 
 def _delivery(entry) -> Delivery:

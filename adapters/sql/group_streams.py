@@ -10,7 +10,12 @@ lg_*.lua, the fake in tests/fakes/group_streams.py):
 - the trim mark: group_entry_trims; the seq counter: the `messages` table itself, as for
   a small group (number_rows), so the switch needs no poison: the small path's SqliteInbox
   re-checks group_streams in its own transaction (large from then on);
-- a user's large groups (production: lgm:<U>): the groups it has an interval in.
+- a user's large groups (production: lgm:<U>): the groups it has an interval in;
+- a message's edit or deletion (a LoggedChange): its event as a change record, appended
+  once - appended_events remembers it (production: lg:{G}:done:<event>) under an id
+  derived from the event's, as the inbox's own appends of the same event are remembered
+  under the event's. The message's entry names its `messages` row, which the
+  MessageStore changed: a read shows the message as it is now with no more ado.
 
 One counter for every log. An entry's seq is taken from inbox_entries' AUTOINCREMENT
 counter (sqlite_sequence), which is then moved up to it, so the own logs and the group
@@ -42,6 +47,8 @@ written before it, nor after one written after it."""
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Collection
 from functools import partial
@@ -53,6 +60,7 @@ from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
 from adapters.sql.messages import MESSAGE_COLUMNS, message_from_row, message_row, number_rows, release_taken_client_ids
 from adapters.sql.tables import (
+    appended_events,
     group_entries,
     group_entry_trims,
     group_intervals,
@@ -75,6 +83,7 @@ from application.ports import (
     GroupPosted,
     GroupStreams,
     GroupSwitch,
+    LoggedChange,
     MemberChange,
     MembershipNotification,
     StreamEntry,
@@ -89,6 +98,8 @@ from domain.vector import Interval
 log = logging.getLogger("courier.group_streams")
 
 DEFAULT_MAX_LENGTH = 10_000
+# Where a logged change's id is derived from (the inbox remembers the event's own id).
+_LOGGED_IDS = uuid.UUID("5b0c1f3e-4a8d-4c51-9d55-3f1b6a0e7c21")
 ENTRY, CHANGE, INTERVAL = group_entries.c, group_stream_changes.c, group_intervals.c
 _Published = GroupNotification | MembershipNotification | SwitchNotification  # what this publishes
 
@@ -211,15 +222,30 @@ class SqliteGroupStreams(GroupStreams):
                         .values(trimmed_up_to=cutoff)).rowcount == 0:
             conn.execute(insert(group_entry_trims).values(group_id=group_id, trimmed_up_to=cutoff))
 
-    async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
+    async def apply(self, change: GroupSwitch | MemberChange | LoggedChange) -> Applied:
         try:
             return await self._db.write(self._apply, change)
         finally:
             self._flush()  # this change's notification, or the membership transaction's
 
-    def _apply(self, conn: Connection, change: GroupSwitch | MemberChange) -> Applied:
+    def _apply(self, conn: Connection, change: GroupSwitch | MemberChange | LoggedChange) -> Applied:
         with conn.begin():
+            if isinstance(change, LoggedChange):
+                return self._log(conn, change)
             return self.apply_in(conn, change)
+
+    def _log(self, conn: Connection, change: LoggedChange) -> Applied:
+        """A message's edit or deletion: its event once in the stream (section 10)."""
+        if _floor(conn, change.group_id) is None:
+            return Applied(WAIT)
+        remembered = str(uuid.uuid5(_LOGGED_IDS, change.event_id))
+        if conn.execute(select(appended_events.c.event_id)
+                        .where(appended_events.c.event_id == remembered)).first() is not None:
+            return Applied(DONE)  # a retried PATCH or DELETE, or the relay: nothing again
+        conn.execute(insert(appended_events).values(event_id=remembered, appended_at=int(time.time())))
+        position = _append(conn, change.group_id, event=change.record)
+        self._publish_at_commit(conn, GroupNotification(change.record, change.group_id, (position, 0)))
+        return Applied(APPLIED, (position, 0))
 
     def _publish_at_commit(self, conn: Connection, notification: _Published | None) -> None:
         """Queue the notification when the transaction commits (in the writer thread, so

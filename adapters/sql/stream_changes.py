@@ -5,6 +5,7 @@ very change the announcer would have (docs/design/large-groups.md, sections 4.2,
 
     {"type": "switch", "group_id", "event_id", "version", "stream", "owner_id", "channel", "member_ids"}
     {"type": "member", "kind", "group_id", "event_id", "version", "user_ids", "record"?, "owner_id"?}
+    {"type": "logged", "group_id", "event_id"}
 
 A MemberChange's `record` is not written out: it is always the announcement's own event
 (SqlGroupRepository passes the announcement's GroupChange), which the row holds already
@@ -12,20 +13,22 @@ in its `record` column. "record": true says it had one, and loading attaches the
 announcement's event again. So a row holds the event once, and the record the relay
 hands to the streams cannot differ from the event it appends (nor lose a field that
 to_record keeps and a second copy might not). Writing a record that is not the
-announcement's event is refused: nothing could bring it back."""
+announcement's event is refused: nothing could bring it back. A LoggedChange (a message's
+edit or deletion in a large group) is its announcement's event in a group's stream: the
+row holds only which group."""
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
 
-from application.ports import GroupSwitch, MemberChange
-from domain.events import Appended, GroupChange
+from application.ports import GroupSwitch, LoggedChange, MemberChange
+from domain.events import Appended, GroupChange, MessageChange
 
-SWITCH, MEMBER = "switch", "member"
+SWITCH, MEMBER, LOGGED = "switch", "member", "logged"
 
 
-def stream_change_text(change: GroupSwitch | MemberChange | None, event: Appended) -> str | None:
+def stream_change_text(change: GroupSwitch | MemberChange | LoggedChange | None, event: Appended) -> str | None:
     """`change` as JSON text, None for None; `event` is its announcement's event."""
     if change is None:
         return None
@@ -34,6 +37,10 @@ def stream_change_text(change: GroupSwitch | MemberChange | None, event: Appende
         body = {"type": SWITCH, "group_id": change.group_id, "event_id": change.event_id,
                 "version": change.version, "stream": change.stream, "owner_id": change.owner_id,
                 "channel": change.channel, "member_ids": list(change.member_ids)}
+    elif isinstance(change, LoggedChange):
+        if change.record != event:
+            raise ValueError(f"the logged change {change.event_id} is not its announcement's event")
+        body = {"type": LOGGED, "group_id": change.group_id, "event_id": change.event_id}
     else:
         body = {"type": MEMBER, "kind": change.kind, "group_id": change.group_id, "event_id": change.event_id,
                 "version": change.version, "user_ids": list(change.user_ids)}
@@ -47,7 +54,8 @@ def stream_change_text(change: GroupSwitch | MemberChange | None, event: Appende
     return orjson.dumps(body).decode()
 
 
-def stream_change_from_text(text: str | None, event: Appended) -> GroupSwitch | MemberChange | None:
+def stream_change_from_text(text: str | None,
+                            event: Appended) -> GroupSwitch | MemberChange | LoggedChange | None:
     """The change back from stream_change_text's text (None for None); `event` is the
     stored announcement's event, a MemberChange's record."""
     if text is None:
@@ -66,4 +74,8 @@ def stream_change_from_text(text: str | None, event: Appended) -> GroupSwitch | 
             record = event
         return MemberChange(body["kind"], body["group_id"], body["event_id"], int(body["version"]),
                             tuple(body["user_ids"]), record, body.get("owner_id"))
+    if kind == LOGGED:
+        if not isinstance(event, MessageChange) or event.id != body["event_id"]:
+            raise ValueError(f"the logged change {body['event_id']} is stored with another event")
+        return LoggedChange(body["group_id"], event)
     raise ValueError(f"a stream change of type {kind!r}, which no store writes")

@@ -19,6 +19,7 @@ import pytest
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.sql.database import Database
 from adapters.sql.group_streams import SqliteGroupStreams
+from adapters.sql.messages import store_change
 from adapters.sql.tables import groups, messages
 from adapters.sql.users import SqlUserRepository, utcnow
 from application.ports import (
@@ -34,13 +35,23 @@ from application.ports import (
     GroupPosted,
     GroupStreams,
     GroupSwitch,
+    LoggedChange,
     MemberChange,
     MembershipNotification,
     SwitchNotification,
 )
 from domain import errors
 from domain.cursor import Position
-from domain.events import MEMBER_ADDED, MEMBER_REMOVED, GroupChange
+from domain.events import (
+    MEMBER_ADDED,
+    MEMBER_REMOVED,
+    MESSAGE_DELETED,
+    MESSAGE_UPDATED,
+    GroupChange,
+    MessageChange,
+    delete_event_id,
+    edit_event_id,
+)
 from domain.model import GROUP, Message, User
 from domain.vector import Interval
 from tests.fakes.group_streams import MemoryGroupStreams
@@ -123,6 +134,19 @@ class Harness:
     async def post(self, group: Group, sender: str, content: str = "hi", client_msg_id: str | None = None):
         return await self.streams.deliver(message(group.id, sender, content, client_msg_id))
 
+    async def change_message(self, group: Group, changed: Message) -> Applied:
+        """A message's edit or deletion as ChangeMessages makes it: the MessageStore's
+        row changed (the embedded stream reads it), then the event logged."""
+        if self.database is not None:
+            await self.database.write(_store_change, changed)
+        if changed.deleted_at is not None:
+            record = MessageChange(MESSAGE_DELETED, delete_event_id(changed.id), changed)
+        else:
+            assert changed.edited_at is not None
+            record = MessageChange(MESSAGE_UPDATED, edit_event_id(changed.id, changed.content, changed.edited_at),
+                                   changed)
+        return await self.streams.apply(LoggedChange(group.id, record))
+
     async def read(self, group: Group, user_id: str, after: Position | None = None, limit: int = EVERYTHING):
         return await self.streams.read(group.id, user_id, group.floor if after is None else after, limit)
 
@@ -142,6 +166,11 @@ def new_id() -> str:
 def message(group_id: str, sender: str, content: str = "hi", client_msg_id: str | None = None) -> Message:
     return Message(type=GROUP, id=new_id(), from_user_id=sender, content=content, created_at=1_700_000_000,
                    group_id=group_id, client_msg_id=client_msg_id)
+
+
+def _store_change(conn, changed: Message) -> None:
+    with conn.begin():
+        store_change(conn, changed)
 
 
 def _insert(conn, table, row: dict) -> None:
@@ -374,6 +403,42 @@ async def test_a_retried_client_msg_id_gets_its_original_even_after_its_sender_l
     assert [e.event.type for e in seen[2:]] == [MEMBER_REMOVED]
     with pytest.raises(errors.NotAMember):
         await harness.post(group, a, "new", client_msg_id="c-2")
+
+
+@pytest.mark.gen_test
+async def test_an_edit_and_a_deletion_go_once_into_the_stream_and_reads_show_the_message_as_it_is(harness):
+    a, b, c = new_id(), new_id(), new_id()
+    group = await harness.switch([a, b])
+    kept, gone = await harness.post(group, a, "first"), await harness.post(group, b, "second")
+    edited = kept.message.with_change("first, edited", 1_700_000_100, None)
+    deleted = gone.message.with_change("", None, 1_700_000_200)
+    first = await harness.change_message(group, edited)
+    assert first.status == APPLIED and first.position is not None and first.position > gone.position
+    again = await harness.change_message(group, edited)  # a retried PATCH: nothing appended
+    assert again.status in (APPLIED, DONE) and again.position in (None, first.position)
+    join = await harness.join(group, c)  # a later member reads neither the message nor the change
+    assert (await harness.change_message(group, deleted)).status == APPLIED
+    assert (await harness.change_message(group, deleted)).status in (APPLIED, DONE)  # a second DELETE
+    got = await harness.read(group, b)
+    assert [entry.event.type for entry in got] == [GROUP, GROUP, MESSAGE_UPDATED, MEMBER_ADDED,
+                                                   MESSAGE_DELETED]
+    message_one, message_two, update, _, deletion = (entry.event for entry in got)
+    assert isinstance(message_one, Message) and isinstance(message_two, Message)
+    assert (message_one.content, message_one.edited_at, message_one.seq) == ("first, edited", 1_700_000_100, 1)
+    assert (message_two.content, message_two.deleted_at, message_two.seq) == ("", 1_700_000_200, 2)
+    assert isinstance(update, MessageChange) and update.message.content == "first, edited"
+    assert isinstance(deletion, MessageChange) and deletion.message.deleted_at == 1_700_000_200
+    assert [entry.event.type for entry in await harness.read(group, c, join)] == [MESSAGE_DELETED]
+
+
+@pytest.mark.gen_test
+async def test_a_message_change_waits_for_its_groups_switch(harness):
+    a = new_id()
+    group_id = new_id()
+    await harness.rows(group_id, a, [a])
+    changed = message(group_id, a).with_seq(1).with_change("edited", 1_700_000_100, None)
+    record = MessageChange(MESSAGE_UPDATED, edit_event_id(changed.id, "edited", 1_700_000_100), changed)
+    assert await harness.streams.apply(LoggedChange(group_id, record)) == Applied(WAIT)
 
 
 @pytest.mark.gen_test

@@ -30,6 +30,7 @@ from application.ports import (
     GroupPosted,
     GroupStreams,
     GroupSwitch,
+    LoggedChange,
     MemberChange,
     MembershipNotification,
     StreamEntry,
@@ -75,6 +76,7 @@ class MemoryGroupStreams(GroupStreams):
         self._groups: dict[str, _Group] = {}
         self._by_stream: dict[int, _Group] = {}
         self._large_groups_of: dict[str, set[str]] = {}  # lgm:<U>
+        self._changed: dict[str, Message] = {}  # message id -> as changed (changed:{message_id})
         self.reads: list[tuple[str, str, Position, int]] = []  # (group, user, after, limit): what was read
 
     # The port ---------------------------------------------------------------------------------
@@ -96,9 +98,16 @@ class MemoryGroupStreams(GroupStreams):
             return []
         if group.trimmed_up_to is not None and max(after, first.join) < group.trimmed_up_to:
             raise errors.CursorExpired()
-        inside = [StreamEntry(position, event) for position, event in group.entries
+        inside = [StreamEntry(position, self._as_changed(event)) for position, event in group.entries
                   if event is not None and position > after and any(i.holds(position) for i in intervals)]
         return inside[:limit]
+
+    def _as_changed(self, event: Event) -> Event:
+        changed = self._changed.get(event.id) if isinstance(event, Message) else None
+        if changed is None:
+            return event
+        assert isinstance(event, Message)
+        return event.with_change(changed.content, changed.edited_at, changed.deleted_at)
 
     async def deliver(self, message: Message) -> GroupPosted:
         group = self._groups.get(str(message.group_id))
@@ -122,7 +131,9 @@ class MemoryGroupStreams(GroupStreams):
             group.sent[key] = posted
         return posted
 
-    async def apply(self, change: GroupSwitch | MemberChange) -> Applied:
+    async def apply(self, change: GroupSwitch | MemberChange | LoggedChange) -> Applied:
+        if isinstance(change, LoggedChange):
+            return self._log(change)
         if isinstance(change, GroupSwitch):
             existing = self._groups.get(change.group_id)
             if existing is None:
@@ -165,6 +176,20 @@ class MemoryGroupStreams(GroupStreams):
             group.owner = change.owner_id
         group.version = change.version
         group.done[change.event_id] = position
+        return Applied(APPLIED, position)
+
+    def _log(self, change: LoggedChange) -> Applied:
+        """A message's edit or deletion: its state kept, its event once in the log."""
+        group = self._groups.get(change.group_id)
+        if group is None:
+            return Applied(WAIT)
+        message = change.record.message
+        kept = self._changed.get(message.id)
+        if kept is None or _rank(message) >= _rank(kept):  # the latest change wins (changed.lua)
+            self._changed[message.id] = message
+        if change.event_id in group.done:
+            return Applied(APPLIED, group.done[change.event_id])
+        position = group.done[change.event_id] = self.post(group.group_id, change.record)
         return Applied(APPLIED, position)
 
     # The tests' shortcuts: the writes without versions or checks ------------------------------
@@ -255,3 +280,10 @@ class MemoryGroupStreams(GroupStreams):
     def _change(self, kind: str, group: _Group, user_id: str, by_user_id: str, created_at: int) -> GroupChange:
         return GroupChange(type=kind, id=f"{kind}:{group.group_id}:{user_id}:{self._next_id()}",
                            group_id=group.group_id, by_user_id=by_user_id, created_at=created_at, user_id=user_id)
+
+
+def _rank(message: Message) -> tuple[int, int]:
+    """A change's place among a message's changes: a deletion after every edit."""
+    if message.deleted_at is not None:
+        return 1, message.deleted_at
+    return 0, message.edited_at or 0

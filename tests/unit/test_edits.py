@@ -9,7 +9,8 @@ from application.edits import ChangeMessages
 from application.ports import RecentMessages
 from domain import errors
 from domain.events import MessageChange, event_from_record
-from domain.model import PRIVATE, Message
+from domain.model import GROUP, PRIVATE, Group, Message
+from tests.fakes.group_streams import MemoryGroupStreams
 from tests.fakes.repositories import MemoryGroupRepository, MemoryMessageStore
 
 
@@ -123,3 +124,58 @@ async def test_a_message_stored_while_it_is_looked_for_is_found():
     edited = await edits.edit("a", M1, {"content": "hello"})
     assert (edited.content, edited.edited_at) == ("hello", 1010)
     assert (await store.get(M1)).content == "hello"
+
+
+G1 = "5a0c3e6e-1f0b-4f43-9a55-6b2f8a1c0d02"
+
+
+def group_message(sender: str) -> Message:
+    return Message(type=GROUP, id=M1, from_user_id=sender, content="helo", created_at=1000, group_id=G1, seq=1)
+
+
+async def large_group(streams: MemoryGroupStreams, members: list[str], large_groups: bool = True):
+    """A group past the threshold (stream set), its stream switched, and the use case."""
+    store, inbox, clock = MemoryMessageStore(), Appends(), Clock()
+    groups = MemoryGroupRepository()
+    await groups.add(Group(G1, "g", members[0], list(members), stream=1))
+    streams.switch(G1, members)
+    announcer = Announcer(AnnouncementSteps(inbox, store.outbox, streams))  # type: ignore[arg-type]
+    edits = ChangeMessages(store, Log(), groups, announcer, clock, 4000, 100, large_groups=large_groups)
+    return edits, store, inbox, clock, groups
+
+
+@pytest.mark.gen_test
+async def test_a_large_groups_edit_and_delete_go_once_into_its_stream_and_no_own_log():
+    published: list = []
+    streams = MemoryGroupStreams(iter(range(1, 1000)).__next__, publish=published.append)
+    edits, store, inbox, clock, _ = await large_group(streams, ["a", "b", "c"])
+    await store.save([group_message("a")])
+    published.clear()
+    clock.t = 1010
+    await edits.edit("a", M1, {"content": "hello"})
+    await edits.edit("a", M1, {"content": "hello"})  # a retried PATCH
+    await edits.delete("a", M1)
+    await edits.delete("a", M1)  # a second DELETE
+    assert inbox.appended == []  # no member's own log
+    assert [(n.group_id, n.event.type) for n in published] == [(G1, "message_updated"), (G1, "message_deleted")]
+    assert [e.type for _, e in streams.entries(G1)] == ["message_updated", "message_deleted"]
+    assert store.outbox.stored == {}  # each announced
+
+
+@pytest.mark.gen_test
+async def test_a_sender_who_left_a_large_group_gets_its_own_copy_and_large_groups_off_fan_out():
+    streams = MemoryGroupStreams(iter(range(1, 1000)).__next__)
+    edits, store, inbox, clock, groups = await large_group(streams, ["b", "c"])
+    await store.save([group_message("a")])  # a left the group since
+    clock.t = 1010
+    await edits.edit("a", M1, {"content": "hello"})
+    assert [(c.type, r) for c, r in inbox.appended] == [("message_updated", ["a"])]
+    assert [e.type for _, e in streams.entries(G1)] == ["message_updated"]
+
+    streams = MemoryGroupStreams(iter(range(1, 1000)).__next__)
+    edits, store, inbox, clock, groups = await large_group(streams, ["a", "b", "c"], large_groups=False)
+    await store.save([group_message("a")])
+    clock.t = 1010
+    await edits.edit("a", M1, {"content": "hello"})
+    assert [(c.type, r) for c, r in inbox.appended] == [("message_updated", ["a", "b", "c"])]
+    assert streams.entries(G1) == []

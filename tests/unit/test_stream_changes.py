@@ -7,9 +7,17 @@ import orjson
 import pytest
 
 from adapters.sql.stream_changes import stream_change_from_text, stream_change_text
-from application.ports import JOIN, LEAVE, OWNER, GroupSwitch, MemberChange
-from domain.events import GROUP_UPDATED, MEMBER_ADDED, MEMBER_REMOVED, GroupChange, ReadMarker
-from domain.model import PRIVATE
+from application.ports import JOIN, LEAVE, OWNER, GroupSwitch, LoggedChange, MemberChange
+from domain.events import (
+    GROUP_UPDATED,
+    MEMBER_ADDED,
+    MEMBER_REMOVED,
+    MESSAGE_UPDATED,
+    GroupChange,
+    MessageChange,
+    ReadMarker,
+)
+from domain.model import GROUP, PRIVATE, Message
 
 G, E = "00000000-0000-4000-8000-000000000101", "00000000-0000-4000-8000-000000000201"
 A, B, C = (f"00000000-0000-4000-8000-00000000000{n}" for n in (1, 2, 3))
@@ -44,6 +52,20 @@ def test_a_member_change_comes_back_with_the_announcements_event_as_its_record()
     owner = MemberChange(OWNER, G, E, 5, owner_id=C)  # no user, no record
     assert "record" not in stream_change_text(owner, left)
     assert round_trip(owner, left) == owner
+
+
+def test_a_logged_change_comes_back_with_the_announcements_event_as_its_record():
+    edited = Message(type=GROUP, id=B, from_user_id=A, content="x", created_at=1, group_id=G, seq=1, edited_at=2)
+    change = MessageChange(MESSAGE_UPDATED, E, edited)
+    logged = LoggedChange(G, change)
+    text = stream_change_text(logged, change)
+    assert orjson.loads(text) == {"type": "logged", "group_id": G, "event_id": E}  # the event once, in the row
+    back = stream_change_from_text(text, change)
+    assert back == logged and back.record is change
+    with pytest.raises(ValueError):
+        stream_change_text(logged, event())  # not the announcement's event
+    with pytest.raises(ValueError):
+        stream_change_from_text(text, event())  # stored with a group change
 
 
 def test_none_is_no_text_and_no_text_is_none():
