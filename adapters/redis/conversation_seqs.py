@@ -1,12 +1,17 @@
 """The conversations' last seqs as deliver.lua hands them out (its counters seq:<conversation>):
-known at once, while the worker may not have stored the newest messages yet."""
+known at once, while the worker may not have stored the newest messages yet. A large
+group's counter moved into its state at the switch (lg:{G} seq, lg_deliver.lua's), and
+its old counter holds 'L' (docs/design/large-groups.md, section 4.2): read there then."""
 from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from adapters.redis.group_streams import STATE
 from adapters.redis.inbox import SEQ_COUNTER
 from adapters.redis.support import unavailable
 from application.ports import ConversationSeqs
+
+_SWITCHED = b"L"
 
 
 class RedisConversationSeqs(ConversationSeqs):
@@ -16,4 +21,8 @@ class RedisConversationSeqs(ConversationSeqs):
     async def last_seq(self, conversation: str) -> int | None:
         with unavailable("seq counters"):
             value = await self._client.get(SEQ_COUNTER.format(conversation))
-        return None if value is None else int(value)
+            if value in (_SWITCHED, "L") and conversation.startswith("g:"):
+                value = await self._client.hget(STATE.format(conversation[2:]), "seq")
+        if value is None or value in (_SWITCHED, "L"):
+            return None  # a switched group whose state is gone (a loss of Redis): ask the store
+        return int(value)
