@@ -89,6 +89,7 @@ class MarkRead:
     # unless the reader turned receipts off (preferences; None: no receipts).
     preferences: ReceiptPreferences | None = None
     max_group: int = 100
+    large_groups: bool = False  # COURIER_LARGE_GROUP > 0: a large group gets no receipts
 
     async def private(self, user_id: str, peer_id: Any, body: dict) -> ReadResult:
         peer_id = validate_id(peer_id, "user_id")
@@ -105,7 +106,11 @@ class MarkRead:
         if group is None:
             raise errors.GroupNotFound()
         group.require_member(user_id)
-        others = group.member_ids if len(group.member_ids) <= self.max_group else []
+        # No receipts in a large group (docs/design/large-groups.md, section 10), however
+        # few members it has left: the reader's own `read` event only. (Settings keep
+        # max_group below the threshold, so a group large by its count has none either.)
+        large = group.large and self.large_groups
+        others = group.member_ids if len(group.member_ids) <= self.max_group and not large else []
         return await self._move(user_id, "g:" + group_id, seq, GROUP, group_id, others, group_id=group_id)
 
     async def _move(self, user_id: str, conversation: str, seq: int, kind: str, target: str,

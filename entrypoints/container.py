@@ -388,6 +388,7 @@ class Container(containers.DeclarativeContainer):
         providers.Selector(mode, embedded=providers.Object(None),
                            production=providers.Singleton(RedisConversationSeqs, redis)),
         preferences=receipt_preferences, max_group=settings.provided.receipts_max_group,
+        large_groups=large_groups_on,
     )
     group_reads = providers.Singleton(GroupReads, conversations, groups)
     manage_groups = providers.Singleton(

@@ -28,7 +28,9 @@ class Settings:
     token_ttl: int = 86400
     max_content_length: int = 4000
     edit_window: int = 48 * 3600  # seconds after sending that its sender may edit a message
-    receipts_max_group: int = 100  # groups of at most this many members get read receipts as events
+    # Groups of at most this many members get read receipts as events; less than
+    # large_group while large groups are on (a large group gets none).
+    receipts_max_group: int = 100
     # A group with more members keeps one stream of its own instead of a copy of each
     # message in every member's log (docs/design/large-groups.md); 0: off, every group
     # fans out. Every gateway and worker of a deployment must run a version that knows
@@ -163,6 +165,12 @@ class Settings:
             raise SettingsError("receipts_max_group must not be negative")
         if self.large_group < 0:
             raise SettingsError("large_group must not be negative")
+        if 0 < self.large_group <= self.receipts_max_group:
+            # A large group sends no receipts (docs/design/large-groups.md, section 10):
+            # a limit at or past the threshold would promise some that never come.
+            raise SettingsError(
+                f"receipts_max_group ({self.receipts_max_group}) must be less than large_group ({self.large_group}): "
+                "groups past COURIER_LARGE_GROUP members get no read receipts; lower COURIER_RECEIPTS_MAX_GROUP")
         if self.edit_window < 0:
             raise SettingsError("edit_window must be 0 or more seconds")
         if self.token_ttl <= 0 or self.max_content_length <= 0:

@@ -24,7 +24,8 @@ async def seed(courier, *args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
     env.update(FAST_ENV, COURIER_DATA_DIR=settings.data_dir, COURIER_DATABASE_URL=settings.database_url,
                COURIER_REDIS_URL=settings.redis_url, COURIER_JWT_SECRET=settings.jwt_secret,
-               COURIER_LARGE_GROUP=str(settings.large_group))
+               COURIER_LARGE_GROUP=str(settings.large_group),
+               COURIER_RECEIPTS_MAX_GROUP=str(settings.receipts_max_group))
     process = await asyncio.create_subprocess_exec(COURIER_BIN, "seed-channel", *args, env=env,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)

@@ -45,6 +45,10 @@ def settings_env(settings: Settings, **extra) -> dict:
         **FAST_ENV,
     )
     env.update({k: str(v) for k, v in extra.items()})
+    large = int(env.get("COURIER_LARGE_GROUP") or 0)
+    if large > 0 and "COURIER_RECEIPTS_MAX_GROUP" not in extra:
+        # Receipts below the threshold, as the settings require (a large group gets none).
+        env["COURIER_RECEIPTS_MAX_GROUP"] = str(min(100, large - 1))
     return env
 
 

@@ -17,3 +17,16 @@ def test_the_connection_timeouts_have_their_defaults_and_are_read_from_the_envir
 def test_a_timeout_that_is_not_positive_is_refused(name, value):
     with pytest.raises(settings.SettingsError, match="must be positive"):
         settings.load(environ={name: value})
+
+
+@pytest.mark.parametrize("receipts", ["200", "300"])
+def test_receipts_at_or_past_the_large_group_threshold_are_refused(receipts):
+    """A large group sends no read receipts (docs/design/large-groups.md, section 10)."""
+    with pytest.raises(settings.SettingsError, match="receipts_max_group .* must be less than large_group"):
+        settings.load(environ={"COURIER_LARGE_GROUP": "200", "COURIER_RECEIPTS_MAX_GROUP": receipts})
+
+
+def test_receipts_below_the_threshold_or_large_groups_off_are_accepted():
+    assert settings.load(environ={"COURIER_LARGE_GROUP": "200"}).receipts_max_group == 100
+    assert settings.load(environ={"COURIER_LARGE_GROUP": "200", "COURIER_RECEIPTS_MAX_GROUP": "199"}).large_group == 200
+    assert settings.load(environ={"COURIER_RECEIPTS_MAX_GROUP": "5000"}).large_group == 0  # off: no threshold
