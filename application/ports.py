@@ -485,6 +485,12 @@ class GroupStreams(Protocol):
         switch is not applied yet."""
 
     @abstractmethod
+    async def is_member(self, group_id: str, user_id: str) -> bool | None:
+        """Whether the user is in the large group now (an open interval), in one lookup,
+        without its member list; None when the group has no stream (it is small, or its
+        switch is not applied yet)."""
+
+    @abstractmethod
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         """Up to `limit` entries of the group's stream after `after` that are inside the
         user's intervals as they stand at this read (clipped in the same atomic step as

@@ -6,6 +6,11 @@ participant may type in a conversation (else an error frame; the socket stays op
 What passes goes to every gateway (TypingBus). When a socket closes, a start it sent
 that has not ended yet is ended by a stop at once.
 
+In a large group (docs/design/large-groups.md, section 10) typing is not relayed: that
+would be its member list per keystroke, and a push to every member's sockets. Its
+membership is checked in the group's stream (one lookup, no member list): a member's
+frame is answered as any other (nothing), and goes nowhere; anyone else's is refused.
+
 TypingIndicators, on every gateway, pushes them to its event-view sockets of the
 recipients, and ends each indicator by itself when no new start comes within
 TYPING_EXPIRES seconds: a lost stop, a closed socket or a gateway that died never leaves
@@ -21,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from application.gateway import Gateway
-from application.ports import GroupRepository, TypingBus, UserRepository
+from application.ports import GroupRepository, GroupStreams, TypingBus, UserRepository
 from domain import errors
 from domain.model import GROUP
 from domain.presence import (
@@ -52,8 +57,10 @@ class TypingSocket(Protocol):
 
 class RelayTyping:
     def __init__(self, groups: GroupRepository, users: UserRepository, bus: TypingBus, encode: Encode,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, streams: GroupStreams | None = None):
+        """`streams`: the large groups' (None: large groups are off, every group relays)."""
         self._groups = groups
+        self._streams = streams
         self._users = users
         self._bus = bus
         self._encode = encode
@@ -72,6 +79,8 @@ class RelayTyping:
         except errors.CourierError as error:
             socket.send(self._encode(error_frame(error)))
             return
+        if typing is None:
+            return  # a large group's: relayed to nobody
         if socket not in self._relayed:
             # Closed while its conversation was looked up: socket_closed has cleared what it
             # left, and an entry made now would keep the closed socket here for good.
@@ -94,8 +103,16 @@ class RelayTyping:
         times.append(now)
         return True
 
-    async def _addressed(self, typing: Typing) -> Typing:
-        """With its recipients: the other participant, or the group's other members."""
+    async def _addressed(self, typing: Typing) -> Typing | None:
+        """With its recipients: the other participant, or the group's other members;
+        None in a large group (a member's typing is relayed to nobody there)."""
+        if typing.kind == GROUP and self._streams is not None:
+            member = await self._streams.is_member(typing.target_id, typing.user_id)
+            if member is False:
+                raise errors.NotAMember()
+            if member:
+                return None
+            # None: no stream (a small group, or a switch on its way): as any group.
         if typing.kind == GROUP:
             group = await self._groups.get(typing.target_id)
             if group is None or not group.is_member(typing.user_id):

@@ -423,7 +423,8 @@ class Container(containers.DeclarativeContainer):
         PresenceWatch, presence_store, presence_bus, presence_preferences, clock, providers.Object(encode_frame)
     )
     get_presence = providers.Singleton(GetPresence, presence_store, presence_preferences, users, clock)
-    relay_typing = providers.Singleton(RelayTyping, groups, users, typing_bus, providers.Object(encode_frame))
+    relay_typing = providers.Singleton(RelayTyping, groups, users, typing_bus, providers.Object(encode_frame),
+                                       streams=large_group_streams)
     typing_indicators = providers.Singleton(TypingIndicators, gateway, providers.Object(encode_frame))
     user_settings = providers.Singleton(UserSettings, receipt_preferences, presence_preferences, presence_tracker)
 

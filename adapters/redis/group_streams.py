@@ -116,6 +116,16 @@ class RedisGroupStreams(GroupStreams):
                                                cursor_position(text(newest[0][0]))))
         return memberships
 
+    async def is_member(self, group_id: str, user_id: str) -> bool | None:
+        with unavailable("is_member"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.exists(STATE.format(group_id))
+                pipe.hget(MEMBERS.format(group_id), user_id)
+                switched, intervals = await pipe.execute()
+        if not switched:
+            return None
+        return intervals is not None and text(intervals).endswith(",+")
+
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         with unavailable("read"):
             reply = await self._read(keys=[LOG.format(group_id), MEMBERS.format(group_id)],

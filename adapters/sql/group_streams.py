@@ -142,6 +142,16 @@ class SqliteGroupStreams(GroupStreams):
                 found.append(GroupMembership(group_id, stream, _intervals(conn, group_id, user_id), (newest, 0)))
             return found
 
+    async def is_member(self, group_id: str, user_id: str) -> bool | None:
+        return await self._db.run(self._is_member, group_id, user_id)
+
+    @staticmethod
+    def _is_member(conn: Connection, group_id: str, user_id: str) -> bool | None:
+        with conn.begin():
+            if _floor(conn, group_id) is None:
+                return None
+            return _open_interval(conn, group_id, user_id) is not None
+
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         return await self._db.run(self._read, group_id, user_id, after, limit)
 

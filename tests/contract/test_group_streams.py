@@ -432,6 +432,20 @@ async def test_an_edit_and_a_deletion_go_once_into_the_stream_and_reads_show_the
 
 
 @pytest.mark.gen_test
+async def test_is_member_tells_an_open_interval_and_none_for_a_group_without_a_stream(harness):
+    a, b, c = new_id(), new_id(), new_id()
+    small = new_id()
+    assert await harness.streams.is_member(small, a) is None  # no stream: the caller asks the group
+    group = await harness.switch([a, b])
+    assert (await harness.streams.is_member(group.id, a), await harness.streams.is_member(group.id, c)) == (True,
+                                                                                                        False)
+    await harness.leave(group, b)
+    assert await harness.streams.is_member(group.id, b) is False
+    await harness.join(group, b)
+    assert await harness.streams.is_member(group.id, b) is True
+
+
+@pytest.mark.gen_test
 async def test_a_message_change_waits_for_its_groups_switch(harness):
     a = new_id()
     group_id = new_id()

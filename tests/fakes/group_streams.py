@@ -87,6 +87,13 @@ class MemoryGroupStreams(GroupStreams):
         return [self._membership(self._groups[group_id], user_id) for group_id in group_ids
                 if group_id in self._groups]
 
+    async def is_member(self, group_id: str, user_id: str) -> bool | None:
+        group = self._groups.get(group_id)
+        if group is None:
+            return None
+        intervals = group.intervals.get(user_id)
+        return bool(intervals) and intervals[-1].leave is None
+
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         self.reads.append((group_id, user_id, after, limit))
         group = self._groups[group_id]

@@ -50,3 +50,32 @@ async def test_a_socket_closed_while_its_typing_frame_is_looked_up_is_not_kept()
     await asyncio.sleep(0)
     assert relay._started == {} and relay._relayed == {}
     assert published == []  # a start nobody would ever stop here is not relayed
+
+
+class NoMemberLists:
+    """A group repository that must not be read: a large group's members are not."""
+
+    async def get(self, group_id: str):
+        raise AssertionError("the member list was read")
+
+
+@pytest.mark.gen_test
+async def test_typing_in_a_large_group_is_relayed_to_nobody_and_reads_no_member_list():
+    from tests.fakes.group_streams import MemoryGroupStreams
+
+    streams, bus = MemoryGroupStreams(iter(range(1, 100)).__next__), InProcessTypingBus()
+    published = []
+    bus._subscribers.append(published.append)
+    group_id, outsider = str(uuid.uuid4()), str(uuid.uuid4())
+    streams.switch(group_id, [ALICE, BOB])
+    relay = RelayTyping(groups=NoMemberLists(), users=None, bus=bus, encode=orjson.dumps, streams=streams)
+    alice, stranger = Socket(ALICE), Socket(outsider)
+    await relay(alice, {"type": "typing", "group_id": group_id, "state": "start"})
+    await relay(stranger, {"type": "typing", "group_id": group_id, "state": "start"})
+    await asyncio.sleep(0)
+    assert published == [] and alice.frames == []  # a member: answered as ever (nothing), relayed nowhere
+    [refused] = stranger.frames
+    assert orjson.loads(refused)["code"] == "not_a_member"
+    relay.socket_closed(alice)
+    await asyncio.sleep(0)
+    assert published == []  # no start was kept, so no stop goes out either
