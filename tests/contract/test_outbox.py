@@ -22,6 +22,7 @@ from application.ports import (
     Announcement,
     ConversationStore,
     GroupRepository,
+    LoggedChange,
     MessageStore,
     Outbox,
     UserRepository,
@@ -39,7 +40,7 @@ from domain.events import (
     edit_event_id,
     read_marker_id,
 )
-from domain.model import PRIVATE, Group, Message, User
+from domain.model import GROUP, PRIVATE, Group, Message, User
 from tests.fakes.conversations import MemoryConversationStore
 from tests.fakes.outbox import MemoryOutbox
 from tests.fakes.repositories import MemoryGroupRepository, MemoryMessageStore, MemoryUserRepository
@@ -128,6 +129,26 @@ async def test_every_kind_of_change_is_listed_with_its_event_oldest_first(store_
     assert await stores.outbox.announcements(0, 2) == every[:2]
     assert await stores.outbox.announcements(120, 10) == []
     assert cleo not in {user for a in every for user in a.recipient_ids}
+
+
+@pytest.mark.gen_test
+async def test_a_large_groups_edit_comes_back_with_its_logged_change(store_kind, sql_database):
+    """An edit of a large group's message: no own-log recipients, the change for its stream."""
+    stores = await make_stores(store_kind, sql_database)
+    owner, bob, _ = stores.people
+    now = int(time.time())
+    group = Group(id=str(uuid.uuid4()), name="g", owner_id=owner, member_ids=[owner, bob])
+    await stores.groups.add(group)
+    message = Message(type=GROUP, id=str(uuid.uuid4()), from_user_id=bob, content="helo", created_at=now - 100,
+                      group_id=group.id, seq=1)
+    await stores.messages.save([message])
+    edited = dataclasses.replace(message, content="hello", edited_at=now - 40)
+    edit = MessageChange(MESSAGE_UPDATED, edit_event_id(message.id, "hello", now - 40), edited)
+    announcement = Announcement(edit, [], edit.created_at, LoggedChange(group.id, edit))
+    await stores.messages.change(edited, announcement)
+    [listed] = await stores.outbox.announcements(0, 10)
+    assert listed == announcement
+    assert isinstance(listed.stream_change, LoggedChange) and listed.stream_change.record == listed.event
 
 
 @pytest.mark.gen_test

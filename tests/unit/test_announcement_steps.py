@@ -105,3 +105,36 @@ async def test_without_large_groups_a_stored_change_is_appended_as_before():
     outbox.store(announcement)
     assert await steps(None, outbox, inbox).take(announcement)
     assert inbox.appended == [("e1", MEMBERS)]
+
+
+class SwitchPending:
+    """Answers WAIT until `switched` (a LoggedChange waits for its group's switch only)."""
+
+    def __init__(self):
+        self.switched = False
+        self.applied: list[str] = []
+
+    async def apply(self, change):
+        if not self.switched:
+            return Applied(WAIT)
+        self.applied.append(change.event_id)
+        return Applied(APPLIED, (2, 0))
+
+
+@pytest.mark.gen_test
+async def test_a_large_groups_edit_goes_to_the_stream_and_to_no_own_log_and_waits_for_the_switch():
+    from application.ports import LoggedChange
+    from domain.events import MESSAGE_UPDATED, MessageChange
+    from domain.model import Message
+
+    message = Message(type="group", id="m1", from_user_id="a", content="x", created_at=0, group_id=GROUP, seq=1,
+                      edited_at=5)
+    change = MessageChange(MESSAGE_UPDATED, "e9", message)
+    announcement = Announcement(change, [], 0, stream_change=LoggedChange(GROUP, change))
+    outbox, inbox, streams = MemoryOutbox(), Appends(), SwitchPending()
+    outbox.store(announcement)
+    await Announcer(steps(streams, outbox, inbox)).announce(announcement)
+    assert streams.applied == [] and await outbox.announcements(0, 10) == [announcement]  # left to the relay
+    streams.switched = True
+    assert await RelayAnnouncements(steps(streams, outbox, inbox), after=0).once() == 1
+    assert streams.applied == ["e9"] and inbox.appended == [] and await outbox.announcements(0, 10) == []
