@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 
 import orjson
@@ -89,6 +89,7 @@ from domain.vector import Interval
 log = logging.getLogger("courier.group_streams")
 
 DEFAULT_MAX_LENGTH = 10_000
+IN_LIST_CHUNK = 500  # user ids per IN list: well under SQLite's limit of bound parameters
 ENTRY, CHANGE, INTERVAL = group_entries.c, group_stream_changes.c, group_intervals.c
 _Published = GroupNotification | MembershipNotification | SwitchNotification  # what this publishes
 
@@ -130,6 +131,23 @@ class SqliteGroupStreams(GroupStreams):
                     continue
                 found.append(GroupMembership(group_id, stream, _intervals(conn, group_id, user_id), (newest, 0)))
             return found
+
+    async def intervals(self, group_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Interval, ...]]:
+        return await self._db.run(self._intervals_of, group_id, list(user_ids))
+
+    @staticmethod
+    def _intervals_of(conn: Connection, group_id: str, user_ids: list[str]) -> dict[str, tuple[Interval, ...]]:
+        found: dict[str, list[Interval]] = {}
+        with conn.begin():
+            for start in range(0, len(user_ids), IN_LIST_CHUNK):
+                rows = conn.execute(select(INTERVAL.user_id, INTERVAL.joined_after, INTERVAL.left_at)
+                                    .where(INTERVAL.group_id == group_id,
+                                           INTERVAL.user_id.in_(user_ids[start:start + IN_LIST_CHUNK]))
+                                    .order_by(INTERVAL.user_id, INTERVAL.joined_after)).all()
+                for user_id, join, leave in rows:
+                    found.setdefault(user_id, []).append(
+                        Interval((join, 0), (leave, 0) if leave is not None else None))
+        return {user_id: tuple(intervals) for user_id, intervals in found.items()}
 
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         return await self._db.run(self._read, group_id, user_id, after, limit)

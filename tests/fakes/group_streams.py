@@ -13,7 +13,7 @@ that every log's ids grow with one clock, as stream:last-id and the stream ids i
 do: a group's entries after its switch then come after its own-log entries before it."""
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from application.ports import (
@@ -76,6 +76,7 @@ class MemoryGroupStreams(GroupStreams):
         self._by_stream: dict[int, _Group] = {}
         self._large_groups_of: dict[str, set[str]] = {}  # lgm:<U>
         self.reads: list[tuple[str, str, Position, int]] = []  # (group, user, after, limit): what was read
+        self.interval_reads: list[tuple[str, tuple[str, ...]]] = []  # (group, users): intervals() calls
 
     # The port ---------------------------------------------------------------------------------
     async def memberships(self, user_id: str, streams: Collection[int]) -> list[GroupMembership]:
@@ -84,6 +85,13 @@ class MemoryGroupStreams(GroupStreams):
         # A group whose switch is not applied yet has no stream to list.
         return [self._membership(self._groups[group_id], user_id) for group_id in group_ids
                 if group_id in self._groups]
+
+    async def intervals(self, group_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Interval, ...]]:
+        self.interval_reads.append((group_id, tuple(user_ids)))
+        group = self._groups.get(group_id)
+        if group is None:
+            return {}
+        return {user_id: tuple(group.intervals[user_id]) for user_id in user_ids if group.intervals.get(user_id)}
 
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         self.reads.append((group_id, user_id, after, limit))
@@ -243,7 +251,7 @@ class MemoryGroupStreams(GroupStreams):
     def entries(self, group_id: str) -> list[tuple[Position, Event]]:
         return [(position, event) for position, event in self._groups[group_id].entries if event is not None]
 
-    def intervals(self, group_id: str, user_id: str) -> list[Interval]:
+    def intervals_of(self, group_id: str, user_id: str) -> list[Interval]:
         return list(self._groups[group_id].intervals.get(user_id, ()))
 
     def _id(self) -> Position:
