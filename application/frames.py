@@ -41,13 +41,13 @@ class Splice:
     """One notification's shared parts: its stream's cursor part, and head and close,
     encoded on first use (a notification no socket takes encodes nothing)."""
 
-    __slots__ = ("event", "part", "_encode_parts", "_shared", "_own")
+    __slots__ = ("event", "part", "_encode_parts", "shared", "_own")
 
     def __init__(self, event: Event, part: bytes, encode_parts: EncodeParts):
         self.event = event
         self.part = part
         self._encode_parts = encode_parts
-        self._shared: tuple[bytes, bytes] | None = None
+        self.shared: tuple[bytes, bytes] | None = None  # view(None), once it was asked for
         self._own: tuple[bytes, bytes] | None = None
 
     def view(self, user_id: str | None) -> tuple[bytes, bytes]:
@@ -60,9 +60,9 @@ class Splice:
             if own is None:
                 own = self._own = self._encode_parts(event, user_id)
             return own
-        shared = self._shared
+        shared = self.shared
         if shared is None:
-            shared = self._shared = self._encode_parts(event, None)
+            shared = self.shared = self._encode_parts(event, None)
         return shared
 
 

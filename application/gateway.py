@@ -32,6 +32,7 @@ from application.connection import MAX_HELD as MAX_HELD  # re-exported: the test
 from application.connection import ClientChannel as ClientChannel
 from application.connection import Connection
 from application.frames import EncodeParts, Frames, parts_from
+from application.group_arrivals import read_arrival
 from application.group_index import GroupIndex
 from application.ports import (
     JOIN,
@@ -46,10 +47,10 @@ from application.ports import (
 from application.timeline import Timeline
 from application.vector_connection import VectorConnection
 from domain import errors
-from domain.cursor import parse_cursor, stream_id
+from domain.cursor import Position, parse_cursor, stream_id
 from domain.events import MEMBER_ADDED, MEMBER_REMOVED, Delivery, Event, GroupChange
 from domain.model import Message, cursor_position, validate_cursor
-from domain.vector import Vector
+from domain.vector import Interval, Slot, Vector
 
 log = logging.getLogger("courier.gateway")
 
@@ -85,6 +86,7 @@ class Gateway:
         self._timeline = timeline
         self._by_group = GroupIndex(subscriber) if subscriber is not None else None
         self._refreshes: set[asyncio.Future] = set()  # replays started by a notification
+        self._replay_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         # Checkpoints of live connections (section 6.4): those being written, and the
         # connections held until theirs lands (a push needed it).
         self._saving: set[Connection] = set()
@@ -377,7 +379,12 @@ class Gateway:
             if notification.kind == JOIN:
                 if notification.record is not None:
                     self._push_group(notification.record)  # the joiner's interval starts at it
-                self._refresh_users(notification.user_ids)
+                found = by_group.get(notification.group_id)
+                if found is not None:  # it came on the group's channel: its stream is known
+                    self._enter_together(notification.group_id, found[0], notification.position,
+                                         notification.user_ids)
+                else:
+                    self._refresh_users(notification.user_ids)
                 return
             # A leave: every entry up to it came before it on this channel, so the leavers
             # leave the index at once; then the others read the member_removed record.
@@ -398,7 +405,8 @@ class Gateway:
         elif isinstance(notification, SwitchNotification):
             # Every member starts at the floor; this comes after all of the group's
             # small-era notifications, so no post-switch entry overtakes a pre-switch one.
-            self._refresh_users(notification.member_ids)
+            self._enter_together(notification.group_id, notification.stream, notification.floor,
+                                 notification.member_ids)
 
     def _push_group(self, notification: GroupNotification) -> None:
         assert self._by_group is not None
@@ -436,10 +444,78 @@ class Gateway:
             conn._read_again = True
             return
         conn._replaying = True
-        give_up_at = asyncio.get_running_loop().time() + self._resync_retry_seconds
-        task = asyncio.ensure_future(self._resync_one(conn, give_up_at))
+        self._replay_held(conn)
+
+    def _replay_held(self, conn: Connection) -> None:
+        """Replay a connection already held (conn._replaying), in the background, at most
+        RESYNC_CONCURRENCY at a time (many at once would wait on the store's connections
+        anyway, and some give up)."""
+        async def replay() -> None:
+            async with self._replay_slots:
+                give_up_at = asyncio.get_running_loop().time() + self._resync_retry_seconds
+                await self._resync_one(conn, give_up_at)
+
+        self._track(asyncio.ensure_future(replay()))
+
+    def _track(self, task: asyncio.Future) -> None:
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
+
+    # Local members entering a large group together (section 25) ------------------------------
+    def _enter_together(self, group_id: str, stream: int, start: Position, user_ids: Iterable[str]) -> None:
+        """The local connections of `user_ids` enter the group at `start` (its switch's
+        floor, or their join): held at once, as a replay holds them, then given their slot from one read
+        for all of them (application/group_arrivals.py). A connection replaying already
+        reads its memberships again instead; one that knows the group replays alone."""
+        arriving: list[Connection] = []
+        for user_id in user_ids:
+            for conn in self._by_user.get(user_id, ()):
+                if conn._replaying:
+                    conn._read_again = True
+                elif isinstance(conn, VectorConnection) and stream in conn.vector.slots:
+                    self._refresh_soon(conn)
+                else:
+                    conn._replaying = True
+                    arriving.append(conn)
+        if arriving:
+            self._track(asyncio.ensure_future(self._enter(group_id, stream, start, arriving)))
+
+    async def _enter(self, group_id: str, stream: int, start: Position, held: list[Connection]) -> None:
+        assert self._timeline is not None and self._by_group is not None
+        by_group = self._by_group
+        # In the index first (held: live pushes wait), then the channel followed, then the
+        # read: whatever the read misses was published after the follow, so it comes live.
+        entering: list[VectorConnection] = []
+        for conn in held:
+            vector = conn.vector if isinstance(conn, VectorConnection) \
+                else Vector(own=cursor_position(conn.last_cursor or START))
+            vector.slots[stream] = Slot(group_id, stream, (Interval(start),), start)
+            entering.append(vc := VectorConnection.of(conn, vector, self._frames))
+            by_group.enter(vc, group_id, stream)
+        try:
+            await by_group.follow(group_id)
+            arrival = await read_arrival(self._timeline.streams, group_id, start,
+                                         [conn.user_id for conn in entering])
+        except Exception as error:  # noqa: BLE001 - each connection's own replay retries, or closes it
+            log.info("entering group %s together failed (%r): replaying one by one", group_id, error)
+            arrival = None
+        splices = [] if arrival is None else [
+            (entry.position, self._frames.group(entry.event, stream, entry.position)) for entry in arrival.entries]
+        for conn in entering:
+            if conn not in self._by_user.get(conn.user_id, ()):
+                continue  # gone meanwhile: detach took it out of the index
+            intervals = None if arrival is None else arrival.intervals.get(conn.user_id)
+            if intervals is None or intervals[0].join != start or conn._read_again:
+                self._replay_held(conn)  # its own replay reads what it needs
+                continue
+            conn.vector.slots[stream].intervals = intervals
+            conn.forget_prefix()
+            if intervals[-1].leave is not None:
+                by_group.leave(conn, group_id)
+            # The stream's entries first (the replay's part), then what was held meanwhile:
+            # release() takes both through the duplicate and interval tests, in that order.
+            conn._held[:0] = [(stream, position, splice, None) for position, splice in splices]
+            self.pushed += conn.release()
 
     # Checkpoints of live connections (section 6.4) ---------------------------------------------
     def _checkpoint_due(self, conn: Connection, urgent: bool) -> None:
@@ -454,9 +530,7 @@ class Gateway:
         if conn in self._saving:
             return
         self._saving.add(conn)
-        task = asyncio.ensure_future(self._save_checkpoint(conn))
-        self._refreshes.add(task)
-        task.add_done_callback(self._refreshes.discard)
+        self._track(asyncio.ensure_future(self._save_checkpoint(conn)))
 
     async def _save_checkpoint(self, conn: VectorConnection) -> None:
         assert self._timeline is not None

@@ -55,6 +55,16 @@ class GroupIndex:
             await self._subscriber.follow(list(open_groups))
         return entered
 
+    def enter(self, conn: VectorConnection, group_id: str, stream: int) -> None:
+        """Put the connection in one group's index, without following its channel (the
+        caller follows it once for all its connections: `follow`)."""
+        self._streams[group_id] = stream
+        self._members.setdefault(group_id, set()).add(conn)
+
+    async def follow(self, group_id: str) -> None:
+        """Returns once the group's channel is followed for sure."""
+        await self._subscriber.follow([group_id])
+
     def leave(self, conn: VectorConnection, group_id: str) -> None:
         conns = self._members.get(group_id)
         if conns is None or conn not in conns:

@@ -491,6 +491,13 @@ class GroupStreams(Protocol):
         switch is not applied yet)."""
 
     @abstractmethod
+    async def intervals(self, group_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Interval, ...]]:
+        """The intervals of each of `user_ids` in the group as they stand now, oldest first;
+        a user with none kept (never a member, purged, or a join not applied yet) is left
+        out. One read for many members: a gateway whose local members enter a group
+        together (its switch) asks once for all of them."""
+
+    @abstractmethod
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         """Up to `limit` entries of the group's stream after `after` that are inside the
         user's intervals as they stand at this read (clipped in the same atomic step as

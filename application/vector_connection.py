@@ -96,9 +96,15 @@ class VectorConnection(Connection):
         """An entry of a large group's stream (`splice`: its parts, shared by every socket)."""
         if self._replaying:
             return self._hold(stream, position, splice, None)
+        # This runs once per socket of a group's notification: the common case is written
+        # out here (no call but the channel's) rather than through _inside and _send.
         slot = self.vector.slots.get(stream)
-        if slot is None or position <= slot.pos or not _inside(slot, position):
+        if slot is None or position <= slot.pos:
             return False  # not this user's (yet: a replay reads it), or sent already
+        last = slot.intervals[-1]
+        if not (last.join < position and (last.leave is None or position <= last.leave)) \
+                and not _inside(slot, position):
+            return False
         before = slot.pos
         slot.pos = position
         prefix = self._prefix
@@ -106,12 +112,21 @@ class VectorConnection(Connection):
             # Another stream's texts hold this one's part: they are stale now, even when
             # nothing is sent below.
             prefix = self._prefix = None
-        event = splice.event
-        if not (self.events or (isinstance(event, Message) and event.from_user_id != self.user_id)):
-            return False  # outside the original view: the position moved, nothing is sent
+        if self.events:
+            viewer: str | None = self.user_id
+        else:
+            event = splice.event
+            if not (isinstance(event, Message) and event.from_user_id != self.user_id):
+                return False  # outside the original view: the position moved, nothing is sent
+            viewer = None
         if prefix is None:
             prefix = self.prefix(stream)
-        sent = self._send(prefix, splice, position)
+        _, head_cursor, tail_cursor, room, default = prefix
+        part = splice.part
+        if head_cursor is not None and position != default and len(part) <= room:
+            head, close = splice.view(viewer) if viewer is not None or splice.shared is None else splice.shared
+            return self.channel.send_parts((head, head_cursor, part, tail_cursor, close))
+        sent = self._send_whole(splice)  # rare: see _send
         if sent is None:
             slot.pos = before  # not pushed: the replay after the checkpoint reads it
             self._full()

@@ -32,6 +32,7 @@ from entrypoints.http.tornado_overrides import has_unsent, write_to_stream
 
 PING_FRAME = b"\x89\x00"  # FIN + ping opcode, no payload
 _TEXT_FIN = 0x81  # FIN + text opcode; frames from a server are never masked
+_HEADER_16 = struct.Struct("!BBH").pack
 WRITE_CHUNK = 64 * 1024  # frames for one socket are joined into writes of about this size
 
 
@@ -49,13 +50,11 @@ def text_frame_parts(parts: tuple[bytes, ...]) -> bytes:
     """text_frame(b"".join(parts)), joining once: the header is computed from the parts'
     total length, and the header and the parts are copied into one bytes object. (A
     spliced frame: docs/design/large-groups.md, section 6.3.)"""
-    length = 0
-    for part in parts:
-        length += len(part)
+    length = sum(map(len, parts))
     if length < 126:
         header = bytes((_TEXT_FIN, length))
     elif length <= 0xFFFF:
-        header = struct.pack("!BBH", _TEXT_FIN, 126, length)
+        header = _HEADER_16(_TEXT_FIN, 126, length)
     else:
         header = struct.pack("!BBQ", _TEXT_FIN, 127, length)
     return b"".join((header, *parts))

@@ -43,7 +43,7 @@ from entrypoints.http.base import ServerHeader, bearer_token
 from entrypoints.http.errors import error_headers, finish_with_error, status_of
 from entrypoints.http.tornado_overrides import CLOSE_POLICY, websocket_protocol
 from entrypoints.socket_observers import SocketObservers
-from entrypoints.socket_writer import PING_FRAME, SocketWriter
+from entrypoints.socket_writer import PING_FRAME, SocketWriter, text_frame_parts
 from entrypoints.ws_protocol import protocol_token
 
 log = logging.getLogger("courier.ws")
@@ -198,7 +198,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
     def send_parts(self, parts: tuple[bytes, ...]) -> bool:
         if self.gone:
             return False
-        self.writer.queue_parts(self, parts)
+        self.writer.queue(self, text_frame_parts(parts))
         return True
 
     def drain(self) -> Awaitable[None]:

@@ -15,7 +15,7 @@ After a loss of Redis's data, `courier worker` restores each large group's state
 through the switch (restore; adapters/redis/seq_counters.py) before it sets seq:complete."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import orjson
 import redis.asyncio as aioredis
@@ -125,6 +125,14 @@ class RedisGroupStreams(GroupStreams):
         if not switched:
             return None
         return intervals is not None and text(intervals).endswith(",+")
+
+    async def intervals(self, group_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Interval, ...]]:
+        if not user_ids:
+            return {}
+        with unavailable("intervals"):
+            kept = await self._client.hmget(MEMBERS.format(group_id), list(user_ids))
+        return {user_id: _intervals(record) for user_id, record in zip(user_ids, kept, strict=True)
+                if record is not None}
 
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         with unavailable("read"):

@@ -50,7 +50,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 
 import orjson
@@ -100,6 +100,7 @@ log = logging.getLogger("courier.group_streams")
 DEFAULT_MAX_LENGTH = 10_000
 # Where a logged change's id is derived from (the inbox remembers the event's own id).
 _LOGGED_IDS = uuid.UUID("5b0c1f3e-4a8d-4c51-9d55-3f1b6a0e7c21")
+IN_LIST_CHUNK = 500  # user ids per IN list: well under SQLite's limit of bound parameters
 ENTRY, CHANGE, INTERVAL = group_entries.c, group_stream_changes.c, group_intervals.c
 _Published = GroupNotification | MembershipNotification | SwitchNotification  # what this publishes
 
@@ -151,6 +152,23 @@ class SqliteGroupStreams(GroupStreams):
             if _floor(conn, group_id) is None:
                 return None
             return _open_interval(conn, group_id, user_id) is not None
+
+    async def intervals(self, group_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Interval, ...]]:
+        return await self._db.run(self._intervals_of, group_id, list(user_ids))
+
+    @staticmethod
+    def _intervals_of(conn: Connection, group_id: str, user_ids: list[str]) -> dict[str, tuple[Interval, ...]]:
+        found: dict[str, list[Interval]] = {}
+        with conn.begin():
+            for start in range(0, len(user_ids), IN_LIST_CHUNK):
+                rows = conn.execute(select(INTERVAL.user_id, INTERVAL.joined_after, INTERVAL.left_at)
+                                    .where(INTERVAL.group_id == group_id,
+                                           INTERVAL.user_id.in_(user_ids[start:start + IN_LIST_CHUNK]))
+                                    .order_by(INTERVAL.user_id, INTERVAL.joined_after)).all()
+                for user_id, join, leave in rows:
+                    found.setdefault(user_id, []).append(
+                        Interval((join, 0), (leave, 0) if leave is not None else None))
+        return {user_id: tuple(intervals) for user_id, intervals in found.items()}
 
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         return await self._db.run(self._read, group_id, user_id, after, limit)

@@ -7,6 +7,7 @@ socketpairs drained by a child process. Prints microseconds per notification and
 
     fanout_micro.py [--members 1000] [--notifications 300] [--per-recipient-cursors] [--null]
     fanout_micro.py --large [--members 2000] [--notifications 100] [--other-groups 3] [--rounds 5] [--null]
+                    [--spliced-only]
 
 --per-recipient-cursors publishes one cursor per recipient (the notification of Courier before
 the shared cursor); --null replaces the sockets with channels that drop the frame (Python only).
@@ -110,7 +111,7 @@ def _per_connection_class():
             event = splice.event
             if not (self.events or (isinstance(event, Message) and event.from_user_id != self.user_id)):
                 return False
-            cursor = self._cursor()
+            cursor = self.vector.text()
             if cursor is None:
                 return False
             return self.channel.send(encode_delivery(Delivery(event, cursor), self.user_id if self.events else None))
@@ -148,7 +149,9 @@ async def large(args, handlers) -> None:
     results: dict[str, list[float]] = {"per-connection": [], "spliced": []}
     ms = 1_800_000_000_000
     for round_ in range(args.rounds):
-        for name, cls in (("per-connection", per_connection), ("spliced", spliced)):
+        builds = (("spliced", spliced),) if args.spliced_only \
+            else (("per-connection", per_connection), ("spliced", spliced))
+        for name, cls in builds:
             for conn in conns:
                 conn.__class__ = cls
                 conn._prefix = None
@@ -166,6 +169,8 @@ async def large(args, handlers) -> None:
             assert gateway.pushed - pushed == len(conns) * args.notifications, (name, gateway.pushed - pushed)
             results[name].append(cpu / args.notifications / len(conns) * 1e6)
             print(f"round {round_ + 1} {name:>14}: {results[name][-1]:.2f} us per socket")
+    if args.spliced_only:
+        return
     old, new = sorted(results["per-connection"]), sorted(results["spliced"])
     mid = len(old) // 2
     print(f"{len(conns)} VectorConnections in one large group (+{args.other_groups} other groups each),"
@@ -186,6 +191,7 @@ async def main() -> None:
     parser.add_argument("--large", action="store_true", help="large-group frames: per-connection vs spliced")
     parser.add_argument("--other-groups", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--spliced-only", action="store_true", help="with --large: the spliced build alone (callgrind)")
     args = parser.parse_args()
 
     from entrypoints import socket_writer

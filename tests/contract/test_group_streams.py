@@ -316,6 +316,20 @@ async def test_a_rejoined_member_reads_both_stretches_and_nothing_between(harnes
 
 
 @pytest.mark.gen_test
+async def test_the_intervals_of_many_members_come_in_one_read(harness):
+    a, b, c, outsider = new_id(), new_id(), new_id(), new_id()
+    group = await harness.switch([a, b, c])
+    await harness.post(group, a, "first")
+    leave = await harness.leave(group, b)
+    await harness.post(group, a, "missed")
+    join = await harness.join(group, b)
+    assert await harness.streams.intervals(group.id, [a, b, outsider]) == {
+        a: (Interval(group.floor),), b: (Interval(group.floor, leave), Interval(join))}
+    assert await harness.streams.intervals(group.id, []) == {}
+    assert await harness.streams.intervals(new_id(), [a]) == {}  # no such group
+
+
+@pytest.mark.gen_test
 async def test_only_members_post_and_a_group_not_yet_switched_has_no_stream(harness):
     a, outsider = new_id(), new_id()
     group = await harness.switch([a])

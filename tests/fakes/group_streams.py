@@ -13,7 +13,7 @@ that every log's ids grow with one clock, as stream:last-id and the stream ids i
 do: a group's entries after its switch then come after its own-log entries before it."""
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from application.ports import (
@@ -78,6 +78,7 @@ class MemoryGroupStreams(GroupStreams):
         self._large_groups_of: dict[str, set[str]] = {}  # lgm:<U>
         self._changed: dict[str, Message] = {}  # message id -> as changed (changed:{message_id})
         self.reads: list[tuple[str, str, Position, int]] = []  # (group, user, after, limit): what was read
+        self.interval_reads: list[tuple[str, tuple[str, ...]]] = []  # (group, users): intervals() calls
 
     # The port ---------------------------------------------------------------------------------
     async def memberships(self, user_id: str, streams: Collection[int]) -> list[GroupMembership]:
@@ -93,6 +94,13 @@ class MemoryGroupStreams(GroupStreams):
             return None
         intervals = group.intervals.get(user_id)
         return bool(intervals) and intervals[-1].leave is None
+
+    async def intervals(self, group_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Interval, ...]]:
+        self.interval_reads.append((group_id, tuple(user_ids)))
+        group = self._groups.get(group_id)
+        if group is None:
+            return {}
+        return {user_id: tuple(group.intervals[user_id]) for user_id in user_ids if group.intervals.get(user_id)}
 
     async def read(self, group_id: str, user_id: str, after: Position, limit: int) -> list[StreamEntry]:
         self.reads.append((group_id, user_id, after, limit))
@@ -275,7 +283,7 @@ class MemoryGroupStreams(GroupStreams):
     def entries(self, group_id: str) -> list[tuple[Position, Event]]:
         return [(position, event) for position, event in self._groups[group_id].entries if event is not None]
 
-    def intervals(self, group_id: str, user_id: str) -> list[Interval]:
+    def intervals_of(self, group_id: str, user_id: str) -> list[Interval]:
         return list(self._groups[group_id].intervals.get(user_id, ()))
 
     def _id(self) -> Position:

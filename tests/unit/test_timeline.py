@@ -76,7 +76,7 @@ class World:
         await self._own_copy(MEMBER_REMOVED, group_id)
 
     def member(self, group_id: str) -> bool:
-        intervals = self.streams.intervals(group_id, READER)
+        intervals = self.streams.intervals_of(group_id, READER)
         return bool(intervals) and intervals[-1].leave is None
 
     def expected(self, events: bool) -> dict[str, list[str]]:
@@ -86,7 +86,7 @@ class World:
         own = self.inbox._streams.get(READER, [])
         per_stream = {OWN: [d.event for d in own]}
         for group_id in self.groups():
-            intervals = self.streams.intervals(group_id, READER)
+            intervals = self.streams.intervals_of(group_id, READER)
             per_stream[group_id] = [event for position, event in self.streams.entries(group_id)
                                     if any(interval.holds(position) for interval in intervals)]
         for stream, listed in per_stream.items():
@@ -471,7 +471,7 @@ def test_a_group_place_before_every_interval_kept_answers_410():
         w.post("g")
         await w.join("g")
         sno = w.streams.stream_of("g")
-        [join] = [i.join for i in w.streams.intervals("g", READER)]
+        [join] = [i.join for i in w.streams.intervals_of("g", READER)]
         before = format_cursor(Cursor(own=None, groups={sno: (join[0] - 1, 0)}))
         with pytest.raises(errors.CursorExpired):
             await w.timeline.read(READER, before, 10)
@@ -604,6 +604,6 @@ def test_a_stream_is_read_again_when_its_batch_runs_out_before_the_page_is_full(
         assert [d.event.id for d in page.deliveries] == [m.id for m in posts[:30]] and page.has_more
         a = w.streams.entries("a")
         assert [(after, limit) for group, _, after, limit in w.streams.reads if group == "a"] == [
-            (w.streams.intervals("a", READER)[0].join, 20), (a[19][0], 20)]
+            (w.streams.intervals_of("a", READER)[0].join, 20), (a[19][0], 20)]
 
     run(check())
