@@ -33,9 +33,9 @@ class Settings:
     receipts_max_group: int = 100
     # A group with more members keeps one stream of its own instead of a copy of each
     # message in every member's log (docs/design/large-groups.md); 0: off, every group
-    # fans out. Every gateway and worker of a deployment must run a version that knows
-    # large groups before it is turned on.
-    large_group: int = 0
+    # fans out. A deployment upgraded from a version without large groups keeps 0 until
+    # every gateway and worker runs one that knows them.
+    large_group: int = 200
     presence_grace: float = 10.0  # seconds a user stays online after its last socket closed
     allowed_origins: str = ""  # empty: any origin
     log_level: str = "info"

@@ -29,4 +29,10 @@ def test_receipts_at_or_past_the_large_group_threshold_are_refused(receipts):
 def test_receipts_below_the_threshold_or_large_groups_off_are_accepted():
     assert settings.load(environ={"COURIER_LARGE_GROUP": "200"}).receipts_max_group == 100
     assert settings.load(environ={"COURIER_LARGE_GROUP": "200", "COURIER_RECEIPTS_MAX_GROUP": "199"}).large_group == 200
-    assert settings.load(environ={"COURIER_RECEIPTS_MAX_GROUP": "5000"}).large_group == 0  # off: no threshold
+    off = {"COURIER_LARGE_GROUP": "0", "COURIER_RECEIPTS_MAX_GROUP": "5000"}
+    assert settings.load(environ=off).receipts_max_group == 5000  # off: no threshold
+
+
+def test_large_groups_are_on_by_default_past_200_members_with_receipts_below():
+    defaults = settings.load(environ={})
+    assert (defaults.large_group, defaults.receipts_max_group) == (200, 100)
