@@ -56,7 +56,9 @@ class Timeline(LogReader):
         vector, newest = await self._resolve(user_id, cursor)
         shown, has_more = await self.read_on(
             user_id, vector, newest, limit, lambda event: events or in_original_view(event, user_id))
-        return TimelinePage(shown, shown[-1].cursor if shown else cursor, has_more)
+        # Nothing shown: the cursor asked with, None for none (an empty one too, as the
+        # inbox's reader answers it).
+        return TimelinePage(shown, shown[-1].cursor if shown else (cursor or None), has_more)
 
     async def refresh(self, user_id: str, vector: Vector) -> dict[int, Position]:
         """For a vector kept live (a gateway's connection): the user's memberships as they

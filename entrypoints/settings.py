@@ -165,6 +165,9 @@ class Settings:
             raise SettingsError("receipts_max_group must not be negative")
         if self.large_group < 0:
             raise SettingsError("large_group must not be negative")
+        if self.large_group > 0 and self.mode == EMBEDDED and not self.resolved_database_url().startswith("sqlite"):
+            raise SettingsError("large groups in the embedded mode need its SQLite database (a group's stream is "
+                                "kept there): set COURIER_LARGE_GROUP=0 with COURIER_DATABASE_URL, or run production")
         if 0 < self.large_group <= self.receipts_max_group:
             # A large group sends no receipts (docs/design/large-groups.md, section 10):
             # a limit at or past the threshold would promise some that never come.
@@ -240,6 +243,11 @@ def load(args: argparse.Namespace | None = None, environ: dict | None = None) ->
             values[f.name] = {"int": int, "float": float}.get(f.type, str)(raw)
         except ValueError:
             raise SettingsError(f"COURIER_{f.name.upper()} must be a number, not {raw!r}") from None
+    if "large_group" not in values and not values.get("redis_url") and values.get("database_url") \
+            and not values["database_url"].startswith("sqlite"):
+        # The embedded mode keeps large groups' streams in its SQLite database only; on a
+        # server database it runs without them unless told otherwise (then check() refuses).
+        values["large_group"] = 0
     settings = Settings(**values)
     settings.check()
     return settings

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.support import assert_error, is_uuid
+from tests.e2e.support import assert_error, is_uuid, with_settings
 
 GROUPS = "/api/v1/groups"
 GROUP_FIELDS = {"type", "id", "group_id", "from_user_id", "content", "created_at", "seq"}
@@ -180,9 +180,10 @@ async def test_concurrent_adds_of_one_user_add_it_once(api):
     assert r.body["member_ids"] == [a.user_id, b.user_id, c.user_id], r
 
 
+@with_settings(large_group=0)
 @pytest.mark.gen_test(timeout=30)
 async def test_a_channel_is_refused_while_large_groups_are_off(api):
-    # COURIER_LARGE_GROUP=0 (the default): nothing would carry a channel's stream.
+    # COURIER_LARGE_GROUP=0: nothing would carry a channel's stream.
     a = await api.register()
     r = await api.call("POST", GROUPS, {"name": "news", "kind": "channel"}, a.token)
     assert_error(r, 400, "invalid_input")

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.mysql
 
 @pytest.fixture
 def settings_overrides(make_mysql_database) -> dict:
-    return {"database_url": make_mysql_database()}  # a database of its own, never migrated
+    # A database of its own, never migrated; large groups off, as the embedded mode on a
+    # server database runs (their streams are kept in SQLite only).
+    return {"database_url": make_mysql_database(), "large_group": 0}
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -125,6 +125,7 @@ def build(
     pending_wait: float = 2.0,
     resync_retry_seconds: float = 0.3,  # the default (5 s) would make the tests of a store that stays down slow
     receipts_max_group: int = 100,
+    large_group: int = 0,
 ) -> Courier:
     settings = Settings(
         jwt_secret=SECRET,
@@ -140,6 +141,10 @@ def build(
         inbox_maxlen=inbox_max_length,
         account_check=30.0,
         receipts_max_group=receipts_max_group,
+        # Off here: this harness's fakes are the small path's (inbox, bus, stores); large
+        # groups have unit tests of their own over MemoryGroupStreams (test_gateway_large_groups,
+        # test_timeline, ...) and run on by default in the e2e and production suites.
+        large_group=large_group,
     )
     assert settings.mode == EMBEDDED
     container = Container(settings=settings)

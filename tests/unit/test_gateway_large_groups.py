@@ -378,3 +378,26 @@ async def test_a_switch_join_or_leave_published_twice_is_taken_once():
     assert bobs.ids == [before.id, inside.id, last.id] and outside.id not in bobs.ids
     assert [m["type"] for m in carols.messages] == [GROUP, MEMBER_REMOVED, GROUP, MEMBER_ADDED, GROUP, GROUP]
     assert w.bus.followed == {"G"}
+
+
+@pytest.mark.gen_test
+async def test_a_new_connection_takes_cursorless_pushes_while_its_cursor_is_resolved():
+    # With a Timeline, attach reads before it knows the connection's vector: the connection
+    # is registered (and held) first, so a typing frame sent right after the client saw its
+    # socket open reaches it, and a message stored meanwhile still comes once, after it.
+    w = world()
+    timeline = w.gateway._timeline
+    assert timeline is not None
+    resolve = timeline.resolve
+    during: list[Message] = []
+
+    async def pushes_meanwhile(user_id, cursor):
+        assert w.gateway.push_cursorless([BOB], b'{"type":"typing"}', events_only=True) == 1
+        during.append(await w.private(BOB))
+        return await resolve(user_id, cursor)
+
+    timeline.resolve = pushes_meanwhile  # type: ignore[method-assign]
+    _, channel = await w.attach(BOB, events=True)
+    after = await w.private(BOB)
+    assert [m["type"] for m in channel.messages] == ["typing", PRIVATE, PRIVATE]
+    assert [m["id"] for m in channel.messages[1:]] == [during[0].id, after.id]

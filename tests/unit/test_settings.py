@@ -36,3 +36,13 @@ def test_receipts_below_the_threshold_or_large_groups_off_are_accepted():
 def test_large_groups_are_on_by_default_past_200_members_with_receipts_below():
     defaults = settings.load(environ={})
     assert (defaults.large_group, defaults.receipts_max_group) == (200, 100)
+
+
+def test_the_embedded_mode_on_a_server_database_runs_without_large_groups():
+    """Its large groups' streams live in the SQLite database (adapters/sql/group_streams.py)."""
+    mysql = "mysql+pymysql://root@127.0.0.1/courier"
+    assert settings.load(environ={"COURIER_DATABASE_URL": mysql}).large_group == 0
+    with pytest.raises(settings.SettingsError, match="need its SQLite database"):
+        settings.load(environ={"COURIER_DATABASE_URL": mysql, "COURIER_LARGE_GROUP": "200"})
+    production = {"COURIER_DATABASE_URL": mysql, "COURIER_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    assert settings.load(environ=production).large_group == 200

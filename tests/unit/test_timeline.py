@@ -242,6 +242,17 @@ def test_a_reader_in_no_large_group_gets_todays_cursors():
     run(check())
 
 
+def test_an_empty_page_answers_the_cursor_asked_with_or_none_for_none():
+    w = world()
+
+    async def check() -> None:
+        for cursor in (None, ""):  # GET /messages?cursor= is no cursor, as the inbox's reader has it
+            assert (await w.timeline.read("nobody", cursor, 10)).next_cursor is None
+        assert (await w.timeline.read("nobody", "0-0", 10)).next_cursor == "0-0"
+
+    run(check())
+
+
 def test_a_quiet_group_costs_the_cursor_nothing():
     w = world()
     w.group("quiet")
