@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# push_callgrind.sh [COURIER_BIN]: the instructions a production gateway spends on one push
+# end to end, counted by valgrind's callgrind (steady on a busy machine as on a quiet one):
+# POST /api/v1/messages of a private message whose recipient (and sender) have a WebSocket
+# open on the same gateway - the request, the append to the inbox in Redis, the pub/sub
+# notification back through the subscriber (adapters/redis/subscriber.py, subscription.py,
+# pubsub.py), Gateway.on_notification and the frames written to the sockets
+# (entrypoints/socket_writer.py). push_client.py sends one message at a time and waits for
+# its frame, so no push overlaps another. The gateway (`courier serve`, no worker: the
+# persist stream just grows, as in send_callgrind.sh) is the process under valgrind; it is
+# run twice (CG_FEW and 3 x CG_FEW pushes, default 200 and 600) and the difference per push
+# printed, so that start-up, imports, sign-ups and the sockets' opening cancel out.
+# A few minutes. Compare two commits by pointing COURIER_BIN at each one's
+# .venv/bin/courier (same run, alternating); the client is this tree's push_client.py.
+# CG_KEEP=<dir> keeps the two callgrind outputs there (<dir>/<pushes>.cg) for
+# callgrind_annotate; CG_VALGRIND_ARGS=... adds to valgrind's options (--cache-sim=yes: the
+# simulated cache misses, in the kept outputs' totals). CG_TOOL=strace counts system calls instead (strace -f -c, every
+# thread of the gateway: what callgrind cannot see, the kernel's share), per push and by
+# name. Needs redis-server and the MariaDB of `make test` (root on 127.0.0.1:3306).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+COURIER=${1:-$REPO/.venv/bin/courier}
+PY=$(dirname "$COURIER")/python
+TREE=$(cd "$(dirname "$COURIER")/../.." && pwd)  # the gateway runs from its own tree (cwd is first on sys.path)
+PORT=${CG_PORT:-8852}
+RPORT=${CG_REDIS_PORT:-6397}
+FEW=${CG_FEW:-200}
+OUT=$(mktemp -d)
+trap 'redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
+count() {
+  redis-server --port "$RPORT" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+    --logfile "$OUT/redis.log" >/dev/null
+  for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  local db="courier_cgp_$PORT"
+  mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+  export COURIER_DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/$db?charset=utf8mb4&ssl_disabled=1"
+  export COURIER_REDIS_URL="redis://127.0.0.1:$RPORT/0" COURIER_JWT_SECRET=callgrind-secret-0123456789abcdef0123
+  export COURIER_PORT=$PORT COURIER_LOG_LEVEL=warning COURIER_SEND_RATE=0 COURIER_REGISTRATIONS=0
+  export COURIER_ARGON2_TIME_COST=1 COURIER_ARGON2_MEMORY_KIB=8192 COURIER_ARGON2_PARALLELISM=1
+  (cd "$TREE" && "$(dirname "$COURIER")/courier" migrate >/dev/null 2>&1)
+  if [[ ${CG_TOOL:-callgrind} == strace ]]; then
+    (cd "$TREE" && exec strace -f -c -o "$OUT/$1.strace" "$COURIER" serve) >"$OUT/serve-$1.log" 2>&1 &
+  else
+    (cd "$TREE" && exec valgrind --tool=callgrind ${CG_VALGRIND_ARGS:-} --callgrind-out-file="$OUT/$1.cg" "$COURIER" serve) >"$OUT/serve-$1.log" 2>&1 &
+  fi
+  local server=$!
+  "$PY" "$HERE/push_client.py" --port "$PORT" --pushes "$1" 2>"$OUT/client-$1.log" \
+    || { cat "$OUT/client-$1.log" "$OUT/serve-$1.log" >&2; kill -INT "$server"; exit 1; }
+  if [[ ${CG_TOOL:-callgrind} == strace ]]; then kill -INT "$(pgrep -P "$server")"; else kill -INT "$server"; fi
+  wait "$server" || true
+  cat "$OUT/client-$1.log" >&2
+  redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
+  mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $db"
+  if [[ ${CG_TOOL:-callgrind} == strace ]]; then
+    if [[ -n ${CG_KEEP:-} ]]; then mkdir -p "$CG_KEEP"; cp "$OUT/$1.strace" "$CG_KEEP/$1.strace"; fi
+    awk '$NF != "total" && $4 ~ /^[0-9]+$/ {print $NF, $4}' "$OUT/$1.strace" >"$OUT/$1.calls"
+    awk '$NF == "total" {print $4; exit}' "$OUT/$1.strace"
+    return
+  fi
+  if [[ -n ${CG_KEEP:-} ]]; then mkdir -p "$CG_KEEP"; cp "$OUT/$1.cg" "$CG_KEEP/$1.cg"; fi
+  callgrind_annotate "$OUT/$1.cg" >"$OUT/$1.txt" 2>/dev/null
+  awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$OUT/$1.txt"
+}
+few=$(count "$FEW")
+many=$(count $((3 * FEW)))
+if [[ ${CG_TOOL:-callgrind} == strace ]]; then
+  echo "per push: $(awk -v n=$((2 * FEW)) '{printf "%.2f", $1 / n}' <<<"$((many - few))") system calls ($COURIER)"
+  join -a1 -a2 -e0 -o 0,1.2,2.2 <(sort "$OUT/$FEW.calls") <(sort "$OUT/$((3 * FEW)).calls") \
+    | awk -v n=$((2 * FEW)) '{d = ($3 - $2) / n; if (d > 0.005 || d < -0.005) printf "  %-20s %7.2f\n", $1, d}'
+else
+  echo "per push: $(( (many - few) / (2 * FEW) )) instructions ($COURIER)"
+fi
