@@ -35,6 +35,11 @@ TREE=$(cd "$(dirname "$COURIER")/../.." && pwd)  # the gateway runs from its own
 PORT=${CG_PORT:-8852}
 RPORT=${CG_REDIS_PORT:-6397}
 FEW=${CG_FEW:-200}
+for port in "$PORT" "$RPORT"; do  # another run's gateway or Redis would answer in place of this one's
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use (another run? set CG_PORT and CG_REDIS_PORT)" >&2; exit 1
+  fi
+done
 OUT=$(mktemp -d)
 trap 'redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$OUT"' EXIT
 count() {
@@ -72,6 +77,7 @@ cProfile.run('main()', '$OUT/$1.prof')") >"$OUT/serve-$1.log" 2>&1 &
     || { cat "$OUT/client-$1.log" "$OUT/serve-$1.log" >&2; kill -INT "$server"; exit 1; }
   if [[ ${CG_TOOL:-callgrind} == cpu ]]; then  # the gateway's CPU time so far, user and system, in ns
     awk -v hz="$(getconf CLK_TCK)" '{printf "%d\n", ($14 + $15) * 1e9 / hz}' /proc/"$server"/stat >"$OUT/$1.ns"
+    echo "gateway after $1: $(awk '$1 == "VmRSS:" {print $2, $3}' /proc/"$server"/status) resident" >&2
   fi
   if [[ ${CG_TOOL:-callgrind} == strace ]]; then kill -INT "$(pgrep -P "$server")"; else kill -INT "$server"; fi
   wait "$server" || true
