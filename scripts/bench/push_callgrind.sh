@@ -25,7 +25,9 @@
 # (no valgrind) and prints the Python functions' calls per push (prof_diff.py), which
 # callgrind cannot name: in its counts every Python function is the interpreter's loop.
 # CG_TOOL=cpu runs the gateway natively and prints its CPU time per push (utime + stime of
-# /proc/PID/stat, kernel included; as noisy as the machine: use CG_FEW=2000 or more). Needs redis-server and the MariaDB of `make test` (root on 127.0.0.1:3306).
+# /proc/PID/stat, kernel included; as noisy as the machine: use CG_FEW=2000 or more; with
+# CG_IDLE the sign-ups' hashing outweighs a short idle). cg_diff.py compares kept outputs
+# of two trees per function. Needs redis-server and the MariaDB of `make test` (root on 127.0.0.1:3306).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
