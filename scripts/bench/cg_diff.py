@@ -27,7 +27,7 @@ def per_function(path: str, inclusive: bool) -> dict[str, int]:
         match = _ROW.match(line) if started else None
         if not match:
             continue
-        name = re.sub(r"^/tmp/python-build[^:]*/Python-[\d.]+/", "", match.group(2))
+        name = re.sub(r"^[^:]*/Python-[\d.]+/", "", match.group(2))
         name = re.sub(r"'\d+$", "", re.sub(r" \[.*\]$", "", name))
         out[name] = out.get(name, 0) + int(match.group(1).replace(",", ""))
     return out
