@@ -62,6 +62,7 @@ START = "0-0"  # before every cursor an inbox hands out
 RESYNC_RETRY_SECONDS = 5.0
 RESYNC_FIRST_BACKOFF = 0.05
 RESYNC_CONCURRENCY = 256  # replays of one resync running at once
+MAX_LIVE_VECTORS = 10_000  # live_cursor's vectors kept for their attach (see live_cursor)
 
 
 class Gateway:
@@ -87,6 +88,8 @@ class Gateway:
         self._by_group = GroupIndex(subscriber) if subscriber is not None else None
         self._refreshes: set[asyncio.Future] = set()  # replays started by a notification
         self._replay_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
+        # live_cursor's vectors by (user, cursor), until the socket's attach takes its own.
+        self._live_vectors: dict[tuple[str, str], Vector] = {}
         # Checkpoints of live connections (section 6.4): those being written, and the
         # connections held until theirs lands (a push needed it).
         self._saving: set[Connection] = set()
@@ -116,7 +119,14 @@ class Gateway:
         Read it before the client learns its socket is open (before the 101), so
         every message accepted after that comes after this cursor and is sent."""
         if self._timeline is not None:
-            return await self._timeline.live_cursor(user_id)
+            vector = await self._timeline.live_vector(user_id)
+            cursor = await self._timeline.text(user_id, vector)
+            # Kept for the attach that follows (the socket's upgrade), which then need not
+            # resolve the text again: one read of the memberships less per connect.
+            if len(self._live_vectors) >= MAX_LIVE_VECTORS:
+                self._live_vectors.clear()  # upgrades that never attached: forget them all
+            self._live_vectors[user_id, cursor] = vector
+            return cursor
         return await self._inbox.last_cursor(user_id) or START
 
     async def attach(self, user_id: str, channel: ClientChannel, cursor: str | None,
@@ -142,7 +152,7 @@ class Gateway:
         conn._replaying = True
         self._by_user.setdefault(user_id, set()).add(conn)
         try:
-            vector = await self._timeline.resolve(user_id, cursor)
+            vector = self._live_vectors.pop((user_id, cursor), None) or await self._timeline.resolve(user_id, cursor)
             if vector.slots or vector.checkpoint is not None or vector.own is None:
                 conn = VectorConnection.of(conn, vector, self._frames)
             else:

@@ -109,6 +109,11 @@ class Timeline(LogReader):
     async def live_cursor(self, user_id: str) -> str:
         """The cursor of "now": the own log's newest entry ("0-0" when it has none) and each
         large group at its stream's newest entry. Over 16 moved groups: a checkpoint."""
+        vector = await self.live_vector(user_id)
+        return await self.text(user_id, vector)
+
+    async def live_vector(self, user_id: str) -> Vector:
+        """The vector of live_cursor (resolving its text gives the same one)."""
         own = await self.inbox.last_cursor(user_id)
         memberships = await self.streams.memberships(user_id, ())
         vector = Vector(own=cursor_position(own) if own is not None else (0, 0))
@@ -116,6 +121,10 @@ class Timeline(LogReader):
             if membership.intervals:
                 vector.slots[membership.stream] = Slot(membership.group_id, membership.stream,
                                                        membership.intervals, membership.newest)
+        return vector
+
+    async def text(self, user_id: str, vector: Vector) -> str:
+        """The vector's cursor (through a checkpoint when it does not fit inline)."""
         return await self._text(user_id, vector)
 
     async def _resolve(self, user_id: str, text: str | None) -> tuple[Vector, dict[int, Position]]:

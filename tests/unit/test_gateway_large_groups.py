@@ -397,7 +397,34 @@ async def test_a_new_connection_takes_cursorless_pushes_while_its_cursor_is_reso
         return await resolve(user_id, cursor)
 
     timeline.resolve = pushes_meanwhile  # type: ignore[method-assign]
-    _, channel = await w.attach(BOB, events=True)
+    _, channel = await w.attach(BOB, await w.inbox.last_cursor(BOB) or "0-0", events=True)
     after = await w.private(BOB)
     assert [m["type"] for m in channel.messages] == ["typing", PRIVATE, PRIVATE]
     assert [m["id"] for m in channel.messages[1:]] == [during[0].id, after.id]
+
+
+@pytest.mark.gen_test
+async def test_a_connect_without_a_cursor_reads_the_memberships_once_and_misses_nothing():
+    # live_cursor's vector is kept for the attach of the same cursor (one read fewer per
+    # socket opened); a message between the two still comes, and once.
+    w = world()
+    w.streams.switch("G", [BOB, DAVE])
+    first = w.post("G")
+    memberships = w.streams.memberships
+    reads = []
+
+    async def counted(user_id, streams):
+        reads.append(user_id)
+        return await memberships(user_id, streams)
+
+    w.streams.memberships = counted  # type: ignore[method-assign]
+    cursor = await w.gateway.live_cursor(BOB)
+    between = w.post("G")
+    _, channel = await w.attach(BOB, cursor)
+    after = w.post("G")
+    assert channel.ids == [between.id, after.id] and first.id not in channel.ids
+    # live_cursor's, then the replay's refresh and its second look on entering G's index:
+    # attach resolved nothing (without the kept vector, four).
+    assert reads == [BOB, BOB, BOB]
+    _, again = await w.attach(BOB, cursor)  # the same text a second time: resolved as any cursor
+    assert again.ids == [between.id, after.id]
