@@ -85,6 +85,13 @@ push_cost() {  # mean time to hand one notification to every local socket (couri
     "$STATE/metrics" 2>/dev/null
 }
 
+gc_cost() {  # the collector's pauses by generation (courier_gc_pause_seconds): how many, how long in all
+  awk 'match($1, /^courier_gc_pause_seconds_(count|sum)\{generation="[0-9]"\}$/) {
+         g = substr($1, length($1) - 2, 1); if ($1 ~ /_count/) c[g] = $2; else s[g] = $2 }
+       END {out = "gc:"; for (g = 0; g < 3; g++) if (c[g] > 0) out = out sprintf(" gen%d %d pauses %.0f ms", g, c[g], 1000 * s[g]);
+            if (out != "gc:") print out}' "$STATE/metrics" 2>/dev/null
+}
+
 scrape_loop() {  # keep the last /metrics (the accepted counter) for the summary at exit
   while sleep 2; do
     curl -s -m 1 "http://127.0.0.1:$PORT/metrics" -o "$STATE/metrics.new" && mv "$STATE/metrics.new" "$STATE/metrics"
@@ -98,7 +105,7 @@ summary_production() {
   backlog=$(redis-cli -u "$REDIS_URL" XLEN stream:persist 2>/dev/null || echo "?")
   dead=$(redis-cli -u "$REDIS_URL" XLEN stream:persist:dead 2>/dev/null || echo "?")
   log "summary: accepted (last /metrics scrape) ${accepted:-?}; rows in $DB.messages $rows;" \
-      "not yet persisted (stream:persist) $backlog; dead letters $dead; $(push_cost); worker CPU ${WORKER_CPU:-?} s"
+      "not yet persisted (stream:persist) $backlog; dead letters $dead; $(push_cost); $(gc_cost); worker CPU ${WORKER_CPU:-?} s"
 }
 
 stop_all() {
