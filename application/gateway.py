@@ -239,8 +239,18 @@ class Gateway:
                 # nor held, and the read below passes over a stream `newest` says is read.
                 while await self._by_group.place(conn):
                     newest = await self._timeline.refresh(user_id, vector)
-            page, more = await self._timeline.read_on(user_id, vector, newest, REPLAY_PAGE,
-                                                      partial(_shows, conn.events, user_id))
+            # read_on moves the vector past each entry it reads, before the page is sent:
+            # should a later read of the page fail, the vector goes back to where it was,
+            # or the replay tried again would start after entries never sent.
+            before = vector.own, {stream: slot.pos for stream, slot in vector.slots.items()}
+            try:
+                page, more = await self._timeline.read_on(user_id, vector, newest, REPLAY_PAGE,
+                                                          partial(_shows, conn.events, user_id))
+            except BaseException:
+                vector.own = before[0]
+                for stream, position in before[1].items():
+                    vector.slots[stream].pos = position
+                raise
             if not isinstance(conn, VectorConnection) and vector.own is not None:
                 conn.last_cursor = stream_id(vector.own)
             for delivery in page:

@@ -16,6 +16,7 @@ from application.gateway import Gateway
 from application.ports import GroupNotification, MembershipNotification, SwitchNotification
 from application.timeline import Timeline
 from application.vector_connection import VectorConnection
+from domain import errors
 from domain.cursor import parse_cursor
 from domain.events import MEMBER_ADDED, MEMBER_REMOVED, Delivery, GroupChange
 from domain.model import GROUP, PRIVATE, Message
@@ -428,3 +429,32 @@ async def test_a_connect_without_a_cursor_reads_the_memberships_once_and_misses_
     assert reads == [BOB, BOB, BOB]
     _, again = await w.attach(BOB, cursor)  # the same text a second time: resolved as any cursor
     assert again.ids == [between.id, after.id]
+
+
+@pytest.mark.gen_test
+async def test_a_replay_whose_page_fails_halfway_is_read_again_from_where_it_was():
+    # A page of the original view passes over the user's own sends; past REPLAY_PAGE of
+    # them the own log is read again, and that read fails once (the store restarting).
+    # The messages from others already taken into the page but not sent are sent by the
+    # retry: the vector went back, it did not stay past them.
+    w = world()
+    w.streams.switch("G", [BOB, DAVE])
+    conn, channel = await w.attach(BOB)
+    w.bus._subscribers.remove(w.gateway.on_notification)  # the bus is lost
+    for _ in range(195):
+        await w.private(DAVE, sender=BOB)  # own sends: not in the original view
+    missed = [await w.private(BOB) for _ in range(10)]
+    w.bus._subscribers.append(w.gateway.on_notification)
+    read = w.inbox.read
+    calls = []
+
+    async def fails_once(user_id, after, limit):
+        calls.append(after)
+        if len(calls) == 2:
+            raise errors.ServiceUnavailable("redis is unavailable (read)")
+        return await read(user_id, after, limit)
+
+    w.inbox.read = fails_once  # type: ignore[method-assign]
+    await w.gateway.resync_all()
+    assert len(calls) >= 3  # the failed read was tried again
+    assert channel.ids == [m.id for m in missed]
