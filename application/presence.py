@@ -191,6 +191,9 @@ class PresenceWatch:
         self._current: dict[str, PresenceStatus] = {}
         self._unwatching: set[asyncio.Task] = set()
         self._watch_pending: dict[str, asyncio.Future] = {}  # user -> its bus.watch under way
+        # Sockets whose subscription is being answered (how many answers under way): a
+        # change meanwhile is not pushed to them, the answer shows it (_latest), once.
+        self._answering: dict[Any, int] = {}
 
     @property
     def subscription_count(self) -> int:
@@ -209,6 +212,7 @@ class PresenceWatch:
             socket.send(self._encode(error_frame(error)))
             return
         added, removed = self._replace(socket, tuple(user_ids))
+        self._answering[socket] = self._answering.get(socket, 0) + 1
         try:
             # The bus hears of what _replace decided in the order it was decided: the new
             # users first, before anything here waits. Were the unwatch awaited first, a
@@ -229,6 +233,8 @@ class PresenceWatch:
         except errors.CourierError as error:
             socket.send(self._encode(error_frame(error)))
             return
+        finally:
+            self._answered(socket)
         if self._by_socket.get(socket) != tuple(user_ids):
             return  # closed, or subscribed again, meanwhile: that answer is the one
         now = self._clock.now()
@@ -265,8 +271,15 @@ class PresenceWatch:
             return  # older than what was shown
         self._current[status.user_id] = status
         payload = self._encode(status.public(self._clock.now()))
+        answering = self._answering
         for socket in tuple(watchers):
-            socket.send(payload)
+            if socket not in answering:
+                socket.send(payload)
+
+    def _answered(self, socket: Any) -> None:
+        left = self._answering.pop(socket, 1) - 1
+        if left:
+            self._answering[socket] = left
 
     async def resync(self) -> None:
         """The bus was lost and is back: changes may have been missed. Read every

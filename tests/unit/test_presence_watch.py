@@ -305,3 +305,23 @@ async def test_thousands_of_leaves_reach_the_store_in_calls_of_at_most_a_hundred
     assert [user for kind, users in calls if kind == "arrived" for user in users] == everyone
     assert [user for kind, users in calls if kind == "left" for user in users] == everyone
     assert [kind for kind, _ in calls][:3] == ["arrived"] * 3  # 100, 100, 50: then the leaves
+
+
+@pytest.mark.gen_test
+async def test_a_change_published_while_a_subscription_is_answered_is_shown_once():
+    """The change lands between the watch and the answer's read of the store: the answer
+    (read after it) shows it, and the socket is not told it a second time."""
+    p = Presence()
+    p.bus = p.watch._bus = SlowBus()
+    p.bus._subscribers.append(p.watch.on_change)
+    p.tracker._publisher = PresencePublisher(p.bus, p.preferences)
+    p.bus.gate.clear()
+    watcher = Socket()
+    answering = asyncio.ensure_future(p.watch.subscribe(watcher, subscribe(BOB)))
+    await p.settled()
+    p.tracker.socket_opened(Socket(BOB))  # BOB comes online: stored, then published
+    await p.settled()
+    p.bus.gate.set()
+    await answering
+    await p.settled()
+    assert [f["status"] for f in watcher.frames] == ["online"]
