@@ -125,6 +125,10 @@ class CourierServer:
         await shutdown(self.container)  # the container's resources: what it made that needs closing
         if self.metrics is not None:
             self.metrics.unwatch_gc()
+        # A socket whose upgrade finished during the stop has a frame-loop task that has
+        # not started yet: let it take its first step (it finds its stream closed and ends)
+        # rather than be dropped unstarted when the loop closes ("never awaited").
+        await asyncio.sleep(0)
         log.info("Courier stopped")
 
 
