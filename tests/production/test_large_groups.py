@@ -84,7 +84,10 @@ async def test_members_of_a_large_group_on_two_gateways_get_every_message_once_i
     assert [(m["id"], m["seq"]) for m in reversed(history)] == [(f["id"], f["seq"]) for f in d1.frames]
     for _, socket in sockets.values():
         await socket.close()
-    assert worker.running and one.running and two.running
+    # A process that ended tells why (its exit code and the end of its log): a gateway was
+    # found gone here once, after every check above had passed.
+    for process in (worker, one, two):
+        assert process.running, (process.process.returncode if process.process else None, process.output()[-3000:])
 
 
 @pytest.mark.gen_test(timeout=90)
