@@ -138,25 +138,19 @@ class Gateway:
         if cursor is None:
             cursor = await self.live_cursor(user_id)
         conn = Connection(user_id, channel, cursor, events)
-        if self._timeline is None:
-            self._by_user.setdefault(user_id, set()).add(conn)
-            try:
-                await self.replay(conn)
-            except BaseException:
-                self.detach(conn)
-                raise
-            return conn
-        # Registered before its cursor is resolved (a read), held meanwhile as in a replay:
-        # what is pushed without a cursor (typing, presence) reaches the socket from the
-        # moment the client sees it open, and stored pushes wait for the replay.
+        # Registered first, held as in a replay (live pushes wait for it): with a Timeline
+        # the cursor is resolved (a read) before anything is known of the vector, and what
+        # is pushed without a cursor (typing, presence) reaches the socket meanwhile.
         conn._replaying = True
         self._by_user.setdefault(user_id, set()).add(conn)
         try:
-            vector = self._live_vectors.pop((user_id, cursor), None) or await self._timeline.resolve(user_id, cursor)
-            if vector.slots or vector.checkpoint is not None or vector.own is None:
-                conn = VectorConnection.of(conn, vector, self._frames)
-            else:
-                conn.last_cursor = stream_id(vector.own)  # the legacy form, whichever the client sent
+            if self._timeline is not None:
+                vector = self._live_vectors.pop((user_id, cursor), None) \
+                    or await self._timeline.resolve(user_id, cursor)
+                if vector.slots or vector.checkpoint is not None or vector.own is None:
+                    conn = VectorConnection.of(conn, vector, self._frames)
+                else:
+                    conn.last_cursor = stream_id(vector.own)  # the legacy form, whichever the client sent
             caught_up = await self._read_up(conn)
         except BaseException:
             self._drop_hold(conn)

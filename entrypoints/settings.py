@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from adapters.private_files import create_private_file, make_private_dir
+from adapters.sql.database import is_sqlite
 
 EMBEDDED, PRODUCTION = "embedded", "production"
 
@@ -165,7 +166,7 @@ class Settings:
             raise SettingsError("receipts_max_group must not be negative")
         if self.large_group < 0:
             raise SettingsError("large_group must not be negative")
-        if self.large_group > 0 and self.mode == EMBEDDED and not self.resolved_database_url().startswith("sqlite"):
+        if self.large_group > 0 and self.mode == EMBEDDED and not is_sqlite(self.resolved_database_url()):
             raise SettingsError("large groups in the embedded mode need its SQLite database (a group's stream is "
                                 "kept there): set COURIER_LARGE_GROUP=0 with COURIER_DATABASE_URL, or run production")
         if 0 < self.large_group <= self.receipts_max_group:
@@ -244,7 +245,7 @@ def load(args: argparse.Namespace | None = None, environ: dict | None = None) ->
         except ValueError:
             raise SettingsError(f"COURIER_{f.name.upper()} must be a number, not {raw!r}") from None
     if "large_group" not in values and not values.get("redis_url") and values.get("database_url") \
-            and not values["database_url"].startswith("sqlite"):
+            and not is_sqlite(values["database_url"]):
         # The embedded mode keeps large groups' streams in its SQLite database only; on a
         # server database it runs without them unless told otherwise (then check() refuses).
         values["large_group"] = 0
