@@ -505,4 +505,7 @@ async def fanout(opt, users: Users, pool: Pool, g: int, rate: int, meter_pids: d
         "deliveries_per_s": round(frames / (st["last_any"] - t0)) if frames else 0,
         "on_time_deliveries_per_s": round(st["recv"] / (st["last_delivery"] - t0)) if st["recv"] else 0,
         "last_member_ms": pcts(full), "any_member_ms": pcts(all_lat), "gen_lag_ms": lag, "cpu": cpu,
+        # Which messages make the tail (a start-up transient shows as low numbers here).
+        "slowest_last_member": [[i, round(last_lat[i], 1)] for i in
+                                sorted(range(issued), key=last_lat.__getitem__, reverse=True)[:10] if accepted[i]],
     }
