@@ -142,11 +142,13 @@ class RedisCluster:
 
     def nodes(self, port: int | None = None) -> list[ClusterNode]:
         """CLUSTER NODES as one node (by default the first one alive) sees it."""
-        for candidate in [port] if port is not None else self.alive_ports():
-            return parse_cluster_nodes(self.command(candidate, "CLUSTER", "NODES"))
-        raise RuntimeError("no node of the cluster is running")
+        ports = [port] if port is not None else self.alive_ports()
+        if not ports:
+            raise RuntimeError("no node of the cluster is running")
+        return parse_cluster_nodes(self.command(ports[0], "CLUSTER", "NODES"))
 
     def masters(self) -> list[ClusterNode]:
+        """The masters, as nodes() says, but those flagged failed (after a kill())."""
         return [node for node in self.nodes() if node.role == "master" and "fail" not in node.flags]
 
     def replicas(self) -> list[ClusterNode]:
