@@ -11,7 +11,7 @@ from typing import TypeVar
 import orjson
 import redis.asyncio as aioredis
 
-from adapters.redis.support import lua, unavailable
+from adapters.redis.support import get_many, lua, unavailable
 from domain.events import Event, MessageChange
 from domain.model import Message
 
@@ -46,13 +46,13 @@ class MessageStates:
 
     async def lay_over(self, page: Sequence[T], event_of, with_event) -> list[T]:
         """The page with each edited or deleted message as it is now: one MGET for the
-        page's messages (the live push never needs it). `event_of(item)` is an item's
+        page's messages (one per slot on a cluster; the live push never needs it). `event_of(item)` is an item's
         event, `with_event(item, message)` the item with the message as changed."""
         ids = list(dict.fromkeys(event.id for event in map(event_of, page) if isinstance(event, Message)))
         if not ids:
             return list(page)
         with unavailable("read"):
-            states = await self._client.mget([CHANGED_KEY.format(message_id) for message_id in ids])
+            states = await get_many(self._client, [CHANGED_KEY.format(message_id) for message_id in ids])
         changed = {message_id: orjson.loads(state) for message_id, state in zip(ids, states, strict=True)
                    if state is not None}
         if not changed:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from redis import exceptions as rx
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.maint_notifications import MaintNotificationsConfig
 
 from domain.errors import ServiceUnavailable
@@ -59,3 +62,12 @@ def text(value: bytes | str) -> str:
 def lua(name: str) -> str:
     """The source of a Lua script kept beside this module (packaged as *.lua)."""
     return (Path(__file__).parent / name).read_text(encoding="utf-8")
+
+
+async def get_many(client: Redis | RedisCluster, keys: list[str]) -> list[Any]:
+    """MGET, on one Redis or a cluster: a cluster refuses an MGET of keys in several slots
+    (CROSSSLOT), so its client splits them by slot (one MGET per slot, answers in the
+    keys' order; not atomic across slots, which no reader here needs)."""
+    if isinstance(client, RedisCluster):
+        return await client.mget_nonatomic(keys)
+    return await client.mget(keys)
