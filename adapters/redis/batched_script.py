@@ -16,14 +16,22 @@ the write is final for every call still waiting for its reply, whether or not
 Redis ran it. The one exception is NOSCRIPT (Redis restarted or flushed its
 scripts): Redis ran nothing, so those calls are sent again after SCRIPT LOAD.
 Getting the connection (connect, health check) may retry: nothing was sent yet.
+
+On a Redis Cluster (redis-py's RedisCluster, which has no single connection pool) the
+calls of a turn are grouped by the node that serves their first key's slot, and each
+group goes out as above on a connection of that node. A call answered MOVED or ASK (its
+slot has moved: Redis ran nothing) is sent once more after the client has read the
+cluster's slots again; answered so a second time, it fails (the caller answers 503).
 """
 from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import AskError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.redis import resp
@@ -33,7 +41,7 @@ _EVALSHA = resp.bulk("EVALSHA")
 
 
 class BatchedScript:
-    def __init__(self, client: aioredis.Redis, script: str):
+    def __init__(self, client: aioredis.Redis | RedisCluster, script: str):
         self._client = client
         self._script = client.register_script(script)  # for its SHA and text; sends nothing
         self._waiting: list[_Call] = []
@@ -59,9 +67,12 @@ class BatchedScript:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, calls: list[_Call]) -> None:
+        if isinstance(self._client, RedisCluster):
+            await self._send_by_node(self._client, calls, moved_again=False)
+            return
         try:
-            # Inside the try: whatever fails before the write (a client without a pool, as
-            # a cluster client is; a refused connection) answers every waiting call.
+            # Inside the try: whatever fails before the write (a refused connection, a
+            # client without a pool) answers every waiting call.
             pool = self._client.connection_pool
             connection = await pool.get_connection()
         except BaseException as error:
@@ -70,11 +81,56 @@ class BatchedScript:
                 raise
             return
         try:
-            unloaded = await self._write_and_read(connection, calls)
+            await self._send_on(connection, calls)
+        finally:
+            await pool.release(connection)
+
+    async def _send_by_node(self, client: RedisCluster, calls: list[_Call], moved_again: bool) -> None:
+        try:
+            await client.initialize()  # nothing once done; again after a failure asked for it
+            by_node: dict[str, tuple[Any, list[_Call]]] = {}
+            for call in calls:
+                node = client.get_node_from_key(resp.unbulk(call[1][0]))
+                by_node.setdefault(node.name, (node, []))[1].append(call)
+        except BaseException as error:
+            _fail(calls, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        # A MOVED or ASK reply the first time (Redis ran nothing) is kept aside, not answered.
+        moved: list[_Call] | None = None if moved_again else []
+        await asyncio.gather(*(self._send_to_node(node, node_calls, moved) for node, node_calls in by_node.values()))
+        moved = [call for call in moved or () if not call[2].done()]  # (not one answered meanwhile)
+        if moved:
+            try:
+                await client.nodes_manager.initialize()  # the slots again, then once more
+            except BaseException as error:
+                _fail(moved, error)
+                if not isinstance(error, Exception):
+                    raise
+                return
+            await self._send_by_node(client, moved, moved_again=True)
+
+    async def _send_to_node(self, node: Any, calls: list[_Call], moved: list[_Call] | None) -> None:
+        try:
+            connection = node.acquire_connection()
+        except BaseException as error:
+            _fail(calls, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        try:
+            await self._send_on(connection, calls, moved)
+        finally:
+            node.release(connection)
+
+    async def _send_on(self, connection: Any, calls: list[_Call], moved: list[_Call] | None = None) -> None:
+        try:
+            unloaded = await self._write_and_read(connection, calls, moved)
             if unloaded:
                 await connection.send_command("SCRIPT", "LOAD", self._script.script)
                 await connection.read_response()
-                unloaded = await self._write_and_read(connection, unloaded)
+                unloaded = await self._write_and_read(connection, unloaded, moved)
                 _fail(unloaded, NoScriptError("the script is still not loaded"))
         except BaseException as error:
             _fail(calls, error)
@@ -83,12 +139,11 @@ class BatchedScript:
                 await connection.disconnect()
             if not isinstance(error, Exception):
                 raise
-        finally:
-            await pool.release(connection)
 
-    async def _write_and_read(self, connection, calls: list[_Call]) -> list[_Call]:
+    async def _write_and_read(self, connection: Any, calls: list[_Call], moved: list[_Call] | None) -> list[_Call]:
         """Write every call, read every reply in order; answer each call's future.
-        Returns the calls Redis answered NOSCRIPT (it ran none of them)."""
+        Returns the calls Redis answered NOSCRIPT (it ran none of them); those answered
+        MOVED or ASK go to `moved` when it is a list (else they fail with that error)."""
         sha = resp.bulk(self._script.sha)
         commands = [
             resp.command((_EVALSHA, sha, resp.bulk(numkeys), *arguments), 3 + len(arguments))
@@ -101,20 +156,26 @@ class BatchedScript:
             # a timer armed and cancelled for every reply.
             async with asyncio.timeout(connection.socket_timeout):
                 for call in calls:
-                    if not await self._read_reply(connection, call):
+                    if not await self._read_reply(connection, call, moved):
                         unloaded.append(call)
         except TimeoutError:
             raise RedisTimeoutError("timeout reading the replies of a deliver batch") from None
         return unloaded
 
     @staticmethod
-    async def _read_reply(connection, call: _Call) -> bool:
+    async def _read_reply(connection: Any, call: _Call, moved: list[_Call] | None) -> bool:
         """Answer the call's future with its reply; False when the reply was NOSCRIPT."""
         future = call[2]
         try:
             reply = await connection.read_response(timeout=math.inf)
         except NoScriptError:
             return False
+        except AskError as error:  # includes MovedError: the slot is served elsewhere
+            if moved is not None:
+                moved.append(call)
+            elif not future.done():
+                future.set_exception(error)
+            return True
         except ResponseError as error:  # an error reply: this call's alone
             if not future.done():
                 future.set_exception(error)

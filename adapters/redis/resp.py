@@ -21,6 +21,12 @@ def bulk(part: bytes | str | int) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(part), part)
 
 
+def unbulk(packed: bytes) -> bytes:
+    """The bytes of one argument packed by bulk()."""
+    length, _, rest = packed[1:].partition(b"\r\n")
+    return rest[:int(length)]
+
+
 def bulk_bytes(part: bytes) -> bytes:
     """bulk() of bytes, without asking what it was given (several a send)."""
     return b"$%d\r\n%s\r\n" % (len(part), part)

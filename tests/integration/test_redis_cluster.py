@@ -8,16 +8,16 @@ that only the switch touches keys outside it. What is found not to work through 
 is marked xfail(strict=True) with the error it fails with, so the fix turns it green:
 - the switch: lg_change.lua's keys 5-7 (seq:g:<G>, seq:complete, stream:last-id) are
   outside the group's slot, and the cluster client refuses the EVALSHA;
-- deliver: BatchedScript writes on a connection of `client.connection_pool`, which a
-  cluster client does not have.
 A read of a page of several messages lays their states over with changed:{id} keys of as
 many slots: MessageStates.lay_over reads them with one MGET per slot on a cluster
 (support.get_many; it was one MGET, refused as CROSSSLOT, when this test was written).
 The test of what works gives the switch its out-of-slot keys as keys of the group's slot
-(what issue 19 proposes for the counter, seq:{G}) and sends deliver's script through the
-cluster client's own script call instead of BatchedScript, both in this file only."""
+(what issue 19 proposes for the counter, seq:{G}), in this file only. BatchedScript sends a
+turn's calls to the node of each one's slot (it needed a connection pool, which a cluster
+client does not have, when this test was written)."""
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Iterator
@@ -168,25 +168,22 @@ def unbulk(packed: bytes) -> bytes:
     return rest[:int(length)]
 
 
-class ClusterRoutedScript:
-    """Stands in for BatchedScript (which needs a connection pool): the same call, the
-    same script, sent by the cluster client's script call, which routes the EVALSHA by
-    its first key's slot and refuses keys of several slots."""
+class RecordedScript:
+    """The port's own BatchedScript, recording the keys of each call."""
 
-    def __init__(self, client: AsyncRedisCluster, name: str):
-        self._script = client.register_script(lua(name))
+    def __init__(self, script):
+        self._script = script
         self.calls: list[list[bytes]] = []
 
     async def __call__(self, numkeys: int, arguments: list[bytes]):
-        parts = [unbulk(argument) for argument in arguments]
-        self.calls.append(parts[:numkeys])
-        return await self._script(keys=parts[:numkeys], args=parts[numkeys:])
+        self.calls.append([unbulk(argument) for argument in arguments[:numkeys]])
+        return await self._script(numkeys, arguments)
 
 
 async def switched_group(client: AsyncRedisCluster, size: int = 3):
     group_id, members = new_id(), [new_id() for _ in range(size)]
     streams = RedisGroupStreams(client, exact_trim=True)  # the constructor takes the cluster client
-    deliver = ClusterRoutedScript(client, "lg_deliver.lua")
+    deliver = RecordedScript(streams._deliver)
     streams._deliver = deliver  # type: ignore[assignment]
     switch = group_switch(group_id, members)
     floor = await switch_in_slot(client, switch)
@@ -265,16 +262,37 @@ async def test_the_switch_through_the_port_on_the_cluster(cluster_client):
     assert applied.status == APPLIED
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="RedisGroupStreams sends lg_deliver.lua through BatchedScript, which takes a "
-                          "connection from client.connection_pool: \"'RedisCluster' object has no attribute "
-                          "'connection_pool'\"")
-@pytest.mark.gen_test
-async def test_deliver_through_the_port_on_the_cluster(cluster_client):
+@pytest.mark.gen_test(timeout=30)
+async def test_deliveries_of_one_turn_go_to_the_node_of_each_group_on_the_cluster(cluster_client):
+    # BatchedScript groups a turn's calls by the node of their group's slot: groups on
+    # every master, sent at once, each get their seqs in order.
+    groups = []
+    while len({cluster_client.get_node_from_key(f"lg:{{{g[2].group_id}}}").name for g in groups}) < 3:
+        groups.append(await switched_group(cluster_client))
+    posted = await asyncio.gather(*(
+        streams.deliver(message(switch.group_id, switch.member_ids[0], f"m{i}"))
+        for i in range(3) for streams, _, switch, _ in groups))
+    for streams, _, switch, floor in groups:
+        mine = [p for p in posted if p.message.group_id == switch.group_id]
+        assert sorted(p.message.seq for p in mine) == [1, 2, 3]
+        read = await streams.read(switch.group_id, switch.member_ids[1], floor, 10)
+        assert [entry.event.seq for entry in read] == [1, 2, 3]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_delivery_answered_moved_is_sent_again_after_the_slots_are_read(cluster_client):
+    # The client's map of the slots is wrong (as after a slot moved): the node it sends to
+    # answers MOVED, Redis ran nothing, and the call goes again to the right node.
     streams, _, switch, floor = await switched_group(cluster_client)
-    streams._deliver = RedisGroupStreams(cluster_client)._deliver  # the port's own BatchedScript
-    posted = await streams.deliver(message(switch.group_id, switch.member_ids[0], "x"))
-    assert posted.message.seq == 1 and posted.position > floor
+    slot = key_slot(f"lg:{{{switch.group_id}}}".encode())
+    right = cluster_client.get_node_from_key(f"lg:{{{switch.group_id}}}")
+    wrong = next(node for node in cluster_client.get_primaries() if node.name != right.name)
+    cluster_client.nodes_manager.slots_cache[slot] = [wrong]
+    posted = await streams.deliver(message(switch.group_id, switch.member_ids[0], "moved"))
+    assert posted.message.seq == 1
+    assert cluster_client.get_node_from_key(f"lg:{{{switch.group_id}}}").name == right.name
+    (entry,) = await streams.read(switch.group_id, switch.member_ids[1], floor, 10)
+    assert entry.event.id == posted.message.id  # appended once
 
 
 @pytest.mark.gen_test
