@@ -27,6 +27,9 @@
 #                               hashes waiting) are for clients spread over the internet.
 # Any COURIER_* variable already set in the environment wins over these defaults.
 #
+# BENCH_GATEWAY_CPUS, BENCH_WORKER_CPUS (taskset lists, e.g. 0 and 1): pin `courier serve` and
+# `courier worker` to those CPUs, to see what one costs the other on a shared machine.
+#
 # BENCH_REUSE=1 keeps the database (and Redis) of an earlier run, with its users (and tokens:
 # set the same COURIER_JWT_SECRET).
 #
@@ -154,16 +157,16 @@ case "$MODE" in
     "$COURIER" migrate || exit 1
     # Own process group (so the harness's TERM to ours does not reach it before the gateway
     # has stopped), and KILL if this script dies without cleaning up.
-    setsid setpriv --pdeathsig KILL "$COURIER" worker &
+    setsid setpriv --pdeathsig KILL "$HERE/pin.sh" "${BENCH_WORKER_CPUS:-}" "$COURIER" worker &
     WORKER_PID=$!
     if (( GATEWAYS > 1 )); then
       # The first gateway is the one the harness measures (RSS, CPU): it owns the port
       # first; the others join it and get about their share of the connections.
       export COURIER_REUSE_PORT=1
-      for _ in $(seq 2 "$GATEWAYS"); do "$COURIER" serve & EXTRA_PIDS+=($!); done
+      for _ in $(seq 2 "$GATEWAYS"); do "$HERE/pin.sh" "${BENCH_GATEWAY_CPUS:-}" "$COURIER" serve & EXTRA_PIDS+=($!); done
       sleep 0.5
     fi
-    "$COURIER" serve &
+    "$HERE/pin.sh" "${BENCH_GATEWAY_CPUS:-}" "$COURIER" serve &
     SERVE_PID=$!
     ;;
   embedded)

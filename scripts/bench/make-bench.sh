@@ -17,6 +17,9 @@
 #   BENCH_QUICK=1  small sizes (about a minute): 1000 sockets, 100 pairs, groups of 200
 #   BENCH_OUT      append the JSON lines (one per scenario, then "rows") to this file
 #   BENCH_LABEL    the label of Courier's rows (default courier)
+#   BENCH_LOADGEN_CPUS, BENCH_REDIS_CPUS  pin the load generator and the bench's Redis to these
+#                  CPUs (taskset lists); with courier-target.sh's BENCH_GATEWAY_CPUS and
+#                  BENCH_WORKER_CPUS, to see what each process costs the others on a shared machine
 #   BENCH_MODE     production (default) or embedded (one `courier serve` on a fresh SQLite
 #                  data directory; the Redis started here is then only the peers')
 #   COURIER_BIN    the courier to run (default .venv/bin/courier: make bench-compare passes others)
@@ -60,6 +63,7 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --daemonize yes --save '' --append
   --pidfile "$LOG/redis.pid" --logfile "$LOG/redis.log"
 for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 REDIS_PID=$(cat "$LOG/redis.pid")
+[[ -n ${BENCH_REDIS_CPUS:-} ]] && taskset -apc "$BENCH_REDIS_CPUS" "$REDIS_PID" >/dev/null
 TARGET="" PEER=""
 stop_group() {  # TERM a process group we started, then KILL what is left after 10 s
   local pg=$1
@@ -98,7 +102,7 @@ read -r SPID WPID < "$LOG/pids"
 echo "Courier $MODE mode on 127.0.0.1:$PORT (gateway pid $SPID, worker pid $WPID, redis port $RPORT); logs in $LOG" >&2
 REDIS_ARGS=(--redis-pid "$REDIS_PID")
 [[ $MODE == production ]] || REDIS_ARGS=()
-timeout 900 "$PY" "$HERE/loadgen" --base "http://127.0.0.1:$PORT" --pid "$SPID" --worker-pid "$WPID" \
+timeout 900 "$HERE/pin.sh" "${BENCH_LOADGEN_CPUS:-}" "$PY" "$HERE/loadgen" --base "http://127.0.0.1:$PORT" --pid "$SPID" --worker-pid "$WPID" \
   "${REDIS_ARGS[@]}" --label "$LABEL" --out "$OUT" "${SIZES[@]}" "${EXTRA[@]}" --max-seconds 850 \
   > "$LOG/courier.txt" 2> "$LOG/courier.log" || echo "make bench: the load generator failed (see $LOG/courier.log)" >&2
 cat "$LOG/courier.txt"
