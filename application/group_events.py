@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from application.announcements import Announcer
-from application.ports import Announcement, Clock, GroupSwitch, IdGenerator, MemberChange
+from application.ports import Announcement, Clock, GroupSwitch, IdGenerator, LoggedChange, MemberChange
 from domain.events import GROUP_INVITED, GROUP_UPDATED, MEMBER_ADDED, MEMBER_REMOVED, GroupChange
 from domain.model import Group
 
@@ -23,7 +23,13 @@ class GroupEvents:
         return self._announcement(GROUP_UPDATED, group, group.owner_id, group.member_ids, name=group.name)
 
     def renamed(self, group: Group, by_user_id: str, name: str) -> Announcement:
-        return self._announcement(GROUP_UPDATED, group, by_user_id, group.member_ids, name=name)
+        """To every member; in a large group once into its stream, which they all read
+        (a rename of a channel of 100,000 is one append, not 100,000)."""
+        if group.stream is None:
+            return self._announcement(GROUP_UPDATED, group, by_user_id, group.member_ids, name=name)
+        announcement = self._announcement(GROUP_UPDATED, group, by_user_id, [], name=name)
+        assert isinstance(announcement.event, GroupChange)
+        return replace(announcement, stream_change=LoggedChange(group.id, announcement.event))
 
     def member_added(self, group: Group, user_id: str, by_user_id: str) -> Announcement:
         """To every member, the one added included (in a large group, to that one only:

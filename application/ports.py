@@ -445,12 +445,12 @@ class MemberChange:
 @dataclass(frozen=True, slots=True)
 class LoggedChange:
     """A message's edit or deletion in a large group (docs/design/large-groups.md, section
-    10): its event, once in the group's stream, which every member reads within its
-    intervals, instead of a copy in every member's own log. It changes no membership, so
-    it has no member version: it waits for nothing but the group's switch."""
+    10), or the group's rename: its event, once in the group's stream, which every member
+    reads within its intervals, instead of a copy in every member's own log. It changes no
+    membership, so it has no member version: it waits for nothing but the group's switch."""
 
     group_id: str
-    record: MessageChange  # the announcement's event
+    record: MessageChange | GroupChange  # the announcement's event
 
     @property
     def event_id(self) -> str:

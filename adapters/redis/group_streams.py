@@ -42,7 +42,7 @@ from application.ports import (
 )
 from domain import errors
 from domain.cursor import Position, stream_id
-from domain.events import event_from_record
+from domain.events import MessageChange, event_from_record
 from domain.model import Message, cursor_position
 from domain.vector import Interval
 
@@ -202,8 +202,9 @@ class RedisGroupStreams(GroupStreams):
     async def _log(self, change: LoggedChange) -> Applied:
         """A message's edit or deletion: its state first (should the script fail, the relay
         does both again, each idempotent; a read may then show the change before its
-        event, as history does), then its event once in the log."""
-        await self._states.keep(change.record, "apply")
+        event, as history does), then its event once in the log. A rename: its event."""
+        if isinstance(change.record, MessageChange):
+            await self._states.keep(change.record, "apply")
         group_id = change.group_id
         record = orjson.dumps(change.record.to_record())
         keys = [STATE.format(group_id), LOG.format(group_id), DONE_MARKER.format(group_id, change.event_id)]

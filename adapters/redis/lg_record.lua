@@ -1,5 +1,6 @@
 #!lua
--- A message's edit or deletion in a large group (docs/design/large-groups.md, section 10):
+-- A message's edit or deletion in a large group (docs/design/large-groups.md, section 10),
+-- or the group's rename:
 -- its event once in the group's stream, which the members read within their intervals,
 -- and on the group's channel, in stream order with the messages, as lg_deliver.lua
 -- publishes a message. It changes no membership: no member version, no interval.

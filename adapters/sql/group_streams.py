@@ -263,7 +263,7 @@ class SqliteGroupStreams(GroupStreams):
             return self.apply_in(conn, change)
 
     def _log(self, conn: Connection, change: LoggedChange) -> Applied:
-        """A message's edit or deletion: its event once in the stream (section 10)."""
+        """A message's edit or deletion, or a rename: its event once in the stream (section 10)."""
         if _floor(conn, change.group_id) is None:
             return Applied(WAIT)
         remembered = str(uuid.uuid5(_LOGGED_IDS, change.event_id))

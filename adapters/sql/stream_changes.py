@@ -14,7 +14,7 @@ announcement's event again. So a row holds the event once, and the record the re
 hands to the streams cannot differ from the event it appends (nor lose a field that
 to_record keeps and a second copy might not). Writing a record that is not the
 announcement's event is refused: nothing could bring it back. A LoggedChange (a message's
-edit or deletion in a large group) is its announcement's event in a group's stream: the
+edit or deletion in a large group, or its rename) is its announcement's event in a group's stream: the
 row holds only which group."""
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def stream_change_from_text(text: str | None,
         return MemberChange(body["kind"], body["group_id"], body["event_id"], int(body["version"]),
                             tuple(body["user_ids"]), record, body.get("owner_id"))
     if kind == LOGGED:
-        if not isinstance(event, MessageChange) or event.id != body["event_id"]:
+        if not isinstance(event, MessageChange | GroupChange) or event.id != body["event_id"]:
             raise ValueError(f"the logged change {body['event_id']} is stored with another event")
         return LoggedChange(body["group_id"], event)
     raise ValueError(f"a stream change of type {kind!r}, which no store writes")

@@ -88,3 +88,37 @@ async def test_a_change_goes_to_the_members_at_its_time_as_in_a_small_group(api)
     assert changes(events) == [] and [e["id"] for e in group_messages(events, gid)] == [old["id"]]
     events, _ = await api.events_all(dave)
     assert [e["type"] for e in changes(events)] == ["message_updated"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_large_groups_rename_reaches_every_member_once_through_its_stream(api):
+    """A rename of a large group goes once into its stream (GroupEvents.renamed), not into
+    every member's log: the event view still gets it once, live, in a pull and in a resume;
+    a member who left before it does not; the original view none."""
+    owner, bob, carol, dave, leaver = [await api.register() for _ in range(5)]
+    gid = (await api.create_group(owner, "big", [bob, carol, dave, leaver]))["group_id"]
+    r = await api.call("DELETE", f"/api/v1/groups/{gid}/members/{leaver.user_id}", None, leaver.token)
+    assert r.status == 204, r
+    watcher = await api.connect(carol, events=True)
+    plain = await api.connect(dave)
+    first = await sent(api, owner, gid, "first")
+    start = (await watcher.next())["cursor"]
+    r = await api.call("PATCH", f"/api/v1/groups/{gid}", {"name": "bigger"}, owner.token)
+    assert r.status == 200 and r.body["name"] == "bigger", r
+    renamed = await watcher.next()
+    assert {k: v for k, v in renamed.items() if k not in ("id", "cursor", "created_at")} == {
+        "type": "group_updated", "group_id": gid, "name": "bigger", "by_user_id": owner.user_id}
+    assert (await plain.next())["id"] == first["id"]
+    assert await watcher.nothing() and await plain.nothing()
+
+    def renames(events):
+        return [e for e in events if e["type"] == "group_updated" and e.get("name") == "bigger"]
+
+    for who in (owner, bob, carol, dave):
+        events, _ = await api.events_all(who)
+        assert [e["id"] for e in renames(events)] == [renamed["id"]], who
+    gone, _ = await api.events_all(leaver)
+    assert renames(gone) == []
+    resumed = await api.connect(carol, cursor=start, events=True)
+    assert [f["id"] for f in await resumed.take(1)] == [renamed["id"]] and await resumed.nothing()
+    assert (await api.call("GET", f"/api/v1/groups/{gid}", None, bob.token)).body["name"] == "bigger"

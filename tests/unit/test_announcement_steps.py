@@ -138,3 +138,33 @@ async def test_a_large_groups_edit_goes_to_the_stream_and_to_no_own_log_and_wait
     streams.switched = True
     assert await RelayAnnouncements(steps(streams, outbox, inbox), after=0).once() == 1
     assert streams.applied == ["e9"] and inbox.appended == [] and await outbox.announcements(0, 10) == []
+
+
+@pytest.mark.gen_test
+async def test_a_large_groups_rename_goes_to_its_stream_and_to_no_own_log():
+    from application.group_events import GroupEvents
+    from application.ports import LoggedChange
+    from domain.events import GROUP_UPDATED
+    from domain.model import Group
+
+    class Ids:
+        def new_id(self):
+            return "e7"
+
+    class Clock:
+        def now(self):
+            return 10.0
+
+    outbox, inbox, streams = MemoryOutbox(), Appends(), SwitchPending()
+    streams.switched = True
+    events = GroupEvents(Announcer(steps(streams, outbox, inbox)), Ids(), Clock())
+    small = Group(id=GROUP, name="team", owner_id="a", member_ids=list(MEMBERS))
+    assert events.renamed(small, "a", "x").recipient_ids == MEMBERS  # a small group: every member's log
+    large = Group(id=GROUP, name="team", owner_id="a", member_ids=list(MEMBERS), stream=7)
+    announcement = events.renamed(large, "a", "the team")
+    assert isinstance(announcement.event, GroupChange) and announcement.event.type == GROUP_UPDATED
+    assert announcement.recipient_ids == []
+    assert announcement.stream_change == LoggedChange(GROUP, announcement.event)
+    outbox.store(announcement)
+    await events.announce(announcement)
+    assert streams.applied == ["e7"] and inbox.appended == [] and await outbox.announcements(0, 10) == []

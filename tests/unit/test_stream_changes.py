@@ -65,7 +65,14 @@ def test_a_logged_change_comes_back_with_the_announcements_event_as_its_record()
     with pytest.raises(ValueError):
         stream_change_text(logged, event())  # not the announcement's event
     with pytest.raises(ValueError):
-        stream_change_from_text(text, event())  # stored with a group change
+        stream_change_from_text(text, GroupChange(GROUP_UPDATED, B, G, A, 1, name="n"))  # stored with another event
+
+
+def test_a_large_groups_rename_is_a_logged_change_too():
+    renamed = event(GROUP_UPDATED, name="new name")
+    logged = LoggedChange(G, renamed)
+    back = round_trip(logged, renamed)
+    assert back == logged and back.record is renamed
 
 
 def test_none_is_no_text_and_no_text_is_none():
