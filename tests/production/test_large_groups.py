@@ -7,12 +7,15 @@ own in Redis (lg:{G}:log), which every gateway reads and `courier worker` persis
   order, while two senders post through both gateways; MySQL stores each once, seqs 1..N.
 - The relay: a join whose gateway died between the SQL commit and the Redis apply (the
   announcement stored with its stream change, nothing applied) is applied by the worker's
-  RelayAnnouncements; the new member then gets the group's posts."""
+  RelayAnnouncements; the new member then gets the group's posts.
+- A rename: one entry of the group's stream, none in any member's own log."""
 from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
+import redis.asyncio as aioredis
 
 from tests.production.support import (
     Collector,
@@ -149,3 +152,27 @@ async def test_the_worker_relays_a_join_the_gateway_committed_and_never_applied(
     ids = {before, unseen} | after
     assert_stored_exactly_once(await until_stored(mysql_url, ids), ids)
     assert worker.running
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_large_groups_rename_is_one_entry_of_its_stream_and_none_of_the_members_logs(
+        redis_url, mysql_url, secret, gateways, api):
+    gateway = await gateways(production_settings(redis_url, mysql_url, secret, large_group=3)).start()
+    client = api(gateway)
+    owner, bob, carol, dave = [await client.register() for _ in range(4)]
+    gid = (await client.create_group(owner, "big", [bob, carol, dave]))["group_id"]  # large at once
+    redis = aioredis.from_url(redis_url)
+    try:
+        logs = [f"stream:private:{who.user_id}" for who in (owner, bob, carol, dave)]
+        before = [await redis.xlen(key) for key in logs]
+        group_log = f"lg:{{{gid}}}:log"
+        entries = await redis.xlen(group_log)
+        r = await client.call("PATCH", f"/api/v1/groups/{gid}", {"name": "bigger"}, owner.token)
+        assert r.status == 200, r
+        assert [await redis.xlen(key) for key in logs] == before  # no member's own log grew
+        assert await redis.xlen(group_log) == entries + 1
+        [(_, fields)] = await redis.xrevrange(group_log, count=1)
+        record = orjson.loads(fields[b"m"])
+        assert (record["type"], record["name"], record["group_id"]) == ("group_updated", "bigger", gid)
+    finally:
+        await redis.aclose()
