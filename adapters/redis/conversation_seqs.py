@@ -11,7 +11,7 @@ from adapters.redis.inbox import SEQ_COUNTER
 from adapters.redis.support import unavailable
 from application.ports import ConversationSeqs
 
-_SWITCHED = b"L"
+_SWITCHED = (b"L", "L")  # 'L' as the client gives it back (bytes, or str when it decodes)
 
 
 class RedisConversationSeqs(ConversationSeqs):
@@ -21,8 +21,8 @@ class RedisConversationSeqs(ConversationSeqs):
     async def last_seq(self, conversation: str) -> int | None:
         with unavailable("seq counters"):
             value = await self._client.get(SEQ_COUNTER.format(conversation))
-            if value in (_SWITCHED, "L") and conversation.startswith("g:"):
+            if value in _SWITCHED and conversation.startswith("g:"):
                 value = await self._client.hget(STATE.format(conversation[2:]), "seq")
-        if value is None or value in (_SWITCHED, "L"):
+        if value is None or value in _SWITCHED:
             return None  # a switched group whose state is gone (a loss of Redis): ask the store
         return int(value)
