@@ -27,6 +27,7 @@ from tests.production.support import (
     production_settings,
     until_stored,
 )
+from tests.services.waiting import until
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
@@ -105,14 +106,18 @@ async def test_the_subscribers_connection_dropped_while_messages_flow(
         # Then a storm: the subscription is killed every few milliseconds for 0.4 s, so
         # most notifications of that time are published to nobody, and only the resync
         # (the gateway reading its sockets' inboxes from their cursors) can deliver them.
-        storm_end = time.monotonic() + 0.4
-        while time.monotonic() < storm_end:
+        # It lasts until the subscriber has come back twice (a reconnection under load
+        # can take longer than 0.4 s: once, the second kill's took 0.6 s), then kills it
+        # once more, so that it is lost three times in all.
+        storm_end, cap = time.monotonic() + 0.4, time.monotonic() + 10
+        while time.monotonic() < storm_end or (gateway.subscriber.resubscriptions < 2 and time.monotonic() < cap):
             killed += own_redis.command("CLIENT", "KILL", "TYPE", "pubsub")
             await asyncio.sleep(0.003)
+        killed += own_redis.command("CLIENT", "KILL", "TYPE", "pubsub")
     finally:
         await asyncio.wait_for(sending, 45)
     assert killed >= 3, "the subscriber's connection was not there to kill"
-    assert gateway.subscriber.resubscriptions >= 3
+    await until(lambda: gateway.subscriber.resubscriptions >= 3, timeout=10)
     await check_everything_once(sender, client, b, sockets, mysql_url, worker)
     check_large_group(sockets, large)
 
