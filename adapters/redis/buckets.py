@@ -12,22 +12,12 @@ key names there)."""
 from __future__ import annotations
 
 import zlib
-from binascii import crc_hqx
 from itertools import count as counting
 
-SLOTS = 16384  # Redis Cluster's hash slots
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
+from redis.crc import key_slot
+
 DEFAULT_BUCKETS = 256
-
-
-def slot_of(key: str) -> int:
-    """The cluster slot of a key, hash tag included (redis.crc.key_slot, for str keys)."""
-    raw = key.encode()
-    start = raw.find(b"{")
-    if start > -1:
-        end = raw.find(b"}", start + 1)
-        if end > -1 and end != start + 1:
-            raw = raw[start + 1:end]
-    return crc_hqx(raw, 0) % SLOTS
 
 
 def _tags(buckets: int) -> tuple[str, ...]:
@@ -37,7 +27,7 @@ def _tags(buckets: int) -> tuple[str, ...]:
     missing = buckets
     for n in counting():
         tag = f"t{n}"
-        bucket = (crc_hqx(tag.encode(), 0) % SLOTS) * buckets // SLOTS
+        bucket = key_slot(tag.encode()) * buckets // SLOTS
         if found[bucket] is None:
             found[bucket] = tag
             missing -= 1

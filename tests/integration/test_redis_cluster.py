@@ -27,7 +27,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.crc import key_slot
 from redis.exceptions import MovedError, RedisClusterException
 
-from adapters.redis import envelope
+from adapters.redis import envelope, resp
 from adapters.redis.group_streams import (
     DONE_MARKER,
     DONE_TTL,
@@ -161,13 +161,6 @@ async def switch_in_slot(client: AsyncRedisCluster, switch: GroupSwitch) -> Posi
     return int(ms), int(n)
 
 
-def unbulk(packed: bytes) -> bytes:
-    """One argument packed by adapters.redis.resp.bulk ($<n>\\r\\n<bytes>\\r\\n), unpacked."""
-    length, _, rest = packed[1:].partition(b"\r\n")
-    assert rest[int(length):] == b"\r\n"
-    return rest[:int(length)]
-
-
 class RecordedScript:
     """The port's own BatchedScript, recording the keys of each call."""
 
@@ -176,7 +169,7 @@ class RecordedScript:
         self.calls: list[list[bytes]] = []
 
     async def __call__(self, numkeys: int, arguments: list[bytes]):
-        self.calls.append([unbulk(argument) for argument in arguments[:numkeys]])
+        self.calls.append([resp.unbulk(argument) for argument in arguments[:numkeys]])
         return await self._script(numkeys, arguments)
 
 

@@ -15,6 +15,7 @@ import uuid
 import pytest
 from redis.crc import key_slot
 
+from adapters.redis import resp
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.support import lua
 from application.ports import JOIN, LEAVE, OWNER, GroupSwitch, LoggedChange, MemberChange
@@ -64,18 +65,12 @@ def encode(key) -> bytes:
     return key if isinstance(key, bytes) else str(key).encode()
 
 
-def unbulk(packed: bytes) -> bytes:
-    """An argument packed by adapters.redis.resp.bulk, unpacked."""
-    length, _, rest = packed[1:].partition(b"\r\n")
-    return rest[:int(length)]
-
-
 def recording_streams() -> tuple[RedisGroupStreams, RecordingClient]:
     client = RecordingClient()
     streams = RedisGroupStreams(client)  # type: ignore[arg-type]
 
     async def deliver(numkeys: int, arguments: list[bytes]):  # in place of BatchedScript
-        client.calls.append(("lg_deliver.lua", [unbulk(argument) for argument in arguments[:numkeys]]))
+        client.calls.append(("lg_deliver.lua", [resp.unbulk(argument) for argument in arguments[:numkeys]]))
         return [b"5-0", 1]
 
     streams._deliver = deliver  # type: ignore[assignment]
