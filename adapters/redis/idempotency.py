@@ -24,11 +24,14 @@ PENDING_TTL = 30.0
 PENDING, DELIVERED = b"p", b"d"
 
 
-def idempotency_key(sender_id: str, client_msg_id: str) -> str:
+def idempotency_digest(client_msg_id: str) -> str:
     # client_msg_id is any text of up to 128 characters (colons, spaces, emoji...):
     # a digest keeps keys short, printable and unambiguous.
-    digest = hashlib.blake2b(client_msg_id.encode("utf-8"), digest_size=16).hexdigest()
-    return f"idem:{sender_id}:{digest}"
+    return hashlib.blake2b(client_msg_id.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def idempotency_key(sender_id: str, client_msg_id: str) -> str:
+    return f"idem:{sender_id}:{idempotency_digest(client_msg_id)}"
 
 
 def parse_answer(value: bytes | str) -> Answer:

@@ -20,12 +20,13 @@ from adapters.redis import envelope, resp
 from adapters.redis.batched_script import BatchedScript
 from adapters.redis.idempotency import DEFAULT_TTL as IDEMPOTENCY_TTL
 from adapters.redis.idempotency import idempotency_key
+from adapters.redis.logs import RedisLogs
 from adapters.redis.message_states import CHANGED_KEY, CHANGED_TTL, MessageStates  # noqa: F401 - CHANGED_KEY: its home was here
 from adapters.redis.support import lua, text, unavailable
 from application.ports import Accepted, Inbox
 from domain import errors
-from domain.events import Appended, Delivery, MessageChange, event_from_record
-from domain.model import Message, cursor_position
+from domain.events import Appended, Delivery, MessageChange
+from domain.model import Message
 
 INBOX_KEY = "stream:private:{}"
 PERSIST_STREAM = "stream:persist"
@@ -35,7 +36,6 @@ SEQ_COUNTER = "seq:{}"  # a conversation's last Message.seq (Message.conversatio
 # Set by `courier worker` once every conversation with stored messages has a counter: a
 # missing counter then starts from 0 (adapters/redis/seq_counters.py).
 SEQ_COMPLETE = "seq:complete"
-_MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit integers
 
 
 class RedisInbox(Inbox):
@@ -68,7 +68,7 @@ class RedisInbox(Inbox):
         changed_ttl: int = CHANGED_TTL,
     ):
         self._client = client
-        self._states = MessageStates(client, changed_ttl)
+        self._states = MessageStates(client, changed_ttl)  # kept by append(), laid over by the reads
         self._last_seq = last_seq
         # The deliver script's fixed arguments, packed once (resp.py says why).
         self._persist_key = resp.bulk(persist_stream)
@@ -85,7 +85,7 @@ class RedisInbox(Inbox):
         # (NOSCRIPT), so nothing is sent here. The deliver script is sent at most once
         # per message (BatchedScript says why), with the other sends of the same turn.
         self._deliver = BatchedScript(client, lua("deliver.lua"))
-        self._read = client.register_script(lua("read.lua"))
+        self._logs = RedisLogs(client, changed_ttl)
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         recipients = list(dict.fromkeys(recipient_ids))  # one entry per recipient, even if listed twice
@@ -172,36 +172,10 @@ class RedisInbox(Inbox):
         return await self._last_seq(conversation) if self._last_seq is not None else 0
 
     async def read(self, user_id: str, after: str | None, limit: int) -> list[Delivery]:
-        if limit <= 0:
-            return []
-        if after is None:
-            start, position = "-", None
-        else:
-            position = cursor_position(after)  # InvalidCursor for anything malformed
-            if max(position) > _MAX_ID_PART:
-                raise errors.InvalidCursor()
-            if position == (_MAX_ID_PART, _MAX_ID_PART):
-                raise errors.CursorUnknown()  # the largest id: no entry ever gets it
-            start = "(" + after
-        with unavailable("read"):
-            first_retained, max_deleted, entries, newest = await self._read(
-                keys=[INBOX_KEY.format(user_id)], args=[start, limit, "1" if after is not None else "0"]
-            )
-        if position is not None:
-            if position < _retained_from(text(first_retained), text(max_deleted)):
-                raise errors.CursorExpired()
-            if not entries and position > (cursor_position(text(newest)) if newest else (0, 0)):
-                raise errors.CursorUnknown()
-        return await self._as_changed([_delivery(entry) for entry in entries])
-
-    async def _as_changed(self, page: list[Delivery]) -> list[Delivery]:
-        """The page with each edited or deleted message as it is now (its changed: key)."""
-        return await self._states.lay_over(page, _event_of, _with_event)
+        return await self._logs.read(INBOX_KEY.format(user_id), after, limit)
 
     async def last_cursor(self, user_id: str) -> str | None:
-        with unavailable("last_cursor"):
-            newest = await self._client.xrevrange(INBOX_KEY.format(user_id), count=1)
-        return text(newest[0][0]) if newest else None
+        return await self._logs.last_cursor(INBOX_KEY.format(user_id))
 
 
 _EMPTY_ARG = resp.bulk(b"")
@@ -231,35 +205,3 @@ def _inbox_key(user_id: str) -> bytes:
 def _json_id(user_id: str) -> bytes:
     # A user id as a JSON string, for the envelope's list of recipients.
     return orjson.dumps(user_id)
-
-
-def _retained_from(first_retained: str, max_deleted: str) -> tuple[int, int]:
-    """The oldest cursor that has lost nothing after it.
-
-    Trimming only removes the oldest entries; Redis does not keep the id of the
-    newest one it trimmed, only the first it kept. So a cursor before the first
-    retained entry counts as expired, even the one cursor (the last trimmed
-    entry) that in fact lost nothing: a client told to fall back to history
-    needlessly, never one that silently misses a message."""
-    boundary = (0, 0)
-    if first_retained:
-        boundary = cursor_position(first_retained)
-    if max_deleted:
-        boundary = max(boundary, cursor_position(max_deleted))
-    return boundary
-
-
-def _event_of(delivery: Delivery):
-    return delivery.event
-
-
-def _with_event(delivery: Delivery, message: Message) -> Delivery:
-    return Delivery(message, delivery.cursor)
-
-
-def _delivery(entry) -> Delivery:
-    entry_id, fields = entry
-    # The script returns the raw reply: fields as a flat [name, value, ...] list.
-    values = dict(zip(fields[::2], fields[1::2], strict=True)) if isinstance(fields, list) else fields
-    record = values.get(b"m", values.get("m"))
-    return Delivery(event_from_record(orjson.loads(record)), text(entry_id))

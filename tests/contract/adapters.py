@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass
 
 from adapters.memory.bus import InProcessBus
+from adapters.redis.buckets import Buckets
+from adapters.redis.cluster_inbox import RedisClusterInbox
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
 from adapters.sql.database import Database
@@ -20,7 +22,7 @@ from domain.model import User
 from tests.fakes.idempotency import MemoryIdempotencyKeys
 from tests.fakes.inbox import MemoryInbox
 
-KINDS = ["memory", "sqlite", "mysql", "redis"]
+KINDS = ["memory", "sqlite", "mysql", "redis", "redis-cluster"]
 
 
 @dataclass
@@ -52,6 +54,11 @@ async def make_store(kind: str, request, sql_database, *, max_length: int = 10_0
             await users.add(User(id=user_id, username=f"user{index}", password_hash="h"))
         return Store(SqliteInbox(database, InProcessBus(), max_length=max_length, trim_every=1),
                      SqlIdempotencyKeys(database, pending_ttl=pending_ttl), people, database)
+    if kind == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster_client")
+        await cluster.initialize()  # before any concurrent use (tests/services/redis_cluster.py)
+        keys = RedisIdempotencyKeys(cluster, pending_ttl=pending_ttl)
+        return Store(RedisClusterInbox(cluster, Buckets(), keys, max_length, exact_trim=True), keys, people)
     client, channel = request.getfixturevalue("redis_client"), request.getfixturevalue("channel")
     return Store(RedisInbox(client, max_length, exact_trim=True, channel=channel),
                  RedisIdempotencyKeys(client, pending_ttl=pending_ttl), people)

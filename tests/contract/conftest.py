@@ -34,7 +34,7 @@ def sql_database(request, tmp_path):
 
 
 @pytest.fixture(params=[pytest.param(kind, marks=[pytest.mark.mysql] if kind == "mysql" else
-                                     [pytest.mark.redis] if kind == "redis" else []) for kind in KINDS])
+                                     [pytest.mark.redis] if kind.startswith("redis") else []) for kind in KINDS])
 def kind(request) -> str:
     """Which adapter a suite runs over: memory (the tests' fake), SQL on SQLite and
     MariaDB (the embedded mode's), Redis (production)."""

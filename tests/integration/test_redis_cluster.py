@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -45,7 +44,7 @@ from domain.cursor import Position
 from domain.events import MEMBER_ADDED, MEMBER_REMOVED, MESSAGE_UPDATED, GroupChange, MessageChange, edit_event_id
 from domain.model import GROUP, Message
 from domain.vector import Interval
-from tests.services.redis_cluster import SLOTS, RedisCluster
+from tests.services.redis_cluster import SLOTS
 
 pytestmark = pytest.mark.redis
 
@@ -57,11 +56,8 @@ def new_id() -> str:
 
 
 @pytest.fixture
-def cluster_client(io_loop, redis_cluster: RedisCluster) -> Iterator[AsyncRedisCluster]:
-    # Connections are made lazily, on the test's loop; closed on the same loop.
-    client = AsyncRedisCluster.from_url(redis_cluster.url, socket_connect_timeout=2)
-    yield client
-    io_loop.run_sync(client.aclose)
+def cluster_client(redis_cluster_client) -> AsyncRedisCluster:
+    return redis_cluster_client
 
 
 # -- the cluster ---------------------------------------------------------------------------
