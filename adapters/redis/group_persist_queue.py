@@ -1,10 +1,12 @@
-"""The large groups' persist streams as one PersistQueue (docs/design/large-groups.md,
-section 7.2): one RedisPersistQueue per group's lg:{G}:persist (consumer group
-`persisters`, dead letters to lg:{G}:persist:dead), walked round robin by take.
+"""Many persist streams as one PersistQueue: the large groups' (docs/design/large-groups.md,
+section 7.2: one RedisPersistQueue per group's lg:{G}:persist, consumer group `persisters`,
+dead letters to lg:{G}:persist:dead) and, on a Redis Cluster, the buckets' ({t}:persist,
+docs/design/redis-cluster.md section 6), walked round robin by take.
 
 Which streams are looked at (the active set):
-- a sweep every `sweep_every` seconds reads lg:streams (sno -> group id, written at the
-  switch) and, pipelined, the XLEN of each group's persist stream. Acked entries are
+- a sweep every `sweep_every` seconds lists the streams there are (the large groups': lg:streams,
+  sno -> group id, written at the switch; the buckets': all of them) and reads, pipelined,
+  the XLEN of each. Acked entries are
   XDELed, so XLEN is exactly what is not yet acked, pending entries included: a stream
   with XLEN > 0 becomes active, and its queue's own take then claims idle entries
   (XAUTOCLAIM after claim_idle_ms). An empty deployment costs one HGETALL per sweep.
@@ -13,8 +15,8 @@ Which streams are looked at (the active set):
   persisted within one sweep, not at once (nothing subscribes to lg:new or to the
   group channels yet: the messages are readable from the group's log meanwhile).
 
-The entry ids handed out are qualified, "<group id>/<stream id>": the same stream id
-can occur in two streams, and ack/reject need to know the stream without any state
+The entry ids handed out are qualified, "<group id or bucket>/<stream id>": the same stream
+id can occur in two streams, and ack/reject need to know the stream without any state
 that a restart or a retried batch could lose."""
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.group_streams import PERSIST, STREAMS
 from adapters.redis.persist_queue import RedisPersistQueue
 from adapters.redis.support import text, unavailable
@@ -45,7 +48,10 @@ def split(qualified_id: str) -> tuple[str, str]:
     return group_id, entry_id
 
 
-class RedisGroupPersistQueue(PersistQueue):
+class RedisStreamsPersistQueue(PersistQueue):
+    """The queue over many streams; a subclass says which there are (_owners) and the
+    stream of each (_stream_of), from the owner alone (a group id, a bucket number)."""
+
     def __init__(
         self,
         client: aioredis.Redis,
@@ -60,8 +66,8 @@ class RedisGroupPersistQueue(PersistQueue):
         self._claim_idle_ms = int(claim_idle_ms)
         self._sweep_every = sweep_every
         self._keep_idle = keep_idle
-        self._queues: dict[str, RedisPersistQueue] = {}  # group id -> its stream's queue, once seen
-        self._active: dict[str, float] = {}  # group id -> when it last brought entries (insertion order)
+        self._queues: dict[str, RedisPersistQueue] = {}  # owner -> its stream's queue, once seen
+        self._active: dict[str, float] = {}  # owner -> when it last brought entries (insertion order)
         self._next_sweep = 0.0
         self._turn = 0  # which active stream goes first in the next take (round robin)
 
@@ -97,22 +103,28 @@ class RedisGroupPersistQueue(PersistQueue):
         return all(left)
 
     # --- internals ----------------------------------------------------------
+    async def _owners(self) -> list[str]:
+        raise NotImplementedError
+
+    def _stream_of(self, owner: str) -> str:
+        raise NotImplementedError
+
     def _queue(self, group_id: str) -> RedisPersistQueue:
         queue = self._queues.get(group_id)
         if queue is None:
             queue = self._queues[group_id] = RedisPersistQueue(
-                self._client, self._group, PERSIST.format(group_id), self._claim_idle_ms
+                self._client, self._group, self._stream_of(group_id), self._claim_idle_ms
             )
         return queue
 
     async def _sweep(self) -> None:
         with unavailable("persist queue"):
-            groups = [text(g) for g in (await self._client.hgetall(STREAMS)).values()]
+            groups = await self._owners()
             if not groups:
                 return
             async with self._client.pipeline(transaction=False) as pipe:
                 for group_id in groups:
-                    pipe.xlen(PERSIST.format(group_id))
+                    pipe.xlen(self._stream_of(group_id))
                 lengths = await pipe.execute()
         now = asyncio.get_running_loop().time()
         for group_id, length in zip(groups, lengths, strict=True):
@@ -154,6 +166,33 @@ class RedisGroupPersistQueue(PersistQueue):
         for group_id, last in list(self._active.items()):
             if now - last > self._keep_idle:
                 del self._active[group_id]
+
+
+class RedisGroupPersistQueue(RedisStreamsPersistQueue):
+    """The large groups' lg:{G}:persist streams, found in lg:streams."""
+
+    async def _owners(self) -> list[str]:
+        return [text(group_id) for group_id in (await self._client.hgetall(STREAMS)).values()]
+
+    def _stream_of(self, owner: str) -> str:
+        return PERSIST.format(owner)
+
+
+class RedisBucketPersistQueue(RedisStreamsPersistQueue):
+    """A Redis Cluster's {t}:persist streams, one per bucket (RedisClusterInbox's commits).
+    A sweep reads the XLEN of every bucket's stream: sweep often (a second), since a quiet
+    bucket's first message waits for one."""
+
+    def __init__(self, client, keys: ClusterKeys, group: str = "persisters", claim_idle_ms: int = 30_000, *,
+                 sweep_every: float = 1.0, keep_idle: float = 60.0):
+        super().__init__(client, group, claim_idle_ms, sweep_every=sweep_every, keep_idle=keep_idle)
+        self._keys = keys
+
+    async def _owners(self) -> list[str]:
+        return [str(bucket) for bucket in range(self._keys.buckets.count)]
+
+    def _stream_of(self, owner: str) -> str:
+        return self._keys.persist(int(owner))
 
 
 def _by_group(entry_ids: Sequence[str]) -> dict[str, list[str]]:

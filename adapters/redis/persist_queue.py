@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from adapters.redis.inbox import PERSIST_STREAM
@@ -171,6 +172,8 @@ class RedisPersistQueue(PersistQueue):
         retries would send it again when its reply is lost (a reset, Redis restarting):
         the entries the first one moved would then wait claim_idle_ms for a claim. Here
         the error reaches take(), and the next take reads the pending list first."""
+        if isinstance(self._client, RedisCluster):
+            return await self._once_on_node(self._client.get_node_from_key(self._stream), command)
         pool = self._client.connection_pool
         connection = await pool.get_connection()
         try:
@@ -181,6 +184,20 @@ class RedisPersistQueue(PersistQueue):
             raise
         finally:
             await pool.release(connection)
+
+    @staticmethod
+    async def _once_on_node(node, command):
+        """_once on a Redis Cluster: on a connection of the node that serves the stream (should
+        its slot have moved, the MOVED error reaches take() as any failure does)."""
+        await node.disconnect_if_needed(connection := node.acquire_connection())
+        try:
+            await connection.send_command(*command)
+            return await node.parse_response(connection, command[0])
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            node.release(connection)
 
     async def _decode(self, entries: list) -> list[tuple[str, Message]]:
         decoded: list[tuple[str, Message]] = []

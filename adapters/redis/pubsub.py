@@ -28,14 +28,7 @@ def own_client(source: aioredis.Redis | str, client_name: str) -> aioredis.Redis
     settings from, with redis-py's retries turned off: redis-py would otherwise reconnect
     and resubscribe by itself on a dropped connection, and what was published in between
     would be lost without anyone noticing. TCP keepalive is on, for the kernel's own check."""
-    overrides = dict(
-        retry=Retry(NoBackoff(), 0),  # see above
-        health_check_interval=0,  # the watchdog pings, and must see the answer
-        socket_keepalive=True,
-        decode_responses=False,
-        client_name=client_name,  # easy to find in CLIENT LIST
-        maint_notifications_config=NO_MAINTENANCE_NOTIFICATIONS,
-    )
+    overrides = _own_settings(client_name)
     if isinstance(source, str):
         return aioredis.Redis.from_url(source, **overrides)
     pool = source.connection_pool
@@ -43,6 +36,27 @@ def own_client(source: aioredis.Redis | str, client_name: str) -> aioredis.Redis
         connection_class=pool.connection_class, max_connections=2, **{**pool.connection_kwargs, **overrides}
     )
     return aioredis.Redis.from_pool(own_pool)  # closing the client closes the pool
+
+
+def own_node_client(node: Any, client_name: str) -> aioredis.Redis:
+    """own_client for one node of a Redis Cluster (a redis.asyncio.cluster.ClusterNode): its
+    address and the cluster client's settings (password, TLS), with retries off as above."""
+    own_pool = aioredis.ConnectionPool(
+        connection_class=node.connection_class, max_connections=2,
+        **{**node.connection_kwargs, **_own_settings(client_name)},
+    )
+    return aioredis.Redis.from_pool(own_pool)
+
+
+def _own_settings(client_name: str) -> dict[str, Any]:
+    return dict(
+        retry=Retry(NoBackoff(), 0),  # see own_client
+        health_check_interval=0,  # the watchdog pings, and must see the answer
+        socket_keepalive=True,
+        decode_responses=False,
+        client_name=client_name,  # easy to find in CLIENT LIST
+        maint_notifications_config=NO_MAINTENANCE_NOTIFICATIONS,
+    )
 
 
 class _LastHeard:

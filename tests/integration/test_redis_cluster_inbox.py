@@ -13,6 +13,7 @@ append per bucket keeps every guarantee of the one-Redis script.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import uuid
@@ -252,3 +253,82 @@ async def test_each_bucket_publishes_its_own_recipients_on_its_own_channel(gatew
         for user in by_bucket[bucket]:
             log = await everything(gateway.inbox, user)
             assert log[-1].cursor == body.get("own", {}).get(user, body["cursor"])
+
+
+# -- the worker's side ----------------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_worker_stores_every_bucket_once_and_its_relay_finishes_a_dead_gateways_send(gateways):
+    from adapters.redis.cluster_relay import ClusterSendRelay
+    from adapters.redis.group_persist_queue import RedisBucketPersistQueue
+    from application.persister import Persister
+    from tests.fakes.repositories import MemoryMessageStore
+
+    first, second = gateways
+    people = [new_id() for _ in range(12)]
+    sent = [await first.send(private(people[i], people[i + 1], f"m{i}"), [people[i + 1], people[i]])
+            for i in range(11)]
+    orphan = private(people[0], people[5], "orphaned")
+    await commit_only(second, orphan, [people[5], people[0]])
+    store = MemoryMessageStore()
+    queue = RedisBucketPersistQueue(first.client, ClusterKeys(BUCKETS), sweep_every=0.05)
+    persister = Persister(queue, store, "cluster-worker", batch_size=5, block_ms=10)
+    for _ in range(40):
+        await persister.run_once()
+    # Every committed message once, the orphan too (its commit wrote its record). (The streams
+    # are the session's: other tests' messages are stored too.)
+    ours = {m.id for m in sent} | {orphan.id}
+    assert sorted(m.id for m in store.rows if m.id in ours) == sorted(ours)
+    assert await queue.backlog() == 0
+    relay = ClusterSendRelay(first.inbox, BUCKETS.count, older_than_ms=0)
+    assert await relay.run_once() >= 1
+    assert await relay.run_once() == 0
+    assert [d.event.id for d in await everything(first.inbox, people[5])][-1] == orphan.id
+
+
+# -- the gateway's bus ----------------------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_cluster_subscriber_hands_over_each_recipients_notification_and_resyncs_after_a_loss(
+        gateways, redis_cluster):
+    from adapters.redis.cluster_subscriber import RedisClusterNotificationSubscriber
+
+    gateway = gateways[0]
+    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, ClusterKeys(BUCKETS), ping_interval=1.0)
+    heard: list = []
+    resyncs: list[int] = []
+
+    async def on_resync() -> None:
+        resyncs.append(len(heard))
+
+    running = asyncio.ensure_future(subscriber.run(heard.append, on_resync))
+    try:
+        while not resyncs:  # subscribed everywhere: the first resync comes then
+            await asyncio.sleep(0.02)
+        people = [new_id() for _ in range(8)]
+        sent = await gateway.send(group_message(new_id(), people[0], "to all"), people)
+        while {user for n in heard for user in n.cursors} != set(people):
+            await asyncio.sleep(0.02)
+        cursors = {user: cursor for n in heard for user, cursor in n.cursors.items()}
+        for user in people:
+            assert (await everything(gateway.inbox, user))[-1].cursor == cursors[user]
+        assert {n.event.id for n in heard} == {sent.id}
+        # The server closes the bucket connections: subscribed again, and a resync.
+        for master in redis_cluster.masters():
+            with redis_cluster.client(master.port) as node:
+                for client in node.client_list():
+                    if client["name"] == "courier-buckets":
+                        node.client_kill_filter(_id=client["id"])
+        while subscriber.resubscriptions < 1 or len(resyncs) < 2:
+            await asyncio.sleep(0.05)
+        heard.clear()
+        again = await gateway.send(private(people[1], people[2], "after the loss"), [people[2], people[1]])
+        while {user for n in heard for user in n.cursors} != {people[1], people[2]}:
+            await asyncio.sleep(0.02)
+        assert {n.event.id for n in heard} == {again.id}
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
