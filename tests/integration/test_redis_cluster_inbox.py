@@ -273,12 +273,14 @@ async def test_the_worker_stores_every_bucket_once_and_its_relay_finishes_a_dead
     await commit_only(second, orphan, [people[5], people[0]])
     store = MemoryMessageStore()
     queue = RedisBucketPersistQueue(first.client, ClusterKeys(BUCKETS), sweep_every=0.05)
-    persister = Persister(queue, store, "cluster-worker", batch_size=5, block_ms=10)
-    for _ in range(40):
-        await persister.run_once()
-    # Every committed message once, the orphan too (its commit wrote its record). (The streams
-    # are the session's: other tests' messages are stored too.)
+    persister = Persister(queue, store, "cluster-worker", batch_size=50, block_ms=10)
+    # The streams are the session's: other tests' messages are stored too.
     ours = {m.id for m in sent} | {orphan.id}
+    for _ in range(200):
+        await persister.run_once()
+        if await queue.backlog() == 0 and ours <= {m.id for m in store.rows}:
+            break
+    # Every committed message once, the orphan too (its commit wrote its record).
     assert sorted(m.id for m in store.rows if m.id in ours) == sorted(ours)
     assert await queue.backlog() == 0
     relay = ClusterSendRelay(first.inbox, BUCKETS.count, older_than_ms=0)
