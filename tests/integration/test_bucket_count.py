@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +107,24 @@ def test_courier_refuses_to_start_with_another_count_in_one_line(command, redis_
     assert "courier: COURIER_REDIS_BUCKETS is 256, but this deployment's Redis data was written with 512" \
         in ended.stderr
     assert "Traceback" not in ended.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_courier_waiting_for_redis_at_start_stops_on_sigterm(command, down_url, tmp_path):
+    env = {**os.environ, "COURIER_REDIS_URL": down_url, "COURIER_JWT_SECRET": "s" * 32,
+           "COURIER_DATA_DIR": str(tmp_path / "data"), "COURIER_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+           "COURIER_PORT": str(spare_port())}
+    with subprocess.Popen([sys.executable, "-m", "entrypoints.cli", command], env=env, cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            deadline = time.monotonic() + 30
+            seen = ""
+            while "waiting for Redis" not in seen:  # up, and waiting: its first warning says so
+                assert time.monotonic() < deadline and process.poll() is None, seen
+                seen += process.stderr.readline()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=10) == 0
+            assert "Traceback" not in process.stderr.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
