@@ -64,3 +64,16 @@ async def test_a_request_to_a_killed_master_answers_503_until_its_replica_takes_
         assert promoted.port != master.port
     finally:
         await shutdown(container)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_cluster_none_of_whose_startup_nodes_answers_is_a_503(tmp_path, down_url):
+    # The cluster client's own exception ("Redis Cluster cannot be connected"), not a RedisError.
+    environ = {"COURIER_REDIS_URL": down_url.replace("redis://", "redis+cluster://"),
+               "COURIER_JWT_SECRET": "s" * 32, "COURIER_DATA_DIR": str(tmp_path / "data")}
+    container = Container(settings=settings_module.load(environ=environ))
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await container.send_limiter().take(str(uuid.uuid4()))
+    finally:
+        await shutdown(container)
