@@ -130,6 +130,7 @@ def settle_garbage_collector() -> None:
 
 
 def _seed_channel(settings, args: argparse.Namespace) -> int:
+    from adapters.redis.deployment import BucketCountChanged
     from domain import errors
     from entrypoints.seed import seed_channel
 
@@ -144,6 +145,9 @@ def _seed_channel(settings, args: argparse.Namespace) -> int:
     except errors.CourierError as error:
         print(f"courier: {error}", file=sys.stderr)
         return 1
+    except BucketCountChanged as error:
+        print(f"courier: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(seeded.public()))
     return 0
 

@@ -90,7 +90,8 @@ async def test_a_start_while_redis_is_down_records_once_it_answers(redis_client,
     assert await redis_client.get(BUCKETS_KEY) == b"256"
 
 
-@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize("command", [["serve"], ["worker"], ["seed-channel", "--members", "1"]],
+                         ids=lambda command: command[0])
 def test_courier_refuses_to_start_with_another_count_in_one_line(command, redis_url, tmp_path):
     # A process of its own, as operators run it (the command's event loop and logging
     # configuration stay out of the test's).
@@ -101,7 +102,7 @@ def test_courier_refuses_to_start_with_another_count_in_one_line(command, redis_
     env = {**os.environ, "COURIER_REDIS_URL": redis_url, "COURIER_JWT_SECRET": "s" * 32,
            "COURIER_DATA_DIR": str(tmp_path / "data"), "COURIER_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
            "COURIER_PORT": str(spare_port())}
-    ended = subprocess.run([sys.executable, "-m", "entrypoints.cli", command], env=env, cwd=ROOT,
+    ended = subprocess.run([sys.executable, "-m", "entrypoints.cli", *command], env=env, cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert ended.returncode == 2, ended.stderr
     assert "courier: COURIER_REDIS_BUCKETS is 256, but this deployment's Redis data was written with 512" \
