@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     async def serve(stop: asyncio.Event) -> int:
         server = CourierServer(settings)
-        await server.start()
+        if not await _start_unless_stopped(server, stop):
+            return 0
         settle_garbage_collector()
         await stop.wait()
         log.info("shutting down")
@@ -65,6 +67,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return _run(settings, _until_signal(serve))
+
+
+async def _start_unless_stopped(server, stop: asyncio.Event) -> bool:
+    """server.start(), given up (cancelled) if a signal to stop comes first: in production
+    mode it waits for Redis before listening (entrypoints/bucket_guard.py)."""
+    starting = asyncio.ensure_future(server.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if starting.done():
+        starting.result()  # its exception, if any (BucketCountChanged: see _run)
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return False
 
 
 def _run(settings, main_coroutine) -> int:
@@ -79,8 +99,16 @@ def _run(settings, main_coroutine) -> int:
             log.warning("COURIER_EVENT_LOOP=uvloop but uvloop is not installed; using asyncio's loop")
         else:
             factory = uvloop.new_event_loop
+    from adapters.redis.deployment import BucketCountChanged
+
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(main_coroutine)
+        try:
+            return runner.run(main_coroutine)
+        except BucketCountChanged as error:
+            # Started with another COURIER_REDIS_BUCKETS than its Redis data was written
+            # with: one line saying so, and the exit status of a bad setting.
+            print(f"courier: {error}", file=sys.stderr)
+            return 2
 
 
 # A young collection every GC_THRESHOLD0 allocations (CPython's default: 700). With
@@ -102,6 +130,7 @@ def settle_garbage_collector() -> None:
 
 
 def _seed_channel(settings, args: argparse.Namespace) -> int:
+    from adapters.redis.deployment import BucketCountChanged
     from domain import errors
     from entrypoints.seed import seed_channel
 
@@ -116,6 +145,9 @@ def _seed_channel(settings, args: argparse.Namespace) -> int:
     except errors.CourierError as error:
         print(f"courier: {error}", file=sys.stderr)
         return 1
+    except BucketCountChanged as error:
+        print(f"courier: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(seeded.public()))
     return 0
 

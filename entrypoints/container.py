@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from dependency_injector import containers, providers
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 
 from adapters.clock import SystemClock, UuidGenerator
 from adapters.memory.bus import InProcessBus
@@ -32,10 +34,13 @@ from adapters.memory.known_users import KnownUsers
 from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.memory.presence import InProcessPresenceBus, InProcessTypingBus, MemoryPresenceStore
 from adapters.memory.recent import NoRecentMessages
+from adapters.redis import address
+from adapters.redis.buckets import Buckets
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.checkpoints import RedisCursorCheckpoints
 from adapters.redis.connection_counter import RedisConnectionCounter
 from adapters.redis.conversation_seqs import RedisConversationSeqs
+from adapters.redis.deployment import BucketCount
 from adapters.redis.group_persist_queue import RedisGroupPersistQueue
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.idempotency import RedisIdempotencyKeys
@@ -113,7 +118,10 @@ encode_frame = orjson.dumps  # a frame pushed without a cursor (presence, typing
 REDIS_POOL_SIZE = 64
 
 
-def _redis_client(url: str) -> aioredis.Redis:
+def _redis_client(url: str, cluster: bool = False) -> aioredis.Redis | RedisCluster:
+    where = address.parse(url, cluster)
+    if where.cluster:
+        return _redis_cluster_client(where)
     # health_check_interval: a connection idle that long is PINGed before use, so a
     # Redis restart shows up as a reconnect instead of an error on the next request.
     # A blocking pool: redis-py's default pool refuses a request outright ("Too many
@@ -125,6 +133,26 @@ def _redis_client(url: str) -> aioredis.Redis:
         max_connections=REDIS_POOL_SIZE, timeout=5, maint_notifications_config=NO_MAINTENANCE_NOTIFICATIONS,
     )
     return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+
+
+def _redis_cluster_client(where: address.RedisAddress) -> RedisCluster:
+    """redis-py's cluster client, with the timeouts and health checks of one Redis's above.
+
+    The difference: its connections are per node and it has no blocking pool, so past
+    REDIS_POOL_SIZE commands in flight on one node it refuses one (MaxConnectionsError,
+    a 503) instead of making it wait. The nodes it finds itself (CLUSTER SLOTS) get the
+    same options as the startup nodes; the URL's query options win, as from_url's do."""
+    options = parse_url(where.url)
+    for name in ("host", "port", "db"):  # the nodes come from the address; a cluster has db 0 only
+        options.pop(name, None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in where.nodes],
+        **{"health_check_interval": 15, "socket_connect_timeout": 2, "socket_timeout": 5,
+           "max_connections": REDIS_POOL_SIZE, "maint_notifications_config": NO_MAINTENANCE_NOTIFICATIONS,
+           **options},
+    )
 
 
 log = logging.getLogger("courier.container")
@@ -175,7 +203,12 @@ class Container(containers.DeclarativeContainer):
         _closed_at_shutdown, Database, settings.provided.resolved_database_url.call(),
         workers=settings.provided.db_pool_size, closing=closing,
     )
-    redis = providers.Resource(_closed_at_shutdown, _redis_client, settings.provided.redis_url, closing=closing)
+    redis = providers.Resource(_closed_at_shutdown, _redis_client, settings.provided.redis_url,
+                               cluster=settings.provided.redis_cluster, closing=closing)
+    # Users' buckets (adapters/redis/buckets.py), and the guard that every process of a
+    # deployment counts them alike (checked at the start of `courier serve` and `worker`).
+    buckets = providers.Singleton(Buckets, settings.provided.redis_buckets)
+    bucket_count = providers.Singleton(BucketCount, redis, settings.provided.redis_buckets)
     bus = providers.Singleton(InProcessBus)
 
     messages = providers.Singleton(SqlMessageStore, database)

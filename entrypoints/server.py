@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.sql.database import is_sqlite
 from domain import errors
+from entrypoints.bucket_guard import record_bucket_count
 from entrypoints.container import Container, shutdown
 from entrypoints.http import body_limit, ops, tornado_overrides
 from entrypoints.http.app import make_app
@@ -56,7 +57,17 @@ class CourierServer:
             raise errors.ServiceUnavailable("its schema is older than this version: run `courier migrate`")
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
-        """Listen on settings.host/port (port 0: any free port), or on given sockets."""
+        """Listen on settings.host/port (port 0: any free port), or on given sockets.
+        Production mode waits for Redis first (cancel to give up), and raises
+        BucketCountChanged when this process counts users' buckets unlike its deployment."""
+        if self.settings.mode != EMBEDDED:
+            # First, before anything else runs: a process counting buckets unlike the rest
+            # of its deployment would read and write other keys.
+            try:
+                await record_bucket_count(self.container.bucket_count())
+            except BaseException:
+                await shutdown(self.container)  # the Redis client made for the guard
+                raise
         database_url = self.settings.resolved_database_url()
         if is_sqlite(database_url):
             # A SQLite file is this machine's own: serving migrates it, in production

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from adapters.private_files import create_private_file, make_private_dir
+from adapters.redis import address
+from adapters.redis.buckets import DEFAULT_BUCKETS, SLOTS
 from adapters.sql.database import is_sqlite
 
 EMBEDDED, PRODUCTION = "embedded", "production"
@@ -25,6 +27,13 @@ class Settings:
     port: int = 8080
     database_url: str = ""  # empty: a SQLite file in data_dir
     redis_url: str = ""  # empty: the embedded in-process adapters
+    # 1: redis_url is a node of a Redis Cluster (as a redis+cluster:// URL says by itself).
+    # Under construction (issue 19, docs/design/redis-cluster.md): not every path runs there yet.
+    redis_cluster: int = 0
+    # Users' buckets on Redis (docs/design/redis-cluster.md, section 2). Key names carry
+    # the bucket, so the number is fixed once a deployment has data: the first gateway or
+    # worker stores it in Redis and a later one started with another refuses to run.
+    redis_buckets: int = DEFAULT_BUCKETS
     jwt_secret: str = ""
     token_ttl: int = 86400
     max_content_length: int = 4000
@@ -89,6 +98,16 @@ class Settings:
     @property
     def mode(self) -> str:
         return PRODUCTION if self.redis_url else EMBEDDED
+
+    @property
+    def redis_address(self) -> address.RedisAddress | None:
+        """Where Redis is (one server or a cluster's startup nodes); None in embedded mode."""
+        if not self.redis_url:
+            return None
+        try:
+            return address.parse(self.redis_url, cluster=self.redis_cluster == 1)
+        except ValueError as error:
+            raise SettingsError(f"COURIER_REDIS_URL {error}") from None
 
     @property
     def list_window(self) -> float:
@@ -204,6 +223,13 @@ class Settings:
                 "reuse_port needs production mode (COURIER_REDIS_URL): in embedded mode each process has "
                 "its own in-process bus, so a socket on one process would miss what another accepts"
             )
+        if self.redis_cluster not in (0, 1):
+            raise SettingsError(f"redis_cluster must be 0 or 1, not {self.redis_cluster}")
+        if self.redis_cluster and not self.redis_url:
+            raise SettingsError("redis_cluster needs COURIER_REDIS_URL: the address of a node of the cluster")
+        self.redis_address  # noqa: B018 - raises SettingsError on a malformed URL
+        if not 1 <= self.redis_buckets <= SLOTS:
+            raise SettingsError(f"redis_buckets must be 1..{SLOTS}, not {self.redis_buckets}")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise SettingsError(f"event_loop must be uvloop or asyncio, not {self.event_loop}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 
+from entrypoints.bucket_guard import record_bucket_count
 from entrypoints.container import Container, shutdown
 from entrypoints.settings import Settings
 
@@ -18,6 +19,16 @@ log = logging.getLogger("courier.worker")
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     container = Container(settings=settings)
+    recorded = False
+    try:
+        # Before any queue is read: a worker counting buckets unlike the gateways would
+        # read other keys than they write (adapters/redis/deployment.py).
+        recorded = await record_bucket_count(container.bucket_count(), stop)
+    finally:
+        if not recorded:  # refused, or stopped while waiting: close the Redis client made for it
+            await shutdown(container)
+    if not recorded:
+        return 0  # told to stop while it waited for Redis
     # A consumer name unique per process: entries a dead worker left pending are
     # reclaimed by name-independent idle time, so names need not be stable.
     consumer = f"{socket.gethostname()}-{os.getpid()}"

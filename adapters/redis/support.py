@@ -23,7 +23,9 @@ _UNAVAILABLE = (
     rx.ReadOnlyError,
     rx.OutOfMemoryError,
     rx.TryAgainError,
-    rx.ClusterDownError,  # includes MasterDownError
+    # CLUSTERDOWN and MASTERDOWN (a failover under way), and the cluster client's own
+    # "TTL exhausted" after as many redirections as it allows: the slot has no node yet.
+    rx.ClusterError,  # includes ClusterDownError, MasterDownError
     # A key's slot is served elsewhere (a plain client on a cluster node, or a slot on its
     # way to another node): nothing was done, and a retry may find it.
     rx.AskError,  # includes MovedError
@@ -47,11 +49,24 @@ def unavailable(what: str) -> Iterator[None]:
         yield
     except _UNAVAILABLE as e:
         raise ServiceUnavailable(f"redis is unavailable ({what})") from e
+    except rx.RedisClusterException as e:
+        # The cluster client raises its own exception (not a RedisError) when it cannot
+        # read the slots: no startup node answers, or not every slot is served (a master
+        # lost and its replica not yet promoted). Any other one is a bug (CROSSSLOT keys).
+        if not _cluster_unreachable(e):
+            raise
+        raise ServiceUnavailable(f"redis cluster is unavailable ({what})") from e
     except rx.ResponseError as e:
         # MISCONF: Redis refuses writes because it cannot save its snapshot.
         if str(e).startswith("MISCONF"):
             raise ServiceUnavailable(f"redis refuses writes ({what})") from e
         raise
+
+
+def _cluster_unreachable(error: rx.RedisClusterException) -> bool:
+    if isinstance(error.__cause__, _UNAVAILABLE):
+        return True
+    return str(error).startswith(("Redis Cluster cannot be connected", "All slots are not covered"))
 
 
 def text(value: bytes | str) -> str:

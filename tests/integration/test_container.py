@@ -73,3 +73,76 @@ async def test_shutdown_closes_what_was_made_each_before_what_it_depends_on(tmp_
     await shutdown(container)
     assert closed == ["inbox", "database"]  # the hasher was never made: nothing to close
     assert container.closing() == []
+
+
+# -- the Redis client: one Redis, or a Redis Cluster (issue 19) ----------------------------
+
+
+@pytest.mark.gen_test
+async def test_one_redis_gets_a_blocking_pool_and_the_default_buckets(tmp_path):
+    import redis.asyncio as aioredis
+
+    from entrypoints.container import REDIS_POOL_SIZE, shutdown
+
+    container = container_for(tmp_path, COURIER_REDIS_URL="redis://127.0.0.1:1/0")
+    client = container.redis()
+    assert type(client) is aioredis.Redis
+    assert isinstance(client.connection_pool, aioredis.BlockingConnectionPool)
+    assert client.connection_pool.max_connections == REDIS_POOL_SIZE
+    assert container.buckets().count == 256
+    await shutdown(container)
+
+
+@pytest.mark.gen_test
+async def test_a_cluster_url_gets_a_cluster_client_with_every_node_and_the_same_timeouts(tmp_path):
+    from redis.asyncio.cluster import RedisCluster
+
+    from entrypoints.container import REDIS_POOL_SIZE, shutdown
+
+    container = container_for(
+        tmp_path, COURIER_REDIS_URL="rediss+cluster://courier:pw@10.0.0.1:7000,10.0.0.2:7001?ssl_cert_reqs=none",
+        COURIER_REDIS_BUCKETS="1024")
+    client = container.redis()  # nothing connects before the first command
+    assert type(client) is RedisCluster
+    assert sorted(node.name for node in client.startup_nodes) == ["10.0.0.1:7000", "10.0.0.2:7001"]
+    node = client.startup_nodes[0]
+    assert node.max_connections == REDIS_POOL_SIZE  # per node
+    options = node.connection_kwargs
+    timeouts = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+    assert tuple(options[name] for name in timeouts) == (5, 2, 15)
+    assert (options["username"], options["password"], options["ssl_cert_reqs"]) == ("courier", "pw", "none")
+    assert node.connection_class.__name__ == "SSLConnection"
+    assert not client.maint_notifications_config or not client.maint_notifications_config.enabled
+    assert container.buckets().count == 1024
+    assert container.bucket_count().count == 1024
+    await shutdown(container)
+
+
+@pytest.mark.parametrize("how", ["url", "flag"])
+@pytest.mark.gen_test(timeout=30)
+async def test_the_container_talks_to_the_local_cluster(tmp_path, redis_cluster, how):
+    from redis.asyncio.cluster import RedisCluster
+
+    from adapters.redis.deployment import BUCKETS_KEY
+    from entrypoints.container import shutdown
+
+    ports = redis_cluster.ports
+    environ = ({"COURIER_REDIS_URL": f"redis+cluster://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"} if how == "url"
+               else {"COURIER_REDIS_URL": redis_cluster.url, "COURIER_REDIS_CLUSTER": "1"})
+    container = container_for(tmp_path, COURIER_JWT_SECRET="s" * 32, **environ)
+    client = container.redis()
+    assert type(client) is RedisCluster
+    try:
+        await client.delete(BUCKETS_KEY)
+        assert await container.bucket_count().record() == 256
+        assert len(client.get_primaries()) == 3
+        # A key on each master (their buckets' tags spread over every slot range).
+        buckets = container.buckets()
+        keys = [f"courier-test:{buckets.tag(bucket)}:container" for bucket in range(0, 256, 32)]
+        assert len({client.get_node_from_key(key).name for key in keys}) == 3
+        for key in keys:
+            await client.set(key, key, ex=60)
+        assert await client.mget_nonatomic(keys) == [key.encode() for key in keys]
+        await client.delete(*keys, BUCKETS_KEY)
+    finally:
+        await shutdown(container)
