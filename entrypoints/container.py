@@ -38,10 +38,14 @@ from adapters.redis import address
 from adapters.redis.buckets import Buckets
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.checkpoints import RedisCursorCheckpoints
+from adapters.redis.cluster_inbox import RedisClusterInbox
+from adapters.redis.cluster_keys import ClusterKeys
+from adapters.redis.cluster_relay import ClusterSendRelay
+from adapters.redis.cluster_subscriber import RedisClusterNotificationSubscriber
 from adapters.redis.connection_counter import RedisConnectionCounter
 from adapters.redis.conversation_seqs import RedisConversationSeqs
 from adapters.redis.deployment import BucketCount
-from adapters.redis.group_persist_queue import RedisGroupPersistQueue
+from adapters.redis.group_persist_queue import RedisBucketPersistQueue, RedisGroupPersistQueue
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
@@ -208,6 +212,8 @@ class Container(containers.DeclarativeContainer):
     # Users' buckets (adapters/redis/buckets.py), and the guard that every process of a
     # deployment counts them alike (checked at the start of `courier serve` and `worker`).
     buckets = providers.Singleton(Buckets, settings.provided.redis_buckets)
+    cluster_keys = providers.Singleton(ClusterKeys, buckets)
+    redis_topology = settings.provided.redis_topology
     bucket_count = providers.Singleton(BucketCount, redis, settings.provided.redis_buckets)
     bus = providers.Singleton(InProcessBus)
 
@@ -269,6 +275,7 @@ class Container(containers.DeclarativeContainer):
         production=providers.Singleton(RedisRecentMessages, redis),
     )
 
+    redis_idempotency = providers.Singleton(RedisIdempotencyKeys, redis)
     inbox = providers.Selector(
         mode,
         # The embedded inbox writes and publishes what is queued when it is closed.
@@ -276,19 +283,32 @@ class Container(containers.DeclarativeContainer):
             _closed_at_shutdown, SqliteInbox, database, bus, max_length=settings.provided.inbox_maxlen,
             closing=closing,
         ),
-        production=providers.Singleton(
-            RedisInbox, redis, max_length=settings.provided.inbox_maxlen, last_seq=messages.provided.last_seq
+        # One Redis runs a send as one script; a cluster as a commit and one append per
+        # bucket (docs/design/redis-cluster.md, section 3), confirming the sender's key itself.
+        production=providers.Selector(
+            redis_topology,
+            single=providers.Singleton(
+                RedisInbox, redis, max_length=settings.provided.inbox_maxlen, last_seq=messages.provided.last_seq
+            ),
+            cluster=providers.Singleton(
+                RedisClusterInbox, redis, buckets, redis_idempotency, max_length=settings.provided.inbox_maxlen,
+                last_seq=messages.provided.last_seq,
+            ),
         ),
     )
     subscriber = providers.Selector(
         mode,
         embedded=bus,
-        production=providers.Singleton(RedisNotificationSubscriber, redis),
+        production=providers.Selector(
+            redis_topology,
+            single=providers.Singleton(RedisNotificationSubscriber, redis),
+            cluster=providers.Singleton(RedisClusterNotificationSubscriber, redis, cluster_keys),
+        ),
     )
     idempotency = providers.Selector(
         mode,
         embedded=providers.Singleton(SqlIdempotencyKeys, database),
-        production=providers.Singleton(RedisIdempotencyKeys, redis),
+        production=redis_idempotency,
     )
     send_limiter = providers.Selector(
         mode,
@@ -359,9 +379,15 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     sockets_per_address = providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_address)
-    persist_queue = providers.Singleton(
-        RedisPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms
+    # What the sends' commits left for the worker: stream:persist, or each bucket's on a cluster.
+    persist_queue = providers.Selector(
+        redis_topology,
+        single=providers.Singleton(RedisPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms),
+        cluster=providers.Singleton(RedisBucketPersistQueue, redis, cluster_keys,
+                                    claim_idle_ms=settings.provided.worker_claim_idle_ms),
     )
+    # A cluster's sends whose gateway died between their commit and their appends (worker).
+    cluster_send_relay = providers.Singleton(ClusterSendRelay, inbox, settings.provided.redis_buckets)
     # The large groups' lg:{G}:persist streams (docs/design/large-groups.md, section 7.2).
     group_persist_queue = providers.Singleton(
         RedisGroupPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms

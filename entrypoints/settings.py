@@ -15,6 +15,7 @@ from adapters.redis.buckets import DEFAULT_BUCKETS, SLOTS
 from adapters.sql.database import is_sqlite
 
 EMBEDDED, PRODUCTION = "embedded", "production"
+SINGLE, CLUSTER = "single", "cluster"  # where production keeps its Redis data (Settings.redis_topology)
 
 
 class SettingsError(Exception):
@@ -108,6 +109,13 @@ class Settings:
             return address.parse(self.redis_url, cluster=self.redis_cluster == 1)
         except ValueError as error:
             raise SettingsError(f"COURIER_REDIS_URL {error}") from None
+
+    @property
+    def redis_topology(self) -> str:
+        """SINGLE (one Redis, or embedded mode) or CLUSTER: which production adapters send,
+        notify and persist (docs/design/redis-cluster.md)."""
+        where = self.redis_address
+        return CLUSTER if where is not None and where.cluster else SINGLE
 
     @property
     def list_window(self) -> float:

@@ -12,7 +12,7 @@ import socket
 
 from entrypoints.bucket_guard import record_bucket_count
 from entrypoints.container import Container, shutdown
-from entrypoints.settings import Settings
+from entrypoints.settings import CLUSTER, Settings
 
 log = logging.getLogger("courier.worker")
 
@@ -50,6 +50,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
     keeper = asyncio.ensure_future(seq_counters.keep(stop))
     # Events whose gateway died before appending them (application/announcements.py).
     relay = asyncio.ensure_future(container.relay_announcements().run(stop))
+    # On a Redis Cluster, sends whose gateway died between their commit and their appends.
+    cluster_relay = asyncio.ensure_future(
+        container.cluster_send_relay().run(stop) if settings.redis_topology == CLUSTER else stop.wait())
     log.info("worker %s persisting stream:persist and the large groups' streams into the database", consumer)
     groups = asyncio.ensure_future(group_persister.run(stop))
     try:
@@ -59,7 +62,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> int:
         groups.cancel()  # an unacked batch stays pending: claimed by the next worker, saved once
         keeper.cancel()  # a rebuild cut short sets no marker: the next worker does it again
         relay.cancel()  # an announcement cut short stays stored: relayed again, appended once
-        for task in (keeper, relay, groups):
+        cluster_relay.cancel()  # a send's promise stays until its appends are all made
+        for task in (keeper, relay, cluster_relay, groups):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await shutdown(container)

@@ -53,23 +53,21 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
         self.groups: Subscription | None = None  # made once the cluster's nodes are known
 
     async def follow(self, group_ids: Collection[str]) -> None:
-        await (await self._groups()).add([_group_channel(group_id) for group_id in group_ids])
+        await self._groups().add([_group_channel(group_id) for group_id in group_ids])
 
     async def unfollow(self, group_ids: Collection[str]) -> None:
-        await (await self._groups()).remove([_group_channel(group_id) for group_id in group_ids])
+        await self._groups().remove([_group_channel(group_id) for group_id in group_ids])
 
-    async def _groups(self) -> Subscription:
+    def _groups(self) -> Subscription:
         if self.groups is None:
-            await self._client.initialize()
-            node = self._client.get_default_node()
-            self.groups = Subscription(f"redis://{node.host}:{node.port}", "courier-groups",
+            self.groups = Subscription(self._client, "courier-groups",
                                        ping_interval=self._ping_interval, min_backoff=self._min_backoff,
                                        max_backoff=self._max_backoff)
         return self.groups
 
     async def run(self, on_notification: Callable[[AnyNotification], None],
                   on_resync: Callable[[], Awaitable[None]]) -> None:
-        groups = await self._groups()
+        groups = self._groups()
 
         async def on_groups_resync() -> None:
             if groups.channels:

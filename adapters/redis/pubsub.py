@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -57,6 +58,15 @@ def _own_settings(client_name: str) -> dict[str, Any]:
         client_name=client_name,  # easy to find in CLIENT LIST
         maint_notifications_config=NO_MAINTENANCE_NOTIFICATIONS,
     )
+
+
+async def own_client_anywhere(source: aioredis.Redis | RedisCluster | str, client_name: str) -> aioredis.Redis:
+    """own_client, or on a Redis Cluster own_node_client of any of its nodes: classic pub/sub
+    (PUBLISH, SUBSCRIBE) reaches every node of a cluster, so any one will do."""
+    if isinstance(source, RedisCluster):
+        await source.initialize()
+        return own_node_client(source.get_default_node(), client_name)
+    return own_client(source, client_name)
 
 
 class _LastHeard:

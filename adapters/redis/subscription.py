@@ -15,8 +15,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
-from adapters.redis.pubsub import Resyncs, SilentConnection, own_client, read_replies
+from adapters.redis.pubsub import Resyncs, SilentConnection, own_client_anywhere, read_replies
 
 log = logging.getLogger("courier.redis.subscription")
 
@@ -24,7 +25,7 @@ CHUNK = 1000  # channels per SUBSCRIBE: a resubscription of many is many short c
 
 
 class Subscription:
-    def __init__(self, source: aioredis.Redis | str, client_name: str, channels: Iterable[bytes] = (), *,
+    def __init__(self, source: aioredis.Redis | RedisCluster | str, client_name: str, channels: Iterable[bytes] = (), *,
                  ping_interval: float = 5.0, min_backoff: float = 0.1, max_backoff: float = 1.0):
         self._source = source
         self._client_name = client_name
@@ -85,7 +86,7 @@ class Subscription:
                   on_resync: Callable[[], Awaitable[None]] | None = None) -> None:
         """Until cancelled: every message of a subscribed channel to on_message(channel,
         data); after each (re)subscription, on_resync is launched (runs on beside the reading)."""
-        client = own_client(self._source, self._client_name)
+        client = await own_client_anywhere(self._source, self._client_name)
         resyncs = Resyncs()
         loop = asyncio.get_running_loop()
         backoff = self._min_backoff

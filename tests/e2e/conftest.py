@@ -23,9 +23,9 @@ import time
 import pytest
 from dependency_injector import providers
 
-from adapters.redis.group_persist_queue import RedisGroupPersistQueue
+from adapters.redis.group_persist_queue import RedisBucketPersistQueue, RedisGroupPersistQueue
 from adapters.redis.group_streams import PERSIST, STREAMS
-from entrypoints.settings import EMBEDDED, PRODUCTION, Settings
+from entrypoints.settings import CLUSTER, EMBEDDED, PRODUCTION, Settings
 from tests.e2e.client import Api
 from tests.services.urls import LoopbackUrls
 
@@ -34,6 +34,16 @@ from tests.services.urls import LoopbackUrls
 TEST_DEFAULTS = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallelism=1, registrations=0,
                    hash_queue=1000)
 MODES = (EMBEDDED, PRODUCTION)
+
+
+class OnCluster(str):
+    """The production mode on the session's Redis Cluster (tests/services/redis_cluster.py):
+    equal to PRODUCTION, so the tests' own `mode == PRODUCTION` hold for it."""
+
+
+CLUSTER_MODE = OnCluster(PRODUCTION)
+# COURIER_TEST_CLUSTER=1 runs every production test on the cluster as well (issue 19).
+ON_CLUSTER = os.environ.get("COURIER_TEST_CLUSTER", "") == "1"
 SETTLE_TIMEOUT = 10.0
 
 
@@ -51,6 +61,8 @@ def pytest_generate_tests(metafunc) -> None:
         modes = [EMBEDDED]
     else:
         modes = [EMBEDDED, pytest.param(PRODUCTION, marks=[pytest.mark.redis, pytest.mark.mysql])]
+        if ON_CLUSTER:
+            modes.append(pytest.param(CLUSTER_MODE, marks=[pytest.mark.redis, pytest.mark.mysql], id="cluster"))
     metafunc.parametrize("mode", modes, ids=str)
 
 
@@ -158,6 +170,12 @@ class Worker:
             RedisGroupPersistQueue, self.container.redis, sweep_every=0.05,
             claim_idle_ms=self.settings.worker_claim_idle_ms,
         ))
+        on_cluster = self.settings.redis_topology == CLUSTER
+        if on_cluster:  # so are the buckets' persist streams
+            self.container.persist_queue.override(providers.Singleton(
+                RedisBucketPersistQueue, self.container.redis, self.container.cluster_keys, sweep_every=0.05,
+                claim_idle_ms=self.settings.worker_claim_idle_ms,
+            ))
         # As `courier worker`: seq:complete says Redis holds its data (a large group's send
         # that finds no stream state then knows its switch is only on its way).
         await self.container.seq_counters().check()
@@ -168,6 +186,8 @@ class Worker:
             asyncio.create_task(self.container.group_persister(consumer="e2e", block_ms=50, max_backoff=0.5)
                                 .run(self._stop)),
         ]
+        if on_cluster:
+            self._tasks.append(asyncio.create_task(self.container.cluster_send_relay().run(self._stop)))
 
     async def settle(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -182,8 +202,12 @@ class Worker:
 
     async def _backlog(self) -> int:
         """stream:persist's, and every large group's (lg:streams lists them all)."""
-        backlog = await self.container.persist_queue().backlog()
         client = self.container.redis()
+        if self.settings.redis_topology == CLUSTER:  # every bucket's, swept or not yet
+            keys = self.container.cluster_keys()
+            backlog = sum([await client.xlen(keys.persist(bucket)) for bucket in range(keys.buckets.count)])
+        else:
+            backlog = await self.container.persist_queue().backlog()
         for group_id in (await client.hgetall(STREAMS)).values():
             backlog += await client.xlen(PERSIST.format(group_id.decode()))
         return backlog
@@ -209,7 +233,13 @@ def courier(io_loop, tmp_path, settings_overrides, mode, request):
         else:
             database_url = request.getfixturevalue("mysql_migrated_url")
             empty_tables(database_url)
-        redis_url = request.getfixturevalue("redis_url")  # the claimed database, just emptied
+        if isinstance(mode, OnCluster):
+            cluster = request.getfixturevalue("redis_cluster")
+            for master in cluster.masters():  # as the claimed database below: empty
+                cluster.command(master.port, "FLUSHALL")
+            redis_url = "redis+cluster://" + ",".join(f"{host}:{port}" for host, port in cluster.startup_nodes)
+        else:
+            redis_url = request.getfixturevalue("redis_url")  # the claimed database, just emptied
         settings = production_settings(tmp_path, redis_url, database_url, **overrides)
     else:
         settings = embedded_settings(tmp_path, **settings_overrides)
