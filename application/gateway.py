@@ -41,6 +41,7 @@ from application.ports import (
     Inbox,
     MembershipNotification,
     Notification,
+    NotificationAudience,
     NotificationSubscriber,
     SwitchNotification,
 )
@@ -70,14 +71,15 @@ class Gateway:
         self, inbox: Inbox, encode: Callable[[Delivery, str | None], bytes],
         resync_retry_seconds: float = RESYNC_RETRY_SECONDS, *,
         timeline: Timeline | None = None, subscriber: NotificationSubscriber | None = None,
-        encode_parts: EncodeParts | None = None,
+        encode_parts: EncodeParts | None = None, audience: NotificationAudience | None = None,
     ):
         """encode(delivery, None) is the frame of a delivery for everyone; encode(delivery,
         user_id) its frame in the event view of `user_id` (Delivery.public_for).
         encode_parts: the same frame cut around its cursor (application/frames.py; by
         default cut from what `encode` writes).
         `timeline` and `subscriber` (both or neither): large groups, read through the
-        timeline, their channels followed through the subscriber."""
+        timeline, their channels followed through the subscriber.
+        `audience`: told of the users served here, where the bus needs it (a Redis Cluster)."""
         assert (timeline is None) == (subscriber is None), "large groups need both"
         self._inbox = inbox
         self._encode = encode
@@ -86,6 +88,7 @@ class Gateway:
         self._by_user: dict[str, set[Connection]] = {}
         self._timeline = timeline
         self._by_group = GroupIndex(subscriber) if subscriber is not None else None
+        self._audience = audience
         self._refreshes: set[asyncio.Future] = set()  # replays started by a notification
         self._replay_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
         # live_cursor's vectors by (user, cursor), until the socket's attach takes its own.
@@ -144,6 +147,9 @@ class Gateway:
         conn._replaying = True
         self._by_user.setdefault(user_id, set()).add(conn)
         try:
+            if self._audience is not None:
+                # Before the read: what it misses is published after this, and comes live.
+                await self._audience.include(user_id)
             if self._timeline is not None:
                 vector = self._live_vectors.pop((user_id, cursor), None) \
                     or await self._timeline.resolve(user_id, cursor)
@@ -165,6 +171,8 @@ class Gateway:
             conns.discard(conn)
             if not conns:
                 del self._by_user[conn.user_id]
+                if self._audience is not None:
+                    self._audience.exclude(conn.user_id)
         if self._by_group is not None and isinstance(conn, VectorConnection):
             self._by_group.drop(conn)
 

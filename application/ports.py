@@ -632,6 +632,20 @@ class NotificationSubscriber(Protocol):
         every connection until its replay is done)."""
 
 
+class NotificationAudience(Protocol):
+    """Whose notifications a gateway must be sent, where the bus sends each gateway only
+    those of the users it serves (a Redis Cluster's buckets: adapters/redis/cluster_subscriber.py).
+    The gateway includes a user before it reads the user's log for a new connection, and
+    excludes the user once the user's last connection here is gone."""
+
+    async def include(self, user_id: str) -> None:
+        """Returns once every notification for the user published from now on reaches this
+        gateway (at once while the bus is lost: on_resync follows its resubscription)."""
+
+    def exclude(self, user_id: str) -> None:
+        """The user has no connection here any more (a notification on its way may still come)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What IdempotencyKeys.remember() found already remembered for a key."""

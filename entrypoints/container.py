@@ -461,6 +461,11 @@ class Container(containers.DeclarativeContainer):
         # Large groups on: replays read through the timeline, group channels are followed.
         timeline=providers.Selector(settings.provided.large_groups, on=timeline, off=providers.Object(None)),
         subscriber=providers.Selector(settings.provided.large_groups, on=subscriber, off=providers.Object(None)),
+        # On a cluster the bus sends a gateway only its users' buckets: it is told whom it serves.
+        audience=providers.Selector(
+            mode, embedded=providers.Object(None),
+            production=providers.Selector(redis_topology, single=providers.Object(None), cluster=subscriber),
+        ),
     )
 
     # --- presence and typing (pushed, never stored) ---------------------------

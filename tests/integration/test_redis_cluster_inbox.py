@@ -298,7 +298,8 @@ async def test_the_cluster_subscriber_hands_over_each_recipients_notification_an
     from adapters.redis.cluster_subscriber import RedisClusterNotificationSubscriber
 
     gateway = gateways[0]
-    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, ClusterKeys(BUCKETS), ping_interval=1.0)
+    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, ClusterKeys(BUCKETS), ping_interval=1.0,
+                                                    every_bucket=True)
     heard: list = []
     resyncs: list[int] = []
 
@@ -330,6 +331,65 @@ async def test_the_cluster_subscriber_hands_over_each_recipients_notification_an
         while {user for n in heard for user in n.cursors} != {people[1], people[2]}:
             await asyncio.sleep(0.02)
         assert {n.event.id for n in heard} == {again.id}
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_gateway_hears_only_the_buckets_of_the_users_it_serves(gateways, redis_cluster):
+    from adapters.redis.cluster_subscriber import RedisClusterNotificationSubscriber
+
+    gateway = gateways[0]
+    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, ClusterKeys(BUCKETS), ping_interval=1.0,
+                                                    unsubscribe_after=0.05)
+    heard: list = []
+    resyncs: list[int] = []
+
+    async def on_resync() -> None:
+        resyncs.append(1)
+
+    def users_in_distinct_buckets(count: int) -> list[str]:
+        found: dict[int, str] = {}
+        while len(found) < count:
+            user = new_id()
+            found.setdefault(BUCKETS.of(user), user)
+        return list(found.values())
+
+    served, other, elsewhere = users_in_distinct_buckets(3)
+    running = asyncio.ensure_future(subscriber.run(heard.append, on_resync))
+    try:
+        while not resyncs:
+            await asyncio.sleep(0.02)
+        await subscriber.include(served)
+        await subscriber.include(other)
+
+        async def heard_for(sent: Message, users: set[str]) -> None:
+            for _ in range(200):
+                if {u for n in heard if n.event.id == sent.id for u in n.cursors} >= users:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # and nothing more comes
+            assert {u for n in heard if n.event.id == sent.id for u in n.cursors} == users
+
+        first = await gateway.send(group_message(new_id(), served, "to three"), [served, other, elsewhere])
+        await heard_for(first, {served, other})  # not elsewhere's: its bucket is not subscribed here
+        subscriber.exclude(other)
+        await asyncio.sleep(0.3)  # its bucket is unsubscribed a moment later
+        second = await gateway.send(group_message(new_id(), served, "again"), [served, other, elsewhere])
+        await heard_for(second, {served})
+        # Lost and back: only the wanted buckets again.
+        for master in redis_cluster.masters():
+            with redis_cluster.client(master.port) as node:
+                for client in node.client_list():
+                    if client["name"] == "courier-buckets":
+                        node.client_kill_filter(_id=client["id"])
+        while subscriber.resubscriptions < 1:
+            await asyncio.sleep(0.05)
+        await subscriber.include(other)  # back: subscribed again before include returns
+        third = await gateway.send(group_message(new_id(), served, "after"), [served, other, elsewhere])
+        await heard_for(third, {served, other})
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
