@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, exc, func, insert, select, update
+from sqlalchemy import Connection, and_, exc, func, insert, select, update
 
 from adapters.sql.batches import chunks
 from adapters.sql.conversations import now_micros, record_messages
@@ -124,7 +124,10 @@ def conversation_of(conversation: str):
     """The condition that selects a conversation's rows (Message.conversation names it:
     "p:<pair key>" or "g:<group id>")."""
     kind, _, rest = conversation.partition(":")
-    return messages.c.group_id == rest if kind == "g" else messages.c.pair_key == rest
+    # The conversation column routes the query to one shard (a sharded MySQL's key); the
+    # other picks the index SQLite has (MySQL's primary key leads with the first).
+    return and_(messages.c.conversation == conversation,
+                messages.c.group_id == rest if kind == "g" else messages.c.pair_key == rest)
 
 
 def _row_conversation(row: dict) -> str:
@@ -351,10 +354,10 @@ class SqlMessageStore(MessageStore):
             ) from cause
 
     async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage:
-        return await self._db.run(self._page, messages.c.pair_key == pair_key(user_id, peer_id), before, limit)
+        return await self._db.run(self._page, conversation_of("p:" + pair_key(user_id, peer_id)), before, limit)
 
     async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage:
-        return await self._db.run(self._page, messages.c.group_id == group_id, before, limit)
+        return await self._db.run(self._page, conversation_of("g:" + group_id), before, limit)
 
     async def last_seq(self, conversation: str) -> int:
         return await self._db.run(self._last_seq, conversation)
