@@ -95,7 +95,8 @@ groups = Table(
     metadata,
     Column("id", IdType, primary_key=True),
     Column("name", String(100), nullable=False),
-    Column("owner_id", IdType, ForeignKey("users.id"), nullable=False),
+    # No foreign key to users (another shard; revision 0016): SqlGroupRepository checks.
+    Column("owner_id", IdType, nullable=False),
     Column("created_at", TimestampType, nullable=False),
     # Large groups (docs/design/large-groups.md, section 2.2; revision 0012). "group" or
     # "channel" (only the owner posts; large from creation).
@@ -128,8 +129,9 @@ group_invitations = Table(
     "group_invitations",
     metadata,
     Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
-    Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
-    Column("invited_by", IdType, ForeignKey("users.id"), nullable=False),
+    # No foreign keys to users (another shard; revision 0016): SqlGroupRepository checks.
+    Column("user_id", IdType, nullable=False),
+    Column("invited_by", IdType, nullable=False),
     Column("created_at", TimestampType, nullable=False),
     PrimaryKeyConstraint("group_id", "user_id"),
     Index(None, "user_id"),
@@ -141,14 +143,15 @@ group_members = Table(
     "group_members",
     metadata,
     Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
-    Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
+    # No foreign key to users (another shard; revision 0016): SqlGroupRepository checks.
+    Column("user_id", IdType, nullable=False),
     # Join order within the group: members are listed in this order, and the
     # longest-standing one succeeds a leaving owner.
     Column("position", BigInteger, nullable=False),
     Column("joined_at", TimestampType, nullable=False),
     PrimaryKeyConstraint("group_id", "user_id"),
     # A member's groups, newest joined first, paged by (joined_at, group_id): GET /groups
-    # reads one range of it (it also serves the foreign key on user_id).
+    # reads one range of it.
     Index(None, "user_id", "joined_at", "group_id"),
     **MYSQL_TABLE_OPTIONS,
 )

@@ -404,3 +404,73 @@ def test_0015_keys_messages_by_conversation_and_keeps_them_and_their_sequence_bo
                                                 (6, "p:" + pair, 3)]
     finally:
         engine.dispose()
+
+
+def test_0016_drops_the_group_tables_keys_to_users_and_keeps_their_rows_both_ways(empty_database_url):
+    """Revision 0016 on 0015's data: a group, its members and an invitation stay as they
+    were; the foreign keys to users go (their indexes stay), those to groups stay. Down
+    again: the same rows, the keys to users back."""
+    from datetime import datetime
+
+    from sqlalchemy import column, table
+
+    url = empty_database_url
+    migrate.upgrade(url, "0015")
+    anna, bob, carl = (f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 4))
+    group = "00000000-0000-4000-8000-000000000101"
+    at = datetime(2026, 1, 1)
+    users_0015 = table("users", column("id"), column("username"), column("username_key"), column("password_hash"),
+                       column("created_at"), column("normalised_key"))
+    groups_0015 = table("groups", column("id"), column("name"), column("owner_id"), column("created_at"),
+                        column("member_count"))
+    members_0015 = table("group_members", column("group_id"), column("user_id"), column("position"),
+                         column("joined_at"))
+    invitations_0015 = table("group_invitations", column("group_id"), column("user_id"), column("invited_by"),
+                             column("created_at"))
+    queries = {"groups": "SELECT id, owner_id, member_count FROM {}",
+               "group_members": "SELECT group_id, user_id, position FROM group_members ORDER BY position",
+               "group_invitations": "SELECT group_id, user_id, invited_by FROM group_invitations"}
+
+    def rows(conn) -> dict:
+        quoted = '"groups"' if conn.dialect.name == "sqlite" else "`groups`"
+        return {name: [tuple(r) for r in conn.execute(text(query.format(quoted)))] for name, query in queries.items()}
+
+    def foreign_keys(conn) -> dict:
+        found = inspect(conn)
+        return {name: {(fk["constrained_columns"][0], fk["referred_table"]) for fk in found.get_foreign_keys(name)}
+                for name in queries}
+
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(users_0015.insert(), [dict(id=u, username=n, username_key=n, password_hash="h", created_at=at,
+                                                    normalised_key=n)
+                                               for u, n in ((anna, "anna"), (bob, "bob"), (carl, "carl"))])
+            conn.execute(groups_0015.insert(), [dict(id=group, name="g", owner_id=anna, created_at=at, member_count=2)])
+            conn.execute(members_0015.insert(), [dict(group_id=group, user_id=u, position=p, joined_at=at)
+                                                 for p, u in enumerate((anna, bob), start=1)])
+            conn.execute(invitations_0015.insert(), [dict(group_id=group, user_id=carl, invited_by=anna,
+                                                          created_at=at)])
+            before = rows(conn)
+            keys_before = foreign_keys(conn)
+        assert keys_before == {"groups": {("owner_id", "users")},
+                               "group_members": {("group_id", "groups"), ("user_id", "users")},
+                               "group_invitations": {("group_id", "groups"), ("user_id", "users"),
+                                                     ("invited_by", "users")}}
+        migrate.upgrade(url, "0016")
+        with engine.connect() as conn:
+            assert rows(conn) == before
+            assert foreign_keys(conn) == {"groups": set(), "group_members": {("group_id", "groups")},
+                                          "group_invitations": {("group_id", "groups")}}
+            indexes = {i["name"] for name in queries for i in inspect(conn).get_indexes(name)}
+            assert {"ix_groups_owner_id", "ix_group_invitations_user_id", "ix_group_invitations_invited_by",
+                    "ix_group_members_user_id_joined_at_group_id"} <= indexes
+        migrate.downgrade(url, "0015")
+        with engine.connect() as conn:
+            assert rows(conn) == before
+            assert foreign_keys(conn) == keys_before
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            assert rows(conn) == before
+    finally:
+        engine.dispose()
