@@ -175,3 +175,27 @@ def test_mariadb_has_no_foreign_key_across_shards(migrated):
     assert foreign  # the query sees foreign keys at all (those of the embedded tables, within one group)
     crossing = {(t, c, rt) for t, c, rt, rc in foreign if t in PRODUCTION and not co_located(t, c, rt, rc)}
     assert crossing == set(CROSS_SHARD_FOREIGN_KEY_EXCEPTIONS)
+
+
+def test_the_vitess_vschema_shards_each_production_table_on_its_shard_key():
+    """docs/design/vitess/vschema.json (docs/design/mysql-sharding.md, 5): each production
+    table's primary vindex (its first) is on the shard key above, through one functional
+    vindex, so that equal values of a domain land on one shard; every vindex it names exists,
+    and each lookup vindex is owned by a production table with that column."""
+    import json
+    from pathlib import Path
+
+    vschema = json.loads((Path(__file__).resolve().parents[2] / "docs/design/vitess/vschema.json").read_text())
+    vindexes, tables = vschema["vindexes"], vschema["tables"]
+    assert set(PRODUCTION) <= set(tables)
+    primary = {name: tables[name]["column_vindexes"][0] for name in PRODUCTION}
+    assert {name: v["column"] for name, v in primary.items()} == {name: s.column for name, s in PRODUCTION.items()}
+    assert {v["name"] for v in primary.values()} == {"xxhash"} and vindexes["xxhash"]["type"] == "xxhash"
+    for name, table in tables.items():
+        for vindex in table["column_vindexes"]:
+            assert vindex["name"] in vindexes, (name, vindex)
+            owner = vindexes[vindex["name"]].get("owner")
+            if owner is not None:
+                assert owner == name in PRODUCTION and vindex["column"] in metadata.tables[name].c
+    assert tables["messages"]["column_vindexes"][1] == {"column": "id", "name": "messages_id_lookup"}
+    assert tables["group_streams"]["auto_increment"]["column"] == "stream_no"
