@@ -25,6 +25,12 @@ Both: the foreign keys from messages to users (from_user_id, to_user_id) and to 
 by group. Users and groups are never deleted; the use cases look the recipient and the
 group up before a send is accepted, and SqlMessageStore checks them again before it
 stores a batch (what the foreign keys did). Their indexes stay.
+
+Production: stop the workers of the older version before upgrading. They insert messages
+without a conversation, which MySQL refuses once the column is NOT NULL. Gateways insert
+no messages and may keep running. On MySQL the upgrade rewrites the table: on a large one,
+run the same statements (`alembic upgrade 0014:0015 --sql`) through an online schema
+change tool.
 """
 from collections.abc import Sequence
 from contextlib import contextmanager
