@@ -199,3 +199,21 @@ def test_the_vitess_vschema_shards_each_production_table_on_its_shard_key():
                 assert owner == name in PRODUCTION and vindex["column"] in metadata.tables[name].c
     assert tables["messages"]["column_vindexes"][1] == {"column": "id", "name": "messages_id_lookup"}
     assert tables["group_streams"]["auto_increment"]["column"] == "stream_no"
+
+
+@pytest.mark.mysql
+def test_create_all_gives_mysql_the_keys_the_migration_gives(make_mysql_database):
+    """tables.py's after_create hook: a schema made by metadata.create_all (not alembic)
+    has messages keyed by conversation too, with seq unique."""
+    from sqlalchemy import inspect
+
+    engine = create_engine(prepare_url(make_mysql_database()), poolclass=pool.NullPool)
+    try:
+        metadata.create_all(engine)
+        with engine.connect() as conn:
+            found = inspect(conn)
+            assert found.get_pk_constraint("messages")["constrained_columns"] == ["conversation", "conversation_seq"]
+            unique = {i["name"]: i["column_names"] for i in found.get_indexes("messages") if i["unique"]}
+            assert unique["uq_messages_seq"] == ["seq"]
+    finally:
+        engine.dispose()
