@@ -11,7 +11,7 @@ import os
 from sqlalchemy import create_engine, pool
 
 from adapters.sql.database import DEFAULT_SQLITE_URL, prepare_url
-from adapters.sql.tables import metadata
+from adapters.sql.tables import include_object, metadata
 from alembic import context
 
 config = context.config
@@ -36,6 +36,7 @@ def configure(**kwargs) -> None:
     url = prepare_url(database_url())
     context.configure(
         target_metadata=metadata,
+        include_object=include_object,
         render_as_batch=url.get_backend_name() == "sqlite",
         compare_type=True,
         **kwargs,

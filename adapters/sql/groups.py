@@ -22,14 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, exc, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from adapters.sql import conversations
 from adapters.sql.batches import IN_CHUNK, chunks
 from adapters.sql.database import Database
 from adapters.sql.messages import last_seq
 from adapters.sql.outbox import store_announcement
-from adapters.sql.tables import group_invitations, group_members, group_streams, groups
+from adapters.sql.tables import group_invitations, group_members, group_streams, groups, users
 from adapters.sql.users import utcnow
 from application.ports import (
     JOIN,
@@ -97,6 +97,19 @@ def _record(announce: Announcement | None) -> GroupChange | None:
     return announce.event if announce is not None and isinstance(announce.event, GroupChange) else None
 
 
+def _require_users(conn: Connection, user_ids: Sequence[str]) -> None:
+    """UserNotFound unless every one of these users is stored: what the foreign keys from
+    groups, group_members and group_invitations to users refused until revision 0016
+    (users lie on other shards of a sharded MySQL; docs/design/mysql-sharding.md). Users
+    are never deleted, so a user found here stays."""
+    wanted = set(user_ids)
+    found: set[str] = set()
+    for chunk in chunks(sorted(wanted)):
+        found.update(conn.execute(select(users.c.id).where(users.c.id.in_(chunk))).scalars())
+    if found != wanted:
+        raise errors.UserNotFound()
+
+
 def _store(conn: Connection, announce: Announcement | None, change: GroupSwitch | MemberChange | None) -> None:
     """The announcement with the stream change the transaction decided (the relay's to
     apply, should the announcer not), in that transaction."""
@@ -117,6 +130,7 @@ class SqlGroupRepository(GroupRepository):
     def _add(self, conn: Connection, group: Group, announce: Announcement | None) -> GroupSwitch | None:
         now = utcnow()
         with conn.begin():
+            _require_users(conn, [group.owner_id, *group.member_ids])
             conn.execute(
                 insert(groups).values(id=group.id, name=group.name, owner_id=group.owner_id, created_at=now,
                                       kind=group.kind, member_count=len(group.member_ids), member_version=0)
@@ -252,15 +266,13 @@ class SqlGroupRepository(GroupRepository):
                 group_invitations.c.group_id == group_id, group_invitations.c.user_id == user_id)).rowcount
             if invited and not spent:
                 raise errors.NotAMember("you are not a member of this group, nor invited to it")
+            _require_users(conn, [user_id])
             last = conn.execute(select(func.max(member.position)).where(member.group_id == group_id)).scalar()
-            try:
-                conn.execute(
-                    insert(group_members).values(
-                        group_id=group_id, user_id=user_id, position=(last or 0) + 1, joined_at=utcnow()
-                    )
+            conn.execute(
+                insert(group_members).values(
+                    group_id=group_id, user_id=user_id, position=(last or 0) + 1, joined_at=utcnow()
                 )
-            except exc.IntegrityError as e:  # the group exists and the row did not: the user does not
-                raise errors.UserNotFound() from e
+            )
             conversations.group_joined(conn, group_id, user_id)
             count, version = _count(conn, group_id, locked, +1)
             event_id = _event_id(announce)
@@ -289,15 +301,13 @@ class SqlGroupRepository(GroupRepository):
                                                              member.user_id.in_(chunk)).limit(1)).first():
                     raise errors.AlreadyAMember()
             last = conn.execute(select(func.max(member.position)).where(member.group_id == group_id)).scalar() or 0
+            _require_users(conn, user_ids)
             now = utcnow()
-            try:
-                for start in range(0, len(user_ids), IN_CHUNK):
-                    conn.execute(insert(group_members), [
-                        {"group_id": group_id, "user_id": user_id, "position": last + start + offset, "joined_at": now}
-                        for offset, user_id in enumerate(user_ids[start:start + IN_CHUNK], start=1)
-                    ])
-            except exc.IntegrityError as e:  # the group exists and no row did: a user does not
-                raise errors.UserNotFound() from e
+            for start in range(0, len(user_ids), IN_CHUNK):
+                conn.execute(insert(group_members), [
+                    {"group_id": group_id, "user_id": user_id, "position": last + start + offset, "joined_at": now}
+                    for offset, user_id in enumerate(user_ids[start:start + IN_CHUNK], start=1)
+                ])
             for chunk in chunks(user_ids):
                 conn.execute(delete(group_invitations).where(group_invitations.c.group_id == group_id,
                                                              group_invitations.c.user_id.in_(chunk)))
@@ -333,11 +343,9 @@ class SqlGroupRepository(GroupRepository):
             if conn.execute(select(invitation.user_id).where(invitation.group_id == group_id,
                                                              invitation.user_id == user_id)).first() is not None:
                 return False  # invited before: that invitation (and its event) stands
-            try:
-                conn.execute(insert(group_invitations).values(group_id=group_id, user_id=user_id,
-                                                              invited_by=invited_by, created_at=utcnow()))
-            except exc.IntegrityError as e:  # the group exists: the user does not
-                raise errors.UserNotFound() from e
+            _require_users(conn, [user_id, invited_by])
+            conn.execute(insert(group_invitations).values(group_id=group_id, user_id=user_id,
+                                                          invited_by=invited_by, created_at=utcnow()))
             store_announcement(conn, announce)
             return True
 

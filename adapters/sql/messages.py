@@ -4,13 +4,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, exc, func, insert, select, update
+from sqlalchemy import Connection, and_, exc, func, insert, select, update
 
 from adapters.sql.batches import chunks
 from adapters.sql.conversations import now_micros, record_messages
 from adapters.sql.database import Database
 from adapters.sql.outbox import store_announcement
-from adapters.sql.tables import message_changes, messages
+from adapters.sql.tables import groups, message_changes, messages, users
 from application.ports import Announcement, HistoryPage, MessageStore
 from domain import errors
 from domain.model import PRIVATE, Message
@@ -43,6 +43,7 @@ def message_row(message: Message) -> dict:
         "to_user_id": message.to_user_id,
         "group_id": message.group_id,
         "pair_key": pair_key(message.from_user_id, message.to_user_id) if message.type == PRIVATE else None,
+        "conversation": message.conversation,
         "content": message.content,
         "created_at": message.created_at,
         "client_msg_id": message.client_msg_id,
@@ -66,7 +67,7 @@ def message_from_row(row) -> Message:
     )
 
 
-MESSAGE_COLUMNS = [c for c in messages.c if c.name not in ("pair_key",)]
+MESSAGE_COLUMNS = [c for c in messages.c if c.name not in ("pair_key", "conversation")]
 
 
 def release_taken_client_ids(conn: Connection, rows: list[dict]) -> None:
@@ -100,11 +101,33 @@ def release_taken_client_ids(conn: Connection, rows: list[dict]) -> None:
             taken.add(key)  # a second message of this batch with the same pair loses it too
 
 
+def unknown_references(conn: Connection, rows: list[dict]) -> list[dict]:
+    """The rows whose sender, recipient or group is not stored: what the foreign keys from
+    messages to users and groups refused until revision 0015 (those tables lie on other
+    shards of a sharded MySQL; docs/design/mysql-sharding.md). Users and groups are never
+    deleted, and the use cases look them up before a send is accepted: this catches a
+    queue entry no gateway should have written."""
+    def stored(table, ids: set[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in chunks(sorted(ids)):
+            found.update(conn.execute(select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+        return found
+
+    people = stored(users, {row[key] for row in rows for key in ("from_user_id", "to_user_id") if row[key]})
+    known_groups = stored(groups, {row["group_id"] for row in rows if row["group_id"] is not None})
+    return [row for row in rows if row["from_user_id"] not in people
+            or row["to_user_id"] is not None and row["to_user_id"] not in people
+            or row["group_id"] is not None and row["group_id"] not in known_groups]
+
+
 def conversation_of(conversation: str):
     """The condition that selects a conversation's rows (Message.conversation names it:
     "p:<pair key>" or "g:<group id>")."""
     kind, _, rest = conversation.partition(":")
-    return messages.c.group_id == rest if kind == "g" else messages.c.pair_key == rest
+    # The conversation column routes the query to one shard (a sharded MySQL's key); the
+    # other picks the index SQLite has (MySQL's primary key leads with the first).
+    return and_(messages.c.conversation == conversation,
+                messages.c.group_id == rest if kind == "g" else messages.c.pair_key == rest)
 
 
 def _row_conversation(row: dict) -> str:
@@ -287,6 +310,11 @@ class SqlMessageStore(MessageStore):
         for chunk in chunks([m.id for m, _ in batch]):
             existing.update(conn.execute(select(messages.c.id).where(messages.c.id.in_(chunk))).scalars())
         rows = [_row_at(m, order) for m, order in batch if m.id not in existing]
+        unknown = unknown_references(conn, rows)
+        if unknown:  # refused as a foreign key did: _save finds the culprits one by one
+            raise exc.IntegrityError(
+                "INSERT INTO messages", None,
+                LookupError(f"{len(unknown)} message(s) name an unknown sender, recipient or group"))
         if rows:
             release_taken_client_ids(conn, rows)
             number_rows(conn, rows, renumber_taken=renumber_taken)
@@ -326,10 +354,10 @@ class SqlMessageStore(MessageStore):
             ) from cause
 
     async def private_history(self, user_id: str, peer_id: str, before: str | None, limit: int) -> HistoryPage:
-        return await self._db.run(self._page, messages.c.pair_key == pair_key(user_id, peer_id), before, limit)
+        return await self._db.run(self._page, conversation_of("p:" + pair_key(user_id, peer_id)), before, limit)
 
     async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage:
-        return await self._db.run(self._page, messages.c.group_id == group_id, before, limit)
+        return await self._db.run(self._page, conversation_of("g:" + group_id), before, limit)
 
     async def last_seq(self, conversation: str) -> int:
         return await self._db.run(self._last_seq, conversation)

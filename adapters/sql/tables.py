@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     CHAR,
+    DDL,
     BigInteger,
     Boolean,
     Column,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.dialects import mysql
@@ -93,7 +95,8 @@ groups = Table(
     metadata,
     Column("id", IdType, primary_key=True),
     Column("name", String(100), nullable=False),
-    Column("owner_id", IdType, ForeignKey("users.id"), nullable=False),
+    # No foreign key to users (another shard; revision 0016): SqlGroupRepository checks.
+    Column("owner_id", IdType, nullable=False),
     Column("created_at", TimestampType, nullable=False),
     # Large groups (docs/design/large-groups.md, section 2.2; revision 0012). "group" or
     # "channel" (only the owner posts; large from creation).
@@ -126,8 +129,9 @@ group_invitations = Table(
     "group_invitations",
     metadata,
     Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
-    Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
-    Column("invited_by", IdType, ForeignKey("users.id"), nullable=False),
+    # No foreign keys to users (another shard; revision 0016): SqlGroupRepository checks.
+    Column("user_id", IdType, nullable=False),
+    Column("invited_by", IdType, nullable=False),
     Column("created_at", TimestampType, nullable=False),
     PrimaryKeyConstraint("group_id", "user_id"),
     Index(None, "user_id"),
@@ -139,18 +143,32 @@ group_members = Table(
     "group_members",
     metadata,
     Column("group_id", IdType, ForeignKey("groups.id"), nullable=False),
-    Column("user_id", IdType, ForeignKey("users.id"), nullable=False),
+    # No foreign key to users (another shard; revision 0016): SqlGroupRepository checks.
+    Column("user_id", IdType, nullable=False),
     # Join order within the group: members are listed in this order, and the
     # longest-standing one succeeds a leaving owner.
     Column("position", BigInteger, nullable=False),
     Column("joined_at", TimestampType, nullable=False),
     PrimaryKeyConstraint("group_id", "user_id"),
     # A member's groups, newest joined first, paged by (joined_at, group_id): GET /groups
-    # reads one range of it (it also serves the foreign key on user_id).
+    # reads one range of it.
     Index(None, "user_id", "joined_at", "group_id"),
     **MYSQL_TABLE_OPTIONS,
 )
 
+# Sharded by conversation (docs/design/mysql-sharding.md). The primary key differs by
+# dialect (revision 0015), the one place where this file is not the whole schema:
+# - SQLite: `seq`, INTEGER PRIMARY KEY AUTOINCREMENT: the embedded mode's single global
+#   order (inbox_entries and group_entries point at it; SQLite's AUTOINCREMENT exists
+#   only on the rowid). It is what is declared below.
+# - MySQL/MariaDB: the clustered key (conversation, conversation_seq), so a
+#   conversation's messages lie together in their history order; `seq` stays
+#   AUTO_INCREMENT (the embedded mode may run on one MySQL server) under the unique key
+#   uq_messages_seq. The after_create hook below makes create_all agree with the
+#   migration; alembic's comparison does not look at primary keys, and
+#   tests/integration/test_mysql_sharding.py checks this one on a migrated MariaDB.
+# No foreign key to users or groups (other shards): SqlMessageStore checks that the
+# sender, the recipient and the group exist before it stores a batch.
 messages = Table(
     "messages",
     metadata,
@@ -159,9 +177,12 @@ messages = Table(
     Column("seq", SeqType, primary_key=True, autoincrement=True),
     Column("id", IdType, nullable=False),
     Column("type", String(16), nullable=False),
-    Column("from_user_id", IdType, ForeignKey("users.id"), nullable=False),
-    Column("to_user_id", IdType, ForeignKey("users.id"), nullable=True),
-    Column("group_id", IdType, ForeignKey("groups.id"), nullable=True),
+    Column("from_user_id", IdType, nullable=False),
+    Column("to_user_id", IdType, nullable=True),
+    Column("group_id", IdType, nullable=True),
+    # Message.conversation ("p:<pair_key>" or "g:<group_id>"): the shard key, and the
+    # first column of MySQL's primary key (revision 0015).
+    Column("conversation", String(80), nullable=False),
     # Private messages only: the two user ids sorted and joined by ":", so one
     # index serves a conversation in both directions (see messages.pair_key).
     Column("pair_key", String(73), nullable=True),
@@ -172,9 +193,8 @@ messages = Table(
     # group), 1, 2, 3... in the order of acceptance; history is in this order. Given
     # by the inbox (deliver.lua's counter in production, SqliteInbox in the same
     # transaction in embedded mode). Every row has one since revision 0005, which
-    # numbered the older ones; nullable only because SQLite cannot make an existing
-    # column NOT NULL without copying the table.
-    Column("conversation_seq", BigInteger, nullable=True),
+    # numbered the older ones; NOT NULL since revision 0015 (part of MySQL's primary key).
+    Column("conversation_seq", BigInteger, nullable=False),
     # Unix seconds of the last edit, and of the deletion (the content is emptied then).
     Column("edited_at", BigInteger, nullable=True),
     Column("deleted_at", BigInteger, nullable=True),
@@ -190,6 +210,23 @@ messages = Table(
     sqlite_autoincrement=True,
     **MYSQL_TABLE_OPTIONS,
 )
+# MySQL's keys of messages (above): revision 0015 makes them in a migrated database,
+# this makes them in one made by metadata.create_all.
+MYSQL_MESSAGES_KEYS = (
+    "ALTER TABLE messages ADD CONSTRAINT uq_messages_seq UNIQUE (seq),"
+    " DROP PRIMARY KEY, ADD PRIMARY KEY (conversation, conversation_seq)"
+)
+event.listen(messages, "after_create", DDL(MYSQL_MESSAGES_KEYS).execute_if(dialect=MYSQL_DIALECTS))
+# Indexes a MySQL database has and this metadata does not declare (SQLite would get a
+# useless second index on its rowid): alembic's comparison passes over them
+# (include_object, in alembic/env.py and the migration tests).
+MYSQL_ONLY_INDEXES = frozenset({"uq_messages_seq"})
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """alembic's include_object: everything but the MySQL-only indexes found in a database."""
+    return not (type_ in ("index", "unique_constraint") and reflected and compare_to is None
+                and name in MYSQL_ONLY_INDEXES)
 
 # The embedded mode's inbox streams (adapters/sql/inbox.py) ------------------
 

@@ -76,8 +76,8 @@ class Harness:
         if self.database is not None:  # the counter is the messages table
             sender = new_id()
             await self.rows(group_id, sender, [sender])
-            row = dict(id=new_id(), type=GROUP, from_user_id=sender, group_id=group_id, content="small",
-                       created_at=1_700_000_000, conversation_seq=seq)
+            row = dict(id=new_id(), type=GROUP, from_user_id=sender, group_id=group_id, conversation="g:" + group_id,
+                       content="small", created_at=1_700_000_000, conversation_seq=seq)
             await self.database.write(_insert, messages, row)
         elif self.client is None:
             self.small_seqs["g:" + group_id] = seq

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect, pool, text
 
 from adapters.sql import migrate
 from adapters.sql.database import prepare_url
-from adapters.sql.tables import metadata
+from adapters.sql.tables import include_object, metadata
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
@@ -37,7 +37,8 @@ def schema_differences(url: str) -> list:
     engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True,
+                                                          "include_object": include_object})
             return compare_metadata(context, metadata)
     finally:
         engine.dispose()
@@ -324,5 +325,152 @@ def test_0013_keeps_the_stored_announcements_and_their_sequence_both_ways(empty_
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT seq, event_id, stream_change FROM group_announcements ORDER BY seq"))
             assert [tuple(r) for r in rows] == [(1, ids[0], None), (2, ids[1], None), (4, ids[3], None)]
+    finally:
+        engine.dispose()
+
+
+def test_0015_keys_messages_by_conversation_and_keeps_them_and_their_sequence_both_ways(empty_database_url):
+    """Revision 0015 (messages for a sharded MySQL) on 0014's data: every message gets its
+    conversation ("p:<pair_key>", "g:<group_id>"), keeps its seq and conversation_seq,
+    and the next one stored gets a seq after every one handed out before, the deleted
+    newest included (SQLite copies the table; MySQL moves its primary key). On MySQL the
+    primary key is (conversation, conversation_seq) and seq is unique; the foreign keys to
+    users and groups are gone (both dialects). Down again: the same rows, the old keys."""
+    from datetime import datetime
+
+    from sqlalchemy import column, table
+
+    url = empty_database_url
+    migrate.upgrade(url, "0014")
+    anna, bob = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"
+    group = "00000000-0000-4000-8000-000000000101"
+    pair = f"{anna}:{bob}"
+    users_0014 = table("users", column("id"), column("username"), column("username_key"), column("password_hash"),
+                       column("created_at"), column("normalised_key"))
+    groups_0014 = table("groups", column("id"), column("name"), column("owner_id"), column("created_at"))
+    messages_0014 = table("messages", column("seq"), column("id"), column("type"), column("from_user_id"),
+                          column("to_user_id"), column("group_id"), column("pair_key"), column("content"),
+                          column("created_at"), column("conversation_seq"))
+
+    def message(seq: int, conversation_seq: int, **where) -> dict:
+        return dict(seq=seq, id=f"00000000-0000-4000-8000-00000000030{seq}", from_user_id=anna, content=f"m{seq}",
+                    created_at=1_700_000_000, conversation_seq=conversation_seq, **where)
+
+    private = dict(type="private", to_user_id=bob, group_id=None, pair_key=pair)
+    in_group = dict(type="group", to_user_id=None, group_id=group, pair_key=None)
+    every = "SELECT seq, id, pair_key, group_id, conversation_seq, content FROM messages ORDER BY seq"
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(users_0014.insert(), [dict(id=u, username=n, username_key=n, password_hash="h",
+                                                    created_at=datetime(2026, 1, 1), normalised_key=n)
+                                               for u, n in ((anna, "anna"), (bob, "bob"))])
+            conn.execute(groups_0014.insert(), [dict(id=group, name="g", owner_id=anna,
+                                                     created_at=datetime(2026, 1, 1))])
+            conn.execute(messages_0014.insert(), [message(1, 1, **private), message(2, 1, **in_group),
+                                                  message(3, 2, **private), message(4, 2, **in_group)])
+            conn.execute(text("DELETE FROM messages WHERE seq = 4"))  # the newest, gone
+            before = [tuple(r) for r in conn.execute(text(every))]
+        migrate.upgrade(url, "0015")
+        with engine.begin() as conn:
+            assert [tuple(r) for r in conn.execute(text(every))] == before
+            conversations = dict(conn.execute(text("SELECT seq, conversation FROM messages")).all())
+            assert conversations == {1: "p:" + pair, 2: "g:" + group, 3: "p:" + pair}
+            assert inspect(conn).get_foreign_keys("messages") == []
+            if conn.dialect.name != "sqlite":
+                assert inspect(conn).get_pk_constraint("messages")["constrained_columns"] == [
+                    "conversation", "conversation_seq"]
+                assert {"uq_messages_seq"} <= {i["name"] for i in inspect(conn).get_indexes("messages")}
+            conn.execute(text("INSERT INTO messages (id, type, from_user_id, to_user_id, pair_key, conversation,"
+                              " content, created_at, conversation_seq) VALUES (:i, 'private', :a, :b, :p, :c,"
+                              " 'm5', 1700000000, 3)"),
+                         {"i": "00000000-0000-4000-8000-000000000305", "a": anna, "b": bob, "p": pair,
+                          "c": "p:" + pair})
+            assert conn.execute(text("SELECT MAX(seq) FROM messages")).scalar() == 5
+            conn.execute(text("DELETE FROM messages WHERE seq = 5"))
+        migrate.downgrade(url, "0014")
+        with engine.begin() as conn:
+            assert [tuple(r) for r in conn.execute(text(every))] == before
+            assert "conversation" not in {c["name"] for c in inspect(conn).get_columns("messages")}
+            assert inspect(conn).get_pk_constraint("messages")["constrained_columns"] == ["seq"]
+            assert {fk["name"] for fk in inspect(conn).get_foreign_keys("messages")} == {
+                "fk_messages_from_user_id_users", "fk_messages_to_user_id_users", "fk_messages_group_id_groups"}
+            conn.execute(messages_0014.insert(), [{**message(6, 3, **private), "seq": None}])
+            assert conn.execute(text("SELECT MAX(seq) FROM messages")).scalar() == 6
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT seq, conversation, conversation_seq FROM messages ORDER BY seq"))
+            assert [tuple(r) for r in rows] == [(1, "p:" + pair, 1), (2, "g:" + group, 1), (3, "p:" + pair, 2),
+                                                (6, "p:" + pair, 3)]
+    finally:
+        engine.dispose()
+
+
+def test_0016_drops_the_group_tables_keys_to_users_and_keeps_their_rows_both_ways(empty_database_url):
+    """Revision 0016 on 0015's data: a group, its members and an invitation stay as they
+    were; the foreign keys to users go (their indexes stay), those to groups stay. Down
+    again: the same rows, the keys to users back."""
+    from datetime import datetime
+
+    from sqlalchemy import column, table
+
+    url = empty_database_url
+    migrate.upgrade(url, "0015")
+    anna, bob, carl = (f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 4))
+    group = "00000000-0000-4000-8000-000000000101"
+    at = datetime(2026, 1, 1)
+    users_0015 = table("users", column("id"), column("username"), column("username_key"), column("password_hash"),
+                       column("created_at"), column("normalised_key"))
+    groups_0015 = table("groups", column("id"), column("name"), column("owner_id"), column("created_at"),
+                        column("member_count"))
+    members_0015 = table("group_members", column("group_id"), column("user_id"), column("position"),
+                         column("joined_at"))
+    invitations_0015 = table("group_invitations", column("group_id"), column("user_id"), column("invited_by"),
+                             column("created_at"))
+    queries = {"groups": "SELECT id, owner_id, member_count FROM {}",
+               "group_members": "SELECT group_id, user_id, position FROM group_members ORDER BY position",
+               "group_invitations": "SELECT group_id, user_id, invited_by FROM group_invitations"}
+
+    def rows(conn) -> dict:
+        quoted = '"groups"' if conn.dialect.name == "sqlite" else "`groups`"
+        return {name: [tuple(r) for r in conn.execute(text(query.format(quoted)))] for name, query in queries.items()}
+
+    def foreign_keys(conn) -> dict:
+        found = inspect(conn)
+        return {name: {(fk["constrained_columns"][0], fk["referred_table"]) for fk in found.get_foreign_keys(name)}
+                for name in queries}
+
+    engine = create_engine(prepare_url(url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(users_0015.insert(), [dict(id=u, username=n, username_key=n, password_hash="h", created_at=at,
+                                                    normalised_key=n)
+                                               for u, n in ((anna, "anna"), (bob, "bob"), (carl, "carl"))])
+            conn.execute(groups_0015.insert(), [dict(id=group, name="g", owner_id=anna, created_at=at, member_count=2)])
+            conn.execute(members_0015.insert(), [dict(group_id=group, user_id=u, position=p, joined_at=at)
+                                                 for p, u in enumerate((anna, bob), start=1)])
+            conn.execute(invitations_0015.insert(), [dict(group_id=group, user_id=carl, invited_by=anna,
+                                                          created_at=at)])
+            before = rows(conn)
+            keys_before = foreign_keys(conn)
+        assert keys_before == {"groups": {("owner_id", "users")},
+                               "group_members": {("group_id", "groups"), ("user_id", "users")},
+                               "group_invitations": {("group_id", "groups"), ("user_id", "users"),
+                                                     ("invited_by", "users")}}
+        migrate.upgrade(url, "0016")
+        with engine.connect() as conn:
+            assert rows(conn) == before
+            assert foreign_keys(conn) == {"groups": set(), "group_members": {("group_id", "groups")},
+                                          "group_invitations": {("group_id", "groups")}}
+            indexes = {i["name"] for name in queries for i in inspect(conn).get_indexes(name)}
+            assert {"ix_groups_owner_id", "ix_group_invitations_user_id", "ix_group_invitations_invited_by",
+                    "ix_group_members_user_id_joined_at_group_id"} <= indexes
+        migrate.downgrade(url, "0015")
+        with engine.connect() as conn:
+            assert rows(conn) == before
+            assert foreign_keys(conn) == keys_before
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            assert rows(conn) == before
     finally:
         engine.dispose()

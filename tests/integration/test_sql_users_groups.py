@@ -150,6 +150,19 @@ async def test_adding_a_member_twice_or_a_stranger(users, groups):
 
 
 @pytest.mark.gen_test
+async def test_a_group_of_an_unknown_owner_or_member_is_not_stored(users, groups):
+    """No foreign key to users since revision 0016 (another shard): the repository checks."""
+    owner, b = await add_users(users, "owner", "bob")
+    for members in ([new_id(), b], [owner, b, new_id()]):
+        group = Group(id=new_id(), name="g", owner_id=members[0], member_ids=members)
+        with pytest.raises(errors.UserNotFound):
+            await groups.add(group)
+        assert await groups.get(group.id) is None
+    page = await groups.list_for_member(b, None, 10)
+    assert page.groups == []
+
+
+@pytest.mark.gen_test
 async def test_remove_members_and_hand_over_ownership(users, groups):
     owner, b, c = await add_users(users, "owner", "bob", "carol")
     group = Group(id=new_id(), name="g", owner_id=owner, member_ids=[owner, b, c])
