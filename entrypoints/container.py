@@ -288,11 +288,14 @@ class Container(containers.DeclarativeContainer):
         production=providers.Selector(
             redis_topology,
             single=providers.Singleton(
-                RedisInbox, redis, max_length=settings.provided.inbox_maxlen, last_seq=messages.provided.last_seq
+                RedisInbox, redis, max_length=settings.provided.inbox_maxlen, last_seq=messages.provided.last_seq,
+                wait_replicas=settings.provided.redis_wait_replicas,
+                wait_timeout_ms=settings.provided.redis_wait_timeout_ms,
             ),
             cluster=providers.Singleton(
                 RedisClusterInbox, redis, buckets, redis_idempotency, max_length=settings.provided.inbox_maxlen,
-                last_seq=messages.provided.last_seq,
+                last_seq=messages.provided.last_seq, wait_replicas=settings.provided.redis_wait_replicas,
+                wait_timeout_ms=settings.provided.redis_wait_timeout_ms,
             ),
         ),
     )

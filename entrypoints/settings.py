@@ -35,6 +35,10 @@ class Settings:
     # the bucket, so the number is fixed once a deployment has data: the first gateway or
     # worker stores it in Redis and a later one started with another refuses to run.
     redis_buckets: int = DEFAULT_BUCKETS
+    # Replicas that must acknowledge a send's writes (WAIT) before its 201; 0: none (Redis
+    # replicates asynchronously, and a failover may lose what a master took just before).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000  # then the send answers 503 (the client retries it)
     jwt_secret: str = ""
     token_ttl: int = 86400
     max_content_length: int = 4000
@@ -231,6 +235,10 @@ class Settings:
                 "reuse_port needs production mode (COURIER_REDIS_URL): in embedded mode each process has "
                 "its own in-process bus, so a socket on one process would miss what another accepts"
             )
+        if not 0 <= self.redis_wait_replicas <= 16:
+            raise SettingsError(f"redis_wait_replicas must be 0 to 16, not {self.redis_wait_replicas}")
+        if not 1 <= self.redis_wait_timeout_ms <= 60_000:
+            raise SettingsError(f"redis_wait_timeout_ms must be 1 to 60000, not {self.redis_wait_timeout_ms}")
         if self.redis_cluster not in (0, 1):
             raise SettingsError(f"redis_cluster must be 0 or 1, not {self.redis_cluster}")
         if self.redis_cluster and not self.redis_url:

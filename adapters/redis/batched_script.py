@@ -35,14 +35,24 @@ from redis.exceptions import AskError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.redis import resp
+from adapters.redis.support import NotReplicated
 
 _Call = tuple[int, list[bytes], asyncio.Future]
 _EVALSHA = resp.bulk("EVALSHA")
 
 
 class BatchedScript:
-    def __init__(self, client: aioredis.Redis | RedisCluster, script: str):
+    """`wait_replicas`: after each batch, WAIT for that many replicas to acknowledge its
+    writes (at most `wait_timeout_ms`), on the connection that wrote them (WAIT covers the
+    writes of its own connection), before any call of the batch is answered
+    (COURIER_REDIS_WAIT_REPLICAS, docs/design/redis-cluster.md section 7)."""
+
+    def __init__(self, client: aioredis.Redis | RedisCluster, script: str, *, wait_replicas: int = 0,
+                 wait_timeout_ms: int = 1000):
         self._client = client
+        self._wait = resp.command((resp.bulk("WAIT"), resp.bulk(wait_replicas), resp.bulk(wait_timeout_ms)), 3) \
+            if wait_replicas > 0 else b""
+        self._wait_replicas = wait_replicas
         self._script = client.register_script(script)  # for its SHA and text; sends nothing
         self._waiting: list[_Call] = []
         self._scheduled = False
@@ -149,22 +159,37 @@ class BatchedScript:
             resp.command((_EVALSHA, sha, resp.bulk(numkeys), *arguments), 3 + len(arguments))
             for numkeys, arguments, _ in calls
         ]
-        await connection.send_packed_command(b"".join(commands))
+        await connection.send_packed_command(b"".join(commands) + self._wait)
         unloaded = []
+        replies: list[tuple[asyncio.Future, Any]] = []  # answered once WAIT said so, if it is asked
         try:
             # One deadline for the batch's replies (the connection's socket_timeout), not
             # a timer armed and cancelled for every reply.
             async with asyncio.timeout(connection.socket_timeout):
+                held = replies if self._wait else None
                 for call in calls:
-                    if not await self._read_reply(connection, call, moved):
+                    if not await self._read_reply(connection, call, moved, held):
                         unloaded.append(call)
+                if self._wait:
+                    acknowledged = await connection.read_response(timeout=math.inf)
+                    if int(acknowledged) < self._wait_replicas:
+                        error = NotReplicated(f"{acknowledged} of {self._wait_replicas} replicas acknowledged")
+                        replies = [(future, error) for future, _ in replies]
         except TimeoutError:
             raise RedisTimeoutError("timeout reading the replies of a deliver batch") from None
+        for future, reply in replies:
+            if not future.done():
+                if isinstance(reply, BaseException):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
         return unloaded
 
     @staticmethod
-    async def _read_reply(connection: Any, call: _Call, moved: list[_Call] | None) -> bool:
-        """Answer the call's future with its reply; False when the reply was NOSCRIPT."""
+    async def _read_reply(connection: Any, call: _Call, moved: list[_Call] | None,
+                          held: list[tuple[asyncio.Future, Any]] | None) -> bool:
+        """Answer the call's future with its reply, or keep it in `held` (until WAIT's
+        answer); False when the reply was NOSCRIPT."""
         future = call[2]
         try:
             reply = await connection.read_response(timeout=math.inf)
@@ -180,7 +205,9 @@ class BatchedScript:
             if not future.done():
                 future.set_exception(error)
             return True
-        if not future.done():
+        if held is not None:
+            held.append((future, reply))
+        elif not future.done():
             future.set_result(reply)
         return True
 

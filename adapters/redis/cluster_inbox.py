@@ -76,7 +76,7 @@ class Work:
 
 
 class RedisClusterInbox(Inbox):
-    """As RedisInbox (max_length, exact_trim, last_seq, changed_ttl), on a RedisCluster whose
+    """As RedisInbox (max_length, exact_trim, last_seq, changed_ttl, wait_replicas), on a RedisCluster whose
     users hash into `buckets`. `idempotency` holds the senders' keys, confirmed here after
     the appends (Inbox.deliver: the inbox takes the confirm step)."""
 
@@ -91,6 +91,8 @@ class RedisClusterInbox(Inbox):
         idempotency_ttl: int = IDEMPOTENCY_TTL,
         last_seq: Callable[[str], Awaitable[int]] | None = None,
         changed_ttl: int = CHANGED_TTL,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ):
         self._client = client
         self._keys = ClusterKeys(buckets)
@@ -103,8 +105,10 @@ class RedisClusterInbox(Inbox):
         self._trim_arg = resp.bulk("=" if exact_trim else "~")
         self._trim_every_arg = resp.bulk(trim_every(max_length, exact_trim))
         self._marker_ttl_arg = resp.bulk(MARKER_TTL)
-        self._commit = BatchedScript(client, lua("commit.lua"))
-        self._append_bucket = BatchedScript(client, lua("bucket_append.lua"))
+        # The commit and each append wait for the replicas when asked (RedisInbox says how).
+        waiting = dict(wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
+        self._commit = BatchedScript(client, lua("commit.lua"), **waiting)
+        self._append_bucket = BatchedScript(client, lua("bucket_append.lua"), **waiting)
         self._finish = BatchedScript(client, lua("finish.lua"))
 
     # -- a message ---------------------------------------------------------------------------

@@ -53,7 +53,8 @@ class RedisInbox(Inbox):
     empty database only.
 
     `changed_ttl` is how long an edited or deleted message's state is laid over its
-    entries (CHANGED_TTL)."""
+    entries (CHANGED_TTL). `wait_replicas`: a send waits for that many replicas to
+    acknowledge it (WAIT, at most wait_timeout_ms; then 503: BatchedScript)."""
 
     def __init__(
         self,
@@ -66,6 +67,8 @@ class RedisInbox(Inbox):
         idempotency_ttl: int = IDEMPOTENCY_TTL,
         last_seq: Callable[[str], Awaitable[int]] | None = None,
         changed_ttl: int = CHANGED_TTL,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ):
         self._client = client
         self._states = MessageStates(client, changed_ttl)  # kept by append(), laid over by the reads
@@ -84,7 +87,8 @@ class RedisInbox(Inbox):
         # Scripts are sent by their SHA and loaded again after a Redis restart
         # (NOSCRIPT), so nothing is sent here. The deliver script is sent at most once
         # per message (BatchedScript says why), with the other sends of the same turn.
-        self._deliver = BatchedScript(client, lua("deliver.lua"))
+        self._deliver = BatchedScript(client, lua("deliver.lua"), wait_replicas=wait_replicas,
+                                      wait_timeout_ms=wait_timeout_ms)
         self._logs = RedisLogs(client, changed_ttl)
 
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:

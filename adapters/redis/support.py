@@ -14,9 +14,16 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from domain.errors import ServiceUnavailable
 
+
 # Failures that say "Redis cannot serve this right now", not "this request is wrong":
 # the connection (refused, reset, timed out, still loading its data set), a replica
 # that became read-only in a failover, a full memory, a cluster that is down.
+class NotReplicated(rx.RedisError):
+    """WAIT timed out before enough replicas acknowledged a write (BatchedScript's
+    wait_replicas): it ran on the master, which may yet lose it in a failover. Answered 503:
+    a retry with the same client_msg_id finds the send if it survived, and makes it if not."""
+
+
 _UNAVAILABLE = (
     rx.ConnectionError,  # includes BusyLoadingError, AuthenticationError, MaxConnectionsError
     rx.TimeoutError,
@@ -30,6 +37,7 @@ _UNAVAILABLE = (
     # way to another node): nothing was done, and a retry may find it.
     rx.AskError,  # includes MovedError
     rx.SlotNotCoveredError,
+    NotReplicated,
 )
 
 

@@ -103,3 +103,14 @@ def test_the_bucket_count_is_256_by_default_and_1_to_16384():
             settings.load(environ={"COURIER_REDIS_BUCKETS": bad})
     with pytest.raises(settings.SettingsError, match="COURIER_REDIS_BUCKETS must be a number"):
         settings.load(environ={"COURIER_REDIS_BUCKETS": "many"})
+
+
+def test_waiting_for_replicas_is_off_by_default_and_bounded():
+    loaded = settings.load(environ={})
+    assert (loaded.redis_wait_replicas, loaded.redis_wait_timeout_ms) == (0, 1000)
+    on = settings.load(environ={"COURIER_REDIS_WAIT_REPLICAS": "1", "COURIER_REDIS_WAIT_TIMEOUT_MS": "250"})
+    assert (on.redis_wait_replicas, on.redis_wait_timeout_ms) == (1, 250)
+    for name, bad in (("COURIER_REDIS_WAIT_REPLICAS", "-1"), ("COURIER_REDIS_WAIT_REPLICAS", "17"),
+                      ("COURIER_REDIS_WAIT_TIMEOUT_MS", "0"), ("COURIER_REDIS_WAIT_TIMEOUT_MS", "60001")):
+        with pytest.raises(settings.SettingsError, match=name.removeprefix("COURIER_").lower()):
+            settings.load(environ={name: bad})
