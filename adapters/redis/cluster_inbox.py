@@ -199,15 +199,20 @@ class RedisClusterInbox(Inbox):
     # -- the promise ---------------------------------------------------------------------------
 
     async def _finish_pending(self, conversation: str, seq: int | None) -> None:
-        """A send committed before (a retry's DUP): its appends made, if they are still
-        pending, and its promise removed."""
+        """A send committed before (a retry's DUP, the relay's stale promise): its appends
+        made if they are still pending - after those of every earlier send of the
+        conversation still pending, in seq order, as a commit's caller makes them - and
+        their promises removed."""
         if seq is None:
             return
         with unavailable("deliver"):
-            data = await self._client.hget(self._keys.pending(conversation), str(seq))
-        if data is not None:
-            await self._append_work(Work.decode(data), seq)
-            await self._finish_all(conversation, [seq])
+            pending = await self._client.hgetall(self._keys.pending(conversation))
+        due = sorted((int(text(field)), Work.decode(data)) for field, data in pending.items())
+        due = [(due_seq, work) for due_seq, work in due if due_seq <= seq]
+        for due_seq, work in due:
+            await self._append_work(work, due_seq)
+        if due:
+            await self._finish_all(conversation, [due_seq for due_seq, _ in due])
 
     async def _finish_all(self, conversation: str, seqs: Iterable[int]) -> None:
         bucket = self._keys.bucket_of(conversation)

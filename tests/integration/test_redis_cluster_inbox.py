@@ -394,3 +394,22 @@ async def test_a_gateway_hears_only_the_buckets_of_the_users_it_serves(gateways,
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_retry_of_a_later_send_makes_the_earlier_pending_appends_first(gateways):
+    """Found by the failover drill: two sends of a conversation committed, neither appended (their
+    nodes were down); the client retries the later one first - its appends must not overtake
+    the earlier send's in any log."""
+    first, second = gateways
+    a, b = new_id(), new_id()
+    earlier = private(a, b, "earlier", client_msg_id="e-1")
+    later = private(b, a, "later", client_msg_id="e-2")
+    await commit_only(first, earlier, [b, a])
+    await commit_only(second, later, [a, b])  # its gateway died making the earlier's appends
+    await first.keys.forget(b, "e-2", later)  # its pending answer gone: the client retries
+    retried = await second.send(private(b, a, "later", client_msg_id="e-2"), [a, b])
+    assert (retried.id, retried.seq) == (later.id, 2)
+    for user in (a, b):
+        log = await everything(second.inbox, user)
+        assert [(d.event.content, d.event.seq) for d in log] == [("earlier", 1), ("later", 2)]
