@@ -62,7 +62,7 @@ class ClusterSwitch:
 
     def closed(self, group_id: str) -> str:
         """Where step 1 keeps the last small seq (in the counter's slot)."""
-        return self._keys.buckets.tag_of("g:" + group_id) + ":seq-closed:g:" + group_id
+        return self._keys.seq_closed("g:" + group_id)
 
     async def close(self, group_id: str, seed: int | None,
                     last_seq: Callable[[str], Awaitable[int]] | None) -> Closed:
