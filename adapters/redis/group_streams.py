@@ -177,9 +177,9 @@ class RedisGroupStreams(GroupStreams):
             if refusal is None:
                 raise
             if isinstance(refusal, errors.NoGroupStream):
-                await self._check_not_lost(group_id)
                 if await self._switch_under_way(group_id):
                     return await self.deliver(message)
+                await self._check_not_lost(group_id)
             raise refusal from None
         if text(reply[0]) == "DUP":
             original = Message.from_record(orjson.loads(reply[2]))
