@@ -102,10 +102,13 @@ class ClusterSwitch:
         for user_id in member_ids:
             by_bucket.setdefault(self._keys.bucket_of(user_id), []).append(user_id)
         tail = b',"floor":"' + floor.encode() + b'"}'
-        await asyncio.gather(*(
-            self._client.spublish(self._keys.channel(bucket), envelope.switched_head(group_id, stream, users) + tail)
-            for bucket, users in by_bucket.items()
-        ))
+        # One pipeline: a write per node, where one command per bucket at once could pass the
+        # cluster client's connections per node (it refuses past them; a channel starts with
+        # up to 10,000 members, in every bucket).
+        async with self._client.pipeline(transaction=False) as pipe:
+            for bucket, users in by_bucket.items():
+                pipe.spublish(self._keys.channel(bucket), envelope.switched_head(group_id, stream, users) + tail)
+            await pipe.execute()
 
 
 def _position(stream_id: str) -> tuple[int, int]:

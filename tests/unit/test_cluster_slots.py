@@ -48,18 +48,21 @@ class RecordingClient:
         return call
 
     def pipeline(self, transaction: bool = True):  # lgm:<U> and lg:streams: the user's side
-        return _Pipeline()
+        return _Pipeline(self)
 
     async def mget(self, keys):  # a cluster switch's floor: the buckets' generators
         self.calls.append(("MGET", [encode(key) for key in keys]))
         return [None] * len(keys)
 
-    async def spublish(self, channel, message):  # a cluster switch's announcement, per bucket
-        self.calls.append(("SPUBLISH", [encode(channel)]))
-        return 1
 
 
 class _Pipeline:
+    def __init__(self, client: RecordingClient):
+        self._client = client
+
+    def spublish(self, channel, message):  # a cluster switch's announcement, per bucket
+        self._client.calls.append(("SPUBLISH", [encode(channel)]))
+
     async def __aenter__(self):
         return self
 
