@@ -214,6 +214,8 @@ class Container(containers.DeclarativeContainer):
     buckets = providers.Singleton(Buckets, settings.provided.redis_buckets)
     cluster_keys = providers.Singleton(ClusterKeys, buckets)
     redis_topology = settings.provided.redis_topology
+    # The key layout the adapters shared by both topologies are given: None keeps one Redis's names.
+    cluster_layout = providers.Selector(redis_topology, single=providers.Object(None), cluster=cluster_keys)
     bucket_count = providers.Singleton(BucketCount, redis, settings.provided.redis_buckets)
     bus = providers.Singleton(InProcessBus)
 
@@ -230,7 +232,7 @@ class Container(containers.DeclarativeContainer):
         embedded=providers.Singleton(SqliteGroupStreams, database, settings.provided.inbox_maxlen,
                                      publish=bus.provided.publish),
         production=providers.Singleton(RedisGroupStreams, redis, settings.provided.inbox_maxlen,
-                                       last_seq=messages.provided.last_seq),
+                                       last_seq=messages.provided.last_seq, keys=cluster_layout),
     )
     cursor_checkpoints = providers.Selector(
         mode,
@@ -448,7 +450,7 @@ class Container(containers.DeclarativeContainer):
     mark_read = providers.Singleton(
         MarkRead, conversations, groups, users, announcer, clock,
         providers.Selector(mode, embedded=providers.Object(None),
-                           production=providers.Singleton(RedisConversationSeqs, redis)),
+                           production=providers.Singleton(RedisConversationSeqs, redis, cluster_layout)),
         preferences=receipt_preferences, max_group=settings.provided.receipts_max_group,
         large_groups=large_groups_on,
     )
@@ -510,4 +512,5 @@ class Container(containers.DeclarativeContainer):
     # Production only (courier worker): keeps seq:complete (adapters/redis/seq_counters.py),
     # restoring the large groups' state first.
     seq_counters = providers.Singleton(SeqCounters, redis, messages.provided.highest_seqs,
-                                       large_groups=sql_groups.provided.large_groups, streams=group_streams)
+                                       large_groups=sql_groups.provided.large_groups, streams=group_streams,
+                                       keys=cluster_layout)

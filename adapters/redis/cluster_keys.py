@@ -43,6 +43,11 @@ class ClusterKeys:
         """Every conversation of the bucket with stored messages has a counter (seq:complete)."""
         return self.buckets.tag(bucket) + ":seq-complete"
 
+    def seq_rebuilding(self, bucket: int, rebuild_id: str) -> str:
+        """A rebuild of the counters under way (adapters/redis/seq_counters.py), one key per
+        bucket: lost with the bucket's counters, it keeps the bucket's marker unset."""
+        return self.buckets.tag(bucket) + ":seq-rebuilding:" + rebuild_id
+
     def outbox(self, bucket: int) -> str:
         """The sends of the bucket's conversations whose appends are not all made: a sorted
         set of '<conversation> <seq>' by the time of their commit (the relay's work list)."""
@@ -61,6 +66,11 @@ class ClusterKeys:
 
     def seq(self, conversation: str) -> str:
         return self.buckets.tag_of(conversation) + ":seq:" + conversation
+
+    def seq_closed(self, conversation: str) -> str:
+        """A large group's last small seq, kept when its counter was switched off ('L': the
+        switch's first step, adapters/redis/cluster_switch.py)."""
+        return self.buckets.tag_of(conversation) + ":seq-closed:" + conversation
 
     def pending(self, conversation: str) -> str:
         """The conversation's sends still being appended: seq -> what to append (a hash)."""

@@ -10,11 +10,17 @@ message's entry. Beside them, outside the group's slot:
   so a resume always knows the group), and lg:streams, sno -> group id;
 - the small path's counter seq:g:<G>, which the switch switches off ('L': deliver.lua
   then answers LARGE), and stream:last-id, which places the floor.
+On a Redis Cluster (given its `keys`) the small path's keys are the buckets' (ClusterKeys)
+and the switch is made in steps of one slot each (adapters/redis/cluster_switch.py).
+lgm:<U> and lg:streams keep their names there, each key in its own slot: both are written
+before the switch and are safe to leave behind should it fail (memberships passes over a
+group without state; a stream number is never given to another group).
 
 After a loss of Redis's data, `courier worker` restores each large group's state from SQL
 through the switch (restore; adapters/redis/seq_counters.py) before it sets seq:complete."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import orjson
@@ -23,6 +29,8 @@ from redis.exceptions import ResponseError
 
 from adapters.redis import envelope, resp
 from adapters.redis.batched_script import BatchedScript
+from adapters.redis.cluster_keys import ClusterKeys
+from adapters.redis.cluster_switch import ClusterSwitch
 from adapters.redis.idempotency import idempotency_key
 from adapters.redis.inbox import CURSOR_GENERATOR, NOTIFICATION_CHANNEL, SEQ_COMPLETE, SEQ_COUNTER, trim_every
 from adapters.redis.message_states import CHANGED_TTL, MessageStates
@@ -56,6 +64,7 @@ CHANNEL = "lg:{{{}}}:n"
 LARGE_GROUPS_OF = "lgm:{}"
 STREAMS = "lg:streams"  # sno -> group id
 SENT_TTL = 24 * 3600
+SWITCH_WAIT = 3.0  # a send to a group half switched on a cluster waits this long for its stream
 DONE_TTL = 7 * 24 * 3600
 
 
@@ -64,12 +73,14 @@ class RedisGroupStreams(GroupStreams):
     inbox is (RedisInbox: approximate unless `exact_trim`). `channel` is the main
     notification channel, where a switch is announced. `last_seq` (MessageStore.last_seq)
     seeds a switch whose small counter is missing while seq:complete is missing too, as
-    RedisInbox seeds a send."""
+    RedisInbox seeds a send. `keys`: the layout of a Redis Cluster (None on one Redis)."""
 
     def __init__(self, client: aioredis.Redis, max_length: int = 10_000, *, exact_trim: bool = False,
                  channel: str = NOTIFICATION_CHANNEL, sent_ttl: int = SENT_TTL, done_ttl: int = DONE_TTL,
-                 last_seq: Callable[[str], Awaitable[int]] | None = None, changed_ttl: int = CHANGED_TTL):
+                 last_seq: Callable[[str], Awaitable[int]] | None = None, changed_ttl: int = CHANGED_TTL,
+                 keys: ClusterKeys | None = None):
         self._client = client
+        self._cluster = None if keys is None else ClusterSwitch(client, keys)  # type: ignore[arg-type]
         self._states = MessageStates(client, changed_ttl)
         self._channel = channel
         self._done_ttl = int(done_ttl)
@@ -166,22 +177,43 @@ class RedisGroupStreams(GroupStreams):
             if refusal is None:
                 raise
             if isinstance(refusal, errors.NoGroupStream):
-                await self._check_not_lost()
+                if await self._switch_under_way(group_id):
+                    return await self.deliver(message)
+                await self._check_not_lost(group_id)
             raise refusal from None
         if text(reply[0]) == "DUP":
             original = Message.from_record(orjson.loads(reply[2]))
             return GroupPosted(original, cursor_position(text(reply[1])), duplicate=True)
         return GroupPosted(message.with_seq(int(reply[1])), cursor_position(text(reply[0])))
 
-    async def _check_not_lost(self) -> None:
+    async def _check_not_lost(self, group_id: str) -> None:
         """No state for a group SQL says is large: its switch is on its way (the caller
         sends by the small path, whose counter still counts) - unless Redis lost its data
         (seq:complete is gone too): the small path would then fan a large group out, so
         the send waits for the worker's rebuild (section 4.1)."""
+        marker = SEQ_COMPLETE if self._cluster is None else self._cluster.seq_complete(group_id)
         with unavailable("deliver"):
-            complete = await self._client.exists(SEQ_COMPLETE)
+            complete = await self._client.exists(marker)
         if not complete:
             raise errors.ServiceUnavailable("the message store is being rebuilt; retry shortly")
+
+    async def _switch_under_way(self, group_id: str) -> bool:
+        """On a cluster, between the switch's close and its start (cluster_switch.py) the
+        group has neither path: True once its state exists (send again), False when its
+        small counter still counts (the caller takes the small path); ServiceUnavailable
+        when the switch does not finish meanwhile (its relay will)."""
+        if self._cluster is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SWITCH_WAIT
+        with unavailable("deliver"):
+            if await self._client.get(self._cluster.counter(group_id)) not in (b"L", "L"):
+                return False
+            while loop.time() < deadline:
+                if await self._client.exists(STATE.format(group_id)):
+                    return True
+                await asyncio.sleep(0.02)
+        raise errors.ServiceUnavailable("the group's switch to a stream is being made; retry shortly")
 
     async def apply(self, change: GroupSwitch | MemberChange | LoggedChange) -> Applied:
         if isinstance(change, GroupSwitch):
@@ -229,8 +261,11 @@ class RedisGroupStreams(GroupStreams):
         except ResponseError as error:
             if not str(error).startswith("LOST"):
                 raise
+        counter = SEQ_COUNTER.format("g:" + switch.group_id)
+        if self._cluster is not None:
+            counter = self._cluster.counter(switch.group_id)
         with unavailable("switch"):
-            await self._client.delete(SEQ_COUNTER.format("g:" + switch.group_id))
+            await self._client.delete(counter)
         return await self._switch(switch, seed=seq)
 
     async def _switch(self, switch: GroupSwitch, seed: int | None = None) -> Applied:
@@ -239,6 +274,8 @@ class RedisGroupStreams(GroupStreams):
         group_id = switch.group_id
         # Step 1 of section 4.3: a resume that starts after the switch knows the group.
         await self._note_groups(group_id, switch.member_ids, stream=switch.stream)
+        if self._cluster is not None:
+            return await self._cluster_switch(switch, seed)
         keys = [STATE.format(group_id), LOG.format(group_id), MEMBERS.format(group_id),
                 DONE_MARKER.format(group_id, switch.event_id), SEQ_COUNTER.format("g:" + group_id), SEQ_COMPLETE,
                 CURSOR_GENERATOR]
@@ -248,13 +285,33 @@ class RedisGroupStreams(GroupStreams):
         with unavailable("switch"):
             if seed is None:
                 try:
-                    return _applied(await self._change(keys=keys, args=[*args, "", head, *switch.member_ids]))
+                    return _applied(await self._change(keys=keys, args=[*args, "", head, "", *switch.member_ids]))
                 except ResponseError as error:
                     if not str(error).startswith("NOSEED"):
                         raise
                 # The script changed nothing: call it again with the counter's start.
                 seed = await self._last_seq("g:" + group_id) if self._last_seq is not None else 0
-            return _applied(await self._change(keys=keys, args=[*args, seed, head, *switch.member_ids]))
+            return _applied(await self._change(keys=keys, args=[*args, seed, head, "", *switch.member_ids]))
+
+    async def _cluster_switch(self, switch: GroupSwitch, seed: int | None) -> Applied:
+        """The switch on a cluster, in the steps of cluster_switch.py. With `seed` (a
+        restore) the stream starts after the higher of the seed and the closed counter:
+        a counter closed before a loss of the group's state is behind the database."""
+        assert self._cluster is not None
+        group_id = switch.group_id
+        with unavailable("switch"):
+            closed = await self._cluster.close(group_id, seed, self._last_seq)
+            await self._cluster.settle(group_id, closed.pending)
+            bound = await self._cluster.floor_bound()
+            seq = closed.seq if seed is None else max(closed.seq, seed)
+            keys = [STATE.format(group_id), LOG.format(group_id), MEMBERS.format(group_id),
+                    DONE_MARKER.format(group_id, switch.event_id)]
+            args = ["switch", switch.version, self._done_ttl, "", switch.owner_id, switch.stream,
+                    "channel" if switch.channel else "group", seq, "", bound, *switch.member_ids]
+            applied = _applied(await self._change(keys=keys, args=args))
+            assert applied.position is not None  # a switch is always applied (or was)
+            await self._cluster.announce(group_id, switch.stream, switch.member_ids, stream_id(applied.position))
+        return applied
 
     async def _note_groups(self, group_id: str, user_ids: Collection[str], stream: int | None = None) -> None:
         """lgm:<U> for each user (and lg:streams at a switch): idempotent, and written

@@ -9,19 +9,26 @@
 -- KEYS[2]  lg:{G}:log
 -- KEYS[3]  lg:{G}:members              user id -> intervals 'join,leave;join,+'
 -- KEYS[4]  lg:{G}:done:<event id>      the place the change was given (kept ARGV[3] s)
--- switch only (keys of the small path, outside the slot: section 4.2 on a cluster):
+-- switch on one Redis only (keys of the small path, outside the slot):
 -- KEYS[5]  seq:g:<G>                   the small path's counter, 'L' once switched
 -- KEYS[6]  seq:complete
 -- KEYS[7]  stream:last-id              the last own-log entry id deliver.lua handed out
+-- A switch given KEYS[1..4] alone is step 2 of a cluster's (docs/design/redis-cluster.md,
+-- section 4): lg_close.lua switched the small counter off in its own slot and gave the
+-- last small seq, ARGV[8]; ARGV[10] is the newest id of every bucket's generator, read
+-- after that.
 -- ARGV[2]  the change's member version
 -- ARGV[3]  how long the done: marker is kept (seconds)
 -- ARGV[4]  where to publish: the main channel (message_notifications) for a switch, the
---          group's (lg:{G}:n) for the others
+--          group's (lg:{G}:n) for the others; '' for a cluster's switch (its adapter
+--          publishes on the members' buckets' channels, outside this slot)
 -- ARGV[5]  the owner from now on ('': unchanged; always given for a switch)
 -- ARGV[6]  switch: the stream number (sno); join, leave: the change record for the
 --          other members ('': none; never appended in a channel)
--- switch:      ARGV[7] 'group' or 'channel', ARGV[8] the counter's seed ('': none),
---              ARGV[9] the envelope's head, ARGV[10..] the member ids
+-- switch:      ARGV[7] 'group' or 'channel', ARGV[8] the counter's seed ('': none; on a
+--              cluster the last small seq), ARGV[9] the envelope's head, ARGV[10] the
+--              floor's lower bound on a cluster ('' on one Redis: KEYS[7]), ARGV[11..]
+--              the member ids
 -- join, leave: ARGV[7] the envelope's head ('': publish nothing), ARGV[8..] the user ids
 -- Returns {'APPLIED', position} (now, or before: the done: marker or the floor kept it),
 -- {'DONE'} (applied before; its place forgotten), {'WAIT'} (an earlier change of the
@@ -52,32 +59,41 @@ if kind == 'switch' then
   if floor then
     return {'APPLIED', floor}
   end
-  local seq = redis.call('GET', KEYS[5])
-  if seq == 'L' then
-    return redis.error_reply('LOST the counter is switched off but the group has no state')
-  end
-  if not seq then
-    if ARGV[8] ~= '' then
-      seq = ARGV[8]
-    elseif redis.call('EXISTS', KEYS[6]) == 1 then
-      seq = '0'  -- seq:complete: a missing counter is a group without messages
-    else
-      return redis.error_reply('NOSEED the group has no seq counter')
+  local seq, last
+  if #KEYS == 4 then
+    -- A cluster's step 2: the counter was switched off by step 1, which gave its last seq.
+    seq, last = ARGV[8], ARGV[10]
+  else
+    seq = redis.call('GET', KEYS[5])
+    if seq == 'L' then
+      return redis.error_reply('LOST the counter is switched off but the group has no state')
     end
+    if not seq then
+      if ARGV[8] ~= '' then
+        seq = ARGV[8]
+      elseif redis.call('EXISTS', KEYS[6]) == 1 then
+        seq = '0'  -- seq:complete: a missing counter is a group without messages
+      else
+        return redis.error_reply('NOSEED the group has no seq counter')
+      end
+    end
+    -- The message boundary: from here on deliver.lua answers LARGE for this group (its
+    -- INCR fails on 'L'), before writing anything, and a gateway of the previous version
+    -- fails its send (503) rather than doubling a seq. The counter moves into lg:{G}.
+    redis.call('SET', KEYS[5], 'L')
+    last = redis.call('GET', KEYS[7])
   end
-  -- The message boundary: from here on deliver.lua answers LARGE for this group (its
-  -- INCR fails on 'L'), before writing anything, and a gateway of the previous version
-  -- fails its send (503) rather than doubling a seq. The counter moves into lg:{G}.
-  redis.call('SET', KEYS[5], 'L')
   -- floor = max(TIME, stream:last-id) + 1: after every own-log entry of the group's
   -- small era, so the time merge keeps its seq order across the switch, and every later
   -- entry of the log ('*' ids) after it. (After the log's newest too, should a log
   -- outlive its state.)
   local now = redis.call('TIME')
   local ms, n = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), 0
-  local last = redis.call('GET', KEYS[7])
   local logged = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-  for _, id in ipairs({last or '0-0', logged[1] and logged[1][1] or '0-0'}) do
+  if not last or last == '' then
+    last = '0-0'
+  end
+  for _, id in ipairs({last, logged[1] and logged[1][1] or '0-0'}) do
     local id_ms, id_n = parse_id(id)
     if id_ms > ms or (id_ms == ms and id_n >= n) then
       ms, n = id_ms, id_n + 1
@@ -90,7 +106,7 @@ if kind == 'switch' then
   -- The floor is every present member's join; in chunks (unpack has a limit).
   local open = floor .. ',' .. OPEN
   local chunk = {}
-  for i = 10, #ARGV do
+  for i = 11, #ARGV do
     chunk[#chunk + 1] = ARGV[i]
     chunk[#chunk + 1] = open
     if #chunk >= 1000 or i == #ARGV then
@@ -100,7 +116,9 @@ if kind == 'switch' then
   end
   redis.call('SET', KEYS[4], floor, 'EX', ARGV[3])
   -- On the main channel: after every small-era notification of the group (section 6.2).
-  redis.call('PUBLISH', ARGV[4], ARGV[9] .. ',"floor":"' .. floor .. '"}')
+  if ARGV[4] ~= '' then
+    redis.call('PUBLISH', ARGV[4], ARGV[9] .. ',"floor":"' .. floor .. '"}')
+  end
   return {'APPLIED', floor}
 end
 

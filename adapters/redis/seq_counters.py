@@ -44,7 +44,17 @@ its data, committed to the database after the rebuild read its conversation's pa
 messages queued by gateways older than seqs, numbered by the persister; and Redis put
 back to an older snapshot (its counters behind the database, the marker in it). The
 marker assumes counters are not evicted (no allkeys-* maxmemory policy, which Courier's
-inboxes do not survive either)."""
+inboxes do not survive either).
+
+On a Redis Cluster (given its `keys`) the counters are commit.lua's, {t}:seq:<C> in each
+conversation's bucket, and the marker is per bucket ({t}:seq-complete: commit.lua answers
+NOSEED without its bucket's): complete means every bucket's. The rebuild's own key is one
+per bucket, in the bucket's slot, set before any counter; each bucket's marker is set by
+the finish script in that slot only if the bucket's own key is still there, so a node that
+lost its data during the rebuild (its buckets' counters with it) leaves its buckets without
+the marker, and the next check rebuilds again. Left open there: a node that loses a large
+group's state ({G}) while the group's counter, in another node's bucket, keeps its 'L'
+(sends then answer 503 until the group is switched again)."""
 from __future__ import annotations
 
 import asyncio
@@ -55,9 +65,10 @@ from dataclasses import replace
 
 import redis.asyncio as aioredis
 
+from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.inbox import SEQ_COMPLETE, SEQ_COUNTER
-from adapters.redis.support import unavailable
+from adapters.redis.support import get_many, unavailable
 from application.ports import GroupSwitch
 from domain.errors import ServiceUnavailable
 
@@ -66,6 +77,7 @@ log = logging.getLogger("courier.seq")
 REBUILDING = "seq:rebuilding:{}"
 REBUILDING_TTL = 24 * 3600  # a rebuild that died leaves its key this long at most
 PAGE = 1000
+FINISH_AT_ONCE = 32  # a cluster's buckets finished this many at a time (its client has no blocking pool)
 
 # KEYS[1] this rebuild's own key, KEYS[2] the marker: the marker only if Redis kept the key.
 _FINISH = """
@@ -83,11 +95,14 @@ LargeGroups = Callable[[int | None, int], Awaitable[list[tuple[GroupSwitch, int]
 
 class SeqCounters:
     """`highest_seqs` is MessageStore.highest_seqs (pages of (conversation, highest seq));
-    `large_groups` and `streams` (both or neither) restore the large groups' state."""
+    `large_groups` and `streams` (both or neither) restore the large groups' state. `keys`:
+    the layout of a Redis Cluster (None on one Redis)."""
 
     def __init__(self, client: aioredis.Redis, highest_seqs: HighestSeqs, *, large_groups: LargeGroups | None = None,
-                 streams: RedisGroupStreams | None = None, page: int = PAGE, interval: float = 2.0):
+                 streams: RedisGroupStreams | None = None, page: int = PAGE, interval: float = 2.0,
+                 keys: ClusterKeys | None = None):
         self._client = client
+        self._keys = keys
         self._highest_seqs = highest_seqs
         self._large_groups = large_groups if streams is not None else None
         self._streams = streams
@@ -95,9 +110,22 @@ class SeqCounters:
         self._interval = interval
         self._finish = client.register_script(_FINISH)
 
+    def _counter(self, conversation: str) -> str:
+        return SEQ_COUNTER.format(conversation) if self._keys is None else self._keys.seq(conversation)
+
+    def _markers(self, rebuild_id: str) -> list[tuple[str, str]]:
+        """(this rebuild's own key, the marker it guards), in one slot each."""
+        if self._keys is None:
+            return [(REBUILDING.format(rebuild_id), SEQ_COMPLETE)]
+        return [(self._keys.seq_rebuilding(bucket, rebuild_id), self._keys.seq_complete(bucket))
+                for bucket in range(self._keys.buckets.count)]
+
     async def complete(self) -> bool:
         with unavailable("seq:complete"):
-            return bool(await self._client.exists(SEQ_COMPLETE))
+            if self._keys is None:
+                return bool(await self._client.exists(SEQ_COMPLETE))
+            markers = [self._keys.seq_complete(bucket) for bucket in range(self._keys.buckets.count)]
+            return all(value is not None for value in await get_many(self._client, markers))
 
     async def rebuild(self) -> int | None:
         """Restore the large groups (when given them), give every conversation of the
@@ -106,9 +134,13 @@ class SeqCounters:
         marker set: call again). Raises ServiceUnavailable when Redis or the database
         cannot answer."""
         rebuild_id = uuid.uuid4().hex
-        own = REBUILDING.format(rebuild_id)
+        markers = self._markers(rebuild_id)
+        own_keys = [own for own, _ in markers]
         with unavailable("seq counters"):
-            await self._client.set(own, "1", ex=REBUILDING_TTL)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for own in own_keys:
+                    pipe.set(own, "1", ex=REBUILDING_TTL)
+                await pipe.execute()
         try:
             await self._restore_large_groups(rebuild_id)
             count, after = 0, None
@@ -118,21 +150,31 @@ class SeqCounters:
                     with unavailable("seq counters"):
                         async with self._client.pipeline(transaction=False) as pipe:
                             for conversation, seq in page:
-                                pipe.set(SEQ_COUNTER.format(conversation), seq, nx=True)
+                                pipe.set(self._counter(conversation), seq, nx=True)
                             await pipe.execute()
                     count += len(page)
                     after = page[-1][0]
                 if len(page) < self._page:
                     break
-            with unavailable("seq counters"):
-                finished = await self._finish(keys=[own, SEQ_COMPLETE])
+            finished = await self._finish_all(markers)
         except BaseException:
             try:
-                await self._client.delete(own)
-            except Exception:  # noqa: BLE001 - it expires anyway
+                for own in own_keys:  # one by one: a cluster's are in as many slots
+                    await self._client.delete(own)
+            except Exception:  # noqa: BLE001 - they expire anyway
                 pass
             raise
         return count if finished else None
+
+    async def _finish_all(self, markers: list[tuple[str, str]]) -> bool:
+        """Each marker set if its own key is still there; True when every one was."""
+        finished = True
+        with unavailable("seq counters"):
+            for start in range(0, len(markers), FINISH_AT_ONCE):
+                replies = await asyncio.gather(*(self._finish(keys=[own, marker])
+                                                 for own, marker in markers[start:start + FINISH_AT_ONCE]))
+                finished = finished and all(replies)
+        return finished
 
     async def _restore_large_groups(self, rebuild_id: str) -> None:
         """Every large group's state from SQL, page by page (before the counters: each

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from adapters.redis.buckets import Buckets
+from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.sql.database import Database
 from adapters.sql.group_streams import SqliteGroupStreams
@@ -67,6 +69,7 @@ class Harness:
     small_seqs: dict[str, int]  # the fake's small counters; Redis's are set through `client`
     client: object | None = None
     database: Database | None = None  # SQLite's: its users and groups rows are made as they are needed
+    keys: ClusterKeys | None = None  # a Redis Cluster's layout (its small counters are the buckets')
     versions: dict[str, int] = field(default_factory=dict)
     snos: itertools.count = field(default_factory=lambda: itertools.count(1))
     made: set[str] = field(default_factory=set)  # users and groups with their SQL rows
@@ -82,7 +85,13 @@ class Harness:
         elif self.client is None:
             self.small_seqs["g:" + group_id] = seq
         else:
-            await self.client.set(f"seq:g:{group_id}", seq)
+            await self.client.set(self.counter(f"g:{group_id}"), seq)
+
+    def counter(self, conversation: str) -> str:
+        return f"seq:{conversation}" if self.keys is None else self.keys.seq(conversation)
+
+    def seq_complete(self, conversation: str) -> str:
+        return "seq:complete" if self.keys is None else self.keys.seq_complete(self.keys.bucket_of(conversation))
 
     async def rows(self, group_id: str | None, owner: str | None, user_ids: list[str]) -> None:
         """SQL: the rows the streams' tables refer to (senders are users, a stream's group is a group)."""
@@ -189,11 +198,16 @@ def make(kind: str, request, max_length: int = 10_000,
         database = request.getfixturevalue("sql_database")("sqlite")
         return Harness(SqliteGroupStreams(database, max_length, trim_every=1, publish=publish), {},
                        database=database)
+    if kind == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster_client")
+        keys = ClusterKeys(Buckets())
+        return Harness(RedisGroupStreams(cluster, max_length, exact_trim=True, keys=keys), {}, cluster, keys=keys)
     client, channel = request.getfixturevalue("redis_client"), request.getfixturevalue("channel")
     return Harness(RedisGroupStreams(client, max_length, exact_trim=True, channel=channel), {}, client)
 
 
-KINDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
+KINDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
+         pytest.param("redis-cluster", marks=pytest.mark.redis)]
 
 
 @pytest.fixture(params=KINDS)
@@ -335,10 +349,15 @@ async def test_only_members_post_and_a_group_not_yet_switched_has_no_stream(harn
     group = await harness.switch([a])
     with pytest.raises(errors.NotAMember):
         await harness.post(group, outsider)
-    if harness.client is not None:
-        await harness.client.set("seq:complete", "1")  # the worker's mark: Redis holds its data
-    with pytest.raises(errors.NoGroupStream):
-        await harness.streams.deliver(message(new_id(), a))
+    small = new_id()
+    if harness.client is not None:  # the worker's mark: Redis holds its data
+        await harness.client.set(harness.seq_complete(f"g:{small}"), "1")
+    try:
+        with pytest.raises(errors.NoGroupStream):
+            await harness.streams.deliver(message(small, a))
+    finally:
+        if harness.keys is not None:  # a bucket's mark on the shared cluster: other tests seed counters
+            await harness.client.delete(harness.seq_complete(f"g:{small}"))
     assert await harness.read(group, a) == []
     assert (await harness.post(group, a)).message.seq == 1  # the refusals took no seq
 

@@ -223,6 +223,16 @@ class Worker:
 
 
 @pytest.fixture
+def redis_cluster_url(redis_cluster) -> str:
+    """The session's Redis Cluster as Courier's URL, emptied for the test (FLUSHALL on its
+    masters, as redis_url's database is): a fixture, so that one that writes Redis data
+    before Courier starts (test_seq_migration's legacy inbox) asks it first."""
+    for master in redis_cluster.masters():
+        redis_cluster.command(master.port, "FLUSHALL")
+    return "redis+cluster://" + ",".join(f"{host}:{port}" for host, port in redis_cluster.startup_nodes)
+
+
+@pytest.fixture
 def courier(io_loop, tmp_path, settings_overrides, mode, request):
     if mode == PRODUCTION:
         from tests.services.mysql import empty_tables
@@ -234,10 +244,7 @@ def courier(io_loop, tmp_path, settings_overrides, mode, request):
             database_url = request.getfixturevalue("mysql_migrated_url")
             empty_tables(database_url)
         if isinstance(mode, OnCluster):
-            cluster = request.getfixturevalue("redis_cluster")
-            for master in cluster.masters():  # as the claimed database below: empty
-                cluster.command(master.port, "FLUSHALL")
-            redis_url = "redis+cluster://" + ",".join(f"{host}:{port}" for host, port in cluster.startup_nodes)
+            redis_url = request.getfixturevalue("redis_cluster_url")
         else:
             redis_url = request.getfixturevalue("redis_url")  # the claimed database, just emptied
         settings = production_settings(tmp_path, redis_url, database_url, **overrides)

@@ -15,10 +15,13 @@ import pytest
 import redis
 from sqlalchemy import column, create_engine, insert, pool, table
 
+from adapters.redis.buckets import Buckets
+from adapters.redis.cluster_keys import ClusterKeys
 from adapters.sql import migrate
 from adapters.sql.database import prepare_url
 from entrypoints.settings import EMBEDDED
 from tests.e2e.client import Account
+from tests.e2e.conftest import OnCluster
 from tests.e2e.test_lookalike_migration import fill_0001_users, password_of
 
 GROUP_0001 = table("groups", column("id"), column("name"), column("owner_id"), column("created_at"))
@@ -79,12 +82,19 @@ def legacy(mode, tmp_path, request) -> Legacy:
         engine.dispose()
     migrate.upgrade(url)  # what `courier migrate` does (and `courier serve`, for a SQLite file)
     if mode != EMBEDDED:
-        # bert's inbox stream as an older gateway wrote it: records without seq.
-        with redis.Redis.from_url(request.getfixturevalue("redis_url")) as client:
+        # bert's inbox stream as an older gateway wrote it: records without seq (on a
+        # cluster in his bucket's log, of the cluster emptied for the test first).
+        if isinstance(mode, OnCluster):
+            request.getfixturevalue("redis_cluster_url")
+            node = request.getfixturevalue("redis_cluster").url
+            client, inbox = redis.RedisCluster.from_url(node), ClusterKeys(Buckets()).log(bert)
+        else:
+            client, inbox = redis.Redis.from_url(request.getfixturevalue("redis_url")), f"stream:private:{bert}"
+        with client:
             for i, r in enumerate(to_bert, start=1):
                 record = {k: r[k] for k in ("type", "id", "from_user_id", "content", "created_at")}
                 record.update({"to_user_id": r["to_user_id"]} if r["type"] == "private" else {"group_id": group_id})
-                client.xadd(f"stream:private:{bert}", {"m": orjson.dumps(record)}, id=f"{i}-0")
+                client.xadd(inbox, {"m": orjson.dumps(record)}, id=f"{i}-0")
     return Legacy(url, ids, group_id, rows)
 
 

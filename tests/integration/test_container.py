@@ -90,6 +90,8 @@ async def test_one_redis_gets_a_blocking_pool_and_the_default_buckets(tmp_path):
     assert isinstance(client.connection_pool, aioredis.BlockingConnectionPool)
     assert client.connection_pool.max_connections == REDIS_POOL_SIZE
     assert container.buckets().count == 256
+    assert container.group_streams()._cluster is None
+    assert container.seq_counters()._keys is None
     await shutdown(container)
 
 
@@ -115,6 +117,12 @@ async def test_a_cluster_url_gets_a_cluster_client_with_every_node_and_the_same_
     assert not client.maint_notifications_config or not client.maint_notifications_config.enabled
     assert container.buckets().count == 1024
     assert container.bucket_count().count == 1024
+    # The adapters shared with one Redis get the cluster's key layout (its buckets'), one
+    # Redis's get none (their own key names).
+    keys = container.cluster_keys()
+    assert container.group_streams()._cluster._keys is keys
+    assert container.seq_counters()._keys is keys
+    assert container.mark_read().counters._keys is keys
     await shutdown(container)
 
 

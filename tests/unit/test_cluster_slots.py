@@ -5,8 +5,10 @@ hash to the group's slot, for any group id - what lets each run as one script on
 node of a Redis Cluster (issue 19). No server: the keys are the ones the adapter passes
 to a recording client, hashed with redis-py's own key_slot.
 
-The switch is the known exception (section 2.1: seq:g:<G> and stream:last-id, and
-seq:complete): its strict xfail turns green once issue 19 moves them into the slot."""
+The switch is the exception on one Redis (section 2.1: seq:g:<G>, seq:complete and
+stream:last-id, one script there); on a cluster (the adapter given ClusterKeys) it is made
+in steps of one slot each (adapters/redis/cluster_switch.py): the counter's close in the
+counter's bucket, the group's start in the group's slot."""
 from __future__ import annotations
 
 import random
@@ -16,15 +18,17 @@ import pytest
 from redis.crc import key_slot
 
 from adapters.redis import resp
+from adapters.redis.buckets import Buckets
+from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.support import lua
 from application.ports import JOIN, LEAVE, OWNER, GroupSwitch, LoggedChange, MemberChange
 from domain.events import MEMBER_ADDED, MESSAGE_UPDATED, GroupChange, MessageChange, edit_event_id
 from domain.model import GROUP, Message
 
-SCRIPTS = ("lg_deliver.lua", "lg_read.lua", "lg_record.lua", "lg_change.lua", "changed.lua")
+SCRIPTS = ("lg_deliver.lua", "lg_read.lua", "lg_record.lua", "lg_change.lua", "changed.lua", "lg_close.lua")
 REPLIES = {"lg_change.lua": [b"APPLIED", b"1-1"], "lg_read.lua": [b"OK", []], "lg_record.lua": [b"APPLIED", b"1-2"],
-           "changed.lua": 1}
+           "changed.lua": 1, "lg_close.lua": [b"3", 0, b""]}
 
 
 class RecordingClient:
@@ -44,10 +48,21 @@ class RecordingClient:
         return call
 
     def pipeline(self, transaction: bool = True):  # lgm:<U> and lg:streams: the user's side
-        return _Pipeline()
+        return _Pipeline(self)
+
+    async def mget(self, keys):  # a cluster switch's floor: the buckets' generators
+        self.calls.append(("MGET", [encode(key) for key in keys]))
+        return [None] * len(keys)
+
 
 
 class _Pipeline:
+    def __init__(self, client: RecordingClient):
+        self._client = client
+
+    def spublish(self, channel, message):  # a cluster switch's announcement, per bucket
+        self._client.calls.append(("SPUBLISH", [encode(channel)]))
+
     async def __aenter__(self):
         return self
 
@@ -65,9 +80,9 @@ def encode(key) -> bytes:
     return key if isinstance(key, bytes) else str(key).encode()
 
 
-def recording_streams() -> tuple[RedisGroupStreams, RecordingClient]:
+def recording_streams(keys: ClusterKeys | None = None) -> tuple[RedisGroupStreams, RecordingClient]:
     client = RecordingClient()
-    streams = RedisGroupStreams(client)  # type: ignore[arg-type]
+    streams = RedisGroupStreams(client, keys=keys)  # type: ignore[arg-type]
 
     async def deliver(numkeys: int, arguments: list[bytes]):  # in place of BatchedScript
         client.calls.append(("lg_deliver.lua", [resp.unbulk(argument) for argument in arguments[:numkeys]]))
@@ -127,19 +142,30 @@ async def test_a_large_groups_message_read_edit_join_leave_and_owner_change_keep
     assert_one_slot(group_id, changes)
 
 
-@pytest.mark.xfail(strict=True, reason="the switch passes lg_change.lua seq:g:<G>, seq:complete and "
-                                       "stream:last-id, outside the group's slot (large-groups.md 2.1)")
+@pytest.mark.parametrize("group_id", group_ids())
 @pytest.mark.gen_test
-async def test_the_switch_keeps_to_the_groups_slot():
-    streams, client = recording_streams()
-    group_id = group_ids()[0]
+async def test_the_switch_keeps_to_the_groups_slot(group_id):
+    """On a cluster: the start in the group's slot, the close in its counter's."""
+    keys = ClusterKeys(Buckets())
+    streams, client = recording_streams(keys)
     await streams.apply(GroupSwitch(group_id, new_id(), 3, 1, "owner", False, ("owner", "member")))
-    assert_one_slot(group_id, keys_of(client, "lg_change.lua"))
+    changes = keys_of(client, "lg_change.lua")
+    assert [len(found) for found in changes] == [4]
+    assert_one_slot(group_id, changes)
+    (closed,) = keys_of(client, "lg_close.lua")
+    counter = keys.seq(f"g:{group_id}").encode()
+    assert closed[0] == counter
+    assert {key_slot(key) for key in closed} == {key_slot(counter)}
+    # The floor's bound read from every bucket's generator; the announcement on each member's bucket.
+    (generators,) = keys_of(client, "MGET")
+    assert len(generators) == keys.buckets.count
+    announced = {channel for (channel,) in keys_of(client, "SPUBLISH")}
+    assert announced == {keys.channel(keys.bucket_of(user)).encode() for user in ("owner", "member")}
 
 
 @pytest.mark.gen_test
-async def test_the_switch_is_out_of_slot_by_exactly_its_three_small_path_keys():
-    """What the xfail above is about, and nothing more: the other four are in the slot."""
+async def test_the_switch_on_one_redis_is_out_of_slot_by_exactly_its_three_small_path_keys():
+    """One Redis keeps its one script, and its key names: the other four are in the slot."""
     streams, client = recording_streams()
     group_id = group_ids()[0]
     await streams.apply(GroupSwitch(group_id, new_id(), 3, 1, "owner", False, ("owner", "member")))
