@@ -216,7 +216,7 @@ class Group:
 PRIVATE, GROUP = "private", "group"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True, init=False)
 class Message:
     type: str  # PRIVATE or GROUP
     id: str
@@ -234,6 +234,27 @@ class Message:
     # A deleted message has no content left: its public object is a tombstone.
     edited_at: int | None = None
     deleted_at: int | None = None
+
+    def __init__(self, type: str, id: str, from_user_id: str, content: str, created_at: int,
+                 to_user_id: str | None = None, group_id: str | None = None, client_msg_id: str | None = None,
+                 seq: int | None = None, edited_at: int | None = None, deleted_at: int | None = None) -> None:
+        # The fields go straight into the instance's dict (so no __slots__): the __init__
+        # a frozen dataclass generates calls object.__setattr__ once per field, eleven
+        # calls for each of the few Messages every send builds, which cost more than all
+        # the rest of building one (docs/perf-notes.md, twenty-fifth round). The fields
+        # are listed above and here: a test keeps the two lists the same.
+        fields = self.__dict__
+        fields["type"] = type
+        fields["id"] = id
+        fields["from_user_id"] = from_user_id
+        fields["content"] = content
+        fields["created_at"] = created_at
+        fields["to_user_id"] = to_user_id
+        fields["group_id"] = group_id
+        fields["client_msg_id"] = client_msg_id
+        fields["seq"] = seq
+        fields["edited_at"] = edited_at
+        fields["deleted_at"] = deleted_at
 
     def with_seq(self, seq: int) -> Message:
         """This message as accepted, at its place in its conversation. (What
