@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +92,15 @@ class Dispatcher:
             client_msg_id=validate_client_msg_id(body.get("client_msg_id")),
         )
 
-    async def dispatch(self, message: Message, recipient_ids: list[str]) -> Message:
+    def dispatch(self, message: Message, recipient_ids: list[str]) -> Awaitable[Message]:
         """Append the message to each recipient's log (the sender's included)."""
+        if message.client_msg_id is None:
+            # No key to claim: the delivery itself, with no coroutine of dispatch's own
+            # around it, which every resumption of the send would pass through.
+            return self._deliver_claimed(message, recipient_ids)
+        return self._claim_and_deliver(message, recipient_ids)
+
+    async def _claim_and_deliver(self, message: Message, recipient_ids: list[str]) -> Message:
         original = await self._claim_key(message)
         if original is not None:
             return original
