@@ -81,16 +81,12 @@ class Dispatcher:
         self, sender_id: str, body: dict, *, type: str, to_user_id: str | None = None, group_id: str | None = None
     ) -> Message:
         """The message as sent: without a seq (Inbox.deliver gives it one)."""
-        return Message(
-            id=self.ids.new_id(),
-            type=type,
-            from_user_id=sender_id,
-            content=validate_content(body.get("content"), self.max_content_length),
-            created_at=int(self.clock.now()),
-            to_user_id=to_user_id,
-            group_id=group_id,
-            client_msg_id=validate_client_msg_id(body.get("client_msg_id")),
-        )
+        message_id = self.ids.new_id()
+        content = validate_content(body.get("content"), self.max_content_length)
+        client_msg_id = validate_client_msg_id(body.get("client_msg_id"))
+        # By position, in the order of Message's fields: once per send, cheaper than by keyword.
+        return Message(type, message_id, sender_id, content, int(self.clock.now()), to_user_id, group_id,
+                       client_msg_id)
 
     def dispatch(self, message: Message, recipient_ids: list[str]) -> Awaitable[Message]:
         """Append the message to each recipient's log (the sender's included)."""
