@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,19 +81,22 @@ class Dispatcher:
         self, sender_id: str, body: dict, *, type: str, to_user_id: str | None = None, group_id: str | None = None
     ) -> Message:
         """The message as sent: without a seq (Inbox.deliver gives it one)."""
-        return Message(
-            id=self.ids.new_id(),
-            type=type,
-            from_user_id=sender_id,
-            content=validate_content(body.get("content"), self.max_content_length),
-            created_at=int(self.clock.now()),
-            to_user_id=to_user_id,
-            group_id=group_id,
-            client_msg_id=validate_client_msg_id(body.get("client_msg_id")),
-        )
+        message_id = self.ids.new_id()
+        content = validate_content(body.get("content"), self.max_content_length)
+        client_msg_id = validate_client_msg_id(body.get("client_msg_id"))
+        # By position, in the order of Message's fields: once per send, cheaper than by keyword.
+        return Message(type, message_id, sender_id, content, int(self.clock.now()), to_user_id, group_id,
+                       client_msg_id)
 
-    async def dispatch(self, message: Message, recipient_ids: list[str]) -> Message:
+    def dispatch(self, message: Message, recipient_ids: list[str]) -> Awaitable[Message]:
         """Append the message to each recipient's log (the sender's included)."""
+        if message.client_msg_id is None:
+            # No key to claim: the delivery itself, with no coroutine of dispatch's own
+            # around it, which every resumption of the send would pass through.
+            return self._deliver_claimed(message, recipient_ids)
+        return self._claim_and_deliver(message, recipient_ids)
+
+    async def _claim_and_deliver(self, message: Message, recipient_ids: list[str]) -> Message:
         original = await self._claim_key(message)
         if original is not None:
             return original

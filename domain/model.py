@@ -216,7 +216,7 @@ class Group:
 PRIVATE, GROUP = "private", "group"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True, init=False)
 class Message:
     type: str  # PRIVATE or GROUP
     id: str
@@ -234,6 +234,27 @@ class Message:
     # A deleted message has no content left: its public object is a tombstone.
     edited_at: int | None = None
     deleted_at: int | None = None
+
+    def __init__(self, type: str, id: str, from_user_id: str, content: str, created_at: int,
+                 to_user_id: str | None = None, group_id: str | None = None, client_msg_id: str | None = None,
+                 seq: int | None = None, edited_at: int | None = None, deleted_at: int | None = None) -> None:
+        # The fields go straight into the instance's dict (so no __slots__): the __init__
+        # a frozen dataclass generates calls object.__setattr__ once per field, eleven
+        # calls for each of the few Messages every send builds, which cost more than all
+        # the rest of building one (docs/perf-notes.md, twenty-fifth round). The fields
+        # are listed above and here: a test keeps the two lists the same.
+        fields = self.__dict__
+        fields["type"] = type
+        fields["id"] = id
+        fields["from_user_id"] = from_user_id
+        fields["content"] = content
+        fields["created_at"] = created_at
+        fields["to_user_id"] = to_user_id
+        fields["group_id"] = group_id
+        fields["client_msg_id"] = client_msg_id
+        fields["seq"] = seq
+        fields["edited_at"] = edited_at
+        fields["deleted_at"] = deleted_at
 
     def with_seq(self, seq: int) -> Message:
         """This message as accepted, at its place in its conversation. (What
@@ -293,23 +314,23 @@ class Message:
 
     @classmethod
     def from_record(cls, record: dict) -> Message:
+        # Every notification a gateway reads is made a Message here: the arguments by
+        # position and the optional ints converted inline, cheaper than by keyword and a
+        # call each (docs/perf-notes.md, twenty-fifth round).
+        seq, edited_at, deleted_at = record.get("seq"), record.get("edited_at"), record.get("deleted_at")
         return cls(
-            type=record["type"],
-            id=record["id"],
-            from_user_id=record["from_user_id"],
-            content=record.get("content", ""),
-            created_at=int(record["created_at"]),
-            to_user_id=record.get("to_user_id"),
-            group_id=record.get("group_id"),
-            client_msg_id=record.get("client_msg_id"),
-            seq=_optional_int(record.get("seq")),
-            edited_at=_optional_int(record.get("edited_at")),
-            deleted_at=_optional_int(record.get("deleted_at")),
+            record["type"],
+            record["id"],
+            record["from_user_id"],
+            record.get("content", ""),
+            int(record["created_at"]),
+            record.get("to_user_id"),
+            record.get("group_id"),
+            record.get("client_msg_id"),
+            None if seq is None else int(seq),
+            None if edited_at is None else int(edited_at),
+            None if deleted_at is None else int(deleted_at),
         )
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 # Cursors ----------------------------------------------------------------

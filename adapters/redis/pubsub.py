@@ -90,6 +90,7 @@ async def read_replies(connection, on_reply: Callable[[Any], None], ping_interva
     timer for every message, and builds a dict of it). A watchdog beside the loop pings
     after `ping_interval` of silence; no answer within another one closes the connection,
     and this raises SilentConnection. `ping` sends the PING (default: on the connection)."""
+    _hand_back_push_replies(connection)
     loop = asyncio.get_running_loop()
     heard = _LastHeard(loop.time())
     watchdog = asyncio.ensure_future(_watch(connection, heard, ping_interval, ping))
@@ -110,6 +111,22 @@ async def read_replies(connection, on_reply: Callable[[Any], None], ping_interva
         watchdog.cancel()
         if watchdog.done() and not watchdog.cancelled():
             watchdog.exception()  # retrieved (it was raised above): no "never retrieved" log
+
+
+def _hand_back_push_replies(connection) -> None:
+    """With RESP3 every published message is a push reply, which redis-py gives to its
+    parser's pub/sub push handler before read_response() returns it. redis-py's own
+    handler logs it at debug level and builds that line - str() of [b"message", channel,
+    data] - whether or not the logger shows it, for every notification (docs/perf-notes.md,
+    twenty-fifth round). Ours hands the reply back as it is. (A RESP2 parser has no push
+    handler: nothing to do.)"""
+    parser = getattr(connection, "_parser", None)
+    if hasattr(parser, "set_pubsub_push_handler"):
+        parser.set_pubsub_push_handler(_push_reply_as_is)
+
+
+async def _push_reply_as_is(reply: Any) -> Any:
+    return reply
 
 
 async def _watch(connection, heard: _LastHeard, ping_interval: float, ping) -> None:

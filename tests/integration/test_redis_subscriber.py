@@ -305,3 +305,43 @@ async def test_a_followed_group_channel_is_heard_and_parsed_until_it_is_unfollow
     assert recorder.notifications[4].event.id == later.message.id
     await stop(task)
     assert recorder.resyncs == 1  # the group channels followed nothing at their subscription: no resync
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_published_messages_skip_redis_pys_debug_line(redis_client, channel, monkeypatch):
+    """redis-py's own push handler builds a debug line of every published message (str()
+    of the whole reply) even when nothing logs it; the readers hand replies back as they
+    are instead (pubsub.read_replies): the notifications arrive, redis-py's handler sees
+    none of them - on the notifications' channel nor on a followed group's."""
+    from redis._parsers.hiredis import _AsyncHiredisParser
+    from redis._parsers.resp3 import _AsyncRESP3Parser
+
+    from adapters.redis.group_streams import RedisGroupStreams
+    from application.ports import GroupSwitch
+    from domain.model import GROUP
+
+    seen_by_redis_py = []
+
+    async def recording(self, response):
+        if response[0] == b"message":
+            seen_by_redis_py.append(response)
+        return response
+
+    for parser in (_AsyncHiredisParser, _AsyncRESP3Parser):
+        monkeypatch.setattr(parser, "handle_pubsub_push_response", recording)
+    group_id, owner = str(uuid.uuid4()), str(uuid.uuid4())
+    await redis_client.set("seq:complete", "1")
+    streams = RedisGroupStreams(redis_client, channel=channel)
+    inbox = RedisInbox(redis_client, channel=channel)
+    subscriber = fast(redis_client, channel)
+    recorder = Recorder()
+    task = asyncio.ensure_future(subscriber.run(recorder.on_notification, recorder.on_resync))
+    await until(lambda: recorder.resyncs == 1)
+    await subscriber.follow([group_id])
+    await streams.apply(GroupSwitch(group_id, str(uuid.uuid4()), 3, 7, owner, False, (owner,)))
+    await streams.deliver(Message(type=GROUP, id=str(uuid.uuid4()), from_user_id=owner, content="hi",
+                                  created_at=1_700_000_000, group_id=group_id))
+    await inbox.deliver(message("one"), ["b"])
+    await until(lambda: len(recorder.notifications) == 3)
+    await stop(task)
+    assert seen_by_redis_py == []

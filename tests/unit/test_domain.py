@@ -341,3 +341,24 @@ def test_with_seq_is_replace_of_the_seq_alone():
     assert [f.name for f in dataclasses.fields(Message)] == [
         "type", "id", "from_user_id", "content", "created_at", "to_user_id", "group_id", "client_msg_id", "seq",
         "edited_at", "deleted_at"]
+
+
+def test_message_init_is_the_dataclass_one():
+    # Message.__init__ is written by hand (for speed): the same parameters, in the order and
+    # with the defaults of the fields, and a Message as frozen, comparable and hashable as the
+    # dataclass's own __init__ would make it.
+    import dataclasses
+    import inspect
+
+    parameters = list(inspect.signature(Message.__init__).parameters.values())[1:]
+    assert [(p.name, p.default) for p in parameters] == [
+        (f.name, inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(Message)]
+    values = dict(type=PRIVATE, id="m", from_user_id="a", content="c", created_at=1, to_user_id="b",
+                  group_id=None, client_msg_id="k", seq=3, edited_at=4, deleted_at=5)
+    message = Message(**values)
+    assert dataclasses.asdict(message) == values
+    assert message == Message(*values.values()) and hash(message) == hash(Message(*values.values()))
+    assert message != dataclasses.replace(message, seq=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.seq = 4  # type: ignore[misc]
