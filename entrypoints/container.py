@@ -49,6 +49,7 @@ from adapters.redis.group_persist_queue import RedisBucketPersistQueue, RedisGro
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
+from adapters.redis.layout import SINGLE, ClusterLayout
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
 from adapters.redis.presence_bus import RedisPresenceBus
@@ -215,6 +216,10 @@ class Container(containers.DeclarativeContainer):
     cluster_keys = providers.Singleton(ClusterKeys, buckets)
     redis_topology = settings.provided.redis_topology
     bucket_count = providers.Singleton(BucketCount, redis, settings.provided.redis_buckets)
+    # Where the adapters of users' and gateways' state keep their keys (adapters/redis/layout.py):
+    # one Redis's names unchanged, or hash tags that keep each script's keys in one slot.
+    key_layout = providers.Selector(redis_topology, single=providers.Object(SINGLE),
+                                    cluster=providers.Singleton(ClusterLayout, buckets))
     bus = providers.Singleton(InProcessBus)
 
     messages = providers.Singleton(SqlMessageStore, database)
@@ -468,7 +473,8 @@ class Container(containers.DeclarativeContainer):
         mode,
         embedded=providers.Singleton(MemoryPresenceStore, clock, settings.provided.presence_grace),
         # Closed by the server's stop (PresenceTracker.close), before the Redis client.
-        production=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace),
+        production=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace,
+                                       layout=key_layout),
     )
     presence_bus = providers.Selector(mode, embedded=providers.Singleton(InProcessPresenceBus),
                                       production=providers.Singleton(RedisPresenceBus, redis))
