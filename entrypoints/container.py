@@ -380,7 +380,8 @@ class Container(containers.DeclarativeContainer):
         mode,
         embedded=providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_user),
         production=providers.Resource(
-            _closed_at_shutdown, RedisConnectionCounter, redis, settings.provided.ws_max_per_user, closing=closing
+            _closed_at_shutdown, RedisConnectionCounter, redis, settings.provided.ws_max_per_user,
+            layout=key_layout, closing=closing,
         ),
     )
     sockets_per_address = providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_address)
