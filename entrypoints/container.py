@@ -240,7 +240,7 @@ class Container(containers.DeclarativeContainer):
     cursor_checkpoints = providers.Selector(
         mode,
         embedded=providers.Singleton(SqliteCursorCheckpoints, database),
-        production=providers.Singleton(RedisCursorCheckpoints, redis),
+        production=providers.Singleton(RedisCursorCheckpoints, redis, layout=key_layout),
     )
     # The streams while large groups are on, None while they are off (every group fans out).
     large_group_streams = providers.Selector(
