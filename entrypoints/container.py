@@ -277,7 +277,12 @@ class Container(containers.DeclarativeContainer):
     recent_messages = providers.Selector(
         mode,
         embedded=providers.Singleton(NoRecentMessages),
-        production=providers.Singleton(RedisRecentMessages, redis),
+        # A message not stored yet: in the caller's log, else in what the worker has not stored.
+        production=providers.Selector(
+            redis_topology,
+            single=providers.Singleton(RedisRecentMessages, redis),
+            cluster=providers.Singleton(RedisRecentMessages.on_cluster, redis, cluster_keys),
+        ),
     )
 
     redis_idempotency = providers.Singleton(RedisIdempotencyKeys, redis)
