@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from adapters.redis.layout import SINGLE, KeyLayout
 from adapters.redis.support import text, unavailable
@@ -50,7 +51,8 @@ TTL = 14 * 24 * 3600  # COURIER_CURSOR_CHECKPOINT_TTL
 
 
 class RedisCursorCheckpoints(CursorCheckpoints):
-    def __init__(self, client: aioredis.Redis, *, ttl: int = TTL, ring: int = RING, layout: KeyLayout = SINGLE):
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, ttl: int = TTL, ring: int = RING,
+                 layout: KeyLayout = SINGLE):
         self._client = client
         self._ttl = int(ttl)
         self._ring = ring

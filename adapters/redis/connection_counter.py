@@ -19,6 +19,7 @@ import logging
 import uuid
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from adapters.redis.layout import SINGLE, KeyLayout
 from adapters.redis.support import lua, unavailable
@@ -34,7 +35,7 @@ COUNTS_TTL = 2 * 24 * 3600  # seconds: far beyond a token's life, and so a socke
 class RedisConnectionCounter(ConnectionCounter):
     """At most `limit` sockets per key (a user id) over all gateways; 0 turns it off."""
 
-    def __init__(self, client: aioredis.Redis, limit: int, gateway_id: str | None = None,
+    def __init__(self, client: aioredis.Redis | RedisCluster, limit: int, gateway_id: str | None = None,
                  lease: float = LEASE_SECONDS, layout: KeyLayout = SINGLE):
         self._client = client
         self._prefix = layout.service("ws")

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from adapters.redis.layout import SINGLE, KeyLayout
 from adapters.redis.support import lua, text, unavailable
@@ -79,7 +80,7 @@ class _Entry:
 
 
 class RedisPresenceStore(PresenceStore):
-    def __init__(self, client: aioredis.Redis, grace: float, gateway_id: str | None = None,
+    def __init__(self, client: aioredis.Redis | RedisCluster, grace: float, gateway_id: str | None = None,
                  lease: float = LEASE_SECONDS, layout: KeyLayout = SINGLE):
         self._client = client
         self.keys = PresenceKeys(layout)
