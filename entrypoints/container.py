@@ -49,6 +49,7 @@ from adapters.redis.group_persist_queue import RedisBucketPersistQueue, RedisGro
 from adapters.redis.group_streams import RedisGroupStreams
 from adapters.redis.idempotency import RedisIdempotencyKeys
 from adapters.redis.inbox import RedisInbox
+from adapters.redis.layout import SINGLE, ClusterLayout
 from adapters.redis.limits import RedisFailureThrottle, RedisRateLimiter
 from adapters.redis.persist_queue import RedisPersistQueue
 from adapters.redis.presence_bus import RedisPresenceBus
@@ -217,6 +218,10 @@ class Container(containers.DeclarativeContainer):
     # The key layout the adapters shared by both topologies are given: None keeps one Redis's names.
     cluster_layout = providers.Selector(redis_topology, single=providers.Object(None), cluster=cluster_keys)
     bucket_count = providers.Singleton(BucketCount, redis, settings.provided.redis_buckets)
+    # Where the adapters of users' and gateways' state keep their keys (adapters/redis/layout.py):
+    # one Redis's names unchanged, or hash tags that keep each script's keys in one slot.
+    key_layout = providers.Selector(redis_topology, single=providers.Object(SINGLE),
+                                    cluster=providers.Singleton(ClusterLayout, buckets))
     bus = providers.Singleton(InProcessBus)
 
     messages = providers.Singleton(SqlMessageStore, database)
@@ -237,7 +242,7 @@ class Container(containers.DeclarativeContainer):
     cursor_checkpoints = providers.Selector(
         mode,
         embedded=providers.Singleton(SqliteCursorCheckpoints, database),
-        production=providers.Singleton(RedisCursorCheckpoints, redis),
+        production=providers.Singleton(RedisCursorCheckpoints, redis, layout=key_layout),
     )
     # The streams while large groups are on, None while they are off (every group fans out).
     large_group_streams = providers.Selector(
@@ -274,7 +279,12 @@ class Container(containers.DeclarativeContainer):
     recent_messages = providers.Selector(
         mode,
         embedded=providers.Singleton(NoRecentMessages),
-        production=providers.Singleton(RedisRecentMessages, redis),
+        # A message not stored yet: in the caller's log, else in what the worker has not stored.
+        production=providers.Selector(
+            redis_topology,
+            single=providers.Singleton(RedisRecentMessages, redis),
+            cluster=providers.Singleton(RedisRecentMessages.on_cluster, redis, cluster_keys),
+        ),
     )
 
     redis_idempotency = providers.Singleton(RedisIdempotencyKeys, redis)
@@ -380,7 +390,8 @@ class Container(containers.DeclarativeContainer):
         mode,
         embedded=providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_user),
         production=providers.Resource(
-            _closed_at_shutdown, RedisConnectionCounter, redis, settings.provided.ws_max_per_user, closing=closing
+            _closed_at_shutdown, RedisConnectionCounter, redis, settings.provided.ws_max_per_user,
+            layout=key_layout, closing=closing,
         ),
     )
     sockets_per_address = providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_address)
@@ -478,7 +489,8 @@ class Container(containers.DeclarativeContainer):
         mode,
         embedded=providers.Singleton(MemoryPresenceStore, clock, settings.provided.presence_grace),
         # Closed by the server's stop (PresenceTracker.close), before the Redis client.
-        production=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace),
+        production=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace,
+                                       layout=key_layout),
     )
     presence_bus = providers.Selector(mode, embedded=providers.Singleton(InProcessPresenceBus),
                                       production=providers.Singleton(RedisPresenceBus, redis))

@@ -32,7 +32,11 @@ send needs Redis anyway). Should the bump after the write fail, the TTL (an
 hour) bounds how long a reader that raced it may be served the old members.
 A change that fails (the database down) drops the entry all the same, since it
 cannot tell whether the database took it: that group's sends then wait for the
-database. list_for_member() passes through (not on the send path)."""
+database. list_for_member() passes through (not on the send path).
+
+On a Redis Cluster the keys are the same: a user's entry is one key (a batch of them is
+read by support.get_many, one MGET per slot), and a group's entry and generation share
+the group's hash tag, so its script and its MULTI stay in one slot."""
 from __future__ import annotations
 
 import logging
@@ -43,7 +47,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from adapters.redis.support import text, unavailable
+from adapters.redis.support import get_many, text, unavailable
 from application.ports import (
     Announcement,
     GroupPage,
@@ -179,7 +183,7 @@ class RedisCachedUserRepository(UserRepository):
         if not user_ids or self._skipped.paused:
             raise ServiceUnavailable("neither the database nor the user cache can answer")
         with unavailable("user cache"):
-            values = await self._client.mget([user_key(user_id) for user_id in user_ids])
+            values = await get_many(self._client, [user_key(user_id) for user_id in user_ids])
         return {user_id for user_id, value in zip(user_ids, values, strict=True) if value is not None}
 
     async def _store(self, user: User) -> None:

@@ -21,7 +21,11 @@ cuts the same vectors, and must not push the user's other checkpoints out of the
 A checkpoint that is read (a cursor naming it resolved: a pull, a socket's attach) when
 more than half of its time is gone is kept for another whole TTL: a client that keeps
 resuming from cursors naming one checkpoint (few groups moved since) never sees it
-expire under it."""
+expire under it.
+
+On a Redis Cluster a user's keys start with the tag of the user's bucket ("{t}:ckpt:<U>:...",
+KeyLayout.user): the MULTIs below touch several of them, which a cluster takes in one slot
+only. One Redis keeps the names above."""
 from __future__ import annotations
 
 import hashlib
@@ -29,13 +33,16 @@ import time
 from collections.abc import Mapping
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from adapters.redis.layout import SINGLE, KeyLayout
 from adapters.redis.support import text, unavailable
 from application.ports import CursorCheckpoints
 from domain import errors
 from domain.cursor import Position, stream_id
 from domain.model import cursor_position
 
+# One Redis's names; on a cluster each starts with its user's tag (KeyLayout.user).
 SLOT = "ckpt:{}:{}"
 NEXT = "ckpt:{}:next"
 DIGEST = "ckpt:{}:d:{}"
@@ -44,20 +51,33 @@ TTL = 14 * 24 * 3600  # COURIER_CURSOR_CHECKPOINT_TTL
 
 
 class RedisCursorCheckpoints(CursorCheckpoints):
-    def __init__(self, client: aioredis.Redis, *, ttl: int = TTL, ring: int = RING):
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, ttl: int = TTL, ring: int = RING,
+                 layout: KeyLayout = SINGLE):
         self._client = client
         self._ttl = int(ttl)
         self._ring = ring
+        self._layout = layout
+
+    def slot_key(self, user_id: str, checkpoint: int) -> str:
+        """Where checkpoint `checkpoint` of the user is kept (while no later one took its place)."""
+        return self._layout.user(user_id) + SLOT.format(user_id, checkpoint % self._ring)
+
+    def next_key(self, user_id: str) -> str:
+        return self._layout.user(user_id) + NEXT.format(user_id)
+
+    def _digest_key(self, user_id: str, vector: str) -> str:
+        digest = hashlib.blake2b(vector.encode(), digest_size=12).hexdigest()
+        return self._layout.user(user_id) + DIGEST.format(user_id, digest)
 
     async def save(self, user_id: str, groups: Mapping[int, Position]) -> int:
-        counter = NEXT.format(user_id)
+        counter = self.next_key(user_id)
         vector = ",".join(f"{stream}={stream_id(position)}" for stream, position in sorted(groups.items()))
-        digest = _digest(user_id, vector)
+        digest = self._digest_key(user_id, vector)
         with unavailable("checkpoint"):
             same = await self._client.get(digest)
             if same is not None:
                 checkpoint = int(same)
-                slot = SLOT.format(user_id, checkpoint % self._ring)
+                slot = self.slot_key(user_id, checkpoint)
                 if await self._client.get(slot) == f"{checkpoint}:{vector}".encode():
                     async with self._client.pipeline(transaction=True) as pipe:
                         pipe.expire(slot, self._ttl)
@@ -71,13 +91,13 @@ class RedisCursorCheckpoints(CursorCheckpoints):
                 pipe.expire(counter, self._ttl)
                 _, checkpoint, _ = await pipe.execute()
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.set(SLOT.format(user_id, checkpoint % self._ring), f"{checkpoint}:{vector}", ex=self._ttl)
+                pipe.set(self.slot_key(user_id, checkpoint), f"{checkpoint}:{vector}", ex=self._ttl)
                 pipe.set(digest, checkpoint, ex=self._ttl)
                 await pipe.execute()
         return int(checkpoint)
 
     async def load(self, user_id: str, checkpoint: int) -> dict[int, Position]:
-        slot = SLOT.format(user_id, checkpoint % self._ring)
+        slot = self.slot_key(user_id, checkpoint)
         with unavailable("checkpoint"):
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.get(slot)
@@ -90,13 +110,10 @@ class RedisCursorCheckpoints(CursorCheckpoints):
                     with unavailable("checkpoint"):
                         async with self._client.pipeline(transaction=True) as pipe:
                             pipe.expire(slot, self._ttl)
-                            pipe.expire(_digest(user_id, vector), self._ttl)
-                            pipe.expire(NEXT.format(user_id), self._ttl)
+                            pipe.expire(self._digest_key(user_id, vector), self._ttl)
+                            pipe.expire(self.next_key(user_id), self._ttl)
                             await pipe.execute()
                 return {int(stream): cursor_position(position)
                         for stream, position in (part.split("=") for part in vector.split(",") if part)}
         raise errors.CursorExpired("the cursor's checkpoint is no longer kept; use the history calls")
 
-
-def _digest(user_id: str, vector: str) -> str:
-    return DIGEST.format(user_id, hashlib.blake2b(vector.encode(), digest_size=12).hexdigest())

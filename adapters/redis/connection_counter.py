@@ -6,7 +6,12 @@ a shared sorted set, renewed while it runs (keep_alive) and dropped when it stop
 them - stop counting and are cleaned up by the next acquire for that user. A user
 whose gateway was killed with sockets open may so be short of sockets for up to one
 lease. A release that Redis could not take is kept and tried again with the next
-renewal, so an outage never leaves a user's count too high for good."""
+renewal, so an outage never leaves a user's count too high for good.
+
+The keys: ws:open:<user> and ws:gateways on one Redis. The acquire script reads the
+leases beside a user's counts, and any user's counts beside the one lease set, so on a
+Redis Cluster all of them are `{ws}:...` (KeyLayout.service): one slot, a single-slot
+service as presence is (a few small keys per user with sockets open)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,41 +19,44 @@ import logging
 import uuid
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from adapters.redis.layout import SINGLE, KeyLayout
 from adapters.redis.support import lua, unavailable
 from application.ports import ConnectionCounter
 from domain.errors import ServiceUnavailable
 
 log = logging.getLogger("courier.redis.sockets")
 
-GATEWAYS_KEY = "ws:gateways"
 LEASE_SECONDS = 30.0
 COUNTS_TTL = 2 * 24 * 3600  # seconds: far beyond a token's life, and so a socket's
-
-
-def counts_key(user_id: str) -> str:
-    return f"ws:open:{user_id}"
 
 
 class RedisConnectionCounter(ConnectionCounter):
     """At most `limit` sockets per key (a user id) over all gateways; 0 turns it off."""
 
-    def __init__(self, client: aioredis.Redis, limit: int, gateway_id: str | None = None,
-                 lease: float = LEASE_SECONDS):
+    def __init__(self, client: aioredis.Redis | RedisCluster, limit: int, gateway_id: str | None = None,
+                 lease: float = LEASE_SECONDS, layout: KeyLayout = SINGLE):
         self._client = client
+        self._prefix = layout.service("ws")
+        self.gateways_key = self._prefix + "gateways"
         self._limit = limit
         self.gateway_id = gateway_id or uuid.uuid4().hex
         self._lease = lease
         self._acquire = client.register_script(lua("sockets_acquire.lua"))
         self._release = client.register_script(lua("sockets_release.lua"))
+        self._renew_lease = client.register_script(lua("sockets_renew.lua"))
         self._unreleased: list[str] = []
+
+    def counts_key(self, user_id: str) -> str:
+        return self._prefix + "open:" + user_id
 
     async def acquire(self, key: str) -> bool:
         if self._limit <= 0:
             return True
         with unavailable("socket count"):
             counted = await self._acquire(
-                keys=[counts_key(key), GATEWAYS_KEY],
+                keys=[self.counts_key(key), self.gateways_key],
                 args=[self.gateway_id, self._limit, int(self._lease * 1000), COUNTS_TTL],
             )
         return int(counted) == 1
@@ -64,7 +72,7 @@ class RedisConnectionCounter(ConnectionCounter):
 
     async def _release_one(self, key: str) -> None:
         with unavailable("socket count"):
-            await self._release(keys=[counts_key(key)], args=[self.gateway_id])
+            await self._release(keys=[self.counts_key(key)], args=[self.gateway_id])
 
     async def keep_alive(self) -> None:
         """Renew this gateway's lease (and retry failed releases) until cancelled."""
@@ -78,14 +86,9 @@ class RedisConnectionCounter(ConnectionCounter):
             await asyncio.sleep(self._lease / 3)
 
     async def _renew(self) -> None:
-        # On Redis' clock, as the acquire script reads it.
         with unavailable("socket lease"):
-            seconds, micros = await self._client.time()
-            now_ms = seconds * 1000 + micros // 1000
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zadd(GATEWAYS_KEY, {self.gateway_id: now_ms + int(self._lease * 1000)})
-                pipe.zremrangebyscore(GATEWAYS_KEY, "-inf", now_ms - COUNTS_TTL * 1000)
-                await pipe.execute()
+            await self._renew_lease(keys=[self.gateways_key],
+                                    args=[self.gateway_id, int(self._lease * 1000), COUNTS_TTL])
         while self._unreleased:
             await self._release_one(self._unreleased[0])
             self._unreleased.pop(0)
@@ -96,6 +99,6 @@ class RedisConnectionCounter(ConnectionCounter):
             return
         try:
             with unavailable("socket lease"):
-                await self._client.zrem(GATEWAYS_KEY, self.gateway_id)
+                await self._client.zrem(self.gateways_key, self.gateway_id)
         except ServiceUnavailable as error:
             log.warning("could not drop this gateway's socket lease (it runs out by itself): %s", error)

@@ -3,7 +3,11 @@
 One channel per user (presence:changes:{user_id}); a gateway subscribes to the users its
 sockets watch, so Redis hands a change to the gateways watching that user and no other:
 a change costs O(its subscribers), and a gateway hears nothing of anyone else. A gateway
-subscribes once per user however many of its sockets watch it (watch/unwatch are counted)."""
+subscribes once per user however many of its sockets watch it (watch/unwatch are counted).
+
+On a Redis Cluster the same channels: a classic PUBLISH reaches every node, and each
+gateway subscribes on any one of them (adapters/redis/pubsub.py); only the question of
+who watches asks every node (support.subscriber_counts)."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from adapters.redis.subscription import Subscription
-from adapters.redis.support import unavailable
+from adapters.redis.support import publish_all, subscriber_counts, unavailable
 from application.ports import PresenceBus
 from domain.presence import PresenceStatus
 
@@ -81,18 +85,15 @@ class RedisPresenceBus(PresenceBus):
             if len(statuses) == 1:
                 await self._client.publish(self._channel(statuses[0].user_id), encode(statuses[0]))
                 return
-            # One round trip, in order; not a transaction (each PUBLISH stands alone).
-            async with self._client.pipeline(transaction=False) as pipe:
-                for status in statuses:
-                    pipe.publish(self._channel(status.user_id), encode(status))
-                await pipe.execute()
+            # One round trip, in order.
+            await publish_all(self._client, [(self._channel(status.user_id), encode(status)) for status in statuses])
 
     async def watched_among(self, user_ids: Sequence[str]) -> set[str]:
-        """PUBSUB NUMSUB: whether each user's channel has a subscriber on this server."""
+        """PUBSUB NUMSUB: whether each user's channel has a subscriber (on any node of a cluster)."""
         if not user_ids:
             return set()
         with unavailable("presence changes"):
-            counts = await self._client.pubsub_numsub(*(self._channel(user_id) for user_id in user_ids))
+            counts = await subscriber_counts(self._client, [self._channel(user_id) for user_id in user_ids])
         prefix = len(self._prefix)
         return {(channel.decode() if isinstance(channel, bytes) else channel)[prefix:]
                 for channel, subscribers in counts if subscribers}

@@ -8,6 +8,11 @@ The layout (all times on Redis' clock, read by TIME inside the scripts):
 - presence:sweeping: gateways found dead whose users are still being taken off;
 - presence:leaving, a sorted set: user -> end of its grace (ms).
 
+On a Redis Cluster every one of them is `{presence}:...` instead (KeyLayout.service): the
+scripts read and write users' hashes and gateways' sets they cannot declare (a sweep finds
+them as it goes), and a script's keys must all be in one slot. So presence is a single-slot
+service on a cluster: one master holds it all, as one Redis does.
+
 A gateway writes under a name of its own, `gateway_id:random`, renewed each time it
 finds that it was swept as dead (its lease ran out: it was stopped, or cut off from Redis,
 for longer than a lease): the sweep of the old name then runs on undisturbed while the
@@ -32,7 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from adapters.redis.layout import SINGLE, KeyLayout
 from adapters.redis.support import lua, text, unavailable
 from application.ports import PresenceStore
 from domain.errors import ServiceUnavailable
@@ -40,11 +47,6 @@ from domain.presence import PresenceStatus
 
 log = logging.getLogger("courier.redis.presence")
 
-GATEWAYS_KEY = "presence:gateways"
-SWEEPING_KEY = "presence:sweeping"
-LEAVING_KEY = "presence:leaving"
-USER_PREFIX = "presence:user:"
-GATEWAY_PREFIX = "presence:gw:"
 LEASE_SECONDS = 12.0
 # Per expire script: Redis serves nobody else while a script runs, so a big sweep (a dead
 # gateway's ten thousand users, or thousands whose grace ends together) is done in many
@@ -55,8 +57,18 @@ EXPIRE_ROUNDS = 200  # calls at most per expire(): the rest waits for the next o
 ARRIVE, LEAVE, SYNC, CLOSE, RENEW = "a", "l", "s", "c", "r"
 
 
-def user_key(user_id: str) -> str:
-    return USER_PREFIX + user_id
+class PresenceKeys:
+    """The store's key names: the module's constants on one Redis, under `{presence}` on a cluster."""
+
+    __slots__ = ("gateways", "sweeping", "leaving", "users", "gateway_sets")
+
+    def __init__(self, layout: KeyLayout = SINGLE):
+        prefix = layout.service("presence")
+        self.gateways, self.sweeping, self.leaving = prefix + "gateways", prefix + "sweeping", prefix + "leaving"
+        self.users, self.gateway_sets = prefix + "user:", prefix + "gw:"
+
+    def user(self, user_id: str) -> str:
+        return self.users + user_id
 
 
 @dataclass
@@ -68,9 +80,10 @@ class _Entry:
 
 
 class RedisPresenceStore(PresenceStore):
-    def __init__(self, client: aioredis.Redis, grace: float, gateway_id: str | None = None,
-                 lease: float = LEASE_SECONDS):
+    def __init__(self, client: aioredis.Redis | RedisCluster, grace: float, gateway_id: str | None = None,
+                 lease: float = LEASE_SECONDS, layout: KeyLayout = SINGLE):
         self._client = client
+        self.keys = PresenceKeys(layout)
         self._grace_ms = int(grace * 1000)
         self.gateway_id = gateway_id or uuid.uuid4().hex
         self._lease = lease
@@ -113,8 +126,8 @@ class RedisPresenceStore(PresenceStore):
         for _ in range(EXPIRE_ROUNDS):
             with unavailable("presence"):
                 reply = await self._expire(
-                    keys=[GATEWAYS_KEY, SWEEPING_KEY, LEAVING_KEY],
-                    args=[USER_PREFIX, GATEWAY_PREFIX, EXPIRE_LIMIT, self._grace_ms],
+                    keys=[self.keys.gateways, self.keys.sweeping, self.keys.leaving],
+                    args=[self.keys.users, self.keys.gateway_sets, EXPIRE_LIMIT, self._grace_ms],
                 )
             for i in range(1, len(reply), 3):
                 changed.append(PresenceStatus(text(reply[i]), False, _seconds(reply[i + 2]), int(reply[i + 1])))
@@ -129,15 +142,15 @@ class RedisPresenceStore(PresenceStore):
         with unavailable("presence"):
             async with self._client.pipeline(transaction=False) as pipe:
                 for user_id in user_ids:
-                    pipe.hmget(user_key(user_id), "online", "last_seen", "version")
+                    pipe.hmget(self.keys.user(user_id), "online", "last_seen", "version")
                 rows = await pipe.execute()
         return [_status(user_id, row) for user_id, row in zip(user_ids, rows, strict=True)]
 
     async def touch(self, user_id: str) -> PresenceStatus:
         with unavailable("presence"):
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hincrby(user_key(user_id), "version", 1)
-                pipe.hmget(user_key(user_id), "online", "last_seen", "version")
+                pipe.hincrby(self.keys.user(user_id), "version", 1)
+                pipe.hmget(self.keys.user(user_id), "online", "last_seen", "version")
                 _, row = await pipe.execute()
         return _status(user_id, row)
 
@@ -214,11 +227,12 @@ class RedisPresenceStore(PresenceStore):
 
     async def _call(self, entries: list[_Entry]):
         args: list[str | int] = [self._name, int(self._lease * 1000), self._grace_ms,
-                                 "1" if self._registered else "0", USER_PREFIX]
+                                 "1" if self._registered else "0", self.keys.users]
         for entry in entries:
             args += [entry.kind, len(entry.users), *entry.users]
         with unavailable("presence"):
-            return await self._apply(keys=[GATEWAYS_KEY, LEAVING_KEY, GATEWAY_PREFIX + self._name], args=args)
+            return await self._apply(keys=[self.keys.gateways, self.keys.leaving, self.keys.gateway_sets + self._name],
+                                     args=args)
 
     def _hand_out(self, reply, sent: list[_Entry], asked: list[_Entry]) -> None:
         """Each arrival gets the changes of its own users; a change nobody asked for (a

@@ -4,12 +4,20 @@ stream:persist, which holds exactly what is not stored yet (the persister delete
 it acked). A large group's message is in no member's log but in its group's stream, and
 waits in lg:{G}:persist: for one not in the caller's log, the persist streams of the
 caller's large groups (lgm:<U>: the sender's, or the deleting owner's) are read too -
-each holds only what is not stored yet, so they are short."""
+each holds only what is not stored yet, so they are short.
+
+On a Redis Cluster a user's log is {t}:log:<user> and the backlog is split over every
+bucket's {t}:persist (adapters/redis/cluster_keys.py): on_cluster() makes the adapter
+that reads those, the pages of all the backlog's streams in one pipeline per round."""
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.group_streams import LARGE_GROUPS_OF, PERSIST
 from adapters.redis.inbox import INBOX_KEY, PERSIST_STREAM
 from adapters.redis.support import unavailable
@@ -27,17 +35,25 @@ BACKLOG_LIMIT = 50_000
 
 
 class RedisRecentMessages(RecentMessages):
-    def __init__(self, redis: aioredis.Redis, look_back: int = LOOK_BACK, backlog_limit: int = BACKLOG_LIMIT,
-                 persist_stream: str = PERSIST_STREAM):
+    def __init__(self, redis: aioredis.Redis | RedisCluster, look_back: int = LOOK_BACK,
+                 backlog_limit: int = BACKLOG_LIMIT, persist_streams: Sequence[str] = (PERSIST_STREAM,),
+                 log_key: Callable[[str], str] = INBOX_KEY.format):
         self._redis = redis
         self._look_back = look_back
         self._backlog_limit = backlog_limit
-        self._persist_stream = persist_stream
+        self._persist_streams = list(persist_streams)
+        self._log_key = log_key
+
+    @classmethod
+    def on_cluster(cls, redis: RedisCluster, keys: ClusterKeys, **kwargs) -> RedisRecentMessages:
+        """The adapter for the cluster's layout: each user's log in its bucket, every bucket's backlog."""
+        return cls(redis, persist_streams=[keys.persist(bucket) for bucket in range(keys.buckets.count)],
+                   log_key=keys.log, **kwargs)
 
     async def find(self, user_id: str, message_id: str) -> Message | None:
         wanted = message_id.encode()
         with unavailable("recent"):
-            entries = await self._redis.xrevrange(INBOX_KEY.format(user_id), count=self._look_back)
+            entries = await self._redis.xrevrange(self._log_key(user_id), count=self._look_back)
             message = _matching(entries, message_id, wanted)
             if message is not None:
                 return message
@@ -62,16 +78,29 @@ class RedisRecentMessages(RecentMessages):
         return None
 
     async def _in_backlog(self, message_id: str, wanted: bytes) -> Message | None:
-        start, read = "-", 0
-        while read < self._backlog_limit:
-            entries = await self._redis.xrange(self._persist_stream, min=start, count=self._look_back)
-            message = _matching(entries, message_id, wanted)
-            if message is not None or len(entries) < self._look_back:
-                return message
-            read += len(entries)
-            last = entries[-1][0]
-            start = "(" + (last.decode() if isinstance(last, bytes) else last)
-        raise errors.ServiceUnavailable("the message may not be stored yet: try again in a moment")
+        """Every backlog stream from its oldest entry, a page of each per round trip, until
+        each is read to its end or backlog_limit entries were read in all."""
+        starts = dict.fromkeys(self._persist_streams, "-")
+        read = 0
+        while starts:
+            if read >= self._backlog_limit:
+                raise errors.ServiceUnavailable("the message may not be stored yet: try again in a moment")
+            streams = list(starts)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for stream in streams:
+                    pipe.xrange(stream, min=starts[stream], count=self._look_back)
+                pages = await pipe.execute()
+            for stream, entries in zip(streams, pages, strict=True):
+                message = _matching(entries, message_id, wanted)
+                if message is not None:
+                    return message
+                read += len(entries)
+                if len(entries) < self._look_back:
+                    del starts[stream]  # read to its end
+                else:
+                    last = entries[-1][0]
+                    starts[stream] = "(" + (last.decode() if isinstance(last, bytes) else last)
+        return None
 
 
 def _matching(entries, message_id: str, wanted: bytes) -> Message | None:

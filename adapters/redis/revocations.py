@@ -2,27 +2,29 @@
 per user logged out everywhere, each expiring when the tokens it refuses expire (so
 nothing has to be swept). Redis keeps them across restarts as it keeps the inboxes
 (the append-only file). Each revocation is announced on a pub/sub channel, in the same
-atomic step as it is stored, so every gateway closes the sockets concerned at once."""
+atomic step as it is stored, so every gateway closes the sockets concerned at once.
+
+On a Redis Cluster the same keys, in as many slots: each script touches one key (and
+publishes: classic pub/sub reaches every node), and a batch of questions is one MGET per
+slot (support.get_many)."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 
-from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS, lua, text, unavailable
+from adapters.redis.subscription import Subscription
+from adapters.redis.support import get_many, lua, text, unavailable
 from application.ports import TokenClaims, TokenRevocations
 
 log = logging.getLogger("courier.redis.revocations")
 
 CHANNEL = "revocations"
-POLL_SECONDS = 15.0  # the follower's longest wait for a message: then it pings (a dead connection shows)
+PING_SECONDS = 15.0  # the follower's longest silence: then it pings (a dead connection shows)
 MAX_BACKOFF = 1.0
 
 
@@ -35,18 +37,19 @@ def floor_key(user_id: str) -> str:
 
 
 class RedisTokenRevocations(TokenRevocations):
-    def __init__(self, client: aioredis.Redis, channel: str = CHANNEL):
+    def __init__(self, client: aioredis.Redis | RedisCluster, channel: str = CHANNEL):
         self._client = client
         self._channel = channel
         self._revoke_all = client.register_script(lua("revocations.lua"))
+        self._revoke_token = client.register_script(lua("revoke_token.lua"))
 
     async def revoke(self, claims: TokenClaims) -> None:
         with unavailable("revocations"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                if claims.expires_at > time.time():  # else refused anyway: nothing to keep
-                    pipe.set(token_key(claims.token_id), b"1", exat=claims.expires_at)
-                pipe.publish(self._channel, claims.user_id)
-                await pipe.execute()
+            if claims.expires_at > time.time():
+                await self._revoke_token(keys=[token_key(claims.token_id)],
+                                         args=[claims.expires_at, self._channel, claims.user_id])
+            else:  # refused anyway: nothing to keep
+                await self._client.publish(self._channel, claims.user_id)
 
     async def revoke_all(self, user_id: str, issued_before: float, until: float) -> None:
         with unavailable("revocations"):
@@ -58,7 +61,7 @@ class RedisTokenRevocations(TokenRevocations):
             return []
         keys = [token_key(c.token_id) for c in claims] + [floor_key(c.user_id) for c in claims]
         with unavailable("revocations"):
-            values = await self._client.mget(keys)
+            values = await get_many(self._client, keys)
         count = len(claims)
         answers = []
         for index, c in enumerate(claims):
@@ -67,40 +70,17 @@ class RedisTokenRevocations(TokenRevocations):
         return answers
 
     async def follow(self, on_revoked: Callable[[str | None], None]) -> None:
-        """Subscribe to the announcements, on a connection of its own with redis-py's
-        retries off (a reconnect behind our back would skip what was announced meanwhile):
-        after every (re)subscription, on_revoked(None)."""
-        pool = self._client.connection_pool
-        client = aioredis.Redis.from_pool(aioredis.ConnectionPool(
-            connection_class=pool.connection_class, max_connections=2,
-            **{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0), "health_check_interval": POLL_SECONDS,
-               "decode_responses": False, "maint_notifications_config": NO_MAINTENANCE_NOTIFICATIONS},
-        ))
-        backoff = 0.1
-        try:
-            while True:
-                pubsub = client.pubsub()
-                try:
-                    await pubsub.subscribe(self._channel)
-                    subscribed = False
-                    while True:
-                        # With a timeout, so that an idle connection is pinged (health_check_interval)
-                        # and a dead one noticed.
-                        message = await pubsub.get_message(timeout=POLL_SECONDS)
-                        if message is None:
-                            continue
-                        if message["type"] == "subscribe" and not subscribed:
-                            # Only from the confirmation on is every announcement sure to
-                            # come here: what came before may have been missed.
-                            subscribed, backoff = True, 0.1
-                            on_revoked(None)
-                        elif message["type"] == "message":
-                            on_revoked(text(message["data"]))
-                except Exception as error:  # noqa: BLE001 - reconnect, never stop following
-                    log.warning("lost the revocation announcements (%r); resubscribing", error)
-                    await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-                    backoff = min(2 * backoff, MAX_BACKOFF)
-                finally:
-                    await pubsub.aclose()
-        finally:
-            await client.aclose()
+        """Until cancelled: each announcement to on_revoked(user id), and on_revoked(None)
+        after every (re)subscription (what was announced while it was down may be missed).
+        The subscription reads on a connection of its own with redis-py's retries off - a
+        reconnect behind our back would skip what was announced meanwhile - on any node of
+        a cluster (adapters/redis/pubsub.py)."""
+        def on_message(channel: bytes, data: bytes) -> None:
+            on_revoked(text(data))
+
+        async def on_resync() -> None:
+            on_revoked(None)
+
+        subscription = Subscription(self._client, "courier-revocations", [self._channel.encode()],
+                                    ping_interval=PING_SECONDS, max_backoff=MAX_BACKOFF)
+        await subscription.run(on_message, on_resync)

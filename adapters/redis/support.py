@@ -94,3 +94,32 @@ async def get_many(client: Redis | RedisCluster, keys: list[str]) -> list[Any]:
     if isinstance(client, RedisCluster):
         return await client.mget_nonatomic(keys)
     return await client.mget(keys)
+
+
+async def subscriber_counts(client: Redis | RedisCluster, channels: list[bytes]) -> list[tuple[bytes, int]]:
+    """PUBSUB NUMSUB: (channel, subscribers) for each channel. A classic subscription lives
+    on the one node it was made on (a gateway subscribes on any node of a cluster, while a
+    PUBLISH reaches them all), so on a cluster every node is asked and the counts summed."""
+    if isinstance(client, RedisCluster):
+        return await client.pubsub_numsub(*channels, target_nodes=RedisCluster.ALL_NODES)
+    return await client.pubsub_numsub(*channels)
+
+
+# Publishes ARGV[1] on ARGV[2], ARGV[3] on ARGV[4]...: in order, in one step.
+_PUBLISH_ALL = """
+for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+
+async def publish_all(client: Redis | RedisCluster, messages: list[tuple[bytes, bytes]]) -> None:
+    """PUBLISH each (channel, data) in order, in one round trip: a pipeline on one Redis. A
+    cluster's pipeline refuses PUBLISH (it has no key to route by), so there one script
+    with no keys publishes them all, on any node (a classic PUBLISH reaches every node)."""
+    if isinstance(client, RedisCluster):
+        await client.eval(_PUBLISH_ALL, 0, *(part for message in messages for part in message))
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        for channel, data in messages:
+            pipe.publish(channel, data)
+        await pipe.execute()

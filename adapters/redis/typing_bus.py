@@ -1,7 +1,10 @@
 """Typing events between gateways through Redis pub/sub (TypingBus, production): one
 channel every gateway subscribes to; each pushes an event to its own sockets of the
 recipients. Fire and forget: what is published while a gateway reconnects is lost to it
-(a lost stop is covered by the receiving side's expiry of a start)."""
+(a lost stop is covered by the receiving side's expiry of a start).
+
+On a Redis Cluster the same channel: a classic PUBLISH reaches every node, and the
+subscription reads on any one of them (adapters/redis/pubsub.py)."""
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,6 @@
 """The CursorCheckpoints port (application/ports.py), over its adapters: memory (the
 tests' fake), SQLite (the embedded mode's, adapters/sql/checkpoints.py) and Redis
-(production, adapters/redis/checkpoints.py). A checkpoint keeps a
+(production, adapters/redis/checkpoints.py: one Redis and a cluster). A checkpoint keeps a
 user's positions under an id of that user's; it is gone (CursorExpired: 410) once its
 time ran out or a later checkpoint took its slot in the ring, and an id never handed out
 is no checkpoint (docs/design/large-groups.md, section 3.4)."""
@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import update
 
-from adapters.redis.checkpoints import SLOT, RedisCursorCheckpoints
+from adapters.redis.checkpoints import RedisCursorCheckpoints
 from adapters.sql.checkpoints import SqliteCursorCheckpoints
 from adapters.sql.tables import cursor_checkpoints
 from domain import errors
@@ -32,9 +32,13 @@ class Expiring:
         elif kind == "sqlite":
             self.database = request.getfixturevalue("sql_database")("sqlite")
             self.checkpoints = SqliteCursorCheckpoints(self.database, ring=RING, ttl=TTL)
-        else:
+        elif kind == "redis":
             self.client = request.getfixturevalue("redis_client")
             self.checkpoints = RedisCursorCheckpoints(self.client, ring=RING, ttl=TTL)
+        else:  # the local cluster, with the layout the container gives it
+            target = request.getfixturevalue("redis_cluster_target")
+            self.client = target.client
+            self.checkpoints = RedisCursorCheckpoints(self.client, ring=RING, ttl=TTL, layout=target.layout)
 
     async def expire(self, user_id: str, checkpoint: int) -> None:
         if self.database is not None:  # saved longer ago than the TTL
@@ -42,7 +46,7 @@ class Expiring:
         elif self.client is None:
             self.checkpoints.expire(user_id, checkpoint)
         else:
-            await self.client.delete(SLOT.format(user_id, checkpoint % RING))
+            await self.client.delete(self.checkpoints.slot_key(user_id, checkpoint))
 
 
     async def age(self, user_id: str, checkpoint: int, fraction: float) -> None:
@@ -54,7 +58,7 @@ class Expiring:
             if fraction >= 1:
                 self.checkpoints.expire(user_id, checkpoint)
         else:
-            slot = SLOT.format(user_id, checkpoint % RING)
+            slot = self.checkpoints.slot_key(user_id, checkpoint)
             left = await self.client.ttl(slot)
             if left - fraction * TTL <= 0:
                 await self.client.delete(slot)
@@ -76,7 +80,8 @@ def _saved_long_ago(conn, user_id: str, checkpoint: int) -> None:
                      .values(created_at=row.created_at - TTL - 1))
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-cluster", marks=pytest.mark.redis)])
 def store(request) -> Expiring:
     return Expiring(request.param, request)
 

@@ -1,5 +1,5 @@
 """The PresenceStore port (application/ports.py), over its adapters: memory (the embedded
-mode's) and Redis (production). Both run on the real clock (Redis reads its own) with a
+mode's) and Redis (production: one Redis and a cluster). Both run on the real clock (Redis reads its own) with a
 short grace, and the tests poll expire() with a deadline rather than timing anything."""
 from __future__ import annotations
 
@@ -11,17 +11,24 @@ import pytest
 
 from adapters.clock import SystemClock
 from adapters.memory.presence import MemoryPresenceStore
+from adapters.redis.layout import SINGLE
 from adapters.redis.presence_store import RedisPresenceStore
 
 GRACE = 0.4
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-cluster", marks=pytest.mark.redis)])
 def store(request, io_loop):
     if request.param == "memory":
         yield MemoryPresenceStore(SystemClock(), GRACE)
         return
-    redis_store = RedisPresenceStore(request.getfixturevalue("redis_client"), GRACE, gateway_id="contract")
+    if request.param == "redis":
+        client, layout = request.getfixturevalue("redis_client"), SINGLE
+    else:  # the local cluster, with the layout the container gives it
+        target = request.getfixturevalue("redis_cluster_target")
+        client, layout = target.client, target.layout
+    redis_store = RedisPresenceStore(client, GRACE, gateway_id="contract", layout=layout)
     yield redis_store
     # Its writer done before the client closes: no connection left in use behind it.
     io_loop.run_sync(redis_store.close)

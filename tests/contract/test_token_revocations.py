@@ -1,5 +1,5 @@
 """The TokenRevocations port (application/ports.py), over every adapter: memory (the
-unit tests' fake), SQL (the embedded mode's, SQLite and MariaDB), Redis (production),
+unit tests' fake), SQL (the embedded mode's, SQLite and MariaDB), Redis (production: one Redis and a cluster),
 and the per-gateway memory of answers in front of any of them."""
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ class SystemClock:
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("mysql", marks=pytest.mark.mysql),
-                        pytest.param("redis", marks=pytest.mark.redis), "checked"])
+                        pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-cluster", marks=pytest.mark.redis), "checked"])
 def revocations(request, sql_database):
     kind = request.param
     if kind == "memory":
@@ -35,6 +36,9 @@ def revocations(request, sql_database):
         # A channel of this test's own: pub/sub channels are shared by every database of a server.
         client, channel = request.getfixturevalue("redis_client"), request.getfixturevalue("channel")
         return RedisTokenRevocations(client, channel=channel)
+    if kind == "redis-cluster":
+        client = request.getfixturevalue("redis_cluster_target").client
+        return RedisTokenRevocations(client, channel=request.getfixturevalue("channel"))
     return RecentlyCheckedRevocations(MemoryTokenRevocations(SystemClock()), recheck=60.0)
 
 

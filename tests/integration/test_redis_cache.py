@@ -1,7 +1,7 @@
-"""RedisCachedUserRepository and RedisCachedGroupRepository against a real Redis,
-in front of the SQL repositories on SQLite and MariaDB: hits, misses, what is
-stored and for how long, invalidation on membership changes, and what happens
-when either side is down."""
+"""RedisCachedUserRepository and RedisCachedGroupRepository against a real Redis (one,
+and the cluster: the same key names, a group's two keys share its hash tag), in front of
+the SQL repositories on SQLite and MariaDB: hits, misses, what is stored and for how
+long, invalidation on membership changes, and what happens when either side is down."""
 from __future__ import annotations
 
 import asyncio
@@ -54,6 +54,17 @@ class Inner:
             return await method(*args)
 
         return call
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_client(request, io_loop):
+    """The cache's Redis: the claimed database of one Redis, or the local cluster (emptied)."""
+    if request.param == "cluster":
+        yield request.getfixturevalue("redis_cluster_target").client
+        return
+    client = make_client(request.getfixturevalue("redis_url"))
+    yield client
+    io_loop.run_sync(client.aclose)
 
 
 @pytest.fixture
@@ -217,7 +228,8 @@ async def test_a_group_is_read_through_then_served_from_the_cache(sql_users, sql
     assert await groups.get(group.id) == group  # a hit
     assert sql_groups.calls == ["get"]
     assert await groups.get(new_id()) is None  # not found: not cached
-    assert await redis_client.keys("cache:group:*") == [group_key(group.id).encode()]
+    # SCAN: KEYS asks one node of a cluster, SCAN each of them.
+    assert [key async for key in redis_client.scan_iter("cache:group:*")] == [group_key(group.id).encode()]
 
 
 @pytest.mark.gen_test

@@ -1,4 +1,4 @@
-"""RedisConnectionCounter against a real Redis: a user's sockets counted over every
+"""RedisConnectionCounter against a real Redis (one, and the cluster): a user's sockets counted over every
 gateway, the counts of a gateway whose lease ran out (killed) no longer counting, and
 a release that met an outage tried again later."""
 from __future__ import annotations
@@ -7,16 +7,21 @@ import asyncio
 
 import pytest
 
-from adapters.redis.connection_counter import RedisConnectionCounter, counts_key
+from adapters.redis.connection_counter import RedisConnectionCounter
 from tests.services.redis import make_client
 
 pytestmark = pytest.mark.redis
 
 
+def counter_on(target, limit: int, **kwargs) -> RedisConnectionCounter:
+    """A gateway's counter on redis_target (one Redis or the cluster, with its layout)."""
+    return RedisConnectionCounter(target.client, limit, layout=target.layout, **kwargs)
+
+
 @pytest.mark.gen_test
-async def test_the_cap_counts_every_gateway(redis_client):
-    one = RedisConnectionCounter(redis_client, limit=3)
-    two = RedisConnectionCounter(redis_client, limit=3)
+async def test_the_cap_counts_every_gateway(redis_target):
+    one = counter_on(redis_target, limit=3)
+    two = counter_on(redis_target, limit=3)
     assert await one.acquire("alice") and await one.acquire("alice") and await two.acquire("alice")
     assert not await two.acquire("alice")
     assert not await one.acquire("alice")
@@ -27,43 +32,43 @@ async def test_the_cap_counts_every_gateway(redis_client):
 
 
 @pytest.mark.gen_test
-async def test_the_counts_go_when_the_last_socket_closes(redis_client):
-    counter = RedisConnectionCounter(redis_client, limit=3)
+async def test_the_counts_go_when_the_last_socket_closes(redis_target):
+    counter = counter_on(redis_target, limit=3)
     await counter.acquire("alice")
     await counter.release("alice")
-    assert await redis_client.hgetall(counts_key("alice")) == {}
+    assert await redis_target.client.hgetall(counter.counts_key("alice")) == {}
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_gateway_whose_lease_ran_out_counts_no_more(redis_client):
-    dead = RedisConnectionCounter(redis_client, limit=2, lease=0.3)
+async def test_a_gateway_whose_lease_ran_out_counts_no_more(redis_target):
+    dead = counter_on(redis_target, limit=2, lease=0.3)
     assert await dead.acquire("alice") and await dead.acquire("alice")
-    alive = RedisConnectionCounter(redis_client, limit=2, lease=30)
+    alive = counter_on(redis_target, limit=2, lease=30)
     assert not await alive.acquire("alice")
     await asyncio.sleep(0.5)  # the dead one was killed: it renews nothing
     assert await alive.acquire("alice")
-    assert list(await redis_client.hgetall(counts_key("alice"))) == [alive.gateway_id.encode()]
+    assert list(await redis_target.client.hgetall(alive.counts_key("alice"))) == [alive.gateway_id.encode()]
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_running_gateway_keeps_its_lease(redis_client):
-    kept = RedisConnectionCounter(redis_client, limit=1, lease=0.3)
+async def test_a_running_gateway_keeps_its_lease(redis_target):
+    kept = counter_on(redis_target, limit=1, lease=0.3)
     assert await kept.acquire("alice")
     renewing = asyncio.ensure_future(kept.keep_alive())
     try:
         await asyncio.sleep(0.8)
-        other = RedisConnectionCounter(redis_client, limit=1)
+        other = counter_on(redis_target, limit=1)
         assert not await other.acquire("alice")
     finally:
         renewing.cancel()
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_closed_gateway_counts_no_more_at_once(redis_client):
-    stopping = RedisConnectionCounter(redis_client, limit=1)
+async def test_a_closed_gateway_counts_no_more_at_once(redis_target):
+    stopping = counter_on(redis_target, limit=1)
     assert await stopping.acquire("alice")
     await stopping.close()
-    assert await RedisConnectionCounter(redis_client, limit=1).acquire("alice")
+    assert await counter_on(redis_target, limit=1).acquire("alice")
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -1,4 +1,4 @@
-"""RedisPresenceBus and RedisTypingBus against a real Redis: a change reaches the gateways
+"""RedisPresenceBus and RedisTypingBus against a real Redis (one, and the cluster): a change reaches the gateways
 watching its user and no other, from the moment watch() returns; watch/unwatch from many
 tasks at once; a killed pub/sub connection is subscribed again, then on_resync; typing
 reaches every gateway. The connection tests run a redis-server of their own."""
@@ -18,6 +18,17 @@ from tests.services.redis import make_client
 from tests.services.waiting import eventually, stop, until
 
 pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_client(request, io_loop):
+    """The buses' Redis: the claimed database of one Redis, or the local cluster (emptied)."""
+    if request.param == "cluster":
+        yield request.getfixturevalue("redis_cluster_target").client
+        return
+    client = make_client(request.getfixturevalue("redis_url"))
+    yield client
+    io_loop.run_sync(client.aclose)
 
 
 @pytest.fixture
@@ -107,6 +118,27 @@ async def test_watched_among_names_the_users_some_gateway_watches(redis_client, 
     await eventually(only_mine)  # an unsubscribe is told to Redis without waiting for its answer
     for task in tasks:
         await stop(task)
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_on_a_cluster_a_gateway_subscribed_on_another_node_is_heard_and_counted(redis_cluster_target, prefix):
+    """Each gateway subscribes on a node of its own choosing: a change published through any
+    node reaches it, and watched_among counts its watches (every node is asked)."""
+    client = redis_cluster_target.client
+    default = client.get_default_node()
+    elsewhere = next(node for node in client.get_nodes() if node.name != default.name)
+    plain = make_client(f"redis://{elsewhere.host}:{elsewhere.port}/0")
+    try:
+        there, publisher, recorder = fast_bus(plain, prefix), fast_bus(client, prefix), Recorder()
+        task = await started(there, recorder)
+        watched, nobodys = ids(2)
+        await there.watch([watched])
+        assert await publisher.watched_among([watched, nobodys]) == {watched}
+        await publisher.publish([status(watched)])
+        await until(lambda: recorder.users() == [watched])
+        await stop(task)
+    finally:
+        await plain.aclose()
 
 
 @pytest.mark.gen_test(timeout=10)

@@ -1,4 +1,4 @@
-"""RedisPresenceStore with several gateways sharing one Redis: a user on two gateways,
+"""RedisPresenceStore with several gateways sharing one Redis (and the cluster): a user on two gateways,
 a gateway that stops renewing its lease (as when killed with kill -9), expire() called by
 several gateways at once, a gateway that comes back after it was swept, a big sweep."""
 from __future__ import annotations
@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
 from adapters.redis import presence_store
-from adapters.redis.presence_store import GATEWAYS_KEY, RedisPresenceStore
+from adapters.redis.layout import SINGLE
+from adapters.redis.presence_store import RedisPresenceStore
 from domain.errors import ServiceUnavailable
 from tests.services.redis import make_client
 
@@ -23,8 +25,9 @@ def ids(count: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(count)]
 
 
-def gateway(client, name: str, lease: float = LEASE, grace: float = GRACE) -> RedisPresenceStore:
-    return RedisPresenceStore(client, grace, gateway_id=name, lease=lease)
+def gateway(target, name: str, lease: float = LEASE, grace: float = GRACE) -> RedisPresenceStore:
+    """A gateway's store on `target` (redis_target: one Redis or the cluster, with its layout)."""
+    return RedisPresenceStore(target.client, grace, gateway_id=name, lease=lease, layout=target.layout)
 
 
 async def offline(stores, count: int, timeout: float = 10.0) -> list:
@@ -50,8 +53,8 @@ async def run_for(coroutine_function, seconds: float) -> None:
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_user_on_two_gateways_stays_online_until_it_left_both(redis_client):
-    one, two = gateway(redis_client, "one"), gateway(redis_client, "two")
+async def test_a_user_on_two_gateways_stays_online_until_it_left_both(redis_target):
+    one, two = gateway(redis_target, "one"), gateway(redis_target, "two")
     (a,) = ids(1)
     assert [s.version for s in await one.arrived([a])] == [1]
     assert await two.arrived([a]) == []  # online already
@@ -65,10 +68,10 @@ async def test_a_user_on_two_gateways_stays_online_until_it_left_both(redis_clie
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_the_users_of_a_gateway_that_stops_renewing_go_offline_through_another(redis_client):
+async def test_the_users_of_a_gateway_that_stops_renewing_go_offline_through_another(redis_target):
     """As after kill -9: no close(), no more renewals; the lease runs out, another gateway's
     expire() takes its users off, and after the grace they are offline."""
-    dead, alive = gateway(redis_client, "dead"), gateway(redis_client, "alive")
+    dead, alive = gateway(redis_target, "dead"), gateway(redis_target, "alive")
     users, elsewhere = ids(3), ids(1)
     await dead.arrived(users + elsewhere)
     await alive.arrived(elsewhere)  # also has a socket on the live gateway
@@ -83,13 +86,13 @@ async def test_the_users_of_a_gateway_that_stops_renewing_go_offline_through_ano
     assert all(not s.online and s.version == 2 and s.last_seen is not None for s in changes)
     assert took >= LEASE  # not before the lease ran out
     assert [s.online for s in await alive.statuses(elsewhere)] == [True]
-    assert await redis_client.zscore(GATEWAYS_KEY, dead.name) is None
-    assert await redis_client.exists(presence_store.GATEWAY_PREFIX + dead.name) == 0  # nothing left behind
+    assert await redis_target.client.zscore(dead.keys.gateways, dead.name) is None
+    assert await redis_target.client.exists(dead.keys.gateway_sets + dead.name) == 0  # nothing left behind
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_gateway_that_renews_its_lease_keeps_its_users(redis_client):
-    one, other = gateway(redis_client, "one"), gateway(redis_client, "other")
+async def test_a_gateway_that_renews_its_lease_keeps_its_users(redis_target):
+    one, other = gateway(redis_target, "one"), gateway(redis_target, "other")
     users = ids(2)
     await one.arrived(users)
     renewing = asyncio.ensure_future(one.keep_alive())
@@ -104,8 +107,8 @@ async def test_a_gateway_that_renews_its_lease_keeps_its_users(redis_client):
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_each_change_is_answered_to_one_of_the_gateways_expiring_at_once(redis_client):
-    stores = [gateway(redis_client, f"gw{i}") for i in range(3)]
+async def test_each_change_is_answered_to_one_of_the_gateways_expiring_at_once(redis_target):
+    stores = [gateway(redis_target, f"gw{i}") for i in range(3)]
     users = ids(60)
     for index, user in enumerate(users):
         await stores[index % 3].arrived([user])
@@ -125,10 +128,10 @@ async def test_each_change_is_answered_to_one_of_the_gateways_expiring_at_once(r
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_swept_gateway_says_again_who_is_here_when_it_renews(redis_client):
+async def test_a_swept_gateway_says_again_who_is_here_when_it_renews(redis_target):
     """A gateway cut off (or stopped) for longer than its lease was taken for dead; when it
     renews again, its users come back online under a new version, answered by its expire()."""
-    back, sweeper = gateway(redis_client, "back"), gateway(redis_client, "sweeper")
+    back, sweeper = gateway(redis_target, "back"), gateway(redis_target, "sweeper")
     users = ids(2)
     await back.arrived(users)
     first_name = back.name
@@ -142,8 +145,8 @@ async def test_a_swept_gateway_says_again_who_is_here_when_it_renews(redis_clien
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_swept_gateway_finds_out_at_its_next_arrival_and_loses_no_one(redis_client):
-    back, sweeper = gateway(redis_client, "back"), gateway(redis_client, "sweeper")
+async def test_a_swept_gateway_finds_out_at_its_next_arrival_and_loses_no_one(redis_target):
+    back, sweeper = gateway(redis_target, "back"), gateway(redis_target, "sweeper")
     earlier, later = ids(1), ids(1)
     await back.arrived(earlier)
     assert len(await offline([sweeper], 1)) == 1
@@ -161,9 +164,9 @@ async def test_a_swept_gateway_finds_out_at_its_next_arrival_and_loses_no_one(re
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_big_dead_gateway_is_swept_in_short_steps_by_one_expire(redis_client, monkeypatch):
+async def test_a_big_dead_gateway_is_swept_in_short_steps_by_one_expire(redis_target, monkeypatch):
     monkeypatch.setattr(presence_store, "EXPIRE_LIMIT", 100)
-    dead, alive = gateway(redis_client, "dead", grace=0.0), gateway(redis_client, "alive", grace=0.0)
+    dead, alive = gateway(redis_target, "dead", grace=0.0), gateway(redis_target, "alive", grace=0.0)
     users = ids(450)
     await dead.arrived(users)
     await asyncio.sleep(LEASE + 0.1)
@@ -173,10 +176,10 @@ async def test_a_big_dead_gateway_is_swept_in_short_steps_by_one_expire(redis_cl
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_arrivals_and_departures_of_one_gateway_land_in_the_order_made(redis_client):
+async def test_arrivals_and_departures_of_one_gateway_land_in_the_order_made(redis_target):
     """Sent together, a close may not overtake its own open: fired without waiting, the
     last word about each user wins."""
-    one = gateway(redis_client, "one")
+    one = gateway(redis_target, "one")
     users = ids(20)
     calls = []
     for user in users:
@@ -189,12 +192,12 @@ async def test_arrivals_and_departures_of_one_gateway_land_in_the_order_made(red
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_closed_gateway_leaves_nothing_behind(redis_client):
-    one, other = gateway(redis_client, "one"), gateway(redis_client, "other")
+async def test_a_closed_gateway_leaves_nothing_behind(redis_target):
+    one, other = gateway(redis_target, "one"), gateway(redis_target, "other")
     users = ids(2)
     await one.arrived(users)
     await one.close()
-    assert await redis_client.zscore(GATEWAYS_KEY, one.name) is None
+    assert await redis_target.client.zscore(one.keys.gateways, one.name) is None
     assert len(await offline([other], 2)) == 2
     assert await one.arrived(ids(1)) == []  # closed: nothing more is written
 
@@ -203,7 +206,7 @@ async def test_a_closed_gateway_leaves_nothing_behind(redis_client):
 async def test_writes_that_failed_are_made_good_at_the_next_renewal(private_redis):
     client = make_client(private_redis.url)
     try:
-        one = gateway(client, "one", lease=2.0)
+        one = gateway(SimpleNamespace(client=client, layout=SINGLE), "one", lease=2.0)
         stays, goes, comes = ids(3)
         await one.arrived([stays, goes])
         private_redis.stop()

@@ -26,6 +26,22 @@ TEST_DEFAULTS = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallel
                    hash_queue=1000)
 
 
+# COURIER_TEST_CLUSTER=1: the tests whose redis_url goes through across_topologies run on the
+# local Redis Cluster as well (issue 19), as the e2e suite's.
+TOPOLOGIES = ["single"] + (["cluster"] if os.environ.get("COURIER_TEST_CLUSTER", "") == "1" else [])
+
+
+def across_topologies(request, redis_url: str) -> str:
+    """For a module's own `redis_url` fixture, parametrised over TOPOLOGIES: the claimed
+    database, or the session's cluster (tests/services/redis_cluster.py), emptied."""
+    if request.param == "single":
+        return redis_url
+    cluster = request.getfixturevalue("redis_cluster")
+    for master in cluster.masters():  # as the claimed database: empty
+        cluster.command(master.port, "FLUSHALL")
+    return "redis+cluster://" + ",".join(f"{host}:{port}" for host, port in cluster.startup_nodes)
+
+
 def production_settings(redis_url: str, database_url: str, jwt_secret: str, **overrides) -> Settings:
     values = dict(host="127.0.0.1", port=0, redis_url=redis_url, database_url=database_url, jwt_secret=jwt_secret,
                   send_rate=0, log_level="info", **TEST_DEFAULTS)

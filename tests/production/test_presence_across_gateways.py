@@ -10,9 +10,15 @@ import time
 import pytest
 
 from tests.e2e.client import Api
-from tests.production.support import production_settings
+from tests.production.support import TOPOLOGIES, across_topologies, production_settings
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def redis_url(request, redis_url):
+    """One Redis, or the local cluster with COURIER_TEST_CLUSTER=1."""
+    return across_topologies(request, redis_url)
 
 
 async def two_gateways(gateways, redis_url, mysql_url, secret, **overrides):

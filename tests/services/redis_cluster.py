@@ -8,6 +8,9 @@ cluster bus port, port + 10000), in a temporary folder, joined by
   (SIGKILL one node, for failover drills), stop() (every node ended, the folder removed).
 - redis_cluster: the session-wide fixture (registered by tests/conftest.py), started the
   first time a test asks for it; skips only when redis-server or redis-cli is missing.
+- redis_target: one Redis (the claimed database, tests/services/redis.py) or this cluster,
+  emptied, each with the key layout the container gives it (adapters/redis/layout.py): the
+  adapters that keep users' and gateways' state are tested on both.
 
 No node outlives the run: stop() runs in the fixture's finalizer and at exit
 (atexit, best effort), every node is a session (process group) of its own, so a
@@ -29,11 +32,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-__all__ = ["redis_cluster", "RedisCluster", "ClusterNode"]
+__all__ = ["redis_cluster", "redis_cluster_client", "redis_target", "redis_cluster_target", "RedisCluster",
+           "ClusterNode", "RedisTarget"]
 
 HOST = "127.0.0.1"
 BUS_OFFSET = 10_000  # a node's cluster bus listens on its port + 10000
@@ -311,3 +316,33 @@ def cluster_client(io_loop, url: str):
     client = AsyncRedisCluster.from_url(url, socket_connect_timeout=2)
     io_loop.run_sync(client.initialize)
     return client
+
+
+@dataclass
+class RedisTarget:
+    client: Any  # redis.asyncio.Redis, or redis.asyncio.cluster.RedisCluster (initialized)
+    layout: Any  # adapters.redis.layout.KeyLayout
+    cluster: bool
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_target(request) -> RedisTarget:
+    if request.param == "single":
+        from adapters.redis.layout import SINGLE
+
+        return RedisTarget(request.getfixturevalue("redis_client"), SINGLE, False)
+    return request.getfixturevalue("redis_cluster_target")
+
+
+@pytest.fixture
+def redis_cluster_target(io_loop, redis_cluster: RedisCluster) -> Iterator[RedisTarget]:
+    """redis_target's cluster half: the cluster emptied, an initialized client, the cluster layout."""
+    from adapters.redis.buckets import Buckets
+    from adapters.redis.layout import ClusterLayout
+
+    cluster = redis_cluster
+    for master in cluster.masters():  # as the claimed database: empty
+        cluster.command(master.port, "FLUSHALL")
+    client = cluster_client(io_loop, cluster.url)
+    yield RedisTarget(client, ClusterLayout(Buckets()), True)
+    io_loop.run_sync(client.aclose)
