@@ -31,6 +31,11 @@ services:
 
 # The browser tests run in a pytest process of their own: Playwright's sync API
 # keeps an event loop running in the main thread, which Tornado's test loops refuse.
+# COURIER_TEST_CLUSTER=1: the production e2e tests run on a local Redis Cluster as well
+# (tests/e2e/conftest.py; issue 19). COURIER_TEST_CLUSTER=0 make test leaves them out.
+COURIER_TEST_CLUSTER ?= 1
+export COURIER_TEST_CLUSTER
+
 test: $(VENV)/.test-deps services
 	$(BIN)/ruff check .
 	$(BIN)/mypy

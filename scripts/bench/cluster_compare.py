@@ -1,7 +1,8 @@
 """One Redis against a 3-master Redis Cluster, in one run (issue 19, point 7; docs/performance.md,
 "Redis Cluster"): the inbox's own sends and fan-out, without HTTP - RedisInbox (deliver.lua, one
 script a send) on a redis-server of its own, RedisClusterInbox (a commit and one append per
-bucket) on a local cluster of 3 masters without replicas - and what each costs Redis: commands,
+bucket) on a local cluster of 3 masters with a replica each, without and with WAIT 1 (the
+large group's stream is not waited on) - and what each costs Redis (the masters): commands,
 bytes in and out, and CPU per message (INFO, summed over the masters). Then 4 gateways'
 subscribers, each serving a quarter of the users: the notification bytes each receives.
 
@@ -165,7 +166,8 @@ async def main() -> None:
         raise SystemExit("redis-server and redis-cli are needed")
     folder = Path(tempfile.mkdtemp(prefix="courier-cluster-bench-"))
     one = OneRedis(folder)
-    cluster = RedisCluster(folder / "cluster", masters=3, replicas=0).start()
+    cluster = RedisCluster(folder / "cluster", masters=3, replicas=1).start()
+    master_ports = [node.port for node in cluster.masters()]
     results: list[dict] = []
     try:
         single_client = aioredis.Redis(port=one.port)
@@ -178,12 +180,15 @@ async def main() -> None:
             await cluster_client.set(keys.seq_complete(bucket), "1")
         single = RedisInbox(single_client)
         on_cluster = RedisClusterInbox(cluster_client, buckets, RedisIdempotencyKeys(cluster_client))
+        waiting = RedisClusterInbox(cluster_client, buckets, RedisIdempotencyKeys(cluster_client), wait_replicas=1)
         single_streams = RedisGroupStreams(single_client)
         cluster_streams = RedisGroupStreams(cluster_client, keys=keys)  # type: ignore[arg-type]
         for _ in range(args.rounds):  # alternated, as every claim here is a ratio of one run
             results += await measure("one Redis", single, single_streams, one.ports, args.sends, args.fanout)
-            results += await measure("3-master cluster", on_cluster, cluster_streams, cluster.ports, args.sends,
+            results += await measure("3-master cluster", on_cluster, cluster_streams, master_ports, args.sends,
                                      args.fanout)
+            results += await measure("3-master cluster, WAIT 1", waiting, cluster_streams, master_ports,
+                                     args.sends, args.fanout)
         results.append(await with_counted_bytes("one Redis", [RedisNotificationSubscriber(single_client)
                                                               for _ in range(GATEWAYS)], single))
         results.append(await with_counted_bytes("3-master cluster", [
