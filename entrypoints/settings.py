@@ -29,7 +29,7 @@ class Settings:
     database_url: str = ""  # empty: a SQLite file in data_dir
     redis_url: str = ""  # empty: the embedded in-process adapters
     # 1: redis_url is a node of a Redis Cluster (as a redis+cluster:// URL says by itself).
-    # Under construction (issue 19, docs/design/redis-cluster.md): not every path runs there yet.
+    # README, "On a Redis Cluster"; docs/design/redis-cluster.md.
     redis_cluster: int = 0
     # Users' buckets on Redis (docs/design/redis-cluster.md, section 2). Key names carry
     # the bucket, so the number is fixed once a deployment has data: the first gateway or
