@@ -17,7 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from adapters.redis.subscription import Subscription
-from adapters.redis.support import publish_all, subscriber_counts, unavailable
+from adapters.redis.support import publish, publish_all, subscriber_counts, unavailable
 from application.ports import PresenceBus
 from domain.presence import PresenceStatus
 
@@ -83,7 +83,7 @@ class RedisPresenceBus(PresenceBus):
             return
         with unavailable("presence changes"):
             if len(statuses) == 1:
-                await self._client.publish(self._channel(statuses[0].user_id), encode(statuses[0]))
+                await publish(self._client, self._channel(statuses[0].user_id), encode(statuses[0]))
                 return
             # One round trip, in order.
             await publish_all(self._client, [(self._channel(status.user_id), encode(status)) for status in statuses])

@@ -112,12 +112,24 @@ return 1
 """
 
 
+async def publish(client: Redis | RedisCluster, channel: bytes | str, data: bytes | str) -> None:
+    """PUBLISH. On a cluster, on the client's default node, as publish_all and the classic
+    Subscriptions (pubsub.own_client_anywhere) do: a classic PUBLISH reaches every node, but
+    through the cluster bus, so two publishes sent to two nodes may arrive in either order;
+    from one node they keep theirs."""
+    if isinstance(client, RedisCluster):
+        await client.execute_command("PUBLISH", channel, data, target_nodes=client.get_default_node())
+        return
+    await client.publish(channel, data)
+
+
 async def publish_all(client: Redis | RedisCluster, messages: list[tuple[bytes, bytes]]) -> None:
     """PUBLISH each (channel, data) in order, in one round trip: a pipeline on one Redis. A
     cluster's pipeline refuses PUBLISH (it has no key to route by), so there one script
-    with no keys publishes them all, on any node (a classic PUBLISH reaches every node)."""
+    with no keys publishes them all, on the default node (see publish)."""
     if isinstance(client, RedisCluster):
-        await client.eval(_PUBLISH_ALL, 0, *(part for message in messages for part in message))
+        await client.execute_command("EVAL", _PUBLISH_ALL, 0, *(part for message in messages for part in message),
+                                     target_nodes=client.get_default_node())
         return
     async with client.pipeline(transaction=False) as pipe:
         for channel, data in messages:

@@ -14,7 +14,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from adapters.redis.subscription import Subscription
-from adapters.redis.support import unavailable
+from adapters.redis.support import publish, unavailable
 from application.ports import TypingBus
 from domain.presence import Typing
 
@@ -37,7 +37,7 @@ class RedisTypingBus(TypingBus):
 
     async def publish(self, typing: Typing) -> None:
         with unavailable("typing"):
-            await self._client.publish(self._channel, orjson.dumps(typing.to_record()))
+            await publish(self._client, self._channel, orjson.dumps(typing.to_record()))
 
     async def run(self, on_typing: Callable[[Typing], None]) -> None:
         def on_message(channel: bytes, data: bytes) -> None:

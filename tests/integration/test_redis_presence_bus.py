@@ -64,8 +64,25 @@ def status(user_id: str, online: bool = True, last_seen: int | None = None, vers
     return PresenceStatus(user_id, online, last_seen, version)
 
 
+_RUNNING: list[asyncio.Task] = []  # buses started by a test, stopped after it even when it fails
+
+
+@pytest.fixture(autouse=True)
+def stop_what_a_test_left_running(io_loop):
+    yield
+    left, _RUNNING[:] = list(_RUNNING), []
+
+    async def stop_all() -> None:
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+
+    io_loop.run_sync(stop_all)  # a bus left running keeps its connections open past the test
+
+
 async def started(bus, recorder: Recorder) -> asyncio.Task:
     task = asyncio.ensure_future(bus.run(recorder.on_change, recorder.on_resync))
+    _RUNNING.append(task)
     await until(lambda: recorder.resyncs == 1)  # connected (the first on_resync)
     return task
 
