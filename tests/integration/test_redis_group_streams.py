@@ -208,6 +208,9 @@ async def test_a_checkpoint_lives_for_its_ttl_and_a_new_counter_never_reuses_an_
     # The counter expired with every checkpoint (or Redis lost it): the next id is still
     # new, so the old cursor's id cannot name the new checkpoint.
     await redis_client.delete(NEXT.format(user), SLOT.format(user, first % 64))
+    # A new counter starts from the clock in milliseconds: a millisecond later at least (a
+    # counter expires with its last checkpoint after the TTL, never a millisecond after it).
+    await asyncio.sleep(0.002)
     second = await checkpoints.save(user, {1: (9, 0)})
     assert second > first
     with pytest.raises(errors.CursorExpired):
