@@ -29,10 +29,10 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from adapters.redis import envelope
 from adapters.redis.cluster_keys import ClusterKeys
-from adapters.redis.group_streams import CHANNEL as GROUP_CHANNEL
 from adapters.redis.pubsub import Resyncs, SilentConnection, own_node_client, read_replies
+from adapters.redis.subscriber import dispatch as _dispatch
+from adapters.redis.subscriber import group_channel as _group_channel
 from adapters.redis.subscription import Subscription
 from application.ports import AnyNotification, NotificationSubscriber
 
@@ -295,19 +295,3 @@ class _Shard:
             await self._connection.disconnect()
             await self._client.connection_pool.release(self._connection)
         await self._client.aclose()
-
-
-def _dispatch(data, on_notification) -> None:
-    try:
-        notification = envelope.parse(data)
-    except Exception as e:  # noqa: BLE001 - a bad message must not stop the others
-        log.warning("skipped a malformed notification (%s): %.200r", e, data)
-        return
-    try:
-        on_notification(notification)
-    except Exception:
-        log.exception("on_notification failed for %r", notification)
-
-
-def _group_channel(group_id: str) -> bytes:
-    return GROUP_CHANNEL.format(group_id).encode()

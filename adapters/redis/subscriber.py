@@ -64,10 +64,10 @@ class RedisNotificationSubscriber(NotificationSubscriber):
                                    min_backoff=min_backoff, max_backoff=max_backoff)
 
     async def follow(self, group_ids: Collection[str]) -> None:
-        await self.groups.add([_group_channel(group_id) for group_id in group_ids])
+        await self.groups.add([group_channel(group_id) for group_id in group_ids])
 
     async def unfollow(self, group_ids: Collection[str]) -> None:
-        await self.groups.remove([_group_channel(group_id) for group_id in group_ids])
+        await self.groups.remove([group_channel(group_id) for group_id in group_ids])
 
     async def run(
         self,
@@ -150,16 +150,22 @@ class RedisNotificationSubscriber(NotificationSubscriber):
         await read_replies(pubsub.connection, on_reply, self._ping_interval, ping=pubsub.ping)
 
     def _dispatch(self, data, on_notification) -> None:
-        try:
-            notification = parse_notification(data)
-        except Exception as e:  # noqa: BLE001 - a bad message must not stop the others
-            log.warning("skipped a malformed notification (%s): %.200r", e, data)
-            return
-        try:
-            on_notification(notification)
-        except Exception:
-            log.exception("on_notification failed for %r", notification)
+        dispatch(data, on_notification)
 
 
-def _group_channel(group_id: str) -> bytes:
+def dispatch(data, on_notification) -> None:
+    """A published envelope to on_notification (also the cluster's subscriber's): neither a
+    malformed message nor a failing handler stops the messages after it."""
+    try:
+        notification = parse_notification(data)
+    except Exception as e:  # noqa: BLE001 - a bad message must not stop the others
+        log.warning("skipped a malformed notification (%s): %.200r", e, data)
+        return
+    try:
+        on_notification(notification)
+    except Exception:
+        log.exception("on_notification failed for %r", notification)
+
+
+def group_channel(group_id: str) -> bytes:
     return GROUP_CHANNEL.format(group_id).encode()
