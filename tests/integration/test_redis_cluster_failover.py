@@ -81,7 +81,7 @@ async def test_a_cluster_none_of_whose_startup_nodes_answers_is_a_503(tmp_path, 
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_a_login_while_the_master_of_its_keys_is_killed_answers_503_then_200(own_cluster, tmp_path):
+async def test_a_login_while_the_master_of_its_keys_is_killed_answers_only_503s_then_200(own_cluster, tmp_path):
     """The same through HTTP: every login reads its client address's failure count
     (failures:address:login:addr:127.0.0.1); the master holding it is killed."""
     import json
@@ -127,9 +127,12 @@ async def test_a_login_while_the_master_of_its_keys_is_killed_answers_503_then_2
         while time.monotonic() < deadline and (not answers or answers[-1] != 200):
             answers.append(await post("login"))
             await asyncio.sleep(0.1)
-        assert answers[0] == 503, answers
+        # As above: the cluster client may retry the login through the failover itself and
+        # answer late but 200; what may never come is any other code (a 500).
         assert answers[-1] == 200, f"no replica took over within 30 s: {answers}"
-        assert set(answers[:-1]) == {503}, answers  # never a 500
+        assert set(answers[:-1]) <= {503}, answers
+        promoted = container.redis().get_node_from_key(key)
+        assert promoted.port != master.port, "the killed master still serves the key: the kill did nothing"
     finally:
         http.close()
         await server.stop()
