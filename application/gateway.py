@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from functools import partial
 from typing import Any
 
@@ -290,8 +290,10 @@ class Gateway:
         if isinstance(conn, VectorConnection):
             conn.forget_prefix()  # the replay may have moved the vector
 
-    def resync_all(self) -> asyncio.Future:
-        """After the bus was lost: every connection reads the gap from its inbox.
+    def resync_all(self, user_ids: Collection[str] | None = None) -> asyncio.Future:
+        """After the bus was lost: every connection reads the gap from its inbox - or only
+        the connections of `user_ids`, when the bus lost only their notifications (a Redis
+        Cluster's subscriber: the buckets of one node).
 
         Every connection is held at once, before this returns (live pushes to it wait
         for its replay, as in attach), so the caller may hand notifications over
@@ -303,7 +305,12 @@ class Gateway:
         for up to resync_retry_seconds; a connection whose gap cannot be read is
         closed for resume. The returned future is done when every replay is."""
         held = []
-        for conn in self.connections():
+        if user_ids is None:
+            concerned = self.connections()
+        else:
+            by_user = self._by_user
+            concerned = [conn for user_id in user_ids for conn in by_user.get(user_id, ())]
+        for conn in concerned:
             if conn._replaying:
                 conn._read_again = True  # the replay under way reads once more (see replay)
             else:

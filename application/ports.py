@@ -621,11 +621,13 @@ class NotificationSubscriber(Protocol):
     async def run(
         self,
         on_notification: Callable[[AnyNotification], None],
-        on_resync: Callable[[], Awaitable[None]],
+        on_resync: Callable[..., Awaitable[None]],
     ) -> None:
         """Deliver every published notification to on_notification until cancelled.
         If notifications may have been missed (a lost connection to the bus), call
-        on_resync once the subscription is live again so gateways read the gap, then
+        on_resync once the subscription is live again so gateways read the gap - with no
+        argument when any user's may have been missed, or with the ids of the only users
+        whose may have been (on_resync(user_ids)) - then
         go on delivering at once, without waiting for what it returns to finish (it is
         awaited on its own). on_resync must therefore, before it returns, make sure no
         notification delivered after it can overtake a gap (Gateway.resync_all holds

@@ -4,7 +4,8 @@
 -- (docs/design/redis-cluster.md, section 3): every key and the channel are in the bucket's
 -- slot, so this is one script on one node, as deliver.lua is on one Redis for every
 -- recipient at once. Redis runs one script at a time: for each recipient, notifications
--- are published (SPUBLISH on the bucket's channel) in cursor order.
+-- are published (SPUBLISH on the channel of each gateway holding a recipient's sockets:
+-- bucket_gateways.lua, prepended) in cursor order.
 --
 -- Once per event and bucket: KEYS[2] marks it appended, and a second run (the sender's
 -- gateway and a relay, or a later send of the conversation making this one's appends
@@ -16,16 +17,17 @@
 --
 -- KEYS[1]     {t}:last-id, the bucket's cursor generator
 -- KEYS[2]     {t}:appended:<event id>, the marker
--- KEYS[3..]   {t}:log:<user id>, one per recipient of the bucket
+-- KEYS[3]     {t}:at, KEYS[4] {t}:leases: who hears whom (bucket_gateways.lua)
+-- KEYS[5..]   {t}:log:<user id>, one per recipient of the bucket
 -- ARGV[1]     MAXLEN of a log
 -- ARGV[2]     '~' or '=' (approximate or exact trimming)
 -- ARGV[3]     the event's record for the logs (a message's: public, without seq)
 -- ARGV[4]     the sender's own record (a message's full one, without seq), '' for none
--- ARGV[5]     the bucket's notification channel (n:{t})
+-- ARGV[5]     the bucket's channels' prefix (n:{t}:, then a gateway's id)
 -- ARGV[6]     trim a log on one append in this many
 -- ARGV[7]     a message's seq, '' for an event without one
 -- ARGV[8]     the notification's head, up to its recipients (adapters/redis/envelope.py)
--- ARGV[9]     the sender's 1-based position among KEYS[3..], 0 when none
+-- ARGV[9]     the sender's 1-based position among KEYS[5..], 0 when none
 -- ARGV[10]    how long the marker is kept (seconds)
 -- Returns {cursor, {position, own cursor, ...}}: every recipient's cursor but those listed;
 -- {'', {}} when the marker says it was appended before.
@@ -55,6 +57,7 @@ if ARGV[7] ~= '' then
 end
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_ms = ms
 local seq = 0
 local last = redis.call('GET', KEYS[1])
 if last then
@@ -68,9 +71,11 @@ local newest = id
 local trim_every = tonumber(ARGV[6])
 local trim_phase = tonumber(now[2]) % trim_every
 local sender = tonumber(ARGV[9])
-local own, own_json = {}, {}
-for i = 3, #KEYS do
-  local n = i - 2
+local own, own_json, users = {}, {}, {}
+for i = 5, #KEYS do
+  local n = i - 4
+  -- The user id out of its key, {t}:log:<user id> (ids are UUIDs: no colon, nothing to escape).
+  users[n] = string.match(KEYS[i], '([^:]+)$')
   local entry = record
   if n == sender then
     entry = own_record
@@ -86,8 +91,7 @@ for i = 3, #KEYS do
     added = redis.call('XADD', KEYS[i], 'MAXLEN', ARGV[2], ARGV[1], '*', 'm', entry)
     own[#own + 1] = n
     own[#own + 1] = added
-    -- The user id out of its key, {t}:log:<user id> (ids are UUIDs: no colon, nothing to escape).
-    own_json[#own_json + 1] = '"' .. string.match(KEYS[i], '([^:]+)$') .. '":"' .. added .. '"'
+    own_json[#own_json + 1] = '"' .. users[n] .. '":"' .. added .. '"'
     if later(added, newest) then
       newest = added
     end
@@ -98,5 +102,6 @@ local own_part = ''
 if #own_json > 0 then
   own_part = ',"own":{' .. table.concat(own_json, ',') .. '}'
 end
-redis.call('SPUBLISH', ARGV[5], ARGV[8] .. seq_tail .. ',"cursor":"' .. id .. '"' .. own_part .. '}')
+publish_to_gateways(KEYS[3], KEYS[4], ARGV[5], users,
+                    ARGV[8] .. seq_tail .. ',"cursor":"' .. id .. '"' .. own_part .. '}', now_ms)
 return {id, own}

@@ -39,7 +39,7 @@ from adapters.redis.idempotency import idempotency_digest, idempotency_key, pars
 from adapters.redis.inbox import trim_every
 from adapters.redis.logs import RedisLogs
 from adapters.redis.message_states import CHANGED_TTL, MessageStates
-from adapters.redis.support import lua, text, unavailable
+from adapters.redis.support import bucket_lua, lua, text, unavailable
 from application.ports import Accepted, IdempotencyKeys, Inbox
 from domain import errors
 from domain.events import Appended, Delivery, MessageChange
@@ -109,7 +109,7 @@ class RedisClusterInbox(Inbox):
         # The commit and each append wait for the replicas when asked (RedisInbox says how).
         waiting = dict(wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
         self._commit = BatchedScript(client, lua("commit.lua"), **waiting)
-        self._append_bucket = BatchedScript(client, lua("bucket_append.lua"), **waiting)
+        self._append_bucket = BatchedScript(client, bucket_lua("bucket_append.lua"), **waiting)
         self._finish = BatchedScript(client, lua("finish.lua"))
 
     # -- a message ---------------------------------------------------------------------------
@@ -289,11 +289,11 @@ class RedisClusterInbox(Inbox):
 
     def _append_one(self, work: Work, seq: int | None, bucket: int, users: list[str]):
         keys = [self._keys.generator(bucket), self._keys.appended(bucket, work.event_id),
-                *map(self._keys.log, users)]
+                self._keys.audience(bucket), self._keys.leases(bucket), *map(self._keys.log, users)]
         sender = users.index(work.sender) + 1 if work.sender in users else 0
         head = envelope.head(work.own_record, (orjson.dumps(user_id) for user_id in users))
         args = [self._max_length_arg, self._trim_arg, resp.bulk(work.record),
-                resp.bulk(work.own_record if sender else b""), resp.bulk(self._keys.channel(bucket)),
+                resp.bulk(work.own_record if sender else b""), resp.bulk(self._keys.channel_prefix(bucket)),
                 self._trim_every_arg, resp.bulk(b"" if seq is None else str(seq).encode()), resp.bulk(head),
                 resp.bulk(sender), self._marker_ttl_arg]
         return self._append_bucket(len(keys), [*map(resp.bulk, keys), *args])

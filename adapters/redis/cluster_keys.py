@@ -2,9 +2,9 @@
 sections 1 and 3): each carries the hash tag of its owner's bucket (adapters/redis/buckets.py),
 so every script touches the keys of one bucket, one slot, and runs on one node.
 
-- A user's log, `{t}:log:<user>`, is in the user's bucket, with the bucket's cursor generator
-  and its notification channel (SPUBLISH `n:{t}`): one script per bucket appends to the logs
-  of its users and publishes, in cursor order.
+- A user's log, `{t}:log:<user>`, is in the user's bucket, with the bucket's cursor generator,
+  its gateways' registrations and its notification channels (SPUBLISH `n:{t}:<gateway>`): one
+  script per bucket appends to the logs of its users and publishes, in cursor order.
 - A conversation's seq counter, its persistence records, its sends still being appended
   (pending) and the record of each send by client_msg_id (sent) are in the conversation's
   bucket: the commit of a send is one script there.
@@ -31,9 +31,21 @@ class ClusterKeys:
         """The last log entry id handed out in the bucket (deliver.lua's stream:last-id)."""
         return self.buckets.tag(bucket) + ":last-id"
 
-    def channel(self, bucket: int) -> str:
-        """The bucket's notification channel (sharded pub/sub: it lives in the bucket's slot)."""
-        return "n:" + self.buckets.tag(bucket)
+    def channel_prefix(self, bucket: int) -> str:
+        """The bucket's notification channels, one per gateway: the prefix, then the gateway's
+        id (sharded pub/sub: they live in the bucket's slot; bucket_gateways.lua)."""
+        return "n:" + self.buckets.tag(bucket) + ":"
+
+    def channel(self, bucket: int, gateway_id: str) -> str:
+        return self.channel_prefix(bucket) + gateway_id
+
+    def audience(self, bucket: int) -> str:
+        """Who hears whom in the bucket: user id -> the gateways holding its sockets."""
+        return self.buckets.tag(bucket) + ":at"
+
+    def leases(self, bucket: int) -> str:
+        """The leases of the gateways registered in the bucket: gateway id -> lease end (ms)."""
+        return self.buckets.tag(bucket) + ":leases"
 
     def persist(self, bucket: int) -> str:
         """What the persister has not stored yet, of the conversations of the bucket."""

@@ -1,72 +1,103 @@
 """The gateway's end of the bus on a Redis Cluster (docs/design/redis-cluster.md, section 5):
-the buckets' notification channels by sharded pub/sub (SSUBSCRIBE n:{t} on the node that
-serves the bucket's slot: bucket_append.lua SPUBLISHes there, and Redis copies a sharded
-message to no other node), and the large groups' channels as on one Redis (classic pub/sub,
-which a cluster carries to every node: a Subscription on any of them).
+the buckets' notifications by sharded pub/sub, on a channel per bucket and gateway
+(`n:{t}:<gateway id>`, SSUBSCRIBEd on the node that serves the bucket's slot), and the large
+groups' channels as on one Redis (classic pub/sub, which a cluster carries to every node: a
+Subscription on any of them).
 
-Only the buckets of the users the gateway serves: the gateway includes a user before it
-reads the user's log for a new socket (include() returns once the bucket's channel is
-confirmed, so what the read misses comes live) and excludes the user when the user's last
-socket here closed; a bucket without users here is unsubscribed a little later (a user who
-reconnects at once keeps it). With N gateways each hears about 1/N of the notifications.
+A gateway hears only its users: it registers each user it serves in the user's bucket
+(bucket_here.lua: the bucket's `{t}:at` hash, under a lease of the gateway's that it renews),
+and the bucket's scripts publish a notification on the channel of each gateway holding one
+of its recipients (bucket_gateways.lua). The Gateway includes a user before it reads the
+user's log for a new socket: include() returns once the bucket's channel is confirmed and
+the user registered, so what the read misses comes live. It excludes the user when the
+user's last socket here closed; a bucket without users here is unsubscribed a little later
+(a user who reconnects at once keeps it). With N gateways each hears about 1/N.
 
-One connection per master, each subscribed to the channels of that master's wanted buckets.
-A lost connection, a node that no longer serves a bucket (a SSUBSCRIBE answered MOVED, or a
-`sunsubscribe` Redis pushes when the slot migrates or fails over) all count as the bus lost:
-every connection is closed, the slots are read again, each wanted channel is subscribed where
-it is now, and on_resync reads the gap from the logs, as RedisNotificationSubscriber does after
-any loss. Notifications per recipient stay in cursor order: a recipient's log is in one
-bucket, whose notifications come on one channel of one connection."""
+One connection per master, each subscribed to the channels of that master's buckets. What
+loses notifications loses them for some buckets only, and only their users are resynced:
+- a lost connection (or a SSUBSCRIBE answered MOVED): that node's buckets;
+- a `sunsubscribe` Redis pushes (the bucket's slot migrated or failed over): that bucket;
+- a renewal that finds the gateway's lease in a bucket ran out (a stall longer than the
+  lease: the publishers skipped it, and may have swept its registrations): that bucket.
+The buckets concerned are placed again - the slots read again, the channel subscribed where
+it is now, every user registered again - and on_resync(their users) reads their gap, as
+RedisNotificationSubscriber does after any loss. Notifications per recipient stay in cursor
+order: a recipient's log is in one bucket, whose notifications for this gateway come on one
+channel of one connection."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
 import random
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
+from functools import partial
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
+from adapters.redis import resp
+from adapters.redis.batched_script import BatchedScript
 from adapters.redis.cluster_keys import ClusterKeys
-from adapters.redis.pubsub import Resyncs, SilentConnection, own_node_client, read_replies
+from adapters.redis.pubsub import Resyncs, own_node_client, read_replies
 from adapters.redis.subscriber import dispatch as _dispatch
 from adapters.redis.subscriber import group_channel as _group_channel
 from adapters.redis.subscription import Subscription
+from adapters.redis.support import bucket_lua
 from application.ports import AnyNotification, NotificationSubscriber
 
 log = logging.getLogger("courier.redis.cluster_subscriber")
 
 UNSUBSCRIBE_AFTER = 5.0  # seconds a bucket stays subscribed after its last user here left
+LEASE_SECONDS = 30.0  # a gateway's lease in a bucket, renewed every third of it
+SWEEP_AFTER_SECONDS = 60.0  # a lease ended this long ago is swept out of its bucket
+EVERYONE = "*"  # registered in a bucket: hear every user of it (bucket_gateways.lua)
 
 
 class ShardMoved(ConnectionError):
-    """Redis no longer sends us a channel we asked for (its slot is served elsewhere now)."""
+    """Redis answered a SSUBSCRIBE with an error (MOVED: its slot is served elsewhere now)."""
 
 
 class RedisClusterNotificationSubscriber(NotificationSubscriber):
-    """`every_bucket`: subscribe every bucket whoever is served (a gateway that is told of no
-    user: the tests' and tools' subscribers)."""
+    """`every_bucket`: hear every user of every bucket, whoever is served (a gateway that is
+    told of no user: the tests' and tools' subscribers)."""
 
-    def __init__(self, client: RedisCluster, keys: ClusterKeys, *, ping_interval: float = 5.0,
-                 min_backoff: float = 0.1, max_backoff: float = 1.0, every_bucket: bool = False,
-                 unsubscribe_after: float = UNSUBSCRIBE_AFTER):
+    def __init__(self, client: RedisCluster, keys: ClusterKeys, *, gateway_id: str | None = None,
+                 ping_interval: float = 5.0, min_backoff: float = 0.1, max_backoff: float = 1.0,
+                 every_bucket: bool = False, unsubscribe_after: float = UNSUBSCRIBE_AFTER,
+                 lease: float = LEASE_SECONDS, sweep_after: float = SWEEP_AFTER_SECONDS):
         self._client = client  # for the cluster's slots, and the nodes' settings
         self._keys = keys
+        self.gateway_id = gateway_id or uuid.uuid4().hex
         self._ping_interval = ping_interval
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._every_bucket = every_bucket
         self._unsubscribe_after = unsubscribe_after
-        self.resubscriptions = 0  # subscriptions made after a loss, for tests and metrics
+        self._lease = lease
+        self._here = BatchedScript(client, bucket_lua("bucket_here.lua"))
+        self._lease_args = [resp.bulk(self.gateway_id), resp.bulk(int(lease * 1000)),
+                            resp.bulk(int(sweep_after * 1000))]
+        self.resubscriptions = 0  # buckets placed again after a loss, for tests and metrics
         self._resyncs = Resyncs()
         self.groups = Subscription(client, "courier-groups", ping_interval=ping_interval,
                                    min_backoff=min_backoff, max_backoff=max_backoff)
-        self._users: set[str] = set()
-        self._users_in: dict[int, int] = {}  # bucket -> users included here
-        self._shards: dict[str, _Shard] = {}  # node name -> its connection, while the bus is up
-        self._leaving: set[asyncio.Future] = set()
+        everyone = {EVERYONE}
+        self._users_of: dict[int, set[str]] = (  # bucket -> the users included here
+            {bucket: set(everyone) for bucket in range(keys.buckets.count)} if every_bucket else {})
+        self._including: dict[str, asyncio.Future] = {}  # user -> its include under way
+        self._placed: dict[int, _Shard] = {}  # bucket -> where its channel is confirmed
+        self._leased: set[int] = set()  # buckets where this gateway holds a lease
+        self._to_place: dict[int, bool] = {}  # bucket -> were notifications lost (resync all its users)
+        self._stale: set[str] = set()  # users included while their bucket was not placed
+        self._shards: dict[str, _Shard] = {}  # node name -> its connection
+        self._locks: dict[int, asyncio.Lock] = {}  # one registration at a time per bucket
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Future] = set()
+        self._closing: set[asyncio.Future] = set()  # lost connections being closed
+        self._on_notification: Callable[[AnyNotification], None] | None = None
 
     # -- the large groups (NotificationSubscriber) -----------------------------------------
 
@@ -79,59 +110,120 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
     # -- the users served (NotificationAudience) -------------------------------------------
 
     async def include(self, user_id: str) -> None:
-        bucket = self._keys.bucket_of(user_id)
-        if user_id not in self._users:
-            self._users.add(user_id)
-            self._users_in[bucket] = self._users_in.get(bucket, 0) + 1
-        if not self._every_bucket:
-            await self._subscribed(bucket)
+        if self._every_bucket:
+            return
+        under_way = self._including.get(user_id)
+        if under_way is None:
+            bucket = self._keys.bucket_of(user_id)
+            users = self._users_of.setdefault(bucket, set())
+            if user_id in users:
+                return  # served here already (another socket of the user)
+            users.add(user_id)
+            under_way = self._including[user_id] = self._spawn(self._include(bucket, user_id))
+            under_way.add_done_callback(partial(self._included, user_id))
+        # asyncio.wait: a caller cancelled meanwhile must not cancel what other sockets wait for.
+        await asyncio.wait([under_way])
+
+    def _included(self, user_id: str, task: asyncio.Future) -> None:
+        if self._including.get(user_id) is task:
+            del self._including[user_id]
+
+    async def _include(self, bucket: int, user_id: str) -> None:
+        try:
+            shard = self._placed.get(bucket)
+            if shard is None:
+                shard = self._shard_of(bucket)
+                if shard is None or not await shard.add(self._channel(bucket)):
+                    raise ConnectionError("the bus is lost for this bucket")
+            if not await self._register(bucket, [user_id]):
+                return  # a lease lost: the whole bucket is placed again, and resynced
+            if not shard.open:
+                raise ConnectionError("the connection closed while including")
+            self._placed.setdefault(bucket, shard)
+        except Exception as error:  # noqa: BLE001 - the placement registers it, and resyncs it
+            log.debug("included user %s while its bucket is lost (%r)", user_id, error)
+            self._stale.add(user_id)
+            self._place_later(bucket, lost=False)
 
     def exclude(self, user_id: str) -> None:
-        if user_id not in self._users:
-            return
-        self._users.discard(user_id)
         bucket = self._keys.bucket_of(user_id)
-        self._users_in[bucket] -= 1
-        if not self._users_in[bucket]:
-            del self._users_in[bucket]
-            if not self._every_bucket:
-                task = asyncio.ensure_future(self._unsubscribe_later(bucket))
-                self._leaving.add(task)
-                task.add_done_callback(self._leaving.discard)
-
-    async def _subscribed(self, bucket: int) -> None:
-        """Returns once the bucket's channel is subscribed for sure, or at once while the bus
-        is lost (the resubscription takes every wanted bucket, and on_resync follows)."""
-        channel = self._keys.channel(bucket).encode()
-        shard = self._shard_of(channel)
-        if shard is not None:
-            await shard.add(channel)
-
-    async def _unsubscribe_later(self, bucket: int) -> None:
-        await asyncio.sleep(self._unsubscribe_after)
-        if bucket in self._users_in:  # a user of the bucket came (back) meanwhile
+        users = self._users_of.get(bucket)
+        if self._every_bucket or not users or user_id not in users:
             return
-        channel = self._keys.channel(bucket).encode()
-        shard = self._shard_of(channel)
+        users.discard(user_id)
+        self._stale.discard(user_id)
+        if not users:
+            del self._users_of[bucket]
+        self._spawn(self._exclude(bucket, user_id))
+
+    async def _exclude(self, bucket: int, user_id: str) -> None:
+        if bucket in self._leased:
+            with contextlib.suppress(Exception):  # left registered: a notification more, ignored
+                await self._register(bucket, [], [user_id])
+        if bucket in self._users_of:
+            return
+        await asyncio.sleep(self._unsubscribe_after)
+        if bucket in self._users_of:  # a user of the bucket came (back) meanwhile
+            return
+        self._leased.discard(bucket)  # its lease runs out: nobody publishes here for it
+        shard = self._placed.pop(bucket, None)
         if shard is not None:
-            await shard.remove(channel)
+            await shard.remove(self._channel(bucket))
 
-    def _shard_of(self, channel: bytes) -> _Shard | None:
-        if not self._shards:
-            return None
+    async def _register(self, bucket: int, adding: Collection[str], removing: Collection[str] = ()) -> bool:
+        """Renews the lease in the bucket, registers `adding` (those still served here) and
+        deregisters `removing` (those no longer served). False when the lease had run out
+        while the bucket had users here: they may have missed notifications, and the bucket
+        is to be placed again."""
+        async with self._lock(bucket):
+            served = self._users_of.get(bucket, set())
+            adding = [user_id for user_id in adding if user_id in served]
+            removing = [user_id for user_id in removing if user_id not in served]
+            arguments = [*self._lease_args, resp.bulk(len(adding)), *map(resp.bulk, adding),
+                         *map(resp.bulk, removing)]
+            running = await self._here(2, [resp.bulk(self._keys.audience(bucket)),
+                                           resp.bulk(self._keys.leases(bucket)), *arguments])
+            had_lease = bucket in self._leased
+            self._leased.add(bucket)
+            if had_lease and not int(running):
+                log.warning("this gateway's lease in bucket %d had run out; registering its users again", bucket)
+                self._place_later(bucket, lost=True)
+                return False
+            return True
+
+    def _lock(self, bucket: int) -> asyncio.Lock:
+        lock = self._locks.get(bucket)
+        if lock is None:
+            lock = self._locks[bucket] = asyncio.Lock()
+        return lock
+
+    def _channel(self, bucket: int) -> bytes:
+        return self._keys.channel(bucket, self.gateway_id).encode()
+
+    def _shard_of(self, bucket: int) -> _Shard | None:
+        """The open connection to the node serving the bucket now, if any."""
         try:
-            return self._shards.get(self._client.get_node_from_key(channel).name)
-        except Exception:  # noqa: BLE001 - no node for it now: the next resubscription places it
+            shard = self._shards.get(self._client.get_node_from_key(self._channel(bucket)).name)
+        except Exception:  # noqa: BLE001 - no node for it now: its placement finds one
             return None
+        return shard if shard is not None and shard.open else None
 
-    def _wanted(self) -> list[int]:
-        return list(range(self._keys.buckets.count)) if self._every_bucket else list(self._users_in)
+    def _place_later(self, bucket: int, *, lost: bool) -> None:
+        self._to_place[bucket] = self._to_place.get(bucket, False) or lost
+        self._wake.set()
+
+    def _spawn(self, work: Awaitable[Any]) -> asyncio.Future:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- the reading -------------------------------------------------------------------------
 
     async def run(self, on_notification: Callable[[AnyNotification], None],
-                  on_resync: Callable[[], Awaitable[None]]) -> None:
+                  on_resync: Callable[..., Awaitable[None]]) -> None:
         groups = self.groups
+        self._on_notification = on_notification
 
         async def on_groups_resync() -> None:
             if groups.channels:
@@ -139,63 +231,175 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
 
         followed = asyncio.ensure_future(groups.run(
             lambda channel, data: _dispatch(data, on_notification), on_groups_resync))
+        renewing = asyncio.ensure_future(self._renew_forever())
         try:
-            await self._subscribe_forever(on_notification, on_resync)
+            await self._place_forever(on_resync)
         finally:
-            followed.cancel()
+            for task in (followed, renewing, *self._tasks):
+                task.cancel()
             with contextlib.suppress(BaseException):
                 await followed
-            for task in list(self._leaving):
-                task.cancel()
             self._resyncs.cancel()
+            shards, self._shards, self._placed = list(self._shards.values()), {}, {}
+            await asyncio.gather(*(shard.close() for shard in shards), *self._closing, return_exceptions=True)
 
-    async def _subscribe_forever(self, on_notification, on_resync) -> None:
+    async def _place_forever(self, on_resync: Callable[..., Awaitable[None]]) -> None:
+        """Places every bucket wanted, then whatever is lost or newly wanted, for ever."""
         loop = asyncio.get_running_loop()
-        backoff, lost_at = self._min_backoff, None
+        for bucket in self._users_of:
+            self._to_place.setdefault(bucket, False)
+        first, backoff, lost_at = True, self._min_backoff, None
         while True:
-            shards: dict[str, _Shard] = {}
+            if not self._to_place and not first:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._to_place = self._to_place, {}
+            lost = any(batch.values())
+            if lost and lost_at is None:
+                lost_at = loop.time()
+            failed = 0
+            resync: set[str] = set()
             try:
-                await self._client.nodes_manager.initialize()  # where each slot is now
-                for node in self._client.get_primaries():
-                    shards[node.name] = _Shard(node, on_notification, self._ping_interval)
-                await asyncio.gather(*(shard.connect() for shard in shards.values()))
-                self._shards = shards
-                # Every bucket wanted now; a user included meanwhile subscribes its own.
-                by_shard: dict[str, list[bytes]] = {}
-                for bucket in self._wanted():
-                    channel = self._keys.channel(bucket).encode()
-                    by_shard.setdefault(self._client.get_node_from_key(channel).name, []).append(channel)
-                await asyncio.gather(*(shards[name].add_all(channels) for name, channels in by_shard.items()))
-                if lost_at is not None:
+                results = await self._place_all(list(batch), every_node=first)
+            except Exception as error:  # noqa: BLE001 - no node answers: try again, never crash
+                results = [error] * len(batch)
+            for (bucket, was_lost), result in zip(batch.items(), results, strict=True):
+                if isinstance(result, BaseException):
+                    failed += 1
+                    self._to_place[bucket] = self._to_place.get(bucket, False) or was_lost
+                    log.debug("could not place bucket %d: %r", bucket, result)
+                elif was_lost:
+                    resync |= result  # every user of the bucket
                     self.resubscriptions += 1
-                    log.warning("resubscribed to the buckets' channels after %.1f s; resyncing open connections",
-                                loop.time() - lost_at)
-                lost_at, backoff = None, self._min_backoff
-                self._resyncs.launch(on_resync)  # as RedisNotificationSubscriber: at the first one too
-                readers = [shard.reader for shard in shards.values() if shard.reader is not None]
-                done, _ = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
-                for reader in done:
-                    reader.result()  # raises why it ended
-                raise ConnectionError("a subscription ended")
-            except Exception as error:  # noqa: BLE001 - any failure means: subscribe again, never crash
-                if lost_at is None:
-                    lost_at = loop.time()
-                    log.warning("lost the buckets' channels (%s: %s); subscribing again", type(error).__name__, error)
                 else:
-                    log.debug("still cannot subscribe to the buckets' channels: %r", error)
+                    resync |= result & self._stale  # those whose include could not wait for it
+                self._stale.difference_update(result if not isinstance(result, BaseException) else ())
+            if first:
+                self._resyncs.launch(on_resync)  # as RedisNotificationSubscriber: at the first one too
+                first = False
+            elif resync and self._every_bucket:
+                self._resyncs.launch(on_resync)  # it hears everyone: everyone's gap
+            elif resync:
+                self._resyncs.launch(partial(on_resync, resync))
+            if failed:
+                if lost_at is not None and backoff == self._min_backoff:
+                    log.warning("lost the notification channels of %d buckets; placing them again", failed)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, self._max_backoff)
-            finally:
-                self._shards = {}
-                await asyncio.gather(*(shard.close() for shard in shards.values()), return_exceptions=True)
+                continue
+            if lost_at is not None:
+                log.warning("placed the lost buckets' channels again after %.1f s; resyncing %d users",
+                            loop.time() - lost_at, len(resync))
+            lost_at, backoff = None, self._min_backoff
+
+    async def _place_all(self, buckets: list[int], every_node: bool = False) -> list[set[str] | BaseException]:
+        """Each bucket placed, or why not: the buckets of a node that cannot be reached now
+        wait, the others go on. `every_node`: a connection to every master as well, so a
+        user's first include finds its node's open already (at the start)."""
+        await self._client.nodes_manager.initialize()  # where each slot is now
+        nodes = {bucket: self._client.get_node_from_key(self._channel(bucket)) for bucket in buckets}
+        by_name = {node.name: node for node in nodes.values()}
+        if every_node:
+            by_name.update((node.name, node) for node in self._client.get_primaries())
+        # One connection per node, made before the buckets' subscriptions share it.
+        connected = await asyncio.gather(*(self._connected(node) for node in by_name.values()),
+                                         return_exceptions=True)
+        failures = {name: result for name, result in zip(by_name, connected, strict=True)
+                    if isinstance(result, BaseException)}
+
+        async def place(bucket: int) -> set[str]:
+            failure = failures.get(nodes[bucket].name)
+            if failure is not None:
+                raise failure
+            return await self._place(bucket)
+
+        return await asyncio.gather(*(place(bucket) for bucket in buckets), return_exceptions=True)
+
+    async def _place(self, bucket: int) -> set[str]:
+        """The bucket's channel subscribed where its slot is now, every user served here
+        registered in it; the users registered."""
+        channel = self._channel(bucket)
+        shard = await self._connected(self._client.get_node_from_key(channel))
+        if not await shard.add(channel):
+            raise ConnectionError("the connection closed before SSUBSCRIBE was confirmed")
+        registered: set[str] = set()
+        while True:  # users included meanwhile too: none may be left unregistered
+            missing = self._users_of.get(bucket, set()) - registered
+            if not missing and registered:
+                break
+            if not await self._register(bucket, missing):
+                raise ConnectionError("the lease ran out while placing the bucket")
+            registered |= missing
+            if not missing:
+                break
+        if not shard.open:
+            raise ConnectionError("the connection closed while placing the bucket")
+        self._placed[bucket] = shard
+        return registered
+
+    async def _connected(self, node: Any) -> _Shard:
+        shard = self._shards.get(node.name)
+        if shard is not None and shard.open:
+            return shard
+        assert self._on_notification is not None
+        shard = _Shard(node, self._on_notification, self._ping_interval, self._moved)
+        self._shards[node.name] = shard
+        try:
+            await shard.connect()
+        except BaseException:
+            self._shard_lost(shard)
+            raise
+        assert shard.reader is not None
+        shard.reader.add_done_callback(lambda _: self._shard_lost(shard))
+        return shard
+
+    def _shard_lost(self, shard: _Shard) -> None:
+        """Its connection is gone: every bucket it carried is lost."""
+        shard.open = False
+        if self._shards.get(shard.name) is shard:
+            del self._shards[shard.name]
+        if shard.reader is not None and shard.reader.done() and not shard.reader.cancelled():
+            log.warning("lost the connection to %s (%r)", shard.name, shard.reader.exception())
+        for bucket in [bucket for bucket, placed in self._placed.items() if placed is shard]:
+            del self._placed[bucket]
+            self._place_later(bucket, lost=True)
+        closing = asyncio.ensure_future(shard.close())  # awaited by run() at its end if not done by then
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    def _moved(self, shard: _Shard, channel: bytes) -> None:
+        """Redis unsubscribed us from the channel: its slot moved (a migration, a failover)."""
+        for bucket, placed in list(self._placed.items()):
+            if placed is shard and self._channel(bucket) == channel:
+                del self._placed[bucket]
+                self._place_later(bucket, lost=True)
+
+    async def _renew_forever(self) -> None:
+        """Renews the leases of the buckets with users here; a lease found run out places its
+        bucket again (_register)."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            buckets = list(self._leased)
+            # All at once: BatchedScript writes each node its share in one write.
+            renewed = await asyncio.gather(*(self._register(bucket, []) for bucket in buckets),
+                                           return_exceptions=True)
+            for bucket, result in zip(buckets, renewed, strict=True):
+                if isinstance(result, Exception):  # the next round tries again; a lease lost tells
+                    log.debug("could not renew the lease in bucket %d: %r", bucket, result)
 
 
 class _Shard:
-    """One master's wanted bucket channels, on a connection of their own. Commands go out on
-    the connection the reader reads: Redis answers them in order, so each SSUBSCRIBE's
+    """One master's channels of this gateway, on a connection of their own. Commands go out
+    on the connection the reader reads: Redis answers them in order, so each SSUBSCRIBE's
     confirmation is matched to its sender."""
 
-    def __init__(self, node: Any, on_notification, ping_interval: float):
+    def __init__(self, node: Any, on_notification, ping_interval: float,
+                 on_moved: Callable[[_Shard, bytes], None]):
+        self.name = node.name
+        self.open = True  # until close(): what is subscribed here is heard
+        self._closing: asyncio.Future | None = None
+        self._on_moved = on_moved
         self._client = own_node_client(node, "courier-buckets")
         self._on_notification = on_notification
         self._ping_interval = ping_interval
@@ -209,27 +413,19 @@ class _Shard:
         self._connection = await self._client.connection_pool.get_connection()
         self.reader = asyncio.ensure_future(read_replies(self._connection, self._on_reply, self._ping_interval))
 
-    async def add_all(self, channels: list[bytes]) -> None:
-        """Subscribe these and wait for every confirmation (a resubscription's)."""
-        waits = await self._send_subscribe(channels)
-        if not waits:
-            return
-        assert self.reader is not None
-        done, _ = await asyncio.wait([asyncio.gather(*waits), self.reader], timeout=2 * self._ping_interval,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if self.reader in done:
-            self.reader.result()
-            raise ConnectionError("the subscription ended")
-        if not done:
-            raise SilentConnection("no confirmation of SSUBSCRIBE")
-
-    async def add(self, channel: bytes) -> None:
-        """Returns once the channel is confirmed (or its connection is lost meanwhile)."""
+    async def add(self, channel: bytes) -> bool:
+        """Returns once the channel is confirmed (True) or its connection is lost (False)."""
         if channel in self._channels and not self._unconfirmed.get(channel):
-            return
-        waits = await self._send_subscribe([channel]) or [self._unconfirmed[channel][-1]]
+            return self.open
+        waits = await self._send_subscribe([channel])
+        if not waits:
+            pending = self._unconfirmed.get(channel)
+            if not pending:
+                return False  # no connection
+            waits = [pending[-1]]
         # asyncio.wait: a caller cancelled meanwhile must not cancel a confirmation others wait for.
         await asyncio.wait(waits)
+        return self.open and channel in self._channels
 
     async def remove(self, channel: bytes) -> None:
         if channel not in self._channels or self._connection is None:
@@ -278,10 +474,18 @@ class _Shard:
         elif kind == b"sunsubscribe":
             if channel in self._leaving:
                 self._leaving.discard(channel)  # ours
-            else:
-                raise ShardMoved(f"unsubscribed from {channel!r} by the server")  # the slot moved
+            else:  # the slot moved: this channel is lost, the others here are not
+                self._channels.discard(channel)
+                self._on_moved(self, channel)
 
     async def close(self) -> None:
+        """Closed once, whoever asks first (its loss, the run's end); the others wait for it."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        self.open = False
         for pending in self._unconfirmed.values():  # whoever waits returns: on_resync covers it
             for future in pending:
                 if not future.done():

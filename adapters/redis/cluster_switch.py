@@ -34,8 +34,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from adapters.redis import envelope
 from adapters.redis.cluster_keys import ClusterKeys
-from adapters.redis.support import get_many, lua, text
+from adapters.redis.support import bucket_lua, get_many, lua, text
 
+ANNOUNCE_CONCURRENCY = 16  # buckets announced to at once
 SETTLE_SECONDS = 2.0  # how long step 2 waits; a gateway that died leaves its sends to the relay (5 s)
 SETTLE_POLL = 0.01
 
@@ -53,6 +54,7 @@ class ClusterSwitch:
         self._keys = keys
         self._settle = settle
         self._close = client.register_script(lua("lg_close.lua"))
+        self._publish = client.register_script(bucket_lua("bucket_publish.lua"))
 
     def counter(self, group_id: str) -> str:
         return self._keys.seq("g:" + group_id)
@@ -97,18 +99,24 @@ class ClusterSwitch:
         return "" if newest is None else f"{newest[0]}-{newest[1]}"
 
     async def announce(self, group_id: str, stream: int, member_ids: Sequence[str], floor: str) -> None:
-        """Step 5: each bucket's members hear of the switch on their bucket's channel."""
+        """Step 5: each bucket's members hear of the switch, on the channels of the gateways
+        that hold their sockets."""
         by_bucket: dict[int, list[str]] = {}
         for user_id in member_ids:
             by_bucket.setdefault(self._keys.bucket_of(user_id), []).append(user_id)
         tail = b',"floor":"' + floor.encode() + b'"}'
-        # One pipeline: a write per node, where one command per bucket at once could pass the
-        # cluster client's connections per node (it refuses past them; a channel starts with
-        # up to 10,000 members, in every bucket).
-        async with self._client.pipeline(transaction=False) as pipe:
-            for bucket, users in by_bucket.items():
-                pipe.spublish(self._keys.channel(bucket), envelope.switched_head(group_id, stream, users) + tail)
-            await pipe.execute()
+        # A few at a time: one call per bucket at once could pass the cluster client's
+        # connections per node (it refuses past them; a channel starts with up to 10,000
+        # members, in every bucket).
+        slots = asyncio.Semaphore(ANNOUNCE_CONCURRENCY)
+
+        async def publish(bucket: int, users: list[str]) -> None:
+            async with slots:
+                await self._publish(keys=[self._keys.audience(bucket), self._keys.leases(bucket)],
+                                    args=[self._keys.channel_prefix(bucket),
+                                          envelope.switched_head(group_id, stream, users) + tail, *users])
+
+        await asyncio.gather(*(publish(bucket, users) for bucket, users in by_bucket.items()))
 
 
 def _position(stream_id: str) -> tuple[int, int]:

@@ -87,6 +87,15 @@ def lua(name: str) -> str:
     return (Path(__file__).parent / name).read_text(encoding="utf-8")
 
 
+def bucket_lua(name: str) -> str:
+    """A script that publishes a bucket's notifications on a Redis Cluster: its source after
+    the functions it shares with the others (bucket_gateways.lua)."""
+    source = lua(name)
+    first, _, rest = source.partition("\n")
+    shebang = first + "\n" if first.startswith("#!") else ""
+    return shebang + lua("bucket_gateways.lua") + (rest if shebang else source)
+
+
 async def get_many(client: Redis | RedisCluster, keys: list[str]) -> list[Any]:
     """MGET, on one Redis or a cluster: a cluster refuses an MGET of keys in several slots
     (CROSSSLOT), so its client splits them by slot (one MGET per slot, answers in the

@@ -48,6 +48,7 @@ SMALL_GROUP = 200
 LARGE_GROUP = 1000
 CONCURRENCY = 64
 GATEWAYS = 4
+BYTES_USERS = 4000  # 1000 a gateway: each covers every bucket, as a busy gateway does
 
 
 def free_port() -> int:
@@ -228,12 +229,12 @@ async def with_counted_bytes(name: str, subscribers, inbox) -> dict:
     cluster_subscriber._dispatch = cluster_dispatch
     try:
         rng = random.Random(7)
-        people = [str(uuid.uuid4()) for _ in range(400)]
+        people = [str(uuid.uuid4()) for _ in range(BYTES_USERS)]
         runs = []
         for index, subscriber in enumerate(subscribers):
             started = asyncio.Event()
 
-            async def on_resync(started=started) -> None:
+            async def on_resync(*_users, started=started) -> None:
                 started.set()
 
             def on_notification(notification) -> None:
@@ -256,7 +257,8 @@ async def with_counted_bytes(name: str, subscribers, inbox) -> dict:
         cluster_subscriber._dispatch = original_cluster
     received = [sizes[id(subscriber)] for subscriber in subscribers]
     return {"target": name, "figure": f"notification bytes per gateway ({len(subscribers)} gateways, each serving "
-                                      f"a quarter of 400 users, {sends} private sends)", "per_gateway": received,
+                                      f"a quarter of {BYTES_USERS} users, {sends} private sends)",
+            "per_gateway": received,
             "bytes_per_send_per_gateway": round(sum(received) / len(received) / sends, 1)}
 
 

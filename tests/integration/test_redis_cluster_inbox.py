@@ -9,11 +9,11 @@ append per bucket keeps every guarantee of the one-Redis script.
 - A gateway killed between the commit and its appends: the next send into the conversation
   makes them first (seq order kept in every log), the worker's relay makes them in a quiet
   conversation, and a retry with the same client_msg_id gets the original, appended once.
-- The notifications: SPUBLISH on each bucket's channel, with that bucket's recipients only."""
+- The notifications: SPUBLISH on each bucket's channel of a gateway, with that bucket's recipients
+  only (the gateway's side: test_redis_cluster_subscriber.py)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import random
 import uuid
@@ -228,9 +228,14 @@ async def test_each_bucket_publishes_its_own_recipients_on_its_own_channel(gatew
     by_bucket: dict[int, list[str]] = defaultdict(list)
     for user in people:
         by_bucket[BUCKETS.of(user)].append(user)
+    # A gateway of its own that hears every user of those buckets (bucket_gateways.lua).
+    listener = uuid.uuid4().hex
+    for bucket in by_bucket:
+        await gateway.client.hset(keys.audience(bucket), "*", listener)
+        await gateway.client.hset(keys.leases(bucket), listener, 2 * 10**12)  # far on
     pubsub = gateway.client.pubsub()
     for bucket in by_bucket:
-        await pubsub.ssubscribe(keys.channel(bucket))
+        await pubsub.ssubscribe(keys.channel(bucket, listener))
     for _ in by_bucket:  # the subscribe confirmations
         while (await pubsub.get_sharded_message(timeout=1.0)) is None:
             pass
@@ -243,9 +248,12 @@ async def test_each_bucket_publishes_its_own_recipients_on_its_own_channel(gatew
         reply = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0.5)
         if reply is not None:
             channel = reply["channel"].decode()
-            bucket = next(b for b in by_bucket if keys.channel(b) == channel)
+            bucket = next(b for b in by_bucket if keys.channel(b, listener) == channel)
             heard[bucket] = orjson.loads(reply["data"])
     await pubsub.aclose()
+    for bucket in by_bucket:
+        await gateway.client.hdel(keys.audience(bucket), "*")
+        await gateway.client.hdel(keys.leases(bucket), listener)
     assert set(heard) == set(by_bucket)
     for bucket, body in heard.items():
         assert sorted(body["to"]) == sorted(by_bucket[bucket])
@@ -287,113 +295,6 @@ async def test_the_worker_stores_every_bucket_once_and_its_relay_finishes_a_dead
     assert await relay.run_once() >= 1
     assert await relay.run_once() == 0
     assert [d.event.id for d in await everything(first.inbox, people[5])][-1] == orphan.id
-
-
-# -- the gateway's bus ----------------------------------------------------------------------
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_the_cluster_subscriber_hands_over_each_recipients_notification_and_resyncs_after_a_loss(
-        gateways, redis_cluster):
-    from adapters.redis.cluster_subscriber import RedisClusterNotificationSubscriber
-
-    gateway = gateways[0]
-    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, ClusterKeys(BUCKETS), ping_interval=1.0,
-                                                    every_bucket=True)
-    heard: list = []
-    resyncs: list[int] = []
-
-    async def on_resync() -> None:
-        resyncs.append(len(heard))
-
-    running = asyncio.ensure_future(subscriber.run(heard.append, on_resync))
-    try:
-        while not resyncs:  # subscribed everywhere: the first resync comes then
-            await asyncio.sleep(0.02)
-        people = [new_id() for _ in range(8)]
-        sent = await gateway.send(group_message(new_id(), people[0], "to all"), people)
-        while {user for n in heard for user in n.cursors} != set(people):
-            await asyncio.sleep(0.02)
-        cursors = {user: cursor for n in heard for user, cursor in n.cursors.items()}
-        for user in people:
-            assert (await everything(gateway.inbox, user))[-1].cursor == cursors[user]
-        assert {n.event.id for n in heard} == {sent.id}
-        # The server closes the bucket connections: subscribed again, and a resync.
-        for master in redis_cluster.masters():
-            with redis_cluster.client(master.port) as node:
-                for client in node.client_list():
-                    if client["name"] == "courier-buckets":
-                        node.client_kill_filter(_id=client["id"])
-        while subscriber.resubscriptions < 1 or len(resyncs) < 2:
-            await asyncio.sleep(0.05)
-        heard.clear()
-        again = await gateway.send(private(people[1], people[2], "after the loss"), [people[2], people[1]])
-        while {user for n in heard for user in n.cursors} != {people[1], people[2]}:
-            await asyncio.sleep(0.02)
-        assert {n.event.id for n in heard} == {again.id}
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_a_gateway_hears_only_the_buckets_of_the_users_it_serves(gateways, redis_cluster):
-    from adapters.redis.cluster_subscriber import RedisClusterNotificationSubscriber
-
-    gateway = gateways[0]
-    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, ClusterKeys(BUCKETS), ping_interval=1.0,
-                                                    unsubscribe_after=0.05)
-    heard: list = []
-    resyncs: list[int] = []
-
-    async def on_resync() -> None:
-        resyncs.append(1)
-
-    def users_in_distinct_buckets(count: int) -> list[str]:
-        found: dict[int, str] = {}
-        while len(found) < count:
-            user = new_id()
-            found.setdefault(BUCKETS.of(user), user)
-        return list(found.values())
-
-    served, other, elsewhere = users_in_distinct_buckets(3)
-    running = asyncio.ensure_future(subscriber.run(heard.append, on_resync))
-    try:
-        while not resyncs:
-            await asyncio.sleep(0.02)
-        await subscriber.include(served)
-        await subscriber.include(other)
-
-        async def heard_for(sent: Message, users: set[str]) -> None:
-            for _ in range(200):
-                if {u for n in heard if n.event.id == sent.id for u in n.cursors} >= users:
-                    break
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.1)  # and nothing more comes
-            assert {u for n in heard if n.event.id == sent.id for u in n.cursors} == users
-
-        first = await gateway.send(group_message(new_id(), served, "to three"), [served, other, elsewhere])
-        await heard_for(first, {served, other})  # not elsewhere's: its bucket is not subscribed here
-        subscriber.exclude(other)
-        await asyncio.sleep(0.3)  # its bucket is unsubscribed a moment later
-        second = await gateway.send(group_message(new_id(), served, "again"), [served, other, elsewhere])
-        await heard_for(second, {served})
-        # Lost and back: only the wanted buckets again.
-        for master in redis_cluster.masters():
-            with redis_cluster.client(master.port) as node:
-                for client in node.client_list():
-                    if client["name"] == "courier-buckets":
-                        node.client_kill_filter(_id=client["id"])
-        while subscriber.resubscriptions < 1:
-            await asyncio.sleep(0.05)
-        await subscriber.include(other)  # back: subscribed again before include returns
-        third = await gateway.send(group_message(new_id(), served, "after"), [served, other, elsewhere])
-        await heard_for(third, {served, other})
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
 
 
 @pytest.mark.gen_test(timeout=60)

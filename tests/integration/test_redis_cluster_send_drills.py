@@ -7,10 +7,11 @@ on clusters of their own (a drill changes the cluster it runs on):
   exactly once, each conversation's in seq order. With COURIER_REDIS_WAIT_REPLICAS=1 and two
   replicas a master, so the promoted replica still has one to wait for.
 - a bucket's slot migrated to another master under the same load: 503s at most while it
-  moves, and the same result."""
+  moves, and the same result; a gateway's subscriber resyncs the users of that bucket only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 import time
@@ -210,26 +211,62 @@ async def test_a_master_killed_under_load_gives_503s_for_the_failover_only_and_l
 
 @pytest.mark.gen_test(timeout=120)
 async def test_a_buckets_slot_migrated_under_load_loses_nothing(drill_cluster):
+    """And on the bus: a gateway serving everyone is told by Redis that the bucket's channel
+    left its node (a pushed sunsubscribe), subscribes it on the new owner and resyncs the
+    users of that bucket only - every other user heard every message live."""
+    from adapters.redis.cluster_keys import ClusterKeys
+    from adapters.redis.cluster_subscriber import RedisClusterNotificationSubscriber
+
     gateways = [Gateway(drill_cluster.url, wait_replicas=0) for _ in range(2)]
     for gateway in gateways:
         await gateway.client.initialize()
+    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, ClusterKeys(BUCKETS), ping_interval=1.0)
+    heard: dict[str, set[str]] = defaultdict(set)  # user -> the message ids heard live for it
+    resyncs: list[set[str] | None] = []
+
+    def on_notification(notification) -> None:
+        for user in notification.cursors:
+            heard[user].add(notification.event.id)
+
+    async def on_resync(user_ids=None) -> None:
+        resyncs.append(None if user_ids is None else set(user_ids))
+
+    listening = asyncio.ensure_future(subscriber.run(on_notification, on_resync))
     try:
         people, groups = setup_people()
+        while not resyncs:
+            await asyncio.sleep(0.02)
+        for user in people:
+            await subscriber.include(user)
         load = Load(gateways, people, groups)
         running = asyncio.ensure_future(load.run(LOAD_SECONDS))
         await asyncio.sleep(2.0)
-        slot = key_slot(BUCKETS.tag_of(people[0]).encode())
-        source = gateways[0].client.get_node_from_key(BUCKETS.tag_of(people[0]))
+        moved = BUCKETS.of(people[0])
+        slot = key_slot(BUCKETS.tag(moved).encode())
+        source = gateways[0].client.get_node_from_key(BUCKETS.tag(moved))
         target = next(node for node in drill_cluster.masters() if node.port != source.port)
         await asyncio.get_running_loop().run_in_executor(None, migrate_slot, drill_cluster, slot, source.port,
                                                          target.port)
         await running
-        assert gateways[0].client.get_node_from_key(BUCKETS.tag_of(people[0])).port in (target.port, source.port)
+        assert gateways[0].client.get_node_from_key(BUCKETS.tag(moved)).port in (target.port, source.port)
         await settle(gateways[0])
         await check_every_log(load, gateways[0])
         with drill_cluster.client(target.port) as node:
             assert node.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) > 0  # the bucket's keys moved
+        # The bus: only the moved bucket's users were resynced; all others heard everything live.
+        in_moved = {user for user in people if BUCKETS.of(user) == moved}
+        deadline = time.monotonic() + 10
+        while len(resyncs) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert resyncs[1:] == [in_moved], resyncs
+        await asyncio.sleep(0.5)  # the relay's last appends, heard
+        for user in set(people) - in_moved:
+            log = await gateways[0].inbox.read(user, None, 100_000)
+            assert heard[user] == {d.event.id for d in log}, user
     finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
         for gateway in gateways:
             await gateway.client.aclose()
 

@@ -1,7 +1,8 @@
 """The cluster inbox's scripts each keep to one slot (docs/design/redis-cluster.md, section 3;
 issue 19: "a check with no server computes the slot of every key and channel each script
 touches"): the keys RedisClusterInbox passes to commit.lua, bucket_append.lua and finish.lua,
-and the channel bucket_append.lua publishes on, for random users, groups and private chats.
+and the channels bucket_append.lua publishes on (its audience's keys among the others), for
+random users, groups and private chats.
 No server: the scripts are replaced by recorders, and slots are redis-py's key_slot."""
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from adapters.redis.cluster_inbox import RedisClusterInbox
 from domain.events import MEMBER_ADDED, GroupChange
 from domain.model import GROUP, PRIVATE, Message
 
-# The channel is bucket_append.lua's ARGV[5], after its keys.
+# The channels' prefix is bucket_append.lua's ARGV[5], after its keys; a gateway's id follows it.
 CHANNEL_ARGUMENT = 5
+GATEWAY_ID = uuid.uuid4().hex
 
 
 class _Client:
@@ -90,9 +92,9 @@ async def test_every_script_of_a_send_and_of_a_change_touches_one_slot_and_publi
     expected = sum(len({buckets.of(user) for user in users}) for users in (people, people[1:3], people))
     assert len(appends) == expected
     for keys, args in appends:
-        assert one_slot([*keys, args[CHANNEL_ARGUMENT - 1]]) == one_slot(keys)
+        assert one_slot([*keys, args[CHANNEL_ARGUMENT - 1] + GATEWAY_ID.encode()]) == one_slot(keys)
     # Each user's log is appended to in the user's bucket's slot, and nowhere else.
-    logs = [key for keys, _ in appends for key in keys[2:]]
+    logs = [key for keys, _ in appends for key in keys[4:]]
     for user in people:
         own = [key for key in logs if key.endswith(user.encode())]
         assert {key_slot(key) for key in own} == {key_slot(buckets.tag_of(user).encode())}

@@ -21,14 +21,14 @@ from adapters.redis import resp
 from adapters.redis.buckets import Buckets
 from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.group_streams import RedisGroupStreams
-from adapters.redis.support import lua
+from adapters.redis.support import bucket_lua, lua
 from application.ports import JOIN, LEAVE, OWNER, GroupSwitch, LoggedChange, MemberChange
 from domain.events import MEMBER_ADDED, MESSAGE_UPDATED, GroupChange, MessageChange, edit_event_id
 from domain.model import GROUP, Message
 
 SCRIPTS = ("lg_deliver.lua", "lg_read.lua", "lg_record.lua", "lg_change.lua", "changed.lua", "lg_close.lua")
 REPLIES = {"lg_change.lua": [b"APPLIED", b"1-1"], "lg_read.lua": [b"OK", []], "lg_record.lua": [b"APPLIED", b"1-2"],
-           "changed.lua": 1, "lg_close.lua": [b"3", 0, b""]}
+           "changed.lua": 1, "lg_close.lua": [b"3", 0, b""], "bucket_publish.lua": 1}
 
 
 class RecordingClient:
@@ -37,6 +37,7 @@ class RecordingClient:
     def __init__(self):
         self.calls: list[tuple[str, list[bytes]]] = []
         self._names = {lua(name): name for name in SCRIPTS}
+        self._names[bucket_lua("bucket_publish.lua")] = "bucket_publish.lua"  # a cluster switch's announcement
 
     def register_script(self, script: str):
         name = self._names[script]
@@ -59,9 +60,6 @@ class RecordingClient:
 class _Pipeline:
     def __init__(self, client: RecordingClient):
         self._client = client
-
-    def spublish(self, channel, message):  # a cluster switch's announcement, per bucket
-        self._client.calls.append(("SPUBLISH", [encode(channel)]))
 
     async def __aenter__(self):
         return self
@@ -156,11 +154,15 @@ async def test_the_switch_keeps_to_the_groups_slot(group_id):
     counter = keys.seq(f"g:{group_id}").encode()
     assert closed[0] == counter
     assert {key_slot(key) for key in closed} == {key_slot(counter)}
-    # The floor's bound read from every bucket's generator; the announcement on each member's bucket.
+    # The floor's bound read from every bucket's generator; the announcement in each member's
+    # bucket, by a script there.
     (generators,) = keys_of(client, "MGET")
     assert len(generators) == keys.buckets.count
-    announced = {channel for (channel,) in keys_of(client, "SPUBLISH")}
-    assert announced == {keys.channel(keys.bucket_of(user)).encode() for user in ("owner", "member")}
+    announced = keys_of(client, "bucket_publish.lua")
+    buckets = {keys.bucket_of(user) for user in ("owner", "member")}
+    assert sorted(announced) == sorted([keys.audience(bucket).encode(), keys.leases(bucket).encode()]
+                                       for bucket in buckets)
+    assert all(key_slot(audience) == key_slot(leases) for audience, leases in announced)
 
 
 @pytest.mark.gen_test

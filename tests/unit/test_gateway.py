@@ -370,6 +370,24 @@ async def test_resync_all_sends_what_was_missed_while_the_bus_was_lost(live):
 
 
 @pytest.mark.gen_test
+async def test_a_resync_of_some_users_reads_their_gap_and_leaves_the_others_alone(live):
+    """A cluster bus that lost one node's buckets resyncs those buckets' users only."""
+    alice, bob, carol = await live.users_named("alice", "bob", "carol")
+    bobs, carols = RecordingChannel(), RecordingChannel()
+    await live.gateway.attach(bob.id, bobs, None)
+    await live.gateway.attach(carol.id, carols, None)
+    live.unsubscribe_gateway()
+    missed_by_bob = await send(live, alice, bob, "missed")
+    missed_by_carol = await send(live, alice, carol, "missed too")
+    live.subscribe_gateway()
+    await live.gateway.resync_all([bob.id, "nobody-here"])
+    assert bobs.ids == [missed_by_bob.id]
+    assert carols.ids == []  # not resynced: its gap stays unread
+    await live.gateway.resync_all()
+    assert carols.ids == [missed_by_carol.id] and bobs.ids == [missed_by_bob.id]
+
+
+@pytest.mark.gen_test
 async def test_resync_with_nothing_missed_sends_nothing(live):
     alice, bob = await live.users_named("alice", "bob")
     socket = RecordingChannel()
