@@ -152,6 +152,8 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
             return
         users.discard(user_id)
         self._stale.discard(user_id)
+        # An include under way registers nobody excluded meanwhile: the next one must not wait on it.
+        self._including.pop(user_id, None)
         if not users:
             del self._users_of[bucket]
         self._spawn(self._exclude(bucket, user_id))

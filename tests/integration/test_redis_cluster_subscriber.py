@@ -201,3 +201,21 @@ async def test_a_renewal_sweeps_the_registrations_of_a_gateway_long_gone(gateway
         assert await gateway.client.hget(KEYS.leases(bucket), gone) is None
         assert await gateway.client.hget(KEYS.audience(bucket), left_behind) is None
         assert await gateway.client.hget(KEYS.audience(bucket), user) == subscriber.gateway_id.encode()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_user_included_excluded_and_included_again_at_once_stays_registered(gateways, redis_cluster):
+    """A socket that closes while the user's include is under way, and a new one at once: the
+    registration of the second is not lost to the deregistration of the first."""
+    gateway = gateways[0]
+    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, KEYS, ping_interval=1.0)
+    async with Listening(subscriber) as listening:
+        user, sender = users_in_distinct_buckets(2)
+        first = asyncio.ensure_future(subscriber.include(user))
+        await asyncio.sleep(0)
+        subscriber.exclude(user)
+        await subscriber.include(user)
+        await first
+        await asyncio.sleep(0.2)  # the deregistration, if it were to come after all
+        sent = await gateway.send(private(sender, user, "still here"), [user, sender])
+        await listening.hears(sent, {user})
