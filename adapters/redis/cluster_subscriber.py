@@ -98,6 +98,7 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
         self._tasks: set[asyncio.Future] = set()
         self._closing: set[asyncio.Future] = set()  # lost connections being closed
         self._on_notification: Callable[[AnyNotification], None] | None = None
+        self._stopped = False
 
     # -- the large groups (NotificationSubscriber) -----------------------------------------
 
@@ -110,7 +111,7 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
     # -- the users served (NotificationAudience) -------------------------------------------
 
     async def include(self, user_id: str) -> None:
-        if self._every_bucket:
+        if self._every_bucket or self._stopped:
             return
         under_way = self._including.get(user_id)
         if under_way is None:
@@ -156,7 +157,8 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
         self._including.pop(user_id, None)
         if not users:
             del self._users_of[bucket]
-        self._spawn(self._exclude(bucket, user_id))
+        if not self._stopped:  # stopped: its lease runs out, and a sweep deregisters it
+            self._spawn(self._exclude(bucket, user_id))
 
     async def _exclude(self, bucket: int, user_id: str) -> None:
         if bucket in self._leased:
@@ -237,6 +239,7 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
         try:
             await self._place_forever(on_resync)
         finally:
+            self._stopped = True  # the sockets closing now spawn nothing that would outlive it
             for task in (followed, renewing, *self._tasks):
                 task.cancel()
             with contextlib.suppress(BaseException):
