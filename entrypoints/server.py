@@ -133,6 +133,12 @@ class CourierServer:
         await _cancel_and_wait([t for t in [self._subscriber, *self._background] if t is not None])
         self.container.typing_indicators().close()
         await self.container.presence_tracker().close()  # before the store's connections close
+        if self._http is not None:
+            # The sockets closed above release their counts in tasks of their own; a release
+            # still running once the container has closed the Redis client would reconnect
+            # it, and those connections would never be closed (their ResourceWarnings, when
+            # collected, failed unrelated tests).
+            await self.container.admit_socket().settle(SHUTDOWN_GRACE_SECONDS)
         await shutdown(self.container)  # the container's resources: what it made that needs closing
         if self.metrics is not None:
             self.metrics.unwatch_gc()

@@ -25,7 +25,6 @@ names, are in entrypoints/http/tornado_overrides.py.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable
 
@@ -47,13 +46,6 @@ from entrypoints.socket_writer import PING_FRAME, SocketWriter, text_frame_parts
 from entrypoints.ws_protocol import protocol_token
 
 log = logging.getLogger("courier.ws")
-_releasing: set[asyncio.Task] = set()  # the event loop keeps only weak references to tasks
-
-
-def _finish_release(task: asyncio.Task) -> None:
-    _releasing.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("releasing a socket's count failed: %r", task.exception())
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN = 1013
@@ -142,9 +134,7 @@ class SocketHandler(ServerHeader, tornado.websocket.WebSocketHandler):
             self._release(admission)
 
     def _release(self, admission: Admission) -> None:
-        task = asyncio.ensure_future(self.admit.release(admission))
-        _releasing.add(task)
-        task.add_done_callback(_finish_release)
+        self.admit.release_soon(admission)  # the server's stop waits for it (AdmitSocket.settle)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         """Any other error before the upgrade (e.g. 405 for a POST) as JSON too."""

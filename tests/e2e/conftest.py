@@ -42,7 +42,8 @@ class OnCluster(str):
 
 
 CLUSTER_MODE = OnCluster(PRODUCTION)
-# COURIER_TEST_CLUSTER=1 runs every production test on the cluster as well (issue 19).
+# COURIER_TEST_CLUSTER=1 runs every production test on the cluster as well (issue 19); `make test`
+# sets it (the Makefile's default), a bare pytest does not.
 ON_CLUSTER = os.environ.get("COURIER_TEST_CLUSTER", "") == "1"
 SETTLE_TIMEOUT = 10.0
 

@@ -27,7 +27,7 @@ TEST_DEFAULTS = dict(argon2_time_cost=1, argon2_memory_kib=8192, argon2_parallel
 
 
 # COURIER_TEST_CLUSTER=1: the tests whose redis_url goes through across_topologies run on the
-# local Redis Cluster as well (issue 19), as the e2e suite's.
+# local Redis Cluster as well (issue 19), as the e2e suite's (`make test` sets it by default).
 TOPOLOGIES = ["single"] + (["cluster"] if os.environ.get("COURIER_TEST_CLUSTER", "") == "1" else [])
 
 

@@ -1,6 +1,8 @@
 """AdmitSocket: a socket counts against its user and its address, or against neither."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from adapters.memory.connection_counter import MemoryConnectionCounter
@@ -53,3 +55,37 @@ async def test_a_cap_of_zero_counts_nothing():
     for _ in range(100):
         assert await counter.acquire("alice")
     assert counter.open_for("alice") == 0
+
+
+@pytest.mark.gen_test
+async def test_settle_waits_for_the_releases_under_way():
+    """A server's stop waits for the counts its closing sockets release before it closes the
+    counters' Redis client: a release still running then would reconnect it, for good."""
+    class Slow(MemoryConnectionCounter):
+        async def release(self, key):
+            await asyncio.sleep(0.05)
+            await super().release(key)
+
+    per_user, per_address = Slow(5), MemoryConnectionCounter(5)
+    admit = AdmitSocket(per_user, per_address)
+    admissions = [await admit("alice", "192.0.2.1") for _ in range(3)]
+    for admission in admissions:
+        admit.release_soon(admission)
+    await admit.settle(5)
+    assert per_user.open_for("alice") == 0 and per_address.open_for("192.0.2.1") == 0
+    await admit.settle(5)  # nothing under way: at once
+
+
+@pytest.mark.gen_test
+async def test_settle_gives_up_after_its_timeout():
+    class Stuck(MemoryConnectionCounter):
+        async def release(self, key):
+            await asyncio.Event().wait()
+
+    admit = AdmitSocket(Stuck(5), MemoryConnectionCounter(5))
+    admit.release_soon(await admit("alice", "192.0.2.1"))
+    await asyncio.wait_for(admit.settle(0.05), 1)
+    stuck = list(admit._releasing)
+    assert len(stuck) == 1
+    stuck[0].cancel()
+    await asyncio.gather(*stuck, return_exceptions=True)
