@@ -35,6 +35,7 @@ from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.memory.presence import InProcessPresenceBus, InProcessTypingBus, MemoryPresenceStore
 from adapters.memory.recent import NoRecentMessages
 from adapters.redis import address
+from adapters.redis.bucketed_presence import BucketedPresenceStore
 from adapters.redis.bucketed_sockets import BucketedConnectionCounter
 from adapters.redis.buckets import Buckets
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
@@ -498,8 +499,13 @@ class Container(containers.DeclarativeContainer):
         mode,
         embedded=providers.Singleton(MemoryPresenceStore, clock, settings.provided.presence_grace),
         # Closed by the server's stop (PresenceTracker.close), before the Redis client.
-        production=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace,
+        # On a cluster, one store per user bucket (adapters/redis/bucketed_presence.py).
+        production=providers.Selector(
+            redis_topology,
+            single=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace,
                                        layout=key_layout),
+            cluster=providers.Singleton(BucketedPresenceStore, redis, settings.provided.presence_grace, buckets),
+        ),
     )
     presence_bus = providers.Selector(mode, embedded=providers.Singleton(InProcessPresenceBus),
                                       production=providers.Singleton(RedisPresenceBus, redis))

@@ -1,8 +1,9 @@
 """The scripts and MULTIs of the adapters of users' and gateways' state each keep to one slot
 on the cluster's layout (adapters/redis/layout.py; docs/design/redis-cluster.md, section 9:
-"a check with no server"): presence (whose scripts also touch users' hashes and gateways'
-sets they do not declare: under the same tag), the socket caps (a counter per user bucket),
-cursor checkpoints, the group cache, revocations and rate limits, for random users. No server: the scripts are replaced
+"a check with no server"): presence and the socket caps, one store or counter per user
+bucket (whose scripts also touch users' hashes and gateways' sets they do not declare:
+under the bucket's tag, and only the bucket's users), cursor checkpoints, the group cache,
+revocations and rate limits, for random users. No server: the scripts are replaced
 by recorders, and slots are redis-py's key_slot. On one Redis's layout the names are the
 ones deployments have today."""
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 import pytest
 from redis.crc import key_slot
 
+from adapters.redis.bucketed_presence import BucketedPresenceStore
 from adapters.redis.bucketed_sockets import BucketedConnectionCounter
 from adapters.redis.buckets import Buckets
 from adapters.redis.cache import generation_key, group_key
@@ -109,31 +111,36 @@ def one_slot(keys) -> int:
     return slots.pop()
 
 
-LAYOUT = ClusterLayout(Buckets())
-
-
+@pytest.mark.parametrize("count", [1, 7, 256])
 @pytest.mark.gen_test
-async def test_presence_keeps_every_key_it_touches_in_one_slot():
-    rng = random.Random(1)
-    client = _Client([[b"ok"], [0]])
-    store = RedisPresenceStore(client, 1.0, gateway_id="gw", layout=LAYOUT)  # type: ignore[arg-type]
-    apply, expire = client.scripts
+async def test_bucketed_presence_keeps_each_users_keys_in_the_users_bucket_slot(count):
+    """Every script call of every bucket's store: its keys, the hashes of the users it
+    names, and the gateways' sets a sweep finds, all in the slot of its bucket; each user's
+    in the user's bucket's; expire() in every bucket."""
+    rng = random.Random(count)
+    buckets = Buckets(count)
+    client = _Client([], by_name={"presence_apply.lua": [b"ok"], "presence_expire.lua": [0]})
+    store = BucketedPresenceStore(client, 1.0, buckets, gateway_id="gw", lease=0.04)  # type: ignore[arg-type]
     users = ids(rng, 50)
     await store.arrived(users)
     await store.left(users[:10])
+    await run_briefly(store.keep_alive)  # a renewal in each bucket written in
     await store.expire()
-    calls = apply.calls + expire.calls
-    assert calls
-    slots = set()
-    for keys, args in apply.calls:
-        slot = one_slot(keys)
-        users_prefix = args[4]  # presence_apply.lua's ARGV[5]
-        slots |= {slot, one_slot([users_prefix + user for user in users])}
-    for keys, args in expire.calls:
+    await store.close()
+    applies, expires = client.calls("presence_apply.lua"), client.calls("presence_expire.lua")
+    written = {buckets.of(user) for user in users}
+    assert {kind for _, args in applies for kind in entries(args)} == {"a", "l", "r", "c"}
+    assert sorted(user for _, args in applies for user in entries(args).get("a", [])) == sorted(users)
+    for keys, args in applies:
+        slot = one_slot(keys + [args[4] + user for named in entries(args).values() for user in named])
+        for named in entries(args).values():
+            assert {tag_slot(buckets, buckets.of(user)) for user in named} <= {slot}
+    assert {one_slot(keys) for keys, _ in applies} == {tag_slot(buckets, bucket) for bucket in written}
+    expired = set()
+    for keys, args in expires:
         users_prefix, sets_prefix = args[0], args[1]
-        slots |= {one_slot(keys), one_slot([users_prefix + user for user in users]),
-                  one_slot([sets_prefix + store.name, sets_prefix + "another:1234"])}
-    assert slots == {key_slot(b"{presence}")}  # one slot, the service's
+        expired.add(one_slot(keys + [users_prefix + "any-user", sets_prefix + "gw:1234", sets_prefix + "x:5678"]))
+    assert len(expires) == count and expired == {tag_slot(buckets, bucket) for bucket in range(count)}
 
 
 @pytest.mark.parametrize("count", [1, 7, 256])
