@@ -85,7 +85,7 @@ class BucketedPresenceStore(PresenceStore):
             return []
         changed: list[PresenceStatus] = []
         error = None
-        for result in await self._in_buckets(user_ids, RedisPresenceStore.arrived, writes=True):
+        for result in await self._write(user_ids, RedisPresenceStore.arrived):
             if isinstance(result, BaseException):
                 error = error or result
             else:
@@ -100,7 +100,7 @@ class BucketedPresenceStore(PresenceStore):
     async def left(self, user_ids: Sequence[str]) -> None:
         if not user_ids or self._closed:
             return
-        for result in await self._in_buckets(user_ids, RedisPresenceStore.left, writes=True):
+        for result in await self._write(user_ids, RedisPresenceStore.left):
             if isinstance(result, BaseException):
                 raise result  # told again: a second leave changes nothing where the first was taken
 
@@ -164,12 +164,12 @@ class BucketedPresenceStore(PresenceStore):
             groups.setdefault(self._buckets.of(user_id), []).append(user_id)
         return groups
 
-    async def _in_buckets(self, user_ids: Sequence[str],
-                          call: Callable[[RedisPresenceStore, list[str]], Awaitable[T]],
-                          writes: bool) -> list[T | BaseException]:
+    async def _write(self, user_ids: Sequence[str],
+                     call: Callable[[RedisPresenceStore, list[str]], Awaitable[T]]) -> list[T | BaseException]:
+        """`call` with each bucket's users, on the bucket's store (one this gateway now
+        holds a lease in)."""
         groups = self._group(user_ids)
-        if writes:
-            self._written.update(groups)
+        self._written.update(groups)
         return await self._gather(call(self.store(bucket), users) for bucket, users in groups.items())
 
     @staticmethod

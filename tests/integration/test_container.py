@@ -170,7 +170,8 @@ async def test_presence_and_the_socket_caps_are_spread_over_the_buckets_on_a_clu
     from entrypoints.container import shutdown
 
     url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001" if cluster else "redis://127.0.0.1:1/0"
-    container = container_for(tmp_path, COURIER_REDIS_URL=url, COURIER_REDIS_BUCKETS="64")
+    container = container_for(tmp_path, COURIER_REDIS_URL=url, COURIER_REDIS_BUCKETS="64",
+                              COURIER_JWT_SECRET="s" * 32, COURIER_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}")
     store, counter = container.presence_store(), container.sockets_per_user()
     if cluster:
         assert type(store) is BucketedPresenceStore and type(counter) is BucketedConnectionCounter
