@@ -35,6 +35,8 @@ from adapters.memory.limits import MemoryFailureThrottle, MemoryRateLimiter
 from adapters.memory.presence import InProcessPresenceBus, InProcessTypingBus, MemoryPresenceStore
 from adapters.memory.recent import NoRecentMessages
 from adapters.redis import address
+from adapters.redis.bucketed_presence import BucketedPresenceStore
+from adapters.redis.bucketed_sockets import BucketedConnectionCounter
 from adapters.redis.buckets import Buckets
 from adapters.redis.cache import RedisCachedGroupRepository, RedisCachedUserRepository
 from adapters.redis.checkpoints import RedisCursorCheckpoints
@@ -389,9 +391,17 @@ class Container(containers.DeclarativeContainer):
     sockets_per_user = providers.Selector(
         mode,
         embedded=providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_user),
-        production=providers.Resource(
-            _closed_at_shutdown, RedisConnectionCounter, redis, settings.provided.ws_max_per_user,
-            layout=key_layout, closing=closing,
+        # On a cluster, one counter per user bucket (adapters/redis/bucketed_sockets.py).
+        production=providers.Selector(
+            redis_topology,
+            single=providers.Resource(
+                _closed_at_shutdown, RedisConnectionCounter, redis, settings.provided.ws_max_per_user,
+                layout=key_layout, closing=closing,
+            ),
+            cluster=providers.Resource(
+                _closed_at_shutdown, BucketedConnectionCounter, redis, settings.provided.ws_max_per_user, buckets,
+                closing=closing,
+            ),
         ),
     )
     sockets_per_address = providers.Singleton(MemoryConnectionCounter, settings.provided.ws_max_per_address)
@@ -489,8 +499,13 @@ class Container(containers.DeclarativeContainer):
         mode,
         embedded=providers.Singleton(MemoryPresenceStore, clock, settings.provided.presence_grace),
         # Closed by the server's stop (PresenceTracker.close), before the Redis client.
-        production=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace,
+        # On a cluster, one store per user bucket (adapters/redis/bucketed_presence.py).
+        production=providers.Selector(
+            redis_topology,
+            single=providers.Singleton(RedisPresenceStore, redis, settings.provided.presence_grace,
                                        layout=key_layout),
+            cluster=providers.Singleton(BucketedPresenceStore, redis, settings.provided.presence_grace, buckets),
+        ),
     )
     presence_bus = providers.Selector(mode, embedded=providers.Singleton(InProcessPresenceBus),
                                       production=providers.Singleton(RedisPresenceBus, redis))

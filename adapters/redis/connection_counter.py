@@ -10,8 +10,10 @@ renewal, so an outage never leaves a user's count too high for good.
 
 The keys: ws:open:<user> and ws:gateways on one Redis. The acquire script reads the
 leases beside a user's counts, and any user's counts beside the one lease set, so on a
-Redis Cluster all of them are `{ws}:...` (KeyLayout.service): one slot, a single-slot
-service as presence is (a few small keys per user with sockets open)."""
+Redis Cluster one counter keeps all of them under one hash tag (KeyLayout.service):
+`{ws}:...` (ClusterLayout: a single-slot service), or a user bucket's `{t7}:ws:...`
+(BucketLayout). The container gives a cluster one counter per bucket
+(adapters/redis/bucketed_sockets.py), each counting the users of its bucket only."""
 from __future__ import annotations
 
 import asyncio
@@ -79,11 +81,17 @@ class RedisConnectionCounter(ConnectionCounter):
         if self._limit <= 0:
             return
         while True:
-            try:
-                await self._renew()
-            except ServiceUnavailable as error:
-                log.warning("could not renew this gateway's socket lease: %s", error)
+            await self.renew()
             await asyncio.sleep(self._lease / 3)
+
+    async def renew(self) -> None:
+        """One renewal of keep_alive's, and the releases kept since (a failure is logged:
+        the next one tries again). BucketedConnectionCounter renews its buckets' counters
+        with it, in one loop."""
+        try:
+            await self._renew()
+        except ServiceUnavailable as error:
+            log.warning("could not renew this gateway's socket lease: %s", error)
 
     async def _renew(self) -> None:
         with unavailable("socket lease"):

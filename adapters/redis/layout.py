@@ -9,7 +9,11 @@
   docs/design/redis-cluster.md section 1), and a service whose scripts touch keys they do
   not declare (presence: every user's hash from one script) keeps all its keys under one
   tag of its own, `{<service>}`: one slot, so one master serves all of it - a single-slot
-  service on a cluster, which is what keeps its scripts atomic."""
+  service on a cluster, which is what keeps its scripts atomic.
+- One bucket of a Redis Cluster (BucketLayout): such a service spread over the users'
+  buckets, one instance per bucket (adapters/redis/bucketed_presence.py,
+  bucketed_sockets.py): each instance's keys start with `<bucket tag>:<name>:`, so its
+  scripts stay within the bucket's slot, and a user's state is in its bucket's instance."""
 from __future__ import annotations
 
 from adapters.redis.buckets import Buckets
@@ -39,6 +43,22 @@ class ClusterLayout(KeyLayout):
 
     def user(self, user_id: str) -> str:
         return self._buckets.tag_of(user_id) + ":"
+
+
+class BucketLayout(KeyLayout):
+    """A Redis Cluster, for the instance of a service that serves one bucket: its keys
+    start with `<the bucket's tag>:<name>:` (`{t7}:presence:`), all in the bucket's slot.
+    Only the users of that bucket may be given to that instance."""
+
+    def __init__(self, buckets: Buckets, bucket: int):
+        self.bucket = bucket
+        self._tag = buckets.tag(bucket)
+
+    def service(self, name: str) -> str:
+        return self._tag + ":" + name + ":"
+
+    def user(self, user_id: str) -> str:
+        return self._tag + ":"  # the bucket's users only: theirs is this tag
 
 
 SINGLE = KeyLayout()

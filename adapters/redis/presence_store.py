@@ -8,10 +8,12 @@ The layout (all times on Redis' clock, read by TIME inside the scripts):
 - presence:sweeping: gateways found dead whose users are still being taken off;
 - presence:leaving, a sorted set: user -> end of its grace (ms).
 
-On a Redis Cluster every one of them is `{presence}:...` instead (KeyLayout.service): the
-scripts read and write users' hashes and gateways' sets they cannot declare (a sweep finds
-them as it goes), and a script's keys must all be in one slot. So presence is a single-slot
-service on a cluster: one master holds it all, as one Redis does.
+The prefix `presence:` is the layout's (KeyLayout.service): the scripts read and write
+users' hashes and gateways' sets they cannot declare (a sweep finds them as it goes), and
+on a Redis Cluster a script's keys must all be in one slot, so one store keeps all its keys
+under one hash tag - `{presence}:...` (ClusterLayout: a single-slot service), or a user
+bucket's `{t7}:presence:...` (BucketLayout). The container gives a cluster one store per
+bucket (adapters/redis/bucketed_presence.py), each holding the users of its bucket only.
 
 A gateway writes under a name of its own, `gateway_id:random`, renewed each time it
 finds that it was swept as dead (its lease ran out: it was stopped, or cut off from Redis,
@@ -30,6 +32,7 @@ at the next renewal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
@@ -81,8 +84,12 @@ class _Entry:
 
 class RedisPresenceStore(PresenceStore):
     def __init__(self, client: aioredis.Redis | RedisCluster, grace: float, gateway_id: str | None = None,
-                 lease: float = LEASE_SECONDS, layout: KeyLayout = SINGLE):
+                 lease: float = LEASE_SECONDS, layout: KeyLayout = SINGLE,
+                 limit: asyncio.Semaphore | None = None):
         self._client = client
+        # Calls to Redis in flight at once, when several stores share a client
+        # (BucketedPresenceStore: one per bucket); None: no bound but the writer's.
+        self._limit: contextlib.AbstractAsyncContextManager = limit or contextlib.nullcontext()
         self.keys = PresenceKeys(layout)
         self._grace_ms = int(grace * 1000)
         self.gateway_id = gateway_id or uuid.uuid4().hex
@@ -124,11 +131,12 @@ class RedisPresenceStore(PresenceStore):
     async def expire(self) -> list[PresenceStatus]:
         changed: list[PresenceStatus] = []
         for _ in range(EXPIRE_ROUNDS):
-            with unavailable("presence"):
-                reply = await self._expire(
-                    keys=[self.keys.gateways, self.keys.sweeping, self.keys.leaving],
-                    args=[self.keys.users, self.keys.gateway_sets, EXPIRE_LIMIT, self._grace_ms],
-                )
+            async with self._limit:
+                with unavailable("presence"):
+                    reply = await self._expire(
+                        keys=[self.keys.gateways, self.keys.sweeping, self.keys.leaving],
+                        args=[self.keys.users, self.keys.gateway_sets, EXPIRE_LIMIT, self._grace_ms],
+                    )
             for i in range(1, len(reply), 3):
                 changed.append(PresenceStatus(text(reply[i]), False, _seconds(reply[i + 2]), int(reply[i + 1])))
             if not int(reply[0]):
@@ -139,34 +147,43 @@ class RedisPresenceStore(PresenceStore):
     async def statuses(self, user_ids: Sequence[str]) -> list[PresenceStatus]:
         if not user_ids:
             return []
-        with unavailable("presence"):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for user_id in user_ids:
-                    pipe.hmget(self.keys.user(user_id), "online", "last_seen", "version")
-                rows = await pipe.execute()
+        async with self._limit:
+            with unavailable("presence"):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for user_id in user_ids:
+                        pipe.hmget(self.keys.user(user_id), "online", "last_seen", "version")
+                    rows = await pipe.execute()
         return [_status(user_id, row) for user_id, row in zip(user_ids, rows, strict=True)]
 
     async def touch(self, user_id: str) -> PresenceStatus:
-        with unavailable("presence"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hincrby(self.keys.user(user_id), "version", 1)
-                pipe.hmget(self.keys.user(user_id), "online", "last_seen", "version")
-                _, row = await pipe.execute()
+        async with self._limit:
+            with unavailable("presence"):
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.hincrby(self.keys.user(user_id), "version", 1)
+                    pipe.hmget(self.keys.user(user_id), "online", "last_seen", "version")
+                    _, row = await pipe.execute()
         return _status(user_id, row)
 
     async def keep_alive(self) -> None:
         """Renew the lease every lease/4 (so three renewals may be lost before it runs
         out); after a failed write, say again who is here."""
         while not self._closed:
-            try:
-                if self._unsure:
-                    self._unsure = False  # set again if this fails too
-                    await self._write(SYNC, list(self._here))
-                else:
-                    await self._write(RENEW, [])
-            except ServiceUnavailable as error:
-                log.warning("could not renew this gateway's presence lease: %s", error)
+            await self.renew()
             await asyncio.sleep(self._lease / 4)
+
+    async def renew(self) -> None:
+        """One renewal of keep_alive's (a failure is logged: the next one tries again).
+        BucketedPresenceStore renews its buckets' stores with it, in one loop."""
+        if self._closed:
+            return
+        try:
+            if self._unsure:
+                self._unsure = False  # set again if this fails too
+                await self._write(SYNC, list(self._here))
+            else:
+                await self._write(RENEW, [])
+        except ServiceUnavailable as error:
+            log.warning("could not renew this gateway's presence lease: %s", error)
 
     async def close(self) -> None:
         if self._closed:
@@ -230,9 +247,11 @@ class RedisPresenceStore(PresenceStore):
                                  "1" if self._registered else "0", self.keys.users]
         for entry in entries:
             args += [entry.kind, len(entry.users), *entry.users]
-        with unavailable("presence"):
-            return await self._apply(keys=[self.keys.gateways, self.keys.leaving, self.keys.gateway_sets + self._name],
-                                     args=args)
+        async with self._limit:
+            with unavailable("presence"):
+                return await self._apply(
+                    keys=[self.keys.gateways, self.keys.leaving, self.keys.gateway_sets + self._name], args=args,
+                )
 
     def _hand_out(self, reply, sent: list[_Entry], asked: list[_Entry]) -> None:
         """Each arrival gets the changes of its own users; a change nobody asked for (a

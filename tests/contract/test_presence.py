@@ -1,6 +1,8 @@
 """The PresenceStore port (application/ports.py), over its adapters: memory (the embedded
-mode's) and Redis (production: one Redis and a cluster). Both run on the real clock (Redis reads its own) with a
-short grace, and the tests poll expire() with a deadline rather than timing anything."""
+mode's) and Redis (production: one Redis; a cluster, with one store in one slot and with
+the store per user bucket the container gives it). All run on the real clock (Redis reads
+its own) with a short grace, and the tests poll expire() with a deadline rather than
+timing anything."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +13,8 @@ import pytest
 
 from adapters.clock import SystemClock
 from adapters.memory.presence import MemoryPresenceStore
+from adapters.redis.bucketed_presence import BucketedPresenceStore
+from adapters.redis.buckets import Buckets
 from adapters.redis.layout import SINGLE
 from adapters.redis.presence_store import RedisPresenceStore
 
@@ -18,17 +22,22 @@ GRACE = 0.4
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("redis-cluster", marks=pytest.mark.redis)])
+                        pytest.param("redis-cluster", marks=pytest.mark.redis),
+                        pytest.param("redis-cluster-bucketed", marks=pytest.mark.redis)])
 def store(request, io_loop):
     if request.param == "memory":
         yield MemoryPresenceStore(SystemClock(), GRACE)
         return
+    redis_store: RedisPresenceStore | BucketedPresenceStore
     if request.param == "redis":
-        client, layout = request.getfixturevalue("redis_client"), SINGLE
-    else:  # the local cluster, with the layout the container gives it
+        redis_store = RedisPresenceStore(request.getfixturevalue("redis_client"), GRACE, gateway_id="contract",
+                                         layout=SINGLE)
+    elif request.param == "redis-cluster":  # one store in one slot (`{presence}`)
         target = request.getfixturevalue("redis_cluster_target")
-        client, layout = target.client, target.layout
-    redis_store = RedisPresenceStore(client, GRACE, gateway_id="contract", layout=layout)
+        redis_store = RedisPresenceStore(target.client, GRACE, gateway_id="contract", layout=target.layout)
+    else:  # what the container gives a cluster: a store per user bucket
+        target = request.getfixturevalue("redis_cluster_target")
+        redis_store = BucketedPresenceStore(target.client, GRACE, Buckets(), gateway_id="contract")
     yield redis_store
     # Its writer done before the client closes: no connection left in use behind it.
     io_loop.run_sync(redis_store.close)

@@ -154,3 +154,38 @@ async def test_the_container_talks_to_the_local_cluster(tmp_path, redis_cluster,
         await client.delete(*keys, BUCKETS_KEY)
     finally:
         await shutdown(container)
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+@pytest.mark.gen_test
+async def test_presence_and_the_socket_caps_are_spread_over_the_buckets_on_a_cluster_only(
+        tmp_path, monkeypatch, cluster):
+    """One Redis keeps one store and one counter (its key names); a cluster gets one of each
+    per user bucket (adapters/redis/bucketed_presence.py, bucketed_sockets.py), the counter
+    still closed at shutdown. Nothing connects."""
+    from adapters.redis.bucketed_presence import BucketedPresenceStore
+    from adapters.redis.bucketed_sockets import BucketedConnectionCounter
+    from adapters.redis.connection_counter import RedisConnectionCounter
+    from adapters.redis.presence_store import RedisPresenceStore
+    from entrypoints.container import shutdown
+
+    url = "redis+cluster://10.0.0.1:7000,10.0.0.2:7001" if cluster else "redis://127.0.0.1:1/0"
+    container = container_for(tmp_path, COURIER_REDIS_URL=url, COURIER_REDIS_BUCKETS="64",
+                              COURIER_JWT_SECRET="s" * 32, COURIER_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}")
+    store, counter = container.presence_store(), container.sockets_per_user()
+    if cluster:
+        assert type(store) is BucketedPresenceStore and type(counter) is BucketedConnectionCounter
+        assert store._buckets is counter._buckets is container.buckets()
+        assert store._buckets.count == 64
+    else:
+        assert type(store) is RedisPresenceStore and type(counter) is RedisConnectionCounter
+        assert store.keys.gateways == "presence:gateways" and counter.gateways_key == "ws:gateways"
+    assert container.presence_tracker()._store is store and container.admit_socket().per_user is counter
+    closed: list[object] = []
+
+    async def close() -> None:
+        closed.append(counter)
+
+    monkeypatch.setattr(counter, "close", close)
+    await shutdown(container)
+    assert closed == [counter]

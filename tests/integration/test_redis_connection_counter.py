@@ -1,27 +1,52 @@
-"""RedisConnectionCounter against a real Redis (one, and the cluster): a user's sockets counted over every
+"""RedisConnectionCounter against a real Redis (one, and the cluster: one counter, or one per user
+bucket as BucketedConnectionCounter makes them): a user's sockets counted over every
 gateway, the counts of a gateway whose lease ran out (killed) no longer counting, and
 a release that met an outage tried again later."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
+from adapters.redis.bucketed_sockets import BucketedConnectionCounter
+from adapters.redis.buckets import Buckets
 from adapters.redis.connection_counter import RedisConnectionCounter
+from adapters.redis.layout import SINGLE
 from tests.services.redis import make_client
 
 pytestmark = pytest.mark.redis
 
 
-def counter_on(target, limit: int, **kwargs) -> RedisConnectionCounter:
-    """A gateway's counter on redis_target (one Redis or the cluster, with its layout)."""
-    return RedisConnectionCounter(target.client, limit, layout=target.layout, **kwargs)
+@dataclass
+class Counters:
+    """Gateways' counters on one Redis, or on the cluster: one counter in one slot (`{ws}`),
+    or the counter per user bucket that the container gives a cluster."""
+
+    client: Any
+    make: Callable[..., RedisConnectionCounter | BucketedConnectionCounter]
+
+
+@pytest.fixture(params=["single", "cluster", "cluster-bucketed"])
+def counters(request) -> Counters:
+    if request.param == "cluster-bucketed":
+        client = request.getfixturevalue("redis_cluster_target").client
+        buckets = Buckets()
+        return Counters(client, lambda limit, **kwargs: BucketedConnectionCounter(client, limit, buckets, **kwargs))
+    if request.param == "single":
+        client, layout = request.getfixturevalue("redis_client"), SINGLE
+    else:
+        target = request.getfixturevalue("redis_cluster_target")
+        client, layout = target.client, target.layout
+    return Counters(client, lambda limit, **kwargs: RedisConnectionCounter(client, limit, layout=layout, **kwargs))
 
 
 @pytest.mark.gen_test
-async def test_the_cap_counts_every_gateway(redis_target):
-    one = counter_on(redis_target, limit=3)
-    two = counter_on(redis_target, limit=3)
+async def test_the_cap_counts_every_gateway(counters):
+    one = counters.make(limit=3)
+    two = counters.make(limit=3)
     assert await one.acquire("alice") and await one.acquire("alice") and await two.acquire("alice")
     assert not await two.acquire("alice")
     assert not await one.acquire("alice")
@@ -32,43 +57,43 @@ async def test_the_cap_counts_every_gateway(redis_target):
 
 
 @pytest.mark.gen_test
-async def test_the_counts_go_when_the_last_socket_closes(redis_target):
-    counter = counter_on(redis_target, limit=3)
+async def test_the_counts_go_when_the_last_socket_closes(counters):
+    counter = counters.make(limit=3)
     await counter.acquire("alice")
     await counter.release("alice")
-    assert await redis_target.client.hgetall(counter.counts_key("alice")) == {}
+    assert await counters.client.hgetall(counter.counts_key("alice")) == {}
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_gateway_whose_lease_ran_out_counts_no_more(redis_target):
-    dead = counter_on(redis_target, limit=2, lease=0.3)
+async def test_a_gateway_whose_lease_ran_out_counts_no_more(counters):
+    dead = counters.make(limit=2, lease=0.3)
     assert await dead.acquire("alice") and await dead.acquire("alice")
-    alive = counter_on(redis_target, limit=2, lease=30)
+    alive = counters.make(limit=2, lease=30)
     assert not await alive.acquire("alice")
     await asyncio.sleep(0.5)  # the dead one was killed: it renews nothing
     assert await alive.acquire("alice")
-    assert list(await redis_target.client.hgetall(alive.counts_key("alice"))) == [alive.gateway_id.encode()]
+    assert list(await counters.client.hgetall(alive.counts_key("alice"))) == [alive.gateway_id.encode()]
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_running_gateway_keeps_its_lease(redis_target):
-    kept = counter_on(redis_target, limit=1, lease=0.3)
+async def test_a_running_gateway_keeps_its_lease(counters):
+    kept = counters.make(limit=1, lease=0.3)
     assert await kept.acquire("alice")
     renewing = asyncio.ensure_future(kept.keep_alive())
     try:
         await asyncio.sleep(0.8)
-        other = counter_on(redis_target, limit=1)
+        other = counters.make(limit=1)
         assert not await other.acquire("alice")
     finally:
         renewing.cancel()
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_closed_gateway_counts_no_more_at_once(redis_target):
-    stopping = counter_on(redis_target, limit=1)
+async def test_a_closed_gateway_counts_no_more_at_once(counters):
+    stopping = counters.make(limit=1)
     assert await stopping.acquire("alice")
     await stopping.close()
-    assert await counter_on(redis_target, limit=1).acquire("alice")
+    assert await counters.make(limit=1).acquire("alice")
 
 
 @pytest.mark.gen_test(timeout=30)
