@@ -15,7 +15,8 @@ user's last socket here closed; a bucket without users here is unsubscribed a li
 
 One connection per master, each subscribed to the channels of that master's buckets. What
 loses notifications loses them for some buckets only, and only their users are resynced:
-- a lost connection (or a SSUBSCRIBE answered MOVED): that node's buckets;
+- a lost connection: that node's buckets;
+- a SSUBSCRIBE answered MOVED (a slot map read while a slot moved): that bucket;
 - a `sunsubscribe` Redis pushes (the bucket's slot migrated or failed over): that bucket;
 - a renewal that finds the gateway's lease in a bucket ran out (a stall longer than the
   lease: the publishers skipped it, and may have swept its registrations): that bucket.
@@ -37,6 +38,8 @@ from functools import partial
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import MovedError
 
 from adapters.redis import resp
 from adapters.redis.batched_script import BatchedScript
@@ -57,7 +60,7 @@ EVERYONE = "*"  # registered in a bucket: hear every user of it (bucket_gateways
 
 
 class ShardMoved(ConnectionError):
-    """Redis answered a SSUBSCRIBE with an error (MOVED: its slot is served elsewhere now)."""
+    """Redis answered with an error this connection cannot pin on a channel of its own."""
 
 
 class RedisClusterNotificationSubscriber(NotificationSubscriber):
@@ -416,7 +419,8 @@ class _Shard:
 
     async def connect(self) -> None:
         self._connection = await self._client.connection_pool.get_connection()
-        self.reader = asyncio.ensure_future(read_replies(self._connection, self._on_reply, self._ping_interval))
+        self.reader = asyncio.ensure_future(read_replies(self._connection, self._on_reply, self._ping_interval,
+                                                         on_error_reply=self._on_error_reply))
 
     async def add(self, channel: bytes) -> bool:
         """Returns once the channel is confirmed (True) or its connection is lost (False)."""
@@ -459,9 +463,14 @@ class _Shard:
             log.debug("could not SSUBSCRIBE (%r); the resubscription will", error)
         return waits
 
+    def _on_error_reply(self, error: Exception) -> None:
+        if isinstance(error, MovedError) and self._refused(error.slot_id):
+            return
+        raise ShardMoved(f"{type(error).__name__}: {error}")  # one we cannot pin on a channel
+
     def _on_reply(self, reply) -> None:
-        if isinstance(reply, Exception):  # an error reply: a SSUBSCRIBE answered MOVED
-            raise ShardMoved(str(reply))
+        if isinstance(reply, Exception):
+            return self._on_error_reply(reply)
         if not isinstance(reply, list) or len(reply) != 3:
             return
         kind, channel = reply[0], reply[1]
@@ -482,6 +491,19 @@ class _Shard:
             else:  # the slot moved: this channel is lost, the others here are not
                 self._channels.discard(channel)
                 self._on_moved(self, channel)
+
+    def _refused(self, slot: int) -> bool:
+        """A SSUBSCRIBE answered MOVED: this node does not serve the slot (yet, or any more; a
+        slot map read in the middle of a migration). Its channels waiting for a confirmation
+        are lost, the connection's others are not. False when no such channel waits here."""
+        refused = [channel for channel in self._unconfirmed if key_slot(channel) == slot]
+        for channel in refused:
+            self._channels.discard(channel)
+            for future in self._unconfirmed.pop(channel):
+                if not future.done():
+                    future.set_result(None)  # add() answers False: not subscribed
+            self._on_moved(self, channel)
+        return bool(refused)
 
     async def close(self) -> None:
         """Closed once, whoever asks first (its loss, the run's end); the others wait for it."""

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 
 from adapters.redis.support import NO_MAINTENANCE_NOTIFICATIONS
 
@@ -84,12 +85,15 @@ class _LastHeard:
 
 
 async def read_replies(connection, on_reply: Callable[[Any], None], ping_interval: float,
-                       ping: Callable[[], Awaitable[Any]] | None = None) -> None:
+                       ping: Callable[[], Awaitable[Any]] | None = None,
+                       on_error_reply: Callable[[ResponseError], None] | None = None) -> None:
     """Until the connection fails: every reply to on_reply, read straight off the
     connection with no timeout per read (redis-py's get_message() arms and cancels a
     timer for every message, and builds a dict of it). A watchdog beside the loop pings
     after `ping_interval` of silence; no answer within another one closes the connection,
-    and this raises SilentConnection. `ping` sends the PING (default: on the connection)."""
+    and this raises SilentConnection. `ping` sends the PING (default: on the connection).
+    An error reply (redis-py raises it) ends the reading, unless `on_error_reply` takes it
+    (it may raise to end it): the connection itself is still good after one."""
     _hand_back_push_replies(connection)
     loop = asyncio.get_running_loop()
     heard = _LastHeard(loop.time())
@@ -100,6 +104,12 @@ async def read_replies(connection, on_reply: Callable[[Any], None], ping_interva
                 # push_request: with RESP3 (redis-py 8's default) a published message is a
                 # push reply, which read_response() would otherwise pass on to a handler.
                 reply = await connection.read_response(timeout=math.inf, push_request=True)
+            except ResponseError as error:
+                if on_error_reply is None:
+                    raise
+                heard.at = loop.time()
+                on_error_reply(error)
+                continue
             except Exception:
                 if heard.failure is not None:
                     raise heard.failure from None  # why the watchdog closed the connection

@@ -219,3 +219,41 @@ async def test_a_user_included_excluded_and_included_again_at_once_stays_registe
         await asyncio.sleep(0.2)  # the deregistration, if it were to come after all
         sent = await gateway.send(private(sender, user, "still here"), [user, sender])
         await listening.hears(sent, {user})
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_subscription_answered_moved_loses_that_bucket_only(gateways, redis_cluster):
+    """A slot map read in the middle of a migration sends a SSUBSCRIBE to a node that does not
+    serve its slot: Redis answers MOVED, and only that bucket is placed again and resynced -
+    the connection and the other buckets on it go on."""
+    gateway = gateways[0]
+    subscriber = RedisClusterNotificationSubscriber(gateways[1].client, KEYS, ping_interval=1.0)
+    client = gateways[1].client
+    node_of = {user: client.get_node_from_key(KEYS.channel(BUCKETS.of(user), subscriber.gateway_id))
+               for user in users_in_distinct_buckets(BUCKETS.count)}
+    settled = next(user for user in node_of)
+    misplaced = next(user for user, node in node_of.items() if node.name != node_of[settled].name)
+    wrong_node = node_of[settled]
+    async with Listening(subscriber) as listening:
+        await subscriber.include(settled)
+        misplaced_channel = KEYS.channel(BUCKETS.of(misplaced), subscriber.gateway_id).encode()
+        original = client.get_node_from_key
+
+        def stale_map(key, *args, **kwargs):  # once, as a map read before the slot moved
+            if key == misplaced_channel:
+                client.get_node_from_key = original
+                return wrong_node
+            return original(key, *args, **kwargs)
+
+        client.get_node_from_key = stale_map
+        try:
+            await subscriber.include(misplaced)
+        finally:
+            client.get_node_from_key = original
+        while len(listening.resyncs) < 2:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert listening.resyncs[1:] == [{misplaced}]  # not `settled`, on the same connection
+        assert subscriber.resubscriptions == 0  # no connection was lost
+        sent = await gateway.send(private(settled, misplaced, "both live"), [misplaced, settled])
+        await listening.hears(sent, {settled, misplaced})
