@@ -416,7 +416,7 @@ class Container(containers.DeclarativeContainer):
     cluster_send_relay = providers.Singleton(ClusterSendRelay, inbox, settings.provided.redis_buckets)
     # The large groups' lg:{G}:persist streams (docs/design/large-groups.md, section 7.2).
     group_persist_queue = providers.Singleton(
-        RedisGroupPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms
+        RedisGroupPersistQueue, redis, claim_idle_ms=settings.provided.worker_claim_idle_ms, keys=cluster_layout
     )
 
     # --- security -----------------------------------------------------------

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from adapters.redis.cluster_keys import ClusterKeys
-from adapters.redis.group_streams import PERSIST, STREAMS
+from adapters.redis.group_streams import PERSIST
+from adapters.redis.large_group_keys import LargeGroupKeys
 from adapters.redis.persist_queue import RedisPersistQueue
 from adapters.redis.support import text, unavailable
 from application.ports import PersistQueue
@@ -169,10 +170,24 @@ class RedisStreamsPersistQueue(PersistQueue):
 
 
 class RedisGroupPersistQueue(RedisStreamsPersistQueue):
-    """The large groups' lg:{G}:persist streams, found in lg:streams."""
+    """The large groups' lg:{G}:persist streams, found in lg:streams (every bucket's, on a
+    cluster: `keys`)."""
+
+    def __init__(self, client, group: str = "persisters", claim_idle_ms: int = 30_000, *,
+                 keys: ClusterKeys | None = None, **kwargs):
+        super().__init__(client, group, claim_idle_ms, **kwargs)
+        self._names = LargeGroupKeys(keys)
 
     async def _owners(self) -> list[str]:
-        return [text(group_id) for group_id in (await self._client.hgetall(STREAMS)).values()]
+        keys = self._names.every_streams()
+        if len(keys) == 1:  # one Redis: one command
+            named = [await self._client.hgetall(keys[0])]
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(key)
+                named = await pipe.execute()
+        return [text(group_id) for streams in named for group_id in streams.values()]
 
     def _stream_of(self, owner: str) -> str:
         return PERSIST.format(owner)

@@ -12,9 +12,9 @@ message's entry. Beside them, outside the group's slot:
   then answers LARGE), and stream:last-id, which places the floor.
 On a Redis Cluster (given its `keys`) the small path's keys are the buckets' (ClusterKeys)
 and the switch is made in steps of one slot each (adapters/redis/cluster_switch.py).
-lgm:<U> and lg:streams keep their names there, each key in its own slot: both are written
-before the switch and are safe to leave behind should it fail (memberships passes over a
-group without state; a stream number is never given to another group).
+lgm:<U> and lg:streams are by bucket there (adapters/redis/large_group_keys.py): both are
+written before the switch and are safe to leave behind should it fail (memberships passes
+over a group without state; a stream number is never given to another group).
 
 After a loss of Redis's data, `courier worker` restores each large group's state from SQL
 through the switch (restore; adapters/redis/seq_counters.py) before it sets seq:complete."""
@@ -33,6 +33,9 @@ from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.cluster_switch import ClusterSwitch
 from adapters.redis.idempotency import idempotency_key
 from adapters.redis.inbox import CURSOR_GENERATOR, NOTIFICATION_CHANNEL, SEQ_COMPLETE, SEQ_COUNTER, trim_every
+from adapters.redis.large_group_keys import LARGE_GROUPS_OF as LARGE_GROUPS_OF  # re-exported
+from adapters.redis.large_group_keys import STREAMS as STREAMS  # re-exported
+from adapters.redis.large_group_keys import LargeGroupKeys
 from adapters.redis.message_states import CHANGED_TTL, MessageStates
 from adapters.redis.support import lua, text, unavailable
 from application.ports import (
@@ -61,8 +64,6 @@ MEMBERS = "lg:{{{}}}:members"
 SENT = "lg:{{{}}}:sent:{}"  # a message accepted under (sender, client_msg_id): its id and record
 DONE_MARKER = "lg:{{{}}}:done:{}"  # an applied change's place
 CHANNEL = "lg:{{{}}}:n"
-LARGE_GROUPS_OF = "lgm:{}"
-STREAMS = "lg:streams"  # sno -> group id
 SENT_TTL = 24 * 3600
 SWITCH_WAIT = 3.0  # a send to a group half switched on a cluster waits this long for its stream
 DONE_TTL = 7 * 24 * 3600
@@ -81,6 +82,7 @@ class RedisGroupStreams(GroupStreams):
                  keys: ClusterKeys | None = None):
         self._client = client
         self._cluster = None if keys is None else ClusterSwitch(client, keys)  # type: ignore[arg-type]
+        self._names = LargeGroupKeys(keys)
         self._states = MessageStates(client, changed_ttl)
         self._channel = channel
         self._done_ttl = int(done_ttl)
@@ -100,14 +102,16 @@ class RedisGroupStreams(GroupStreams):
     async def memberships(self, user_id: str, streams: Collection[int]) -> list[GroupMembership]:
         wanted = list(dict.fromkeys(streams))
         with unavailable("memberships"):
+            by_hash = self._names.by_hash(wanted)
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.smembers(LARGE_GROUPS_OF.format(user_id))
-                if wanted:
-                    pipe.hmget(STREAMS, wanted)
+                pipe.smembers(self._names.groups_of(user_id))
+                for key, streams in by_hash.items():
+                    pipe.hmget(key, streams)
                 found = await pipe.execute()
         group_ids = sorted(text(group_id) for group_id in found[0])
-        if wanted:
-            group_ids += [text(group_id) for group_id in found[1] if group_id is not None]
+        group_of = {stream: group_id for streams, named in zip(by_hash.values(), found[1:], strict=True)
+                    for stream, group_id in zip(streams, named, strict=True)}
+        group_ids += [text(group_of[stream]) for stream in wanted if group_of[stream] is not None]
         group_ids = list(dict.fromkeys(group_ids))
         if not group_ids:
             return []
@@ -321,9 +325,9 @@ class RedisGroupStreams(GroupStreams):
         with unavailable("apply"):
             async with self._client.pipeline(transaction=False) as pipe:
                 if stream is not None:
-                    pipe.hset(STREAMS, str(stream), group_id)
+                    pipe.hset(self._names.streams(stream), str(stream), group_id)
                 for user_id in user_ids:
-                    pipe.sadd(LARGE_GROUPS_OF.format(user_id), group_id)
+                    pipe.sadd(self._names.groups_of(user_id), group_id)
                 await pipe.execute()
 
 

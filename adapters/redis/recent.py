@@ -18,8 +18,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from adapters.redis.cluster_keys import ClusterKeys
-from adapters.redis.group_streams import LARGE_GROUPS_OF, PERSIST
+from adapters.redis.group_streams import PERSIST
 from adapters.redis.inbox import INBOX_KEY, PERSIST_STREAM
+from adapters.redis.large_group_keys import LargeGroupKeys
 from adapters.redis.support import unavailable
 from application.ports import RecentMessages
 from domain import errors
@@ -37,8 +38,9 @@ BACKLOG_LIMIT = 50_000
 class RedisRecentMessages(RecentMessages):
     def __init__(self, redis: aioredis.Redis | RedisCluster, look_back: int = LOOK_BACK,
                  backlog_limit: int = BACKLOG_LIMIT, persist_streams: Sequence[str] = (PERSIST_STREAM,),
-                 log_key: Callable[[str], str] = INBOX_KEY.format):
+                 log_key: Callable[[str], str] = INBOX_KEY.format, large_groups: LargeGroupKeys | None = None):
         self._redis = redis
+        self._large_groups = large_groups or LargeGroupKeys()
         self._look_back = look_back
         self._backlog_limit = backlog_limit
         self._persist_streams = list(persist_streams)
@@ -48,7 +50,7 @@ class RedisRecentMessages(RecentMessages):
     def on_cluster(cls, redis: RedisCluster, keys: ClusterKeys, **kwargs) -> RedisRecentMessages:
         """The adapter for the cluster's layout: each user's log in its bucket, every bucket's backlog."""
         return cls(redis, persist_streams=[keys.persist(bucket) for bucket in range(keys.buckets.count)],
-                   log_key=keys.log, **kwargs)
+                   log_key=keys.log, large_groups=LargeGroupKeys(keys), **kwargs)
 
     async def find(self, user_id: str, message_id: str) -> Message | None:
         wanted = message_id.encode()
@@ -63,7 +65,7 @@ class RedisRecentMessages(RecentMessages):
             return await self._in_backlog(message_id, wanted)
 
     async def _in_large_groups(self, user_id: str, message_id: str, wanted: bytes) -> Message | None:
-        group_ids = await self._redis.smembers(LARGE_GROUPS_OF.format(user_id))
+        group_ids = await self._redis.smembers(self._large_groups.groups_of(user_id))
         if not group_ids:
             return None
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -24,7 +24,8 @@ import pytest
 from dependency_injector import providers
 
 from adapters.redis.group_persist_queue import RedisBucketPersistQueue, RedisGroupPersistQueue
-from adapters.redis.group_streams import PERSIST, STREAMS
+from adapters.redis.group_streams import PERSIST
+from adapters.redis.large_group_keys import LargeGroupKeys
 from entrypoints.settings import CLUSTER, EMBEDDED, PRODUCTION, Settings
 from tests.e2e.client import Api
 from tests.services.urls import LoopbackUrls
@@ -169,7 +170,7 @@ class Worker:
         # The large groups' streams are swept often: a test reads history right after sending.
         self.container.group_persist_queue.override(providers.Singleton(
             RedisGroupPersistQueue, self.container.redis, sweep_every=0.05,
-            claim_idle_ms=self.settings.worker_claim_idle_ms,
+            claim_idle_ms=self.settings.worker_claim_idle_ms, keys=self.container.cluster_layout,
         ))
         on_cluster = self.settings.redis_topology == CLUSTER
         if on_cluster:  # so are the buckets' persist streams
@@ -207,10 +208,13 @@ class Worker:
         if self.settings.redis_topology == CLUSTER:  # every bucket's, swept or not yet
             keys = self.container.cluster_keys()
             backlog = sum([await client.xlen(keys.persist(bucket)) for bucket in range(keys.buckets.count)])
+            names = LargeGroupKeys(keys)
         else:
             backlog = await self.container.persist_queue().backlog()
-        for group_id in (await client.hgetall(STREAMS)).values():
-            backlog += await client.xlen(PERSIST.format(group_id.decode()))
+            names = LargeGroupKeys()
+        for streams in names.every_streams():
+            for group_id in (await client.hgetall(streams)).values():
+                backlog += await client.xlen(PERSIST.format(group_id.decode()))
         return backlog
 
     async def stop(self) -> None:

@@ -125,17 +125,18 @@ async def test_a_switch_that_fails_leaves_lgm_and_lg_streams_harmless(redis_clus
     'L' without its last seq) leaves them behind, and memberships passes over the group."""
     from redis.exceptions import ResponseError
 
-    from adapters.redis.group_streams import LARGE_GROUPS_OF, STREAMS
+    from adapters.redis.large_group_keys import LargeGroupKeys
 
     keys = ClusterKeys(Buckets())
+    names = LargeGroupKeys(keys)  # in their buckets on a cluster
     group_id, members = new_id(), (new_id(), new_id())
     sno = random.randrange(1, 2**40)
     await redis_cluster_client.set(keys.seq(f"g:{group_id}"), "L")
     streams = RedisGroupStreams(redis_cluster_client, keys=keys, last_seq=no_messages_stored)
     with pytest.raises(ResponseError, match="LOST"):
         await streams.apply(GroupSwitch(group_id, new_id(), 9, sno, members[0], False, members))
-    assert await redis_cluster_client.hget(STREAMS, str(sno)) == group_id.encode()
-    assert await redis_cluster_client.sismember(LARGE_GROUPS_OF.format(members[1]), group_id)
+    assert await redis_cluster_client.hget(names.streams(sno), str(sno)) == group_id.encode()
+    assert await redis_cluster_client.sismember(names.groups_of(members[1]), group_id)
     assert await streams.memberships(members[1], [sno]) == []
     assert await streams.is_member(group_id, members[1]) is None
     # The restore (the worker's, after a loss) drops such a counter and switches from the database's seq.

@@ -17,6 +17,7 @@ import pytest
 from adapters.redis.buckets import Buckets
 from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.inbox import INBOX_KEY
+from adapters.redis.large_group_keys import LargeGroupKeys
 from adapters.redis.recent import RedisRecentMessages
 from domain import errors
 from domain.model import PRIVATE, Message
@@ -38,6 +39,7 @@ class Layout:
     log: Callable[[str], str]
     persist: str  # the backlog stream the tests fill (on a cluster: one bucket's of many)
     make: Callable[..., RedisRecentMessages]
+    large_groups: LargeGroupKeys  # where a user's large groups are listed
 
     def recent(self, **kwargs) -> RedisRecentMessages:
         return self.make(**kwargs)
@@ -49,11 +51,12 @@ def layout(request) -> Layout:
         client = request.getfixturevalue("redis_client")
         persist = f"courier-test:persist:{uuid.uuid4().hex}"
         return Layout(client, INBOX_KEY.format, persist,
-                      lambda **kwargs: RedisRecentMessages(client, persist_streams=[persist], **kwargs))
+                      lambda **kwargs: RedisRecentMessages(client, persist_streams=[persist], **kwargs),
+                      LargeGroupKeys())
     client = request.getfixturevalue("redis_cluster_target").client
     keys = ClusterKeys(Buckets())
     return Layout(client, keys.log, keys.persist(random.randrange(keys.buckets.count)),
-                  lambda **kwargs: RedisRecentMessages.on_cluster(client, keys, **kwargs))
+                  lambda **kwargs: RedisRecentMessages.on_cluster(client, keys, **kwargs), LargeGroupKeys(keys))
 
 
 async def accepted(layout: Layout, inbox_users: list[str], sent: Message, stored: bool) -> None:
@@ -114,14 +117,14 @@ async def test_a_backlog_too_long_to_read_answers_try_again(layout):
 @pytest.mark.gen_test(timeout=20)
 async def test_a_large_groups_message_is_found_in_its_groups_persist_stream(layout):
     """In no member's log: in lg:{G}:persist, for a user whose lgm:<U> names the group."""
-    from adapters.redis.group_streams import LARGE_GROUPS_OF, PERSIST
+    from adapters.redis.group_streams import PERSIST
     from domain.model import GROUP
 
     member, outsider = users()
     group_id = str(uuid.uuid4())
     sent = Message(GROUP, str(uuid.uuid4()), member, "in the stream", 1_700_000_000, group_id=group_id, seq=1)
     await layout.client.xadd(PERSIST.format(group_id), {"m": orjson.dumps(sent.to_record())})
-    await layout.client.sadd(LARGE_GROUPS_OF.format(member), group_id)
+    await layout.client.sadd(layout.large_groups.groups_of(member), group_id)
     recent = layout.recent(look_back=LOOK_BACK, backlog_limit=100)
     assert await recent.find(member, sent.id) == sent
     assert await recent.find(outsider, sent.id) is None
