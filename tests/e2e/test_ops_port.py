@@ -15,9 +15,25 @@ from tests.services.courier_command import free_port
 
 
 def free_port_on(host: str) -> int:
+    """A port free on `host` and on 127.0.0.1 too: the test below says nothing listens on
+    127.0.0.1 at the ops port, which must not be another server of the run's (a node of the
+    session's Redis Cluster, or its bus port, listens on 127.0.0.1 all along: one answered
+    a CI run's probe with a reset)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if host == "127.0.0.1" or _free_on_loopback(port):
+            return port
+
+
+def _free_on_loopback(port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture
