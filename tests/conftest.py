@@ -4,4 +4,5 @@ tests/e2e and tests/production. Registered here, once, so a session-wide fixture
 made once per run."""
 
 # redis first: mysql imports it
-pytest_plugins = ["tests.services.redis", "tests.services.mysql", "tests.services.redis_cluster"]
+pytest_plugins = ["tests.services.redis", "tests.services.mysql", "tests.services.redis_cluster",
+                  "tests.services.cluster_gateways"]

@@ -14,19 +14,12 @@ import pytest
 from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.cluster_subscriber import RedisClusterNotificationSubscriber
 from domain.model import Message
-from tests.integration.test_redis_cluster_inbox import BUCKETS, Gateway, everything, group_message, new_id, private
+from tests.integration.test_redis_cluster_inbox import everything, group_message, new_id, private
+from tests.services.cluster_gateways import BUCKETS
 
 pytestmark = pytest.mark.redis
 
 KEYS = ClusterKeys(BUCKETS)
-
-
-@pytest.fixture
-def gateways(io_loop, redis_cluster):
-    made = [Gateway(io_loop, redis_cluster.url), Gateway(io_loop, redis_cluster.url)]
-    yield made
-    for gateway in made:
-        io_loop.run_sync(gateway.client.aclose)
 
 
 class Listening:
