@@ -68,6 +68,9 @@ def configure(level: str, log_file: str = "") -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin, at every start
 
 
+_ACCESS = logging.getLogger("tornado.access")  # once: getLogger takes the logging module's lock
+
+
 def log_request(handler) -> None:
     """Tornado's access log line, with the token of a /ws?token=... masked."""
     request = handler.request
@@ -78,7 +81,7 @@ def log_access(status: int, method: str, uri: str, remote_ip: str, duration: Cal
     """One access log line (Tornado's format); `duration()` gives the request's seconds
     (asked only when the line is written)."""
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    access = logging.getLogger("tornado.access")
+    access = _ACCESS
     if not access.isEnabledFor(level):
         return  # at warning (benchmarks, high rates) a 2xx costs nothing more: no masking, no formatting
     access.log(level, "%d %s %s (%s) %.2fms", status, method, mask_uri(uri), remote_ip, 1000.0 * duration())

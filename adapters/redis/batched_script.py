@@ -17,6 +17,14 @@ Redis ran it. The one exception is NOSCRIPT (Redis restarted or flushed its
 scripts): Redis ran nothing, so those calls are sent again after SCRIPT LOAD.
 Getting the connection (connect, health check) may retry: nothing was sent yet.
 
+On one Redis the connection of a batch that went well is kept for the next batch
+instead of going back to the pool: redis-py's checkout and release (its lock and
+condition, health check, event dispatch and observability hooks) cost more than the
+rest of a batch of one call. A kept connection is checked before it is written to
+(closed, or data nobody asked for: then it goes back to the pool, whose checkout
+reconnects it); a batch that failed gives its connection back to the pool. The kept
+connection stays in the pool's in-use set, so closing the client closes it too.
+
 On a Redis Cluster (redis-py's RedisCluster, which has no single connection pool) the
 calls of a turn are grouped by the node that serves their first key's slot, and each
 group goes out as above on a connection of that node. A call answered MOVED or ASK (its
@@ -57,6 +65,7 @@ class BatchedScript:
         self._waiting: list[_Call] = []
         self._scheduled = False
         self._sending: set[asyncio.Task] = set()  # the event loop keeps only weak references
+        self._kept: Any = None  # one Redis: the last clean batch's connection, not yet back in the pool
 
     async def __call__(self, numkeys: int, arguments: list[bytes]):
         """EVALSHA the script with `numkeys` keys; `arguments` are the keys, then the
@@ -80,20 +89,29 @@ class BatchedScript:
         if isinstance(self._client, RedisCluster):
             await self._send_by_node(self._client, calls, moved_again=False)
             return
+        connection, self._kept = self._kept, None
         try:
             # Inside the try: whatever fails before the write (a refused connection, a
             # client without a pool) answers every waiting call.
             pool = self._client.connection_pool
-            connection = await pool.get_connection()
+            if connection is not None and not await _ready_to_write(connection):
+                connection, stale = None, connection
+                await pool.release(stale)
+            if connection is None:
+                connection = await pool.get_connection()
         except BaseException as error:
             _fail(calls, error)  # the callers raise it
             if not isinstance(error, Exception):
                 raise
             return
+        clean = False
         try:
-            await self._send_on(connection, calls)
+            clean = await self._send_on(connection, calls)
         finally:
-            await pool.release(connection)
+            if clean and self._kept is None:
+                self._kept = connection
+            else:
+                await pool.release(connection)
 
     async def _send_by_node(self, client: RedisCluster, calls: list[_Call], moved_again: bool) -> None:
         try:
@@ -134,7 +152,8 @@ class BatchedScript:
         finally:
             node.release(connection)
 
-    async def _send_on(self, connection: Any, calls: list[_Call], moved: list[_Call] | None = None) -> None:
+    async def _send_on(self, connection: Any, calls: list[_Call], moved: list[_Call] | None = None) -> bool:
+        """True when the connection is left clean: every reply read, nothing failed."""
         try:
             unloaded = await self._write_and_read(connection, calls, moved)
             if unloaded:
@@ -149,6 +168,8 @@ class BatchedScript:
                 await connection.disconnect()
             if not isinstance(error, Exception):
                 raise
+            return False
+        return True
 
     async def _write_and_read(self, connection: Any, calls: list[_Call], moved: list[_Call] | None) -> list[_Call]:
         """Write every call, read every reply in order; answer each call's future.
@@ -210,6 +231,14 @@ class BatchedScript:
         elif not future.done():
             future.set_result(reply)
         return True
+
+
+async def _ready_to_write(connection: Any) -> bool:
+    """Connected, and nothing unread on it (a reply nobody waits for, or the server's close)."""
+    try:
+        return connection.is_connected and not await connection.can_read()
+    except Exception:  # closed by the server, a reset: the pool's checkout reconnects it
+        return False
 
 
 def _fail(calls: list[_Call], error: BaseException) -> None:
