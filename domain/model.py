@@ -312,6 +312,11 @@ class Message:
             record["deleted_at"] = self.deleted_at
         return record
 
+    @property
+    def record_is_public(self) -> bool:
+        """to_record() holds nothing more than public() (so one encoding serves both)."""
+        return self.client_msg_id is None and self.deleted_at is None
+
     @classmethod
     def from_record(cls, record: dict) -> Message:
         # Every notification a gateway reads is made a Message here: the arguments by

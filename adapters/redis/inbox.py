@@ -96,7 +96,7 @@ class RedisInbox(Inbox):
         # Inbox entries carry the public record: client_msg_id belongs to the sender
         # alone, whose own entry (and the persister's, and the envelope) has the full one.
         compact = orjson.dumps(message.public())
-        full = orjson.dumps(message.to_record())
+        full = compact if message.record_is_public else orjson.dumps(message.to_record())
         sender = recipients.index(message.from_user_id) + 1 if message.from_user_id in recipients else 0
         key = None
         if message.client_msg_id is not None:

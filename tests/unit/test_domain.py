@@ -331,6 +331,20 @@ def test_message_records_round_trip(message):
     assert Message.from_record(message.to_record()) == message
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        Message(PRIVATE, "m", "a", "x", 5, to_user_id="b", client_msg_id="k"),
+        Message(PRIVATE, "m", "a", "x", 5, to_user_id="b", seq=3, edited_at=7),
+        Message(GROUP, "m", "a", "x", 5, group_id="g", seq=2, deleted_at=9),
+        Message(GROUP, "m", "a", "x", 5, group_id="g"),
+    ],
+)
+def test_record_is_public_says_whether_to_record_adds_to_public(message):
+    # The Redis inbox encodes one record for both when it says so.
+    assert message.record_is_public == (message.to_record() == message.public())
+
+
 def test_with_seq_is_replace_of_the_seq_alone():
     # with_seq lists the fields by hand (for speed): a field added to Message must be added there too.
     import dataclasses
