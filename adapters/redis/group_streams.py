@@ -33,8 +33,6 @@ from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.cluster_switch import ClusterSwitch
 from adapters.redis.idempotency import idempotency_key
 from adapters.redis.inbox import CURSOR_GENERATOR, NOTIFICATION_CHANNEL, SEQ_COMPLETE, SEQ_COUNTER, trim_every
-from adapters.redis.large_group_keys import LARGE_GROUPS_OF as LARGE_GROUPS_OF  # re-exported
-from adapters.redis.large_group_keys import STREAMS as STREAMS  # re-exported
 from adapters.redis.large_group_keys import LargeGroupKeys
 from adapters.redis.message_states import CHANGED_TTL, MessageStates
 from adapters.redis.support import lua, text, unavailable

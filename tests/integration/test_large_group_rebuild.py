@@ -10,8 +10,9 @@ import pytest
 
 from adapters.redis.checkpoints import RedisCursorCheckpoints
 from adapters.redis.group_persist_queue import RedisGroupPersistQueue
-from adapters.redis.group_streams import LARGE_GROUPS_OF, LOG, MEMBERS, STATE, STREAMS, RedisGroupStreams
+from adapters.redis.group_streams import LOG, MEMBERS, STATE, RedisGroupStreams
 from adapters.redis.inbox import SEQ_COMPLETE, RedisInbox
+from adapters.redis.large_group_keys import LARGE_GROUPS_OF, STREAMS
 from adapters.redis.seq_counters import SeqCounters
 from adapters.sql.groups import SqlGroupRepository
 from adapters.sql.messages import SqlMessageStore

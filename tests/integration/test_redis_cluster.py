@@ -33,14 +33,13 @@ from adapters.redis.cluster_keys import ClusterKeys
 from adapters.redis.group_streams import (
     DONE_MARKER,
     DONE_TTL,
-    LARGE_GROUPS_OF,
     LOG,
     MEMBERS,
     STATE,
-    STREAMS,
     RedisGroupStreams,
 )
 from adapters.redis.inbox import NOTIFICATION_CHANNEL
+from adapters.redis.large_group_keys import LARGE_GROUPS_OF, STREAMS
 from adapters.redis.support import lua
 from application.ports import APPLIED, JOIN, LEAVE, GroupSwitch, LoggedChange, MemberChange
 from domain.cursor import Position

@@ -21,9 +21,9 @@ import time
 
 import pytest
 
-from adapters.redis.group_streams import LARGE_GROUPS_OF
 from adapters.redis.group_streams import MEMBERS as MEMBERS_KEY
 from adapters.redis.inbox import INBOX_KEY
+from adapters.redis.large_group_keys import LARGE_GROUPS_OF
 from adapters.security import JwtTokenService
 from entrypoints.container import Container, shutdown
 from tests.e2e.client import Account
