@@ -117,8 +117,9 @@ class RedisClusterInbox(Inbox):
     async def deliver(self, message: Message, recipient_ids: Sequence[str]) -> Accepted:
         recipients = tuple(dict.fromkeys(recipient_ids))
         sender = message.from_user_id if message.from_user_id in recipients else None
-        full = orjson.dumps(message.to_record())
-        work = Work(message.id, orjson.dumps(message.public()), full, recipients, sender)
+        compact = orjson.dumps(message.public())
+        full = compact if message.record_is_public else orjson.dumps(message.to_record())
+        work = Work(message.id, compact, full, recipients, sender)
         if message.client_msg_id is not None:
             await self._check_key(message)
         committed = await self._committed(message, full, work)
