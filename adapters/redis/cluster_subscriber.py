@@ -332,14 +332,13 @@ class RedisClusterNotificationSubscriber(NotificationSubscriber):
         if not await shard.add(channel):
             raise ConnectionError("the connection closed before SSUBSCRIBE was confirmed")
         registered: set[str] = set()
-        while True:  # users included meanwhile too: none may be left unregistered
-            missing = self._users_of.get(bucket, set()) - registered
-            if not missing and registered:
-                break
-            if not await self._register(bucket, missing):
+        adding = set(self._users_of.get(bucket, ()))  # the first call takes the lease, users or not
+        while True:
+            if not await self._register(bucket, adding):
                 raise ConnectionError("the lease ran out while placing the bucket")
-            registered |= missing
-            if not missing:
+            registered |= adding
+            adding = self._users_of.get(bucket, set()) - registered  # included meanwhile: registered too
+            if not adding:
                 break
         if not shard.open:
             raise ConnectionError("the connection closed while placing the bucket")
