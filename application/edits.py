@@ -52,6 +52,15 @@ class ChangeMessages:
         """PATCH /api/v1/messages/{id} {"content"}: the message as edited."""
         content = validate_content(body.get("content") if isinstance(body, dict) else None,
                                    self.max_content_length)
+        try:
+            return await self._edit(user_id, message_id, content)
+        except errors.ChangedMeanwhile:
+            # Another request changed it at the same moment (a client's retry sent before
+            # the first answer, two devices): decided again on the message as it is now,
+            # where the same edit is a retry's. A third change meanwhile is the caller's 409.
+            return await self._edit(user_id, message_id, content)
+
+    async def _edit(self, user_id: str, message_id: Any, content: str) -> Message:
         message = await self._find(user_id, message_id)
         if message.from_user_id != user_id:
             await self._refuse(user_id, message)
@@ -73,6 +82,12 @@ class ChangeMessages:
 
     async def delete(self, user_id: str, message_id: Any) -> None:
         """DELETE /api/v1/messages/{id}: the content is gone, a tombstone stays."""
+        try:
+            await self._delete(user_id, message_id)
+        except errors.ChangedMeanwhile:  # as edit(): now a second DELETE's, or the caller's 409
+            await self._delete(user_id, message_id)
+
+    async def _delete(self, user_id: str, message_id: Any) -> None:
         message = await self._find(user_id, message_id)
         if message.from_user_id != user_id:
             group = await self.groups.get(message.group_id) if message.type == GROUP and message.group_id else None

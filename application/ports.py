@@ -199,7 +199,9 @@ class MessageStore(Protocol):
         content emptied) with its announcement (the Outbox lists it until announced()),
         in one transaction. A message not stored yet (the persister lags behind) is
         inserted as changed: the persister's own insert, idempotent by id, then leaves it
-        so."""
+        so. Raises ChangedMeanwhile, having stored nothing, when another change of the
+        message was stored in between (two requests at once: the same change takes the
+        same event id, whose announcement is stored once only)."""
 
     async def group_history(self, group_id: str, before: str | None, limit: int) -> HistoryPage: ...
 

@@ -145,6 +145,12 @@ class ClientMsgIdReused(Conflict):
     code = "client_msg_id_reused"
 
 
+class ChangedMeanwhile(Conflict):
+    """The message was changed by another request at the same moment; send yours again."""
+
+    code = "changed_meanwhile"
+
+
 class SendSuperseded(SendInProgress):
     """A retry with this client_msg_id sends the message now; retry shortly for its outcome."""
 

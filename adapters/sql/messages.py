@@ -381,7 +381,10 @@ class SqlMessageStore(MessageStore):
                        change.edited_at, change.deleted_at)
 
     async def change(self, message: Message, announce: Announcement) -> None:
-        await self._db.write(self._change, message, announce)
+        try:
+            await self._db.write(self._change, message, announce)
+        except exc.IntegrityError as error:  # its announcement's event id (or its change row) taken
+            raise errors.ChangedMeanwhile() from error
 
     @staticmethod
     def _change(conn: Connection, message: Message, announce: Announcement) -> None:

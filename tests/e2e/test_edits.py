@@ -4,6 +4,7 @@ view - showing the edit or the tombstone, and a retried PATCH or second DELETE e
 nothing."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -70,6 +71,25 @@ async def test_a_delete_leaves_a_tombstone_and_a_second_delete_emits_nothing(api
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_the_same_patch_or_delete_sent_several_times_at_once_is_one_change(api):
+    """A client retrying before the first answer came (or the sender and the group's
+    owner deleting at once): every request answered as the first, one event each."""
+    owner, member = await api.register(), await api.register()
+    group = await api.create_group(owner, members=[member])
+    sent = (await api.send_group(member, group["group_id"], "typo")).body
+    edited = await asyncio.gather(*(edit(api, member, sent["id"], "fixed") for _ in range(5)))
+    assert [r.status for r in edited] == [200] * 5, edited
+    assert all(r.body["content"] == "fixed" for r in edited)
+    deleted = await asyncio.gather(*(delete(api, who, sent["id"]) for who in (member, owner) * 3))
+    assert [r.status for r in deleted] == [204] * 6, deleted
+    for who in (owner, member):
+        got = changes((await api.events(who)).body["events"])
+        assert [e["type"] for e in got] == ["message_updated", "message_deleted"], got
+    [shown] = (await api.history(owner, f"/groups/{group['group_id']}")).body["messages"]
+    assert shown["deleted"] is True
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_in_a_group_the_owner_may_delete_and_every_member_gets_the_events(api):
     owner, member, other = await api.register(), await api.register(), await api.register()
     group = await api.create_group(owner, members=[member, other])
@@ -101,7 +121,6 @@ async def test_the_edit_reaches_an_open_event_socket_only(api):
 async def test_an_edit_after_the_window_is_403_and_a_delete_still_allowed(api):
     a, b = await api.register(), await api.register()
     sent = (await api.send(a, b, "old")).body
-    import asyncio
     await asyncio.sleep(1.1)
     assert_error(await edit(api, a, sent["id"], "new"), 403, "edit_window_closed")
     assert (await delete(api, a, sent["id"])).status == 204

@@ -202,6 +202,8 @@ class MemoryMessageStore(MessageStore):
             recent, content=change.content, edited_at=change.edited_at, deleted_at=change.deleted_at)
 
     async def change(self, message: Message, announce: Announcement) -> None:
+        if announce.event.id in self.outbox.stored:  # SQL: the announcement's unique key
+            raise errors.ChangedMeanwhile()
         self.changes[message.id] = message
         self.outbox.store(announce)
         for index, stored in enumerate(self.rows):

@@ -104,6 +104,35 @@ async def test_edits_back_and_forth_within_one_second_are_each_an_event():
     assert (await store.get(M1)).content == "hello"
 
 
+class RacedStore(MemoryMessageStore):
+    """Another request (a retry sent before the first answer) stores the same change
+    between this one's read of the message and its own store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raced = False
+
+    async def change(self, message, announce):
+        if not self.raced:
+            self.raced = True
+            await super().change(message, announce)  # the other request's, not announced yet
+        await super().change(message, announce)
+
+
+@pytest.mark.gen_test
+async def test_the_same_delete_or_edit_stored_meanwhile_by_another_request_is_a_retry():
+    store, inbox, clock = RacedStore(), Appends(), Clock()
+    await store.save([MESSAGE])
+    edits = use_case(store, Log(), inbox, clock)
+    clock.t = 1010
+    edited = await edits.edit("a", M1, {"content": "hello"})  # not a ChangedMeanwhile: decided again
+    assert (edited.content, edited.edited_at) == ("hello", 1010)
+    store.raced = False
+    await edits.delete("a", M1)
+    assert [c.type for c, _ in inbox.appended] == ["message_updated", "message_deleted"]  # each once
+    assert (await store.get(M1)).deleted_at == 1010
+
+
 class StoredMeanwhile(RecentMessages):
     """The persister stores the message while the log is searched (and so it is no
     longer waiting to be stored when the search gets there)."""
