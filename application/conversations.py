@@ -128,10 +128,12 @@ class MarkRead:
             if others and self.preferences is not None and await self.preferences.sends_receipts(user_id):
                 recipients += [other for other in others if other != user_id]
             announcement = Announcement(marker, recipients, int(self.clock.now()))
-        read_seq, unread = await self.store.mark_read(user_id, conversation, seq, announce=announcement, **where)
-        if announcement is not None and read_seq == seq:  # moved now, or a retry of this very move
+        marked = await self.store.mark_read(user_id, conversation, seq, announce=announcement, **where)
+        # Moved now, or a retry of this very move whose event is not appended yet. Not a
+        # marker the user's own send had put there: that move has no event of its own.
+        if announcement is not None and marked.pending:
             await self.announcer.announce(announcement)
-        return ReadResult(read_seq, unread)
+        return ReadResult(marked.read_seq, marked.unread_count)
 
 
 @dataclass(frozen=True, slots=True)

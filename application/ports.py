@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from domain.cursor import Position
 from domain.events import Appended, Delivery, Event, GroupChange, MessageChange
@@ -249,6 +249,19 @@ class ConversationPage:
     next_before: ConversationPosition | None  # None at the end
 
 
+class MarkedRead(NamedTuple):
+    """ConversationStore.mark_read's answer."""
+
+    read_seq: int
+    unread_count: int
+    # The announcement given is still to be appended: stored now with the move, or stored
+    # by an earlier call's move of the same marker (a retry) and not announced yet. False
+    # when the marker did not move for it and nothing of it is pending: among others, a
+    # marker already there because the user sent that message (a send's implicit move has
+    # no event of its own).
+    pending: bool = False
+
+
 class ConversationStore(Protocol):
     """Each user's conversations and read markers, kept as messages are stored (in the
     transaction that stores them: SqliteInbox, SqlMessageStore.save) and as groups
@@ -264,12 +277,13 @@ class ConversationStore(Protocol):
 
     @abstractmethod
     async def mark_read(self, user_id: str, conversation: str, seq: int, *, peer_id: str | None = None,
-                        group_id: str | None = None, announce: Announcement | None = None) -> tuple[int, int]:
+                        group_id: str | None = None, announce: Announcement | None = None) -> MarkedRead:
         """Move the user's marker forward to `seq` (a lower one changes nothing); the
         marker and the unread count after it. The caller checked `seq` and membership.
         When the marker moves, `announce` (its read event) is stored with the move, in
         the same transaction (the Outbox lists it until announced()); when it does not,
-        nothing is stored."""
+        nothing is stored, and `pending` says whether an earlier move stored it and it is
+        still to be appended."""
 
     @abstractmethod
     async def group_reads(self, conversation: str, member_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:

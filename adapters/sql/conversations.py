@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from adapters.sql.batches import chunks
 from adapters.sql.database import Database
-from adapters.sql.outbox import store_announcement
+from adapters.sql.outbox import announcement_stored, store_announcement
 from adapters.sql.tables import conversation_members, conversations, group_streams, groups, messages, users
 from application.ports import (
     Announcement,
@@ -36,6 +36,7 @@ from application.ports import (
     ConversationPosition,
     ConversationState,
     ConversationStore,
+    MarkedRead,
 )
 from domain.model import GROUP, Message
 
@@ -266,13 +267,14 @@ class SqlConversationStore(ConversationStore):
             return conn.execute(select(c.last_seq).where(c.conversation == conversation)).scalar() or 0
 
     async def mark_read(self, user_id: str, conversation: str, seq: int, *, peer_id: str | None = None,
-                        group_id: str | None = None, announce: Announcement | None = None) -> tuple[int, int]:
+                        group_id: str | None = None, announce: Announcement | None = None) -> MarkedRead:
         return await self._db.write(self._mark_read, user_id, conversation, seq, peer_id, group_id, announce)
 
     @staticmethod
     def _mark_read(conn: Connection, user_id: str, conversation: str, seq: int, peer_id: str | None,
-                   group_id: str | None, announce: Announcement | None) -> tuple[int, int]:
+                   group_id: str | None, announce: Announcement | None) -> MarkedRead:
         m, c = conversation_members.c, conversations.c
+        pending = announce is not None
         with conn.begin():
             row = conn.execute(select(m.read_seq).where(m.user_id == user_id, m.conversation == conversation)
                                .with_for_update()).first()
@@ -290,8 +292,10 @@ class SqlConversationStore(ConversationStore):
                                  .where(m.user_id == user_id, m.conversation == conversation)
                                  .values(read_seq=read_seq))
                     store_announcement(conn, announce)  # the move's event, with the move
+                elif announce is not None:  # a retry whose first move's event is not appended yet?
+                    pending = announcement_stored(conn, announce.event.id)
             last = conn.execute(select(c.last_seq).where(c.conversation == conversation)).scalar() or 0
-        return read_seq, max(0, last - read_seq)
+        return MarkedRead(read_seq, max(0, last - read_seq), pending)
 
     async def group_reads(self, conversation: str, member_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
         return await self._db.run(self._group_reads, conversation, list(member_ids))

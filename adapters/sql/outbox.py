@@ -33,6 +33,12 @@ def store_announcement(conn: Connection, announce: Announcement | None) -> None:
     ))
 
 
+def announcement_stored(conn: Connection, event_id: str) -> bool:
+    """Is the announcement of this event stored and not yet announced?"""
+    found = conn.execute(select(group_announcements.c.event_id).where(group_announcements.c.event_id == event_id))
+    return found.first() is not None
+
+
 class SqlOutbox(Outbox):
     def __init__(self, db: Database):
         self._db = db

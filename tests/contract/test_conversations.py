@@ -131,9 +131,9 @@ async def test_markers_move_forward_only(store_kind, sql_database):
     world = await make_world(store_kind, sql_database)
     await world.save(*(world.private(0, 1) for _ in range(4)))
     pair = world.pair(0, 1)
-    assert await world.store.mark_read(world.people[1], pair, 2, peer_id=world.people[0]) == (2, 2)
-    assert await world.store.mark_read(world.people[1], pair, 1, peer_id=world.people[0]) == (2, 2)
-    assert await world.store.mark_read(world.people[1], pair, 4, peer_id=world.people[0]) == (4, 0)
+    assert await world.store.mark_read(world.people[1], pair, 2, peer_id=world.people[0]) == (2, 2, False)
+    assert await world.store.mark_read(world.people[1], pair, 1, peer_id=world.people[0]) == (2, 2, False)
+    assert await world.store.mark_read(world.people[1], pair, 4, peer_id=world.people[0]) == (4, 0, False)
     assert view(await world.store.list(world.people[1], None, 10))[0][3:] == (4, 4, 0)
 
 
@@ -141,7 +141,7 @@ async def test_markers_move_forward_only(store_kind, sql_database):
 async def test_a_marker_before_the_first_message_is_stored_is_kept(store_kind, sql_database):
     world = await make_world(store_kind, sql_database)
     pair = world.pair(2, 3)  # production: the worker has not stored it yet
-    assert await world.store.mark_read(world.people[3], pair, 2, peer_id=world.people[2]) == (2, 0)
+    assert await world.store.mark_read(world.people[3], pair, 2, peer_id=world.people[2]) == (2, 0, False)
     await world.save(*(world.private(2, 3) for _ in range(3)))
     assert view(await world.store.list(world.people[3], None, 10))[0][1:] == (
         "user2", view(await world.store.list(world.people[2], None, 10))[0][2], 3, 2, 1)

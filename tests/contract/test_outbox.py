@@ -120,7 +120,7 @@ async def test_every_kind_of_change_is_listed_with_its_event_oldest_first(store_
     deletion = MessageChange(MESSAGE_DELETED, delete_event_id(message.id), deleted)
     await stores.messages.change(deleted, Announcement(deletion, [owner, bob], deletion.created_at))
     read = read_marker(bob, owner, 1, [bob, owner], now - 20)
-    assert await stores.conversations.mark_read(bob, pair(bob, owner), 1, peer_id=owner, announce=read) == (1, 0)
+    assert await stores.conversations.mark_read(bob, pair(bob, owner), 1, peer_id=owner, announce=read) == (1, 0, True)
     every = [created, added, Announcement(edit, [owner, bob], now - 40),
              Announcement(deletion, [owner, bob], now - 30), read]
     assert await stores.outbox.announcements(0, 10) == every  # each event as it was, with its recipients
@@ -185,12 +185,13 @@ async def test_a_change_refused_or_a_marker_that_does_not_move_stores_nothing(st
     # A marker stored before the chat's first message (production: the worker lags) moves.
     first = read_marker(cleo, owner, 2, [cleo], now)
     assert await stores.conversations.mark_read(cleo, pair(cleo, owner), 2, peer_id=owner,
-                                                announce=first) == (2, 0)
-    # The same seq again, or a lower one: the marker stays, and so does the outbox.
+                                                announce=first) == (2, 0, True)
+    # The same seq again, or a lower one: the marker stays, and so does the outbox. The
+    # same seq's event is still pending (a retry may append it now); the lower one's is not.
     again = read_marker(cleo, owner, 2, [cleo], now)
     assert await stores.conversations.mark_read(cleo, pair(cleo, owner), 2, peer_id=owner,
-                                                announce=again) == (2, 0)
+                                                announce=again) == (2, 0, True)
     lower = read_marker(cleo, owner, 1, [cleo], now)
     assert await stores.conversations.mark_read(cleo, pair(cleo, owner), 1, peer_id=owner,
-                                                announce=lower) == (2, 0)
+                                                announce=lower) == (2, 0, False)
     assert await stores.outbox.announcements(0, 10) == [first]

@@ -57,6 +57,25 @@ async def test_a_private_read_goes_to_the_sender_as_a_receipt(api, courier):
     assert [e["id"] for e in events if e["type"] == "read"] == [receipt["id"]]
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_reading_up_to_ones_own_last_message_is_no_move_and_no_event(api, courier):
+    """A send moves the sender's marker to it without an event of its own; a read of that
+    same seq afterwards changes nothing, so it appends nothing either (nor a receipt)."""
+    a, b = await api.register(), await api.register()
+    await api.send(b, a, "hi")
+    await api.send(a, b, "one")
+    await api.send(a, b, "two")
+    group = await api.create_group(a, members=[b])
+    await api.send_group(a, group["group_id"], "all")
+    await courier.settle()
+    assert await read_private(api, a, b, 3) == {"read_seq": 3, "unread_count": 0}
+    assert await read_group(api, a, group["group_id"], 1) == {"read_seq": 1, "unread_count": 0}
+    assert await read_private(api, a, b, 1) == {"read_seq": 3, "unread_count": 0}  # lower: nothing either
+    for account in (a, b):
+        events, _ = await api.events_all(account)
+        assert [e for e in events if e["type"] == "read"] == [], account
+
+
 @with_settings(receipts_max_group=3)
 @pytest.mark.gen_test(timeout=60)
 async def test_group_receipts_go_to_the_members_of_small_groups_only(api, courier):

@@ -34,7 +34,7 @@ async def test_a_read_event_left_behind_is_relayed_once(api, courier):
                         conversation_type=PRIVATE, conversation_id=a.user_id, seq=2)
     left = Announcement(marker, [b.user_id, a.user_id], int(time.time()) - 60)  # due for the relay
     store = courier.server.container.conversations()
-    assert await store.mark_read(b.user_id, conversation, 2, peer_id=a.user_id, announce=left) == (2, 0)
+    assert await store.mark_read(b.user_id, conversation, 2, peer_id=a.user_id, announce=left) == (2, 0, True)
     if courier.mode == PRODUCTION:
         assert await courier.worker.container.relay_announcements().once() == 1
     receipt, own = await sender.next(timeout=10), await reader_device.next(timeout=10)

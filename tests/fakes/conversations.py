@@ -15,6 +15,7 @@ from application.ports import (
     ConversationPosition,
     ConversationState,
     ConversationStore,
+    MarkedRead,
     ReceiptPreferences,
 )
 from domain.model import GROUP, Message
@@ -141,15 +142,18 @@ class MemoryConversationStore(ConversationStore):
         return 0 if state is None else state.last_seq
 
     async def mark_read(self, user_id: str, conversation: str, seq: int, *, peer_id: str | None = None,
-                        group_id: str | None = None, announce: Announcement | None = None) -> tuple[int, int]:
+                        group_id: str | None = None, announce: Announcement | None = None) -> MarkedRead:
         member = self.members.get((user_id, conversation))
+        pending = announce is not None
         if member is None:  # production: the worker has not stored the first message yet
             member = self.members[user_id, conversation] = _Member(peer_id, group_id, seq, 0)
             self.outbox.store(announce)
         elif seq > member.read_seq:
             member.read_seq = seq
             self.outbox.store(announce)  # with the move, as SqlConversationStore's transaction
-        return member.read_seq, max(0, await self.last_seq(conversation) - member.read_seq)
+        elif announce is not None:
+            pending = announce.event.id in self.outbox.stored
+        return MarkedRead(member.read_seq, max(0, await self.last_seq(conversation) - member.read_seq), pending)
 
 
 class MemoryReceiptPreferences(ReceiptPreferences):

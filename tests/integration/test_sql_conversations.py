@@ -54,9 +54,9 @@ async def test_groups_and_markers(db, store, people):  # noqa: F811 - the fixtur
     assert empty.group_id == group and empty.last_message is None and empty.last_seq == 0
     await store.save(numbered([group_message(anna, group), group_message(bob, group)]), [T0 + 1, T0 + 2])
     assert await conversations.last_seq("g:" + group) == 2
-    assert await conversations.mark_read(carol, "g:" + group, 1, group_id=group) == (1, 1)
-    assert await conversations.mark_read(carol, "g:" + group, 0, group_id=group) == (1, 1)  # never back
-    assert await conversations.mark_read(anna, "g:" + group, 2, group_id=group) == (2, 0)
+    assert await conversations.mark_read(carol, "g:" + group, 1, group_id=group) == (1, 1, False)
+    assert await conversations.mark_read(carol, "g:" + group, 0, group_id=group) == (1, 1, False)  # never back
+    assert await conversations.mark_read(anna, "g:" + group, 2, group_id=group) == (2, 0, False)
     groups = SqlGroupRepository(db)
     await groups.remove_member(group, carol, None)
     assert (await conversations.list(carol, None, 10)).conversations == []
@@ -117,7 +117,7 @@ async def test_group_reads_answers_each_members_marker_and_whether_it_sends_rece
     conversations = SqlConversationStore(db)
     await store.save(numbered([group_message(anna, group, "1"), group_message(bob, group, "2"),
                                group_message(anna, group, "3")]), [T0 + 1, T0 + 2, T0 + 3])
-    assert await conversations.mark_read(carol, conversation, 2, group_id=group) == (2, 1)
+    assert await conversations.mark_read(carol, conversation, 2, group_id=group) == (2, 1, False)
     await SqlReceiptPreferences(db).set_sends_receipts(bob, False)
     # The senders' own sends moved their markers; carol's POST moved hers; bob turned receipts off.
     expected = {anna: (3, True), bob: (2, False), carol: (2, True)}
