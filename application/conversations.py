@@ -2,6 +2,7 @@
 POST .../read)."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +32,21 @@ def parse_position(raw: Any) -> ConversationPosition | None:
         return None
     if isinstance(raw, str) and raw.isascii() and len(raw) <= 120:
         activity, _, conversation = raw.partition("_")
-        if activity.isdigit() and len(activity) <= 19 and conversation[:2] in ("p:", "g:"):
+        if activity.isdigit() and len(activity) <= 19 and _is_conversation(conversation):
             return ConversationPosition(min(int(activity), MAX_ACTIVITY), conversation)
     raise errors.InvalidInput("before must be a value from next_before")
+
+
+def _is_conversation(key: str) -> bool:
+    """"g:<group id>" or "p:<user id>:<user id>", the ids as the server writes them."""
+    kind, _, ids = key.partition(":")
+    parts = ids.split(":")
+    if (kind, len(parts)) not in (("g", 1), ("p", 2)):
+        return False
+    try:
+        return all(str(uuid.UUID(part)) == part for part in parts)
+    except ValueError:
+        return False
 
 
 def format_position(position: ConversationPosition | None) -> str | None:

@@ -73,7 +73,9 @@ async def test_the_list_pages_and_validates(api, courier):
         if before is None:
             break
     assert seen == [p.user_id for p in reversed(peers)]
-    for bad in ("limit=0", "limit=x", "limit=201", "before=nonsense", "before=12_x:y"):
+    some = str(uuid.uuid4())
+    for bad in ("limit=0", "limit=x", "limit=201", "before=nonsense", "before=12_x:y", "before=12_g:notauuid",
+                "before=12_g:", f"before=12_g:{some}:extra", f"before=12_p:{some}", f"before=12_g:{some.upper()}"):
         assert_error(await api.call("GET", CONVERSATIONS + "?" + bad, token=a.token), 400)
     assert_error(await api.call("GET", CONVERSATIONS), 401)
 
