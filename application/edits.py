@@ -23,8 +23,9 @@ inserts it as changed, and the persister's later insert of the original leaves i
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from application.announcements import Announcer
 from application.ports import Announcement, Clock, GroupRepository, LoggedChange, MessageStore, RecentMessages
@@ -33,6 +34,8 @@ from domain.events import MESSAGE_DELETED, MESSAGE_UPDATED, MessageChange, delet
 from domain.model import GROUP, Message, validate_content, validate_id
 
 DEFAULT_EDIT_WINDOW = 48 * 3600  # seconds
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,13 +55,7 @@ class ChangeMessages:
         """PATCH /api/v1/messages/{id} {"content"}: the message as edited."""
         content = validate_content(body.get("content") if isinstance(body, dict) else None,
                                    self.max_content_length)
-        try:
-            return await self._edit(user_id, message_id, content)
-        except errors.ChangedMeanwhile:
-            # Another request changed it at the same moment (a client's retry sent before
-            # the first answer, two devices): decided again on the message as it is now,
-            # where the same edit is a retry's. A third change meanwhile is the caller's 409.
-            return await self._edit(user_id, message_id, content)
+        return await _settled(lambda: self._edit(user_id, message_id, content))
 
     async def _edit(self, user_id: str, message_id: Any, content: str) -> Message:
         message = await self._find(user_id, message_id)
@@ -82,10 +79,7 @@ class ChangeMessages:
 
     async def delete(self, user_id: str, message_id: Any) -> None:
         """DELETE /api/v1/messages/{id}: the content is gone, a tombstone stays."""
-        try:
-            await self._delete(user_id, message_id)
-        except errors.ChangedMeanwhile:  # as edit(): now a second DELETE's, or the caller's 409
-            await self._delete(user_id, message_id)
+        await _settled(lambda: self._delete(user_id, message_id))
 
     async def _delete(self, user_id: str, message_id: Any) -> None:
         message = await self._find(user_id, message_id)
@@ -150,6 +144,17 @@ class ChangeMessages:
         """A retry's event again: appended once (its id is the first attempt's), it
         completes a first attempt whose append failed, without waiting for the relay."""
         await self.announcer.announce(audience.announcement(change))
+
+
+async def _settled(attempt: Callable[[], Awaitable[T]]) -> T:
+    """The attempt, and once more if another request changed the message at the same
+    moment (a client's retry sent before the first answer, two devices, the sender and
+    the group's owner): decided again on the message as it is now, where the same edit or
+    deletion is a retry's. A third change meanwhile is the caller's 409."""
+    try:
+        return await attempt()
+    except errors.ChangedMeanwhile:
+        return await attempt()
 
 
 @dataclass(frozen=True, slots=True)

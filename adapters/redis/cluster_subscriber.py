@@ -468,8 +468,8 @@ class _Shard:
         raise ShardMoved(f"{type(error).__name__}: {error}")  # one we cannot pin on a channel
 
     def _on_reply(self, reply) -> None:
-        if isinstance(reply, Exception):
-            return self._on_error_reply(reply)
+        # (An error reply never comes here: redis-py raises it, and read_replies hands it
+        # to _on_error_reply.)
         if not isinstance(reply, list) or len(reply) != 3:
             return
         kind, channel = reply[0], reply[1]

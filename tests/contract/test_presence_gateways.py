@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from adapters.redis.bucketed_presence import BucketedPresenceStore
 from adapters.redis.buckets import Buckets
 from adapters.redis.presence_store import RedisPresenceStore
+from tests.services.presence_gateways import ids, offline, run_for
 
 pytestmark = pytest.mark.redis
 
@@ -30,7 +30,7 @@ Store = RedisPresenceStore | BucketedPresenceStore
 def gateway(request, io_loop) -> Callable[[str], Store]:
     """Makes the store of a gateway called `name`; each one closed after the test (a
     writer left running would hold a connection of the client past its close)."""
-    target = request.getfixturevalue("redis_cluster_target" if "cluster" in request.param else "redis_target_single")
+    target = request.getfixturevalue("redis_cluster_target" if "cluster" in request.param else "redis_single_target")
     made: list[Store] = []
 
     def make(name: str) -> Store:
@@ -46,14 +46,6 @@ def gateway(request, io_loop) -> Callable[[str], Store]:
     yield make
     for store in made:
         io_loop.run_sync(store.close)
-
-
-@pytest.fixture
-def redis_target_single(redis_client):
-    from adapters.redis.layout import SINGLE
-    from tests.services.redis_cluster import RedisTarget
-
-    return RedisTarget(redis_client, SINGLE, False)
 
 
 def leases(store: Store) -> list[tuple[RedisPresenceStore, str]]:
@@ -72,32 +64,6 @@ async def left_behind(client, held: list[tuple[RedisPresenceStore, str]]) -> lis
         if await client.exists(store.keys.gateway_sets + name):
             found.append(store.keys.gateway_sets + name)
     return found
-
-
-def ids(count: int) -> list[str]:
-    return [str(uuid.uuid4()) for _ in range(count)]
-
-
-async def offline(stores, count: int, timeout: float = 15.0) -> list:
-    """What the stores' expire() answer until `count` changes came, and once more after."""
-    deadline = time.monotonic() + timeout
-    changes: list = []
-    while len(changes) < count:
-        assert time.monotonic() < deadline, f"only {len(changes)} of {count} changes in time"
-        for store in stores:
-            changes += await store.expire()
-        await asyncio.sleep(0.05)
-    for store in stores:
-        changes += await store.expire()
-    return changes
-
-
-async def run_for(coroutine_function, seconds: float) -> None:
-    task = asyncio.ensure_future(coroutine_function())
-    await asyncio.sleep(seconds)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -11,6 +11,7 @@ import redis.exceptions
 
 from adapters.redis import resp
 from adapters.redis.batched_script import BatchedScript
+from tests.services.waiting import until
 
 pytestmark = pytest.mark.redis
 
@@ -57,7 +58,7 @@ async def test_a_kept_connection_the_server_closed_is_not_written_to(redis_clien
     kept = script._kept
     assert kept is not None
     await redis_client.client_kill_filter(_id=await _client_id(kept))
-    await _until(lambda: kept._reader.at_eof())  # the close has reached our side
+    await until(lambda: kept._reader.at_eof())  # the close has reached our side
 
     counts = CountingCheckouts(redis_client.connection_pool)
     assert await echo(script, "after") == b"after"  # not a ConnectionError
@@ -77,7 +78,7 @@ async def test_a_failed_batch_gives_its_connection_back(redis_client):
     assert counts.checkouts == 1 and counts.releases == 0
 
     script._kept._writer.transport.abort()  # the next write or read fails
-    await _until(lambda: script._kept._reader.at_eof())
+    await until(lambda: script._kept._reader.at_eof())
     script._kept, broken = None, script._kept
     await _broken_batch(script, broken)
     assert counts.releases == 1 and script._kept is None  # not kept after a failure
@@ -100,10 +101,3 @@ async def _nothing_to_read() -> bool:
 async def _client_id(connection) -> int:
     await connection.send_command("CLIENT", "ID")
     return int(await connection.read_response())
-
-
-async def _until(condition, seconds: float = 5) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 
 from adapters.redis.bucketed_presence import BucketedPresenceStore
 from adapters.redis.buckets import Buckets
+from tests.services.presence_gateways import ids, offline
 
 pytestmark = pytest.mark.redis
 
@@ -21,26 +21,8 @@ GRACE, LEASE = 0.3, 0.6
 BUCKETS = Buckets()  # the default count, as deployed
 
 
-def ids(count: int) -> list[str]:
-    return [str(uuid.uuid4()) for _ in range(count)]
-
-
 def gateway(target, name: str) -> BucketedPresenceStore:
     return BucketedPresenceStore(target.client, GRACE, BUCKETS, gateway_id=name, lease=LEASE)
-
-
-async def offline(stores, count: int, timeout: float = 15.0) -> list:
-    """What the stores' expire() answer until `count` changes came, and once more after."""
-    deadline = time.monotonic() + timeout
-    changes: list = []
-    while len(changes) < count:
-        assert time.monotonic() < deadline, f"only {len(changes)} of {count} changes in time"
-        for store in stores:
-            changes += await store.expire()
-        await asyncio.sleep(0.05)
-    for store in stores:
-        changes += await store.expire()
-    return changes
 
 
 @pytest.mark.gen_test(timeout=30)

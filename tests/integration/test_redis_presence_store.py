@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +15,7 @@ from adapters.redis import presence_store
 from adapters.redis.layout import SINGLE
 from adapters.redis.presence_store import RedisPresenceStore
 from domain.errors import ServiceUnavailable
+from tests.services.presence_gateways import ids, offline, run_for
 from tests.services.redis import make_client
 
 pytestmark = pytest.mark.redis
@@ -23,35 +23,9 @@ pytestmark = pytest.mark.redis
 GRACE, LEASE = 0.3, 0.6
 
 
-def ids(count: int) -> list[str]:
-    return [str(uuid.uuid4()) for _ in range(count)]
-
-
 def gateway(target, name: str, lease: float = LEASE, grace: float = GRACE) -> RedisPresenceStore:
     """A gateway's store on `target` (redis_target: one Redis or the cluster, with its layout)."""
     return RedisPresenceStore(target.client, grace, gateway_id=name, lease=lease, layout=target.layout)
-
-
-async def offline(stores, count: int, timeout: float = 10.0) -> list:
-    """What the stores' expire() answer until `count` changes came, and once more after."""
-    deadline = time.monotonic() + timeout
-    changes: list = []
-    while len(changes) < count:
-        assert time.monotonic() < deadline, f"only {len(changes)} of {count} changes in time"
-        for store in stores:
-            changes += await store.expire()
-        await asyncio.sleep(0.05)
-    for store in stores:
-        changes += await store.expire()
-    return changes
-
-
-async def run_for(coroutine_function, seconds: float) -> None:
-    task = asyncio.ensure_future(coroutine_function())
-    await asyncio.sleep(seconds)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 @pytest.mark.gen_test(timeout=30)

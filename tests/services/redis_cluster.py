@@ -328,10 +328,16 @@ class RedisTarget:
 @pytest.fixture(params=["single", "cluster"])
 def redis_target(request) -> RedisTarget:
     if request.param == "single":
-        from adapters.redis.layout import SINGLE
-
-        return RedisTarget(request.getfixturevalue("redis_client"), SINGLE, False)
+        return request.getfixturevalue("redis_single_target")
     return request.getfixturevalue("redis_cluster_target")
+
+
+@pytest.fixture
+def redis_single_target(redis_client) -> RedisTarget:
+    """redis_target's one-Redis half: the claimed database's client, one Redis's layout."""
+    from adapters.redis.layout import SINGLE
+
+    return RedisTarget(redis_client, SINGLE, False)
 
 
 @pytest.fixture
